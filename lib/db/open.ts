@@ -1,0 +1,61 @@
+// Opens the metadata database (better-sqlite3) with the pragmas chosen on purpose and
+// brings its schema up to date. One file per data folder: {data}/meta.db.
+import { readFileSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import { claError } from '../errors.js'
+
+export type Db = Database.Database
+
+/** Migration 1 is schema.sql; later versions append here, never edit a shipped one. */
+const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
+  { version: 1, sql: () => readFileSync(new URL('./schema.sql', import.meta.url), 'utf8') },
+]
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
+
+export interface OpenDbOptions {
+  /** Open read-only (no migration). Default false. */
+  readonly?: boolean
+  /** busy_timeout in ms when another process holds the write lock. Default 5000. */
+  busyTimeoutMs?: number
+}
+
+export function openDb(file: string, opts: OpenDbOptions = {}): Db {
+  let db: Db
+  try {
+    db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false })
+  } catch (cause) {
+    throw claError('CLA_ERR_INVALID_OPTION', `cannot open database ${file}: ${(cause as Error).message}`, { cause })
+  }
+  db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`)
+  if (!opts.readonly) {
+    db.pragma('journal_mode = WAL')
+    // FULL: an acknowledged write (an index row, a pending dual-write) survives power loss.
+    db.pragma('synchronous = FULL')
+  }
+  db.pragma('foreign_keys = ON')
+  if (!opts.readonly) migrate(db)
+  return db
+}
+
+export function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number
+  if (current > SCHEMA_VERSION) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `database schema version ${current} is newer than this build knows (${SCHEMA_VERSION}); upgrade clavitor`,
+    )
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue
+    db.transaction(() => {
+      db.exec(m.sql())
+      db.pragma(`user_version = ${m.version}`)
+    }).immediate()
+  }
+}
+
+/** Microseconds since the Unix epoch, as an integer. */
+export function nowMicros(): number {
+  return Date.now() * 1000
+}

@@ -1,0 +1,41 @@
+// Shared pieces of the CLI: the --data option (also CLAVITOR_DATA), output helpers and
+// the one place that turns errors into "one line on stderr + exit code".
+import { Option, type Command } from 'commander'
+import { ClavitorError } from '../../lib/errors.js'
+
+export const dataOption = () =>
+  new Option('--data <dir>', 'data folder ({data}/store, {data}/meta.db, {data}/keys)')
+    .env('CLAVITOR_DATA')
+    .makeOptionMandatory()
+
+/** Prints one JSON document on stdout. */
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+/**
+ * Wraps a command action: a ClavitorError prints `clavitor: CODE: message` on stderr and
+ * exits with its exit code (2 = bad input, 1 = failure); anything else exits 1.
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | void) {
+  return async (...args: A): Promise<void> => {
+    try {
+      await fn(...args)
+    } catch (err) {
+      failWith(err)
+    }
+  }
+}
+
+export function failWith(err: unknown): never {
+  if (err instanceof ClavitorError) {
+    process.stderr.write(`clavitor: ${err.code}: ${err.message}\n`)
+    process.exit(err.exit)
+  }
+  const e = err as Error
+  process.stderr.write(`clavitor: ${e?.stack ?? String(err)}\n`)
+  process.exit(1)
+}
+
+/** A module of subcommands registers itself on the root program. */
+export type Register = (program: Command) => void
