@@ -1,0 +1,43 @@
+// The core's library instance: everything a core process holds open for one data folder.
+// Apps (server/, pop-agent/) and the CLI take one of these; they never open files themselves.
+//
+//   {data}/meta.db   SQLite metadata (lib/db)
+//   {data}/store/    the WORM .cla store (lib/store) — the only folder rsync exposes
+//   {data}/keys/     signing key and other secrets, outside the store root
+//
+// Each area adds its handle here (one field, one line in openCore/close).
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { openDb, type Db } from './db/open.js'
+
+export interface CoreOptions {
+  /** The data folder; created if missing. */
+  dataDir: string
+}
+
+export interface Core {
+  readonly dataDir: string
+  readonly db: Db
+  close(): Promise<void>
+}
+
+export function dataPaths(dataDir: string) {
+  return {
+    db: join(dataDir, 'meta.db'),
+    store: join(dataDir, 'store'),
+    keys: join(dataDir, 'keys'),
+  }
+}
+
+export async function openCore(opts: CoreOptions): Promise<Core> {
+  const paths = dataPaths(opts.dataDir)
+  mkdirSync(opts.dataDir, { recursive: true })
+  const db = openDb(paths.db)
+  return {
+    dataDir: opts.dataDir,
+    db,
+    async close() {
+      db.close()
+    },
+  }
+}
