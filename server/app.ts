@@ -2,13 +2,16 @@
 // listens; server/main.ts (or `clavitor core serve`) does, and handles signals.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { errorResponse } from '../lib/errors.js'
+import type { Core } from '../lib/core.js'
 
 export interface CoreAppOptions {
+  /** The library instance this app serves. */
+  core: Core
   /** Fastify options (logger, https, …); request and header timeouts default on. */
   fastify?: FastifyServerOptions
 }
 
-export async function buildCoreApp(opts: CoreAppOptions = {}): Promise<FastifyInstance> {
+export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     // Fastify leaves these off; a slow client must not hold a socket forever.
     requestTimeout: 30_000,
@@ -22,6 +25,7 @@ export async function buildCoreApp(opts: CoreAppOptions = {}): Promise<FastifyIn
     return reply.status(status).send(body)
   })
   app.get('/healthz', async () => ({ ok: true }))
-  // routes are registered here, one plugin per area (server/routes/*.ts)
+  // Routes: one plugin per area (server/routes/*.ts), registered here with { core: opts.core }.
+  // The POP sync API is NOT here: it lives in its own mTLS app (server/pop-api.ts).
   return app
 }
