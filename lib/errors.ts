@@ -35,14 +35,48 @@ export const ERRORS = {
   CLA_ERR_STORE_CLOSED: { status: 500, exit: 1, description: 'The store was closed.' },
 
   // --- billing (lib/billing) ---------------------------------------------------
+  CLA_ERR_BILLING_CONFLICT: { status: 409, exit: 1, description: 'The billing row conflicts with an existing one (e.g. a second discount for one MSP).' },
+  CLA_ERR_BILLING_DEPENDENCY_PENDING: { status: 409, exit: 1, description: 'A billing row waits for the row it refers to (its customer, product, …) to reach Paddle first.' },
+  CLA_ERR_BILLING_HIERARCHY: { status: 400, exit: 2, description: 'The customer hierarchy rule is broken: level = parent level + 1, at most 3 levels, no cycles.' },
+  CLA_ERR_PADDLE_NOT_CONFIGURED: { status: 503, exit: 2, description: 'Paddle is not configured: set CLAVITOR_PADDLE_API_URL/API_KEY (or WEBHOOK_SECRET for webhooks).' },
+  CLA_ERR_PADDLE_RATE_LIMITED: { status: 429, exit: 1, description: 'Paddle answered 429 (or our 240/min budget is spent); retry after Retry-After seconds.' },
+  CLA_ERR_PADDLE_REJECTED: { status: 502, exit: 1, description: 'Paddle refused the request with a 4xx; details carry its code, type and request_id.' },
+  CLA_ERR_PADDLE_SIGNATURE: { status: 401, exit: 1, description: 'A webhook has a missing, malformed, stale or non-matching Paddle-Signature.' },
+  CLA_ERR_PADDLE_UNAVAILABLE: { status: 503, exit: 1, description: 'Paddle could not be reached, timed out, or answered 5xx; the write stays pending and is retried.' },
 
   // --- sync (lib/sync) ---------------------------------------------------------
+  CLA_ERR_SYNC_ABORTED: { status: 503, exit: 1, description: 'A pull was stopped (shutdown signal); it resumes from the cursor on the next run.' },
+  CLA_ERR_SYNC_CONFLICT: { status: 409, exit: 1, description: 'The core lists a blob whose path or sequence number this POP holds with different content; an operator must re-seed the POP.' },
+  CLA_ERR_SYNC_CURSOR_AHEAD: { status: 409, exit: 1, description: "The POP's cursor is ahead of the core's newest blob (core restored from a backup); the POP re-baselines." },
+  CLA_ERR_SYNC_DISK_FULL: { status: 507, exit: 1, description: "The POP's disk is full; free space, the next run resumes from the cursor." },
+  CLA_ERR_SYNC_FEED: { status: 502, exit: 1, description: "The core's change feed could not be read (network, HTTP status or malformed page)." },
+  CLA_ERR_SYNC_INVALID_CURSOR: { status: 400, exit: 2, description: 'A feed cursor is malformed; pass the `next` token of a previous page, or none to start.' },
+  CLA_ERR_SYNC_NETWORK: { status: 502, exit: 1, description: 'rsync lost or could not open its connection to the core (socket I/O, protocol stream, timeout).' },
+  CLA_ERR_SYNC_PARTIAL: { status: 502, exit: 1, description: 'rsync transferred only part of the list (a listed file is missing or unreadable on the core).' },
+  CLA_ERR_SYNC_RSYNC: { status: 502, exit: 1, description: 'rsync failed (see details.rsync_exit and details.reason).' },
+  CLA_ERR_SYNC_STORE_MISMATCH: { status: 409, exit: 1, description: "The core's store identity differs from the one this POP replicated; the POP re-baselines." },
+  CLA_ERR_SYNC_UNKNOWN_POP: { status: 403, exit: 1, description: 'The POP id is not registered (or removed) on the core.' },
+  CLA_ERR_SYNC_VERIFY: { status: 422, exit: 1, description: 'A fetched file failed verification against the feed (size, sha256, signature or header); it was not sealed and the cursor stays.' },
 
   // --- auth (lib/auth) ---------------------------------------------------------
+  CLA_ERR_AUTH_CA: { status: 500, exit: 1, description: 'The private CA is missing, already initialised, or openssl failed (see the message).' },
+  CLA_ERR_AUTH_CERT: { status: 401, exit: 1, description: 'No client certificate, one not issued by our CA, revoked, or not bound to a registered POP.' },
+  CLA_ERR_AUTH_IP_NOT_ALLOWED: { status: 403, exit: 1, description: "The client address is not in the POP's allowlist." },
+  CLA_ERR_AUTH_RATE_LIMITED: { status: 429, exit: 1, description: 'Too many requests from this POP; retry after the Retry-After delay.' },
+  CLA_ERR_AUTH_REPLAY: { status: 401, exit: 1, description: 'The request is outside the time window or its nonce was already used.' },
+  CLA_ERR_AUTH_SIGNATURE: { status: 401, exit: 1, description: 'The HTTP message signature or content-digest is missing, malformed or does not verify.' },
+  CLA_ERR_AUTH_TOKEN: { status: 401, exit: 1, description: 'The access or refresh token is missing, invalid, expired, reused or bound to another certificate.' },
+  CLA_ERR_POP_EXISTS: { status: 409, exit: 2, description: 'A POP with this id is already registered.' },
 
   // --- audit (lib/audit) -------------------------------------------------------
+  CLA_ERR_AUDIT_CHAIN_BROKEN: { status: 500, exit: 1, description: 'The audit chain does not verify: a row was edited, deleted or reordered (see the named row).' },
+  CLA_ERR_AUDIT_WRITE_FAILED: { status: 503, exit: 1, description: 'The audit log could not be written; the action was refused (fail closed).' },
 
   // --- admin / credentials -----------------------------------------------------
+  CLA_ERR_ADMIN_FORBIDDEN: { status: 403, exit: 2, description: "The admin's role does not allow this action (a viewer changes nothing)." },
+  CLA_ERR_ADMIN_SETUP_TOKEN: { status: 403, exit: 2, description: 'The admin setup or invite token is unknown, expired or already used.' },
+  CLA_ERR_ADMIN_UNAUTHENTICATED: { status: 401, exit: 2, description: 'No valid admin session; log in with a security key.' },
+  CLA_ERR_WEBAUTHN_FAILED: { status: 401, exit: 2, description: 'A WebAuthn ceremony failed: unknown or expired challenge, or the response did not verify.' },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
