@@ -300,7 +300,19 @@ CREATE TABLE setup_tokens (
   role_id TEXT NOT NULL REFERENCES roles (id),
   created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL,
-  used_at INTEGER
+  used_at INTEGER,
+  created_by TEXT NOT NULL DEFAULT 'system',   -- human id of the inviting owner, or 'system'
+  used_by TEXT                             -- human id enrolled with it
+) STRICT;
+
+-- WebAuthn ceremonies in flight (lib/admin): the challenge stays on the server, keyed by a
+-- random ceremony id handed to the browser; one use, short expiry.
+CREATE TABLE admin_challenges (
+  id_hash TEXT PRIMARY KEY,                -- sha256 of the ceremony id
+  kind TEXT NOT NULL,                      -- register | login
+  challenge TEXT NOT NULL,                 -- base64url, as sent in the options
+  data TEXT,                               -- JSON (register: name, role, token hash, user id)
+  expires_at INTEGER NOT NULL
 ) STRICT;
 
 -- ---------------------------------------------------------------------------------------
