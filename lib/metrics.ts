@@ -1,0 +1,155 @@
+// Prometheus metrics (prom-client), one Registry per instance so that several cores and
+// POPs in one process (tests, the demo) never share counters.
+//
+// Naming: clavitor_<noun>_<unit>; every count has an error count beside it. Figures that
+// the database already holds (blobs, bytes, pending dual-writes, lag, webhook outcomes,
+// auth refusals) are computed on scrape from SQLite rather than kept twice in memory.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Db } from './db/open.js'
+
+export type Role = 'core' | 'pop'
+
+export interface MetricsOptions {
+  role: Role
+  db: Db
+  /** Also export process metrics (CPU, memory, event loop). Default true. */
+  processMetrics?: boolean
+}
+
+const BILLING_TABLES = [
+  'products',
+  'prices',
+  'discounts',
+  'customers',
+  'addresses',
+  'businesses',
+  'subscriptions',
+  'transactions',
+  'adjustments',
+] as const
+
+export class Metrics {
+  readonly registry = new Registry()
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>
+  readonly syncRuns: Counter<string>
+  readonly syncRunErrors: Counter<'reason'>
+  readonly syncBlobs: Counter<string>
+
+  constructor(opts: MetricsOptions) {
+    const { db, role } = opts
+    const registers = [this.registry]
+    this.registry.setDefaultLabels({ role })
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'clavitor_' })
+
+    this.httpDuration = new Histogram({
+      name: 'clavitor_http_request_duration_seconds',
+      help: 'HTTP request latency by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    })
+    this.syncRuns = new Counter({ name: 'clavitor_sync_runs_total', help: 'POP pull runs', registers })
+    this.syncRunErrors = new Counter({
+      name: 'clavitor_sync_run_errors_total',
+      help: 'POP pull runs that failed, by reason code',
+      labelNames: ['reason'],
+      registers,
+    })
+    this.syncBlobs = new Counter({
+      name: 'clavitor_sync_blobs_total',
+      help: 'Blobs verified, sealed and indexed by POP pulls',
+      registers,
+    })
+
+    const blobStats = db.prepare('SELECT count(*) AS n, coalesce(sum(file_size), 0) AS bytes FROM blobs')
+    new Gauge({
+      name: 'clavitor_blobs',
+      help: 'Sealed .cla blobs in the index',
+      registers,
+      collect() {
+        this.set((blobStats.get() as { n: number }).n)
+      },
+    })
+    new Gauge({
+      name: 'clavitor_blob_bytes',
+      help: 'Bytes of .cla files in the index',
+      registers,
+      collect() {
+        this.set((blobStats.get() as { bytes: number }).bytes)
+      },
+    })
+
+    if (role === 'core') {
+      const pending = BILLING_TABLES.map((t) => ({
+        t,
+        stmt: db.prepare(
+          `SELECT sum(pending_since IS NOT NULL AND failed_at IS NULL) AS p, sum(failed_at IS NOT NULL) AS f FROM ${t}`,
+        ),
+      }))
+      new Gauge({
+        name: 'clavitor_billing_pending',
+        help: 'Rows written here and not yet confirmed by Paddle, by entity',
+        labelNames: ['entity'],
+        registers,
+        collect() {
+          for (const { t, stmt } of pending) this.set({ entity: t }, (stmt.get() as { p: number | null }).p ?? 0)
+        },
+      })
+      new Gauge({
+        name: 'clavitor_billing_failed',
+        help: 'Rows Paddle refused for good (4xx), by entity',
+        labelNames: ['entity'],
+        registers,
+        collect() {
+          for (const { t, stmt } of pending) this.set({ entity: t }, (stmt.get() as { f: number | null }).f ?? 0)
+        },
+      })
+      const lag = db.prepare('SELECT pop_id, lag_us FROM pop_sync_state')
+      new Gauge({
+        name: 'clavitor_pop_lag_seconds',
+        help: 'How far each POP is behind the core, as it last reported',
+        labelNames: ['pop'],
+        registers,
+        collect() {
+          this.reset()
+          for (const r of lag.all() as Array<{ pop_id: string; lag_us: number | null }>) {
+            if (r.lag_us !== null) this.set({ pop: r.pop_id }, r.lag_us / 1e6)
+          }
+        },
+      })
+      const webhooks = db.prepare('SELECT outcome, count(*) AS n FROM paddle_events GROUP BY outcome')
+      new Gauge({
+        name: 'clavitor_webhooks',
+        help: 'Paddle webhook deliveries recorded, by outcome',
+        labelNames: ['outcome'],
+        registers,
+        collect() {
+          this.reset()
+          for (const r of webhooks.all() as Array<{ outcome: string; n: number }>) this.set({ outcome: r.outcome }, r.n)
+        },
+      })
+      const refusals = db.prepare(
+        "SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM events WHERE kind = 'pop.request' AND outcome = 'refused' GROUP BY reason",
+      )
+      new Gauge({
+        name: 'clavitor_auth_refusals',
+        help: 'POP API requests refused, by reason code (from the audit log)',
+        labelNames: ['reason'],
+        registers,
+        collect() {
+          this.reset()
+          for (const r of refusals.all() as Array<{ reason: string; n: number }>) this.set({ reason: r.reason }, r.n)
+        },
+      })
+    }
+  }
+
+  /** Records one HTTP request; `route` is the route pattern, never the raw URL. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    this.httpDuration.observe({ method, route, status: String(status) }, seconds)
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}
