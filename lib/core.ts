@@ -9,6 +9,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { openDb, type Db } from './db/open.js'
+import { AuditLog } from './audit/log.js'
 
 export interface CoreOptions {
   /** The data folder; created if missing. */
@@ -18,6 +19,8 @@ export interface CoreOptions {
 export interface Core {
   readonly dataDir: string
   readonly db: Db
+  /** The hash-chained audit log (lib/audit/log.ts): core.audit.append({ kind, actor, outcome, … }). */
+  readonly audit: AuditLog
   close(): Promise<void>
 }
 
@@ -36,6 +39,7 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
   return {
     dataDir: opts.dataDir,
     db,
+    audit: new AuditLog(db),
     async close() {
       db.close()
     },

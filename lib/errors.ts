@@ -77,10 +77,6 @@ export const ERRORS = {
   CLA_ERR_ADMIN_SETUP_TOKEN: { status: 403, exit: 2, description: 'The admin setup or invite token is unknown, expired or already used.' },
   CLA_ERR_ADMIN_UNAUTHENTICATED: { status: 401, exit: 2, description: 'No valid admin session; log in with a security key.' },
   CLA_ERR_WEBAUTHN_FAILED: { status: 401, exit: 2, description: 'A WebAuthn ceremony failed: unknown or expired challenge, or the response did not verify.' },
-  CLA_ERR_ADMIN_FORBIDDEN: { status: 403, exit: 2, description: "The admin's role does not allow this action (a viewer changes nothing)." },
-  CLA_ERR_ADMIN_SETUP_TOKEN: { status: 403, exit: 2, description: 'The admin setup or invite token is unknown, expired or already used.' },
-  CLA_ERR_ADMIN_UNAUTHENTICATED: { status: 401, exit: 2, description: 'No valid admin session; log in with a security key.' },
-  CLA_ERR_WEBAUTHN_FAILED: { status: 401, exit: 2, description: 'A WebAuthn ceremony failed: unknown or expired challenge, or the response did not verify.' },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
