@@ -6,6 +6,7 @@ import type { Register } from './common.js'
 const modules: Array<Promise<{ register: Register }>> = [
   // one line per area, e.g. import('./store.js'),
   import('./audit.js'),
+  import('./ca.js'),
 ]
 
 const program = new Command()
