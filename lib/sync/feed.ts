@@ -1,0 +1,122 @@
+// The core's change feed: the page of indexed blobs after a cursor, in (created_at, seq)
+// order, with the core store's identity so a POP can tell a restored or different store.
+// Reads the `blobs` index (lib/store keeps it); never touches the files.
+import type { Db } from '../db/open.js'
+import { claError } from '../errors.js'
+import { decodeCursor, encodeCursor, type CursorPos } from './cursor.js'
+
+export const FEED_DEFAULT_LIMIT = 1000
+/** Upper bound of a page: the list file rsync reads a byte at a time stays small. */
+export const FEED_MAX_LIMIT = 5000
+
+export interface FeedItem {
+  /** Relative to the store root: {shard}/{p0}/{name}.cla */
+  path: string
+  p0: string
+  /** payload bytes */
+  size: number
+  /** whole .cla file bytes */
+  file_size: number
+  /** payload sha256, lowercase hex */
+  sha256: string
+  key_id: string
+  created_at: number
+  seq: number
+}
+
+export interface FeedPage {
+  /** The core store's identity; a POP replicates exactly one. */
+  store_id: string
+  /** Bumped by the core when its store is restored or rebuilt. */
+  generation: number
+  /** The core's newest blob, or null when it holds none. */
+  head: CursorPos | null
+  items: FeedItem[]
+  /** Cursor after the last item (the request's cursor when the page is empty). */
+  next: string | null
+  /** More items follow `next`. */
+  more: boolean
+}
+
+export interface FeedSource {
+  db: Db
+  storeId: string
+  generation: number
+}
+
+export interface FeedQuery {
+  cursor?: string | null
+  limit?: number
+}
+
+const stmts = new WeakMap<
+  Db,
+  {
+    after: import('better-sqlite3').Statement
+    first: import('better-sqlite3').Statement
+    head: import('better-sqlite3').Statement
+  }
+>()
+
+function prepared(db: Db) {
+  let s = stmts.get(db)
+  if (!s) {
+    const cols = 'path, p0, size, file_size, sha256, key_id, created_at, seq'
+    s = {
+      after: db.prepare(
+        `SELECT ${cols} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
+      ),
+      first: db.prepare(`SELECT ${cols} FROM blobs ORDER BY created_at, seq LIMIT ?`),
+      head: db.prepare(
+        'SELECT created_at, seq FROM blobs ORDER BY created_at DESC, seq DESC LIMIT 1',
+      ),
+    }
+    stmts.set(db, s)
+  }
+  return s
+}
+
+export function parseLimit(limit: unknown): number {
+  if (limit === undefined || limit === null || limit === '') return FEED_DEFAULT_LIMIT
+  const n =
+    typeof limit === 'number' ? limit : /^\d{1,7}$/.test(String(limit)) ? Number(limit) : NaN
+  if (!Number.isInteger(n) || n < 1 || n > FEED_MAX_LIMIT) {
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `limit must be an integer from 1 to ${FEED_MAX_LIMIT}`,
+      { details: { field: 'limit' } },
+    )
+  }
+  return n
+}
+
+/** The core's newest (created_at, seq), or null. */
+export function feedHead(db: Db): CursorPos | null {
+  return (prepared(db).head.get() as CursorPos | undefined) ?? null
+}
+
+/** One page of the feed. Reads in one implicit read transaction (a consistent snapshot). */
+export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
+  const pos = decodeCursor(q.cursor)
+  const limit = parseLimit(q.limit)
+  const s = prepared(src.db)
+  const read = src.db.transaction(() => {
+    const rows = (
+      pos ? s.after.all(pos.created_at, pos.seq, limit + 1) : s.first.all(limit + 1)
+    ) as FeedItem[]
+    const head = (s.head.get() as CursorPos | undefined) ?? null
+    return { rows, head }
+  })
+  const { rows, head } = read.deferred()
+  const more = rows.length > limit
+  const items = more ? rows.slice(0, limit) : rows
+  const last = items[items.length - 1]
+  return {
+    store_id: src.storeId,
+    generation: src.generation,
+    head,
+    items,
+    next: last ? encodeCursor(last) : pos ? encodeCursor(pos) : null,
+    more,
+  }
+}

@@ -1,0 +1,213 @@
+// The rsync transport: one bounded `rsync --files-from` run per feed page, never a
+// whole-tree scan. rsync is the real implementation of the replication transport; every
+// exit code is mapped to a stable reason (rsync(1), EXIT VALUES) and a typed error.
+import { writeFile } from 'node:fs/promises'
+import { execa } from 'execa'
+import { claError, type ClavitorError, type ErrorCode } from '../errors.js'
+
+/** rsync(1) EXIT VALUES → reason code and error class. */
+export const RSYNC_EXIT: Readonly<
+  Record<number, { reason: string; code: ErrorCode; text: string }>
+> = {
+  1: { reason: 'syntax', code: 'CLA_ERR_SYNC_RSYNC', text: 'syntax or usage error' },
+  2: {
+    reason: 'protocol_incompatible',
+    code: 'CLA_ERR_SYNC_RSYNC',
+    text: 'protocol incompatibility',
+  },
+  3: {
+    reason: 'file_selection',
+    code: 'CLA_ERR_SYNC_RSYNC',
+    text: 'errors selecting input/output files or folders (unknown module or path?)',
+  },
+  4: { reason: 'unsupported', code: 'CLA_ERR_SYNC_RSYNC', text: 'requested action not supported' },
+  5: {
+    reason: 'start_protocol',
+    code: 'CLA_ERR_SYNC_NETWORK',
+    text: 'error starting client-server protocol (daemon refused or unreachable)',
+  },
+  6: {
+    reason: 'daemon_log',
+    code: 'CLA_ERR_SYNC_RSYNC',
+    text: 'daemon unable to append to its log file',
+  },
+  10: { reason: 'socket_io', code: 'CLA_ERR_SYNC_NETWORK', text: 'error in socket I/O' },
+  11: { reason: 'file_io', code: 'CLA_ERR_SYNC_RSYNC', text: 'error in file I/O' },
+  12: {
+    reason: 'protocol_stream',
+    code: 'CLA_ERR_SYNC_NETWORK',
+    text: 'error in rsync protocol data stream (connection lost?)',
+  },
+  13: {
+    reason: 'diagnostics',
+    code: 'CLA_ERR_SYNC_RSYNC',
+    text: 'errors with program diagnostics',
+  },
+  14: { reason: 'ipc', code: 'CLA_ERR_SYNC_RSYNC', text: 'error in IPC code' },
+  20: { reason: 'signal', code: 'CLA_ERR_SYNC_ABORTED', text: 'received SIGUSR1 or SIGINT' },
+  21: { reason: 'waitpid', code: 'CLA_ERR_SYNC_RSYNC', text: 'some error returned by waitpid()' },
+  22: {
+    reason: 'out_of_memory',
+    code: 'CLA_ERR_SYNC_RSYNC',
+    text: 'error allocating core memory buffers',
+  },
+  23: { reason: 'partial', code: 'CLA_ERR_SYNC_PARTIAL', text: 'partial transfer due to error' },
+  24: {
+    reason: 'vanished',
+    code: 'CLA_ERR_SYNC_PARTIAL',
+    text: 'partial transfer due to vanished source files',
+  },
+  25: {
+    reason: 'max_delete',
+    code: 'CLA_ERR_SYNC_RSYNC',
+    text: 'the --max-delete limit stopped deletions',
+  },
+  30: { reason: 'timeout', code: 'CLA_ERR_SYNC_NETWORK', text: 'timeout in data send/receive' },
+  35: {
+    reason: 'daemon_timeout',
+    code: 'CLA_ERR_SYNC_NETWORK',
+    text: 'timeout waiting for daemon connection',
+  },
+}
+
+export interface RsyncRunOptions {
+  /** Source root: `rsync://host:port/module/`, `user@host:/path/`, or a local folder. */
+  source: string
+  /** Relative paths under the source root (one feed page: keep it bounded). */
+  files: readonly string[]
+  /** Where the NUL-separated list is written (outside dest). */
+  listFile: string
+  /** Destination folder: a plain (not +a) staging folder on the store's filesystem. */
+  dest: string
+  /** --timeout / --contimeout seconds. Default 30. */
+  ioTimeoutSec?: number
+  /** rsync binary. Default 'rsync'. */
+  rsyncPath?: string
+  /** Extra arguments (e.g. `-e 'ssh -i key'`, `--password-file`). */
+  extraArgs?: readonly string[]
+  /** Environment additions (e.g. RSYNC_PASSWORD). */
+  env?: Record<string, string>
+  /** Stops the child (SIGTERM) when aborted. */
+  signal?: AbortSignal
+  /** Called once per file rsync reports as transferred. */
+  onFile?: (relPath: string) => void
+}
+
+export interface RsyncResult {
+  /** Paths rsync reported (in its order). */
+  transferred: string[]
+  /** The exit code (0, or 23/24 when tolerated by the caller). */
+  exitCode: number
+  stderr: string
+}
+
+/** Arguments for one page; exported for the benchmark and docs. */
+export function rsyncArgs(
+  opts: Pick<RsyncRunOptions, 'source' | 'listFile' | 'dest' | 'ioTimeoutSec' | 'extraArgs'>,
+): string[] {
+  const timeout = String(opts.ioTimeoutSec ?? 30)
+  const args = [
+    '--files-from=' + opts.listFile,
+    '--from0',
+    // -a without -o -g -D: a POP keeps its own ownership; no devices ever.
+    '--recursive',
+    '--links',
+    '--times',
+    '--perms',
+    '--chmod=F0444',
+    '--timeout=' + timeout,
+    '--out-format=%n',
+  ]
+  if (opts.source.startsWith('rsync://') || /^[^/]*::/.test(opts.source))
+    args.push('--contimeout=' + timeout)
+  args.push(...(opts.extraArgs ?? []))
+  const src = opts.source.endsWith('/') ? opts.source : opts.source + '/'
+  const dst = opts.dest.endsWith('/') ? opts.dest : opts.dest + '/'
+  args.push(src, dst)
+  return args
+}
+
+/** Maps an rsync exit code (or a spawn failure) to a ClavitorError. */
+export function rsyncError(
+  exitCode: number | undefined,
+  stderr: string,
+  cause?: unknown,
+): ClavitorError {
+  const tail = stderr.trim().split('\n').slice(-3).join(' | ')
+  if (/No space left on device/i.test(stderr)) {
+    return claError('CLA_ERR_SYNC_DISK_FULL', `rsync: no space left on device: ${tail}`, {
+      cause,
+      details: { rsync_exit: exitCode, reason: 'disk_full' },
+    })
+  }
+  const spec = exitCode === undefined ? undefined : RSYNC_EXIT[exitCode]
+  if (!spec) {
+    return claError(
+      'CLA_ERR_SYNC_RSYNC',
+      `rsync failed (exit ${exitCode ?? 'none'}): ${tail || 'no output'}`,
+      {
+        cause,
+        details: {
+          rsync_exit: exitCode ?? null,
+          reason: exitCode === undefined ? 'spawn' : 'unknown_exit',
+        },
+      },
+    )
+  }
+  return claError(spec.code, `rsync exit ${exitCode} (${spec.text}): ${tail || 'no output'}`, {
+    cause,
+    details: { rsync_exit: exitCode, reason: spec.reason },
+  })
+}
+
+/**
+ * Runs one rsync over a bounded list. Resolves for exit 0; with `tolerate` also for
+ * exit 23/24 (partial: the caller ingests what arrived and stops before the first gap).
+ * Throws a mapped ClavitorError otherwise.
+ */
+export async function runRsync(
+  opts: RsyncRunOptions,
+  tolerate: { partial?: boolean } = {},
+): Promise<RsyncResult> {
+  await writeFile(opts.listFile, opts.files.map((f) => f + '\0').join(''))
+  const args = rsyncArgs(opts)
+  const transferred: string[] = []
+  const wanted = new Set(opts.files)
+  const child = execa(opts.rsyncPath ?? 'rsync', args, {
+    reject: false,
+    cancelSignal: opts.signal,
+    forceKillAfterDelay: 5000,
+    env: opts.env ?? {},
+    stdin: 'ignore',
+    lines: false,
+    stripFinalNewline: false,
+  })
+  let buf = ''
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buf += chunk.toString('utf8')
+    let nl: number
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl)
+      buf = buf.slice(nl + 1)
+      if (wanted.has(line)) {
+        transferred.push(line)
+        opts.onFile?.(line)
+      }
+    }
+  })
+  const res = await child
+  if (opts.signal?.aborted || res.isCanceled) {
+    throw claError('CLA_ERR_SYNC_ABORTED', 'rsync stopped: the pull was aborted', {
+      details: { reason: 'aborted' },
+    })
+  }
+  const stderr = String(res.stderr ?? '')
+  if (res.failed && res.exitCode === undefined) {
+    throw rsyncError(undefined, stderr || String(res.message ?? ''), res)
+  }
+  const code = res.exitCode ?? -1
+  if (code === 0 || (tolerate.partial && (code === 23 || code === 24))) {
+    return { transferred, exitCode: code, stderr }
+  }
+  throw rsyncError(code, stderr)
+}

@@ -1,0 +1,200 @@
+// The POP's pull scheduler: hourly, each POP in its own 3-minute slot of the hour taken
+// from a hash of its id (POPs do not all hit the core at once), plus jitter; after a
+// failure, exponential backoff (capped) instead of waiting for the next hour; a manual
+// run at any time. Clock, timers and randomness are injected so tests never wait.
+import { createHash } from 'node:crypto'
+
+export interface Clock {
+  now(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const h = setTimeout(fn, ms)
+    h.unref?.()
+    return h
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+}
+
+export interface ScheduleOptions {
+  /** Time between regular runs, ms. Default 3,600,000 (hourly). */
+  intervalMs?: number
+  /** Width of a POP's slot, ms. Default 180,000 (3 minutes). */
+  slotMs?: number
+  /** Random delay added to each regular run, ms, in [0, jitterMs). Default 30,000. */
+  jitterMs?: number
+  /** First retry after a failure, ms. Default 30,000; doubles per consecutive failure. */
+  backoffBaseMs?: number
+  /** Backoff cap, ms. Default: intervalMs. */
+  backoffMaxMs?: number
+}
+
+export function scheduleDefaults(o: ScheduleOptions = {}): Required<ScheduleOptions> {
+  const intervalMs = o.intervalMs ?? 3_600_000
+  return {
+    intervalMs,
+    slotMs: o.slotMs ?? 180_000,
+    jitterMs: o.jitterMs ?? 30_000,
+    backoffBaseMs: o.backoffBaseMs ?? 30_000,
+    backoffMaxMs: o.backoffMaxMs ?? intervalMs,
+  }
+}
+
+/** The POP's slot number: sha256(id) mod (interval / slot). Default 20 slots an hour. */
+export function slotOf(popId: string, o: ScheduleOptions = {}): number {
+  const { intervalMs, slotMs } = scheduleDefaults(o)
+  const slots = Math.max(1, Math.floor(intervalMs / slotMs))
+  const h = createHash('sha256').update(popId).digest()
+  return h.readUInt32BE(0) % slots
+}
+
+/** Offset of the POP's slot inside each interval, ms. */
+export function slotOffsetMs(popId: string, o: ScheduleOptions = {}): number {
+  return slotOf(popId, o) * scheduleDefaults(o).slotMs
+}
+
+/** The next regular run strictly after `now`: the slot start in the next interval, plus jitter. */
+export function nextRegularRun(
+  now: number,
+  popId: string,
+  o: ScheduleOptions = {},
+  rand: () => number = Math.random,
+): number {
+  const d = scheduleDefaults(o)
+  const offset = slotOffsetMs(popId, o)
+  let t = Math.floor((now - offset) / d.intervalMs) * d.intervalMs + offset
+  while (t <= now) t += d.intervalMs
+  return t + Math.floor(rand() * d.jitterMs)
+}
+
+/** Delay before retry number `failures` (1 = first failure): base·2^(n-1), capped, ±10% jitter. */
+export function backoffDelay(
+  failures: number,
+  o: ScheduleOptions = {},
+  rand: () => number = Math.random,
+): number {
+  const d = scheduleDefaults(o)
+  const raw = Math.min(
+    d.backoffMaxMs,
+    d.backoffBaseMs * 2 ** Math.max(0, Math.min(failures - 1, 30)),
+  )
+  return Math.max(1, Math.round(raw * (0.9 + 0.2 * rand())))
+}
+
+export interface SchedulerOptions extends ScheduleOptions {
+  popId: string
+  /** One pull. Rejects on failure; must honour the signal. */
+  run: (signal: AbortSignal) => Promise<unknown>
+  clock?: Clock
+  rand?: () => number
+  /** Called after each run (for logs and metrics). */
+  onRun?: (r: {
+    ok: boolean
+    error?: unknown
+    manual: boolean
+    failures: number
+    nextAt: number | null
+  }) => void
+  /** Run once right after start() (default true: a restarted POP catches up at once). */
+  runAtStart?: boolean
+}
+
+export class SyncScheduler {
+  readonly opts: SchedulerOptions
+  private readonly clock: Clock
+  private readonly rand: () => number
+  private timer: unknown = null
+  private running: Promise<void> | null = null
+  private abort: AbortController | null = null
+  private stopped = true
+  /** Consecutive failures (0 after a success). */
+  failures = 0
+  /** When the next run is due (ms epoch), or null when stopped. */
+  nextAt: number | null = null
+
+  constructor(opts: SchedulerOptions) {
+    this.opts = opts
+    this.clock = opts.clock ?? systemClock
+    this.rand = opts.rand ?? Math.random
+  }
+
+  start(): void {
+    if (!this.stopped) return
+    this.stopped = false
+    if (this.opts.runAtStart ?? true) this.arm(this.clock.now())
+    else this.arm(nextRegularRun(this.clock.now(), this.opts.popId, this.opts, this.rand))
+  }
+
+  /** A manual run now; joins the run in flight if there is one. Resolves when it is done. */
+  runNow(): Promise<void> {
+    return this.fire(true)
+  }
+
+  get isRunning(): boolean {
+    return this.running !== null
+  }
+
+  /** Stops the timers, aborts a run in flight and waits for it to settle. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.nextAt = null
+    if (this.timer !== null) this.clock.clearTimeout(this.timer)
+    this.timer = null
+    this.abort?.abort()
+    await this.running
+  }
+
+  private arm(at: number): void {
+    if (this.stopped) return
+    if (this.timer !== null) this.clock.clearTimeout(this.timer)
+    this.nextAt = at
+    this.timer = this.clock.setTimeout(
+      () => {
+        this.timer = null
+        void this.fire(false)
+      },
+      Math.max(0, at - this.clock.now()),
+    )
+  }
+
+  private fire(manual: boolean): Promise<void> {
+    if (this.running) return this.running
+    const ac = new AbortController()
+    this.abort = ac
+    const p = (async () => {
+      let ok = true
+      let error: unknown
+      try {
+        await this.opts.run(ac.signal)
+        this.failures = 0
+      } catch (err) {
+        ok = false
+        error = err
+        this.failures++
+      }
+      const now = this.clock.now()
+      const next = ok
+        ? nextRegularRun(now, this.opts.popId, this.opts, this.rand)
+        : Math.min(
+            now + backoffDelay(this.failures, this.opts, this.rand),
+            nextRegularRun(now, this.opts.popId, this.opts, this.rand),
+          )
+      this.running = null
+      this.abort = null
+      if (!this.stopped) this.arm(next)
+      this.opts.onRun?.({
+        ok,
+        error,
+        manual,
+        failures: this.failures,
+        nextAt: this.stopped ? null : next,
+      })
+    })()
+    this.running = p
+    return p
+  }
+}

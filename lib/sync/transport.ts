@@ -1,0 +1,133 @@
+// The POP's side of the sync API as a small interface with two verbs. The plain-HTTP
+// implementation here serves tests and the demo; the authenticated client (mTLS + signed
+// requests, lib/auth/pop-client.ts) plugs in through `requestFeedClient`.
+import { claError, isClavitorError } from '../errors.js'
+import type { FeedPage } from './feed.js'
+import type { PopReport } from './pop-state.js'
+
+export interface FeedClient {
+  /** The page of blobs after `cursor` (null = from the start). */
+  page(cursor: string | null, limit: number): Promise<FeedPage>
+  /** Tells the core this POP's cursor, lag and last error after a run. */
+  report(state: PopReport): Promise<void>
+}
+
+/** Any `request(method, path, {query, body}) → {status, json}` client (e.g. PopApiClient). */
+export interface JsonRequester {
+  request(
+    method: string,
+    path: string,
+    opts?: { query?: Record<string, string>; body?: unknown },
+  ): Promise<{ status: number; json: unknown }>
+}
+
+export function checkPage(json: unknown): FeedPage {
+  const p = json as FeedPage
+  const ok =
+    p &&
+    typeof p === 'object' &&
+    typeof p.store_id === 'string' &&
+    Number.isSafeInteger(p.generation) &&
+    Array.isArray(p.items) &&
+    typeof p.more === 'boolean' &&
+    (p.next === null || typeof p.next === 'string') &&
+    p.items.every(
+      (i) =>
+        i &&
+        typeof i.path === 'string' &&
+        /^[0-9a-f]{2}\/[0-9a-f]{32,128}\/[A-Za-z0-9_.-]+\.cla$/.test(i.path) &&
+        !i.path.includes('..') &&
+        typeof i.p0 === 'string' &&
+        i.path.split('/')[1] === i.p0 &&
+        /^[0-9a-f]{64}$/.test(i.sha256) &&
+        Number.isSafeInteger(i.size) &&
+        Number.isSafeInteger(i.file_size) &&
+        Number.isSafeInteger(i.created_at) &&
+        Number.isSafeInteger(i.seq),
+    )
+  if (!ok) throw claError('CLA_ERR_SYNC_FEED', 'the core answered a malformed feed page')
+  return p
+}
+
+function httpFail(what: string, status: number, json: unknown): never {
+  const e = (json as { error?: { code?: string; message?: string } })?.error
+  throw claError(
+    'CLA_ERR_SYNC_FEED',
+    `${what}: HTTP ${status}${e?.code ? ` ${e.code}: ${e.message}` : ''}`,
+    {
+      details: { status, core_code: e?.code ?? null },
+    },
+  )
+}
+
+/** A FeedClient over any JSON requester (the authenticated PopApiClient, or plain HTTP). */
+export function requestFeedClient(client: JsonRequester): FeedClient {
+  return {
+    async page(cursor, limit) {
+      const query: Record<string, string> = { limit: String(limit) }
+      if (cursor) query.cursor = cursor
+      let res: { status: number; json: unknown }
+      try {
+        res = await client.request('GET', '/pop/v1/feed', { query })
+      } catch (cause) {
+        if (isClavitorError(cause)) throw cause
+        throw claError('CLA_ERR_SYNC_FEED', `feed request failed: ${(cause as Error).message}`, {
+          cause,
+        })
+      }
+      if (res.status !== 200) httpFail('feed', res.status, res.json)
+      return checkPage(res.json)
+    },
+    async report(state) {
+      let res: { status: number; json: unknown }
+      try {
+        res = await client.request('POST', '/pop/v1/report', { body: state })
+      } catch (cause) {
+        if (isClavitorError(cause)) throw cause
+        throw claError('CLA_ERR_SYNC_FEED', `report failed: ${(cause as Error).message}`, { cause })
+      }
+      if (res.status !== 200) httpFail('report', res.status, res.json)
+    },
+  }
+}
+
+/**
+ * Plain HTTP (tests, demo, a POP on the same host). `headers` are added to each request
+ * (tests send `x-pop-id` to their test auth hook). Never use it across a network.
+ */
+export function plainHttpRequester(
+  baseUrl: string,
+  headers: Record<string, string> = {},
+  timeoutMs = 30_000,
+): JsonRequester {
+  const base = baseUrl.replace(/\/+$/, '')
+  return {
+    async request(method, path, opts = {}) {
+      const qs = opts.query ? '?' + new URLSearchParams(opts.query).toString() : ''
+      const res = await fetch(base + path + qs, {
+        method,
+        headers: {
+          ...headers,
+          ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+        signal: AbortSignal.timeout(timeoutMs),
+      })
+      const text = await res.text()
+      let json: unknown = null
+      try {
+        json = text ? JSON.parse(text) : null
+      } catch {
+        json = null
+      }
+      return { status: res.status, json }
+    },
+  }
+}
+
+export function plainHttpFeedClient(
+  baseUrl: string,
+  headers: Record<string, string> = {},
+): FeedClient {
+  return requestFeedClient(plainHttpRequester(baseUrl, headers))
+}
