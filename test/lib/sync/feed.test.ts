@@ -1,0 +1,177 @@
+import t from 'tap'
+import { join } from 'node:path'
+import { openDb, type Db } from '../../../lib/db/open.js'
+import { decodeCursor, encodeCursor, compareCursor } from '../../../lib/sync/cursor.js'
+import { feedPage, FEED_MAX_LIMIT } from '../../../lib/sync/feed.js'
+import { lagMicros, listPops, recordReport, validateReport } from '../../../lib/sync/pop-state.js'
+import { isClavitorError } from '../../../lib/errors.js'
+
+// The feed reads the store's index table; rows are inserted the way the store indexes them.
+function addBlob(db: Db, seq: number, created_at: number): void {
+  const p0 = (seq.toString(16).padStart(2, '0') + 'ab'.repeat(16)).slice(0, 32)
+  db.prepare(
+    'INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed) VALUES (?,?,?,?,?,?,?,?,1)',
+  ).run(
+    seq,
+    created_at,
+    p0,
+    `${p0.slice(0, 2)}/${p0}/${String(created_at).padStart(16, '0')}_${'0'.repeat(15)}${seq % 10}.cla`,
+    10,
+    200,
+    'f'.repeat(64),
+    'k'.repeat(32),
+  )
+}
+
+function fresh(t: { testdir(): string; teardown(fn: () => void): void }): Db {
+  const db = openDb(join(t.testdir(), 'meta.db'))
+  t.teardown(() => db.close())
+  return db
+}
+
+t.test('cursor tokens round-trip and order; junk is refused', async (t) => {
+  const c = { created_at: 1_700_000_000_000_000, seq: 42 }
+  t.same(decodeCursor(encodeCursor(c)), c)
+  t.equal(decodeCursor(null), null)
+  t.equal(decodeCursor(''), null)
+  for (const bad of ['x', 'c1.1', 'c1.-1.2', 'c2.1.2', 'c1.1.2.3', 'c1.99999999999999999.1']) {
+    t.throws(() => decodeCursor(bad), { code: 'CLA_ERR_SYNC_INVALID_CURSOR' }, bad)
+  }
+  t.equal(compareCursor(null, c), -1)
+  t.equal(compareCursor(c, { created_at: c.created_at, seq: 43 }), -1)
+  t.equal(compareCursor({ created_at: c.created_at + 1, seq: 1 }, c), 1)
+})
+
+t.test('feed pages in (created_at, seq) order with bounded size, next and more', async (t) => {
+  const db = fresh(t)
+  const src = { db, storeId: 'st_core', generation: 3 }
+  const empty = feedPage(src, {})
+  t.same(empty, {
+    store_id: 'st_core',
+    generation: 3,
+    head: null,
+    items: [],
+    next: null,
+    more: false,
+  })
+  for (let i = 1; i <= 25; i++) addBlob(db, i, 1_000_000 + i * 10)
+  const seen: number[] = []
+  let cursor: string | null = null
+  let pages = 0
+  for (;;) {
+    const p = feedPage(src, { cursor, limit: 10 })
+    pages++
+    t.ok(p.items.length <= 10)
+    t.same(p.head, { created_at: 1_000_250, seq: 25 })
+    seen.push(...p.items.map((i) => i.seq))
+    cursor = p.next
+    if (!p.more) break
+  }
+  t.equal(pages, 3)
+  t.same(
+    seen,
+    Array.from({ length: 25 }, (_, i) => i + 1),
+  )
+  const end = feedPage(src, { cursor })
+  t.same(end.items, [])
+  t.equal(end.next, cursor, 'an empty page keeps the cursor')
+  t.equal(end.more, false)
+  const item = feedPage(src, { limit: 1 }).items[0]!
+  t.same(Object.keys(item).sort(), [
+    'created_at',
+    'file_size',
+    'key_id',
+    'p0',
+    'path',
+    'seq',
+    'sha256',
+    'size',
+  ])
+  t.throws(() => feedPage(src, { limit: FEED_MAX_LIMIT + 1 }), { code: 'CLA_ERR_INVALID_INPUT' })
+  t.throws(() => feedPage(src, { limit: 0 }), { code: 'CLA_ERR_INVALID_INPUT' })
+  t.throws(() => feedPage(src, { limit: '1x' as unknown as number }), {
+    code: 'CLA_ERR_INVALID_INPUT',
+  })
+})
+
+t.test('reports: state row, lag sample, unknown POP refused, listing', async (t) => {
+  const db = fresh(t)
+  db.prepare(
+    "INSERT INTO pops (id, name, created_at) VALUES ('pop-a', 'A', 1), ('pop-b', 'B', 1)",
+  ).run()
+  for (let i = 1; i <= 5; i++) addBlob(db, i, 5_000_000 + i * 1_000_000)
+  t.equal(lagMicros(db, null), 10_000_000, 'no cursor: lag is the whole history')
+  const r1 = recordReport(
+    db,
+    'pop-a',
+    validateReport({ cursor: encodeCursor({ created_at: 8_000_000, seq: 3 }), ok: true, blobs: 3 }),
+    100,
+  )
+  t.equal(r1.lag_us, 2_000_000)
+  t.equal(r1.last_success_at, 100)
+  t.equal(r1.blobs, 3)
+  const r2 = recordReport(
+    db,
+    'pop-a',
+    validateReport({
+      cursor: encodeCursor({ created_at: 8_000_000, seq: 3 }),
+      ok: false,
+      error: { code: 'CLA_ERR_SYNC_NETWORK', message: 'cut' },
+    }),
+    200,
+  )
+  t.equal(r2.last_success_at, 100, 'a failure keeps the last success')
+  t.equal(r2.last_error, 'CLA_ERR_SYNC_NETWORK: cut')
+  t.equal(r2.last_error_at, 200)
+  t.equal(r2.blobs, 3, 'blobs kept when not reported')
+  const r3 = recordReport(
+    db,
+    'pop-a',
+    validateReport({ cursor: encodeCursor({ created_at: 10_000_000, seq: 5 }), ok: true }),
+    300,
+  )
+  t.equal(r3.lag_us, 0)
+  t.equal(
+    r3.last_error,
+    'CLA_ERR_SYNC_NETWORK: cut',
+    'last error is history, compare with last_success_at',
+  )
+  const samples = db
+    .prepare("SELECT at, lag_us FROM pop_lag_samples WHERE pop_id = 'pop-a' ORDER BY at")
+    .all()
+  t.same(samples, [
+    { at: 100, lag_us: 2_000_000 },
+    { at: 200, lag_us: 2_000_000 },
+    { at: 300, lag_us: 0 },
+  ])
+  t.throws(() => recordReport(db, 'pop-x', { cursor: null, ok: true }), {
+    code: 'CLA_ERR_SYNC_UNKNOWN_POP',
+  })
+  db.prepare("UPDATE pops SET removed_at = 5 WHERE id = 'pop-b'").run()
+  t.throws(
+    () => recordReport(db, 'pop-b', { cursor: null, ok: true }),
+    { code: 'CLA_ERR_SYNC_UNKNOWN_POP' },
+    'removed POP',
+  )
+  const list = listPops(db)
+  t.equal(list.length, 2)
+  t.equal(list[0]!.id, 'pop-a')
+  t.equal(list[0]!.sync!.lag_us, 0)
+  t.equal(list[1]!.sync, null)
+  for (const bad of [
+    null,
+    [],
+    { cursor: 1, ok: true },
+    { cursor: null },
+    { cursor: 'zz', ok: true },
+    { cursor: null, ok: true, blobs: -1 },
+    { cursor: null, ok: false, error: 'x' },
+  ]) {
+    try {
+      validateReport(bad)
+      t.fail('accepted ' + JSON.stringify(bad))
+    } catch (err) {
+      t.ok(isClavitorError(err) && err.status === 400, 'refused ' + JSON.stringify(bad))
+    }
+  }
+})
