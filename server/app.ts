@@ -3,12 +3,15 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { errorResponse } from '../lib/errors.js'
 import type { Core } from '../lib/core.js'
+import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 
 export interface CoreAppOptions {
   /** The library instance this app serves. */
   core: Core
   /** Fastify options (logger, https, …); request and header timeouts default on. */
   fastify?: FastifyServerOptions
+  /** Admin web UI options (public origin, setup-URL printer); see docs/admin-ui.md. */
+  admin?: Omit<AdminRoutesOptions, 'core'>
 }
 
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
@@ -25,6 +28,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
     return reply.status(status).send(body)
   })
   app.get('/healthz', async () => ({ ok: true }))
+  await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
   // Routes: one plugin per area (server/routes/*.ts), registered here with { core: opts.core }.
   // The POP sync API is NOT here: it lives in its own mTLS app (server/pop-api.ts).
   return app

@@ -1,0 +1,295 @@
+// Read models for the admin pages: plain SELECTs over the metadata tables, paged. No
+// decisions and no writes here (writes go through Admin.perform and the billing layer).
+import type { Db } from '../db/open.js'
+
+export interface Page<T> {
+  rows: T[]
+  limit: number
+  offset: number
+  /** True when another page follows. */
+  more: boolean
+}
+
+export const PAGE_SIZE = 50
+
+export function pageArgs(limit: unknown, offset: unknown): { limit: number; offset: number } {
+  const l = Number.parseInt(String(limit ?? ''), 10)
+  const o = Number.parseInt(String(offset ?? ''), 10)
+  return {
+    limit: Number.isFinite(l) && l > 0 ? Math.min(l, 500) : PAGE_SIZE,
+    offset: Number.isFinite(o) && o > 0 ? Math.min(o, 1_000_000_000) : 0,
+  }
+}
+
+function paged<T>(
+  db: Db,
+  sql: string,
+  args: unknown[],
+  p: { limit: number; offset: number },
+): Page<T> {
+  const rows = db.prepare(`${sql} LIMIT ? OFFSET ?`).all(...args, p.limit + 1, p.offset) as T[]
+  const more = rows.length > p.limit
+  if (more) rows.pop()
+  return { rows, limit: p.limit, offset: p.offset, more }
+}
+
+/** Billing tables with the dual-write columns. */
+const MIRRORED = [
+  'products',
+  'prices',
+  'discounts',
+  'customers',
+  'addresses',
+  'businesses',
+  'subscriptions',
+  'transactions',
+  'adjustments',
+] as const
+
+export interface DashboardFacts {
+  customers: { msp: number; customer: number; department: number }
+  subscriptions: { total: number; active: number }
+  vaults: number
+  credentials: number
+  blobs: { count: number; bytes: number }
+  pops: number
+  events: number
+  admins: number
+  /** Rows waiting for Paddle (pending_since set and not failed), and failed ones, per table. */
+  pending: Array<{ table: string; pending: number; failed: number }>
+}
+
+export function dashboardFacts(db: Db): DashboardFacts {
+  const one = (sql: string) => (db.prepare(sql).pluck().get() as number | null) ?? 0
+  const levels = db
+    .prepare('SELECT level, count(*) AS n FROM customers GROUP BY level')
+    .all() as Array<{ level: number; n: number }>
+  const lv = (l: number) => levels.find((x) => x.level === l)?.n ?? 0
+  return {
+    customers: { msp: lv(1), customer: lv(2), department: lv(3) },
+    subscriptions: {
+      total: one('SELECT count(*) FROM subscriptions'),
+      active: one("SELECT count(*) FROM subscriptions WHERE status = 'active'"),
+    },
+    vaults: one('SELECT count(*) FROM vaults'),
+    credentials: one('SELECT count(*) FROM credentials'),
+    blobs: {
+      count: one('SELECT count(*) FROM blobs'),
+      bytes: one('SELECT coalesce(sum(file_size), 0) FROM blobs'),
+    },
+    pops: one('SELECT count(*) FROM pops WHERE removed_at IS NULL'),
+    events: one('SELECT count(*) FROM events'),
+    admins: one('SELECT count(*) FROM humans WHERE disabled_at IS NULL'),
+    pending: MIRRORED.map((table) => ({
+      table,
+      pending: one(
+        `SELECT count(*) FROM ${table} WHERE pending_since IS NOT NULL AND failed_at IS NULL`,
+      ),
+      failed: one(`SELECT count(*) FROM ${table} WHERE failed_at IS NOT NULL`),
+    })),
+  }
+}
+
+/** Cumulative blob count and bytes at up to `buckets` evenly spaced points in time. */
+export function blobGrowth(
+  db: Db,
+  buckets = 30,
+): Array<{ at: number; count: number; bytes: number }> {
+  const span = db
+    .prepare('SELECT min(created_at) AS lo, max(created_at) AS hi FROM blobs')
+    .get() as { lo: number | null; hi: number | null }
+  if (span.lo === null || span.hi === null) return []
+  const lo = span.lo
+  const width = Math.max(1, Math.ceil((span.hi - lo + 1) / buckets))
+  const rows = db
+    .prepare(
+      `SELECT (created_at - ?) / ? AS b, count(*) AS n, sum(file_size) AS bytes FROM blobs GROUP BY b ORDER BY b`,
+    )
+    .all(lo, width) as Array<{ b: number; n: number; bytes: number }>
+  let count = 0
+  let bytes = 0
+  return rows.map((r) => {
+    count += r.n
+    bytes += r.bytes
+    return { at: lo + (r.b + 1) * width, count, bytes }
+  })
+}
+
+/** Each POP's newest `perPop` lag samples, oldest first. */
+export function popLagSeries(
+  db: Db,
+  perPop = 60,
+): Array<{ popId: string; points: Array<{ at: number; lagUs: number }> }> {
+  const pops = db
+    .prepare('SELECT DISTINCT pop_id FROM pop_lag_samples ORDER BY pop_id')
+    .pluck()
+    .all() as string[]
+  const q = db.prepare(
+    'SELECT at, lag_us FROM pop_lag_samples WHERE pop_id = ? ORDER BY at DESC LIMIT ?',
+  )
+  return pops.map((popId) => ({
+    popId,
+    points: (q.all(popId, perPop) as Array<{ at: number; lag_us: number }>)
+      .reverse()
+      .map((r) => ({ at: r.at, lagUs: r.lag_us })),
+  }))
+}
+
+export interface PopStateRow {
+  id: string
+  name: string | null
+  removed_at: number | null
+  cursor: string | null
+  last_success_at: number | null
+  last_error: string | null
+  last_error_at: number | null
+  lag_us: number | null
+  blobs: number | null
+  updated_at: number | null
+}
+
+export function popStates(db: Db): PopStateRow[] {
+  return db
+    .prepare(
+      `SELECT p.id, p.name, p.removed_at, s.cursor, s.last_success_at, s.last_error, s.last_error_at, s.lag_us, s.blobs, s.updated_at
+         FROM pops p LEFT JOIN pop_sync_state s ON s.pop_id = p.id ORDER BY p.id`,
+    )
+    .all() as PopStateRow[]
+}
+
+export interface RevenueRow {
+  discount_id: string | null
+  description: string | null
+  msp_id: string | null
+  currency_code: string
+  transactions: number
+  /** Sum of grand_total in minor units (decimal string: totals may exceed 2^53). */
+  total: string
+}
+
+/** Completed/billed/paid transactions summed per discount (MSP margin) and currency. */
+export function revenueByDiscount(db: Db): RevenueRow[] {
+  const rows = db
+    .prepare(
+      `SELECT t.discount_id, d.description, d.msp_id, t.currency_code, t.grand_total
+         FROM transactions t LEFT JOIN discounts d ON d.id = t.discount_id
+        WHERE t.status IN ('completed', 'billed', 'paid') AND t.grand_total IS NOT NULL`,
+    )
+    .all() as Array<{
+    discount_id: string | null
+    description: string | null
+    msp_id: string | null
+    currency_code: string
+    grand_total: string
+  }>
+  const map = new Map<string, RevenueRow & { sum: bigint }>()
+  for (const r of rows) {
+    const key = `${r.discount_id ?? ''}|${r.currency_code}`
+    let acc = map.get(key)
+    if (!acc) {
+      acc = {
+        discount_id: r.discount_id,
+        description: r.description,
+        msp_id: r.msp_id,
+        currency_code: r.currency_code,
+        transactions: 0,
+        total: '0',
+        sum: 0n,
+      }
+      map.set(key, acc)
+    }
+    acc.transactions++
+    if (/^-?\d+$/.test(r.grand_total)) acc.sum += BigInt(r.grand_total)
+  }
+  return [...map.values()].map(({ sum, ...r }) => ({ ...r, total: sum.toString() }))
+}
+
+export interface CustomerNode {
+  id: string
+  paddle_id: string | null
+  parent_id: string | null
+  level: 1 | 2 | 3
+  name: string | null
+  email: string
+  status: string
+  pending_since: number | null
+  failed_at: number | null
+  last_error: string | null
+  children: CustomerNode[]
+}
+
+/** The whole MSP → customer → department forest, MSPs in name order. */
+export function customerTree(db: Db): CustomerNode[] {
+  const rows = db
+    .prepare(
+      `SELECT id, paddle_id, parent_id, level, name, email, status, pending_since, failed_at, last_error
+         FROM customers ORDER BY level, coalesce(name, email), id`,
+    )
+    .all() as Array<Omit<CustomerNode, 'children'>>
+  const byId = new Map<string, CustomerNode>()
+  const roots: CustomerNode[] = []
+  for (const r of rows) {
+    const node: CustomerNode = { ...r, children: [] }
+    byId.set(r.id, node)
+    const parent = r.parent_id ? byId.get(r.parent_id) : undefined
+    if (parent) parent.children.push(node)
+    else roots.push(node)
+  }
+  return roots
+}
+
+export function getCustomer(db: Db, id: string): Omit<CustomerNode, 'children'> | undefined {
+  return db
+    .prepare(
+      'SELECT id, paddle_id, parent_id, level, name, email, status, pending_since, failed_at, last_error FROM customers WHERE id = ?',
+    )
+    .get(id) as Omit<CustomerNode, 'children'> | undefined
+}
+
+export function listSubscriptions(db: Db, p: { limit: number; offset: number }) {
+  return paged<Record<string, unknown>>(
+    db,
+    `SELECT s.id, s.paddle_id, s.customer_id, c.name AS customer_name, s.vault_l0, v.id AS vault_id, s.status, s.currency_code,
+            s.discount_id, s.next_billed_at, s.pending_since, s.failed_at, s.last_error
+       FROM subscriptions s LEFT JOIN customers c ON c.id = s.customer_id LEFT JOIN vaults v ON v.subscription_id = s.id
+      ORDER BY s.created_at DESC, s.id`,
+    [],
+    p,
+  )
+}
+
+export function listTransactions(db: Db, p: { limit: number; offset: number }) {
+  return paged<Record<string, unknown>>(
+    db,
+    `SELECT t.id, t.paddle_id, t.customer_id, c.name AS customer_name, t.subscription_id, t.status, t.currency_code,
+            t.grand_total, t.billed_at, t.pending_since, t.failed_at, t.last_error
+       FROM transactions t LEFT JOIN customers c ON c.id = t.customer_id ORDER BY t.created_at DESC, t.id`,
+    [],
+    p,
+  )
+}
+
+export function listVaults(db: Db, p: { limit: number; offset: number }) {
+  return paged<Record<string, unknown>>(
+    db,
+    `SELECT v.id, v.name, v.customer_id, c.name AS customer_name, v.subscription_id, s.status AS subscription_status,
+            (SELECT count(*) FROM credentials WHERE vault_id = v.id) AS credentials,
+            (SELECT count(DISTINCT p0) FROM credentials WHERE vault_id = v.id) AS p0s, v.created_at
+       FROM vaults v LEFT JOIN customers c ON c.id = v.customer_id LEFT JOIN subscriptions s ON s.id = v.subscription_id
+      ORDER BY v.created_at DESC, v.id`,
+    [],
+    p,
+  )
+}
+
+export function listDiscounts(db: Db, p: { limit: number; offset: number }) {
+  return paged<Record<string, unknown>>(
+    db,
+    `SELECT d.id, d.paddle_id, d.msp_id, c.name AS msp_name, d.description, d.type, d.amount, d.currency_code, d.status,
+            (SELECT count(*) FROM subscriptions WHERE discount_id = d.id) AS subscriptions,
+            d.pending_since, d.failed_at, d.last_error
+       FROM discounts d LEFT JOIN customers c ON c.id = d.msp_id ORDER BY d.created_at DESC, d.id`,
+    [],
+    p,
+  )
+}

@@ -1,0 +1,422 @@
+// The admin web UI as one Fastify plugin: app.register(adminRoutes, { prefix: '/admin', core }).
+// Thin: parses requests, calls lib/admin (authentication, roles, audit) and the billing
+// layer, renders server-side HTML (views.ts). Every page and action needs a session except
+// the login and setup pages, their WebAuthn JSON endpoints and the static assets.
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fastifyCookie from '@fastify/cookie'
+import fastifyCsrf from '@fastify/csrf-protection'
+import fastifyFormbody from '@fastify/formbody'
+import fastifyHelmet from '@fastify/helmet'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { AdminSession, RequestFacts } from '../../lib/admin/admin.js'
+import {
+  type CustomerNode,
+  customerTree,
+  dashboardFacts,
+  getCustomer,
+  listDiscounts,
+  listSubscriptions,
+  listTransactions,
+  listVaults,
+  pageArgs,
+  popLagSeries,
+  popStates,
+  blobGrowth,
+  revenueByDiscount,
+} from '../../lib/admin/read.js'
+import { parseRole } from '../../lib/admin/roles.js'
+import { loadOrCreateSecret } from '../../lib/admin/secrets.js'
+import { listEvents, verifyChain } from '../../lib/audit/log.js'
+import { dataPaths, type Core } from '../../lib/core.js'
+import { claError, errorResponse } from '../../lib/errors.js'
+import { createCustomer } from './billing.js'
+import * as v from './views.js'
+
+export interface AdminRoutesOptions {
+  core: Core
+  /**
+   * Public origin of the admin UI, e.g. 'https://admin.example.com'. WebAuthn binds keys
+   * to its host name (the RP id). Default: each request's own scheme and Host header,
+   * which suits development on localhost; set it in production.
+   */
+  origin?: string
+  /** Secret for the CSRF cookie. Default: {data}/keys/admin-cookie.key, created on first use. */
+  secret?: string
+  /**
+   * Receives the first-admin setup URL when the server starts listening and no admin
+   * exists yet. Default: prints it on stderr.
+   */
+  onSetupUrl?: (url: string) => void
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    adminSession: AdminSession | null
+  }
+  interface FastifyContextConfig {
+    /** Admin UI: reachable without a session. */
+    adminPublic?: boolean
+    /** Admin UI: answers JSON (errors too), not HTML. */
+    adminJson?: boolean
+  }
+}
+
+export const SESSION_COOKIE = 'clavitor_admin'
+const ASSETS = join(dirname(fileURLToPath(import.meta.url)), 'assets')
+
+function browserBundle(): string {
+  const entry = createRequire(import.meta.url).resolve('@simplewebauthn/browser')
+  // …/node_modules/@simplewebauthn/browser/script/index.js → …/dist/bundle/index.umd.min.js
+  return readFileSync(join(dirname(dirname(entry)), 'dist', 'bundle', 'index.umd.min.js'), 'utf8')
+}
+
+export default async function adminRoutes(
+  app: FastifyInstance,
+  opts: AdminRoutesOptions,
+): Promise<void> {
+  const { core } = opts
+  const admin = core.admin
+  const secret =
+    opts.secret ?? loadOrCreateSecret(join(dataPaths(core.dataDir).keys, 'admin-cookie.key'))
+  const fixedOrigin = opts.origin ? new URL(opts.origin) : undefined
+  const assets = {
+    css: readFileSync(join(ASSETS, 'admin.css'), 'utf8'),
+    js: readFileSync(join(ASSETS, 'webauthn.js'), 'utf8'),
+    browser: browserBundle(),
+  }
+
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+      },
+    },
+    referrerPolicy: { policy: 'no-referrer' },
+  })
+  await app.register(fastifyCookie, { secret })
+  await app.register(fastifyFormbody, { bodyLimit: 64 * 1024 })
+  await app.register(fastifyCsrf, {
+    sessionPlugin: '@fastify/cookie',
+    cookieKey: 'clavitor_csrf',
+    cookieOpts: {
+      path: '/admin',
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: 'auto',
+      signed: true,
+    },
+    // The token is an HMAC tied to the session (or 'anonymous' before login).
+    csrfOpts: { userInfo: true, hmacKey: secret },
+    getUserInfo: (req) => req.adminSession?.sessionHash ?? 'anonymous',
+  })
+
+  app.decorateRequest('adminSession', null)
+
+  // Who is asking; anonymous visits go to the login page.
+  app.addHook('onRequest', async (req, reply) => {
+    req.adminSession = admin.session(req.cookies[SESSION_COOKIE])
+    const cfg = req.routeOptions.config
+    if (req.adminSession || cfg.adminPublic) return
+    if (cfg.adminJson)
+      return reply
+        .code(401)
+        .send(errorResponse(claError('CLA_ERR_ADMIN_UNAUTHENTICATED', 'log in first')).body)
+    return reply.code(303).header('cache-control', 'no-store').redirect('/admin/login')
+  })
+  // Every POST carries a CSRF token (form field _csrf or header x-csrf-token).
+  app.addHook('preHandler', (req, reply, done) => {
+    if (req.method === 'POST') return app.csrfProtection(req, reply, done)
+    done()
+  })
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
+    return payload
+  })
+
+  app.setErrorHandler((err, req, reply) => {
+    const { status, body } = errorResponse(err)
+    if (status >= 500) req.log.error({ err }, 'admin request failed')
+    if (req.routeOptions.config?.adminJson) return reply.code(status).send(body)
+    const csrfFailed = (err as { code?: string }).code?.startsWith('FST_CSRF')
+    const text = csrfFailed
+      ? 'This form expired or did not come from this site; go back, reload the page and try again.'
+      : body.error.message
+    return reply
+      .code(status)
+      .type('text/html; charset=utf-8')
+      .send(v.errorPage(status, status === 403 ? 'Refused' : 'Error', text))
+  })
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .code(404)
+      .type('text/html; charset=utf-8')
+      .send(v.errorPage(404, 'Not found', `Nothing at ${req.url}.`)),
+  )
+
+  // --- helpers ---------------------------------------------------------------------------
+  const facts = (req: FastifyRequest): RequestFacts => {
+    const origin = fixedOrigin ? fixedOrigin.origin : `${req.protocol}://${req.host}`
+    const rpID = fixedOrigin ? fixedOrigin.hostname : req.hostname
+    return { origin, rpID, ip: req.ip, route: `${req.method} ${req.routeOptions.url ?? req.url}` }
+  }
+  const csrf = (req: FastifyRequest, reply: FastifyReply) =>
+    reply.generateCsrf({ userInfo: req.adminSession?.sessionHash ?? 'anonymous' })
+  const ctx = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    flash?: v.PageCtx['flash'],
+  ): v.PageCtx => ({
+    session: req.adminSession!,
+    csrf: csrf(req, reply),
+    path: req.url.split('?')[0]!.replace(/\/$/, '') || '/admin',
+    ...(flash ? { flash } : {}),
+  })
+  const page = (reply: FastifyReply, body: string) =>
+    reply.type('text/html; charset=utf-8').send(body)
+  const setSession = (reply: FastifyReply, token: string, expiresAtUs: number) =>
+    reply.setCookie(SESSION_COOKIE, token, {
+      path: '/admin',
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: 'auto',
+      expires: new Date(expiresAtUs / 1000),
+    })
+  const str = (v: unknown) => (typeof v === 'string' ? v : '')
+  const body = (req: FastifyRequest) =>
+    req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {}
+
+  const pub = { config: { adminPublic: true } }
+  const pubJson = { config: { adminPublic: true, adminJson: true } }
+
+  // --- static assets ---------------------------------------------------------------------
+  app.get('/assets/admin.css', pub, (_req, reply) =>
+    reply
+      .type('text/css; charset=utf-8')
+      .header('cache-control', 'public, max-age=300')
+      .send(assets.css),
+  )
+  app.get('/assets/webauthn.js', pub, (_req, reply) =>
+    reply
+      .type('text/javascript; charset=utf-8')
+      .header('cache-control', 'public, max-age=300')
+      .send(assets.js),
+  )
+  app.get('/assets/simplewebauthn-browser.js', pub, (_req, reply) =>
+    reply
+      .type('text/javascript; charset=utf-8')
+      .header('cache-control', 'public, max-age=3600')
+      .send(assets.browser),
+  )
+
+  // --- login, setup, logout --------------------------------------------------------------
+  app.get('/login', pub, (req, reply) => {
+    if (req.adminSession) return reply.redirect('/admin', 303)
+    return page(reply, v.loginPage(csrf(req, reply)))
+  })
+  app.post('/login/options', pubJson, async (req) => admin.startLogin(facts(req)))
+  app.post('/login/verify', pubJson, async (req, reply) => {
+    const b = body(req)
+    const s = await admin.finishLogin(
+      { ceremonyId: b.ceremonyId, response: b.response },
+      facts(req),
+    )
+    setSession(reply, s.token, s.expiresAt)
+    return { ok: true, name: s.human.name, role: s.human.role }
+  })
+  app.get('/setup', pub, (req, reply) => {
+    const token = str((req.query as Record<string, unknown>).token)
+    const { role } = admin.checkToken(token)
+    return page(reply, v.setupPage(csrf(req, reply), token, role))
+  })
+  app.post('/setup/options', pubJson, async (req) => {
+    const b = body(req)
+    return admin.startEnrollment({ token: b.token, name: b.name }, facts(req))
+  })
+  app.post('/setup/verify', pubJson, async (req, reply) => {
+    const b = body(req)
+    const s = await admin.finishEnrollment(
+      { ceremonyId: b.ceremonyId, response: b.response },
+      facts(req),
+    )
+    setSession(reply, s.token, s.expiresAt)
+    return { ok: true, name: s.human.name, role: s.human.role }
+  })
+  app.post('/logout', (req, reply) => {
+    admin.logout(req.cookies[SESSION_COOKIE], facts(req))
+    reply.clearCookie(SESSION_COOKIE, { path: '/admin' })
+    return reply.redirect('/admin/login', 303)
+  })
+
+  // --- pages -----------------------------------------------------------------------------
+  app.get('/', (req, reply) =>
+    page(
+      reply,
+      v.dashboardPage(ctx(req, reply), {
+        facts: dashboardFacts(core.db),
+        revenue: revenueByDiscount(core.db),
+        pops: popStates(core.db),
+        growth: blobGrowth(core.db),
+        lag: popLagSeries(core.db),
+      }),
+    ),
+  )
+
+  app.get('/customers', (req, reply) =>
+    page(reply, v.customersPage(ctx(req, reply), customerTree(core.db))),
+  )
+  app.get('/customers/:id', (req, reply) => {
+    const id = str((req.params as Record<string, unknown>).id)
+    const c = getCustomer(core.db, id)
+    if (!c) throw claError('CLA_ERR_NOT_FOUND', `no customer ${id}`)
+    const ancestors = []
+    for (
+      let p = c.parent_id ? getCustomer(core.db, c.parent_id) : undefined;
+      p;
+      p = p.parent_id ? getCustomer(core.db, p.parent_id) : undefined
+    ) {
+      ancestors.unshift(p)
+    }
+    const children = findChildren(customerTree(core.db), id)
+    return page(reply, v.customerPage(ctx(req, reply), c, ancestors, children))
+  })
+  app.post('/customers', async (req, reply) => {
+    const b = body(req)
+    const parentId = str(b.parent_id) || null
+    const input = { parent_id: parentId, name: str(b.name).trim(), email: str(b.email).trim() }
+    const created = await admin.performAsync(
+      req.adminSession!,
+      'customer.create',
+      'change',
+      facts(req),
+      { parentId, name: input.name },
+      async () => {
+        if (parentId) {
+          const parent = getCustomer(core.db, parentId)
+          if (!parent) throw claError('CLA_ERR_NOT_FOUND', `no customer ${parentId}`)
+          if (parent.level >= 3)
+            throw claError('CLA_ERR_INVALID_INPUT', 'a department cannot have children', {
+              details: { parent_id: parentId },
+            })
+        }
+        if (!input.name)
+          throw claError('CLA_ERR_INVALID_INPUT', 'name is required', {
+            details: { field: 'name' },
+          })
+        return createCustomer(core, input)
+      },
+    )
+    return reply.redirect(`/admin/customers/${encodeURIComponent(created.id)}`, 303)
+  })
+
+  app.get('/subscriptions', (req, reply) => {
+    const q = req.query as Record<string, unknown>
+    return page(
+      reply,
+      v.subscriptionsPage(ctx(req, reply), listSubscriptions(core.db, pageArgs(q.limit, q.offset))),
+    )
+  })
+  app.get('/transactions', (req, reply) => {
+    const q = req.query as Record<string, unknown>
+    return page(
+      reply,
+      v.transactionsPage(ctx(req, reply), listTransactions(core.db, pageArgs(q.limit, q.offset))),
+    )
+  })
+  app.get('/vaults', (req, reply) => {
+    const q = req.query as Record<string, unknown>
+    return page(
+      reply,
+      v.vaultsPage(ctx(req, reply), listVaults(core.db, pageArgs(q.limit, q.offset))),
+    )
+  })
+  app.get('/discounts', (req, reply) => {
+    const q = req.query as Record<string, unknown>
+    return page(
+      reply,
+      v.discountsPage(ctx(req, reply), listDiscounts(core.db, pageArgs(q.limit, q.offset))),
+    )
+  })
+  app.get('/pops', (req, reply) => page(reply, v.popsPage(ctx(req, reply), popStates(core.db))))
+
+  app.get('/events', (req, reply) => {
+    const q = req.query as Record<string, unknown>
+    const filter = {
+      kind: str(q.kind).trim(),
+      actor: str(q.actor).trim(),
+      outcome: str(q.outcome).trim(),
+    }
+    const before = Number.parseInt(str(q.before), 10)
+    const limit = 100
+    const rows = listEvents(core.db, {
+      ...(filter.kind ? { kind: filter.kind } : {}),
+      ...(filter.actor ? { actor: filter.actor } : {}),
+      ...(filter.outcome ? { outcome: filter.outcome } : {}),
+      ...(Number.isSafeInteger(before) && before > 0 ? { beforeId: before } : {}),
+      limit: limit + 1,
+    })
+    const more = rows.length > limit
+    if (more) rows.pop()
+    const names = new Map(admin.listAdmins().map((a) => [a.id, a.name] as const))
+    return page(
+      reply,
+      v.eventsPage(ctx(req, reply), {
+        rows,
+        filter,
+        chain: verifyChain(core.db),
+        nextBefore: more ? rows[rows.length - 1]!.id : null,
+        names,
+      }),
+    )
+  })
+
+  app.get('/admins', (req, reply) => page(reply, v.adminsPage(ctx(req, reply), admin.listAdmins())))
+  app.post('/admins/invite', (req, reply) => {
+    const role = parseRole(body(req).role)
+    const issued = admin.invite(req.adminSession!, role, facts(req))
+    const url = `${facts(req).origin}/admin/setup?token=${encodeURIComponent(issued.token)}`
+    return page(
+      reply,
+      v.adminsPage(
+        ctx(req, reply, { kind: 'ok', text: `Enrollment link for a new ${role} created.` }),
+        admin.listAdmins(),
+        { url, role, expiresAt: issued.expiresAt },
+      ),
+    )
+  })
+
+  // --- first start: print the setup URL ----------------------------------------------------
+  app.addHook('onListen', async () => {
+    const issued = admin.firstAdminToken()
+    if (!issued) return
+    const addr = app.server.address()
+    const port = addr && typeof addr === 'object' ? addr.port : 0
+    const base = fixedOrigin ? fixedOrigin.origin : `http://localhost:${port}`
+    const url = `${base}/admin/setup?token=${encodeURIComponent(issued.token)}`
+    if (opts.onSetupUrl) opts.onSetupUrl(url)
+    else
+      process.stderr.write(
+        `\nNo admin yet. Enroll the first admin (owner) within 24 hours, once:\n  ${url}\n\n`,
+      )
+  })
+}
+
+function findChildren(tree: CustomerNode[], id: string): CustomerNode[] {
+  const stack = [...tree]
+  for (let n = stack.pop(); n; n = stack.pop()) {
+    if (n.id === id) return n.children
+    stack.push(...n.children)
+  }
+  return []
+}

@@ -1,0 +1,581 @@
+// The admin pages: functions from data to HTML. Every value goes through `html`, which
+// escapes by default; nothing here reads the database or decides anything.
+import type { AdminRow, AdminSession } from '../../lib/admin/admin.js'
+import type {
+  CustomerNode,
+  DashboardFacts,
+  Page,
+  PopStateRow,
+  RevenueRow,
+} from '../../lib/admin/read.js'
+import type { EventRow, VerifyResult } from '../../lib/audit/log.js'
+import { can } from '../../lib/admin/roles.js'
+import { lineChart } from './charts.js'
+import { html, type SafeHtml } from './html.js'
+
+export interface PageCtx {
+  session: AdminSession
+  csrf: string
+  /** Path of the current page, for the nav highlight. */
+  path: string
+  flash?: { kind: 'ok' | 'error'; text: string }
+}
+
+const NAV: Array<[string, string]> = [
+  ['/admin', 'Dashboard'],
+  ['/admin/customers', 'Customers'],
+  ['/admin/subscriptions', 'Subscriptions'],
+  ['/admin/transactions', 'Transactions'],
+  ['/admin/vaults', 'Vaults'],
+  ['/admin/discounts', 'Discounts'],
+  ['/admin/events', 'Events'],
+  ['/admin/pops', 'POPs'],
+  ['/admin/admins', 'Admins'],
+]
+
+function head(title: string, scripts: string[] = []): SafeHtml {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>${title} · Clavitor admin</title>
+        <link rel="stylesheet" href="/admin/assets/admin.css" />
+        ${scripts.map((s) => html`<script src="${s}" defer></script>`)}
+      </head>
+    </html>`
+}
+
+export function layout(ctx: PageCtx, title: string, body: SafeHtml): string {
+  const active = (href: string) =>
+    href === '/admin' ? ctx.path === '/admin' : ctx.path.startsWith(href)
+  return html`${head(title)}
+<body>
+<header>
+  <a class="brand" href="/admin">Clavitor admin</a>
+  <nav>${NAV.map(([href, label]) => html`<a href="${href}" class="${active(href) ? 'active' : ''}">${label}</a>`)}</nav>
+  <form method="post" action="/admin/logout" class="logout">
+    <span class="who">${ctx.session.name} <span class="role">${ctx.session.role}</span></span>
+    <input type="hidden" name="_csrf" value="${ctx.csrf}">
+    <button type="submit">Log out</button>
+  </form>
+</header>
+<main>
+<h1>${title}</h1>
+${ctx.flash ? html`<p class="flash ${ctx.flash.kind}">${ctx.flash.text}</p>` : ''}
+${body}
+</main>
+</body>
+</html>`.value
+}
+
+/** Login, setup and error pages: no nav, no session. */
+export function bare(title: string, body: SafeHtml, scripts: string[] = []): string {
+  return html`${head(title, scripts)}
+<body class="bare">
+<main>
+<h1>${title}</h1>
+${body}
+</main>
+</body>
+</html>`.value
+}
+
+const fmtTime = (us: number | null | undefined) =>
+  us ? new Date(us / 1000).toISOString().replace('T', ' ').slice(0, 19) : ''
+const fmtBytes = (n: number) =>
+  n < 1024
+    ? `${n} B`
+    : n < 1024 ** 2
+      ? `${(n / 1024).toFixed(1)} KiB`
+      : n < 1024 ** 3
+        ? `${(n / 1024 ** 2).toFixed(1)} MiB`
+        : `${(n / 1024 ** 3).toFixed(2)} GiB`
+const fmtLag = (us: number | null | undefined) => {
+  if (us === null || us === undefined) return '—'
+  const s = us / 1e6
+  return s < 120
+    ? `${s.toFixed(0)} s`
+    : s < 7200
+      ? `${(s / 60).toFixed(0)} min`
+      : `${(s / 3600).toFixed(1)} h`
+}
+const money = (minor: string, currency: string) => {
+  const neg = minor.startsWith('-')
+  const digits = (neg ? minor.slice(1) : minor).padStart(3, '0')
+  return `${neg ? '-' : ''}${digits.slice(0, -2)}.${digits.slice(-2)} ${currency}`
+}
+
+/** "pending" / "failed" / "synced" for a dual-written row. */
+export function syncBadge(r: {
+  pending_since?: unknown
+  failed_at?: unknown
+  last_error?: unknown
+}): SafeHtml {
+  if (r.failed_at)
+    return html`<span class="badge failed" title="${String(r.last_error ?? '')}">failed</span>`
+  if (r.pending_since)
+    return html`<span class="badge pending" title="${String(r.last_error ?? 'waiting for Paddle')}"
+      >pending</span
+    >`
+  return html`<span class="badge synced">synced</span>`
+}
+
+function pager(path: string, page: Page<unknown>, extra: Record<string, string> = {}): SafeHtml {
+  const q = (offset: number) => {
+    const sp = new URLSearchParams({ ...extra, limit: String(page.limit), offset: String(offset) })
+    return `${path}?${sp.toString()}`
+  }
+  return html`<p class="pager">
+    ${page.offset > 0 ? html`<a href="${q(Math.max(0, page.offset - page.limit))}">← Previous</a>` : ''}
+    <span>rows ${page.rows.length ? page.offset + 1 : 0}–${page.offset + page.rows.length}</span>
+    ${page.more ? html`<a href="${q(page.offset + page.limit)}">Next →</a>` : ''}
+  </p>`
+}
+
+function table(
+  cols: Array<[string, (r: Record<string, unknown>) => unknown]>,
+  rows: Array<Record<string, unknown>>,
+): SafeHtml {
+  if (rows.length === 0) return html`<p class="muted">Nothing here yet.</p>`
+  return html`<table>
+    <thead>
+      <tr>
+        ${cols.map(([h]) => html`<th>${h}</th>`)}
+      </tr>
+    </thead>
+    <tbody>
+      ${rows.map(
+        (r) =>
+          html`<tr>
+            ${cols.map(([, f]) => html`<td>${f(r)}</td>`)}
+          </tr>`,
+      )}
+    </tbody>
+  </table>`
+}
+
+// --- pages ------------------------------------------------------------------------------
+
+export function dashboardPage(
+  ctx: PageCtx,
+  d: {
+    facts: DashboardFacts
+    revenue: RevenueRow[]
+    pops: PopStateRow[]
+    growth: Array<{ at: number; count: number; bytes: number }>
+    lag: Array<{ popId: string; points: Array<{ at: number; lagUs: number }> }>
+  },
+): string {
+  const f = d.facts
+  const pendingTotal = f.pending.reduce((a, p) => a + p.pending, 0)
+  const failedTotal = f.pending.reduce((a, p) => a + p.failed, 0)
+  const card = (label: string, value: unknown, sub?: unknown) =>
+    html`<div class="card">
+      <div class="value">${value}</div>
+      <div class="label">${label}</div>
+      ${sub ? html`<div class="sub">${sub}</div>` : ''}
+    </div>`
+  return layout(
+    ctx,
+    'Dashboard',
+    html`<section class="cards">
+        ${card('MSPs', f.customers.msp, `${f.customers.customer} customers · ${f.customers.department} departments`)}
+        ${card('Subscriptions', f.subscriptions.total, `${f.subscriptions.active} active`)}
+        ${card('Vaults', f.vaults, `${f.credentials} credentials`)}
+        ${card('Blobs', f.blobs.count, fmtBytes(f.blobs.bytes))} ${card('POPs', f.pops)}
+        ${card('Pending at Paddle', pendingTotal, failedTotal ? `${failedTotal} failed` : 'none failed')}
+        ${card('Audit events', f.events)} ${card('Admins', f.admins)}
+      </section>
+      <section class="charts">
+        ${lineChart('Blob growth (count)', [{ label: 'blobs', points: d.growth.map((g) => ({ x: g.at, y: g.count })) }], (y) => String(Math.round(y)))}
+        ${lineChart(
+          'POP lag over time',
+          d.lag.map((s) => ({
+            label: s.popId,
+            points: s.points.map((p) => ({ x: p.at, y: p.lagUs })),
+          })),
+          (y) => fmtLag(y),
+        )}
+      </section>
+      <h2>Revenue by discount</h2>
+      ${table(
+        [
+          [
+            'Discount',
+            (r) => (r.discount_id ? `${r.description ?? ''} (${r.discount_id})` : 'no discount'),
+          ],
+          ['MSP', (r) => r.msp_id ?? ''],
+          ['Transactions', (r) => r.transactions],
+          ['Total', (r) => money(String(r.total), String(r.currency_code))],
+        ],
+        d.revenue as unknown as Array<Record<string, unknown>>,
+      )}
+      <h2>POP lag</h2>
+      ${popTable(d.pops)}
+      <h2>Pending Paddle writes</h2>
+      ${table(
+        [
+          ['Table', (r) => r.table],
+          ['Pending', (r) => r.pending],
+          ['Failed', (r) => r.failed],
+        ],
+        f.pending.filter((p) => p.pending || p.failed) as unknown as Array<Record<string, unknown>>,
+      )}`,
+  )
+}
+
+function popTable(pops: PopStateRow[]): SafeHtml {
+  return table(
+    [
+      ['POP', (r) => html`${r.id}${r.name ? html` <span class="muted">${r.name}</span>` : ''}`],
+      ['Lag', (r) => fmtLag(r.lag_us as number | null)],
+      ['Blobs', (r) => r.blobs ?? '—'],
+      ['Last success', (r) => fmtTime(r.last_success_at as number | null)],
+      [
+        'Last error',
+        (r) =>
+          r.last_error
+            ? html`<span class="error">${r.last_error}</span> ${fmtTime(r.last_error_at as number)}`
+            : '',
+      ],
+      ['Cursor', (r) => html`<code>${r.cursor ?? ''}</code>`],
+      ['State', (r) => (r.removed_at ? 'removed' : r.updated_at ? 'reporting' : 'never reported')],
+    ],
+    pops as unknown as Array<Record<string, unknown>>,
+  )
+}
+
+export function popsPage(ctx: PageCtx, pops: PopStateRow[]): string {
+  return layout(ctx, 'POPs', popTable(pops))
+}
+
+const LEVEL = { 1: 'MSP', 2: 'customer', 3: 'department' } as const
+const CHILD = { 1: 'customer', 2: 'department' } as const
+
+function treeList(nodes: CustomerNode[]): SafeHtml {
+  if (nodes.length === 0) return html``
+  return html`<ul class="tree">
+    ${nodes.map(
+      (n) =>
+        html`<li class="level-${n.level}">
+          <a href="/admin/customers/${n.id}">${n.name ?? n.email}</a>
+          <span class="kind">${LEVEL[n.level]}</span> ${syncBadge(n)} ${treeList(n.children)}
+        </li>`,
+    )}
+  </ul>`
+}
+
+function customerForm(ctx: PageCtx, parent: { id: string; level: 1 | 2 } | null): SafeHtml {
+  const what = parent ? CHILD[parent.level] : 'MSP'
+  return html`<form
+    method="post"
+    action="/admin/customers"
+    class="inline-form"
+    id="create-customer"
+  >
+    <h2>Create ${what === 'MSP' ? 'an MSP' : `a ${what}`}</h2>
+    <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+    ${parent ? html`<input type="hidden" name="parent_id" value="${parent.id}" />` : ''}
+    <label>Name <input name="name" required maxlength="200" /></label>
+    <label>Email <input name="email" type="email" required maxlength="254" /></label>
+    <button type="submit">Create ${what}</button>
+  </form>`
+}
+
+export function customersPage(ctx: PageCtx, tree: CustomerNode[]): string {
+  return layout(
+    ctx,
+    'Customers',
+    html`${tree.length ? treeList(tree) : html`<p class="muted">No customers yet.</p>`}
+    ${can(ctx.session.role, 'change') ? customerForm(ctx, null) : ''}`,
+  )
+}
+
+export function customerPage(
+  ctx: PageCtx,
+  c: Omit<CustomerNode, 'children'>,
+  ancestors: Array<Omit<CustomerNode, 'children'>>,
+  children: CustomerNode[],
+): string {
+  const crumbs = html`<p class="crumbs">
+    <a href="/admin/customers">Customers</a>${ancestors.map(
+      (a) => html` › <a href="/admin/customers/${a.id}">${a.name ?? a.email}</a>`,
+    )}
+    › ${c.name ?? c.email}
+  </p>`
+  const offerChild = c.level < 3 && can(ctx.session.role, 'change')
+  return layout(
+    ctx,
+    `${LEVEL[c.level]}: ${c.name ?? c.email}`,
+    html`${crumbs}
+      <dl class="facts">
+        <dt>Id</dt>
+        <dd><code>${c.id}</code></dd>
+        <dt>Paddle id</dt>
+        <dd><code>${c.paddle_id ?? '—'}</code></dd>
+        <dt>Level</dt>
+        <dd>${LEVEL[c.level]}</dd>
+        <dt>Email</dt>
+        <dd>${c.email}</dd>
+        <dt>Status</dt>
+        <dd>${c.status}</dd>
+        <dt>Paddle</dt>
+        <dd>
+          ${syncBadge(c)} ${c.last_error ? html`<span class="error">${c.last_error}</span>` : ''}
+        </dd>
+      </dl>
+      ${
+        c.level < 3
+          ? html`<h2>${c.level === 1 ? 'Customers' : 'Departments'}</h2>
+              ${children.length ? treeList(children) : html`<p class="muted">None yet.</p>`}`
+          : html`<p class="muted">A department has no children.</p>`
+      }
+      ${offerChild ? customerForm(ctx, { id: c.id, level: c.level as 1 | 2 }) : ''}`,
+  )
+}
+
+export function subscriptionsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+  return layout(
+    ctx,
+    'Subscriptions',
+    html`${table(
+      [
+        ['Id', (r) => html`<code>${r.id}</code>`],
+        [
+          'Customer',
+          (r) =>
+            html`<a href="/admin/customers/${String(r.customer_id)}"
+              >${r.customer_name ?? r.customer_id}</a
+            >`,
+        ],
+        ['Vault', (r) => r.vault_id ?? r.vault_l0 ?? ''],
+        ['Status', (r) => r.status],
+        ['Currency', (r) => r.currency_code],
+        ['Discount', (r) => r.discount_id ?? ''],
+        ['Next billed', (r) => r.next_billed_at ?? ''],
+        ['Paddle', (r) => syncBadge(r)],
+      ],
+      page.rows,
+    )}${pager('/admin/subscriptions', page)}`,
+  )
+}
+
+export function transactionsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+  return layout(
+    ctx,
+    'Transactions',
+    html`${table(
+      [
+        ['Id', (r) => html`<code>${r.id}</code>`],
+        ['Customer', (r) => r.customer_name ?? r.customer_id ?? ''],
+        ['Subscription', (r) => r.subscription_id ?? ''],
+        ['Status', (r) => r.status],
+        [
+          'Total',
+          (r) => (r.grand_total ? money(String(r.grand_total), String(r.currency_code)) : ''),
+        ],
+        ['Billed', (r) => r.billed_at ?? ''],
+        ['Paddle', (r) => syncBadge(r)],
+      ],
+      page.rows,
+    )}${pager('/admin/transactions', page)}`,
+  )
+}
+
+export function vaultsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+  return layout(
+    ctx,
+    'Vaults',
+    html`${table(
+      [
+        ['Id', (r) => html`<code>${r.id}</code>`],
+        ['Name', (r) => r.name],
+        ['Customer', (r) => r.customer_name ?? r.customer_id],
+        [
+          'Subscription',
+          (r) =>
+            r.subscription_id ? `${r.subscription_id} (${r.subscription_status ?? '?'})` : 'none',
+        ],
+        ['Credentials', (r) => r.credentials],
+        ['P0s', (r) => r.p0s],
+        ['Created', (r) => fmtTime(r.created_at as number)],
+      ],
+      page.rows,
+    )}${pager('/admin/vaults', page)}`,
+  )
+}
+
+export function discountsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+  return layout(
+    ctx,
+    'Discounts (MSP margins)',
+    html`${table(
+      [
+        ['Id', (r) => html`<code>${r.id}</code>`],
+        [
+          'MSP',
+          (r) =>
+            r.msp_id
+              ? html`<a href="/admin/customers/${String(r.msp_id)}">${r.msp_name ?? r.msp_id}</a>`
+              : '',
+        ],
+        ['Description', (r) => r.description],
+        ['Type', (r) => r.type],
+        [
+          'Amount',
+          (r) =>
+            r.type === 'percentage' ? `${r.amount} %` : `${r.amount} ${r.currency_code ?? ''}`,
+        ],
+        ['Subscriptions', (r) => r.subscriptions],
+        ['Status', (r) => r.status],
+        ['Paddle', (r) => syncBadge(r)],
+      ],
+      page.rows,
+    )}${pager('/admin/discounts', page)}`,
+  )
+}
+
+export function eventsPage(
+  ctx: PageCtx,
+  d: {
+    rows: EventRow[]
+    filter: { kind: string; actor: string; outcome: string }
+    chain: VerifyResult
+    nextBefore: number | null
+    names: Map<string, string>
+  },
+): string {
+  const f = d.filter
+  const chain = d.chain.ok
+    ? html`<p class="chain ok">
+        Audit chain verifies: ${d.chain.count} events, head
+        ${d.chain.head ? html`#${d.chain.head.id} <code>${d.chain.head.hash.slice(0, 16)}…</code>` : 'empty'}.
+      </p>`
+    : html`<p class="chain broken">
+        Audit chain BROKEN at event #${d.chain.firstBrokenId}: ${d.chain.reason}
+      </p>`
+  const more =
+    d.nextBefore !== null
+      ? `/admin/events?${new URLSearchParams({ ...f, before: String(d.nextBefore) }).toString()}`
+      : null
+  return layout(
+    ctx,
+    'Events',
+    html`${chain}
+      <form method="get" action="/admin/events" class="filters">
+        <label>Kind <input name="kind" value="${f.kind}" placeholder="admin.action" /></label>
+        <label>Actor <input name="actor" value="${f.actor}" placeholder="human or POP id" /></label>
+        <label
+          >Outcome <input name="outcome" value="${f.outcome}" placeholder="ok, refused, …"
+        /></label>
+        <button type="submit">Filter</button> <a href="/admin/events">Clear</a>
+      </form>
+      ${table(
+        [
+          ['#', (r) => r.id],
+          ['At', (r) => fmtTime(r.at as number)],
+          ['Kind', (r) => r.kind],
+          [
+            'Actor',
+            (r) =>
+              html`${r.actor}${d.names.has(String(r.actor)) ? html` <span class="muted">(${d.names.get(String(r.actor))})</span>` : ''}`,
+          ],
+          ['Outcome', (r) => html`<span class="outcome ${String(r.outcome)}">${r.outcome}</span>`],
+          ['Reason', (r) => r.reason ?? ''],
+          ['IP', (r) => r.ip ?? ''],
+          ['Details', (r) => html`<code class="data">${r.data ?? ''}</code>`],
+        ],
+        d.rows as unknown as Array<Record<string, unknown>>,
+      )}
+      ${more ? html`<p class="pager"><a href="${more}">Older →</a></p>` : ''}`,
+  )
+}
+
+export function adminsPage(
+  ctx: PageCtx,
+  admins: AdminRow[],
+  invite?: { url: string; role: string; expiresAt: number },
+): string {
+  const owner = can(ctx.session.role, 'admins')
+  return layout(
+    ctx,
+    'Admins',
+    html`${table(
+      [
+        ['Name', (r) => r.name],
+        ['Role', (r) => r.role ?? 'none'],
+        ['Keys', (r) => r.credentials],
+        ['Last login', (r) => fmtTime(r.last_used_at as number | null)],
+        ['Enrolled', (r) => fmtTime(r.created_at as number)],
+        ['State', (r) => (r.disabled_at ? 'disabled' : 'active')],
+      ],
+      admins as unknown as Array<Record<string, unknown>>,
+    )}
+    ${
+      invite
+        ? html`<div class="invite">
+            <p>
+              One-time enrollment link for a new <b>${invite.role}</b> (valid until
+              ${fmtTime(invite.expiresAt)} UTC; shown once):
+            </p>
+            <p><code id="invite-url">${invite.url}</code></p>
+          </div>`
+        : ''
+    }
+    ${
+      owner
+        ? html`<form method="post" action="/admin/admins/invite" class="inline-form">
+            <h2>Enroll another admin</h2>
+            <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+            <label
+              >Role
+              <select name="role">
+                <option value="viewer">viewer</option>
+                <option value="operator">operator</option>
+                <option value="owner">owner</option>
+              </select></label
+            >
+            <button type="submit">Create enrollment link</button>
+          </form>`
+        : html`<p class="muted">Only an owner can enroll admins.</p>`
+    }`,
+  )
+}
+
+export function loginPage(csrf: string, message?: string): string {
+  return bare(
+    'Log in',
+    html`<p>Log in with your security key.</p>
+      ${message ? html`<p class="flash error">${message}</p>` : ''}
+      <div id="webauthn" data-csrf="${csrf}" data-mode="login">
+        <button type="button" id="go">Use security key</button>
+        <p id="status" class="muted" role="status"></p>
+      </div>`,
+    ['/admin/assets/simplewebauthn-browser.js', '/admin/assets/webauthn.js'],
+  )
+}
+
+export function setupPage(csrf: string, token: string, role: string): string {
+  return bare(
+    'Enroll your security key',
+    html`<p>This one-time link enrolls a new <b>${role}</b>. It stops working once used.</p>
+      <div id="webauthn" data-csrf="${csrf}" data-mode="enroll" data-token="${token}">
+        <label
+          >Your name <input id="name" name="name" required maxlength="64" autocomplete="username"
+        /></label>
+        <button type="button" id="go">Enroll security key</button>
+        <p id="status" class="muted" role="status"></p>
+      </div>`,
+    ['/admin/assets/simplewebauthn-browser.js', '/admin/assets/webauthn.js'],
+  )
+}
+
+export function errorPage(status: number, title: string, message: string, back = '/admin'): string {
+  return bare(
+    title,
+    html`<p class="flash error">${message}</p>
+      <p><a href="${back}">Back</a></p>
+      <p class="muted">HTTP ${status}</p>`,
+  )
+}
