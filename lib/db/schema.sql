@@ -117,10 +117,17 @@ BEGIN
   SELECT RAISE(ABORT, 'CLA_HIERARCHY: level must be parent level + 1')
     WHERE NEW.level <> (SELECT level FROM customers WHERE id = NEW.parent_id) + 1;
 END;
+-- A customer keeps its level; it may move to another parent of the same level (a customer
+-- from one MSP to another), which keeps "level = parent level + 1" and so cannot make a cycle.
 CREATE TRIGGER customers_level_update BEFORE UPDATE OF parent_id, level ON customers
 WHEN NEW.parent_id IS NOT OLD.parent_id OR NEW.level <> OLD.level
 BEGIN
-  SELECT RAISE(ABORT, 'CLA_HIERARCHY: parent and level cannot change');
+  SELECT RAISE(ABORT, 'CLA_HIERARCHY: level cannot change')
+    WHERE NEW.level <> OLD.level;
+  SELECT RAISE(ABORT, 'CLA_HIERARCHY: parent does not exist')
+    WHERE NEW.parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE id = NEW.parent_id);
+  SELECT RAISE(ABORT, 'CLA_HIERARCHY: level must be parent level + 1')
+    WHERE NEW.parent_id IS NOT NULL AND NEW.level <> (SELECT level FROM customers WHERE id = NEW.parent_id) + 1;
 END;
 
 CREATE TABLE addresses (

@@ -1,0 +1,225 @@
+// A small Paddle Billing API client on the global fetch: base URL from config, Bearer key,
+// `Paddle-Version: 1`, a timeout per request, typed errors that carry Paddle's error code,
+// type and request_id, pagination that follows `meta.pagination.next` as given, and a
+// token bucket that keeps us under Paddle's 240 requests a minute. After a 429 the client
+// refuses further calls until Retry-After has passed (without touching the network).
+import { claError, ClavitorError } from '../errors.js'
+import { systemClock, type Clock } from './clock.js'
+
+export interface PaddleClientOptions {
+  /** e.g. https://sandbox-api.paddle.com or the fake's http://127.0.0.1:PORT. */
+  baseUrl: string
+  /** Paddle API key (sent as a Bearer token). */
+  apiKey: string
+  /** Per-request timeout in ms. Default 10000. */
+  timeoutMs?: number
+  /** Request budget per minute (token bucket). Default 240, Paddle's limit. */
+  requestsPerMinute?: number
+  clock?: Clock
+}
+
+export interface PaddleErrorDetails {
+  /** HTTP status, or 0 when no answer arrived (network error, timeout). */
+  status: number
+  code?: string
+  type?: string
+  detail?: string
+  requestId?: string
+  retryAfterS?: number
+  errors?: Array<{ field: string; message: string }>
+  method: string
+  path: string
+}
+
+export interface PaddleResponse<T = Record<string, unknown>> {
+  data: T
+  meta: Record<string, unknown>
+  status: number
+}
+
+export type PaddleObject = Record<string, unknown> & { id: string }
+
+export function paddleDetails(err: unknown): PaddleErrorDetails | undefined {
+  if (err instanceof ClavitorError && err.code.startsWith('CLA_ERR_PADDLE_')) {
+    return err.details as unknown as PaddleErrorDetails
+  }
+  return undefined
+}
+
+export class PaddleClient {
+  readonly baseUrl: string
+  private readonly apiKey: string
+  readonly timeoutMs: number
+  private readonly clock: Clock
+  private readonly perMinute: number
+  private tokens: number
+  private refilledAt: number
+  private blockedUntil = 0
+
+  constructor(opts: PaddleClientOptions) {
+    if (!/^https?:\/\/[^/]+/.test(opts.baseUrl ?? '')) {
+      throw claError(
+        'CLA_ERR_INVALID_OPTION',
+        `Paddle API URL must be http(s)://host[:port], got "${opts.baseUrl}"`,
+      )
+    }
+    if (!opts.apiKey) throw claError('CLA_ERR_PADDLE_NOT_CONFIGURED', 'Paddle API key is empty')
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, '')
+    this.apiKey = opts.apiKey
+    this.timeoutMs = opts.timeoutMs ?? 10_000
+    this.clock = opts.clock ?? systemClock
+    this.perMinute = opts.requestsPerMinute ?? 240
+    this.tokens = this.perMinute
+    this.refilledAt = this.clock.now()
+  }
+
+  /** Milliseconds until a call may be made after a 429 (0 = now). */
+  blockedForMs(): number {
+    return Math.max(0, this.blockedUntil - this.clock.now())
+  }
+
+  private async takeToken(method: string, path: string): Promise<void> {
+    const blocked = this.blockedForMs()
+    if (blocked > 0) {
+      throw claError(
+        'CLA_ERR_PADDLE_RATE_LIMITED',
+        `Paddle rate limit: blocked for ${Math.ceil(blocked / 1000)} s more`,
+        {
+          details: {
+            status: 429,
+            code: 'too_many_requests',
+            retryAfterS: Math.ceil(blocked / 1000),
+            method,
+            path,
+          },
+        },
+      )
+    }
+    for (;;) {
+      const now = this.clock.now()
+      const elapsed = Math.max(0, now - this.refilledAt)
+      this.tokens = Math.min(this.perMinute, this.tokens + (elapsed * this.perMinute) / 60_000)
+      this.refilledAt = now
+      if (this.tokens >= 1) {
+        this.tokens -= 1
+        return
+      }
+      await this.clock.sleep(Math.ceil(((1 - this.tokens) * 60_000) / this.perMinute))
+    }
+  }
+
+  async request<T = PaddleObject>(
+    method: string,
+    pathOrUrl: string,
+    body?: unknown,
+  ): Promise<PaddleResponse<T>> {
+    const url = pathOrUrl.startsWith('http') ? pathOrUrl : this.baseUrl + pathOrUrl
+    const path = url.startsWith(this.baseUrl) ? url.slice(this.baseUrl.length) : url
+    await this.takeToken(method, path)
+    let res: Response
+    try {
+      res = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.apiKey}`,
+          'paddle-version': '1',
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      })
+    } catch (cause) {
+      const timedOut = (cause as Error)?.name === 'TimeoutError'
+      throw claError(
+        'CLA_ERR_PADDLE_UNAVAILABLE',
+        timedOut
+          ? `Paddle did not answer ${method} ${path} within ${this.timeoutMs} ms`
+          : `Paddle unreachable for ${method} ${path}: ${(cause as Error)?.message ?? String(cause)}`,
+        {
+          cause,
+          details: { status: 0, code: timedOut ? 'timeout' : 'network_error', method, path },
+        },
+      )
+    }
+    let text: string
+    try {
+      text = await res.text()
+    } catch (cause) {
+      throw claError(
+        'CLA_ERR_PADDLE_UNAVAILABLE',
+        `Paddle connection dropped while answering ${method} ${path}`,
+        {
+          cause,
+          details: { status: res.status, code: 'connection_dropped', method, path },
+        },
+      )
+    }
+    let json: { data?: unknown; meta?: Record<string, unknown>; error?: Record<string, unknown> } =
+      {}
+    try {
+      json = text ? JSON.parse(text) : {}
+    } catch {
+      json = {}
+    }
+    if (res.ok) {
+      return { data: json.data as T, meta: json.meta ?? {}, status: res.status }
+    }
+    const e = json.error ?? {}
+    const requestId = typeof json.meta?.request_id === 'string' ? json.meta.request_id : undefined
+    const retryAfterRaw = res.headers.get('retry-after')
+    const retryAfterS =
+      retryAfterRaw !== null && /^\d+$/.test(retryAfterRaw) ? Number(retryAfterRaw) : undefined
+    const details: PaddleErrorDetails = {
+      status: res.status,
+      ...(typeof e.code === 'string' ? { code: e.code } : {}),
+      ...(typeof e.type === 'string' ? { type: e.type } : {}),
+      ...(typeof e.detail === 'string' ? { detail: e.detail } : {}),
+      ...(requestId ? { requestId } : {}),
+      ...(retryAfterS !== undefined ? { retryAfterS } : {}),
+      ...(Array.isArray(e.errors) ? { errors: e.errors as PaddleErrorDetails['errors'] } : {}),
+      method,
+      path,
+    }
+    const what = `Paddle ${res.status} ${details.code ?? ''} for ${method} ${path}${details.detail ? `: ${details.detail}` : ''}${requestId ? ` (request_id ${requestId})` : ''}`
+    if (res.status === 429) {
+      this.blockedUntil = this.clock.now() + (retryAfterS ?? 60) * 1000
+      throw claError('CLA_ERR_PADDLE_RATE_LIMITED', what, {
+        details: details as unknown as Record<string, unknown>,
+      })
+    }
+    if (res.status >= 500) {
+      throw claError('CLA_ERR_PADDLE_UNAVAILABLE', what, {
+        details: details as unknown as Record<string, unknown>,
+      })
+    }
+    throw claError('CLA_ERR_PADDLE_REJECTED', what, {
+      details: details as unknown as Record<string, unknown>,
+    })
+  }
+
+  get<T = PaddleObject>(path: string) {
+    return this.request<T>('GET', path)
+  }
+  post<T = PaddleObject>(path: string, body: unknown) {
+    return this.request<T>('POST', path, body)
+  }
+  patch<T = PaddleObject>(path: string, body: unknown) {
+    return this.request<T>('PATCH', path, body)
+  }
+
+  /**
+   * Pages of a list endpoint, following `meta.pagination.next` exactly as Paddle gives it.
+   * `query` is only used for the first page.
+   */
+  async *pages(path: string, query: Record<string, string> = {}): AsyncGenerator<PaddleObject[]> {
+    const qs = new URLSearchParams(query).toString()
+    let next: string | undefined = qs ? `${path}?${qs}` : path
+    while (next) {
+      const page: PaddleResponse<PaddleObject[]> = await this.get<PaddleObject[]>(next)
+      yield Array.isArray(page.data) ? page.data : []
+      const p = page.meta.pagination as { next?: string; has_more?: boolean } | undefined
+      next = p?.has_more && typeof p.next === 'string' ? p.next : undefined
+    }
+  }
+}

@@ -1,0 +1,164 @@
+// Paddle webhooks: verify Paddle-Signature on the raw bytes before anything is stored,
+// record event_id (a duplicate is a no-op that still answers 200), then apply the entity
+// snapshot only when its occurred_at is newer than what the row last applied. Unknown
+// event types are stored and acknowledged (Paddle retries anything but a 2xx).
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { claError } from '../errors.js'
+import type { Billing } from './billing.js'
+import { ENTITIES, type EntitySpec, type PaddleObj } from './entities.js'
+
+export interface VerifyOptions {
+  /** Value of the Paddle-Signature header: `ts=<unix s>;h1=<hex>[;h1=<hex>…]`. */
+  header: string | undefined
+  /** The exact bytes received. */
+  rawBody: Buffer | string
+  /** Destination secrets (several during rotation); any may match. */
+  secrets: readonly string[]
+  /** Accepted |now − ts| in seconds, both directions. Default 10. */
+  toleranceS?: number
+  /** Current time in ms. Default Date.now(). */
+  nowMs?: number
+}
+
+/** Throws CLA_ERR_PADDLE_SIGNATURE unless some h1 matches some secret within the window. Returns ts. */
+export function verifyPaddleSignature(opts: VerifyOptions): number {
+  const fail = (why: string): never => {
+    throw claError('CLA_ERR_PADDLE_SIGNATURE', `Paddle-Signature rejected: ${why}`, {
+      details: { reason: why },
+    })
+  }
+  if (opts.secrets.length === 0) {
+    throw claError(
+      'CLA_ERR_PADDLE_NOT_CONFIGURED',
+      'no Paddle webhook secret configured (CLAVITOR_PADDLE_WEBHOOK_SECRET)',
+    )
+  }
+  if (!opts.header) return fail('header missing')
+  let ts: string | undefined
+  const h1: Buffer[] = []
+  for (const part of opts.header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq < 0) continue
+    const k = part.slice(0, eq).trim()
+    const v = part.slice(eq + 1).trim()
+    if (k === 'ts') ts = v
+    else if (k === 'h1' && /^[0-9a-f]{64}$/i.test(v)) h1.push(Buffer.from(v, 'hex'))
+  }
+  if (!ts || !/^\d{1,12}$/.test(ts)) return fail('no ts')
+  if (h1.length === 0) return fail('no h1')
+  const tsNum = Number(ts)
+  const now = (opts.nowMs ?? Date.now()) / 1000
+  const tolerance = opts.toleranceS ?? 10
+  if (Math.abs(now - tsNum) > tolerance) return fail(`ts ${ts} outside the ${tolerance} s window`)
+  const body = typeof opts.rawBody === 'string' ? Buffer.from(opts.rawBody, 'utf8') : opts.rawBody
+  let ok = false
+  for (const secret of opts.secrets) {
+    const expected = createHmac('sha256', secret).update(`${ts}:`).update(body).digest()
+    for (const sig of h1) if (timingSafeEqual(expected, sig)) ok = true // no early exit: constant work
+  }
+  if (!ok) return fail('no h1 matches')
+  return tsNum
+}
+
+export interface WebhookResult {
+  /** HTTP status to answer (200 for everything accepted, duplicates included). */
+  status: 200
+  event_id: string
+  event_type: string
+  /** applied | linked | inserted | stale | duplicate | stored (unknown type) */
+  outcome: string
+}
+
+const EVENT_ENTITIES: Record<string, EntitySpec> = Object.fromEntries(
+  Object.values(ENTITIES).map((s) => [s.eventName, s]),
+)
+
+/**
+ * Verifies, records and applies one delivery. Throws CLA_ERR_PADDLE_SIGNATURE (401) before
+ * storing anything, CLA_ERR_INVALID_INPUT (400) for a signed body that is not an event.
+ */
+export function handlePaddleWebhook(
+  billing: Billing,
+  rawBody: Buffer,
+  signatureHeader: string | undefined,
+): WebhookResult {
+  verifyPaddleSignature({
+    header: signatureHeader,
+    rawBody,
+    secrets: billing.webhookOptions.secrets,
+    toleranceS: billing.webhookOptions.toleranceS,
+    nowMs: billing.clock.now(),
+  })
+  let ev: {
+    event_id?: unknown
+    event_type?: unknown
+    occurred_at?: unknown
+    notification_id?: unknown
+    data?: unknown
+  }
+  try {
+    ev = JSON.parse(rawBody.toString('utf8'))
+  } catch (cause) {
+    throw claError('CLA_ERR_INVALID_INPUT', 'webhook body is not JSON', { cause })
+  }
+  if (
+    typeof ev?.event_id !== 'string' ||
+    typeof ev.event_type !== 'string' ||
+    typeof ev.occurred_at !== 'string'
+  ) {
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      'webhook body lacks event_id, event_type or occurred_at',
+    )
+  }
+  const eventId = ev.event_id
+  const eventType = ev.event_type
+  const occurredAt = ev.occurred_at
+  const db = billing.db
+  return db
+    .transaction((): WebhookResult => {
+      const seen = db.prepare('SELECT outcome FROM paddle_events WHERE event_id = ?').get(eventId)
+      if (seen)
+        return { status: 200, event_id: eventId, event_type: eventType, outcome: 'duplicate' }
+      const spec = EVENT_ENTITIES[eventType.split('.')[0] ?? '']
+      const data = ev.data as PaddleObj | undefined
+      let outcome = 'stored'
+      if (
+        spec &&
+        data &&
+        typeof data === 'object' &&
+        typeof data.id === 'string' &&
+        data.id.startsWith(`${spec.paddlePrefix}_`)
+      ) {
+        outcome = billing.applySnapshot(spec, data, occurredAt)
+      }
+      db.prepare(
+        `INSERT INTO paddle_events (event_id, event_type, occurred_at, notification_id, received_at, outcome, payload)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        eventId,
+        eventType,
+        occurredAt,
+        typeof ev.notification_id === 'string' ? ev.notification_id : null,
+        billing.clock.now() * 1000,
+        outcome,
+        rawBody.toString('utf8'),
+      )
+      billing.audit?.append({
+        kind: 'webhook',
+        actor: 'paddle',
+        outcome: 'ok',
+        reason: outcome,
+        route: 'POST /webhooks/paddle',
+        data: {
+          event_id: eventId,
+          event_type: eventType,
+          occurred_at: occurredAt,
+          entity_id: data?.id ?? null,
+        },
+        at: billing.clock.now() * 1000,
+      })
+      return { status: 200, event_id: eventId, event_type: eventType, outcome }
+    })
+    .immediate()
+}
