@@ -1,0 +1,317 @@
+// The credential registry: P0 → WL3, each registration a sealed .cla in the WORM store
+// plus a `credentials` row linking P0, vault, customer and the blob (blob_seq).
+//
+// Versions: the registrations of one P0, in blob order, numbered from 1. The newest is
+// "latest". Versions are not stored; they are the row's rank among the P0's rows.
+//
+// Ownership: a P0 belongs to the customer that registered it first. Another customer's
+// vault is refused (CLA_ERR_CREDENTIAL_P0_TAKEN); any vault of the same customer may add
+// a version.
+//
+// Order of a registration, so that bad input changes nothing:
+//   1. check P0, WL3 size, vault, subscription status and ownership (no writes);
+//   2. store.put (the sealed .cla and its blobs row);
+//   3. one transaction: re-check ownership, insert the credentials row, audit event.
+// Registrations of the same P0 are serialised in this process, so step 3's re-check only
+// fails when two processes race on one P0; then the blob stays in the store (it is WORM)
+// without a credentials row and the error says which seq, for an operator to look at.
+import { claError, isClavitorError } from '../errors.js'
+import type { Db } from '../db/open.js'
+import { nowMicros } from '../db/open.js'
+import { appendEvent } from '../audit/log.js'
+import { validateP0 } from '../store/p0.js'
+import type { BlobInfo } from '../store/index.js'
+import { requireActiveSubscription, requireVault } from './vaults.js'
+
+/** The part of lib/store's BlobStore the registry uses. */
+export interface RegistryStore {
+  put(p0: string, payload: Buffer): Promise<BlobInfo>
+  readPayload(info: BlobInfo): Promise<Buffer>
+}
+
+export const DEFAULT_MAX_WL3_BYTES = 64 * 1024
+
+export interface RegistryOptions {
+  /** Largest WL3 accepted, in bytes. Default 65536 (64 KiB). */
+  maxWl3Bytes?: number
+}
+
+export interface RegisteredCredential {
+  p0: string
+  vault_id: string
+  seq: number
+  created_at: number
+  sha256: string
+  size: number
+  path: string
+  version: number
+}
+
+export interface CredentialSummary {
+  p0: string
+  /** Vault of the latest version. */
+  vault_id: string
+  /** Number of versions. */
+  versions: number
+  /** µs epoch of the first registration. */
+  first_registered_at: number
+  latest: {
+    version: number
+    seq: number
+    created_at: number
+    sha256: string
+    size: number
+    path: string
+  }
+}
+
+export interface Wl3 {
+  p0: string
+  version: number
+  versions: number
+  seq: number
+  created_at: number
+  sha256: string
+  size: number
+  payload: Buffer
+}
+
+export interface Page<T> {
+  items: T[]
+  /** Pass as `after` for the next page; null on the last page. */
+  next: string | null
+}
+
+export class CredentialRegistry {
+  readonly maxWl3Bytes: number
+  #locks = new Map<string, Promise<unknown>>()
+
+  constructor(
+    readonly db: Db,
+    readonly store: RegistryStore,
+    opts: RegistryOptions = {},
+  ) {
+    const max = opts.maxWl3Bytes ?? DEFAULT_MAX_WL3_BYTES
+    if (!Number.isSafeInteger(max) || max < 1) {
+      throw claError(
+        'CLA_ERR_INVALID_OPTION',
+        `maxWl3Bytes must be a positive integer, got ${String(opts.maxWl3Bytes)}`,
+      )
+    }
+    this.maxWl3Bytes = max
+  }
+
+  /** Checks a WL3's size; throws CLA_ERR_INVALID_INPUT (empty) or CLA_ERR_PAYLOAD_TOO_LARGE. */
+  checkWl3(wl3: Buffer): void {
+    if (wl3.length === 0) {
+      throw claError('CLA_ERR_INVALID_INPUT', 'wl3 is empty', { details: { field: 'wl3' } })
+    }
+    if (wl3.length > this.maxWl3Bytes) {
+      throw claError(
+        'CLA_ERR_PAYLOAD_TOO_LARGE',
+        `wl3 is ${wl3.length} bytes; the limit is ${this.maxWl3Bytes}`,
+        {
+          details: { field: 'wl3', size: wl3.length, limit: this.maxWl3Bytes },
+        },
+      )
+    }
+  }
+
+  /** The customer that owns a P0 (registered it first), if any. */
+  ownerOf(p0: string): string | undefined {
+    const row = this.db
+      .prepare('SELECT customer_id FROM credentials WHERE p0 = ? ORDER BY blob_seq LIMIT 1')
+      .get(p0) as { customer_id: string } | undefined
+    return row?.customer_id
+  }
+
+  #refuseIfTaken(p0: string, customerId: string): void {
+    const owner = this.ownerOf(p0)
+    if (owner !== undefined && owner !== customerId) {
+      throw claError('CLA_ERR_CREDENTIAL_P0_TAKEN', 'this P0 is registered by another customer', {
+        details: { p0 },
+      })
+    }
+  }
+
+  async #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(key) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    this.#locks.set(key, tail)
+    try {
+      return await run
+    } finally {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key)
+    }
+  }
+
+  /**
+   * Registers a WL3 for a P0 through a vault: a new P0, or a new version of a known one.
+   * `actor` (default `vault:<id>`) is written to the audit event.
+   */
+  async register(input: {
+    vaultId: string
+    p0: string
+    wl3: Buffer
+    actor?: string
+  }): Promise<RegisteredCredential> {
+    const p0 = input.p0
+    validateP0(p0)
+    this.checkWl3(input.wl3)
+    const vault = requireVault(this.db, input.vaultId)
+    requireActiveSubscription(this.db, vault)
+    return this.#serial(p0, async () => {
+      this.#refuseIfTaken(p0, vault.customer_id)
+      const info = await this.store.put(p0, input.wl3)
+      try {
+        return this.db
+          .transaction((): RegisteredCredential => {
+            this.#refuseIfTaken(p0, vault.customer_id)
+            this.db
+              .prepare(
+                'INSERT INTO credentials (p0, vault_id, customer_id, blob_seq, created_at) VALUES (?, ?, ?, ?, ?)',
+              )
+              .run(p0, vault.id, vault.customer_id, info.seq, nowMicros())
+            const { n } = this.db
+              .prepare('SELECT COUNT(*) AS n FROM credentials WHERE p0 = ? AND blob_seq <= ?')
+              .get(p0, info.seq) as {
+              n: number
+            }
+            appendEvent(this.db, {
+              kind: 'credential.register',
+              actor: input.actor ?? `vault:${vault.id}`,
+              outcome: 'ok',
+              data: {
+                p0,
+                vault: vault.id,
+                customer: vault.customer_id,
+                seq: info.seq,
+                version: n,
+                sha256: info.sha256,
+              },
+            })
+            return {
+              p0,
+              vault_id: vault.id,
+              seq: info.seq,
+              created_at: info.created_at,
+              sha256: info.sha256,
+              size: info.size,
+              path: info.path,
+              version: n,
+            }
+          })
+          .immediate()
+      } catch (cause) {
+        // Our own refusals (P0 taken by a racing process, audit log down) keep their code.
+        if (isClavitorError(cause)) throw cause
+        throw claError(
+          'CLA_ERR_INTERNAL',
+          `blob ${info.seq} was stored but its credentials row could not be written`,
+          {
+            cause,
+            details: { p0, seq: info.seq },
+          },
+        )
+      }
+    })
+  }
+
+  /** A customer's credentials, one entry per P0 (latest version's metadata), by P0. */
+  list(customerId: string, opts: { limit?: number; after?: string } = {}): Page<CredentialSummary> {
+    const limit = clampLimit(opts.limit)
+    const rows = this.db
+      .prepare(
+        `WITH agg AS (
+           SELECT p0, COUNT(*) AS versions, MAX(blob_seq) AS seq, MIN(created_at) AS first_at
+           FROM credentials WHERE customer_id = @customer AND p0 > @after
+           GROUP BY p0 ORDER BY p0 LIMIT @limit)
+         SELECT agg.p0, agg.versions, agg.seq, agg.first_at, b.created_at, b.sha256, b.size, b.path, c.vault_id
+         FROM agg JOIN blobs b ON b.seq = agg.seq JOIN credentials c ON c.blob_seq = agg.seq
+         ORDER BY agg.p0`,
+      )
+      .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 }) as Array<{
+      p0: string
+      versions: number
+      seq: number
+      first_at: number
+      created_at: number
+      sha256: string
+      size: number
+      path: string
+      vault_id: string
+    }>
+    const page = rows.slice(0, limit)
+    return {
+      items: page.map((r) => ({
+        p0: r.p0,
+        vault_id: r.vault_id,
+        versions: r.versions,
+        first_registered_at: r.first_at,
+        latest: {
+          version: r.versions,
+          seq: r.seq,
+          created_at: r.created_at,
+          sha256: r.sha256,
+          size: r.size,
+          path: r.path,
+        },
+      })),
+      next: rows.length > limit ? page[page.length - 1]!.p0 : null,
+    }
+  }
+
+  /**
+   * The WL3 of a customer's P0: the latest version, or `version` (1 = first). A P0 of
+   * another customer answers exactly like an unknown one (CLA_ERR_NOT_FOUND).
+   */
+  async latestWl3(customerId: string, p0: string, opts: { version?: number } = {}): Promise<Wl3> {
+    validateP0(p0)
+    const seqs = this.db
+      .prepare(
+        'SELECT blob_seq FROM credentials WHERE p0 = ? AND customer_id = ? ORDER BY blob_seq',
+      )
+      .all(p0, customerId) as Array<{ blob_seq: number }>
+    if (seqs.length === 0)
+      throw claError('CLA_ERR_NOT_FOUND', 'no credential with this P0 for this customer', {
+        details: { p0 },
+      })
+    const version = opts.version ?? seqs.length
+    if (!Number.isSafeInteger(version) || version < 1 || version > seqs.length) {
+      throw claError(
+        'CLA_ERR_NOT_FOUND',
+        `version ${version} does not exist; this P0 has versions 1 to ${seqs.length}`,
+        {
+          details: { p0, version, versions: seqs.length },
+        },
+      )
+    }
+    const seq = seqs[version - 1]!.blob_seq
+    const blob = this.db
+      .prepare(
+        'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE seq = ?',
+      )
+      .get(seq) as BlobInfo | undefined
+    if (!blob)
+      throw claError(
+        'CLA_ERR_INTERNAL',
+        `credentials row names blob ${seq} that the store index does not hold`,
+      )
+    const payload = await this.store.readPayload(blob)
+    return {
+      p0,
+      version,
+      versions: seqs.length,
+      seq: blob.seq,
+      created_at: blob.created_at,
+      sha256: blob.sha256,
+      size: blob.size,
+      payload,
+    }
+  }
+}
+
+export function clampLimit(limit: number | undefined, dflt = 100, max = 1000): number {
+  return Math.min(Math.max(Math.trunc(limit ?? dflt), 1), max)
+}

@@ -1,0 +1,114 @@
+// Which POPs already hold each P0's latest version, for one customer.
+//
+// A POP reports its cursor (pop_sync_state.cursor): the (created_at, seq) of the last
+// blob it has verified and sealed. Blobs are pulled in (created_at, seq) order, so the POP
+// holds a blob exactly when the blob's (created_at, seq) is at or before its cursor. The
+// cursor is opaque; lib/sync/cursor.ts decodes and compares it. A POP without a cursor holds nothing; removed
+// POPs are left out.
+import type { Db } from '../db/open.js'
+import { claError } from '../errors.js'
+import { compareCursor, decodeCursor, type CursorPos } from '../sync/cursor.js'
+import { clampLimit } from './registry.js'
+
+export interface PopPosition {
+  id: string
+  name: string | null
+  /** created_at and seq of the POP's cursor; null when it has none yet. */
+  cursor_created_at: number | null
+  cursor_seq: number | null
+  last_success_at: number | null
+  lag_us: number | null
+}
+
+export interface CredentialSyncStatus {
+  p0: string
+  version: number
+  seq: number
+  created_at: number
+  /** POP ids holding the latest version. */
+  held_by: string[]
+  /** POP ids not holding it yet. */
+  missing_on: string[]
+}
+
+export interface SyncStatus {
+  pops: PopPosition[]
+  items: CredentialSyncStatus[]
+  next: string | null
+}
+
+export function syncStatus(
+  db: Db,
+  customerId: string,
+  opts: { limit?: number; after?: string } = {},
+): SyncStatus {
+  const popRows = db
+    .prepare(
+      `SELECT p.id, p.name, s.cursor, s.last_success_at, s.lag_us
+       FROM pops p LEFT JOIN pop_sync_state s ON s.pop_id = p.id
+       WHERE p.removed_at IS NULL ORDER BY p.id`,
+    )
+    .all() as Array<{
+    id: string
+    name: string | null
+    cursor: string | null
+    last_success_at: number | null
+    lag_us: number | null
+  }>
+  const pops: PopPosition[] = popRows.map((p) => {
+    let pos: CursorPos | null
+    try {
+      pos = decodeCursor(p.cursor)
+    } catch (cause) {
+      throw claError('CLA_ERR_INTERNAL', `POP ${p.id} reported a cursor that cannot be decoded`, {
+        cause,
+        details: { pop: p.id },
+      })
+    }
+    return {
+      id: p.id,
+      name: p.name,
+      cursor_created_at: pos?.created_at ?? null,
+      cursor_seq: pos?.seq ?? null,
+      last_success_at: p.last_success_at,
+      lag_us: p.lag_us,
+    }
+  })
+  const limit = clampLimit(opts.limit)
+  const rows = db
+    .prepare(
+      `SELECT c.p0, COUNT(*) AS versions, MAX(c.blob_seq) AS seq, b.created_at
+       FROM credentials c JOIN blobs b ON b.seq = (SELECT MAX(blob_seq) FROM credentials WHERE p0 = c.p0)
+       WHERE c.customer_id = @customer AND c.p0 > @after
+       GROUP BY c.p0 ORDER BY c.p0 LIMIT @limit`,
+    )
+    .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 }) as Array<{
+    p0: string
+    versions: number
+    seq: number
+    created_at: number
+  }>
+  const page = rows.slice(0, limit)
+  const items = page.map((r): CredentialSyncStatus => {
+    const held_by: string[] = []
+    const missing_on: string[] = []
+    for (const p of pops) {
+      const cursor =
+        p.cursor_created_at === null || p.cursor_seq === null
+          ? null
+          : { created_at: p.cursor_created_at, seq: p.cursor_seq }
+      const holds =
+        cursor !== null && compareCursor({ created_at: r.created_at, seq: r.seq }, cursor) <= 0
+      ;(holds ? held_by : missing_on).push(p.id)
+    }
+    return {
+      p0: r.p0,
+      version: r.versions,
+      seq: r.seq,
+      created_at: r.created_at,
+      held_by,
+      missing_on,
+    }
+  })
+  return { pops, items, next: rows.length > limit ? page[page.length - 1]!.p0 : null }
+}
