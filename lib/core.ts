@@ -9,17 +9,22 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { openDb, type Db } from './db/open.js'
+import { BlobStore, type Protection } from './store/index.js'
 import { AuditLog } from './audit/log.js'
 import { Admin } from './admin/admin.js'
 
 export interface CoreOptions {
   /** The data folder; created if missing. */
   dataDir: string
+  /** Store protection (lib/store): default $CLAVITOR_PROTECTION, else 'best-effort'. */
+  protection?: Protection
 }
 
 export interface Core {
   readonly dataDir: string
   readonly db: Db
+  /** The WORM blob store (lib/store/store.ts), initialised on first open, sharing `db`. */
+  readonly store: BlobStore
   /** The hash-chained audit log (lib/audit/log.ts): core.audit.append({ kind, actor, outcome, … }). */
   readonly audit: AuditLog
   /** Admin humans, roles, WebAuthn ceremonies, sessions (lib/admin/admin.ts). */
@@ -39,12 +44,19 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
   const paths = dataPaths(opts.dataDir)
   mkdirSync(opts.dataDir, { recursive: true })
   const db = openDb(paths.db)
+  const store = await BlobStore.init({
+    dataDir: opts.dataDir,
+    db,
+    protection: opts.protection ?? (process.env.CLAVITOR_PROTECTION as Protection | undefined),
+  })
   return {
     dataDir: opts.dataDir,
     db,
+    store,
     audit: new AuditLog(db),
     admin: new Admin(db),
     async close() {
+      await store.close()
       db.close()
     },
   }

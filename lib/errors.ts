@@ -33,6 +33,9 @@ export const ERRORS = {
   CLA_ERR_SEAL_FAILED: { status: 500, exit: 1, description: 'chattr failed on a file or folder that must be sealed.' },
   CLA_ERR_STORE_NOT_INITIALIZED: { status: 500, exit: 2, description: 'The data folder has no store; run `clavitor store init` first.' },
   CLA_ERR_STORE_CLOSED: { status: 500, exit: 1, description: 'The store was closed.' },
+  CLA_ERR_STORE_LOCKED: { status: 409, exit: 1, description: 'Another live process holds the store writer lock ({data}/store.lock).' },
+  CLA_ERR_STORE_NO_SIGNING_KEY: { status: 500, exit: 1, description: 'This store has no signing key (a POP replica); it only ingests files signed by the core.' },
+  CLA_ERR_HEADER_MISMATCH: { status: 422, exit: 1, description: 'A .cla header or path differs from what the feed said it would be.' },
 
   // --- billing (lib/billing) ---------------------------------------------------
   CLA_ERR_BILLING_CONFLICT: { status: 409, exit: 1, description: 'The billing row conflicts with an existing one (e.g. a second discount for one MSP).' },

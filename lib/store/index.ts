@@ -1,0 +1,58 @@
+// The WORM blob store's public surface. See docs/store.md and docs/format.md.
+export {
+  BlobStore,
+  PROTECTIONS,
+  cleanStaging,
+  decodeCursor,
+  encodeCursor,
+  storePaths,
+  type BlobInfo,
+  type ChangesPage,
+  type IngestOptions,
+  type InitOptions,
+  type Protection,
+  type RebuildReport,
+  type StagedFile,
+  type StoreOptions,
+  type StoreRole,
+  type StoreStatus,
+  type VerifyProblem,
+  type VerifyReport,
+} from './store.js'
+export {
+  BLOB_PATH_RE,
+  CLA_HEADER_FIXED,
+  CLA_MAGIC,
+  CLA_SIGNATURE_BYTES,
+  CLA_VERSION,
+  blobFileName,
+  decodeCla,
+  encodeCla,
+  parseBlobPath,
+  verifyCla,
+  type ClaHeader,
+  type DecodedCla,
+  type EncodeInput,
+} from './format.js'
+export {
+  generateSigningKey,
+  keyIdOf,
+  makeKeyRing,
+  parsePublicKeyFile,
+  signingKeyFromSeed,
+  trustedKeyFromRaw,
+  type KeyRing,
+  type SigningKey,
+  type TrustedKey,
+} from './keys.js'
+export { P0_MAX_HEX, P0_MIN_HEX, isValidP0, shardOf, validateP0 } from './p0.js'
+export {
+  chattr,
+  chunkArgs,
+  probeSealing,
+  readAttrs,
+  sealDirs,
+  sealFiles,
+  unsealTree,
+  type ProbeResult,
+} from './seal.js'

@@ -1,0 +1,96 @@
+// Ed25519 keys in the raw 32-byte form tweetnacl uses (seed for the private key, point for
+// the public key), turned into node:crypto KeyObjects by their fixed DER prefixes.
+// A key id is the first 16 bytes of sha256(public key), as 32 lowercase hex characters.
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto'
+import { claError } from '../errors.js'
+
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
+export const KEY_ID_BYTES = 16
+
+export interface SigningKey {
+  /** Raw 32-byte seed (tweetnacl: nacl.sign.keyPair.fromSeed). */
+  seed: Buffer
+  /** Raw 32-byte public key. */
+  publicKey: Buffer
+  keyId: string
+  privateKeyObject: KeyObject
+}
+
+export interface TrustedKey {
+  keyId: string
+  publicKey: Buffer
+  keyObject: KeyObject
+}
+
+/** Trusted public keys by key id. */
+export type KeyRing = ReadonlyMap<string, TrustedKey>
+
+export function keyIdOf(publicKey: Buffer): string {
+  return createHash('sha256').update(publicKey).digest().subarray(0, KEY_ID_BYTES).toString('hex')
+}
+
+export function signingKeyFromSeed(seed: Buffer): SigningKey {
+  if (seed.length !== 32) {
+    throw claError('CLA_ERR_INVALID_OPTION', `an Ed25519 seed is 32 raw bytes; got ${seed.length}`)
+  }
+  const privateKeyObject = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  })
+  const spki = createPublicKey(privateKeyObject).export({ format: 'der', type: 'spki' })
+  const publicKey = Buffer.from(spki.subarray(SPKI_ED25519_PREFIX.length))
+  return { seed: Buffer.from(seed), publicKey, keyId: keyIdOf(publicKey), privateKeyObject }
+}
+
+export function generateSigningKey(): SigningKey {
+  const { privateKey } = generateKeyPairSync('ed25519')
+  const der = privateKey.export({ format: 'der', type: 'pkcs8' })
+  return signingKeyFromSeed(Buffer.from(der.subarray(PKCS8_ED25519_PREFIX.length)))
+}
+
+export function trustedKeyFromRaw(publicKey: Buffer): TrustedKey {
+  if (publicKey.length !== 32) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `an Ed25519 public key is 32 raw bytes; got ${publicKey.length}`,
+    )
+  }
+  const keyObject = createPublicKey({
+    key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]),
+    format: 'der',
+    type: 'spki',
+  })
+  return { keyId: keyIdOf(publicKey), publicKey: Buffer.from(publicKey), keyObject }
+}
+
+/**
+ * Reads a public key file's bytes: 32 raw bytes, or 64 hex characters (whitespace around
+ * them ignored). Anything else is CLA_ERR_INVALID_OPTION.
+ */
+export function parsePublicKeyFile(bytes: Buffer, name = 'key file'): Buffer {
+  if (bytes.length === 32) return Buffer.from(bytes)
+  const text = bytes.toString('latin1').trim()
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, 'hex')
+  throw claError(
+    'CLA_ERR_INVALID_OPTION',
+    `${name} must hold an Ed25519 public key as 32 raw bytes or 64 hex characters (got ${bytes.length} bytes)`,
+  )
+}
+
+export function makeKeyRing(keys: Iterable<Buffer>): Map<string, TrustedKey> {
+  const ring = new Map<string, TrustedKey>()
+  for (const k of keys) {
+    const t = trustedKeyFromRaw(k)
+    ring.set(t.keyId, t)
+  }
+  return ring
+}

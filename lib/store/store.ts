@@ -1,0 +1,1260 @@
+// The WORM blob store: {data}/store/{shard}/{p0}/{created_at}_{random}.cla, indexed in
+// {data}/meta.db (table blobs), signed with {data}/keys/signing.key.
+//
+// Write path (put, group-committed): under the writer lock, assign seq and created_at,
+// encode + sign, write each temp file in {data}/staging (same filesystem, never +a),
+// fsync, link into place (link never overwrites), unlink the temp name, fsync the p0 and
+// shard folders, seal the batch (one chattr for files, one for new folders), then index
+// the batch in one SQLite transaction. A put resolves only after its row commits.
+import { randomBytes } from 'node:crypto'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+} from 'node:fs'
+import { copyFile, link, mkdir, open, readFile, unlink } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import fg from 'fast-glob'
+import { claError, isClavitorError, type ClavitorError } from '../errors.js'
+import { openDb, type Db } from '../db/open.js'
+import { getMeta, setMeta } from '../db/meta.js'
+import { blobFileName, encodeCla, parseBlobPath, verifyCla, type DecodedCla } from './format.js'
+import {
+  generateSigningKey,
+  makeKeyRing,
+  parsePublicKeyFile,
+  signingKeyFromSeed,
+  trustedKeyFromRaw,
+  type SigningKey,
+  type TrustedKey,
+} from './keys.js'
+import { acquireWriterLock, liveLockHolder, type WriterLock } from './lock.js'
+import { shardOf, validateP0 } from './p0.js'
+import {
+  probeSealing,
+  readAttrs,
+  hasFlag,
+  sealDirs,
+  sealFiles,
+  unsealTree,
+  type ProbeResult,
+} from './seal.js'
+
+export type Protection = 'enforce' | 'best-effort' | 'off'
+export const PROTECTIONS: readonly Protection[] = ['enforce', 'best-effort', 'off']
+export type StoreRole = 'core' | 'pop'
+
+export interface BlobInfo {
+  seq: number
+  /** µs since the Unix epoch; strictly increasing with seq. */
+  created_at: number
+  p0: string
+  /** Relative to the store root: {shard}/{p0}/{name}.cla */
+  path: string
+  /** Payload bytes. */
+  size: number
+  /** Whole .cla file bytes. */
+  file_size: number
+  /** Payload sha256, lowercase hex. */
+  sha256: string
+  key_id: string
+}
+
+export interface StoreOptions {
+  /** The data folder ({data}/store, {data}/staging, {data}/keys, {data}/meta.db). */
+  dataDir: string
+  /** Use this open database instead of opening {data}/meta.db (not closed by close()). */
+  db?: Db
+  /** Default 'best-effort'. */
+  protection?: Protection
+  /** Extra trusted public keys (raw 32 bytes) on top of {data}/keys/trusted/*.pub and the own key. */
+  trustedKeys?: Buffer[]
+  /** µs clock for created_at; default Date.now() * 1000. */
+  clock?: () => number
+  /** Where the one-time protection warning goes; default process.emitWarning. */
+  onWarning?: (message: string) => void
+  /** Largest payload put() accepts, in bytes; default 1 MiB. */
+  maxPayloadBytes?: number
+  /** Most puts committed in one group; default 512. */
+  maxBatch?: number
+}
+
+export interface InitOptions extends StoreOptions {
+  /** 'core' (default) makes a signing key; 'pop' makes none and needs trustKeys. */
+  role?: StoreRole
+  /** Public keys (raw 32 bytes) to write into {data}/keys/trusted/. */
+  trustKeys?: Buffer[]
+  /** Fixed signing seed (raw 32 bytes), for test vectors; default random. */
+  seed?: Buffer
+}
+
+export interface ChangesPage {
+  items: BlobInfo[]
+  /** Cursor after the last item (the input cursor when the page is empty). */
+  next: string | null
+  /** True when more items follow `next`. */
+  more: boolean
+}
+
+export interface VerifyProblem {
+  path: string
+  code: string
+  message: string
+}
+
+export interface VerifyReport {
+  ok: boolean
+  /** .cla files found on disk. */
+  files: number
+  /** Index rows. */
+  indexed: number
+  /** Index rows whose file is absent. */
+  missing: string[]
+  /** Files that fail structure, hash, signature, or disagree with their index row. */
+  corrupt: VerifyProblem[]
+  /** Files (valid or not) with no index row. */
+  unindexed: string[]
+  /** Files without +i and folders without +a, when sealing is in force. */
+  unsealed: string[]
+  /** False when sealing is not in force, so `unsealed` was not checked. */
+  sealChecked: boolean
+}
+
+export interface RebuildReport {
+  scanned: number
+  alreadyIndexed: number
+  indexed: number
+  corrupt: VerifyProblem[]
+  /** Valid files whose seq or (created_at, seq) is taken by another indexed file. */
+  conflicts: string[]
+}
+
+export interface StoreStatus {
+  store_id: string
+  generation: number
+  role: StoreRole
+  root: string
+  key_id: string | null
+  trusted_key_ids: string[]
+  blobs: number
+  p0s: number
+  payload_bytes: number
+  file_bytes: number
+  unsealed_rows: number
+  last_seq: number | null
+  last_created_at: number | null
+  protection: { mode: Protection; honoured: boolean; sealing: boolean; reason?: string }
+  writer_pid: number | null
+}
+
+export interface StagedFile {
+  /** Absolute path of a staged .cla file (consumed on success). */
+  file: string
+  /** What the feed said; every given field must equal the file's header. */
+  expect?: Partial<BlobInfo>
+}
+
+export interface IngestOptions {
+  /** Runs inside the one transaction that inserts the index rows (e.g. advance a cursor). */
+  inTransaction?: (db: Db) => void
+}
+
+interface Identity {
+  format: 1
+  store_id: string
+  generation: number
+  role: StoreRole
+  created_at: number
+}
+
+interface PendingPut {
+  p0: string
+  payload: Buffer
+  resolve: (info: BlobInfo) => void
+  reject: (err: unknown) => void
+}
+
+export function storePaths(dataDir: string) {
+  const keys = join(dataDir, 'keys')
+  return {
+    root: join(dataDir, 'store'),
+    staging: join(dataDir, 'staging'),
+    keys,
+    signingKey: join(keys, 'signing.key'),
+    signingPub: join(keys, 'signing.pub'),
+    trusted: join(keys, 'trusted'),
+    db: join(dataDir, 'meta.db'),
+    lock: join(dataDir, 'store.lock'),
+    identity: join(dataDir, 'store.json'),
+  }
+}
+
+const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+const CURSOR_RE = /^c1\.(\d{1,16})\.(\d{1,16})$/
+
+export function encodeCursor(createdAt: number, seq: number): string {
+  return `c1.${createdAt}.${seq}`
+}
+
+export function decodeCursor(cursor: string): { createdAt: number; seq: number } {
+  const m = CURSOR_RE.exec(cursor)
+  if (!m)
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `cursor ${JSON.stringify(cursor.slice(0, 60))} is not one this store issued`,
+    )
+  return { createdAt: Number(m[1]), seq: Number(m[2]) }
+}
+
+function checkProtection(p: unknown): Protection {
+  if (p === undefined) return 'best-effort'
+  if (typeof p === 'string' && (PROTECTIONS as readonly string[]).includes(p))
+    return p as Protection
+  throw claError(
+    'CLA_ERR_INVALID_OPTION',
+    `protection must be one of ${PROTECTIONS.join(', ')}; got ${String(p)}`,
+  )
+}
+
+function writeFileDurable(file: string, data: Buffer | string, mode: number): void {
+  const tmp = `${file}.tmp-${process.pid}`
+  const fd = openSync(tmp, 'w', mode)
+  try {
+    writeFileSync(fd, data)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(tmp, file)
+  fsyncDirSync(join(file, '..'))
+}
+
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (x: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length)
+  let next = 0
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++
+      out[i] = await fn(items[i]!, i)
+    }
+  })
+  await Promise.all(workers)
+  return out
+}
+
+function rowToInfo(r: Record<string, unknown>): BlobInfo {
+  return {
+    seq: r.seq as number,
+    created_at: r.created_at as number,
+    p0: r.p0 as string,
+    path: r.path as string,
+    size: r.size as number,
+    file_size: r.file_size as number,
+    sha256: r.sha256 as string,
+    key_id: r.key_id as string,
+  }
+}
+
+function infoOf(d: DecodedCla, path: string): BlobInfo {
+  return {
+    seq: d.seq,
+    created_at: d.createdAt,
+    p0: d.p0,
+    path,
+    size: d.size,
+    file_size: d.fileSize,
+    sha256: d.sha256,
+    key_id: d.keyId,
+  }
+}
+
+const INFO_COLS = 'seq, created_at, p0, path, size, file_size, sha256, key_id'
+
+export class BlobStore {
+  readonly dataDir: string
+  readonly root: string
+  readonly db: Db
+  readonly protection: Protection
+  readonly role: StoreRole
+  readonly storeId: string
+  readonly generation: number
+
+  private readonly paths: ReturnType<typeof storePaths>
+  private readonly ownsDb: boolean
+  private readonly signing: SigningKey | undefined
+  private readonly ring: Map<string, TrustedKey>
+  private readonly clock: () => number
+  private readonly warn: (message: string) => void
+  private readonly maxPayloadBytes: number
+  private readonly maxBatch: number
+  private readonly probe: ProbeResult
+  private warned = false
+  private sealFailure: string | undefined
+
+  private closed = false
+  private lock: WriterLock | null = null
+  private recoverNeeded: boolean
+  private lastSeq = 0
+  private lastCreatedAt = 0
+  private mutex: Promise<unknown> = Promise.resolve()
+  private pending: PendingPut[] = []
+  private flushQueued = false
+
+  private constructor(args: {
+    opts: StoreOptions
+    identity: Identity
+    db: Db
+    ownsDb: boolean
+    signing: SigningKey | undefined
+    ring: Map<string, TrustedKey>
+    probe: ProbeResult
+    protection: Protection
+    recoverNeeded: boolean
+  }) {
+    const { opts } = args
+    this.paths = storePaths(opts.dataDir)
+    this.dataDir = opts.dataDir
+    this.root = this.paths.root
+    this.db = args.db
+    this.ownsDb = args.ownsDb
+    this.protection = args.protection
+    this.role = args.identity.role
+    this.storeId = args.identity.store_id
+    this.generation = args.identity.generation
+    this.signing = args.signing
+    this.ring = args.ring
+    this.probe = args.probe
+    this.recoverNeeded = args.recoverNeeded
+    this.clock = opts.clock ?? (() => Date.now() * 1000)
+    this.warn = opts.onWarning ?? ((m) => process.emitWarning(m, { code: 'CLAVITOR_PROTECTION' }))
+    this.maxPayloadBytes = opts.maxPayloadBytes ?? 1024 * 1024
+    this.maxBatch = opts.maxBatch ?? 512
+  }
+
+  // ---------------------------------------------------------------------------------
+  // lifecycle
+
+  /** True when {data} holds an initialised store. */
+  static isInitialized(dataDir: string): boolean {
+    return existsSync(storePaths(dataDir).identity)
+  }
+
+  /**
+   * Creates the store in `dataDir` (idempotent: an existing store is opened, and any
+   * `trustKeys` are added). Makes {data}/store/00..ff, {data}/staging, {data}/keys (a
+   * signing key for role 'core'), the identity file {data}/store.json and the meta rows.
+   */
+  static async init(opts: InitOptions): Promise<BlobStore> {
+    const protection = checkProtection(opts.protection)
+    const role = opts.role ?? 'core'
+    if (role !== 'core' && role !== 'pop')
+      throw claError('CLA_ERR_INVALID_OPTION', `role must be core or pop; got ${String(role)}`)
+    const p = storePaths(opts.dataDir)
+    for (const k of opts.trustKeys ?? []) trustedKeyFromRaw(k) // validate before writing anything
+    if (
+      role === 'pop' &&
+      !BlobStore.isInitialized(opts.dataDir) &&
+      (opts.trustKeys ?? []).length === 0
+    ) {
+      throw claError(
+        'CLA_ERR_INVALID_OPTION',
+        "a POP store needs the core's public key: pass --trust-key FILE",
+      )
+    }
+    mkdirSync(p.root, { recursive: true })
+    mkdirSync(p.staging, { recursive: true })
+    mkdirSync(p.trusted, { recursive: true, mode: 0o700 })
+    const newShards: string[] = []
+    for (const s of SHARDS) {
+      const dir = join(p.root, s)
+      if (!existsSync(dir)) {
+        mkdirSync(dir)
+        newShards.push(dir)
+      }
+    }
+    if (newShards.length > 0) fsyncDirSync(p.root)
+    for (const k of opts.trustKeys ?? []) {
+      const t = trustedKeyFromRaw(k)
+      writeFileDurable(join(p.trusted, `${t.keyId}.pub`), t.publicKey, 0o644)
+    }
+    if (!BlobStore.isInitialized(opts.dataDir)) {
+      if (role === 'core' && !existsSync(p.signingKey)) {
+        const key = opts.seed ? signingKeyFromSeed(opts.seed) : generateSigningKey()
+        writeFileDurable(p.signingPub, key.publicKey, 0o644)
+        writeFileDurable(p.signingKey, key.seed, 0o600)
+      }
+      if (protection !== 'off') {
+        const probe = await probeSealing(p.staging)
+        if (probe.honoured) await sealDirs([p.root, ...SHARDS.map((s) => join(p.root, s))])
+        else if (protection === 'enforce') {
+          throw claError(
+            'CLA_ERR_SEAL_UNSUPPORTED',
+            `protection is enforce but ${p.root} cannot be sealed: ${probe.reason}`,
+          )
+        }
+      }
+      const identity: Identity = {
+        format: 1,
+        store_id: randomBytes(16).toString('hex'),
+        generation: 1,
+        role,
+        created_at: Date.now() * 1000,
+      }
+      const db = opts.db ?? openDb(p.db)
+      try {
+        db.transaction(() => {
+          setMeta(db, 'store_id', identity.store_id)
+          setMeta(db, 'store_generation', String(identity.generation))
+          setMeta(db, 'store_role', identity.role)
+        })()
+      } finally {
+        if (!opts.db) db.close()
+      }
+      // Written last: a half-made store is "not initialised" and init simply runs again.
+      writeFileDurable(p.identity, JSON.stringify(identity, null, 2) + '\n', 0o644)
+    }
+    return BlobStore.open(opts)
+  }
+
+  /**
+   * Opens an initialised store (CLA_ERR_STORE_NOT_INITIALIZED otherwise), probes once
+   * whether the filesystem honours chattr, and cleans the staging folder when no live
+   * writer holds the lock. The writer lock itself is taken at the first write.
+   */
+  static async open(opts: StoreOptions): Promise<BlobStore> {
+    const protection = checkProtection(opts.protection)
+    const p = storePaths(opts.dataDir)
+    if (!existsSync(p.identity) || !existsSync(p.root)) {
+      throw claError(
+        'CLA_ERR_STORE_NOT_INITIALIZED',
+        `no store in ${opts.dataDir}; run: clavitor store init --data ${opts.dataDir}`,
+      )
+    }
+    let identity: Identity
+    try {
+      identity = JSON.parse(readFileSync(p.identity, 'utf8')) as Identity
+    } catch (cause) {
+      throw claError('CLA_ERR_INVALID_OPTION', `${p.identity} is not readable JSON`, { cause })
+    }
+    let signing: SigningKey | undefined
+    if (existsSync(p.signingKey)) signing = signingKeyFromSeed(readFileSync(p.signingKey))
+    const ring = makeKeyRing([])
+    if (signing) ring.set(signing.keyId, trustedKeyFromRaw(signing.publicKey))
+    for (const f of existsSync(p.trusted) ? readdirSync(p.trusted) : []) {
+      if (!f.endsWith('.pub')) continue
+      const t = trustedKeyFromRaw(
+        parsePublicKeyFile(readFileSync(join(p.trusted, f)), join(p.trusted, f)),
+      )
+      ring.set(t.keyId, t)
+    }
+    for (const k of opts.trustedKeys ?? []) {
+      const t = trustedKeyFromRaw(k)
+      ring.set(t.keyId, t)
+    }
+    mkdirSync(p.staging, { recursive: true })
+    const holder = liveLockHolder(p.lock)
+    if (holder === undefined) await cleanStaging(p.staging)
+    const probe: ProbeResult = await probeSealing(p.staging)
+    if (protection === 'enforce' && !probe.honoured) {
+      throw claError(
+        'CLA_ERR_SEAL_UNSUPPORTED',
+        `protection is enforce but this filesystem cannot seal files: ${probe.reason}`,
+      )
+    }
+    const ownsDb = !opts.db
+    const db = opts.db ?? openDb(p.db)
+    let recoverNeeded = false
+    try {
+      const metaId = getMeta(db, 'store_id')
+      if (metaId === undefined) {
+        // A fresh meta.db beside an existing store: adopt it and rebuild the index first thing.
+        db.transaction(() => {
+          setMeta(db, 'store_id', identity.store_id)
+          setMeta(db, 'store_generation', String(identity.generation))
+          setMeta(db, 'store_role', identity.role)
+        })()
+        recoverNeeded = true
+      } else if (metaId !== identity.store_id) {
+        throw claError(
+          'CLA_ERR_INVALID_OPTION',
+          `${p.db} belongs to store ${metaId} but ${p.identity} names ${identity.store_id}; wrong data folder?`,
+        )
+      }
+    } catch (err) {
+      if (ownsDb) db.close()
+      throw err
+    }
+    const store = new BlobStore({
+      opts,
+      identity,
+      db,
+      ownsDb,
+      signing,
+      ring,
+      probe,
+      protection,
+      recoverNeeded,
+    })
+    if (protection === 'best-effort' && !probe.honoured) {
+      store.warnOnce(
+        `protection best-effort: files are NOT sealed on this filesystem (${probe.reason})`,
+      )
+    }
+    return store
+  }
+
+  /** Waits for queued writes, releases the writer lock, closes the database if owned. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.mutex.catch(() => undefined)
+    this.lock?.release()
+    this.lock = null
+    if (this.ownsDb) this.db.close()
+  }
+
+  // ---------------------------------------------------------------------------------
+  // keys and identity
+
+  /** The signing key id, or null for a POP store. */
+  get keyId(): string | null {
+    return this.signing?.keyId ?? null
+  }
+
+  /** The raw 32-byte signing public key, or null for a POP store. */
+  get publicKey(): Buffer | null {
+    return this.signing ? Buffer.from(this.signing.publicKey) : null
+  }
+
+  /** Trusted public keys by id (own key included). */
+  get trustedKeys(): ReadonlyMap<string, TrustedKey> {
+    return this.ring
+  }
+
+  /** The core's public key, to hand to a POP (`store init --pop --trust-key FILE`). */
+  exportPublicKey(): { keyId: string; publicKey: Buffer } {
+    if (!this.signing)
+      throw claError(
+        'CLA_ERR_STORE_NO_SIGNING_KEY',
+        'this store has no signing key (a POP replica)',
+      )
+    return { keyId: this.signing.keyId, publicKey: Buffer.from(this.signing.publicKey) }
+  }
+
+  /** Adds a trusted public key (raw 32 bytes) to {data}/keys/trusted and to this instance. */
+  trustKey(publicKey: Buffer): string {
+    const t = trustedKeyFromRaw(publicKey)
+    writeFileDurable(join(this.paths.trusted, `${t.keyId}.pub`), t.publicKey, 0o644)
+    this.ring.set(t.keyId, t)
+    return t.keyId
+  }
+
+  /** True when files are being sealed (mode not off and the filesystem honours chattr). */
+  get sealing(): boolean {
+    return this.protection !== 'off' && this.probe.honoured
+  }
+
+  // ---------------------------------------------------------------------------------
+  // reads
+
+  latest(p0: string): BlobInfo | undefined {
+    validateP0(p0)
+    this.checkOpen()
+    const r = this.db
+      .prepare(
+        `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1`,
+      )
+      .get(p0) as Record<string, unknown> | undefined
+    return r ? rowToInfo(r) : undefined
+  }
+
+  /** Every version of `p0`, oldest first. */
+  versions(p0: string): BlobInfo[] {
+    validateP0(p0)
+    this.checkOpen()
+    const rows = this.db
+      .prepare(`SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at, seq`)
+      .all(p0) as Record<string, unknown>[]
+    return rows.map(rowToInfo)
+  }
+
+  bySeq(seq: number): BlobInfo | undefined {
+    this.checkOpen()
+    const r = this.db.prepare(`SELECT ${INFO_COLS} FROM blobs WHERE seq = ?`).get(seq) as
+      Record<string, unknown> | undefined
+    return r ? rowToInfo(r) : undefined
+  }
+
+  /** The whole signed .cla bytes, verified (hash, signature, header equals `info`). */
+  async readFile(info: BlobInfo): Promise<Buffer> {
+    this.checkOpen()
+    const parsed = parseBlobPath(info.path)
+    if (!parsed)
+      throw claError('CLA_ERR_INVALID_INPUT', `not a blob path: ${JSON.stringify(info.path)}`)
+    let buf: Buffer
+    try {
+      buf = await readFile(join(this.root, info.path))
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw claError(
+          'CLA_ERR_NOT_FOUND',
+          `blob file ${info.path} is missing; run clavitor store verify`,
+          { cause },
+        )
+      }
+      throw cause
+    }
+    const d = verifyCla(buf, this.ring, info.path)
+    checkExpect(d, info.path, info)
+    return buf
+  }
+
+  /** The payload of a blob, after full verification. */
+  async readPayload(info: BlobInfo): Promise<Buffer> {
+    const buf = await this.readFile(info)
+    const d = verifyCla(buf, this.ring, info.path)
+    return Buffer.from(d.payload)
+  }
+
+  /**
+   * The page of blobs after `cursor` (null: from the start), in (created_at, seq) order.
+   * Rows commit in that order under the writer lock, so a page never skips or repeats.
+   */
+  changesAfter(cursor: string | null, limit: number): ChangesPage {
+    this.checkOpen()
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
+      throw claError('CLA_ERR_INVALID_INPUT', `limit must be an integer 1..100000; got ${limit}`)
+    }
+    const after = cursor === null ? { createdAt: -1, seq: -1 } : decodeCursor(cursor)
+    const rows = this.db
+      .prepare(
+        `SELECT ${INFO_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
+      )
+      .all(after.createdAt, after.seq, limit + 1) as Record<string, unknown>[]
+    const more = rows.length > limit
+    const items = rows.slice(0, limit).map(rowToInfo)
+    const last = items[items.length - 1]
+    return { items, next: last ? encodeCursor(last.created_at, last.seq) : cursor, more }
+  }
+
+  status(): StoreStatus {
+    this.checkOpen()
+    const r = this.db
+      .prepare(
+        `SELECT count(*) AS n, count(DISTINCT p0) AS p0s, coalesce(sum(size), 0) AS payload,
+                coalesce(sum(file_size), 0) AS file, coalesce(sum(sealed = 0), 0) AS unsealed,
+                max(seq) AS last_seq, max(created_at) AS last_at FROM blobs`,
+      )
+      .get() as Record<string, number | null>
+    const reason = !this.probe.honoured ? this.probe.reason : this.sealFailure
+    return {
+      store_id: this.storeId,
+      generation: this.generation,
+      role: this.role,
+      root: this.root,
+      key_id: this.keyId,
+      trusted_key_ids: [...this.ring.keys()].sort(),
+      blobs: r.n ?? 0,
+      p0s: r.p0s ?? 0,
+      payload_bytes: r.payload ?? 0,
+      file_bytes: r.file ?? 0,
+      unsealed_rows: r.unsealed ?? 0,
+      last_seq: r.last_seq ?? null,
+      last_created_at: r.last_at ?? null,
+      protection: {
+        mode: this.protection,
+        honoured: this.probe.honoured && this.sealFailure === undefined,
+        sealing: this.sealing,
+        ...(reason ? { reason } : {}),
+      },
+      writer_pid: this.lock ? process.pid : (liveLockHolder(this.paths.lock) ?? null),
+    }
+  }
+
+  // ---------------------------------------------------------------------------------
+  // writes
+
+  /** Stores a new version of `p0`. Resolves once the file is durable, sealed and indexed. */
+  put(p0: string, payload: Buffer): Promise<BlobInfo> {
+    try {
+      this.checkOpen()
+      validateP0(p0)
+      if (!Buffer.isBuffer(payload))
+        throw claError('CLA_ERR_INVALID_INPUT', 'payload must be a Buffer')
+      if (payload.length > this.maxPayloadBytes) {
+        throw claError(
+          'CLA_ERR_PAYLOAD_TOO_LARGE',
+          `payload is ${payload.length} bytes; the limit is ${this.maxPayloadBytes}`,
+          { details: { size: payload.length, limit: this.maxPayloadBytes } },
+        )
+      }
+      if (!this.signing) {
+        throw claError(
+          'CLA_ERR_STORE_NO_SIGNING_KEY',
+          'this store is a POP replica without a signing key; it only ingests',
+        )
+      }
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise<BlobInfo>((resolve, reject) => {
+      this.pending.push({ p0, payload, resolve, reject })
+      this.scheduleFlush()
+    })
+  }
+
+  /**
+   * Moves verified, staged .cla files (e.g. an rsync pull) into the store: verifies each
+   * (format, size, sha256, signature by a trusted key, header equals `expect`), links it
+   * into place (identical bytes already there is success), fsyncs, seals the batch, then
+   * inserts the rows and runs `inTransaction` in ONE transaction. Staged names are removed
+   * once linked. On any bad file it throws naming it and nothing becomes visible.
+   */
+  ingest(staged: StagedFile[], opts: IngestOptions = {}): Promise<BlobInfo[]> {
+    try {
+      this.checkOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.exclusive(() => this.ingestLocked(staged, opts))
+  }
+
+  /** Indexes every valid .cla file that has no index row (fast-glob over the tree). */
+  rebuildIndex(): Promise<RebuildReport> {
+    try {
+      this.checkOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.exclusive(async () => {
+      await this.ensureWriter()
+      return this.rebuildLocked()
+    })
+  }
+
+  /** Checks every file and row: missing, corrupt (hash/signature/header), unindexed, unsealed. */
+  async verify(): Promise<VerifyReport> {
+    this.checkOpen()
+    const files = await this.listFiles()
+    const rows = (
+      this.db.prepare(`SELECT ${INFO_COLS} FROM blobs`).all() as Record<string, unknown>[]
+    ).map(rowToInfo)
+    const byPath = new Map(rows.map((r) => [r.path, r]))
+    const onDisk = new Set(files)
+    const missing = rows.filter((r) => !onDisk.has(r.path)).map((r) => r.path)
+    const unindexed = files.filter((f) => !byPath.has(f))
+    const corrupt: VerifyProblem[] = []
+    await mapLimit(files, 16, async (rel) => {
+      try {
+        const parsed = parseBlobPath(rel)
+        if (!parsed) throw claError('CLA_ERR_BAD_FORMAT', `${rel}: not a blob path`)
+        const d = verifyCla(await readFile(join(this.root, rel)), this.ring, rel)
+        checkExpect(d, rel, byPath.get(rel) ?? { p0: parsed.p0, created_at: parsed.createdAt })
+      } catch (err) {
+        corrupt.push(problemOf(rel, err))
+      }
+    })
+    let unsealed: string[] = []
+    if (this.sealing) {
+      const dirs = [...new Set(files.map((f) => f.slice(0, f.lastIndexOf('/'))))]
+      const targets = [...files, ...dirs, ...SHARDS]
+      const attrs = await readAttrs(targets.map((t) => join(this.root, t)))
+      unsealed = targets.filter(
+        (t, i) => !hasFlag(attrs.get(join(this.root, t)), i < files.length ? 'i' : 'a'),
+      )
+    }
+    corrupt.sort((a, b) => a.path.localeCompare(b.path))
+    return {
+      ok: missing.length + corrupt.length + unindexed.length + unsealed.length === 0,
+      files: files.length,
+      indexed: rows.length,
+      missing: missing.sort(),
+      corrupt,
+      unindexed: unindexed.sort(),
+      unsealed: unsealed.sort(),
+      sealChecked: this.sealing,
+    }
+  }
+
+  // ---------------------------------------------------------------------------------
+  // internals
+
+  private checkOpen(): void {
+    if (this.closed) throw claError('CLA_ERR_STORE_CLOSED', 'the store was closed')
+  }
+
+  private warnOnce(message: string): void {
+    if (this.warned) return
+    this.warned = true
+    this.warn(message)
+  }
+
+  /** Serialises writer work (put batches, ingest, rebuild) in this process. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.mutex.then(fn, fn)
+    this.mutex = run.catch(() => undefined)
+    return run
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushQueued) return
+    this.flushQueued = true
+    void this.exclusive(async () => {
+      // Let puts issued in the same tick join this group.
+      await new Promise((r) => setImmediate(r))
+      this.flushQueued = false
+      const batch = this.pending.splice(0, this.maxBatch)
+      if (this.pending.length > 0) this.scheduleFlush()
+      if (batch.length === 0) return
+      try {
+        const infos = await this.commitPuts(batch)
+        batch.forEach((item, i) => item.resolve(infos[i]!))
+      } catch (err) {
+        for (const item of batch) item.reject(err)
+      }
+    })
+  }
+
+  /** Takes the writer lock once; after a dead writer (or a fresh meta.db), recovers first. */
+  private async ensureWriter(): Promise<void> {
+    if (!this.lock) {
+      this.lock = acquireWriterLock(this.paths.lock)
+      await cleanStaging(this.paths.staging)
+      if (this.lock.stale) this.recoverNeeded = true
+    }
+    if (this.recoverNeeded) {
+      this.recoverNeeded = false
+      try {
+        await this.rebuildLocked()
+      } catch (err) {
+        this.recoverNeeded = true
+        throw err
+      }
+    }
+    const r = this.db.prepare('SELECT max(seq) AS s, max(created_at) AS c FROM blobs').get() as {
+      s: number | null
+      c: number | null
+    }
+    this.lastSeq = Math.max(this.lastSeq, r.s ?? 0)
+    this.lastCreatedAt = Math.max(this.lastCreatedAt, r.c ?? 0)
+  }
+
+  private nextCreatedAt(): number {
+    const now = Math.floor(this.clock())
+    this.lastCreatedAt = now > this.lastCreatedAt ? now : this.lastCreatedAt + 1
+    return this.lastCreatedAt
+  }
+
+  private async commitPuts(batch: PendingPut[]): Promise<BlobInfo[]> {
+    await this.ensureWriter()
+    const key = this.signing!
+    const items = batch.map((b) => {
+      const seq = ++this.lastSeq
+      const createdAt = this.nextCreatedAt()
+      const name = blobFileName(createdAt, randomBytes(8).toString('hex'))
+      const bytes = encodeCla({ p0: b.p0, createdAt, seq, payload: b.payload, key })
+      const d = verifyCla(bytes, this.ring) // cheap self-check: never publish a bad signature
+      const path = `${shardOf(b.p0)}/${b.p0}/${name}`
+      return { info: infoOf(d, path), bytes, tmp: join(this.paths.staging, `${name}.tmp`) }
+    })
+    // 1. temp files, fsynced
+    await mapLimit(items, 64, async (it) => {
+      const fh = await open(it.tmp, 'wx', 0o444)
+      try {
+        await fh.writeFile(it.bytes)
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+    })
+    let linked = false
+    try {
+      // 2. p0 folders, links (never overwrite), temp names removed
+      const newDirs = await this.makeP0Dirs(items.map((it) => it.info.p0))
+      linked = true
+      await mapLimit(items, 64, async (it) => {
+        await linkNoClobber(it.tmp, join(this.root, it.info.path))
+        await unlink(it.tmp)
+      })
+      // 3. folder fsyncs: every p0 folder touched, and shard folders that gained a p0 folder
+      await this.syncDirs(
+        items.map((it) => it.info.p0),
+        newDirs,
+      )
+      // 4. seal, 5. index
+      const sealed = await this.sealBatch(
+        items.map((it) => join(this.root, it.info.path)),
+        newDirs,
+      )
+      this.insertRows(
+        items.map((it) => it.info),
+        sealed,
+      )
+      if (sealed.error) throw sealed.error
+      return items.map((it) => it.info)
+    } catch (err) {
+      if (linked) this.recoverNeeded = true
+      for (const it of items) rmSync(it.tmp, { force: true })
+      throw err
+    }
+  }
+
+  private async makeP0Dirs(p0s: string[]): Promise<string[]> {
+    const created: string[] = []
+    for (const p0 of new Set(p0s)) {
+      const dir = join(this.root, shardOf(p0), p0)
+      try {
+        await mkdir(dir)
+        created.push(dir)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+    }
+    return created
+  }
+
+  private async syncDirs(p0s: string[], newDirs: string[]): Promise<void> {
+    const dirs = new Set<string>()
+    for (const p0 of p0s) dirs.add(join(this.root, shardOf(p0), p0))
+    for (const d of newDirs) dirs.add(join(d, '..'))
+    await mapLimit([...dirs], 16, fsyncDir)
+  }
+
+  /** Seals files (+i) and new folders (+a). Returns whether they are sealed and, in enforce mode, the error. */
+  private async sealBatch(
+    files: string[],
+    dirs: string[],
+  ): Promise<{ sealed: boolean; error?: ClavitorError }> {
+    if (!this.sealing) return { sealed: false }
+    try {
+      if (files.length) await sealFiles(files)
+      if (dirs.length) await sealDirs(dirs)
+      return { sealed: true }
+    } catch (err) {
+      const e = isClavitorError(err)
+        ? err
+        : claError('CLA_ERR_SEAL_FAILED', String(err), { cause: err })
+      this.sealFailure = e.message
+      if (this.protection === 'enforce') return { sealed: false, error: e }
+      this.warnOnce(`protection best-effort: sealing failed, files stay writable (${e.message})`)
+      return { sealed: false }
+    }
+  }
+
+  private insertRows(
+    infos: BlobInfo[],
+    sealed: { sealed: boolean },
+    inTx?: (db: Db) => void,
+  ): void {
+    const ins = this.db.prepare(
+      `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    this.db.transaction(() => {
+      for (const i of infos) {
+        ins.run(
+          i.seq,
+          i.created_at,
+          i.p0,
+          i.path,
+          i.size,
+          i.file_size,
+          i.sha256,
+          i.key_id,
+          sealed.sealed ? 1 : 0,
+        )
+      }
+      inTx?.(this.db)
+    })()
+  }
+
+  private async ingestLocked(staged: StagedFile[], opts: IngestOptions): Promise<BlobInfo[]> {
+    await this.ensureWriter()
+    // 1. verify everything before anything becomes visible
+    const items = await mapLimit(staged, 16, async (s) => {
+      let buf: Buffer
+      try {
+        buf = await readFile(s.file)
+      } catch (cause) {
+        throw claError(
+          'CLA_ERR_NOT_FOUND',
+          `staged file ${s.file} cannot be read: ${(cause as Error).message}`,
+          {
+            cause,
+            details: { file: s.file },
+          },
+        )
+      }
+      const d = verifyCla(buf, this.ring, s.file)
+      const path = s.expect?.path ?? `${shardOf(d.p0)}/${d.p0}/${basename(s.file)}`
+      checkExpect(d, s.file, { ...s.expect, path })
+      return { staged: s.file, info: infoOf(d, path), bytes: buf }
+    })
+    if (items.length === 0) {
+      if (opts.inTransaction) this.db.transaction(() => opts.inTransaction!(this.db))()
+      return []
+    }
+    const known = this.db.prepare(`SELECT ${INFO_COLS} FROM blobs WHERE path = ?`)
+    const fresh = items.filter((it) => {
+      const row = known.get(it.info.path) as Record<string, unknown> | undefined
+      if (!row) return true
+      const r = rowToInfo(row)
+      if (
+        r.seq !== it.info.seq ||
+        r.sha256 !== it.info.sha256 ||
+        r.created_at !== it.info.created_at
+      ) {
+        throw claError(
+          'CLA_ERR_HEADER_MISMATCH',
+          `${it.staged}: ${it.info.path} is indexed with different content`,
+          {
+            details: { file: it.staged, path: it.info.path },
+          },
+        )
+      }
+      return false
+    })
+    // 2. durable content, then link into place
+    await mapLimit(items, 16, async (it) => {
+      const fh = await open(it.staged, 'r')
+      try {
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+    })
+    const newDirs = await this.makeP0Dirs(items.map((it) => it.info.p0))
+    await mapLimit(items, 16, async (it) => {
+      const dest = join(this.root, it.info.path)
+      try {
+        await linkNoClobber(it.staged, dest)
+      } catch (err) {
+        if (isClavitorError(err, 'CLA_ERR_EXISTS')) {
+          const there = await readFile(dest)
+          if (!there.equals(it.bytes)) {
+            throw claError(
+              'CLA_ERR_EXISTS',
+              `${it.staged}: ${it.info.path} exists with different bytes`,
+              {
+                details: { file: it.staged, path: it.info.path },
+              },
+            )
+          }
+        } else if ((err as NodeJS.ErrnoException).code === 'EXDEV') {
+          const tmp = join(this.paths.staging, `${basename(dest)}.ingest`)
+          await copyFile(it.staged, tmp)
+          const fh = await open(tmp, 'r')
+          await fh.sync().finally(() => fh.close())
+          await linkNoClobber(tmp, dest)
+          await unlink(tmp)
+        } else throw err
+      }
+      await unlink(it.staged)
+    })
+    this.recoverNeeded = true // until the rows commit
+    await this.syncDirs(
+      items.map((it) => it.info.p0),
+      newDirs,
+    )
+    const sealed = await this.sealBatch(
+      items.map((it) => join(this.root, it.info.path)),
+      newDirs,
+    )
+    if (sealed.error) throw sealed.error
+    try {
+      this.insertRows(
+        fresh.map((it) => it.info),
+        sealed,
+        opts.inTransaction,
+      )
+    } catch (err) {
+      if (isClavitorError(err)) throw err
+      throw claError(
+        'CLA_ERR_HEADER_MISMATCH',
+        `ingest could not index the batch: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      )
+    }
+    this.recoverNeeded = false
+    for (const it of fresh) {
+      this.lastSeq = Math.max(this.lastSeq, it.info.seq)
+      this.lastCreatedAt = Math.max(this.lastCreatedAt, it.info.created_at)
+    }
+    return items.map((it) => it.info)
+  }
+
+  private async listFiles(): Promise<string[]> {
+    return fg('*/*/*.cla', {
+      cwd: this.root,
+      onlyFiles: true,
+      dot: false,
+      followSymbolicLinks: false,
+    })
+  }
+
+  private async rebuildLocked(): Promise<RebuildReport> {
+    const files = await this.listFiles()
+    const indexed = new Set(
+      (this.db.prepare('SELECT path FROM blobs').all() as Array<{ path: string }>).map(
+        (r) => r.path,
+      ),
+    )
+    const todo = files.filter((f) => !indexed.has(f))
+    const corrupt: VerifyProblem[] = []
+    const found: BlobInfo[] = []
+    await mapLimit(todo, 16, async (rel) => {
+      try {
+        const parsed = parseBlobPath(rel)
+        if (!parsed) throw claError('CLA_ERR_BAD_FORMAT', `${rel}: not a blob path`)
+        const d = verifyCla(await readFile(join(this.root, rel)), this.ring, rel)
+        checkExpect(d, rel, { p0: parsed.p0, created_at: parsed.createdAt })
+        found.push(infoOf(d, rel))
+      } catch (err) {
+        corrupt.push(problemOf(rel, err))
+      }
+    })
+    found.sort((a, b) => a.created_at - b.created_at || a.seq - b.seq)
+    const dirs = [...new Set(found.map((f) => join(this.root, shardOf(f.p0), f.p0)))]
+    const sealed = await this.sealBatch(
+      found.map((f) => join(this.root, f.path)),
+      dirs,
+    )
+    const conflicts: string[] = []
+    const ins = this.db.prepare(
+      `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    let n = 0
+    this.db.transaction(() => {
+      for (const i of found) {
+        try {
+          ins.run(
+            i.seq,
+            i.created_at,
+            i.p0,
+            i.path,
+            i.size,
+            i.file_size,
+            i.sha256,
+            i.key_id,
+            sealed.sealed ? 1 : 0,
+          )
+          n++
+          this.lastSeq = Math.max(this.lastSeq, i.seq)
+          this.lastCreatedAt = Math.max(this.lastCreatedAt, i.created_at)
+        } catch (err) {
+          if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT'))
+            conflicts.push(i.path)
+          else throw err
+        }
+      }
+    })()
+    corrupt.sort((a, b) => a.path.localeCompare(b.path))
+    return {
+      scanned: files.length,
+      alreadyIndexed: files.length - todo.length,
+      indexed: n,
+      corrupt,
+      conflicts,
+    }
+  }
+}
+
+function problemOf(path: string, err: unknown): VerifyProblem {
+  if (isClavitorError(err)) return { path, code: err.code, message: err.message }
+  return { path, code: 'CLA_ERR_INTERNAL', message: (err as Error).message }
+}
+
+/** Every given field of `expect` must equal the decoded header; the path must fit p0 and created_at. */
+function checkExpect(d: DecodedCla, name: string, expect: Partial<BlobInfo>): void {
+  const actual = infoOf(d, expect.path ?? '')
+  for (const k of ['seq', 'created_at', 'p0', 'size', 'file_size', 'sha256', 'key_id'] as const) {
+    if (expect[k] !== undefined && expect[k] !== actual[k]) {
+      throw claError(
+        'CLA_ERR_HEADER_MISMATCH',
+        `${name}: header ${k} is ${actual[k]}, expected ${expect[k]}`,
+        {
+          details: { file: name, field: k },
+        },
+      )
+    }
+  }
+  if (expect.path !== undefined) {
+    const p = parseBlobPath(expect.path)
+    if (!p || p.p0 !== d.p0 || p.createdAt !== d.createdAt) {
+      throw claError(
+        'CLA_ERR_HEADER_MISMATCH',
+        `${name}: path ${expect.path} does not fit p0 ${d.p0} and created_at ${d.createdAt}`,
+        {
+          details: { file: name, field: 'path' },
+        },
+      )
+    }
+  }
+}
+
+async function linkNoClobber(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw claError('CLA_ERR_EXISTS', `${to} exists; nothing is ever overwritten`, {
+        cause: err,
+        details: { path: to },
+      })
+    }
+    throw err
+  }
+}
+
+/** Empties the staging folder (temp files of a dead writer, a stuck seal probe). */
+export async function cleanStaging(dir: string): Promise<number> {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return 0
+  }
+  for (const n of names) {
+    const p = join(dir, n)
+    try {
+      rmSync(p, { recursive: true, force: true })
+    } catch {
+      await unsealTree(p)
+      rmSync(p, { recursive: true, force: true })
+    }
+  }
+  return names.length
+}
