@@ -11,11 +11,15 @@ import { join } from 'node:path'
 import { openDb, type Db } from './db/open.js'
 import { BlobStore, type Protection } from './store/index.js'
 import { AuditLog } from './audit/log.js'
+import type { Billing } from './billing/billing.js'
+import { openBilling, paddleConfigFromEnv, type PaddleConfig } from './billing/config.js'
 import { Admin } from './admin/admin.js'
 
 export interface CoreOptions {
   /** The data folder; created if missing. */
   dataDir: string
+  /** Paddle (lib/billing/config.ts): default from CLAVITOR_PADDLE_* env; unset = rows stay pending. */
+  paddle?: PaddleConfig
   /** Store protection (lib/store): default $CLAVITOR_PROTECTION, else 'best-effort'. */
   protection?: Protection
 }
@@ -27,6 +31,8 @@ export interface Core {
   readonly store: BlobStore
   /** The hash-chained audit log (lib/audit/log.ts): core.audit.append({ kind, actor, outcome, … }). */
   readonly audit: AuditLog
+  /** The dual-write layer with Paddle (lib/billing/billing.ts; docs/billing.md). */
+  readonly billing: Billing
   /** Admin humans, roles, WebAuthn ceremonies, sessions (lib/admin/admin.ts). */
   readonly admin: Admin
   close(): Promise<void>
@@ -44,6 +50,7 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
   const paths = dataPaths(opts.dataDir)
   mkdirSync(opts.dataDir, { recursive: true })
   const db = openDb(paths.db)
+  const billing = openBilling(db, opts.paddle ?? paddleConfigFromEnv(), new AuditLog(db))
   const store = await BlobStore.init({
     dataDir: opts.dataDir,
     db,
@@ -54,8 +61,10 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     db,
     store,
     audit: new AuditLog(db),
+    billing,
     admin: new Admin(db),
     async close() {
+      await billing.stop()
       await store.close()
       db.close()
     },

@@ -25,7 +25,10 @@ t.test('every entity round-trips through the fake Paddle', async (t) => {
   t.match(product.id, /^prd_[a-z0-9]{26}$/, 'our own id, our own prefix')
   t.equal(customer.level, 2, 'customer under an MSP is level 2')
   t.equal(
-    rig.fake.state.customers.get(String(customer.paddle_id))?.custom_data?.clavitor_id as unknown,
+    (
+      rig.fake.state.customers.get(String(customer.paddle_id))?.custom_data as
+        Record<string, unknown> | undefined
+    )?.clavitor_id,
     customer.id,
     'our id travels in custom_data',
   )
