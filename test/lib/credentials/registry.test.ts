@@ -9,8 +9,10 @@ import { CredentialRegistry } from '../../../lib/credentials/registry.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
-async function setup(t: Parameters<Parameters<typeof t.test>[1]>[0], opts = {}) {
-  const f = await credFixture((fn) => t.teardown(fn), opts)
+type Test = Parameters<Parameters<typeof t.test>[1]>[0]
+
+async function setup(tt: Test, opts = {}) {
+  const f = await credFixture((fn) => tt.teardown(fn), opts)
   f.addCustomer('acme')
   f.addCustomer('rival')
   f.addSubscription('sub_acme', 'acme', 'active')
