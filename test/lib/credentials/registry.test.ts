@@ -9,9 +9,7 @@ import { CredentialRegistry } from '../../../lib/credentials/registry.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
-type Test = Parameters<Parameters<typeof t.test>[1]>[0]
-
-async function setup(tt: Test, opts = {}) {
+async function setup(tt: { teardown(fn: () => unknown): void }, opts = {}) {
   const f = await credFixture((fn) => tt.teardown(fn), opts)
   f.addCustomer('acme')
   f.addCustomer('rival')
