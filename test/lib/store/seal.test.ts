@@ -1,0 +1,64 @@
+import t from 'tap'
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  renameSync,
+  rmdirSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+  openSync,
+  linkSync,
+} from 'node:fs'
+import { join } from 'node:path'
+import { BlobStore, chunkArgs, probeSealing } from '../../../lib/store/index.js'
+import { tempData, P0A } from '../../fixtures/store/helpers.js'
+
+t.test('chunkArgs cuts long argument lists like xargs', async (t) => {
+  t.same(chunkArgs([]), [])
+  t.same(chunkArgs(['a', 'b', 'c'], 4), [['a', 'b'], ['c']])
+  const many = Array.from({ length: 10_000 }, (_, i) => `/some/long/path/${i}/file.cla`)
+  const chunks = chunkArgs(many)
+  t.ok(chunks.length > 1)
+  t.same(chunks.flat(), many)
+})
+
+t.test(
+  'a sealed file cannot be written, truncated, renamed or deleted; a new version can be added',
+  async (t) => {
+    const data = tempData(t)
+    mkdirSync(data, { recursive: true })
+    const probe = await probeSealing(data)
+    if (!probe.honoured) {
+      t.skip(`this filesystem/user cannot seal (needs root on ext4): ${probe.reason}`)
+      return
+    }
+    const s = await BlobStore.init({ dataDir: data, protection: 'enforce' })
+    t.teardown(() => s.close())
+    const v1 = await s.put(P0A, Buffer.from('version 1'))
+    const file = join(s.root, v1.path)
+    const p0dir = join(s.root, 'a1', P0A)
+    const eperm = { code: 'EPERM' }
+    t.throws(() => openSync(file, 'r+'), eperm, 'open for write')
+    t.throws(() => appendFileSync(file, 'x'), eperm, 'append')
+    t.throws(() => writeFileSync(file, 'x'), eperm, 'overwrite')
+    t.throws(() => truncateSync(file, 0), eperm, 'truncate')
+    t.throws(() => renameSync(file, file + '.moved'), eperm, 'rename')
+    t.throws(() => unlinkSync(file), eperm, 'unlink')
+    t.throws(() => linkSync(file, join(data, 'staging', 'hardlink')), eperm, 'hard link')
+    // the p0 folder is append-only: its entries cannot be removed or renamed, nor can it
+    t.throws(() => renameSync(p0dir, p0dir + 'x'), eperm, 'rename p0 folder')
+    t.throws(() => rmdirSync(join(s.root, '00')), eperm, 'remove an (empty) shard folder')
+    // a new version for the same p0 still goes in, and both stay readable
+    const v2 = await s.put(P0A, Buffer.from('version 2'))
+    t.not(v2.path, v1.path)
+    t.ok(existsSync(join(s.root, v2.path)))
+    t.same(s.versions(P0A), [v1, v2])
+    t.equal((await s.readPayload(v1)).toString(), 'version 1')
+    t.equal((await s.readPayload(v2)).toString(), 'version 2')
+    t.throws(() => unlinkSync(join(s.root, v2.path)), eperm, 'the new version is sealed too')
+    const r = await s.verify()
+    t.ok(r.ok && r.sealChecked, 'verify: all sealed')
+  },
+)
