@@ -1,8 +1,12 @@
 // The POP's Fastify app factory: WL3 lookups for vaults, health. Thin; never listens.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { errorResponse } from '../lib/errors.js'
+import type { Pop } from '../lib/pop.js'
+import { wl3Routes } from './routes/wl3.js'
 
 export interface PopAppOptions {
+  /** The POP library instance (lib/pop.ts). Without it only /healthz answers. */
+  pop?: Pop
   fastify?: FastifyServerOptions
 }
 
@@ -13,6 +17,21 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
     if (status >= 500) req.log.error({ err }, 'request failed')
     return reply.status(status).send(body)
   })
-  app.get('/healthz', async () => ({ ok: true }))
+  const pop = opts.pop
+  app.get('/healthz', async () => {
+    if (!pop) return { ok: true }
+    const s = pop.sync.status()
+    return {
+      ok: s.last_run === null ? true : s.last_run.ok,
+      pop_id: pop.popId,
+      cursor: s.cursor,
+      lag_us: s.last_run?.lag_us ?? null,
+      last_run: s.last_run,
+      repairs_pending: s.repairs_pending,
+      syncing: s.running,
+      blobs: pop.store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number,
+    }
+  })
+  if (pop) await app.register(wl3Routes, { pop })
   return app
 }

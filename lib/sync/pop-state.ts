@@ -102,8 +102,9 @@ export function recordReport(
       pop_id: popId,
       cursor: report.cursor,
       success: report.ok ? at : null,
-      err: report.ok ? null : (errText ?? 'failed without a message'),
-      err_at: report.ok ? null : at,
+      // an ok run may still carry an alarm (store identity re-baselined): keep it visible
+      err: errText ?? (report.ok ? null : 'failed without a message'),
+      err_at: errText || !report.ok ? at : null,
       lag,
       blobs: report.blobs ?? null,
       at,

@@ -1,0 +1,142 @@
+// A POP's library instance: everything a POP process holds open for one data folder, the
+// way lib/core.ts is for the core. Apps (pop-agent/) and the CLI take one of these.
+//
+//   {data}/meta.db        SQLite: the store index, sync state (meta sync.*), audit log
+//   {data}/store/         the POP's own WORM replica (same layout as the core)
+//   {data}/sync-staging/  plain folder rsync writes into (never sealed)
+//   {data}/quarantine/    damaged files moved aside by repair (evidence, never served)
+//   {data}/keys/trusted/  the core's public key(s)
+import { join } from 'node:path'
+import { claError } from './errors.js'
+import type { Db } from './db/open.js'
+import type { Logger } from './log.js'
+import { silentLogger } from './log.js'
+import { BlobStore, type Protection } from './store/index.js'
+import { PopSync } from './sync/agent.js'
+import { Wl3Lookup } from './sync/lookup.js'
+import type { RsyncSettings } from './sync/pull.js'
+import { plainHttpFeedClient, type FeedClient } from './sync/transport.js'
+import { TreeWatch } from './sync/watch.js'
+
+export interface PopOptions {
+  /** The POP's data folder. */
+  dataDir: string
+  /** This POP's id ([a-z0-9-]{1,63}): audit actor, scheduler slot. */
+  popId: string
+  /** The core's sync API base URL, used with plain HTTP when no `feed` is given (tests, demo). */
+  coreUrl?: string
+  /** Headers for the plain-HTTP feed client (tests). */
+  coreHeaders?: Record<string, string>
+  /** The feed transport (the authenticated client in production). Overrides coreUrl. */
+  feed?: FeedClient
+  /** rsync source of the core's store root: `rsync://host:port/module/`, `host:/path/` or a folder. */
+  rsyncSource: string
+  /** Extra rsync settings (timeouts, ssh/-e args, password env). */
+  rsync?: Omit<RsyncSettings, 'source'>
+  /** Store protection. Default 'best-effort'. */
+  protection?: Protection
+  /** Create the POP store if missing, trusting these core public keys (raw 32 bytes). */
+  initTrustKeys?: Buffer[]
+  /** Feed page size. Default 1000. */
+  pageSize?: number
+  /** Full verify cadence, ms. Default daily. */
+  fullVerifyEveryMs?: number
+  /** Watch the sealed tree (chokidar). Default false; `pop run` turns it on. */
+  watch?: boolean
+  log?: Logger
+}
+
+export interface Pop {
+  readonly dataDir: string
+  readonly popId: string
+  readonly store: BlobStore
+  readonly db: Db
+  readonly sync: PopSync
+  readonly lookup: Wl3Lookup
+  readonly watcher: TreeWatch | null
+  close(): Promise<void>
+}
+
+export const POP_ID_RE = /^[a-z0-9-]{1,63}$/
+
+export function popPaths(dataDir: string) {
+  return { staging: join(dataDir, 'sync-staging'), quarantine: join(dataDir, 'quarantine') }
+}
+
+export async function openPop(opts: PopOptions): Promise<Pop> {
+  if (!POP_ID_RE.test(opts.popId)) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `POP id must match [a-z0-9-]{1,63}: ${JSON.stringify(opts.popId)}`,
+      { details: { field: 'popId' } },
+    )
+  }
+  if (!opts.rsyncSource)
+    throw claError('CLA_ERR_INVALID_OPTION', 'an rsync source is required (--rsync-source)', {
+      details: { field: 'rsyncSource' },
+    })
+  const feed =
+    opts.feed ?? (opts.coreUrl ? plainHttpFeedClient(opts.coreUrl, opts.coreHeaders) : null)
+  if (!feed)
+    throw claError('CLA_ERR_INVALID_OPTION', "the core's URL is required (--core)", {
+      details: { field: 'coreUrl' },
+    })
+  const log = opts.log ?? silentLogger()
+  const protection = opts.protection ?? 'best-effort'
+  const store =
+    opts.initTrustKeys && !BlobStore.isInitialized(opts.dataDir)
+      ? await BlobStore.init({
+          dataDir: opts.dataDir,
+          role: 'pop',
+          trustKeys: opts.initTrustKeys,
+          protection,
+        })
+      : await BlobStore.open({ dataDir: opts.dataDir, protection, onWarning: (m) => log.warn(m) })
+  let watcher: TreeWatch | null = null
+  const sync = new PopSync({
+    popId: opts.popId,
+    store,
+    feed,
+    rsync: { ...opts.rsync, source: opts.rsyncSource },
+    stagingDir: popPaths(opts.dataDir).staging,
+    ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
+    ...(opts.fullVerifyEveryMs !== undefined ? { fullVerifyEveryMs: opts.fullVerifyEveryMs } : {}),
+    log: log.child({ component: 'sync' }),
+    onAgentWrite: (paths) => watcher?.expect(paths),
+  })
+  const lookup = new Wl3Lookup(store)
+  try {
+    if (opts.watch) {
+      const wlog = log.child({ component: 'watch' })
+      watcher = new TreeWatch({
+        popId: opts.popId,
+        store,
+        audit: (ev) => sync.audit(ev),
+        onAlarm: (a) =>
+          wlog.error(
+            { alarm: true, ...a },
+            `sealed tree changed outside the agent: ${a.reason} ${a.path}`,
+          ),
+      })
+      await watcher.start()
+    }
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  return {
+    dataDir: opts.dataDir,
+    popId: opts.popId,
+    store,
+    db: store.db,
+    sync,
+    lookup,
+    get watcher() {
+      return watcher
+    },
+    async close() {
+      await watcher?.close()
+      await store.close()
+    },
+  }
+}

@@ -1,0 +1,261 @@
+// One sync run of a POP, end to end: check its own blobs (quick stat check, or a full
+// verify when due or asked), repair what is damaged, pull until caught up, record the
+// outcome, report cursor/lag/last error to the core. The scheduler and `pop sync --once`
+// both call PopSync.run().
+import { appendEvent, type AuditEventInput } from '../audit/log.js'
+import { nowMicros } from '../db/open.js'
+import { claError, isClavitorError, type ClavitorError } from '../errors.js'
+import type { Logger } from '../log.js'
+import { silentLogger } from '../log.js'
+import type { BlobStore } from '../store/index.js'
+import { pullOnce, type PullProgress, type PullResult, type RsyncSettings } from './pull.js'
+import {
+  fullVerify,
+  pendingRepairs,
+  quickCheck,
+  repairQueued,
+  type RepairResult,
+} from './repair.js'
+import {
+  getLastRun,
+  getMeta,
+  K_CURSOR,
+  K_STORE_ID,
+  setLastRun,
+  setMeta,
+  type LastRun,
+} from './state.js'
+import type { FeedClient } from './transport.js'
+
+const K_LAST_VERIFY = 'sync.last_full_verify'
+
+export interface PopSyncOptions {
+  popId: string
+  store: BlobStore
+  feed: FeedClient
+  rsync: RsyncSettings
+  /** Plain folder on the store's filesystem ({data}/sync-staging). */
+  stagingDir: string
+  /** Feed page size. Default 1000. */
+  pageSize?: number
+  /** A full verify of every held blob at most this often, ms. Default 86,400,000 (daily). 0 = every run. */
+  fullVerifyEveryMs?: number
+  log?: Logger
+  /** Told which paths the agent is about to write (the tree watcher ignores them). */
+  onAgentWrite?: (paths: readonly string[]) => void
+}
+
+export interface RunOptions {
+  signal?: AbortSignal
+  onProgress?: (p: PullProgress) => void
+  /** Force a full verify of every held blob before pulling. */
+  verify?: boolean
+}
+
+export interface RunOutcome extends PullResult {
+  repair: RepairResult
+  /** Damaged blobs found by this run's check. */
+  checked: { mode: 'quick' | 'full'; bad: number }
+  /** Set when the report to the core failed (the run itself succeeded). */
+  report_error: string | null
+}
+
+export class PopSync {
+  readonly opts: PopSyncOptions
+  private readonly log: Logger
+  private inFlight: Promise<RunOutcome> | null = null
+
+  constructor(opts: PopSyncOptions) {
+    this.opts = opts
+    this.log = opts.log ?? silentLogger()
+  }
+
+  get running(): boolean {
+    return this.inFlight !== null
+  }
+
+  /** Audit + alarm log line; an audit failure is itself logged loudly (never swallowed silently). */
+  audit(ev: AuditEventInput): void {
+    try {
+      appendEvent(this.opts.store.db, ev)
+    } catch (err) {
+      this.log.error({ err, ev }, 'audit log write failed')
+      throw err
+    }
+  }
+
+  status() {
+    const db = this.opts.store.db
+    return {
+      cursor: getMeta(db, K_CURSOR),
+      core_store_id: getMeta(db, K_STORE_ID),
+      last_run: getLastRun(db),
+      repairs_pending: Object.keys(pendingRepairs(db)).length,
+      running: this.running,
+    }
+  }
+
+  /** One run; joins a run in flight. Rejects (after recording and reporting) on failure. */
+  run(opts: RunOptions = {}): Promise<RunOutcome> {
+    if (this.inFlight) return this.inFlight
+    const p = this.runInner(opts).finally(() => {
+      this.inFlight = null
+    })
+    this.inFlight = p
+    return p
+  }
+
+  private async runInner(opts: RunOptions): Promise<RunOutcome> {
+    const o = this.opts
+    const db = o.store.db
+    const started = Date.now()
+    let checked: RunOutcome['checked'] = { mode: 'quick', bad: 0 }
+    let repair: RepairResult = { repaired: [], intact: [], failed: [] }
+    const warn = (msg: string, data?: Record<string, unknown>) =>
+      this.log.error({ ...data, alarm: true }, msg)
+    const audit = (ev: AuditEventInput) => this.audit(ev)
+    try {
+      const every = o.fullVerifyEveryMs ?? 86_400_000
+      const last = Number(getMeta(db, K_LAST_VERIFY) ?? 0)
+      if (opts.verify || every === 0 || started - last >= every) {
+        const bad = await fullVerify(o.store)
+        setMeta(db, K_LAST_VERIFY, String(started))
+        checked = { mode: 'full', bad: bad.length }
+      } else {
+        checked = { mode: 'quick', bad: quickCheck(o.store).length }
+      }
+      if (checked.bad > 0) {
+        warn(`${checked.bad} blob(s) on this POP are missing or damaged; repairing from the core`, {
+          mode: checked.mode,
+        })
+        audit({
+          kind: 'sync.alarm',
+          actor: o.popId,
+          outcome: 'alarm',
+          reason: 'store_damaged',
+          data: { bad: checked.bad, mode: checked.mode },
+        })
+      }
+      const queued = Object.keys(pendingRepairs(db))
+      if (queued.length) o.onAgentWrite?.(queued)
+      repair = await repairQueued({
+        popId: o.popId,
+        store: o.store,
+        rsync: o.rsync,
+        stagingDir: o.stagingDir,
+        audit,
+        warn,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      })
+      const res = await pullOnce({
+        popId: o.popId,
+        db,
+        store: {
+          ingest: (staged, io) => {
+            o.onAgentWrite?.(staged.map((s) => s.expect?.path ?? s.file))
+            return o.store.ingest(staged, io)
+          },
+        },
+        feed: o.feed,
+        rsync: o.rsync,
+        stagingDir: o.stagingDir,
+        audit,
+        warn,
+        ...(o.pageSize ? { pageSize: o.pageSize } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      })
+      if (repair.failed.length > 0) {
+        throw claError(
+          'CLA_ERR_SYNC_PARTIAL',
+          `${repair.failed.length} damaged blob(s) could not be repaired from the core yet: ${repair.failed[0]!.path}: ${repair.failed[0]!.message}`,
+          {
+            details: { failed: repair.failed.slice(0, 20) },
+          },
+        )
+      }
+      const alarm = res.alarms[0]
+      const outcome: RunOutcome = { ...res, repair, checked, report_error: null }
+      this.record({
+        ok: true,
+        error: alarm ? { code: alarm.code, message: alarm.message } : null,
+        res,
+        alarms: res.alarms,
+      })
+      outcome.report_error = await this.report(true, alarm ?? null, res)
+      this.log.info(
+        {
+          sealed: res.sealed,
+          already: res.already,
+          pages: res.pages,
+          lag_us: res.lag_us,
+          repaired: repair.repaired.length,
+          ms: Date.now() - started,
+        },
+        'sync run done',
+      )
+      return outcome
+    } catch (err) {
+      const e: ClavitorError = isClavitorError(err)
+        ? err
+        : claError('CLA_ERR_INTERNAL', (err as Error).message, { cause: err })
+      this.log.error({ err: e, code: e.code, details: e.details }, 'sync run failed')
+      try {
+        this.record({
+          ok: false,
+          error: { code: e.code, message: e.message },
+          res: null,
+          alarms: [],
+        })
+      } catch (recErr) {
+        this.log.error({ err: recErr }, 'cannot record the failed run')
+      }
+      await this.report(false, e, null)
+      throw e
+    }
+  }
+
+  private record(r: {
+    ok: boolean
+    error: { code: string; message: string } | null
+    res: PullResult | null
+    alarms: ClavitorError[]
+  }): void {
+    const db = this.opts.store.db
+    const prev = getLastRun(db)
+    const run: LastRun = {
+      at: nowMicros(),
+      ok: r.ok,
+      error: r.error,
+      lag_us: r.res?.lag_us ?? prev?.lag_us ?? null,
+      sealed: r.res?.sealed ?? 0,
+      already: r.res?.already ?? 0,
+      alarms: r.alarms.map((a) => ({ code: a.code, message: a.message })),
+    }
+    db.transaction(() => setLastRun(db, run)).immediate()
+  }
+
+  /** Reports to the core; returns the report's own error text (never throws). */
+  private async report(
+    ok: boolean,
+    err: ClavitorError | null,
+    res: PullResult | null,
+  ): Promise<string | null> {
+    const db = this.opts.store.db
+    try {
+      const blobs = (db.prepare('SELECT count(*) FROM blobs').pluck().get() as number) ?? 0
+      await this.opts.feed.report({
+        cursor: getMeta(db, K_CURSOR),
+        ok,
+        error: err ? { code: err.code, message: err.message } : null,
+        blobs,
+      })
+      void res
+      return null
+    } catch (rerr) {
+      const msg = (rerr as Error).message
+      this.log.warn({ err: rerr }, 'report to the core failed; it is sent again after the next run')
+      return msg
+    }
+  }
+}

@@ -1,0 +1,97 @@
+// WL3 lookups on a POP: the latest blob of a P0 from the SQLite index, its payload read
+// and fully verified (sha256, signature, header) before it is served. A bounded cache
+// keeps the verified latest answer per P0; it is dropped whenever the database changes
+// (PRAGMA data_version for commits by other connections, total_changes() for this one).
+import type { Statement } from 'better-sqlite3'
+import type { BlobInfo, BlobStore } from '../store/index.js'
+import { claError } from '../errors.js'
+import { validateP0 } from '../store/p0.js'
+
+export interface Wl3Answer {
+  info: BlobInfo
+  /** The raw WL3 payload (opaque). */
+  payload: Buffer
+  /** The whole signed .cla file. */
+  file: Buffer
+  /** Strong ETag: the payload sha256 in quotes. */
+  etag: string
+}
+
+export interface LookupOptions {
+  /** Most P0s kept in the cache. Default 50,000 (about 2 KiB each: ~200 MiB at worst). */
+  maxEntries?: number
+}
+
+export class Wl3Lookup {
+  private readonly store: BlobStore
+  private readonly max: number
+  private readonly cache = new Map<string, Wl3Answer>()
+  private readonly latestStmt: Statement
+  private readonly versionStmt: Statement
+  private readonly changesStmt: Statement
+  private stamp = ''
+  hits = 0
+  misses = 0
+
+  constructor(store: BlobStore, opts: LookupOptions = {}) {
+    this.store = store
+    this.max = opts.maxEntries ?? 50_000
+    this.latestStmt = store.db.prepare(
+      'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1',
+    )
+    this.versionStmt = store.db.prepare('PRAGMA data_version').pluck()
+    this.changesStmt = store.db.prepare('SELECT total_changes()').pluck()
+  }
+
+  /** Drops every cached answer when the index changed since the last look. */
+  private fresh(): void {
+    const s = `${this.versionStmt.get() as number}:${this.changesStmt.get() as number}`
+    if (s !== this.stamp) {
+      this.cache.clear()
+      this.stamp = s
+    }
+  }
+
+  invalidate(): void {
+    this.cache.clear()
+    this.stamp = ''
+  }
+
+  /** The latest WL3 of `p0`, verified. CLA_ERR_INVALID_P0 (400) / CLA_ERR_NOT_FOUND (404). */
+  async latest(p0: string): Promise<Wl3Answer> {
+    validateP0(p0)
+    this.fresh()
+    const hit = this.cache.get(p0)
+    if (hit) {
+      this.hits++
+      return hit
+    }
+    this.misses++
+    const info = this.latestStmt.get(p0) as BlobInfo | undefined
+    if (!info)
+      throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
+    const answer = await this.load(info)
+    if (this.cache.size >= this.max) {
+      const oldest = this.cache.keys().next().value
+      if (oldest !== undefined) this.cache.delete(oldest)
+    }
+    this.cache.set(p0, answer)
+    return answer
+  }
+
+  /** Every version of `p0`, oldest first (index rows only). */
+  versions(p0: string): BlobInfo[] {
+    validateP0(p0)
+    const v = this.store.versions(p0)
+    if (v.length === 0)
+      throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
+    return v
+  }
+
+  private async load(info: BlobInfo): Promise<Wl3Answer> {
+    // readFile verifies hash, signature and that the header equals the index row.
+    const file = await this.store.readFile(info)
+    const payload = file.subarray(file.length - 64 - info.size, file.length - 64)
+    return { info, payload: Buffer.from(payload), file, etag: `"${info.sha256}"` }
+  }
+}

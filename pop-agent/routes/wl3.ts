@@ -1,0 +1,51 @@
+// WL3 lookups for vaults: the latest WL3 of a P0 (raw payload, sha256 ETag, 304 on
+// If-None-Match), the signed .cla itself, every version. Thin: lib/sync/lookup.ts decides.
+import type { FastifyPluginAsync } from 'fastify'
+import type { Pop } from '../../lib/pop.js'
+
+export interface Wl3RoutesOptions {
+  pop: Pick<Pop, 'lookup'>
+}
+
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false
+  if (ifNoneMatch.trim() === '*') return true
+  return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)
+}
+
+export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts) => {
+  const { lookup } = opts.pop
+  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0', async (req, reply) => {
+    const a = await lookup.latest(req.params.p0)
+    reply
+      .header('etag', a.etag)
+      .header('cache-control', 'no-cache')
+      .header('x-clavitor-seq', String(a.info.seq))
+    if (matches(req.headers['if-none-match'], a.etag)) return reply.code(304).send()
+    return reply.type('application/octet-stream').send(a.payload)
+  })
+  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/cla', async (req, reply) => {
+    const a = await lookup.latest(req.params.p0)
+    const etag = `"cla-${a.info.sha256}"`
+    reply
+      .header('etag', etag)
+      .header('cache-control', 'no-cache')
+      .header('x-clavitor-seq', String(a.info.seq))
+    if (matches(req.headers['if-none-match'], etag)) return reply.code(304).send()
+    return reply.type('application/vnd.clavitor.cla').send(a.file)
+  })
+  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/versions', async (req) => {
+    const versions = lookup.versions(req.params.p0)
+    return {
+      p0: req.params.p0,
+      versions: versions.map((v) => ({
+        seq: v.seq,
+        created_at: v.created_at,
+        size: v.size,
+        sha256: v.sha256,
+        key_id: v.key_id,
+        path: v.path,
+      })),
+    }
+  })
+}
