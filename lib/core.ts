@@ -14,6 +14,7 @@ import { AuditLog } from './audit/log.js'
 import type { Billing } from './billing/billing.js'
 import { openBilling, paddleConfigFromEnv, type PaddleConfig } from './billing/config.js'
 import { Admin } from './admin/admin.js'
+import { Credentials, type CredentialsOptions } from './credentials/index.js'
 
 export interface CoreOptions {
   /** The data folder; created if missing. */
@@ -22,6 +23,8 @@ export interface CoreOptions {
   paddle?: PaddleConfig
   /** Store protection (lib/store): default $CLAVITOR_PROTECTION, else 'best-effort'. */
   protection?: Protection
+  /** Credentials registry options (lib/credentials): maxWl3Bytes, default 65536. */
+  credentials?: CredentialsOptions
 }
 
 export interface Core {
@@ -35,6 +38,8 @@ export interface Core {
   readonly billing: Billing
   /** Admin humans, roles, WebAuthn ceremonies, sessions (lib/admin/admin.ts). */
   readonly admin: Admin
+  /** Vaults, vault API keys, P0 → WL3 registry (lib/credentials; docs/api.md). */
+  readonly credentials: Credentials
   close(): Promise<void>
 }
 
@@ -63,6 +68,7 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     audit: new AuditLog(db),
     billing,
     admin: new Admin(db),
+    credentials: new Credentials(db, store, opts.credentials),
     async close() {
       await billing.stop()
       await store.close()

@@ -4,6 +4,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { errorResponse } from '../lib/errors.js'
 import type { Core } from '../lib/core.js'
 import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
+import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
+import { openApiRoute } from './openapi.js'
 
 export interface CoreAppOptions {
   /** The library instance this app serves. */
@@ -12,6 +14,8 @@ export interface CoreAppOptions {
   fastify?: FastifyServerOptions
   /** Admin web UI options (public origin, setup-URL printer); see docs/admin-ui.md. */
   admin?: Omit<AdminRoutesOptions, 'core'>
+  /** Credentials API options (rate limit); see docs/api.md. */
+  credentials?: Omit<CredentialsRoutesOptions, 'core'>
 }
 
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
@@ -29,6 +33,8 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
   })
   app.get('/healthz', async () => ({ ok: true }))
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
+  await app.register(credentialsRoutes, { core: opts.core, ...opts.credentials })
+  await app.register(openApiRoute, { maxWl3Bytes: opts.core.credentials.maxWl3Bytes })
   // Routes: one plugin per area (server/routes/*.ts), registered here with { core: opts.core }.
   // The POP sync API is NOT here: it lives in its own mTLS app (server/pop-api.ts).
   return app

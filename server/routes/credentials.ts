@@ -1,0 +1,235 @@
+// The credentials API (vaults enrolling devices). Thin: TypeBox schemas validate, the
+// preParsing hook authenticates the vault API key, lib/credentials decides.
+//
+//   POST /api/v1/credentials/register   {p0, wl3: base64} → 201 Registered
+//   GET  /api/v1/credentials?customer=… → {items, next}
+//   GET  /api/v1/credentials/wl3?p0=…[&version=N] → raw WL3 bytes, ETag "sha256"
+//   GET  /api/v1/credentials/sync       → {pops, items, next}
+//
+// Hook order per request: rate limit (onRequest, keyed per API key id) → key check
+// (preParsing, before the body is read) → body parse and schema validation → handler.
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import { claError, errorResponse, type ErrorCode } from '../../lib/errors.js'
+import type { Credentials, VaultAuth } from '../../lib/credentials/index.js'
+import { apiKeyIdOf, bearerToken } from '../../lib/credentials/keys.js'
+import {
+  ROUTE_ERRORS,
+  ListQuery,
+  ListResponse,
+  Registered,
+  SyncQuery,
+  SyncResponse,
+  Wl3Binary,
+  Wl3Query,
+  errorResponses,
+  registerBody,
+  type RegisterBody,
+} from './credentials-schemas.js'
+
+export interface CredentialsRoutesOptions {
+  core: { credentials: Credentials }
+  /** Requests per API key (or per IP without a parsable key) per window. Default 120. */
+  rateLimitMax?: number
+  /** Rate-limit window in ms. Default 60000. */
+  rateLimitWindowMs?: number
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated vault API key (credentials routes). */
+    vaultAuth?: VaultAuth
+  }
+}
+
+/** Request body limit for a WL3 of `maxWl3Bytes`: its base64 plus room for the JSON around it. */
+export function registerBodyLimit(maxWl3Bytes: number): number {
+  return 4 * Math.ceil(maxWl3Bytes / 3) + 1024
+}
+
+function authOf(req: FastifyRequest): VaultAuth {
+  if (!req.vaultAuth) throw claError('CLA_ERR_API_KEY_MISSING', 'request is not authenticated')
+  return req.vaultAuth
+}
+
+/** Maps Fastify's own 4xx errors on these routes to our stable codes. */
+function mapError(err: FastifyError): unknown {
+  const withCode = (code: ErrorCode, message: string, details?: Record<string, unknown>) =>
+    claError(code, message, { cause: err, ...(details ? { details } : {}) })
+  if (err.validation) {
+    const first = err.validation[0]
+    const field =
+      first?.instancePath?.replace(/^\//, '') ||
+      ((first?.params as { missingProperty?: string } | undefined)?.missingProperty ?? '')
+    const where = err.validationContext ?? 'request'
+    if (field === 'p0' && first?.keyword !== 'required') {
+      return withCode(
+        'CLA_ERR_INVALID_P0',
+        'p0 must be lowercase hex of even length, 32 to 128 characters',
+        { field },
+      )
+    }
+    if (field === 'wl3' && first?.keyword === 'maxLength') {
+      return withCode('CLA_ERR_PAYLOAD_TOO_LARGE', `wl3 is larger than the limit`, { field })
+    }
+    return withCode(
+      'CLA_ERR_INVALID_INPUT',
+      `${where}${field ? `.${field}` : ''} ${first?.message ?? 'is invalid'}`,
+      {
+        field,
+      },
+    )
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return withCode('CLA_ERR_PAYLOAD_TOO_LARGE', 'request body is larger than the limit')
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return withCode('CLA_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return withCode('CLA_ERR_INVALID_INPUT', `request body is not valid JSON: ${err.message}`)
+  }
+  if (err.statusCode === 400 && err instanceof SyntaxError) {
+    return withCode('CLA_ERR_INVALID_INPUT', `request body is not valid JSON: ${err.message}`)
+  }
+  return err
+}
+
+export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = async (
+  app,
+  opts,
+) => {
+  const creds = opts.core.credentials
+  const maxWl3 = creds.maxWl3Bytes
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const { status, body } = errorResponse(mapError(err))
+    if (status >= 500) req.log.error({ err }, 'credentials request failed')
+    return reply.status(status).send(body)
+  })
+
+  await app.register(rateLimit, {
+    max: opts.rateLimitMax ?? 120,
+    timeWindow: opts.rateLimitWindowMs ?? 60_000,
+    hook: 'onRequest',
+    keyGenerator: (req) => {
+      const id = apiKeyIdOf(bearerToken(req.headers.authorization) ?? '')
+      return id ? `key:${id}` : `ip:${req.ip}`
+    },
+    errorResponseBuilder: (_req, ctx) =>
+      claError(
+        'CLA_ERR_CREDENTIAL_RATE_LIMITED',
+        `rate limit of ${ctx.max} requests exceeded; retry in ${ctx.after}`,
+        {
+          details: { limit: ctx.max, retry_after_ms: ctx.ttl },
+        },
+      ),
+  })
+
+  // Authenticate before the body is read: a caller without a key costs no parsing.
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const key = bearerToken(req.headers.authorization)
+    if (key === undefined) {
+      throw claError(
+        'CLA_ERR_API_KEY_MISSING',
+        'send the vault API key as `Authorization: Bearer clv_<id>_<secret>`',
+      )
+    }
+    req.vaultAuth = creds.authenticateVaultKey(key)
+    return payload
+  })
+
+  app.post<{ Body: RegisterBody }>(
+    '/api/v1/credentials/register',
+    {
+      bodyLimit: registerBodyLimit(maxWl3),
+      schema: {
+        body: registerBody(maxWl3),
+        response: { 201: Registered, ...errorResponses(ROUTE_ERRORS.register) },
+      },
+    },
+    async (req, reply) => {
+      const auth = authOf(req)
+      const wl3 = Buffer.from(req.body.wl3, 'base64')
+      const out = await creds.registerCredential({
+        vault: auth.vaultId,
+        p0: req.body.p0,
+        wl3,
+        actor: `key:${auth.keyId}`,
+      })
+      return reply.status(201).send(out)
+    },
+  )
+
+  app.get<{ Querystring: ListQuery }>(
+    '/api/v1/credentials',
+    {
+      schema: {
+        querystring: ListQuery,
+        response: { 200: ListResponse, ...errorResponses(ROUTE_ERRORS.list) },
+      },
+    },
+    async (req) => {
+      const auth = authOf(req)
+      if (req.query.customer !== auth.customerId) {
+        throw claError('CLA_ERR_CREDENTIAL_FORBIDDEN', 'this API key cannot see that customer', {
+          details: { customer: req.query.customer },
+        })
+      }
+      return creds.listCredentials(auth.customerId, pageOpts(req.query))
+    },
+  )
+
+  app.get<{ Querystring: Wl3Query }>(
+    '/api/v1/credentials/wl3',
+    {
+      schema: {
+        querystring: Wl3Query,
+        response: { 200: Wl3Binary, ...errorResponses(ROUTE_ERRORS.wl3) },
+      },
+    },
+    async (req, reply: FastifyReply) => {
+      const auth = authOf(req)
+      const w = await creds.latestWl3(
+        auth.customerId,
+        req.query.p0,
+        req.query.version ? { version: req.query.version } : {},
+      )
+      const etag = `"${w.sha256}"`
+      reply
+        .header('etag', etag)
+        .header('cache-control', 'private, no-cache')
+        .header('x-clavitor-version', String(w.version))
+        .header('x-clavitor-versions', String(w.versions))
+        .header('x-clavitor-seq', String(w.seq))
+      if (ifNoneMatch(req.headers['if-none-match'], etag)) return reply.status(304).send()
+      return reply.type('application/octet-stream').send(w.payload)
+    },
+  )
+
+  app.get<{ Querystring: SyncQuery }>(
+    '/api/v1/credentials/sync',
+    {
+      schema: {
+        querystring: SyncQuery,
+        response: { 200: SyncResponse, ...errorResponses(ROUTE_ERRORS.sync) },
+      },
+    },
+    async (req) => creds.syncStatus(authOf(req).customerId, pageOpts(req.query)),
+  )
+}
+
+function pageOpts(q: { limit?: number; after?: string }): { limit?: number; after?: string } {
+  return {
+    ...(q.limit !== undefined ? { limit: q.limit } : {}),
+    ...(q.after !== undefined ? { after: q.after } : {}),
+  }
+}
+
+function ifNoneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false
+  return header
+    .split(',')
+    .map((s) => s.trim().replace(/^W\//, ''))
+    .some((s) => s === etag || s === '*')
+}
