@@ -6,7 +6,10 @@ import type { Register } from './common.js'
 const modules: Array<Promise<{ register: Register }>> = [
   // one line per area, e.g. import('./store.js'),
   import('./audit.js'),
+  import('./store.js'),
   import('./ca.js'),
+  // `core pop …` joins the `core` command if another module made it: keep this line last.
+  import('./pop-admin.js'),
 ]
 
 const program = new Command()

@@ -1,0 +1,217 @@
+// `clavitor core pop add|list|remove|rotate-cert|allow|rotate-token-secret`: the POP
+// registry on the core (lib/auth/pops.ts). Registers under the `core` command, which
+// another module may have created already (keep this module after it in main.ts).
+import { readFileSync } from 'node:fs'
+import { Option, type Command } from 'commander'
+import { openCore } from '../../lib/core.js'
+import { claError } from '../../lib/errors.js'
+import { appendEvent } from '../../lib/audit/log.js'
+import { addPop, listPops, removePop, rotatePopCert, setPopAllowlist } from '../../lib/auth/pops.js'
+import { rotateTokenSecret } from '../../lib/auth/tokens.js'
+import { action, dataOption, printJson } from './common.js'
+import { subcommand } from './ca.js'
+
+const collect = (v: string, prev: string[] = []) => [
+  ...prev,
+  ...v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+]
+const jsonOption = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
+
+function readCert(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (cause) {
+    throw claError('CLA_ERR_INVALID_OPTION', `cannot read ${file}: ${(cause as Error).message}`, {
+      cause,
+    })
+  }
+}
+
+async function withCore<T>(
+  dataDir: string,
+  fn: (core: Awaited<ReturnType<typeof openCore>>) => T | Promise<T>,
+): Promise<T> {
+  const core = await openCore({ dataDir })
+  try {
+    return await fn(core)
+  } finally {
+    await core.close()
+  }
+}
+
+export function register(program: Command): void {
+  const core = subcommand(program, 'core', 'core administration')
+  const pop = core
+    .command('pop')
+    .description('the POPs this core trusts (id, certificate fingerprint, public key, allowlist)')
+
+  pop
+    .command('add')
+    .description('register a POP from its certificate (issued by `clavitor ca issue-pop`)')
+    .addOption(dataOption())
+    .requiredOption('--id <pop>', 'POP id, [a-z0-9-]{1,63}; must match the certificate SAN')
+    .requiredOption('--cert <file>', "the POP's certificate (PEM)")
+    .requiredOption(
+      '--allow <cidr>',
+      'allowed source address or CIDR (repeatable or comma-separated)',
+      collect,
+    )
+    .option('--name <name>', 'a display name')
+    .addOption(jsonOption())
+    .action(
+      action(
+        async (o: {
+          data: string
+          id: string
+          cert: string
+          allow: string[]
+          name?: string
+          json?: boolean
+        }) => {
+          const rec = await withCore(o.data, (c) => {
+            const r = addPop(c.db, {
+              id: o.id,
+              certPem: readCert(o.cert),
+              allowlist: o.allow,
+              name: o.name,
+            })
+            appendEvent(c.db, {
+              kind: 'admin.action',
+              actor: 'cli',
+              outcome: 'ok',
+              reason: 'pop_add',
+              fingerprint: r.certFingerprint,
+              data: { pop: r.id, allowlist: r.allowlist },
+            })
+            return r
+          })
+          if (o.json) return printJson(rec)
+          process.stdout.write(
+            `registered POP ${rec.id}: fingerprint ${rec.certFingerprint}, allow ${rec.allowlist.join(', ')}\n`,
+          )
+        },
+      ),
+    )
+
+  pop
+    .command('list')
+    .description('registered POPs')
+    .addOption(dataOption())
+    .option('--all', 'include removed POPs')
+    .addOption(jsonOption())
+    .action(
+      action(async (o: { data: string; all?: boolean; json?: boolean }) => {
+        const rows = await withCore(o.data, (c) => listPops(c.db, { includeRemoved: o.all }))
+        if (o.json) return printJson(rows)
+        for (const r of rows) {
+          process.stdout.write(
+            `${r.id.padEnd(20)} ${r.removedAt ? 'removed' : 'live   '} ${r.certFingerprint.slice(0, 16)}… allow ${r.allowlist.join(',')}` +
+              (r.name ? ` (${r.name})` : '') +
+              '\n',
+          )
+        }
+      }),
+    )
+
+  pop
+    .command('remove')
+    .description(
+      'stop trusting a POP (its refresh tokens are revoked; also run `clavitor ca revoke --id`)',
+    )
+    .addOption(dataOption())
+    .requiredOption('--id <pop>', 'POP id')
+    .action(
+      action(async (o: { data: string; id: string }) => {
+        await withCore(o.data, (c) => {
+          removePop(c.db, o.id)
+          appendEvent(c.db, {
+            kind: 'admin.action',
+            actor: 'cli',
+            outcome: 'ok',
+            reason: 'pop_remove',
+            data: { pop: o.id },
+          })
+        })
+        process.stdout.write(`removed POP ${o.id}\n`)
+      }),
+    )
+
+  pop
+    .command('rotate-cert')
+    .description(
+      'bind a POP to its new certificate (after a new `pop init` key and `ca issue-pop`)',
+    )
+    .addOption(dataOption())
+    .requiredOption('--id <pop>', 'POP id')
+    .requiredOption('--cert <file>', 'the new certificate (PEM)')
+    .action(
+      action(async (o: { data: string; id: string; cert: string }) => {
+        const r = await withCore(o.data, (c) => {
+          const rec = rotatePopCert(c.db, o.id, readCert(o.cert))
+          appendEvent(c.db, {
+            kind: 'admin.action',
+            actor: 'cli',
+            outcome: 'ok',
+            reason: 'pop_rotate_cert',
+            fingerprint: rec.certFingerprint,
+            data: { pop: o.id },
+          })
+          return rec
+        })
+        process.stdout.write(`POP ${r.id} now bound to ${r.certFingerprint}\n`)
+      }),
+    )
+
+  pop
+    .command('allow')
+    .description("replace a POP's address allowlist")
+    .addOption(dataOption())
+    .requiredOption('--id <pop>', 'POP id')
+    .requiredOption(
+      '--allow <cidr>',
+      'allowed address or CIDR (repeatable or comma-separated)',
+      collect,
+    )
+    .action(
+      action(async (o: { data: string; id: string; allow: string[] }) => {
+        const r = await withCore(o.data, (c) => {
+          const rec = setPopAllowlist(c.db, o.id, o.allow)
+          appendEvent(c.db, {
+            kind: 'admin.action',
+            actor: 'cli',
+            outcome: 'ok',
+            reason: 'pop_allowlist',
+            data: { pop: o.id, allowlist: rec.allowlist },
+          })
+          return rec
+        })
+        process.stdout.write(`POP ${r.id} allow ${r.allowlist.join(', ')}\n`)
+      }),
+    )
+
+  pop
+    .command('rotate-token-secret')
+    .description(
+      'new HMAC secret for POP access tokens ({data}/keys/pop-token.key); the previous one stays valid for tokens already issued',
+    )
+    .addOption(dataOption())
+    .action(
+      action(async (o: { data: string }) => {
+        await withCore(o.data, (c) => {
+          rotateTokenSecret(o.data)
+          appendEvent(c.db, {
+            kind: 'admin.action',
+            actor: 'cli',
+            outcome: 'ok',
+            reason: 'pop_token_secret_rotated',
+          })
+        })
+        process.stdout.write(
+          'token secret rotated; the POP API picks it up on its next token check\n',
+        )
+      }),
+    )
+}
