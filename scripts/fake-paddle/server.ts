@@ -8,7 +8,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 
-export type FailureKind = '5xx' | '429' | 'hang' | 'drop'
+export type FailureKind = '5xx' | '429' | 'hang' | 'drop' | 'reject'
 
 export interface FailureRule {
   kind: FailureKind
@@ -20,8 +20,10 @@ export interface FailureRule {
   path?: string
   /** Retry-After seconds for '429'. Default 60. */
   retryAfterS?: number
-  /** HTTP status for '5xx'. Default 503. */
+  /** HTTP status for '5xx' (default 503) or 'reject' (default 400). */
   status?: number
+  /** Paddle error code for 'reject'. Default 'bad_request'. */
+  code?: string
 }
 
 export interface FakePaddleOptions {
@@ -983,6 +985,17 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
               'Too many requests (injected)',
             ),
             { 'retry-after': String(rule.retryAfterS ?? 60) },
+          )
+        }
+        if (rule.kind === 'reject') {
+          return sendError(
+            new HttpError(
+              rule.status ?? 400,
+              'request_error',
+              rule.code ?? 'bad_request',
+              'Invalid request (injected)',
+              [{ field: 'name', message: 'rejected (injected)' }],
+            ),
           )
         }
         if (rule.kind === 'hang') return // never answer; the client times out, close() destroys the socket
