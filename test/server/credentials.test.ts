@@ -12,6 +12,7 @@ import { nowMicros } from '../../lib/db/open.js'
 import { encodeCursor } from '../../lib/sync/cursor.js'
 import { recordReport } from '../../lib/sync/pop-state.js'
 import { buildCoreApp, type CoreAppOptions } from '../../server/app.js'
+import { buildOpenApi } from '../../server/openapi.js'
 import { clearFlags, p0Of } from '../fixtures/credentials.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -513,4 +514,5 @@ t.test('the OpenAPI document is served', async (t) => {
   const doc = res.json()
   t.equal(doc.openapi, '3.1.0')
   t.ok(doc.paths['/api/v1/credentials/register'].post)
+  t.same(doc, buildOpenApi(), 'the served document is the one in docs/openapi.json')
 })

@@ -1,0 +1,124 @@
+// `clavitor vault create|key|revoke-key|list`: vaults and their API keys (lib/credentials),
+// for operators and the demo, without the admin UI.
+import { Option, type Command } from 'commander'
+import { openCore, type Core } from '../../lib/core.js'
+import { action, dataOption, printJson } from './common.js'
+
+const jsonOption = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
+
+async function withCore<T>(dataDir: string, fn: (core: Core) => T | Promise<T>): Promise<T> {
+  const core = await openCore({ dataDir })
+  try {
+    return await fn(core)
+  } finally {
+    await core.close()
+  }
+}
+
+export function register(program: Command): void {
+  const vault = program
+    .command('vault')
+    .description('vaults and their API keys (the credentials API authenticates with a vault key)')
+
+  vault
+    .command('create')
+    .description('create a vault for a customer; prints its id')
+    .addOption(dataOption())
+    .addOption(
+      new Option('--customer <id>', 'customer id (our id)')
+        .env('CLAVITOR_CUSTOMER')
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        '--subscription <id>',
+        "subscription paying for it (the customer's or a parent's); none: cannot register",
+      ).env('CLAVITOR_SUBSCRIPTION'),
+    )
+    .addOption(
+      new Option('--name <name>', 'display name').env('CLAVITOR_VAULT_NAME').makeOptionMandatory(),
+    )
+    .addOption(jsonOption())
+    .action(
+      action(
+        async (opts: {
+          data: string
+          customer: string
+          subscription?: string
+          name: string
+          json?: boolean
+        }) => {
+          const v = await withCore(opts.data, (core) =>
+            core.credentials.createVault({
+              customerId: opts.customer,
+              subscriptionId: opts.subscription ?? null,
+              name: opts.name,
+              actor: 'cli',
+            }),
+          )
+          if (opts.json) printJson(v)
+          else process.stdout.write(`${v.id}\n`)
+        },
+      ),
+    )
+
+  vault
+    .command('key')
+    .description('create an API key for a vault; the key is printed ONCE (only its hash is kept)')
+    .argument('<vault-id>', 'the vault (vlt_…)')
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (vaultId: string, opts: { data: string; json?: boolean }) => {
+        const k = await withCore(opts.data, (core) =>
+          core.credentials.createApiKey(vaultId, { actor: 'cli' }),
+        )
+        if (opts.json) printJson({ id: k.id, vault_id: k.vaultId, key: k.key })
+        else {
+          process.stdout.write(`${k.key}\n`)
+          process.stderr.write(
+            `key ${k.id} for vault ${k.vaultId}: store it now, it is not shown again\n`,
+          )
+        }
+      }),
+    )
+
+  vault
+    .command('revoke-key')
+    .description('revoke an API key (by its id, the part after clv_)')
+    .argument('<key-id>', '16 hex characters')
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (keyId: string, opts: { data: string; json?: boolean }) => {
+        const r = await withCore(opts.data, (core) =>
+          core.credentials.revokeApiKey(keyId, { actor: 'cli' }),
+        )
+        if (opts.json) printJson(r)
+        else process.stdout.write(`revoked key ${r.id} of vault ${r.vault_id}\n`)
+      }),
+    )
+
+  vault
+    .command('list')
+    .description('list vaults with credential and key counts and subscription status')
+    .addOption(dataOption())
+    .option('--customer <id>', 'only this customer')
+    .addOption(jsonOption())
+    .action(
+      action(async (opts: { data: string; customer?: string; json?: boolean }) => {
+        const rows = await withCore(opts.data, (core) =>
+          core.credentials.listVaults(
+            opts.customer ? { customerId: opts.customer, limit: 1000 } : { limit: 1000 },
+          ),
+        )
+        if (opts.json) return printJson(rows)
+        for (const v of rows) {
+          process.stdout.write(
+            `${v.id}  ${v.customer_id}  ${v.subscription_id ?? '-'} (${v.subscription_status ?? 'none'})  ` +
+              `credentials=${v.credentials} keys=${v.active_keys}  ${v.name}\n`,
+          )
+        }
+      }),
+    )
+}
