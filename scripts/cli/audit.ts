@@ -3,6 +3,8 @@ import { InvalidArgumentError, Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { listEvents, verifyChain } from '../../lib/audit/log.js'
+import { writeAnchor } from '../../lib/audit/anchor.js'
+import { loadAnchors } from '../../lib/audit/anchor.js'
 import { action, dataOption, printJson } from './common.js'
 
 export function register(program: Command): void {
@@ -22,7 +24,7 @@ export function register(program: Command): void {
       action(async (opts: { data: string; json?: boolean; anchors: boolean }) => {
         const core = await openCore({ dataDir: opts.data })
         try {
-          const anchors = opts.anchors ? await loadAnchorsIfAny(opts.data) : []
+          const anchors = opts.anchors ? loadAnchors(opts.data, core.store) : []
           const r = verifyChain(core.db, { anchors })
           if (opts.json) printJson({ ...r, anchors: anchors.length })
           if (r.ok) {
@@ -41,6 +43,26 @@ export function register(program: Command): void {
             {
               details: { firstBrokenId: r.firstBrokenId, reason: r.reason },
             },
+          )
+        } finally {
+          await core.close()
+        }
+      }),
+    )
+
+  audit
+    .command('anchor')
+    .description(
+      'write the chain head to the WORM store as a sealed anchor (run from cron, e.g. every 10 minutes)',
+    )
+    .addOption(dataOption())
+    .action(
+      action(async (opts: { data: string }) => {
+        const core = await openCore({ dataDir: opts.data })
+        try {
+          const blob = await writeAnchor(core.db, core.store)
+          process.stdout.write(
+            blob ? `anchor written: ${blob.path}\n` : 'no new events since the last anchor\n',
           )
         } finally {
           await core.close()
@@ -102,9 +124,4 @@ function positiveInt(v: string): number {
   if (!Number.isSafeInteger(n) || n < 1)
     throw new InvalidArgumentError('must be a positive integer')
   return n
-}
-
-/** Anchors live in the WORM store (lib/audit/anchor.ts) once the store exists. */
-async function loadAnchorsIfAny(_dataDir: string): Promise<Array<{ id: number; hash: string }>> {
-  return []
 }
