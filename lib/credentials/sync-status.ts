@@ -3,11 +3,11 @@
 // A POP reports its cursor (pop_sync_state.cursor): the (created_at, seq) of the last
 // blob it has verified and sealed. Blobs are pulled in (created_at, seq) order, so the POP
 // holds a blob exactly when the blob's (created_at, seq) is at or before its cursor. The
-// cursor is opaque; lib/sync/cursor.ts decodes and compares it. A POP without a cursor holds nothing; removed
+// cursor is opaque; lib/store's decodeCursor reads it. A POP without a cursor holds nothing; removed
 // POPs are left out.
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { compareCursor, decodeCursor, type CursorPos } from '../sync/cursor.js'
+import { decodeCursor } from '../store/index.js'
 import { clampLimit } from './registry.js'
 
 export interface PopPosition {
@@ -56,9 +56,9 @@ export function syncStatus(
     lag_us: number | null
   }>
   const pops: PopPosition[] = popRows.map((p) => {
-    let pos: CursorPos | null
+    let pos: { createdAt: number; seq: number } | null = null
     try {
-      pos = decodeCursor(p.cursor)
+      if (p.cursor !== null && p.cursor !== '') pos = decodeCursor(p.cursor)
     } catch (cause) {
       throw claError('CLA_ERR_INTERNAL', `POP ${p.id} reported a cursor that cannot be decoded`, {
         cause,
@@ -68,7 +68,7 @@ export function syncStatus(
     return {
       id: p.id,
       name: p.name,
-      cursor_created_at: pos?.created_at ?? null,
+      cursor_created_at: pos?.createdAt ?? null,
       cursor_seq: pos?.seq ?? null,
       last_success_at: p.last_success_at,
       lag_us: p.lag_us,
@@ -93,12 +93,11 @@ export function syncStatus(
     const held_by: string[] = []
     const missing_on: string[] = []
     for (const p of pops) {
-      const cursor =
-        p.cursor_created_at === null || p.cursor_seq === null
-          ? null
-          : { created_at: p.cursor_created_at, seq: p.cursor_seq }
       const holds =
-        cursor !== null && compareCursor({ created_at: r.created_at, seq: r.seq }, cursor) <= 0
+        p.cursor_created_at !== null &&
+        p.cursor_seq !== null &&
+        (r.created_at < p.cursor_created_at ||
+          (r.created_at === p.cursor_created_at && r.seq <= p.cursor_seq))
       ;(holds ? held_by : missing_on).push(p.id)
     }
     return {
