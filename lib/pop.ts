@@ -7,6 +7,7 @@
 //   {data}/quarantine/    damaged files moved aside by repair (evidence, never served)
 //   {data}/keys/trusted/  the core's public key(s)
 import { join } from 'node:path'
+import { POP_ID_RE } from './auth/ca.js'
 import { claError } from './errors.js'
 import type { Db } from './db/open.js'
 import type { Logger } from './log.js'
@@ -57,7 +58,7 @@ export interface Pop {
   close(): Promise<void>
 }
 
-export const POP_ID_RE = /^[a-z0-9-]{1,63}$/
+export { POP_ID_RE }
 
 export function popPaths(dataDir: string) {
   return { staging: join(dataDir, 'sync-staging'), quarantine: join(dataDir, 'quarantine') }
@@ -67,7 +68,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
   if (!POP_ID_RE.test(opts.popId)) {
     throw claError(
       'CLA_ERR_INVALID_OPTION',
-      `POP id must match [a-z0-9-]{1,63}: ${JSON.stringify(opts.popId)}`,
+      `POP id must be 1-63 of [a-z0-9-], starting and ending with a letter or digit: ${JSON.stringify(opts.popId)}`,
       { details: { field: 'popId' } },
     )
   }
@@ -76,7 +77,10 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
       details: { field: 'rsyncSource' },
     })
   const feed =
-    opts.feed ?? (opts.coreUrl ? plainHttpFeedClient(opts.coreUrl, opts.coreHeaders) : null)
+    opts.feed ??
+    (opts.coreUrl
+      ? plainHttpFeedClient(opts.coreUrl, opts.coreHeaders ?? { 'x-pop-id': opts.popId })
+      : null)
   if (!feed)
     throw claError('CLA_ERR_INVALID_OPTION', "the core's URL is required (--core)", {
       details: { field: 'coreUrl' },

@@ -36,6 +36,8 @@ export interface FeedPage {
   next: string | null
   /** More items follow `next`. */
   more: boolean
+  /** Blobs after the request's cursor, this page included (for progress and lag in blobs). */
+  remaining: number
 }
 
 export interface FeedSource {
@@ -55,6 +57,8 @@ const stmts = new WeakMap<
     after: import('better-sqlite3').Statement
     first: import('better-sqlite3').Statement
     head: import('better-sqlite3').Statement
+    countAfter: import('better-sqlite3').Statement
+    countAll: import('better-sqlite3').Statement
   }
 >()
 
@@ -70,6 +74,8 @@ function prepared(db: Db) {
       head: db.prepare(
         'SELECT created_at, seq FROM blobs ORDER BY created_at DESC, seq DESC LIMIT 1',
       ),
+      countAfter: db.prepare('SELECT count(*) FROM blobs WHERE (created_at, seq) > (?, ?)').pluck(),
+      countAll: db.prepare('SELECT count(*) FROM blobs').pluck(),
     }
     stmts.set(db, s)
   }
@@ -105,9 +111,10 @@ export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
       pos ? s.after.all(pos.created_at, pos.seq, limit + 1) : s.first.all(limit + 1)
     ) as FeedItem[]
     const head = (s.head.get() as CursorPos | undefined) ?? null
-    return { rows, head }
+    const remaining = (pos ? s.countAfter.get(pos.created_at, pos.seq) : s.countAll.get()) as number
+    return { rows, head, remaining }
   })
-  const { rows, head } = read.deferred()
+  const { rows, head, remaining } = read.deferred()
   const more = rows.length > limit
   const items = more ? rows.slice(0, limit) : rows
   const last = items[items.length - 1]
@@ -118,5 +125,6 @@ export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
     items,
     next: last ? encodeCursor(last) : pos ? encodeCursor(pos) : null,
     more,
+    remaining,
   }
 }

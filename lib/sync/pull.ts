@@ -49,8 +49,10 @@ export interface PullProgress {
   sealed: number
   /** Listed blobs this POP already held (not fetched again). */
   already: number
-  /** Blobs listed after the cursor at the start of the current page (from the core's head). */
+  /** Items in the page just done. */
   page: number
+  /** Blobs the core still lists after this POP's cursor. */
+  remaining: number
   cursor: string | null
   head: CursorPos | null
 }
@@ -344,6 +346,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
       sealed: res.sealed,
       already: res.already,
       page: items.length,
+      remaining: Math.max(0, (page.remaining ?? items.length) - items.length),
       cursor: res.cursor,
       head: res.head,
     })

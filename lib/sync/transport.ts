@@ -30,6 +30,7 @@ export function checkPage(json: unknown): FeedPage {
     Number.isSafeInteger(p.generation) &&
     Array.isArray(p.items) &&
     typeof p.more === 'boolean' &&
+    (p.remaining === undefined || Number.isSafeInteger(p.remaining)) &&
     (p.next === null || typeof p.next === 'string') &&
     p.items.every(
       (i) =>

@@ -53,6 +53,7 @@ t.test('feed pages in (created_at, seq) order with bounded size, next and more',
     items: [],
     next: null,
     more: false,
+    remaining: 0,
   })
   for (let i = 1; i <= 25; i++) addBlob(db, i, 1_000_000 + i * 10)
   const seen: number[] = []
@@ -63,6 +64,7 @@ t.test('feed pages in (created_at, seq) order with bounded size, next and more',
     pages++
     t.ok(p.items.length <= 10)
     t.same(p.head, { created_at: 1_000_250, seq: 25 })
+    t.equal(p.remaining, 25 - seen.length, 'remaining counts from the cursor')
     seen.push(...p.items.map((i) => i.seq))
     cursor = p.next
     if (!p.more) break

@@ -1,0 +1,448 @@
+// `clavitor pop run|sync` (the POP agent: scheduler + WL3 lookup server, or one pull) and
+// `clavitor core pops|rsyncd-config` (the core's view of POP replication, the rsync daemon
+// config). Small blocks, each joining its parent command whoever made it first
+// (`pop init` lives in ca.ts, `core pop …` in pop-admin.ts).
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { Option, type Command } from 'commander'
+import cliProgress from 'cli-progress'
+import { openCore, dataPaths } from '../../lib/core.js'
+import { claError } from '../../lib/errors.js'
+import { createLogger } from '../../lib/log.js'
+import { openPop, type Pop, type PopOptions } from '../../lib/pop.js'
+import { PROTECTIONS, type Protection } from '../../lib/store/index.js'
+import type { RunOutcome } from '../../lib/sync/agent.js'
+import { listPops } from '../../lib/sync/pop-state.js'
+import type { PullProgress } from '../../lib/sync/pull.js'
+import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
+import { SyncScheduler } from '../../lib/sync/scheduler.js'
+import { action, failWith, printJson } from './common.js'
+
+/** The named subcommand of `parent`, created if no other module made it yet. */
+function subcommand(parent: Command, name: string, description: string): Command {
+  return (
+    parent.commands.find((c) => c.name() === name) ?? parent.command(name).description(description)
+  )
+}
+
+/** Options of `pop run` / `pop sync`, from flags, CLAVITOR_* variables, then --config. */
+interface PopCliOptions {
+  config?: string
+  data?: string
+  id?: string
+  core?: string
+  rsyncSource?: string
+  listen?: string
+  protection?: string
+  pageSize?: string | number
+  rsyncTimeout?: string | number
+  rsyncArg?: string[]
+  fullVerifyHours?: string | number
+  verify?: boolean
+  json?: boolean
+}
+
+/** Keys a --config JSON file may hold (same names as the long options, camelCase). */
+const CONFIG_KEYS = [
+  'data',
+  'id',
+  'core',
+  'rsyncSource',
+  'listen',
+  'protection',
+  'pageSize',
+  'rsyncTimeout',
+  'rsyncArg',
+  'fullVerifyHours',
+] as const
+
+function readConfig(file: string): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (cause) {
+    throw claError('CLA_ERR_INVALID_OPTION', `--config ${file}: ${(cause as Error).message}`, {
+      cause,
+    })
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw claError('CLA_ERR_INVALID_OPTION', `--config ${file}: must be a JSON object`)
+  }
+  for (const k of Object.keys(parsed)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(k)) {
+      throw claError(
+        'CLA_ERR_INVALID_OPTION',
+        `--config ${file}: unknown key ${JSON.stringify(k)} (known: ${CONFIG_KEYS.join(', ')})`,
+      )
+    }
+  }
+  return parsed as Record<string, unknown>
+}
+
+function intOpt(name: string, v: unknown, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined
+  const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--${name} must be an integer from ${min} to ${max}; got ${String(v)}`,
+    )
+  }
+  return n
+}
+
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v)
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535)
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--listen must be HOST:PORT (or [IPv6]:PORT); got ${v}`,
+    )
+  return { host: (m[1] ?? m[2])!, port }
+}
+
+/** Merges flags/env (commander) over the config file; validates once. */
+export function resolvePopOptions(o: PopCliOptions): {
+  pop: Omit<PopOptions, 'log' | 'watch'>
+  listen?: { host: string; port: number }
+} {
+  const cfg = o.config ? readConfig(o.config) : {}
+  const pick = <K extends (typeof CONFIG_KEYS)[number]>(k: K): unknown =>
+    (o as Record<string, unknown>)[k] ?? cfg[k]
+  const need = (k: (typeof CONFIG_KEYS)[number], flag: string, env: string): string => {
+    const v = pick(k)
+    if (typeof v !== 'string' || v === '') {
+      throw claError(
+        'CLA_ERR_INVALID_OPTION',
+        `${flag} is required (or ${env}, or "${k}" in --config)`,
+      )
+    }
+    return v
+  }
+  const protection = (pick('protection') as string | undefined) ?? 'best-effort'
+  if (!(PROTECTIONS as readonly string[]).includes(protection)) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--protection must be one of ${PROTECTIONS.join(', ')}; got ${protection}`,
+    )
+  }
+  const pageSize = intOpt('page-size', pick('pageSize'), 1, 5000)
+  const timeout = intOpt('rsync-timeout', pick('rsyncTimeout'), 1, 3600)
+  const verifyHours = intOpt('full-verify-hours', pick('fullVerifyHours'), 0, 24 * 365)
+  const extra = pick('rsyncArg')
+  if (extra !== undefined && !(Array.isArray(extra) && extra.every((x) => typeof x === 'string'))) {
+    throw claError('CLA_ERR_INVALID_OPTION', '"rsyncArg" must be an array of strings')
+  }
+  const listen = pick('listen')
+  return {
+    pop: {
+      dataDir: need('data', '--data', 'CLAVITOR_DATA'),
+      popId: need('id', '--id', 'CLAVITOR_POP_ID'),
+      coreUrl: need('core', '--core', 'CLAVITOR_CORE_URL'),
+      rsyncSource: need('rsyncSource', '--rsync-source', 'CLAVITOR_RSYNC_SOURCE'),
+      protection: protection as Protection,
+      ...(pageSize ? { pageSize } : {}),
+      ...(verifyHours !== undefined ? { fullVerifyEveryMs: verifyHours * 3_600_000 } : {}),
+      rsync: {
+        ...(timeout ? { ioTimeoutSec: timeout } : {}),
+        ...(extra ? { extraArgs: extra as string[] } : {}),
+      },
+    },
+    ...(typeof listen === 'string' ? { listen: parseListen(listen) } : {}),
+  }
+}
+
+function popOptions(cmd: Command, withListen: boolean): Command {
+  cmd
+    .addOption(
+      new Option('--config <file>', 'JSON file with any of: ' + CONFIG_KEYS.join(', ')).env(
+        'CLAVITOR_POP_CONFIG',
+      ),
+    )
+    .addOption(new Option('--data <dir>', "the POP's data folder").env('CLAVITOR_DATA'))
+    .addOption(new Option('--id <pop>', 'this POP id').env('CLAVITOR_POP_ID'))
+    .addOption(new Option('--core <url>', "the core's sync API base URL").env('CLAVITOR_CORE_URL'))
+    .addOption(
+      new Option(
+        '--rsync-source <src>',
+        "the core's store root for rsync: rsync://host:port/module/, host:/path/ or a folder",
+      ).env('CLAVITOR_RSYNC_SOURCE'),
+    )
+    .addOption(
+      new Option(
+        '--protection <mode>',
+        'store protection: enforce | best-effort | off (default best-effort)',
+      ).env('CLAVITOR_PROTECTION'),
+    )
+    .addOption(
+      new Option(
+        '--page-size <n>',
+        'feed page size = rsync list bound, 1..5000 (default 1000)',
+      ).env('CLAVITOR_SYNC_PAGE_SIZE'),
+    )
+    .addOption(
+      new Option('--rsync-timeout <s>', 'rsync --timeout/--contimeout seconds (default 30)').env(
+        'CLAVITOR_RSYNC_TIMEOUT',
+      ),
+    )
+    .addOption(new Option('--rsync-arg <arg...>', 'extra rsync argument(s), e.g. -e "ssh -i KEY"'))
+    .addOption(
+      new Option(
+        '--full-verify-hours <h>',
+        'full verify of every held blob at most this often (default 24, 0 = every run)',
+      ).env('CLAVITOR_FULL_VERIFY_HOURS'),
+    )
+  if (withListen)
+    cmd.addOption(
+      new Option('--listen <host:port>', 'address of the WL3 lookup server').env('CLAVITOR_LISTEN'),
+    )
+  return cmd
+}
+
+function progressReporter(): { onProgress: (p: PullProgress) => void; stop: () => void } {
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: 'sync [{bar}] {value}/{total} blobs | sealed {sealed} | held {already}',
+        stream: process.stderr,
+        hideCursor: true,
+      },
+      cliProgress.Presets.shades_classic,
+    )
+    let started = false
+    return {
+      onProgress: (p) => {
+        const done = p.sealed + p.already
+        if (!started) {
+          bar.start(done + p.remaining, done, { sealed: p.sealed, already: p.already })
+          started = true
+        }
+        bar.setTotal(done + p.remaining)
+        bar.update(done, { sealed: p.sealed, already: p.already })
+      },
+      stop: () => {
+        if (started) bar.stop()
+      },
+    }
+  }
+  return {
+    onProgress: (p) =>
+      process.stdout.write(
+        `sync: sealed ${p.sealed}, already held ${p.already}, remaining ${p.remaining}, cursor ${p.cursor ?? '-'}\n`,
+      ),
+    stop: () => {},
+  }
+}
+
+function summary(r: RunOutcome): string {
+  return (
+    `sync done: sealed ${r.sealed}, already held ${r.already}, pages ${r.pages}, repaired ${r.repair.repaired.length}, ` +
+    `lag ${(r.lag_us / 1e6).toFixed(1)} s, cursor ${r.cursor ?? '-'}`
+  )
+}
+
+export function register(program: Command): void {
+  const pop = subcommand(program, 'pop', 'POP-side commands')
+
+  // --- pop sync --once --------------------------------------------------------------
+  popOptions(
+    pop
+      .command('sync')
+      .description(
+        'one pull from the core until caught up (check, repair, pull, report); exits non-zero on failure',
+      ),
+    false,
+  )
+    .option('--once', 'run once and exit (the only mode; `pop run` schedules)', true)
+    .option('--verify', 'full verify of every held blob before pulling')
+    .addOption(new Option('--json', 'print the outcome as JSON').env('CLAVITOR_JSON'))
+    .action(
+      action(async (o: PopCliOptions) => {
+        const { pop: po } = resolvePopOptions(o)
+        const log = createLogger({
+          level: process.env.CLAVITOR_LOG_LEVEL ?? 'warn',
+          base: { pop: po.popId },
+          destination: process.stderr,
+        })
+        const p = await openPop({ ...po, log })
+        const ac = new AbortController()
+        const onSignal = () => ac.abort()
+        process.once('SIGTERM', onSignal)
+        process.once('SIGINT', onSignal)
+        const prog = o.json ? { onProgress: () => {}, stop: () => {} } : progressReporter()
+        try {
+          const r = await p.sync.run({
+            signal: ac.signal,
+            onProgress: prog.onProgress,
+            ...(o.verify ? { verify: true } : {}),
+          })
+          prog.stop()
+          if (o.json)
+            printJson({ ok: true, ...r, alarms: r.alarms.map((a) => a.toJSON()), head: r.head })
+          else process.stdout.write(summary(r) + '\n')
+          for (const a of r.alarms)
+            process.stderr.write(`clavitor: ALARM ${a.code}: ${a.message}\n`)
+          if (r.report_error)
+            process.stderr.write(
+              `clavitor: warning: report to the core failed: ${r.report_error}\n`,
+            )
+        } finally {
+          prog.stop()
+          process.off('SIGTERM', onSignal)
+          process.off('SIGINT', onSignal)
+          await p.close()
+        }
+      }),
+    )
+
+  // --- pop run ----------------------------------------------------------------------
+  popOptions(
+    pop
+      .command('run')
+      .description(
+        'the POP agent: hourly staggered pulls and the WL3 lookup server; SIGTERM stops cleanly',
+      ),
+    true,
+  ).action(
+    action(async (o: PopCliOptions) => {
+      const { pop: po, listen } = resolvePopOptions(o)
+      if (!listen)
+        throw claError(
+          'CLA_ERR_INVALID_OPTION',
+          '--listen is required (or CLAVITOR_LISTEN, or "listen" in --config)',
+        )
+      const log = createLogger({ base: { pop: po.popId } })
+      const p: Pop = await openPop({ ...po, log, watch: true })
+      const { buildPopApp } = await import('../../pop-agent/app.js')
+      const app = await buildPopApp({
+        pop: p,
+        fastify: { loggerInstance: log.child({ component: 'http' }) },
+      })
+      const scheduler = new SyncScheduler({
+        popId: po.popId,
+        run: (signal) => p.sync.run({ signal }),
+        onRun: (r) =>
+          log.info(
+            {
+              ok: r.ok,
+              manual: r.manual,
+              failures: r.failures,
+              next_at: r.nextAt && new Date(r.nextAt).toISOString(),
+            },
+            'sync scheduled',
+          ),
+      })
+      let stopping = false
+      const stop = async (sig: string) => {
+        if (stopping) return
+        stopping = true
+        log.info({ sig }, 'stopping: aborting a pull in flight, closing the server')
+        try {
+          await scheduler.stop()
+          await app.close()
+          await p.close()
+          process.exit(0)
+        } catch (err) {
+          failWith(err)
+        }
+      }
+      process.on('SIGTERM', () => void stop('SIGTERM'))
+      process.on('SIGINT', () => void stop('SIGINT'))
+      // SIGUSR2: a manual run now
+      process.on('SIGUSR2', () => void scheduler.runNow())
+      await app.listen({ host: listen.host, port: listen.port })
+      scheduler.start()
+      log.info(
+        { listen: `${listen.host}:${listen.port}`, next_at: scheduler.nextAt },
+        'POP agent running',
+      )
+    }),
+  )
+
+  // --- core pops --------------------------------------------------------------------
+  const core = subcommand(program, 'core', 'core administration')
+  core
+    .command('pops')
+    .description(
+      'every POP with its replication state (cursor, last success, last error, lag), as JSON',
+    )
+    .addOption(
+      new Option('--data <dir>', "the core's data folder")
+        .env('CLAVITOR_DATA')
+        .makeOptionMandatory(),
+    )
+    .action(
+      action(async (o: { data: string }) => {
+        const c = await openCore({ dataDir: o.data })
+        try {
+          printJson(listPops(c.db))
+        } finally {
+          await c.close()
+        }
+      }),
+    )
+
+  // --- core rsyncd-config -----------------------------------------------------------
+  core
+    .command('rsyncd-config')
+    .description("prints an rsyncd.conf with one read-only module over the core's store root")
+    .addOption(
+      new Option('--data <dir>', "the core's data folder (the module path is {data}/store)")
+        .env('CLAVITOR_DATA')
+        .makeOptionMandatory(),
+    )
+    .option('--module <name>', 'module name', 'clavitor-store')
+    .option('--address <ip>', 'address the daemon binds (default: all)')
+    .option('--port <n>', 'daemon port', '873')
+    .option('--uid <user>', 'user the module reads as', 'nobody')
+    .option('--gid <group>', 'group the module reads as', 'nogroup')
+    .option('--no-chroot', 'do not chroot into the store root (default: chroot)')
+    .option('--pid-file <file>', 'daemon pid file')
+    .option('--log-file <file>', 'daemon log file (default: syslog)')
+    .option('--max-connections <n>', 'concurrent connections', '20')
+    .option('--hosts-allow <cidr...>', 'addresses/CIDRs allowed to connect (adds hosts deny = *)')
+    .option('--auth-user <user...>', 'rsync users allowed (read-only); needs --secrets-file')
+    .option('--secrets-file <file>', 'rsyncd secrets file (mode 0600, outside the store)')
+    .action(
+      action(
+        async (o: {
+          data: string
+          module: string
+          address?: string
+          port: string
+          uid: string
+          gid: string
+          chroot: boolean
+          pidFile?: string
+          logFile?: string
+          maxConnections: string
+          hostsAllow?: string[]
+          authUser?: string[]
+          secretsFile?: string
+        }) => {
+          const port = intOpt('port', o.port, 1, 65535)!
+          const maxConnections = intOpt('max-connections', o.maxConnections, 1, 10000)!
+          process.stdout.write(
+            renderRsyncdConfig({
+              storeRoot: resolve(dataPaths(o.data).store),
+              module: o.module,
+              port,
+              uid: o.uid,
+              gid: o.gid,
+              useChroot: o.chroot,
+              maxConnections,
+              ...(o.address ? { address: o.address } : {}),
+              ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+              ...(o.logFile ? { logFile: o.logFile } : {}),
+              auth: {
+                ...(o.hostsAllow ? { hostsAllow: o.hostsAllow } : {}),
+                ...(o.authUser ? { authUsers: o.authUser } : {}),
+                ...(o.secretsFile ? { secretsFile: o.secretsFile } : {}),
+              },
+            }),
+          )
+        },
+      ),
+    )
+}
