@@ -200,7 +200,7 @@ t.test(
     // corrupt: one payload byte flipped
     const cpath = join(data, 'store', infos[2]!.path)
     const bytes = readFileSync(cpath)
-    bytes[bytes.length - 70] ^= 1
+    bytes[bytes.length - 70]! ^= 1
     writeFileSync(cpath, bytes)
     // missing: file removed
     unlinkSync(join(data, 'store', infos[5]!.path))
@@ -306,7 +306,7 @@ t.test('a POP store ingests verified core files and refuses anything else', asyn
   // a tampered file: refused, named, nothing visible
   const bad = stage(more)
   const bytes = readFileSync(bad)
-  bytes[bytes.length - 1] ^= 1
+  bytes[bytes.length - 1]! ^= 1
   writeFileSync(bad, bytes)
   await t.rejects(pop.ingest([{ file: bad, expect: more }]), {
     code: 'CLA_ERR_BAD_SIGNATURE',
@@ -359,7 +359,7 @@ t.test('protection modes and status', async (t) => {
   t.equal(st.protection.mode, 'best-effort')
   if (!st.protection.honoured) {
     t.equal(warnings.length, 1, 'best-effort warns once when the fs cannot seal')
-    t.skip('sealing checks need root on ext4')
+    t.skip('sealing checks need root on ext4', () => {})
     return
   }
   t.same(warnings, [])
