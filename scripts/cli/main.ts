@@ -7,7 +7,6 @@ const modules: Array<Promise<{ register: Register }>> = [
   // one line per area, e.g. import('./store.js'),
   import('./audit.js'),
   import('./store.js'),
-  import('./store.js'),
   import('./ca.js'),
   import('./vault.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
