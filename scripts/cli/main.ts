@@ -8,6 +8,7 @@ const modules: Array<Promise<{ register: Register }>> = [
   import('./audit.js'),
   import('./store.js'),
   import('./ca.js'),
+  import('./pop.js'),
   import('./vault.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
   import('./pop-admin.js'),
