@@ -6,6 +6,7 @@ import type { Core } from '../lib/core.js'
 import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
 import { openApiRoute } from './openapi.js'
+import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
 
 export interface CoreAppOptions {
   /** The library instance this app serves. */
@@ -35,6 +36,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
   await app.register(credentialsRoutes, { core: opts.core, ...opts.credentials })
   await app.register(openApiRoute, { maxWl3Bytes: opts.core.credentials.maxWl3Bytes })
+  await app.register(paddleWebhookRoutes, { core: opts.core })
   // Routes: one plugin per area (server/routes/*.ts), registered here with { core: opts.core }.
   // The POP sync API is NOT here: it lives in its own mTLS app (server/pop-api.ts).
   return app
