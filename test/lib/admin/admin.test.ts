@@ -1,0 +1,264 @@
+import t, { type Test } from 'tap'
+import { openDb, nowMicros } from '../../../lib/db/open.js'
+import { Admin } from '../../../lib/admin/admin.js'
+import { can, strongest } from '../../../lib/admin/roles.js'
+import { sha256hex } from '../../../lib/admin/secrets.js'
+import { listEvents, verifyChain } from '../../../lib/audit/log.js'
+import { isClavitorError } from '../../../lib/errors.js'
+import { seedAdmin } from '../../fixtures/admin.js'
+
+const facts = { rpID: 'localhost', origin: 'http://localhost:8080', ip: '127.0.0.1' }
+
+function setup(t: Test, clock?: { now: number }) {
+  const dir = t.testdir({})
+  const db = openDb(`${dir}/meta.db`)
+  t.teardown(() => db.close())
+  const admin = new Admin(db, clock ? { now: () => clock.now } : {})
+  return { db, admin }
+}
+const actorOf = (db: ReturnType<typeof openDb>, role: 'owner' | 'operator' | 'viewer') => {
+  const { humanId } = seedAdmin(db, role)
+  return { humanId, name: role, role }
+}
+
+t.test('roles: owner ⊃ operator ⊃ viewer', async (t) => {
+  t.ok(can('owner', 'admins'))
+  t.notOk(can('operator', 'admins'))
+  t.ok(can('operator', 'change'))
+  t.notOk(can('viewer', 'change'))
+  t.ok(can('viewer', 'read'))
+  t.equal(strongest(['viewer', 'owner', 'operator']), 'owner')
+  t.equal(strongest([]), undefined)
+})
+
+t.test('first-admin token: issued only while there is no admin, one use, expires', async (t) => {
+  const clock = { now: nowMicros() }
+  const { db, admin } = setup(t, clock)
+  t.notOk(admin.hasAdmins())
+  const first = admin.firstAdminToken()
+  t.ok(first, 'a token while no admin exists')
+  t.equal(first!.role, 'owner')
+  t.same(admin.checkToken(first!.token).role, 'owner')
+  // only the hash is stored
+  const row = db.prepare('SELECT token_hash, created_by FROM setup_tokens').get() as {
+    token_hash: string
+    created_by: string
+  }
+  t.equal(row.token_hash, sha256hex(first!.token))
+  t.equal(row.created_by, 'system')
+  t.equal(listEvents(db, { kind: 'admin.action' })[0]?.reason, 'setup.token', 'issuing is audited')
+
+  t.throws(() => admin.checkToken('not-a-token-at-all'), { code: 'CLA_ERR_ADMIN_SETUP_TOKEN' })
+  t.throws(() => admin.checkToken(undefined), { code: 'CLA_ERR_ADMIN_SETUP_TOKEN' })
+  clock.now += 25 * 3600e6
+  t.throws(
+    () => admin.checkToken(first!.token),
+    { code: 'CLA_ERR_ADMIN_SETUP_TOKEN' },
+    'expired after 24 h',
+  )
+
+  seedAdmin(db, 'owner')
+  t.ok(admin.hasAdmins())
+  t.equal(admin.firstAdminToken(), null, 'no setup token once an admin exists')
+})
+
+t.test('invite: owner only; refusals and grants are audited', async (t) => {
+  const { db, admin } = setup(t)
+  const owner = actorOf(db, 'owner')
+  const operator = actorOf(db, 'operator')
+  const viewer = actorOf(db, 'viewer')
+  for (const a of [operator, viewer]) {
+    const before = db.prepare('SELECT count(*) FROM setup_tokens').pluck().get() as number
+    t.throws(
+      () => admin.invite(a, 'viewer', facts),
+      { code: 'CLA_ERR_ADMIN_FORBIDDEN' },
+      `${a.role} cannot invite`,
+    )
+    t.equal(
+      db.prepare('SELECT count(*) FROM setup_tokens').pluck().get(),
+      before,
+      'no token was created',
+    )
+    const ev = listEvents(db, { actor: a.humanId })[0]!
+    t.match(ev, { kind: 'admin.action', outcome: 'refused', reason: 'CLA_ERR_ADMIN_FORBIDDEN' })
+  }
+  const inv = admin.invite(owner, 'operator', facts)
+  t.equal(admin.checkToken(inv.token).role, 'operator')
+  const ev = listEvents(db, { actor: owner.humanId })[0]!
+  t.match(ev, { kind: 'admin.action', outcome: 'ok', reason: 'admin.invite', ip: '127.0.0.1' })
+  t.notMatch(ev.data ?? '', inv.token, 'the token itself is not in the audit log')
+  t.throws(() => admin.invite(owner, 'root' as never, facts), { code: 'CLA_ERR_INVALID_INPUT' })
+  t.ok(verifyChain(db).ok)
+})
+
+t.test('sessions: valid, expired, disabled admin, logout', async (t) => {
+  const clock = { now: nowMicros() }
+  const { db, admin } = setup(t, clock)
+  const { humanId, cookie } = seedAdmin(db, 'operator', 'Ada')
+  const value = cookie.split('=')[1]!
+  const s = admin.session(value)
+  t.match(s, { humanId, name: 'Ada', role: 'operator', sessionHash: sha256hex(value) })
+  t.equal(admin.session('short'), null)
+  t.equal(admin.session(undefined), null)
+  t.equal(admin.session('x'.repeat(43)), null, 'unknown cookie')
+
+  clock.now += 2 * 3600e6
+  t.equal(admin.session(value), null, 'expired')
+  t.equal(db.prepare('SELECT count(*) FROM admin_sessions').pluck().get(), 0, 'expired row removed')
+
+  const b = seedAdmin(db, 'owner')
+  clock.now = nowMicros()
+  const bv = b.cookie.split('=')[1]!
+  t.ok(admin.session(bv))
+  admin.logout(bv, facts)
+  t.equal(admin.session(bv), null, 'logged out')
+  t.match(listEvents(db, { kind: 'admin.auth' })[0], {
+    actor: b.humanId,
+    reason: 'logout',
+    outcome: 'ok',
+  })
+
+  const c = seedAdmin(db, 'owner')
+  db.prepare('UPDATE humans SET disabled_at = ? WHERE id = ?').run(nowMicros(), c.humanId)
+  t.equal(admin.session(c.cookie.split('=')[1]), null, 'disabled admin has no session')
+})
+
+t.test('enrollment ceremony: input checks, server-side challenge, one use', async (t) => {
+  const { db, admin } = setup(t)
+  const tok = admin.firstAdminToken()!
+  await t.rejects(admin.startEnrollment({ token: 'nope-nope-nope-nope', name: 'Ada' }, facts), {
+    code: 'CLA_ERR_ADMIN_SETUP_TOKEN',
+  })
+  await t.rejects(admin.startEnrollment({ token: tok.token, name: '<script>' }, facts), {
+    code: 'CLA_ERR_INVALID_INPUT',
+  })
+  await t.rejects(admin.startEnrollment({ token: tok.token, name: '' }, facts), {
+    code: 'CLA_ERR_INVALID_INPUT',
+  })
+  const { ceremonyId, options } = await admin.startEnrollment(
+    { token: tok.token, name: 'Ada Lovelace' },
+    facts,
+  )
+  t.equal(options.rp.id, 'localhost')
+  t.equal(options.user.name, 'Ada Lovelace')
+  const row = db
+    .prepare('SELECT kind, challenge FROM admin_challenges WHERE id_hash = ?')
+    .get(sha256hex(ceremonyId)) as {
+    kind: string
+    challenge: string
+  }
+  t.same(
+    row,
+    { kind: 'register', challenge: options.challenge },
+    'challenge kept on the server, keyed by the ceremony id hash',
+  )
+
+  // A response that does not verify: refused, audited, ceremony consumed, token still usable.
+  await t.rejects(
+    admin.finishEnrollment(
+      { ceremonyId, response: { id: 'x', rawId: 'x', type: 'public-key', response: {} } },
+      facts,
+    ),
+    {
+      code: 'CLA_ERR_WEBAUTHN_FAILED',
+    },
+  )
+  t.equal(db.prepare('SELECT count(*) FROM admin_challenges').pluck().get(), 0, 'ceremony used up')
+  await t.rejects(
+    admin.finishEnrollment({ ceremonyId, response: {} }, facts),
+    { code: 'CLA_ERR_WEBAUTHN_FAILED' },
+    'no replay',
+  )
+  t.equal(db.prepare('SELECT count(*) FROM humans').pluck().get(), 0, 'nobody enrolled')
+  t.equal(admin.checkToken(tok.token).role, 'owner', 'token not consumed by a failed attempt')
+  t.ok(listEvents(db, { kind: 'admin.auth', outcome: 'refused' }).length >= 2)
+})
+
+t.test('ceremonies expire', async (t) => {
+  const clock = { now: nowMicros() }
+  const { admin } = setup(t, clock)
+  const { ceremonyId } = await admin.startLogin(facts)
+  clock.now += 6 * 60e6
+  await t.rejects(admin.finishLogin({ ceremonyId, response: {} }, facts), {
+    code: 'CLA_ERR_WEBAUTHN_FAILED',
+  })
+})
+
+t.test('login ceremony: unknown credential refused and audited', async (t) => {
+  const { db, admin } = setup(t)
+  const { ceremonyId, options } = await admin.startLogin(facts)
+  t.equal(options.rpId, 'localhost')
+  t.same(options.allowCredentials ?? [], [], 'discoverable credentials: no user name needed')
+  await t.rejects(admin.finishLogin({ ceremonyId, response: { id: 'unknown-cred' } }, facts), {
+    code: 'CLA_ERR_WEBAUTHN_FAILED',
+  })
+  t.match(listEvents(db, { kind: 'admin.auth' })[0], {
+    outcome: 'refused',
+    actor: 'unknown',
+    reason: 'CLA_ERR_WEBAUTHN_FAILED',
+  })
+  await t.rejects(admin.finishLogin({ ceremonyId: 42, response: {} }, facts), {
+    code: 'CLA_ERR_WEBAUTHN_FAILED',
+  })
+})
+
+t.test('perform / performAsync: permission, ok, refused and error outcomes', async (t) => {
+  const { db, admin } = setup(t)
+  const viewer = actorOf(db, 'viewer')
+  const operator = actorOf(db, 'operator')
+  let ran = 0
+  t.throws(() => admin.perform(viewer, 'x.change', 'change', facts, {}, () => ran++), {
+    code: 'CLA_ERR_ADMIN_FORBIDDEN',
+  })
+  t.equal(ran, 0, 'a viewer changes nothing')
+  t.equal(
+    admin.perform(operator, 'x.change', 'change', facts, { a: 1 }, () => ({ id: 'cus_1' })).id,
+    'cus_1',
+  )
+  const ok = listEvents(db, { actor: operator.humanId })[0]!
+  t.match(ok, { outcome: 'ok', reason: 'x.change' })
+  t.same(JSON.parse(ok.data!), { action: 'x.change', a: 1, id: 'cus_1' })
+  await t.rejects(
+    admin.performAsync(operator, 'x.async', 'change', facts, {}, async () => {
+      throw Object.assign(new Error('boom'))
+    }),
+    /boom/,
+  )
+  t.match(listEvents(db, { actor: operator.humanId })[0], {
+    outcome: 'error',
+    reason: 'CLA_ERR_INTERNAL',
+  })
+  const v = await admin.performAsync(operator, 'x.async', 'change', facts, {}, async () => 7)
+  t.equal(v, 7)
+  await t.rejects(
+    admin.performAsync(viewer, 'x.async', 'change', facts, {}, async () => 1),
+    { code: 'CLA_ERR_ADMIN_FORBIDDEN' },
+  )
+  t.ok(verifyChain(db).ok)
+  t.ok(isClavitorError(new Error('x')) === false)
+})
+
+t.test('listAdmins shows role and key count', async (t) => {
+  const { db, admin } = setup(t)
+  seedAdmin(db, 'viewer', 'Vic')
+  const { humanId } = seedAdmin(db, 'owner', 'Olga')
+  db.prepare('INSERT INTO role_assignments (human_id, role_id, created_at) VALUES (?, ?, ?)').run(
+    humanId,
+    'viewer',
+    nowMicros(),
+  )
+  const rows = admin.listAdmins()
+  t.match(
+    rows.find((r) => r.name === 'Olga'),
+    { role: 'owner', credentials: 0 },
+  )
+  t.match(
+    rows.find((r) => r.name === 'Vic'),
+    { role: 'viewer' },
+  )
+})
+
+t.test('options are checked', async (t) => {
+  const { db } = setup(t)
+  t.throws(() => new Admin(db, { sessionTtlMs: 0 }), { code: 'CLA_ERR_INVALID_OPTION' })
+})
