@@ -102,19 +102,27 @@ t.test('sync status: which POPs hold each P0 latest version, from their cursors'
   )
 })
 
-t.test('a cursor that cannot be decoded is an internal error, not a silent "holds nothing"', async (t) => {
-  const f = await credFixture((fn) => t.teardown(fn))
-  f.addCustomer('acme')
-  f.db.prepare("INSERT INTO pops (id, created_at) VALUES ('bad', 1)").run()
-  f.db.prepare("INSERT INTO pop_sync_state (pop_id, cursor, updated_at) VALUES ('bad', 'junk', 1)").run()
-  t.throws(() => f.credentials.syncStatus('acme'), { code: 'CLA_ERR_INTERNAL', details: { pop: 'bad' } })
-  f.db.prepare("UPDATE pop_sync_state SET cursor = NULL WHERE pop_id = 'bad'").run()
-  t.same(f.credentials.syncStatus('acme').pops[0], {
-    id: 'bad',
-    name: null,
-    cursor_created_at: null,
-    cursor_seq: null,
-    last_success_at: null,
-    lag_us: null,
-  })
-})
+t.test(
+  'a cursor that cannot be decoded is an internal error, not a silent "holds nothing"',
+  async (t) => {
+    const f = await credFixture((fn) => t.teardown(fn))
+    f.addCustomer('acme')
+    f.db.prepare("INSERT INTO pops (id, created_at) VALUES ('bad', 1)").run()
+    f.db
+      .prepare("INSERT INTO pop_sync_state (pop_id, cursor, updated_at) VALUES ('bad', 'junk', 1)")
+      .run()
+    t.throws(() => f.credentials.syncStatus('acme'), {
+      code: 'CLA_ERR_INTERNAL',
+      details: { pop: 'bad' },
+    })
+    f.db.prepare("UPDATE pop_sync_state SET cursor = NULL WHERE pop_id = 'bad'").run()
+    t.same(f.credentials.syncStatus('acme').pops[0], {
+      id: 'bad',
+      name: null,
+      cursor_created_at: null,
+      cursor_seq: null,
+      last_success_at: null,
+      lag_us: null,
+    })
+  },
+)
