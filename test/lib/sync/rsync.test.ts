@@ -1,0 +1,231 @@
+// The rsync transport with real rsync processes: exit codes mapped to typed errors, and
+// the generated rsyncd.conf served by a real read-only daemon on 127.0.0.1.
+import t from 'tap'
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { RSYNC_EXIT, rsyncError, runRsync } from '../../../lib/sync/rsync.js'
+import { renderRsyncdConfig, rsyncdModule } from '../../../lib/sync/rsyncd-config.js'
+import { isRoot, tempDir } from '../../fixtures/sync.js'
+
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  const port = (srv.address() as { port: number }).port
+  await new Promise((r) => srv.close(r))
+  return port
+}
+
+function makeTree(root: string, n: number): string[] {
+  const rels: string[] = []
+  for (let i = 0; i < n; i++) {
+    const p0 = `${i.toString(16).padStart(2, '0')}${'ab'.repeat(15)}`
+    const rel = `${p0.slice(0, 2)}/${p0}/${String(1_700_000_000_000_000 + i).padStart(16, '0')}_0123456789abcdef.cla`
+    mkdirSync(join(root, rel, '..'), { recursive: true })
+    writeFileSync(join(root, rel), `blob ${i}`)
+    rels.push(rel)
+  }
+  return rels
+}
+
+t.test('every documented exit code maps to a reason and an error class', async (t) => {
+  for (const [code, spec] of Object.entries(RSYNC_EXIT)) {
+    const e = rsyncError(Number(code), 'rsync: something\n')
+    t.equal(e.code, spec.code, `exit ${code}`)
+    t.equal(e.details?.reason, spec.reason)
+    t.equal(e.details?.rsync_exit, Number(code))
+  }
+  t.equal(rsyncError(99, '').details?.reason, 'unknown_exit')
+  t.equal(rsyncError(undefined, 'spawn rsync ENOENT').details?.reason, 'spawn')
+  t.equal(
+    rsyncError(11, 'write failed: No space left on device (28)').code,
+    'CLA_ERR_SYNC_DISK_FULL',
+  )
+  t.equal(rsyncError(10, '').code, 'CLA_ERR_SYNC_NETWORK')
+  t.equal(rsyncError(23, '').code, 'CLA_ERR_SYNC_PARTIAL')
+})
+
+t.test(
+  'local source: the listed files only; a missing one is a partial transfer (23)',
+  async (t) => {
+    const dir = tempDir(t)
+    const src = join(dir, 'src')
+    const rels = makeTree(src, 6)
+    makeTree(join(dir, 'unlisted'), 1)
+    const dest = join(dir, 'dest')
+    mkdirSync(dest)
+    const r = await runRsync({
+      source: src,
+      files: rels.slice(0, 4),
+      listFile: join(dir, 'l'),
+      dest,
+    })
+    t.equal(r.exitCode, 0)
+    t.same(r.transferred.sort(), rels.slice(0, 4).sort())
+    t.ok(existsSync(join(dest, rels[0]!)))
+    t.notOk(existsSync(join(dest, rels[5]!)), 'not listed, not fetched')
+    t.equal(readFileSync(join(dir, 'l'), 'utf8').split('\0').length, 5, 'NUL-separated list')
+    const missing = [rels[4]!, rels[4]!.replace('0123456789abcdef', 'ffffffffffffffff')]
+    await t.rejects(runRsync({ source: src, files: missing, listFile: join(dir, 'l'), dest }), {
+      code: 'CLA_ERR_SYNC_PARTIAL',
+      details: { rsync_exit: 23, reason: 'partial' },
+    })
+    const tolerated = await runRsync(
+      { source: src, files: missing, listFile: join(dir, 'l'), dest },
+      { partial: true },
+    )
+    t.equal(tolerated.exitCode, 23)
+    t.ok(existsSync(join(dest, rels[4]!)), 'what exists still arrives')
+  },
+)
+
+t.test('network faults and aborts are typed', async (t) => {
+  const dir = tempDir(t)
+  const port = await freePort()
+  await t.rejects(
+    runRsync({
+      source: `rsync://127.0.0.1:${port}/nothing/`,
+      files: ['a'],
+      listFile: join(dir, 'l'),
+      dest: dir,
+      ioTimeoutSec: 5,
+    }),
+    { code: 'CLA_ERR_SYNC_NETWORK', details: { rsync_exit: 10, reason: 'socket_io' } },
+    'connection refused: exit 10',
+  )
+  const ac = new AbortController()
+  ac.abort()
+  await t.rejects(
+    runRsync({
+      source: join(dir, 'none'),
+      files: ['a'],
+      listFile: join(dir, 'l'),
+      dest: dir,
+      signal: ac.signal,
+    }),
+    { code: 'CLA_ERR_SYNC_ABORTED' },
+  )
+})
+
+t.test('rsyncd.conf: read-only module over the store root only; auth hooks', async (t) => {
+  const conf = renderRsyncdConfig({
+    storeRoot: '/var/lib/clavitor/store',
+    port: 8873,
+    address: '192.0.2.1',
+  })
+  for (const line of [
+    'read only = yes',
+    'list = no',
+    'use chroot = yes',
+    'path = /var/lib/clavitor/store',
+    'port = 8873',
+    'address = 192.0.2.1',
+    '[clavitor-store]',
+  ])
+    t.ok(conf.includes(line), line)
+  t.match(conf, /refuse options = .*delete.*remove-source-files/)
+  t.notMatch(conf, /hosts allow/, 'no allowlist unless given')
+  const withAuth = rsyncdModule({
+    storeRoot: '/s',
+    auth: {
+      hostsAllow: ['192.0.2.0/24', '2001:db8::/32'],
+      authUsers: ['pop-a', 'pop-b'],
+      secretsFile: '/etc/clavitor/rsyncd.secrets',
+    },
+  })
+  const m = new Map(withAuth)
+  t.equal(m.get('hosts allow'), '192.0.2.0/24 2001:db8::/32')
+  t.equal(m.get('hosts deny'), '*')
+  t.equal(m.get('auth users'), 'pop-a:ro, pop-b:ro')
+  t.equal(m.get('secrets file'), '/etc/clavitor/rsyncd.secrets')
+  t.throws(() => rsyncdModule({ storeRoot: 'relative' }), { code: 'CLA_ERR_INVALID_OPTION' })
+  t.throws(() => rsyncdModule({ storeRoot: '/s', auth: { authUsers: ['x'] } }), {
+    code: 'CLA_ERR_INVALID_OPTION',
+  })
+  t.throws(() => renderRsyncdConfig({ storeRoot: '/s\n[evil]' }), {
+    code: 'CLA_ERR_INVALID_OPTION',
+  })
+  t.throws(() => renderRsyncdConfig({ storeRoot: '/s', module: 'a b' }), {
+    code: 'CLA_ERR_INVALID_OPTION',
+  })
+})
+
+t.test(
+  'a real daemon with the generated config serves the listed files, read-only',
+  { skip: !isRoot && 'the daemon chroots: needs root' },
+  async (t) => {
+    const dir = tempDir(t)
+    const root = join(dir, 'store')
+    const rels = makeTree(root, 3)
+    execFileSync('chmod', ['-R', 'a+rX', root])
+    const port = await freePort()
+    const confFile = join(dir, 'rsyncd.conf')
+    writeFileSync(
+      confFile,
+      renderRsyncdConfig({
+        storeRoot: root,
+        address: '127.0.0.1',
+        port,
+        pidFile: join(dir, 'rsyncd.pid'),
+        logFile: join(dir, 'rsyncd.log'),
+      }),
+    )
+    const daemon = spawn('rsync', ['--daemon', '--no-detach', `--config=${confFile}`], {
+      stdio: 'ignore',
+    })
+    t.teardown(() => {
+      daemon.kill('SIGTERM')
+    })
+    // wait for the port
+    for (let i = 0; i < 50; i++) {
+      const ok = await new Promise<boolean>((r) => {
+        const s = createServer()
+        s.once('error', () => r(true))
+        s.listen(port, '127.0.0.1', () => s.close(() => r(false)))
+      })
+      if (ok) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const dest = join(dir, 'dest')
+    mkdirSync(dest)
+    const src = `rsync://127.0.0.1:${port}/clavitor-store/`
+    const r = await runRsync({
+      source: src,
+      files: rels,
+      listFile: join(dir, 'l'),
+      dest,
+      ioTimeoutSec: 10,
+    })
+    t.equal(r.exitCode, 0)
+    t.equal(readFileSync(join(dest, rels[1]!), 'utf8'), 'blob 1')
+    await t.rejects(
+      runRsync({
+        source: `rsync://127.0.0.1:${port}/other/`,
+        files: rels,
+        listFile: join(dir, 'l'),
+        dest,
+        ioTimeoutSec: 10,
+      }),
+      { code: 'CLA_ERR_SYNC_NETWORK', details: { rsync_exit: 5 } },
+      'unknown module: exit 5',
+    )
+    // list = no: the module list is empty
+    const listing = execFileSync('rsync', [`rsync://127.0.0.1:${port}/`], { encoding: 'utf8' })
+    t.notMatch(listing, /clavitor-store/)
+    // read only = yes: an upload is refused
+    writeFileSync(join(dir, 'evil.cla'), 'x')
+    let refused = false
+    try {
+      execFileSync(
+        'rsync',
+        [join(dir, 'evil.cla'), `rsync://127.0.0.1:${port}/clavitor-store/00/`],
+        { stdio: 'pipe' },
+      )
+    } catch {
+      refused = true
+    }
+    t.ok(refused, 'upload refused')
+    t.notOk(existsSync(join(root, '00', 'evil.cla')))
+  },
+)
