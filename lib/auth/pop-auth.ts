@@ -227,6 +227,8 @@ export class PopAuthenticator {
         'the client certificate is not issued by our CA',
       )
     }
+    const named = popIdFromCert(cert)
+    if (named) ctx.actor = named // the CA vouches for the name from here on
     const now = this.now()
     if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) {
       throw refuse(
@@ -238,10 +240,8 @@ export class PopAuthenticator {
     if (await this.crl.isRevoked(cert.serialNumber)) {
       throw refuse('CLA_ERR_AUTH_CERT', 'cert_revoked', 'the client certificate is revoked')
     }
-    const named = popIdFromCert(cert)
     if (!named)
       throw refuse('CLA_ERR_AUTH_CERT', 'cert_no_pop', 'the client certificate names no POP')
-    ctx.actor = named
     const pop: PopRecord | undefined = getPop(this.db, named)
     if (!pop) throw refuse('CLA_ERR_AUTH_CERT', 'pop_unknown', `POP ${named} is not registered`)
     if (pop.certFingerprint !== fingerprint) {

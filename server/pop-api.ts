@@ -1,0 +1,432 @@
+// The POP API: a separate Fastify app on HTTPS with mutual TLS, for POPs only.
+// Thin: every decision is lib/auth (PopAuthenticator); this file wires it to Fastify.
+//
+//  - TLS: requestCert + rejectUnauthorized against our CA and CRL; handshake failures
+//    (no certificate, another CA, revoked at start) are audited from 'tlsClientError'.
+//  - Before TLS: a connection from an address in no live POP's allowlist is audited and
+//    dropped ('connection' event), so nothing else runs for it.
+//  - preValidation: authenticatePopRequest on the raw bytes (content-digest), then JSON.
+//  - preHandler: @fastify/rate-limit keyed on the authenticated POP id (429 + Retry-After).
+//  - Routes: POST /pop/v1/token, POST /pop/v1/token/refresh, and the sync plugin
+//    (server/routes/sync.ts: GET /pop/v1/feed, POST /pop/v1/report) behind the token.
+//  - Timeouts: headers, request, connection and keep-alive are all bounded.
+// Every request that gets an answer has an audit row (refusals before authentication,
+// such as an oversized body, are written from onSend).
+import { readFileSync, statSync } from 'node:fs'
+import type { TLSSocket } from 'node:tls'
+import type { Socket } from 'node:net'
+import Fastify, {
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import { ClavitorError, claError, errorResponse } from '../lib/errors.js'
+import type { Core } from '../lib/core.js'
+import { appendEvent } from '../lib/audit/log.js'
+import { PopAuthenticator, reasonOf } from '../lib/auth/pop-auth.js'
+import { ipAllowed, normalizeIp, parseAllowlist } from '../lib/auth/allowlist.js'
+import { listPops } from '../lib/auth/pops.js'
+import { caPaths } from '../lib/auth/ca.js'
+import {
+  ACCESS_TOKEN_TTL_SEC,
+  issueAccessToken,
+  issueRefreshToken,
+  loadTokenSecrets,
+  rotateRefreshToken,
+  tokenSecretPaths,
+} from '../lib/auth/tokens.js'
+import { syncRoutes } from './routes/sync.js'
+
+export interface PopApiTls {
+  /** Server private key (PEM). */
+  key: string | Buffer
+  /** Server certificate (PEM). */
+  cert: string | Buffer
+  /** Our CA certificate (PEM): the only issuer of client certificates accepted. */
+  ca: string | Buffer
+  /** Path of the CRL file (PEM); re-read per request when it changes. */
+  crlFile: string
+}
+
+export interface PopApiOptions {
+  core: Core
+  tls: PopApiTls
+  /** Requests per POP per window. Default 600. */
+  rateLimitMax?: number
+  /** Rate-limit window, ms. Default 60000. */
+  rateLimitWindowMs?: number
+  /** Body limit in bytes. Default 1 MiB. */
+  bodyLimit?: number
+  /** Time to receive the request headers, ms. Default 10000. */
+  headersTimeoutMs?: number
+  /** Time to receive the whole request, ms. Default 30000. */
+  requestTimeoutMs?: number
+  /** Idle socket timeout, ms. Default 60000. */
+  connectionTimeoutMs?: number
+  /** How often Node checks the two timeouts above, ms. Default 1000. */
+  connectionsCheckingIntervalMs?: number
+  /** Signature window: max age / future skew in seconds. Defaults 300 / 30. */
+  window?: { maxAgeSec?: number; maxSkewSec?: number }
+  /** Mount the sync routes (server/routes/sync.ts). Default true. */
+  syncRoutes?: boolean
+  /** Extra routes (tests). Registered behind the same authentication. */
+  routes?: (app: FastifyInstance) => void | Promise<void>
+  /** Clock, ms (tests). */
+  now?: () => number
+  fastify?: FastifyServerOptions
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    popFingerprint?: string
+    rawBody?: Buffer
+    /** Set once this request has an audit row. */
+    clavitorAudited?: boolean
+    clavitorError?: unknown
+  }
+}
+
+const TOKEN_ROUTES = new Set(['/pop/v1/token', '/pop/v1/token/refresh'])
+
+/** TLS material from a CA folder made by `clavitor ca init` ({data}/ca/). */
+export function popApiTlsFromCa(dataDir: string): PopApiTls {
+  const p = caPaths(dataDir)
+  return {
+    key: readFileSync(p.serverKey),
+    cert: readFileSync(p.serverCert),
+    ca: readFileSync(p.cert),
+    crlFile: p.crl,
+  }
+}
+
+/** Token secrets, re-read when {data}/keys/pop-token.key changes (rotation). */
+function tokenSecretLoader(dataDir: string): () => readonly Buffer[] {
+  let key = ''
+  let cached: Buffer[] = []
+  const file = tokenSecretPaths(dataDir).current
+  return () => {
+    let k = 'missing'
+    try {
+      const st = statSync(file)
+      k = `${st.mtimeMs}:${st.ino}`
+    } catch {
+      // created by loadTokenSecrets below
+    }
+    if (k !== key || cached.length === 0) {
+      cached = loadTokenSecrets(dataDir)
+      const st = statSync(file)
+      key = `${st.mtimeMs}:${st.ino}`
+    }
+    return cached
+  }
+}
+
+function tlsReason(err: Error & { code?: string }): string {
+  const s = `${err.code ?? ''} ${err.message}`
+  if (
+    /PEER_DID_NOT_RETURN_A_CERTIFICATE|did not return a certificate|CERTIFICATE_REQUIRED/i.test(s)
+  )
+    return 'cert_missing'
+  if (/REVOKED/i.test(s)) return 'cert_revoked'
+  if (/EXPIRED|NOT_YET_VALID|not yet valid/i.test(s)) return 'cert_expired'
+  // another CA (even one with our CA's name), self-signed, wrong purpose, bad signature
+  if (
+    /UNKNOWN_CA|ISSUER|VERIFY_FAILED|SELF.SIGNED|PURPOSE|SIGNATURE|PUBLIC_KEY|UNSUPPORTED_CERTIFICATE|BAD_CERTIFICATE/i.test(
+      s,
+    )
+  ) {
+    return 'cert_untrusted'
+  }
+  if (/ECONNRESET|socket hang up/i.test(s)) return 'tls_aborted'
+  return 'tls_failed'
+}
+
+function splitUrl(url: string): { path: string; query: string } {
+  const i = url.indexOf('?')
+  return i < 0 ? { path: url, query: '' } : { path: url.slice(0, i), query: url.slice(i + 1) }
+}
+
+export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstance> {
+  const { core } = opts
+  const db = core.db
+  const now = opts.now ?? Date.now
+  const tokenSecrets = tokenSecretLoader(core.dataDir)
+  tokenSecrets() // create the secret now, not on the first request
+  const auth = new PopAuthenticator({
+    db,
+    caCertPem: opts.tls.ca.toString(),
+    crlFile: opts.tls.crlFile,
+    tokenSecrets,
+    window: opts.window,
+    now,
+  })
+  const headersTimeout = opts.headersTimeoutMs ?? 10_000
+  const requestTimeout = opts.requestTimeoutMs ?? 30_000
+  const checking = opts.connectionsCheckingIntervalMs ?? 1000
+  const app = Fastify({
+    // Fastify leaves these off; a slow client must not hold a socket forever.
+    requestTimeout,
+    connectionTimeout: opts.connectionTimeoutMs ?? 60_000,
+    keepAliveTimeout: 5000,
+    bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    ...opts.fastify,
+    https: {
+      key: opts.tls.key,
+      cert: opts.tls.cert,
+      ca: opts.tls.ca,
+      crl: readFileSync(opts.tls.crlFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      // http.Server options honoured by https.Server
+      ...({ headersTimeout, requestTimeout, connectionsCheckingInterval: checking } as object),
+    },
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      // TLS failures are audited once, from 'tlsClientError'
+      const tls = typeof err.code === 'string' && err.code.startsWith('ERR_SSL_')
+      try {
+        if (!tls) {
+          appendEvent(db, {
+            kind: 'pop.request',
+            actor: 'unknown',
+            outcome: 'refused',
+            reason: timeout ? 'request_timeout' : 'bad_request',
+            ip: normalizeIp(socket.remoteAddress),
+            data: { code: err.code ?? null },
+          })
+        }
+      } catch {
+        // refused anyway; nothing more we can do for this socket
+      }
+      if (socket.writable) {
+        const status = timeout ? '408 Request Timeout' : '400 Bad Request'
+        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      }
+      socket.destroy()
+    },
+  } as FastifyServerOptions)
+
+  const server = app.server as unknown as import('node:https').Server
+  server.headersTimeout = headersTimeout
+  server.requestTimeout = requestTimeout
+
+  // 1. address screen before TLS: nothing else runs for an address no POP may use.
+  server.on('connection', (socket: Socket) => {
+    const ip = normalizeIp(socket.remoteAddress)
+    let allowed = false
+    try {
+      allowed = listPops(db).some((p) => ipAllowed(ip, parseAllowlist(p.allowlist)))
+    } catch {
+      allowed = false
+    }
+    if (allowed) return
+    try {
+      appendEvent(db, {
+        kind: 'pop.request',
+        actor: 'unknown',
+        outcome: 'refused',
+        reason: 'ip_not_allowed',
+        ip,
+        data: { stage: 'connect' },
+      })
+    } catch {
+      // dropped either way
+    }
+    socket.destroy()
+  })
+  // TLS handshake failures: no client certificate, another CA, revoked (CRL at start).
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    const reason = tlsReason(err)
+    try {
+      appendEvent(db, {
+        kind: 'pop.request',
+        actor: 'unknown',
+        outcome: 'refused',
+        reason,
+        ip: normalizeIp(socket.remoteAddress),
+        data: { stage: 'tls', code: err.code ?? null },
+      })
+    } catch {
+      // the handshake failed anyway
+    }
+  })
+
+  // Raw bytes for every content type: the digest is checked on exactly what arrived.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
+  app.setErrorHandler((err, req, reply) => {
+    req.clavitorError = err
+    const { status, body } = errorResponse(err)
+    if (status >= 500 && !(err instanceof ClavitorError)) req.log.error({ err }, 'request failed')
+    return reply.status(status).send(body)
+  })
+  app.setNotFoundHandler((_req, reply) =>
+    reply
+      .status(404)
+      .send({ error: { code: 'CLA_ERR_NOT_FOUND', message: 'no such POP API route' } }),
+  )
+
+  // Audit whatever was answered without an authentication decision (e.g. 413, 400).
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.clavitorAudited) return payload
+    req.clavitorAudited = true
+    const err = req.clavitorError as { code?: string } | undefined
+    const reason =
+      err?.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 'body_too_large'
+        : err instanceof ClavitorError
+          ? reasonOf(err)
+          : (err?.code ?? `status_${reply.statusCode}`)
+    appendEvent(db, {
+      kind: 'pop.request',
+      actor: req.popId ?? 'unknown',
+      outcome: reply.statusCode < 400 ? 'allowed' : 'refused',
+      reason,
+      ip: normalizeIp(req.socket.remoteAddress),
+      route: `${req.method} ${splitUrl(req.url).path}`.slice(0, 300),
+      fingerprint: req.popFingerprint,
+    })
+    return payload
+  })
+
+  // The decision, on the raw body.
+  app.addHook('preValidation', async (req) => {
+    const { path, query } = splitUrl(req.raw.url ?? '/')
+    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)
+    req.rawBody = raw
+    const sock = req.socket as TLSSocket
+    const peer =
+      typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate(false) : undefined
+    try {
+      const r = await auth.authenticate({
+        method: req.method,
+        path,
+        query,
+        authority: req.headers.host ?? '',
+        headers: req.headers,
+        rawBody: raw,
+        ip: sock.remoteAddress,
+        peerCertificate: peer && 'raw' in peer ? peer : null,
+        tokenOptional: TOKEN_ROUTES.has(path),
+      })
+      req.popId = r.popId
+      req.popFingerprint = r.fingerprint
+    } finally {
+      // allowed or refused, authenticate() wrote the row (or failed closed)
+      req.clavitorAudited = true
+    }
+    const ct = req.headers['content-type'] ?? ''
+    if (raw.length === 0) req.body = undefined
+    else if (/^application\/json\b/i.test(ct)) {
+      try {
+        req.body = JSON.parse(raw.toString('utf8'))
+      } catch (cause) {
+        throw claError('CLA_ERR_INVALID_INPUT', 'the body is not valid JSON', { cause })
+      }
+    }
+  })
+
+  await app.register(rateLimit, {
+    hook: 'preHandler',
+    max: opts.rateLimitMax ?? 600,
+    timeWindow: opts.rateLimitWindowMs ?? 60_000,
+    keyGenerator: (req: FastifyRequest) => `pop:${req.popId ?? 'unknown'}`,
+    addHeadersOnExceeding: {
+      'x-ratelimit-limit': false,
+      'x-ratelimit-remaining': false,
+      'x-ratelimit-reset': false,
+    },
+    onExceeded: (req: FastifyRequest) => {
+      // fail closed: if this cannot be written the request is refused with 503 anyway
+      appendEvent(db, {
+        kind: 'pop.request',
+        actor: req.popId ?? 'unknown',
+        outcome: 'refused',
+        reason: 'rate_limited',
+        ip: normalizeIp(req.socket.remoteAddress),
+        route: `${req.method} ${splitUrl(req.url).path}`,
+        fingerprint: req.popFingerprint,
+      })
+    },
+    errorResponseBuilder: (_req: FastifyRequest, ctx: { after: string; ttl: number }) =>
+      claError('CLA_ERR_AUTH_RATE_LIMITED', `rate limit exceeded, retry in ${ctx.after}`, {
+        details: { reason: 'rate_limited', retryAfterSec: Math.ceil(ctx.ttl / 1000) },
+      }),
+  })
+
+  // --- token routes ---------------------------------------------------------------
+  app.post('/pop/v1/token', async (req) => {
+    const popId = req.popId!
+    const fp = req.popFingerprint!
+    const nowSec = Math.floor(now() / 1000)
+    const access = issueAccessToken(tokenSecrets()[0]!, popId, fp, nowSec)
+    const refresh = issueRefreshToken(db, popId, fp, nowSec)
+    appendEvent(db, {
+      kind: 'pop.token',
+      actor: popId,
+      outcome: 'ok',
+      reason: 'token_issued',
+      fingerprint: fp,
+      ip: normalizeIp(req.socket.remoteAddress),
+    })
+    return tokenResponse(access, refresh, nowSec)
+  })
+
+  app.post('/pop/v1/token/refresh', async (req) => {
+    const popId = req.popId!
+    const fp = req.popFingerprint!
+    const nowSec = Math.floor(now() / 1000)
+    const body = req.body as { refresh_token?: unknown } | undefined
+    const presented = typeof body?.refresh_token === 'string' ? body.refresh_token : ''
+    let refresh
+    try {
+      refresh = rotateRefreshToken(db, presented, { popId, fingerprint: fp, nowSec })
+    } catch (err) {
+      appendEvent(db, {
+        kind: 'pop.token',
+        actor: popId,
+        outcome: 'refused',
+        reason: reasonOf(err),
+        fingerprint: fp,
+        ip: normalizeIp(req.socket.remoteAddress),
+        data: err instanceof ClavitorError ? { chainId: err.details?.chainId ?? null } : undefined,
+      })
+      throw err
+    }
+    const access = issueAccessToken(tokenSecrets()[0]!, popId, fp, nowSec)
+    appendEvent(db, {
+      kind: 'pop.token',
+      actor: popId,
+      outcome: 'ok',
+      reason: 'token_refreshed',
+      fingerprint: fp,
+      ip: normalizeIp(req.socket.remoteAddress),
+      data: { chainId: refresh.chainId },
+    })
+    return tokenResponse(access, refresh, nowSec)
+  })
+
+  // --- the data routes, behind the token --------------------------------------------
+  if (opts.syncRoutes ?? true) await app.register(syncRoutes, { core })
+  if (opts.routes) await opts.routes(app)
+  return app
+}
+
+function tokenResponse(
+  access: { token: string; expiresAt: number },
+  refresh: { token: string; expiresAt: number },
+  nowSec: number,
+) {
+  return {
+    access_token: access.token,
+    token_type: 'Bearer',
+    expires_in: ACCESS_TOKEN_TTL_SEC,
+    expires_at: access.expiresAt,
+    refresh_token: refresh.token,
+    refresh_expires_at: refresh.expiresAt,
+    now: nowSec,
+  }
+}

@@ -1,0 +1,692 @@
+// The POP API under attack: real HTTPS on 127.0.0.1 with openssl-made certificates.
+// Each attack is its own test and expects (1) refusal, (2) an audit row with the right
+// reason, and (3) no data served.
+import t, { type Test } from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { request as httpsRequest, Agent } from 'node:https'
+import { connect as tlsConnect } from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { openCore, type Core } from '../../lib/core.js'
+import { addPop } from '../../lib/auth/pops.js'
+import { revokeCert } from '../../lib/auth/ca.js'
+import { signRequest, contentDigest } from '../../lib/auth/http-signature.js'
+import { issueAccessToken, loadTokenSecrets } from '../../lib/auth/tokens.js'
+import { listEvents, verifyChain, type EventRow } from '../../lib/audit/log.js'
+import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
+import { PopApiClient } from '../../lib/auth/pop-client.js'
+import { makePki, type Pki, type PopPki } from '../fixtures/pki.js'
+
+const SECRET = 'the-secret-data-only-pops-may-see'
+const root = mkdtempSync(join(tmpdir(), 'cla-popsec-'))
+t.teardown(() => rmSync(root, { recursive: true, force: true }))
+
+let pki: Pki
+let core: Core
+let app: FastifyInstance
+let limited: FastifyInstance
+let port: number
+let limitedPort: number
+let A: PopPki, B: PopPki, C: PopPki, R: PopPki
+
+t.before(async () => {
+  pki = await makePki(root, ['pop-a', 'pop-b', 'pop-c', 'pop-r'])
+  A = pki.pops['pop-a']!
+  B = pki.pops['pop-b']!
+  C = pki.pops['pop-c']!
+  R = pki.pops['pop-r']!
+  core = await openCore({ dataDir: pki.coreDir, protection: 'off' })
+  addPop(core.db, { id: 'pop-a', certPem: A.certPem, allowlist: ['127.0.0.1'] })
+  addPop(core.db, { id: 'pop-b', certPem: B.certPem, allowlist: ['127.0.0.1/32'] })
+  addPop(core.db, { id: 'pop-c', certPem: C.certPem, allowlist: ['127.0.0.2'] })
+  addPop(core.db, { id: 'pop-r', certPem: R.certPem, allowlist: ['127.0.0.1'] })
+  const common = {
+    core,
+    tls: popApiTlsFromCa(pki.coreDir),
+    bodyLimit: 64 * 1024,
+    headersTimeoutMs: 1000,
+    requestTimeoutMs: 2000,
+    connectionsCheckingIntervalMs: 100,
+    routes: (a: FastifyInstance) => {
+      a.get('/pop/v1/secret', async (req) => ({ secret: SECRET, pop: req.popId }))
+      a.post('/pop/v1/echo', async (req) => ({ secret: SECRET, got: req.body }))
+    },
+  }
+  app = await buildPopApiApp({ ...common, rateLimitMax: 10_000 })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  port = (app.server.address() as AddressInfo).port
+  limited = await buildPopApiApp({ ...common, rateLimitMax: 3, rateLimitWindowMs: 60_000 })
+  await limited.listen({ host: '127.0.0.1', port: 0 })
+  limitedPort = (limited.server.address() as AddressInfo).port
+})
+
+t.teardown(async () => {
+  await app?.close()
+  await limited?.close()
+  await core?.close()
+})
+
+interface Res {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+interface SendOpts {
+  pop?: PopPki | null // TLS identity (null: none)
+  tlsKey?: string
+  tlsCert?: string
+  method?: string
+  path?: string
+  query?: string
+  body?: string
+  headers?: Record<string, string>
+  localAddress?: string
+  agent?: Agent
+  port?: number
+}
+
+function send(o: SendOpts): Promise<Res> {
+  const pop = o.pop === undefined ? A : o.pop
+  const path = (o.path ?? '/pop/v1/secret') + (o.query ? `?${o.query}` : '')
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: o.port ?? port,
+        method: o.method ?? 'GET',
+        path,
+        headers: { ...o.headers, 'content-length': String(Buffer.byteLength(o.body ?? '')) },
+        ca: pki.caCertPem,
+        ...(pop || o.tlsCert
+          ? { key: o.tlsKey ?? pop!.keyPem, cert: o.tlsCert ?? pop!.certPem }
+          : {}),
+        agent: o.agent ?? false,
+        ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+        res.on('error', reject)
+      },
+    )
+    req.on('error', reject)
+    req.end(o.body ?? '')
+  })
+}
+
+/** Headers signed by `signer` (default the TLS POP) for the request as given. */
+function sign(
+  o: { method?: string; path?: string; query?: string; body?: string; authority?: string },
+  signer: PopPki = A,
+  extra: { keyid?: string; created?: number; nonce?: string } = {},
+): Record<string, string> {
+  const h = signRequest(
+    {
+      method: o.method ?? 'GET',
+      path: o.path ?? '/pop/v1/secret',
+      query: o.query ?? '',
+      authority: o.authority ?? `127.0.0.1:${port}`,
+      headers: {},
+    },
+    {
+      key: signer.key,
+      keyid: extra.keyid ?? signer.id,
+      created: extra.created,
+      nonce: extra.nonce,
+    },
+    o.body ?? '',
+  )
+  return { ...h, 'content-digest': h['content-digest']! }
+}
+
+/** A fresh access token for `pop` (via the real token route). */
+async function token(
+  pop: PopPki = A,
+  p = port,
+): Promise<{ access_token: string; refresh_token: string }> {
+  const body = '{}'
+  const authority = `127.0.0.1:${p}`
+  const r = await send({
+    pop,
+    port: p,
+    method: 'POST',
+    path: '/pop/v1/token',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      ...sign({ method: 'POST', path: '/pop/v1/token', body, authority }, pop),
+    },
+  })
+  if (r.status !== 200) throw new Error(`token: ${r.status} ${r.body}`)
+  return JSON.parse(r.body) as { access_token: string; refresh_token: string }
+}
+
+async function authed(pop: PopPki, o: SendOpts & { signer?: PopPki } = {}): Promise<Res> {
+  const tk = await token(pop, o.port ?? port)
+  const req = {
+    method: o.method,
+    path: o.path,
+    query: o.query,
+    body: o.body,
+    authority: `127.0.0.1:${o.port ?? port}`,
+  }
+  return send({
+    ...o,
+    pop,
+    headers: {
+      authorization: `Bearer ${tk.access_token}`,
+      ...sign(req, o.signer ?? pop),
+      ...o.headers,
+    },
+  })
+}
+
+let mark = 0
+function since(): EventRow[] {
+  return listEvents(core.db, { afterId: mark, order: 'asc', limit: 1000 })
+}
+t.beforeEach(() => {
+  mark = listEvents(core.db, { limit: 1 })[0]?.id ?? 0
+})
+
+function refused(
+  t: Test,
+  r: Res | Error,
+  status: number | 'tls',
+  reason: string,
+  actor?: string,
+): void {
+  if (status === 'tls')
+    t.ok(r instanceof Error, `TLS refused (${r instanceof Error ? r.message : (r as Res).status})`)
+  else t.equal((r as Res).status, status, `HTTP ${status}`)
+  if (!(r instanceof Error)) t.notMatch(r.body, SECRET, 'no data served')
+  const rows = since().filter((e) => e.outcome === 'refused')
+  t.ok(
+    rows.some((e) => e.reason === reason && (actor === undefined || e.actor === actor)),
+    `audit row with reason ${reason}${actor ? ` for ${actor}` : ''} (got ${rows.map((e) => `${e.actor}:${e.reason}`).join(', ')})`,
+  )
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 50))
+
+t.test('a good request is served and audited as allowed', async (t) => {
+  const r = await authed(A)
+  t.equal(r.status, 200, r.body)
+  t.match(JSON.parse(r.body), { secret: SECRET, pop: 'pop-a' })
+  t.ok(
+    since().some(
+      (e) =>
+        e.actor === 'pop-a' &&
+        e.outcome === 'allowed' &&
+        e.route === 'GET /pop/v1/secret' &&
+        e.fingerprint === A.fingerprint &&
+        e.ip === '127.0.0.1',
+    ),
+  )
+})
+
+t.test('the sync routes are mounted behind the same checks', async (t) => {
+  const r = await authed(A, { path: '/pop/v1/feed' })
+  t.equal(r.status, 200, r.body)
+  const anon = await send({ pop: A, path: '/pop/v1/feed', headers: sign({ path: '/pop/v1/feed' }) })
+  refused(t, anon, 401, 'token_missing', 'pop-a')
+})
+
+t.test('attack: no client certificate', async (t) => {
+  const r = await send({ pop: null }).catch((e: Error) => e)
+  await settle()
+  refused(t, r, 'tls', 'cert_missing')
+})
+
+t.test('attack: a certificate from another CA', async (t) => {
+  const r = await send({ pop: pki.foreign }).catch((e: Error) => e)
+  await settle()
+  refused(t, r, 'tls', 'cert_untrusted')
+})
+
+t.test('attack: a certificate of POP A with the key of POP B', async (t) => {
+  // TLS proves possession: A's certificate cannot be used with B's key at all
+  const r0 = await send({ pop: A, tlsKey: B.keyPem }).catch((e: Error) => e)
+  t.ok(r0 instanceof Error, 'no TLS session with a mismatched key')
+  // over A's own connection, a request signed by B's key, claiming to be A
+  const tk = await token(A)
+  const r1 = await send({
+    pop: A,
+    headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}, B, { keyid: 'pop-a' }) },
+  })
+  refused(t, r1, 401, 'sig_invalid', 'pop-a')
+  // … or naming B as keyid
+  const r2 = await send({
+    pop: A,
+    headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}, B) },
+  })
+  refused(t, r2, 401, 'sig_keyid_mismatch', 'pop-a')
+})
+
+t.test('attack: a bad signature', async (t) => {
+  const tk = await token(A)
+  const h = sign({})
+  h.signature = 'sig1=:' + Buffer.alloc(64, 7).toString('base64') + ':'
+  refused(
+    t,
+    await send({ headers: { authorization: `Bearer ${tk.access_token}`, ...h } }),
+    401,
+    'sig_invalid',
+    'pop-a',
+  )
+  const m = sign({})
+  m['signature-input'] = 'sig1=("@method";'
+  refused(
+    t,
+    await send({ headers: { authorization: `Bearer ${tk.access_token}`, ...m } }),
+    401,
+    'sig_malformed',
+    'pop-a',
+  )
+  refused(
+    t,
+    await send({ headers: { authorization: `Bearer ${tk.access_token}` } }),
+    401,
+    'sig_missing',
+    'pop-a',
+  )
+  const u = sign({}, A, { keyid: 'pop-nobody' })
+  refused(
+    t,
+    await send({ headers: { authorization: `Bearer ${tk.access_token}`, ...u } }),
+    401,
+    'sig_keyid_unknown',
+    'pop-a',
+  )
+})
+
+t.test('attack: the body changed after signing', async (t) => {
+  const tk = await token(A)
+  const h = sign({ method: 'POST', path: '/pop/v1/echo', body: '{"n":1}' })
+  const r = await send({
+    method: 'POST',
+    path: '/pop/v1/echo',
+    body: '{"n":2}',
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${tk.access_token}`,
+      ...h,
+    },
+  })
+  refused(t, r, 401, 'digest_mismatch', 'pop-a')
+  // and with the digest recomputed, the signature no longer matches
+  const h2 = sign({ method: 'POST', path: '/pop/v1/echo', body: '{"n":1}' })
+  h2['content-digest'] = contentDigest('{"n":2}')
+  const r2 = await send({
+    method: 'POST',
+    path: '/pop/v1/echo',
+    body: '{"n":2}',
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${tk.access_token}`,
+      ...h2,
+    },
+  })
+  refused(t, r2, 401, 'sig_invalid', 'pop-a')
+})
+
+t.test('attack: the query changed after signing', async (t) => {
+  const tk = await token(A)
+  const h = sign({ query: 'cursor=10' })
+  const r = await send({
+    query: 'cursor=0',
+    headers: { authorization: `Bearer ${tk.access_token}`, ...h },
+  })
+  refused(t, r, 401, 'sig_invalid', 'pop-a')
+})
+
+t.test('attack: a replayed request', async (t) => {
+  const tk = await token(A)
+  const headers = { authorization: `Bearer ${tk.access_token}`, ...sign({}) }
+  t.equal((await send({ headers })).status, 200)
+  refused(t, await send({ headers }), 401, 'nonce_replayed', 'pop-a')
+})
+
+t.test('attack: a timestamp too old and too new', async (t) => {
+  const tk = await token(A)
+  const nowSec = Math.floor(Date.now() / 1000)
+  refused(
+    t,
+    await send({
+      headers: {
+        authorization: `Bearer ${tk.access_token}`,
+        ...sign({}, A, { created: nowSec - 3600 }),
+      },
+    }),
+    401,
+    'ts_too_old',
+    'pop-a',
+  )
+  refused(
+    t,
+    await send({
+      headers: {
+        authorization: `Bearer ${tk.access_token}`,
+        ...sign({}, A, { created: nowSec + 3600 }),
+      },
+    }),
+    401,
+    'ts_in_future',
+    'pop-a',
+  )
+})
+
+t.test('attack: a disallowed IP', async (t) => {
+  // 127.0.0.3 is in no POP's allowlist: dropped before TLS
+  const r = await send({ localAddress: '127.0.0.3' }).catch((e: Error) => e)
+  await settle()
+  refused(t, r, 'tls', 'ip_not_allowed')
+  t.ok(
+    since().some((e) => e.reason === 'ip_not_allowed' && e.ip === '127.0.0.3'),
+    'the address is recorded',
+  )
+  // 127.0.0.2 is allowed for pop-c only: pop-a from there is refused
+  const r2 = await send({ localAddress: '127.0.0.2', headers: sign({}) })
+  refused(t, r2, 403, 'ip_not_allowed', 'pop-a')
+  // and pop-c from its own address gets in
+  const tk = await token(C).catch((e: Error) => e)
+  t.ok(tk instanceof Error, 'pop-c cannot get a token from 127.0.0.1')
+})
+
+t.test('attack: a burst over the rate limit', async (t) => {
+  const tk = await token(B, limitedPort) // 1 of 3
+  const statuses: number[] = []
+  let last: Res | undefined
+  for (let i = 0; i < 5; i++) {
+    last = await send({
+      pop: B,
+      port: limitedPort,
+      headers: {
+        authorization: `Bearer ${tk.access_token}`,
+        ...sign({ authority: `127.0.0.1:${limitedPort}` }, B),
+      },
+    })
+    statuses.push(last.status)
+  }
+  t.same(statuses, [200, 200, 429, 429, 429])
+  t.match(String(last!.headers['retry-after']), /^\d+$/, 'Retry-After')
+  refused(t, last!, 429, 'rate_limited', 'pop-b')
+  // the limit is per POP: another POP is not affected
+  const other = await token(A, limitedPort).then(
+    () => 'ok',
+    (e: Error) => e.message,
+  )
+  t.equal(other, 'ok')
+})
+
+t.test('attack: an expired token', async (t) => {
+  const [secret] = loadTokenSecrets(pki.coreDir)
+  const old = issueAccessToken(
+    secret!,
+    'pop-a',
+    A.fingerprint,
+    Math.floor(Date.now() / 1000) - 3600,
+  )
+  refused(
+    t,
+    await send({ headers: { authorization: `Bearer ${old.token}`, ...sign({}) } }),
+    401,
+    'token_expired',
+    'pop-a',
+  )
+  refused(
+    t,
+    await send({ headers: { authorization: 'Bearer cpt1.bogus.bogus', ...sign({}) } }),
+    401,
+    'token_invalid',
+    'pop-a',
+  )
+})
+
+t.test('attack: a token from another certificate', async (t) => {
+  const tkB = await token(B)
+  refused(
+    t,
+    await send({ pop: A, headers: { authorization: `Bearer ${tkB.access_token}`, ...sign({}) } }),
+    401,
+    'token_wrong_cert',
+    'pop-a',
+  )
+})
+
+t.test('attack: a reused refresh token revokes the chain', async (t) => {
+  const t0 = await token(A)
+  const refresh = async (rt: string) => {
+    const body = JSON.stringify({ refresh_token: rt })
+    return send({
+      method: 'POST',
+      path: '/pop/v1/token/refresh',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        ...sign({ method: 'POST', path: '/pop/v1/token/refresh', body }),
+      },
+    })
+  }
+  const r1 = await refresh(t0.refresh_token)
+  t.equal(r1.status, 200, r1.body)
+  const t1 = JSON.parse(r1.body) as { refresh_token: string; access_token: string }
+  t.not(t1.refresh_token, t0.refresh_token, 'rotated')
+  const reuse = await refresh(t0.refresh_token)
+  t.equal(reuse.status, 401)
+  t.ok(
+    since().some(
+      (e) =>
+        e.kind === 'pop.token' &&
+        e.outcome === 'refused' &&
+        e.reason === 'refresh_reused' &&
+        e.actor === 'pop-a',
+    ),
+    'audited as refresh_reused',
+  )
+  t.notMatch(reuse.body, /access_token/)
+  const after = await refresh(t1.refresh_token)
+  t.equal(after.status, 401, 'the live token of the chain is revoked too')
+  t.match(JSON.parse(after.body), {
+    error: { code: 'CLA_ERR_AUTH_TOKEN', details: { reason: 'refresh_reused' } },
+  })
+})
+
+t.test('attack: path traversal', async (t) => {
+  for (const path of [
+    '/pop/v1/../../etc/passwd',
+    '/pop/v1/%2e%2e/%2e%2e/admin',
+    '/admin/../pop/v1/secret',
+    '/pop/v1//secret',
+  ]) {
+    const r = await send({ path, headers: sign({ path }) })
+    refused(t, r, 400, 'bad_path')
+  }
+})
+
+t.test('attack: an oversized body', async (t) => {
+  const body = 'x'.repeat(200 * 1024)
+  const r = await send({
+    method: 'POST',
+    path: '/pop/v1/echo',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      ...sign({ method: 'POST', path: '/pop/v1/echo', body }),
+    },
+  }).catch((e: Error) => e)
+  if (r instanceof Error) {
+    t.match(r.message, /EPIPE|ECONNRESET|socket/, 'the server cut the upload')
+    await settle()
+    t.ok(since().some((e) => e.reason === 'body_too_large'))
+  } else {
+    refused(t, r, 413, 'body_too_large')
+  }
+})
+
+function slowClient(
+  send: (s: import('node:tls').TLSSocket) => void,
+): Promise<{ closedBy: 'server'; data: string }> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect(
+      {
+        host: '127.0.0.1',
+        port,
+        ca: pki.caCertPem,
+        key: A.keyPem,
+        cert: A.certPem,
+        servername: 'localhost',
+      },
+      () => send(s),
+    )
+    let data = ''
+    s.setEncoding('utf8')
+    s.on('data', (c: string) => (data += c))
+    s.on('error', () => {})
+    s.on('close', () => resolve({ closedBy: 'server', data }))
+    setTimeout(() => {
+      s.destroy()
+      reject(new Error('the server never closed the slow connection'))
+    }, 20_000).unref()
+  })
+}
+
+t.test('attack: a slow client that never finishes its headers', async (t) => {
+  const r = await slowClient((s) =>
+    s.write('GET /pop/v1/secret HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: '),
+  )
+  t.notMatch(r.data, SECRET, 'no data served')
+  t.match(r.data, /^(HTTP\/1\.1 408|)/, 'answered 408 or just closed')
+  t.ok(
+    since().some((e) => e.reason === 'request_timeout' && e.outcome === 'refused'),
+    'audited as request_timeout',
+  )
+})
+
+t.test('attack: a slow client that never finishes its body', async (t) => {
+  const r = await slowClient((s) => {
+    const h = sign({ method: 'POST', path: '/pop/v1/echo', body: '{"a":1}' })
+    s.write(
+      'POST /pop/v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n' +
+        Object.entries(h)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('') +
+        '\r\n{"a":',
+    )
+  })
+  t.notMatch(r.data, SECRET, 'no data served')
+  t.ok(
+    since().some(
+      (e) => e.outcome === 'refused' && /request_timeout|status_408|FST_ERR/.test(e.reason ?? ''),
+    ),
+    `audited (${since()
+      .map((e) => e.reason)
+      .join(',')})`,
+  )
+})
+
+t.test('attack: a revoked certificate, also on an open keep-alive connection', async (t) => {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const tk = await token(R)
+  let socketCount = 0
+  agent.on('free', () => {})
+  const before = await send({
+    pop: R,
+    agent,
+    headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}, R) },
+  })
+  t.equal(before.status, 200)
+  socketCount =
+    Object.values(agent.sockets).flat().length + Object.values(agent.freeSockets).flat().length
+  t.equal(socketCount, 1, 'one kept-alive connection')
+  await revokeCert(pki.coreDir, { popId: 'pop-r' })
+  const after = await send({
+    pop: R,
+    agent,
+    headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}, R) },
+  })
+  refused(t, after, 401, 'cert_revoked', 'pop-r')
+  // a new connection is refused as well
+  const fresh = await send({
+    pop: R,
+    headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}, R) },
+  }).catch((e: Error) => e)
+  await settle()
+  refused(t, fresh, fresh instanceof Error ? 'tls' : 401, 'cert_revoked')
+})
+
+t.test('the POP client: token, refresh before expiry, 429 back-off', async (t) => {
+  const client = new PopApiClient({
+    baseUrl: `https://127.0.0.1:${port}`,
+    popId: 'pop-b',
+    keyPem: B.keyPem,
+    certPem: B.certPem,
+    caPem: pki.caCertPem,
+  })
+  t.teardown(() => client.close())
+  const r = await client.request<{ secret: string }>('GET', '/pop/v1/secret')
+  t.equal(r.status, 200)
+  t.equal(r.json.secret, SECRET)
+  const e = await client.request<{ got: unknown }>('POST', '/pop/v1/echo', {
+    body: { hello: 'world' },
+    query: { a: '1', b: 'x y' },
+  })
+  t.same(e.json.got, { hello: 'world' })
+  t.equal((await client.request('GET', '/pop/v1/feed', { query: { limit: 10 } })).status, 200)
+  // a token that is within the refresh margin is refreshed (rotating refresh token) first
+  const c2 = new PopApiClient({
+    baseUrl: `https://127.0.0.1:${port}`,
+    popId: 'pop-b',
+    keyPem: B.keyPem,
+    certPem: B.certPem,
+    caPem: pki.caCertPem,
+    refreshMarginSec: 299,
+  })
+  t.teardown(() => c2.close())
+  t.equal((await c2.request('GET', '/pop/v1/secret')).status, 200)
+  await new Promise((r) => setTimeout(r, 1100))
+  mark = listEvents(core.db, { limit: 1 })[0]?.id ?? 0
+  t.equal((await c2.request('GET', '/pop/v1/secret')).status, 200)
+  t.ok(
+    since().some(
+      (x) => x.kind === 'pop.token' && x.reason === 'token_refreshed' && x.actor === 'pop-b',
+    ),
+    'refreshed before expiry',
+  )
+  t.ok(verifyChain(core.db).ok, 'the audit chain is intact after all of this')
+})
+
+t.test('the POP client backs off on 429 honouring Retry-After', async (t) => {
+  const fast = await buildPopApiApp({
+    core,
+    tls: popApiTlsFromCa(pki.coreDir),
+    rateLimitMax: 2,
+    rateLimitWindowMs: 1000,
+    routes: (a) => void a.get('/pop/v1/secret', async () => ({ ok: true })),
+  })
+  await fast.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => fast.close())
+  const p = (fast.server.address() as AddressInfo).port
+  const client = new PopApiClient({
+    baseUrl: `https://127.0.0.1:${p}`,
+    popId: 'pop-a',
+    keyPem: A.keyPem,
+    certPem: A.certPem,
+    caPem: pki.caCertPem,
+    maxRetries: 5,
+  })
+  t.teardown(() => client.close())
+  const statuses: number[] = []
+  for (let i = 0; i < 4; i++) statuses.push((await client.request('GET', '/pop/v1/secret')).status)
+  t.same(statuses, [200, 200, 200, 200], 'every request eventually succeeds')
+  t.ok(
+    since().some((e) => e.reason === 'rate_limited' && e.actor === 'pop-a'),
+    'the 429s happened and were audited',
+  )
+})
