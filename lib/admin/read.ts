@@ -33,19 +33,6 @@ function paged<T>(
   return { rows, limit: p.limit, offset: p.offset, more }
 }
 
-/** Billing tables with the dual-write columns. */
-const MIRRORED = [
-  'products',
-  'prices',
-  'discounts',
-  'customers',
-  'addresses',
-  'businesses',
-  'subscriptions',
-  'transactions',
-  'adjustments',
-] as const
-
 export interface DashboardFacts {
   customers: { msp: number; customer: number; department: number }
   subscriptions: { total: number; active: number }
@@ -55,8 +42,6 @@ export interface DashboardFacts {
   pops: number
   events: number
   admins: number
-  /** Rows waiting for Paddle (pending_since set and not failed), and failed ones, per table. */
-  pending: Array<{ table: string; pending: number; failed: number }>
 }
 
 export function dashboardFacts(db: Db): DashboardFacts {
@@ -80,13 +65,6 @@ export function dashboardFacts(db: Db): DashboardFacts {
     pops: one('SELECT count(*) FROM pops WHERE removed_at IS NULL'),
     events: one('SELECT count(*) FROM events'),
     admins: one('SELECT count(*) FROM humans WHERE disabled_at IS NULL'),
-    pending: MIRRORED.map((table) => ({
-      table,
-      pending: one(
-        `SELECT count(*) FROM ${table} WHERE pending_since IS NOT NULL AND failed_at IS NULL`,
-      ),
-      failed: one(`SELECT count(*) FROM ${table} WHERE failed_at IS NOT NULL`),
-    })),
   }
 }
 
@@ -155,95 +133,6 @@ export function popStates(db: Db): PopStateRow[] {
          FROM pops p LEFT JOIN pop_sync_state s ON s.pop_id = p.id ORDER BY p.id`,
     )
     .all() as PopStateRow[]
-}
-
-export interface RevenueRow {
-  discount_id: string | null
-  description: string | null
-  msp_id: string | null
-  currency_code: string
-  transactions: number
-  /** Sum of grand_total in minor units (decimal string: totals may exceed 2^53). */
-  total: string
-}
-
-/** Completed/billed/paid transactions summed per discount (MSP margin) and currency. */
-export function revenueByDiscount(db: Db): RevenueRow[] {
-  const rows = db
-    .prepare(
-      `SELECT t.discount_id, d.description, d.msp_id, t.currency_code, t.grand_total
-         FROM transactions t LEFT JOIN discounts d ON d.id = t.discount_id
-        WHERE t.status IN ('completed', 'billed', 'paid') AND t.grand_total IS NOT NULL`,
-    )
-    .all() as Array<{
-    discount_id: string | null
-    description: string | null
-    msp_id: string | null
-    currency_code: string
-    grand_total: string
-  }>
-  const map = new Map<string, RevenueRow & { sum: bigint }>()
-  for (const r of rows) {
-    const key = `${r.discount_id ?? ''}|${r.currency_code}`
-    let acc = map.get(key)
-    if (!acc) {
-      acc = {
-        discount_id: r.discount_id,
-        description: r.description,
-        msp_id: r.msp_id,
-        currency_code: r.currency_code,
-        transactions: 0,
-        total: '0',
-        sum: 0n,
-      }
-      map.set(key, acc)
-    }
-    acc.transactions++
-    if (/^-?\d+$/.test(r.grand_total)) acc.sum += BigInt(r.grand_total)
-  }
-  return [...map.values()].map(({ sum, ...r }) => ({ ...r, total: sum.toString() }))
-}
-
-export interface CustomerNode {
-  id: string
-  paddle_id: string | null
-  parent_id: string | null
-  level: 1 | 2 | 3
-  name: string | null
-  email: string
-  status: string
-  pending_since: number | null
-  failed_at: number | null
-  last_error: string | null
-  children: CustomerNode[]
-}
-
-/** The whole MSP → customer → department forest, MSPs in name order. */
-export function customerTree(db: Db): CustomerNode[] {
-  const rows = db
-    .prepare(
-      `SELECT id, paddle_id, parent_id, level, name, email, status, pending_since, failed_at, last_error
-         FROM customers ORDER BY level, coalesce(name, email), id`,
-    )
-    .all() as Array<Omit<CustomerNode, 'children'>>
-  const byId = new Map<string, CustomerNode>()
-  const roots: CustomerNode[] = []
-  for (const r of rows) {
-    const node: CustomerNode = { ...r, children: [] }
-    byId.set(r.id, node)
-    const parent = r.parent_id ? byId.get(r.parent_id) : undefined
-    if (parent) parent.children.push(node)
-    else roots.push(node)
-  }
-  return roots
-}
-
-export function getCustomer(db: Db, id: string): Omit<CustomerNode, 'children'> | undefined {
-  return db
-    .prepare(
-      'SELECT id, paddle_id, parent_id, level, name, email, status, pending_since, failed_at, last_error FROM customers WHERE id = ?',
-    )
-    .get(id) as Omit<CustomerNode, 'children'> | undefined
 }
 
 export function listSubscriptions(db: Db, p: { limit: number; offset: number }) {

@@ -13,10 +13,7 @@ import fastifyHelmet from '@fastify/helmet'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AdminSession, RequestFacts } from '../../lib/admin/admin.js'
 import {
-  type CustomerNode,
-  customerTree,
   dashboardFacts,
-  getCustomer,
   listDiscounts,
   listSubscriptions,
   listTransactions,
@@ -25,14 +22,14 @@ import {
   popLagSeries,
   popStates,
   blobGrowth,
-  revenueByDiscount,
 } from '../../lib/admin/read.js'
+import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
+import { createCustomer } from '../../lib/admin/customers.js'
 import { parseRole } from '../../lib/admin/roles.js'
 import { loadOrCreateSecret } from '../../lib/admin/secrets.js'
 import { listEvents, verifyChain } from '../../lib/audit/log.js'
 import { dataPaths, type Core } from '../../lib/core.js'
 import { claError, errorResponse } from '../../lib/errors.js'
-import { createCustomer } from './billing.js'
 import * as v from './views.js'
 
 export interface AdminRoutesOptions {
@@ -265,7 +262,8 @@ export default async function adminRoutes(
       reply,
       v.dashboardPage(ctx(req, reply), {
         facts: dashboardFacts(core.db),
-        revenue: revenueByDiscount(core.db),
+        revenue: core.billing.revenueByDiscount(),
+        pending: core.billing.pending(),
         pops: popStates(core.db),
         growth: blobGrowth(core.db),
         lag: popLagSeries(core.db),
@@ -274,48 +272,28 @@ export default async function adminRoutes(
   )
 
   app.get('/customers', (req, reply) =>
-    page(reply, v.customersPage(ctx(req, reply), customerTree(core.db))),
+    page(reply, v.customersPage(ctx(req, reply), core.billing.customerTree())),
   )
   app.get('/customers/:id', (req, reply) => {
     const id = str((req.params as Record<string, unknown>).id)
-    const c = getCustomer(core.db, id)
-    if (!c) throw claError('CLA_ERR_NOT_FOUND', `no customer ${id}`)
-    const ancestors = []
-    for (
-      let p = c.parent_id ? getCustomer(core.db, c.parent_id) : undefined;
-      p;
-      p = p.parent_id ? getCustomer(core.db, p.parent_id) : undefined
-    ) {
-      ancestors.unshift(p)
+    const c = core.billing.get('customers', id)
+    const ancestors: PublicRow[] = []
+    for (let p = c.parent_id; typeof p === 'string' && ancestors.length < 3;) {
+      const row = core.billing.get('customers', p)
+      ancestors.unshift(row)
+      p = row.parent_id
     }
-    const children = findChildren(customerTree(core.db), id)
+    const children = findChildren(core.billing.customerTree(), id)
     return page(reply, v.customerPage(ctx(req, reply), c, ancestors, children))
   })
   app.post('/customers', async (req, reply) => {
     const b = body(req)
-    const parentId = str(b.parent_id) || null
-    const input = { parent_id: parentId, name: str(b.name).trim(), email: str(b.email).trim() }
-    const created = await admin.performAsync(
+    const created = await createCustomer(
+      admin,
+      core.billing,
       req.adminSession!,
-      'customer.create',
-      'change',
+      { parentId: str(b.parent_id) || null, name: str(b.name), email: str(b.email) },
       facts(req),
-      { parentId, name: input.name },
-      async () => {
-        if (parentId) {
-          const parent = getCustomer(core.db, parentId)
-          if (!parent) throw claError('CLA_ERR_NOT_FOUND', `no customer ${parentId}`)
-          if (parent.level >= 3)
-            throw claError('CLA_ERR_INVALID_INPUT', 'a department cannot have children', {
-              details: { parent_id: parentId },
-            })
-        }
-        if (!input.name)
-          throw claError('CLA_ERR_INVALID_INPUT', 'name is required', {
-            details: { field: 'name' },
-          })
-        return createCustomer(core, input)
-      },
     )
     return reply.redirect(`/admin/customers/${encodeURIComponent(created.id)}`, 303)
   })

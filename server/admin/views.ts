@@ -1,13 +1,8 @@
 // The admin pages: functions from data to HTML. Every value goes through `html`, which
 // escapes by default; nothing here reads the database or decides anything.
 import type { AdminRow, AdminSession } from '../../lib/admin/admin.js'
-import type {
-  CustomerNode,
-  DashboardFacts,
-  Page,
-  PopStateRow,
-  RevenueRow,
-} from '../../lib/admin/read.js'
+import type { DashboardFacts, Page, PopStateRow } from '../../lib/admin/read.js'
+import type { CustomerNode, PendingRow, PublicRow, RevenueRow } from '../../lib/billing/billing.js'
 import type { EventRow, VerifyResult } from '../../lib/audit/log.js'
 import { can } from '../../lib/admin/roles.js'
 import { lineChart } from './charts.js'
@@ -108,16 +103,19 @@ const money = (minor: string, currency: string) => {
 
 /** "pending" / "failed" / "synced" for a dual-written row. */
 export function syncBadge(r: {
+  state?: unknown
+  pending?: unknown
+  failed?: unknown
   pending_since?: unknown
   failed_at?: unknown
   last_error?: unknown
 }): SafeHtml {
-  if (r.failed_at)
-    return html`<span class="badge failed" title="${String(r.last_error ?? '')}">failed</span>`
-  if (r.pending_since)
-    return html`<span class="badge pending" title="${String(r.last_error ?? 'waiting for Paddle')}"
-      >pending</span
-    >`
+  const failed = r.state === 'failed' || r.failed === true || !!r.failed_at
+  const pending = !failed && (r.state === 'pending' || r.pending === true || !!r.pending_since)
+  const why = r.last_error ? String(r.last_error) : ''
+  if (failed) return html`<span class="badge failed" title="${why}">failed</span>`
+  if (pending)
+    return html`<span class="badge pending" title="${why || 'waiting for Paddle'}">pending</span>`
   return html`<span class="badge synced">synced</span>`
 }
 
@@ -162,14 +160,21 @@ export function dashboardPage(
   d: {
     facts: DashboardFacts
     revenue: RevenueRow[]
+    pending: PendingRow[]
     pops: PopStateRow[]
     growth: Array<{ at: number; count: number; bytes: number }>
     lag: Array<{ popId: string; points: Array<{ at: number; lagUs: number }> }>
   },
 ): string {
   const f = d.facts
-  const pendingTotal = f.pending.reduce((a, p) => a + p.pending, 0)
-  const failedTotal = f.pending.reduce((a, p) => a + p.failed, 0)
+  const pendingTotal = d.pending.filter((p) => p.state === 'pending').length
+  const failedTotal = d.pending.filter((p) => p.state === 'failed').length
+  const byEntity = new Map<string, { table: string; pending: number; failed: number }>()
+  for (const p of d.pending) {
+    const e = byEntity.get(p.entity) ?? { table: p.entity, pending: 0, failed: 0 }
+    e[p.state]++
+    byEntity.set(p.entity, e)
+  }
   const card = (label: string, value: unknown, sub?: unknown) =>
     html`<div class="card">
       <div class="value">${value}</div>
@@ -203,11 +208,15 @@ export function dashboardPage(
         [
           [
             'Discount',
-            (r) => (r.discount_id ? `${r.description ?? ''} (${r.discount_id})` : 'no discount'),
+            (r) => (r.discount_id ? html`<code>${r.discount_id}</code>` : 'no discount'),
           ],
-          ['MSP', (r) => r.msp_id ?? ''],
+          [
+            'MSP',
+            (r) =>
+              r.msp_id ? html`<a href="/admin/customers/${String(r.msp_id)}">${r.msp_id}</a>` : '',
+          ],
           ['Transactions', (r) => r.transactions],
-          ['Total', (r) => money(String(r.total), String(r.currency_code))],
+          ['Revenue', (r) => money(String(r.revenue), String(r.currency_code))],
         ],
         d.revenue as unknown as Array<Record<string, unknown>>,
       )}
@@ -220,7 +229,7 @@ export function dashboardPage(
           ['Pending', (r) => r.pending],
           ['Failed', (r) => r.failed],
         ],
-        f.pending.filter((p) => p.pending || p.failed) as unknown as Array<Record<string, unknown>>,
+        [...byEntity.values()] as unknown as Array<Record<string, unknown>>,
       )}`,
   )
 }
@@ -250,7 +259,8 @@ export function popsPage(ctx: PageCtx, pops: PopStateRow[]): string {
   return layout(ctx, 'POPs', popTable(pops))
 }
 
-const LEVEL = { 1: 'MSP', 2: 'customer', 3: 'department' } as const
+const levelName = (level: unknown) =>
+  level === 1 ? 'MSP' : level === 2 ? 'customer' : level === 3 ? 'department' : '?'
 const CHILD = { 1: 'customer', 2: 'department' } as const
 
 function treeList(nodes: CustomerNode[]): SafeHtml {
@@ -260,7 +270,7 @@ function treeList(nodes: CustomerNode[]): SafeHtml {
       (n) =>
         html`<li class="level-${n.level}">
           <a href="/admin/customers/${n.id}">${n.name ?? n.email}</a>
-          <span class="kind">${LEVEL[n.level]}</span> ${syncBadge(n)} ${treeList(n.children)}
+          <span class="kind">${levelName(n.level)}</span> ${syncBadge(n)} ${treeList(n.children)}
         </li>`,
     )}
   </ul>`
@@ -294,20 +304,21 @@ export function customersPage(ctx: PageCtx, tree: CustomerNode[]): string {
 
 export function customerPage(
   ctx: PageCtx,
-  c: Omit<CustomerNode, 'children'>,
-  ancestors: Array<Omit<CustomerNode, 'children'>>,
+  c: PublicRow,
+  ancestors: PublicRow[],
   children: CustomerNode[],
 ): string {
+  const level = Number(c.level)
   const crumbs = html`<p class="crumbs">
     <a href="/admin/customers">Customers</a>${ancestors.map(
       (a) => html` › <a href="/admin/customers/${a.id}">${a.name ?? a.email}</a>`,
     )}
     › ${c.name ?? c.email}
   </p>`
-  const offerChild = c.level < 3 && can(ctx.session.role, 'change')
+  const offerChild = (level === 1 || level === 2) && can(ctx.session.role, 'change')
   return layout(
     ctx,
-    `${LEVEL[c.level]}: ${c.name ?? c.email}`,
+    `${levelName(level)}: ${String(c.name ?? c.email)}`,
     html`${crumbs}
       <dl class="facts">
         <dt>Id</dt>
@@ -315,7 +326,7 @@ export function customerPage(
         <dt>Paddle id</dt>
         <dd><code>${c.paddle_id ?? '—'}</code></dd>
         <dt>Level</dt>
-        <dd>${LEVEL[c.level]}</dd>
+        <dd>${levelName(level)}</dd>
         <dt>Email</dt>
         <dd>${c.email}</dd>
         <dt>Status</dt>
@@ -326,12 +337,12 @@ export function customerPage(
         </dd>
       </dl>
       ${
-        c.level < 3
-          ? html`<h2>${c.level === 1 ? 'Customers' : 'Departments'}</h2>
+        level < 3
+          ? html`<h2>${level === 1 ? 'Customers' : 'Departments'}</h2>
               ${children.length ? treeList(children) : html`<p class="muted">None yet.</p>`}`
           : html`<p class="muted">A department has no children.</p>`
       }
-      ${offerChild ? customerForm(ctx, { id: c.id, level: c.level as 1 | 2 }) : ''}`,
+      ${offerChild ? customerForm(ctx, { id: c.id, level: level as 1 | 2 }) : ''}`,
   )
 }
 

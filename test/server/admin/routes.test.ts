@@ -275,11 +275,11 @@ t.test('a department offers no "create child" and a forged POST for it is refuse
     payload: { parent_id: 'cus_d', name: 'Sub-department', email: 'x@example.com', _csrf: c.token },
   })
   t.equal(forged.statusCode, 400)
-  t.match(forged.body, /a department cannot have children/)
+  t.match(forged.body, /a department has no children/)
   t.equal(count(core, 'customers'), 3, 'nothing created')
   t.match(listEvents(core.db, { actor: op.humanId })[0], {
     outcome: 'refused',
-    reason: 'CLA_ERR_INVALID_INPUT',
+    reason: 'CLA_ERR_BILLING_HIERARCHY',
   })
   const unknown = await app.inject({
     url: '/admin/customers/cus_nope',
@@ -374,3 +374,41 @@ t.test('logout ends the session', async (t) => {
     '/admin/login',
   )
 })
+
+t.test(
+  'an operator creates an MSP through the billing layer; without Paddle it shows as pending',
+  async (t) => {
+    const { app, core } = await setup(t)
+    const op = seedAdmin(core.db, 'operator')
+    const c = await csrfFor(app, op.cookie, '/admin/customers')
+    const res = await app.inject({
+      method: 'POST',
+      url: '/admin/customers',
+      headers: { cookie: c.cookie },
+      payload: { name: 'Acme MSP', email: 'ops@acme.example', _csrf: c.token },
+    })
+    t.equal(res.statusCode, 303)
+    const id = /^\/admin\/customers\/(.+)$/.exec(String(res.headers.location))![1]!
+    const row = core.db
+      .prepare('SELECT level, name, pending_since FROM customers WHERE id = ?')
+      .get(id) as Record<string, unknown>
+    t.match(row, { level: 1, name: 'Acme MSP' })
+    t.ok(row.pending_since, 'pending: Paddle has not confirmed it')
+    const page = await app.inject({ url: `/admin/customers/${id}`, headers: { cookie: op.cookie } })
+    t.match(page.body, /badge pending/)
+    t.match(page.body, /Create a customer/)
+    t.match(listEvents(core.db, { actor: op.humanId })[0], {
+      kind: 'admin.action',
+      outcome: 'ok',
+      reason: 'customer.create',
+    })
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/admin/customers',
+      headers: { cookie: c.cookie },
+      payload: { name: 'No email', email: 'not-an-email', _csrf: c.token },
+    })
+    t.equal(bad.statusCode, 400)
+    t.equal(count(core, 'customers'), 1)
+  },
+)
