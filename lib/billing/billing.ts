@@ -672,11 +672,15 @@ export class Billing {
   }
 
   // --- retry worker ----------------------------------------------------------------------
-  /** One pass over rows pending longer than minAgeMs whose backoff has passed. */
-  async retryOnce(): Promise<RetryReport> {
+  /**
+   * One pass over rows pending longer than minAgeMs whose backoff has passed (`force`:
+   * every pending row now, for an operator's `billing retry --once --force`). Failed rows
+   * are never retried; an update to the row makes it pending again.
+   */
+  async retryOnce(opts: { force?: boolean } = {}): Promise<RetryReport> {
     const report: RetryReport = { attempted: 0, synced: 0, pending: 0, failed: 0 }
-    const nowUs = this.nowUs()
-    const cutoff = nowUs - this.retryOptions.minAgeMs * 1000
+    const nowUs = opts.force ? Number.MAX_SAFE_INTEGER : this.nowUs()
+    const cutoff = opts.force ? Number.MAX_SAFE_INTEGER : nowUs - this.retryOptions.minAgeMs * 1000
     let budget = this.retryOptions.batch
     for (const name of ENTITY_NAMES) {
       const spec = ENTITIES[name]

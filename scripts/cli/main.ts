@@ -10,6 +10,8 @@ const modules: Array<Promise<{ register: Register }>> = [
   import('./ca.js'),
   import('./pop.js'),
   import('./vault.js'),
+  import('./billing.js'),
+  import('./core.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
   import('./pop-admin.js'),
 ]

@@ -913,6 +913,74 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     return s
   }
 
+  // Control endpoints for a fake run from the CLI (`clavitor paddle fake`): not Paddle's API.
+  //   POST /__fake/fail {kind, count?, method?, path?, retryAfterS?, status?, code?}
+  //   POST /__fake/clear            POST /__fake/webhooks {hold?, duplicate?}
+  //   POST /__fake/flush {reverse?, duplicate?}        GET /__fake/state → counts
+  function control(
+    method: string,
+    pathname: string,
+    chunks: Buffer[],
+    send: (status: number, payload: unknown) => void,
+  ): void {
+    let body: Record<string, unknown> = {}
+    try {
+      body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {}
+    } catch {
+      return send(400, { error: 'body is not JSON' })
+    }
+    const what = pathname.slice('/__fake/'.length)
+    if (method === 'GET' && what === 'state') {
+      const counts: Record<string, number> = {}
+      for (const k of Object.keys(PREFIX)) {
+        const v = (state as unknown as Record<string, Map<string, Obj> | unknown[]>)[k]
+        if (v instanceof Map) counts[k] = v.size
+      }
+      return send(200, {
+        counts,
+        requests: state.requests.length,
+        events: state.events.length,
+        outbox: outbox.length,
+      })
+    }
+    if (method === 'POST' && what === 'fail') {
+      const kinds = ['5xx', '429', 'hang', 'drop', 'reject']
+      if (!kinds.includes(String(body.kind)))
+        return send(400, { error: `kind must be one of ${kinds.join(', ')}` })
+      const rule = body as unknown as FailureRule
+      failures.push({
+        ...rule,
+        left:
+          rule.count === undefined || rule.count === null
+            ? 1
+            : Number(rule.count) < 0
+              ? Infinity
+              : Number(rule.count),
+      })
+      return send(200, { ok: true })
+    }
+    if (method === 'POST' && what === 'clear') {
+      failures = []
+      return send(200, { ok: true })
+    }
+    if (method === 'POST' && what === 'webhooks') {
+      mode = { hold: Boolean(body.hold), duplicate: Boolean(body.duplicate) }
+      return send(200, { ok: true, mode })
+    }
+    if (method === 'POST' && what === 'flush') {
+      const evs = outbox.splice(0)
+      if (body.reverse) evs.reverse()
+      void (async () => {
+        for (const ev of evs) {
+          await deliver(ev)
+          if (body.duplicate ?? mode.duplicate) await deliver(ev)
+        }
+      })()
+      return send(200, { ok: true, events: evs.length })
+    }
+    return send(404, { error: `no control endpoint ${method} ${pathname}` })
+  }
+
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -945,6 +1013,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           },
           headers,
         )
+      if (u.pathname.startsWith('/__fake/')) return control(method, u.pathname, chunks, send)
       if (opts.apiKey && req.headers.authorization !== `Bearer ${opts.apiKey}`) {
         return sendError(new HttpError(403, 'request_error', 'forbidden', 'Invalid API key'))
       }

@@ -1,0 +1,320 @@
+// `clavitor billing create|update|show|list|pending|retry|tree|revenue` (the dual-write
+// layer, lib/billing) and `clavitor paddle fake` (the local fake Paddle for tests and demos).
+// Paddle is configured by flags or CLAVITOR_PADDLE_* (see docs/billing.md, docs/cli.md).
+import { Option, type Command } from 'commander'
+import { openCore, type Core } from '../../lib/core.js'
+import { claError } from '../../lib/errors.js'
+import { splitSecrets, type PaddleConfig } from '../../lib/billing/config.js'
+import { ENTITY_NAMES } from '../../lib/billing/entities.js'
+import { startFakePaddle } from '../fake-paddle/server.js'
+import { action, dataOption, printJson } from './common.js'
+
+export interface PaddleFlags {
+  paddleApiUrl?: string
+  paddleApiKey?: string
+  paddleWebhookSecret?: string
+  paddleTimeoutMs?: string
+  retryAfterMs?: string
+}
+
+/** The Paddle options shared by `billing …` and `core serve`. */
+export function addPaddleOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--paddle-api-url <url>',
+        'Paddle API base URL (sandbox, live, or the fake); unset = writes stay pending',
+      ).env('CLAVITOR_PADDLE_API_URL'),
+    )
+    .addOption(
+      new Option('--paddle-api-key <key>', 'Paddle API key (Bearer)').env(
+        'CLAVITOR_PADDLE_API_KEY',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--paddle-webhook-secret <list>',
+        'webhook secret(s), comma-separated for rotation',
+      ).env('CLAVITOR_PADDLE_WEBHOOK_SECRET'),
+    )
+    .addOption(
+      new Option('--paddle-timeout-ms <ms>', 'per-request timeout')
+        .env('CLAVITOR_PADDLE_TIMEOUT_MS')
+        .default('10000'),
+    )
+    .addOption(
+      new Option('--retry-after-ms <ms>', 'retry rows pending longer than this')
+        .env('CLAVITOR_BILLING_RETRY_AFTER_MS')
+        .default('300000'),
+    )
+}
+
+function whole(name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt
+  if (!/^\d+$/.test(v))
+    throw claError('CLA_ERR_INVALID_OPTION', `${name} must be a whole number, got "${v}"`)
+  return Number(v)
+}
+
+export function paddleConfigFromFlags(o: PaddleFlags): PaddleConfig {
+  if (o.paddleApiUrl && !/^https?:\/\/[^/]+/.test(o.paddleApiUrl)) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--paddle-api-url must be http(s)://host[:port], got "${o.paddleApiUrl}"`,
+    )
+  }
+  return {
+    ...(o.paddleApiUrl ? { apiUrl: o.paddleApiUrl } : {}),
+    ...(o.paddleApiKey ? { apiKey: o.paddleApiKey } : {}),
+    webhookSecrets: splitSecrets(o.paddleWebhookSecret),
+    timeoutMs: whole('--paddle-timeout-ms', o.paddleTimeoutMs, 10_000),
+    retry: { minAgeMs: whole('--retry-after-ms', o.retryAfterMs, 300_000) },
+  }
+}
+
+/** HOST:PORT or [v6]:PORT → {host, port}. */
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v)
+  const port = Number(m?.[3])
+  if (!m || port > 65535)
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--listen must be HOST:PORT (e.g. 127.0.0.1:8080), got "${v}"`,
+    )
+  return { host: (m[1] ?? m[2])!, port }
+}
+
+function parseJsonArg(v: string): unknown {
+  try {
+    return JSON.parse(v)
+  } catch (cause) {
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `--json is not valid JSON: ${(cause as Error).message}`,
+      { cause },
+    )
+  }
+}
+
+async function withCore<T>(
+  o: PaddleFlags & { data: string },
+  fn: (core: Core) => Promise<T> | T,
+): Promise<T> {
+  const core = await openCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) })
+  try {
+    return await fn(core)
+  } finally {
+    await core.close()
+  }
+}
+
+const entityHelp = `one of ${ENTITY_NAMES.join(', ')}`
+const jsonOut = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
+
+export function register(program: Command): void {
+  const billing = program
+    .command('billing')
+    .description('billing rows written here first, then at Paddle (dual write)')
+
+  addPaddleOptions(
+    billing
+      .command('create')
+      .description(
+        'validate and write a row, push it to Paddle, print the row (state synced | pending | failed)',
+      )
+      .argument('<entity>', entityHelp)
+      .addOption(dataOption())
+      .requiredOption('--json <object>', 'the row as JSON, e.g. \'{"email":"a@example.com"}\''),
+  ).action(
+    action(async (entity: string, o: PaddleFlags & { data: string; json: string }) => {
+      await withCore(o, async (core) =>
+        printJson(await core.billing.create(entity, parseJsonArg(o.json))),
+      )
+    }),
+  )
+
+  addPaddleOptions(
+    billing
+      .command('update')
+      .description('change a row (partial JSON), push it to Paddle, print the row')
+      .argument('<entity>', entityHelp)
+      .argument('<id>', 'our id (cus_…, prd_…)')
+      .addOption(dataOption())
+      .requiredOption('--json <object>', 'the fields to change as JSON'),
+  ).action(
+    action(async (entity: string, id: string, o: PaddleFlags & { data: string; json: string }) => {
+      await withCore(o, async (core) =>
+        printJson(await core.billing.update(entity, id, parseJsonArg(o.json))),
+      )
+    }),
+  )
+
+  billing
+    .command('show')
+    .description('print one row as JSON')
+    .argument('<entity>', entityHelp)
+    .argument('<id>', 'our id')
+    .addOption(dataOption())
+    .action(
+      action(async (entity: string, id: string, o: { data: string }) => {
+        await withCore(o, (core) => printJson(core.billing.get(entity, id)))
+      }),
+    )
+
+  billing
+    .command('list')
+    .description('print rows of one entity as JSON, newest first')
+    .argument('<entity>', entityHelp)
+    .addOption(dataOption())
+    .addOption(
+      new Option('--state <state>', 'only rows in this state').choices([
+        'synced',
+        'pending',
+        'failed',
+      ]),
+    )
+    .addOption(new Option('--limit <n>', 'at most this many rows').default('100'))
+    .action(
+      action(
+        async (
+          entity: string,
+          o: { data: string; state?: 'synced' | 'pending' | 'failed'; limit: string },
+        ) => {
+          await withCore(o, (core) =>
+            printJson(
+              core.billing.list(entity, {
+                limit: whole('--limit', o.limit, 100),
+                ...(o.state ? { state: o.state } : {}),
+              }),
+            ),
+          )
+        },
+      ),
+    )
+
+  billing
+    .command('pending')
+    .description(
+      'rows not yet in sync with Paddle: pending (retried) and failed (not retried), with attempts and last error',
+    )
+    .addOption(dataOption())
+    .addOption(jsonOut())
+    .action(
+      action(async (o: { data: string; json?: boolean }) => {
+        await withCore(o, (core) => {
+          const rows = core.billing.pending()
+          if (o.json) return printJson(rows)
+          if (rows.length === 0) return void process.stdout.write('nothing pending\n')
+          for (const r of rows) {
+            const since = r.pending_since ? new Date(r.pending_since / 1000).toISOString() : '-'
+            process.stdout.write(
+              `${r.state.padEnd(7)} ${r.entity.padEnd(13)} ${r.id}  since ${since}  attempts ${r.attempts}  ${r.last_error ?? ''}\n`,
+            )
+          }
+        })
+      }),
+    )
+
+  addPaddleOptions(
+    billing
+      .command('retry')
+      .description(
+        'push pending rows to Paddle (rows pending longer than --retry-after-ms, whose backoff has passed)',
+      )
+      .addOption(dataOption())
+      .option('--once', 'one pass, then exit (the core serve process runs the worker continuously)')
+      .option(
+        '--force',
+        'ignore --retry-after-ms and the per-row backoff: try every pending row now',
+      )
+      .addOption(jsonOut()),
+  ).action(
+    action(
+      async (
+        o: PaddleFlags & { data: string; once?: boolean; force?: boolean; json?: boolean },
+      ) => {
+        if (!o.once)
+          throw claError(
+            'CLA_ERR_INVALID_OPTION',
+            'use --once for a single pass; `clavitor core serve` runs the retry worker',
+          )
+        await withCore(o, async (core) => {
+          if (!core.billing.paddle)
+            throw claError(
+              'CLA_ERR_PADDLE_NOT_CONFIGURED',
+              'set --paddle-api-url and --paddle-api-key (or CLAVITOR_PADDLE_API_URL/KEY)',
+            )
+          const r = await core.billing.retryOnce({ force: Boolean(o.force) })
+          if (o.json) return printJson(r)
+          process.stdout.write(
+            `attempted ${r.attempted}, synced ${r.synced}, still pending ${r.pending}, failed ${r.failed}${r.rateLimitedUntil ? `, rate limited until ${new Date(r.rateLimitedUntil / 1000).toISOString()}` : ''}\n`,
+          )
+        })
+      },
+    ),
+  )
+
+  billing
+    .command('tree')
+    .description('the customer hierarchy (MSP → customer → department) as JSON')
+    .addOption(dataOption())
+    .action(
+      action(async (o: { data: string }) =>
+        withCore(o, (core) => printJson(core.billing.customerTree())),
+      ),
+    )
+
+  billing
+    .command('revenue')
+    .description('revenue by discount id (MSP margins), minor units as strings, as JSON')
+    .addOption(dataOption())
+    .action(
+      action(async (o: { data: string }) =>
+        withCore(o, (core) => printJson(core.billing.revenueByDiscount())),
+      ),
+    )
+
+  const paddle = program.command('paddle').description('Paddle tools')
+  paddle
+    .command('fake')
+    .description(
+      'run the fake Paddle API on loopback (Paddle shapes, ids, errors, pagination, signed webhooks)',
+    )
+    .requiredOption('--listen <host:port>', 'address to listen on, e.g. 127.0.0.1:8090')
+    .addOption(
+      new Option('--webhook-url <url>', 'POST signed webhooks here').env(
+        'CLAVITOR_FAKE_PADDLE_WEBHOOK_URL',
+      ),
+    )
+    .addOption(
+      new Option('--secret <secret>', 'webhook signing secret')
+        .env('CLAVITOR_FAKE_PADDLE_SECRET')
+        .default('fake_paddle_secret'),
+    )
+    .addOption(
+      new Option('--api-key <key>', 'accept only this API key (default: any Bearer token)').env(
+        'CLAVITOR_FAKE_PADDLE_API_KEY',
+      ),
+    )
+    .action(
+      action(
+        async (o: { listen: string; webhookUrl?: string; secret: string; apiKey?: string }) => {
+          const { host, port } = parseListen(o.listen)
+          const fake = await startFakePaddle({
+            host,
+            port,
+            secret: o.secret,
+            ...(o.webhookUrl ? { webhookUrl: o.webhookUrl } : {}),
+            ...(o.apiKey ? { apiKey: o.apiKey } : {}),
+          })
+          process.stdout.write(`fake paddle listening on ${fake.url}\n`)
+          const stop = (sig: string) => {
+            process.stderr.write(`fake paddle: ${sig}, closing\n`)
+            void fake.close().then(() => process.exit(0))
+          }
+          process.once('SIGINT', () => stop('SIGINT'))
+          process.once('SIGTERM', () => stop('SIGTERM'))
+        },
+      ),
+    )
+}

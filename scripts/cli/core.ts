@@ -1,0 +1,93 @@
+// `clavitor core …`: the storage core's own commands. Each area adds its subcommand as one
+// block in register() below (or from its own module via `subcommand(program, 'core', …)`).
+import { Option, type Command } from 'commander'
+import { openCore } from '../../lib/core.js'
+import { createLogger } from '../../lib/log.js'
+import { buildCoreApp } from '../../server/app.js'
+import {
+  addPaddleOptions,
+  paddleConfigFromFlags,
+  parseListen,
+  type PaddleFlags,
+} from './billing.js'
+import { subcommand } from './ca.js'
+import { action, dataOption } from './common.js'
+
+export function register(program: Command): void {
+  const core = subcommand(program, 'core', 'core administration')
+
+  // --- core serve (issue 3): the core's Fastify app, the billing retry worker ----------
+  addPaddleOptions(
+    core
+      .command('serve')
+      .description(
+        'serve the core app (admin UI, credentials API, Paddle webhooks) and run the billing retry worker',
+      )
+      .addOption(dataOption())
+      .addOption(
+        new Option('--listen <host:port>', 'address to listen on')
+          .env('CLAVITOR_LISTEN')
+          .default('127.0.0.1:8080'),
+      )
+      .addOption(
+        new Option(
+          '--admin-origin <url>',
+          'public origin of the admin UI (WebAuthn RP); default: each request',
+        ).env('CLAVITOR_ADMIN_ORIGIN'),
+      ),
+  ).action(
+    action(async (o: PaddleFlags & { data: string; listen: string; adminOrigin?: string }) => {
+      const { host, port } = parseListen(o.listen)
+      const log = createLogger({ base: { role: 'core' } })
+      const c = await openCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) })
+      const app = await buildCoreApp({
+        core: c,
+        fastify: { loggerInstance: log },
+        ...(o.adminOrigin ? { admin: { origin: o.adminOrigin } } : {}),
+      })
+      try {
+        await app.listen({ host, port })
+      } catch (err) {
+        await app.close()
+        await c.close()
+        throw err
+      }
+      const blog = log.child({ component: 'billing' })
+      c.billing.startRetryWorker(
+        (r) => {
+          if (r.attempted) blog.info({ report: r }, 'billing retry pass')
+        },
+        (err) => blog.error({ err }, 'billing retry pass failed'),
+      )
+      log.info(
+        {
+          listen: o.listen,
+          data: o.data,
+          paddle: c.billing.paddle?.baseUrl ?? null,
+          webhook_secrets: c.billing.webhookOptions.secrets.length,
+        },
+        'core listening',
+      )
+      let closing = false
+      const shutdown = (sig: string) => {
+        if (closing) return
+        closing = true
+        log.info({ signal: sig }, 'shutting down')
+        void (async () => {
+          try {
+            await app.close()
+            await c.close() // stops the retry worker, waits for a pass in progress
+            process.exit(0)
+          } catch (err) {
+            log.error({ err }, 'shutdown failed')
+            process.exit(1)
+          }
+        })()
+      }
+      process.once('SIGTERM', () => shutdown('SIGTERM'))
+      process.once('SIGINT', () => shutdown('SIGINT'))
+    }),
+  )
+
+  // --- next block: `core <name>` for another area ---------------------------------------
+}

@@ -1,0 +1,163 @@
+// The billing CLI and `core serve` as processes: create prints our row with its pending
+// state, bad input exits 2 with one line, retry --once converges, and `core serve` takes
+// the fake Paddle's signed webhooks over HTTP and shuts down cleanly on SIGTERM.
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import t from 'tap'
+import { startFakePaddle } from '../../scripts/fake-paddle/server.js'
+
+const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
+
+function tempDir(t: { teardown(fn: () => unknown): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'clavitor-billing-cli-'))
+  t.teardown(() => {
+    try {
+      execFileSync('chattr', ['-R', '-i', '-a', dir], { stdio: 'ignore' })
+    } catch {
+      // not sealed
+    }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return dir
+}
+
+t.test('billing create / show / pending / retry --once', async (t) => {
+  const fake = await startFakePaddle()
+  t.teardown(() => fake.close())
+  const data = tempDir(t)
+  const env = {
+    ...process.env,
+    CLAVITOR_PADDLE_API_URL: fake.url,
+    CLAVITOR_PADDLE_API_KEY: 'k',
+    CLAVITOR_DATA: data,
+  }
+  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+
+  const ok = await run(
+    'billing',
+    'create',
+    'customers',
+    '--json',
+    '{"email":"cli@example.com","name":"CLI"}',
+  )
+  t.equal(ok.exitCode, 0, ok.stderr)
+  const row = JSON.parse(ok.stdout)
+  t.match(row, { state: 'synced', level: 1, paddle_id: /^ctm_/, id: /^cus_/ })
+
+  const bad = await run(
+    'billing',
+    'create',
+    'prices',
+    '--json',
+    '{"product_id":"prd_x","description":"d","unit_amount":"12.50","currency_code":"EUR"}',
+  )
+  t.equal(bad.exitCode, 2)
+  t.match(bad.stderr, /^clavitor: CLA_ERR_INVALID_INPUT: .*unit_amount/)
+  t.equal(bad.stderr.trim().split('\n').length, 1, 'one line')
+  const badJson = await run('billing', 'create', 'products', '--json', '{nope')
+  t.equal(badJson.exitCode, 2)
+
+  fake.failNext({ kind: '5xx', count: Infinity })
+  const pend = await run('billing', 'create', 'products', '--json', '{"name":"Vault"}')
+  t.equal(pend.exitCode, 0, 'acknowledged even though Paddle is down')
+  const p = JSON.parse(pend.stdout)
+  t.match(p, {
+    state: 'pending',
+    attempts: 1,
+    paddle_id: null,
+    last_error: /CLA_ERR_PADDLE_UNAVAILABLE/,
+  })
+
+  const list = await run('billing', 'pending', '--json')
+  t.match(JSON.parse(list.stdout), [
+    { entity: 'products', id: p.id, state: 'pending', attempts: 1 },
+  ])
+  const human = await run('billing', 'pending')
+  t.match(human.stdout, new RegExp(`pending\\s+products\\s+${p.id}`))
+
+  fake.clearFailures()
+  const early = await run('billing', 'retry', '--once', '--json')
+  t.match(JSON.parse(early.stdout), { attempted: 0 }, 'younger than 5 minutes: left alone')
+  const retried = await run(
+    'billing',
+    'retry',
+    '--once',
+    '--json',
+    '--retry-after-ms',
+    '0',
+    '--force',
+  )
+  t.match(JSON.parse(retried.stdout), { attempted: 1, synced: 1 })
+  const shown = await run('billing', 'show', 'products', p.id)
+  t.match(JSON.parse(shown.stdout), { state: 'synced', paddle_id: /^pro_/ })
+  t.equal(fake.countByCustomId('products', p.id), 1)
+
+  const missing = await run('billing', 'show', 'products', 'prd_nope')
+  t.equal(missing.exitCode, 1)
+  t.match(missing.stderr, /CLA_ERR_NOT_FOUND/)
+})
+
+t.test('core serve: webhooks over HTTP, SIGTERM shuts down cleanly', async (t) => {
+  const data = tempDir(t)
+  // pick a free port for the core first, so the fake can be told where to deliver
+  const probe = await startFakePaddle()
+  const port = Number(new URL(probe.url).port)
+  await probe.close()
+  const fake = await startFakePaddle({
+    secret: 's3cret',
+    webhookUrl: `http://127.0.0.1:${port}/webhooks/paddle`,
+  })
+  t.teardown(() => fake.close())
+  const env = {
+    ...process.env,
+    CLAVITOR_PADDLE_API_URL: fake.url,
+    CLAVITOR_PADDLE_API_KEY: 'k',
+    CLAVITOR_PADDLE_WEBHOOK_SECRET: 'old,s3cret',
+  }
+  const serve = execa(CLI, ['core', 'serve', '--data', data, '--listen', `127.0.0.1:${port}`], {
+    env,
+    reject: false,
+  })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`core serve did not start: ${out}`)), 60_000)
+    serve.stdout!.on('data', (b: Buffer) => {
+      out += b.toString()
+      if (out.includes('core listening')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    void serve.then((r) => reject(new Error(`core serve exited ${r.exitCode}: ${r.stderr}`)))
+  })
+  const health = await fetch(`http://127.0.0.1:${port}/healthz`)
+  t.equal(health.status, 200)
+
+  const created = await execa(
+    CLI,
+    ['billing', 'create', 'customers', '--data', data, '--json', '{"email":"hook@example.com"}'],
+    { env },
+  )
+  t.match(JSON.parse(created.stdout), { state: 'synced' })
+  await fake.close() // waits for the webhook delivery
+  const unsigned = await fetch(`http://127.0.0.1:${port}/webhooks/paddle`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  })
+  t.equal(unsigned.status, 401)
+
+  serve.kill('SIGTERM')
+  const res = await serve
+  t.equal(res.exitCode, 0, 'clean exit on SIGTERM')
+  t.match(res.stdout, /"msg":"paddle webhook"/)
+  t.match(
+    res.stdout,
+    /"outcome":"(applied|linked)"/,
+    'the customer.created event was applied (or linked our row, if it beat the answer)',
+  )
+  t.match(res.stdout, /shutting down/)
+})
