@@ -9,6 +9,9 @@ import { appendEvent } from '../../lib/audit/log.js'
 import { addPop, listPops, removePop, rotatePopCert, setPopAllowlist } from '../../lib/auth/pops.js'
 import { rotateTokenSecret } from '../../lib/auth/tokens.js'
 import { action, dataOption, printJson } from './common.js'
+import { parseListen } from './billing.js'
+import { createLogger } from '../../lib/log.js'
+import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { subcommand } from './ca.js'
 
 const collect = (v: string, prev: string[] = []) => [
@@ -212,6 +215,68 @@ export function register(program: Command): void {
         process.stdout.write(
           'token secret rotated; the POP API picks it up on its next token check\n',
         )
+      }),
+    )
+
+  core
+    .command('pop-api')
+    .description(
+      'serve the POP API (mTLS, signed requests, tokens; the sync feed) with the TLS files of {data}/ca/',
+    )
+    .addOption(dataOption())
+    .addOption(
+      new Option('--listen <host:port>', 'address to listen on')
+        .env('CLAVITOR_POP_LISTEN')
+        .default('0.0.0.0:8443'),
+    )
+    .addOption(
+      new Option('--rate-limit <n>', 'requests per POP per minute')
+        .env('CLAVITOR_POP_RATE_LIMIT')
+        .default('600'),
+    )
+    .action(
+      action(async (o: { data: string; listen: string; rateLimit: string }) => {
+        const { host, port } = parseListen(o.listen)
+        const max = Number(o.rateLimit)
+        if (!Number.isSafeInteger(max) || max < 1)
+          throw claError(
+            'CLA_ERR_INVALID_OPTION',
+            `--rate-limit must be a positive integer, got ${o.rateLimit}`,
+          )
+        const log = createLogger({ base: { role: 'pop-api' } })
+        const c = await openCore({ dataDir: o.data })
+        const app = await buildPopApiApp({
+          core: c,
+          tls: popApiTlsFromCa(o.data),
+          rateLimitMax: max,
+          fastify: { loggerInstance: log },
+        })
+        try {
+          await app.listen({ host, port })
+        } catch (err) {
+          await app.close()
+          await c.close()
+          throw err
+        }
+        log.info({ listen: o.listen, data: o.data }, 'POP API listening')
+        let closing = false
+        const shutdown = (signal: string) => {
+          if (closing) return
+          closing = true
+          log.info({ signal }, 'shutting down')
+          void app
+            .close()
+            .then(() => c.close())
+            .then(
+              () => process.exit(0),
+              (err: unknown) => {
+                log.error({ err }, 'shutdown failed')
+                process.exit(1)
+              },
+            )
+        }
+        process.once('SIGTERM', () => shutdown('SIGTERM'))
+        process.once('SIGINT', () => shutdown('SIGINT'))
       }),
     )
 }
