@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
 import { createLogger } from '../../lib/log.js'
 import { buildCoreApp } from '../../server/app.js'
+import { startAnchorTimer } from '../../lib/audit/anchor.js'
 import {
   addPaddleOptions,
   paddleConfigFromFlags,
@@ -59,6 +60,11 @@ export function register(program: Command): void {
         },
         (err) => blog.error({ err }, 'billing retry pass failed'),
       )
+      // audit anchors (lib/audit/anchor.ts): the chain head into the WORM store every
+      // 10 minutes, from this process because it is the store's writer.
+      const stopAnchors = startAnchorTimer(c.db, c.store, {
+        onError: (err) => log.error({ err }, 'audit anchor failed'),
+      })
       log.info(
         {
           listen: o.listen,
@@ -75,6 +81,7 @@ export function register(program: Command): void {
         log.info({ signal: sig }, 'shutting down')
         void (async () => {
           try {
+            stopAnchors()
             await app.close()
             await c.close() // stops the retry worker, waits for a pass in progress
             process.exit(0)
