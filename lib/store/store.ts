@@ -18,14 +18,25 @@ import {
   openSync,
   fsyncSync,
   closeSync,
+  fsync,
+  linkSync,
+  unlinkSync,
+  writeSync,
 } from 'node:fs'
-import { copyFile, link, mkdir, open, readFile, unlink } from 'node:fs/promises'
+import { copyFile, open, readFile, unlink } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import fg from 'fast-glob'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import { openDb, type Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
-import { blobFileName, encodeCla, parseBlobPath, verifyCla, type DecodedCla } from './format.js'
+import {
+  blobFileName,
+  decodeCla,
+  encodeCla,
+  parseBlobPath,
+  verifyCla,
+  type DecodedCla,
+} from './format.js'
 import {
   generateSigningKey,
   makeKeyRing,
@@ -245,13 +256,22 @@ function fsyncDirSync(dir: string): void {
   }
 }
 
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())))
+}
+
 async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
+  const fd = openSync(dir, 'r')
   try {
-    await fh.sync()
+    await fsyncFd(fd)
   } finally {
-    await fh.close()
+    closeSync(fd)
   }
+}
+
+function writeAllSync(fd: number, buf: Buffer): void {
+  let off = 0
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off)
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -327,6 +347,9 @@ export class BlobStore {
   private lastSeq = 0
   private lastCreatedAt = 0
   private mutex: Promise<unknown> = Promise.resolve()
+  /** Seal-and-index stage of put groups, chained so rows commit in seq order. */
+  private stage2: Promise<unknown> = Promise.resolve()
+  private stage2Failure: unknown = undefined
   private pending: PendingPut[] = []
   private flushQueued = false
 
@@ -537,7 +560,14 @@ export class BlobStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.mutex.catch(() => undefined)
+    // queued groups may queue further groups: wait until both chains stand still
+    for (;;) {
+      const m = this.mutex
+      const st = this.stage2
+      await m.catch(() => undefined)
+      await st
+      if (m === this.mutex && st === this.stage2 && this.pending.length === 0) break
+    }
     this.lock?.release()
     this.lock = null
     if (this.ownsDb) this.db.close()
@@ -757,6 +787,7 @@ export class BlobStore {
       return Promise.reject(err)
     }
     return this.exclusive(async () => {
+      await this.stage2
       await this.ensureWriter()
       return this.rebuildLocked()
     })
@@ -836,12 +867,18 @@ export class BlobStore {
       const batch = this.pending.splice(0, this.maxBatch)
       if (this.pending.length > 0) this.scheduleFlush()
       if (batch.length === 0) return
+      let sealed: { done: Promise<BlobInfo[]> }
       try {
-        const infos = await this.commitPuts(batch)
-        batch.forEach((item, i) => item.resolve(infos[i]!))
+        sealed = await this.writeBatch(batch)
       } catch (err) {
         for (const item of batch) item.reject(err)
+        return
       }
+      // Not awaited here: the next group writes while this one is sealed and indexed.
+      sealed.done.then(
+        (infos) => batch.forEach((item, i) => item.resolve(infos[i]!)),
+        (err: unknown) => batch.forEach((item) => item.reject(err)),
+      )
     })
   }
 
@@ -853,9 +890,11 @@ export class BlobStore {
       if (this.lock.stale) this.recoverNeeded = true
     }
     if (this.recoverNeeded) {
+      await this.stage2
       this.recoverNeeded = false
       try {
         await this.rebuildLocked()
+        this.stage2Failure = undefined
       } catch (err) {
         this.recoverNeeded = true
         throw err
@@ -875,7 +914,12 @@ export class BlobStore {
     return this.lastCreatedAt
   }
 
-  private async commitPuts(batch: PendingPut[]): Promise<BlobInfo[]> {
+  /**
+   * Stage 1 of a group (under the in-process mutex): assign seq/created_at, sign, write and
+   * fsync the temp files, link them into place, fsync the folders. Returns stage 2 (seal
+   * and index), chained behind the previous group's stage 2 so rows commit in seq order.
+   */
+  private async writeBatch(batch: PendingPut[]): Promise<{ done: Promise<BlobInfo[]> }> {
     await this.ensureWriter()
     const key = this.signing!
     const items = batch.map((b) => {
@@ -883,58 +927,79 @@ export class BlobStore {
       const createdAt = this.nextCreatedAt()
       const name = blobFileName(createdAt, randomBytes(8).toString('hex'))
       const bytes = encodeCla({ p0: b.p0, createdAt, seq, payload: b.payload, key })
-      const d = verifyCla(bytes, this.ring) // cheap self-check: never publish a bad signature
+      const d = decodeCla(bytes) // header fields for the index row (no crypto)
       const path = `${shardOf(b.p0)}/${b.p0}/${name}`
       return { info: infoOf(d, path), bytes, tmp: join(this.paths.staging, `${name}.tmp`) }
     })
-    // 1. temp files, fsynced
-    await mapLimit(items, 64, async (it) => {
-      const fh = await open(it.tmp, 'wx', 0o444)
-      try {
-        await fh.writeFile(it.bytes)
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-    })
     let linked = false
+    let newDirs: string[]
     try {
+      // 1. temp files: written into the page cache, then fsynced in parallel
+      const fds: number[] = []
+      try {
+        for (const it of items) {
+          const fd = openSync(it.tmp, 'wx', 0o444)
+          fds.push(fd)
+          writeAllSync(fd, it.bytes)
+        }
+        await Promise.all(fds.map((fd) => fsyncFd(fd)))
+      } finally {
+        for (const fd of fds) closeSync(fd)
+      }
       // 2. p0 folders, links (never overwrite), temp names removed
-      const newDirs = await this.makeP0Dirs(items.map((it) => it.info.p0))
+      newDirs = this.makeP0Dirs(items.map((it) => it.info.p0))
       linked = true
-      await mapLimit(items, 64, async (it) => {
-        await linkNoClobber(it.tmp, join(this.root, it.info.path))
-        await unlink(it.tmp)
-      })
+      for (const it of items) {
+        linkNoClobber(it.tmp, join(this.root, it.info.path))
+        unlinkSync(it.tmp)
+      }
       // 3. folder fsyncs: every p0 folder touched, and shard folders that gained a p0 folder
       await this.syncDirs(
         items.map((it) => it.info.p0),
         newDirs,
       )
-      // 4. seal, 5. index
-      const sealed = await this.sealBatch(
-        items.map((it) => join(this.root, it.info.path)),
-        newDirs,
-      )
-      this.insertRows(
-        items.map((it) => it.info),
-        sealed,
-      )
-      if (sealed.error) throw sealed.error
-      return items.map((it) => it.info)
     } catch (err) {
       if (linked) this.recoverNeeded = true
       for (const it of items) rmSync(it.tmp, { force: true })
       throw err
     }
+    // 4. seal, 5. index: in order behind earlier groups
+    const infos = items.map((it) => it.info)
+    const done = this.stage2.then(async () => {
+      if (this.stage2Failure !== undefined) {
+        throw claError(
+          'CLA_ERR_INTERNAL',
+          'an earlier group failed to index; the store recovers before its next write',
+          {
+            cause: this.stage2Failure,
+          },
+        )
+      }
+      let sealed: { sealed: boolean; error?: ClavitorError }
+      try {
+        sealed = await this.sealBatch(
+          infos.map((i) => join(this.root, i.path)),
+          newDirs,
+        )
+        this.insertRows(infos, sealed)
+      } catch (err) {
+        this.stage2Failure = err
+        this.recoverNeeded = true
+        throw err
+      }
+      if (sealed.error) throw sealed.error
+      return infos
+    })
+    this.stage2 = done.catch(() => undefined)
+    return { done }
   }
 
-  private async makeP0Dirs(p0s: string[]): Promise<string[]> {
+  private makeP0Dirs(p0s: string[]): string[] {
     const created: string[] = []
     for (const p0 of new Set(p0s)) {
       const dir = join(this.root, shardOf(p0), p0)
       try {
-        await mkdir(dir)
+        mkdirSync(dir)
         created.push(dir)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
@@ -957,8 +1022,11 @@ export class BlobStore {
   ): Promise<{ sealed: boolean; error?: ClavitorError }> {
     if (!this.sealing) return { sealed: false }
     try {
-      if (files.length) await sealFiles(files)
-      if (dirs.length) await sealDirs(dirs)
+      // two chattr processes side by side: +i on the files, +a on new folders
+      await Promise.all([
+        files.length ? sealFiles(files) : null,
+        dirs.length ? sealDirs(dirs) : null,
+      ])
       return { sealed: true }
     } catch (err) {
       const e = isClavitorError(err)
@@ -999,6 +1067,7 @@ export class BlobStore {
   }
 
   private async ingestLocked(staged: StagedFile[], opts: IngestOptions): Promise<BlobInfo[]> {
+    await this.stage2
     await this.ensureWriter()
     // 1. verify everything before anything becomes visible
     const items = await mapLimit(staged, 16, async (s) => {
@@ -1053,11 +1122,11 @@ export class BlobStore {
         await fh.close()
       }
     })
-    const newDirs = await this.makeP0Dirs(items.map((it) => it.info.p0))
+    const newDirs = this.makeP0Dirs(items.map((it) => it.info.p0))
     await mapLimit(items, 16, async (it) => {
       const dest = join(this.root, it.info.path)
       try {
-        await linkNoClobber(it.staged, dest)
+        linkNoClobber(it.staged, dest)
       } catch (err) {
         if (isClavitorError(err, 'CLA_ERR_EXISTS')) {
           const there = await readFile(dest)
@@ -1075,7 +1144,7 @@ export class BlobStore {
           await copyFile(it.staged, tmp)
           const fh = await open(tmp, 'r')
           await fh.sync().finally(() => fh.close())
-          await linkNoClobber(tmp, dest)
+          linkNoClobber(tmp, dest)
           await unlink(tmp)
         } else throw err
       }
@@ -1225,9 +1294,9 @@ function checkExpect(d: DecodedCla, name: string, expect: Partial<BlobInfo>): vo
   }
 }
 
-async function linkNoClobber(from: string, to: string): Promise<void> {
+function linkNoClobber(from: string, to: string): void {
   try {
-    await link(from, to)
+    linkSync(from, to)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw claError('CLA_ERR_EXISTS', `${to} exists; nothing is ever overwritten`, {

@@ -410,3 +410,16 @@ t.test('open cleans the staging area', async (t) => {
   t.same(readdirSync(join(data, 'staging')), [])
   await s2.close()
 })
+
+t.test('close() waits for every queued put (regression: groups queued by groups)', async (t) => {
+  const data = tempData(t)
+  const s = await BlobStore.init({ dataDir: data, protection: 'off', maxBatch: 16 })
+  const puts = Array.from({ length: 200 }, (_, i) => s.put(P0A, Buffer.from(`p${i}`)))
+  await s.close()
+  const infos = await Promise.all(puts)
+  t.equal(infos.length, 200)
+  const s2 = await BlobStore.open({ dataDir: data, protection: 'off' })
+  t.equal(s2.status().blobs, 200)
+  t.ok((await s2.verify()).ok)
+  await s2.close()
+})
