@@ -14,6 +14,7 @@ export interface PaddleFlags {
   paddleApiKey?: string
   paddleWebhookSecret?: string
   paddleTimeoutMs?: string
+  paddleWebhookToleranceS?: string
   retryAfterMs?: string
 }
 
@@ -43,6 +44,11 @@ export function addPaddleOptions(cmd: Command): Command {
         .default('10000'),
     )
     .addOption(
+      new Option('--paddle-webhook-tolerance-s <s>', 'accepted |now − ts| of webhook signatures')
+        .env('CLAVITOR_PADDLE_WEBHOOK_TOLERANCE_S')
+        .default('10'),
+    )
+    .addOption(
       new Option('--retry-after-ms <ms>', 'retry rows pending longer than this')
         .env('CLAVITOR_BILLING_RETRY_AFTER_MS')
         .default('300000'),
@@ -68,6 +74,7 @@ export function paddleConfigFromFlags(o: PaddleFlags): PaddleConfig {
     ...(o.paddleApiKey ? { apiKey: o.paddleApiKey } : {}),
     webhookSecrets: splitSecrets(o.paddleWebhookSecret),
     timeoutMs: whole('--paddle-timeout-ms', o.paddleTimeoutMs, 10_000),
+    webhookToleranceS: whole('--paddle-webhook-tolerance-s', o.paddleWebhookToleranceS, 10),
     retry: { minAgeMs: whole('--retry-after-ms', o.retryAfterMs, 300_000) },
   }
 }
