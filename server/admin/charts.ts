@@ -43,7 +43,12 @@ export function lineChart(title: string, series: Series[], fmt: (y: number) => s
         ${s.label}</span
       >`,
   )
-  const day = (us: number) => new Date(us / 1000).toISOString().slice(0, 16).replace('T', ' ')
+  // minutes are enough for a long span; a short one (a fresh install) needs seconds
+  const day = (us: number) =>
+    new Date(us / 1000)
+      .toISOString()
+      .slice(0, x1 - x0 < 3600e6 ? 19 : 16)
+      .replace('T', ' ')
   return html`<figure class="chart">
     <figcaption>${title}</figcaption>
     <svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${title}">
