@@ -51,6 +51,7 @@ export const ERRORS = {
   CLA_ERR_SYNC_ABORTED: { status: 503, exit: 1, description: 'A pull was stopped (shutdown signal); it resumes from the cursor on the next run.' },
   CLA_ERR_SYNC_CONFLICT: { status: 409, exit: 1, description: 'The core lists a blob whose path or sequence number this POP holds with different content; an operator must re-seed the POP.' },
   CLA_ERR_SYNC_CURSOR_AHEAD: { status: 409, exit: 1, description: "The POP's cursor is ahead of the core's newest blob (core restored from a backup); the POP re-baselines." },
+  CLA_ERR_SYNC_DAMAGED: { status: 503, exit: 1, description: "This POP's copy of the blob is missing or damaged; it is queued for repair from the core (try another POP or later)." },
   CLA_ERR_SYNC_DISK_FULL: { status: 507, exit: 1, description: "The POP's disk is full; free space, the next run resumes from the cursor." },
   CLA_ERR_SYNC_FEED: { status: 502, exit: 1, description: "The core's change feed could not be read (network, HTTP status or malformed page)." },
   CLA_ERR_SYNC_INVALID_CURSOR: { status: 400, exit: 2, description: 'A feed cursor is malformed; pass the `next` token of a previous page, or none to start.' },
