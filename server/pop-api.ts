@@ -66,6 +66,8 @@ export interface PopApiOptions {
   connectionTimeoutMs?: number
   /** How often Node checks the two timeouts above, ms. Default 1000. */
   connectionsCheckingIntervalMs?: number
+  /** How often the TLS context reloads a changed CRL file for new handshakes, ms. Default 30000. */
+  crlReloadMs?: number
   /** Signature window: max age / future skew in seconds. Defaults 300 / 30. */
   window?: { maxAgeSec?: number; maxSkewSec?: number }
   /** Mount the sync routes (server/routes/sync.ts). Default true. */
@@ -142,6 +144,15 @@ function tlsReason(err: Error & { code?: string }): string {
   return 'tls_failed'
 }
 
+function fileStamp(file: string): string {
+  try {
+    const st = statSync(file)
+    return `${st.mtimeMs}:${st.size}:${st.ino}`
+  } catch {
+    return ''
+  }
+}
+
 function splitUrl(url: string): { path: string; query: string } {
   const i = url.indexOf('?')
   return i < 0 ? { path: url, query: '' } : { path: url.slice(0, i), query: url.slice(i + 1) }
@@ -211,6 +222,28 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   const server = app.server as unknown as import('node:https').Server
   server.headersTimeout = headersTimeout
   server.requestTimeout = requestTimeout
+
+  // New handshakes use the current CRL (a regenerated one before the old expires; new
+  // revocations); requests on open connections are checked per request in lib/auth.
+  let crlStamp = fileStamp(opts.tls.crlFile)
+  const crlTimer = setInterval(() => {
+    const stamp = fileStamp(opts.tls.crlFile)
+    if (stamp === crlStamp || stamp === '') return
+    try {
+      server.setSecureContext({
+        key: opts.tls.key,
+        cert: opts.tls.cert,
+        ca: opts.tls.ca,
+        crl: readFileSync(opts.tls.crlFile),
+        minVersion: 'TLSv1.2',
+      })
+      crlStamp = stamp
+    } catch (err) {
+      app.log.error({ err }, 'cannot reload the CRL; keeping the previous one')
+    }
+  }, opts.crlReloadMs ?? 30_000)
+  crlTimer.unref()
+  app.addHook('onClose', async () => clearInterval(crlTimer))
 
   // 1. address screen before TLS: nothing else runs for an address no POP may use.
   server.on('connection', (socket: Socket) => {
