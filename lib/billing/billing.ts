@@ -9,6 +9,7 @@
 // takes rows pending longer than `minAgeMs`, with per-row backoff, and never creates a
 // second object at Paddle: a row that was tried before is first looked for by our id in
 // custom_data (and customers by 409 customer_already_exists). See docs/billing.md.
+import { randomBytes } from 'node:crypto'
 import { Value } from '@sinclair/typebox/value'
 import type { Db } from '../db/open.js'
 import { claError, isClavitorError, ClavitorError } from '../errors.js'
@@ -27,6 +28,7 @@ import {
 } from './entities.js'
 import { CUSTOM_ID_KEY, newId } from './ids.js'
 import { paddleDetails, type PaddleClient } from './paddle-client.js'
+import { handlePaddleWebhook, type WebhookResult } from './webhooks.js'
 
 export interface AuditSink {
   append(ev: {
@@ -140,7 +142,8 @@ export class Billing {
   readonly audit: AuditSink | undefined
   readonly retryOptions: Required<RetryOptions>
   readonly webhookOptions: { secrets: string[]; toleranceS: number }
-  private readonly inflight = new Set<string>()
+  /** Identifies this instance's leases in billing_leases. */
+  private readonly holder = `${process.pid}-${randomBytes(6).toString('hex')}`
   private timer: NodeJS.Timeout | undefined
   private running: Promise<unknown> | undefined
   private readonly ctx: MapCtx
@@ -451,15 +454,30 @@ export class Billing {
   }
 
   // --- pushing to Paddle -----------------------------------------------------------------
-  /** One attempt to bring a pending row to Paddle. Never throws for Paddle's failures: they are recorded on the row. */
-  async push(entity: EntityName, id: string): Promise<void> {
+  /**
+   * One attempt to bring a pending row to Paddle. Never throws for Paddle's failures: they
+   * are recorded on the row. A row being pushed (by this or another process) is skipped:
+   * a lease in billing_leases, taken over only once expired (a crashed holder). Returns
+   * false when the row was leased elsewhere.
+   */
+  async push(entity: EntityName, id: string): Promise<boolean> {
     const key = `${entity}:${id}`
-    if (this.inflight.has(key)) return
-    this.inflight.add(key)
+    const now = this.nowUs()
+    const leaseUs = (this.paddle ? this.paddle.timeoutMs * 10 : 0) * 1000 + 300_000_000
+    const claimed = this.db
+      .prepare(
+        `INSERT INTO billing_leases (key, holder, until) VALUES (?, ?, ?)
+         ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until WHERE billing_leases.until <= ?`,
+      )
+      .run(key, this.holder, now + leaseUs, now)
+    if (claimed.changes === 0) return false
     try {
       await this.pushRow(ENTITIES[entity], id)
+      return true
     } finally {
-      this.inflight.delete(key)
+      this.db
+        .prepare('DELETE FROM billing_leases WHERE key = ? AND holder = ?')
+        .run(key, this.holder)
     }
   }
 
@@ -698,9 +716,9 @@ export class Billing {
         }
         const before = this.load(spec, id)
         if (!before || before.pending_since == null || before.failed_at != null) continue // done meanwhile (a linked subscription)
+        if (!(await this.push(name, id))) continue // another process holds the row
         report.attempted += 1
         budget -= 1
-        await this.push(name, id)
         const after = this.load(spec, id)!
         if (after.failed_at != null) report.failed += 1
         else if (after.pending_since == null) report.synced += 1
@@ -804,6 +822,11 @@ export class Billing {
   }
 
   // --- webhooks (called by webhooks.ts) ---------------------------------------------------
+  /** Verifies, records and applies one Paddle delivery (see webhooks.ts: handlePaddleWebhook). */
+  applyWebhook(rawBody: Buffer, signatureHeader: string | undefined): WebhookResult {
+    return handlePaddleWebhook(this, rawBody, signatureHeader)
+  }
+
   /**
    * Applies a Paddle snapshot to our row: found by paddle_id, else by our id in
    * custom_data (linking a row whose create answer was lost), else (subscriptions) by the

@@ -217,6 +217,14 @@ CREATE TABLE adjustments (
   next_attempt_at INTEGER, paddle_occurred_at TEXT
 ) STRICT;
 
+-- Dual-write leases (lib/billing): one process at a time pushes a given row to Paddle, so
+-- two processes (core serve's worker and `billing retry --once`) never both create it.
+CREATE TABLE billing_leases (
+  key TEXT PRIMARY KEY,                    -- '<entity>:<our id>'
+  holder TEXT NOT NULL,                    -- random id of the Billing instance
+  until INTEGER NOT NULL                   -- µs epoch; an expired lease may be taken over
+) STRICT;
+
 -- Webhook idempotency: a row per Paddle event_id; a duplicate delivery is a no-op.
 CREATE TABLE paddle_events (
   event_id TEXT PRIMARY KEY,

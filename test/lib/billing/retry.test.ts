@@ -299,3 +299,47 @@ t.test('client errors carry Paddle code, type, request_id and status', async (t)
     code: 'CLA_ERR_INVALID_OPTION',
   })
 })
+
+t.test(
+  'two Billing instances on one database never push the same row twice (leases)',
+  async (t) => {
+    const rig = await billingRig()
+    t.teardown(rig.close)
+    const { openDb } = await import('../../../lib/db/open.js')
+    const { Billing } = await import('../../../lib/billing/billing.js')
+    const { join } = await import('node:path')
+    const db2 = openDb(join(rig.dir, 'meta.db'))
+    t.teardown(() => db2.close())
+    const other = new Billing({ db: db2, paddle: rig.client, clock: rig.clock })
+
+    // first attempts reach Paddle but the answers are lost
+    rig.fake.failNext({ kind: 'drop', method: 'POST', path: '/products', count: 3 })
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++)
+      ids.push((await rig.billing.create('products', { name: `p${i}` })).id)
+    rig.clock.advance(6 * MIN)
+    const [a, b] = await Promise.all([rig.billing.retryOnce(), other.retryOnce()])
+    t.equal(
+      a.attempted + b.attempted,
+      3,
+      `each row tried once in total (${a.attempted} + ${b.attempted})`,
+    )
+    for (const id of ids) {
+      t.equal(rig.fake.countByCustomId('products', id), 1, `${id} exists once at Paddle`)
+      t.equal(rig.billing.get('products', id).state, 'synced')
+    }
+
+    // a lease held elsewhere (until it expires) keeps this process off the row
+    rig.fake.failNext({ kind: '5xx' })
+    const p = await rig.billing.create('products', { name: 'leased' })
+    rig.db
+      .prepare('INSERT INTO billing_leases (key, holder, until) VALUES (?, ?, ?)')
+      .run(`products:${p.id}`, 'elsewhere', (rig.clock.now() + 10 * MIN) * 1000)
+    rig.clock.advance(6 * MIN)
+    await rig.billing.retryOnce()
+    t.equal(rig.billing.get('products', p.id).attempts, 1, 'not tried while leased')
+    rig.clock.advance(5 * MIN)
+    await rig.billing.retryOnce()
+    t.equal(rig.billing.get('products', p.id).state, 'synced', 'an expired lease is taken over')
+  },
+)
