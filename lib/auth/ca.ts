@@ -67,9 +67,11 @@ export function assertPopId(id: string): void {
   }
 }
 
+// Note: OpenSSL 3.0's `req -verify` and `ca` exit 0 on some failures (a CSR whose
+// self-signature does not verify); callers check the output, not only the exit code.
 async function openssl(
   args: string[],
-  opts: { input?: string; env?: Record<string, string> } = {},
+  opts: { input?: string; env?: Record<string, string>; stderr?: (s: string) => void } = {},
 ): Promise<string> {
   try {
     const r = await execa('openssl', args, {
@@ -77,6 +79,7 @@ async function openssl(
       env: opts.env,
       stripFinalNewline: false,
     })
+    opts.stderr?.(r.stderr)
     return r.stdout
   } catch (cause) {
     const e = cause as { stderr?: string; shortMessage?: string }
@@ -234,26 +237,37 @@ async function signCsr(
   const outFile = csrFile.replace(/\.csr$/, '.pem')
   writeFileSync(csrFile, csrPem)
   try {
-    await openssl([
-      'ca',
-      '-config',
-      p.config,
-      '-batch',
-      '-notext',
-      '-in',
-      csrFile,
-      '-subj',
-      subj,
-      '-days',
-      String(days),
-      '-extfile',
-      extFile,
-      '-extensions',
-      ext,
-      '-out',
-      outFile,
-    ])
-    return readFileSync(outFile, 'utf8')
+    let caErr = ''
+    await openssl(
+      [
+        'ca',
+        '-config',
+        p.config,
+        '-batch',
+        '-notext',
+        '-in',
+        csrFile,
+        '-subj',
+        subj,
+        '-days',
+        String(days),
+        '-extfile',
+        extFile,
+        '-extensions',
+        ext,
+        '-out',
+        outFile,
+      ],
+      { stderr: (e) => (caErr = e) },
+    )
+    const pemOut = existsSync(outFile) ? readFileSync(outFile, 'utf8') : ''
+    if (!pemOut.includes('BEGIN CERTIFICATE')) {
+      throw claError(
+        'CLA_ERR_AUTH_CA',
+        `openssl ca did not issue a certificate: ${caErr.trim().split('\n').slice(-2).join(' | ')}`,
+      )
+    }
+    return pemOut
   } finally {
     rmSync(csrFile, { force: true })
     rmSync(outFile, { force: true })
@@ -280,7 +294,14 @@ export async function issuePopCert(
   assertPopId(opts.popId)
   const p = requireCa(dataDir)
   // openssl req -verify checks the CSR's self-signature (proof the POP holds the key).
-  await openssl(['req', '-verify', '-noout'], { input: opts.csrPem })
+  let verdict = ''
+  await openssl(['req', '-verify', '-noout'], { input: opts.csrPem, stderr: (e) => (verdict = e) })
+  if (!/verify OK/.test(verdict)) {
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      'the CSR self-signature does not verify (corrupted or not made with its key)',
+    )
+  }
   const pub = await openssl(['req', '-pubkey', '-noout'], { input: opts.csrPem })
   if (createPublicKey(pub).asymmetricKeyType !== 'ed25519') {
     throw claError(
@@ -350,6 +371,13 @@ export async function revokeCert(
     await openssl(['ca', '-config', p.config, '-revoke', join(p.certs, `${c.serial}.pem`)])
   }
   await generateCrl(dataDir)
+  const now = listCerts(dataDir)
+  const missed = targets.filter((t) => now.find((c) => c.serial === t.serial)?.status !== 'revoked')
+  if (missed.length)
+    throw claError(
+      'CLA_ERR_AUTH_CA',
+      `openssl did not revoke ${missed.map((c) => c.serial).join(', ')}`,
+    )
   return targets.map((c) => c.serial)
 }
 
