@@ -63,7 +63,7 @@ t.test('CA init, POP issue, server SANs, revoke, CRL cache', async (t) => {
   })
   const lines = csrPem.trim().split('\n')
   const body = Buffer.from(lines.slice(1, -1).join(''), 'base64')
-  body[body.length - 10] ^= 0xff
+  body.writeUInt8(body.readUInt8(body.length - 10) ^ 0xff, body.length - 10)
   const bad = `${lines[0]}\n${body.toString('base64').replace(/(.{64})/g, '$1\n')}\n${lines.at(-1)}\n`
   await t.rejects(issuePopCert(core, { popId: 'fra-2', csrPem: bad }), {
     code: 'CLA_ERR_INVALID_INPUT',
