@@ -209,6 +209,65 @@ export class Admin {
     )
   }
 
+  /**
+   * Disables an admin: their sessions end and their keys no longer log in. `actor` is an
+   * owner (web UI) or 'system' (`clavitor admin disable` on the host). Refuses to disable
+   * the last enabled owner, and an owner disabling themself.
+   */
+  disable(actor: Actor | 'system', humanId: string, facts: Partial<RequestFacts> = {}): void {
+    // checks and writes in one immediate transaction: two owners cannot disable each other
+    const run = () =>
+      this.db
+        .transaction(() => {
+          const target = this.db
+            .prepare('SELECT id, name, disabled_at FROM humans WHERE id = ?')
+            .get(humanId) as { id: string; name: string; disabled_at: number | null } | undefined
+          if (!target) throw claError('CLA_ERR_NOT_FOUND', `no admin ${humanId}`)
+          if (target.disabled_at !== null) return { id: target.id }
+          if (actor !== 'system' && actor.humanId === humanId) {
+            throw claError(
+              'CLA_ERR_INVALID_INPUT',
+              'you cannot disable yourself; ask another owner',
+            )
+          }
+          if (this.roleOf(humanId) === 'owner') {
+            const owners = this.db
+              .prepare(
+                `SELECT count(*) FROM humans h JOIN role_assignments r ON r.human_id = h.id
+              WHERE r.role_id = 'owner' AND h.disabled_at IS NULL`,
+              )
+              .pluck()
+              .get() as number
+            if (owners <= 1)
+              throw claError(
+                'CLA_ERR_INVALID_INPUT',
+                `${target.name} is the last owner; enroll another owner first`,
+              )
+          }
+          this.db.prepare('UPDATE humans SET disabled_at = ? WHERE id = ?').run(this.now(), humanId)
+          this.db.prepare('DELETE FROM admin_sessions WHERE human_id = ?').run(humanId)
+          return { id: target.id }
+        })
+        .immediate()
+    if (actor === 'system') {
+      run()
+      appendEvent(this.db, {
+        kind: 'admin.action',
+        actor: 'system',
+        outcome: 'ok',
+        reason: 'admin.disable',
+        data: { action: 'admin.disable', id: humanId },
+      })
+      return
+    }
+    this.perform(actor, 'admin.disable', 'admins', facts, { target: humanId }, run)
+  }
+
+  /** The admin row for a name (CLI), or undefined. */
+  findByName(name: string): AdminRow | undefined {
+    return this.listAdmins().find((a) => a.name === name)
+  }
+
   private issueToken(
     role: Role,
     createdBy: string,

@@ -12,6 +12,7 @@ const modules: Array<Promise<{ register: Register }>> = [
   import('./vault.js'),
   import('./billing.js'),
   import('./core.js'),
+  import('./admin.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
   import('./pop-admin.js'),
 ]

@@ -374,6 +374,11 @@ export default async function adminRoutes(
     )
   })
 
+  app.post('/admins/:id/disable', (req, reply) => {
+    admin.disable(req.adminSession!, str((req.params as Record<string, unknown>).id), facts(req))
+    return reply.redirect('/admin/admins', 303)
+  })
+
   // --- first start: print the setup URL ----------------------------------------------------
   app.addHook('onListen', async () => {
     const issued = admin.firstAdminToken()

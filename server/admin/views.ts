@@ -520,6 +520,24 @@ export function adminsPage(
         ['Last login', (r) => fmtTime(r.last_used_at as number | null)],
         ['Enrolled', (r) => fmtTime(r.created_at as number)],
         ['State', (r) => (r.disabled_at ? 'disabled' : 'active')],
+        ...(owner
+          ? ([
+              [
+                '',
+                (r) =>
+                  r.disabled_at || r.id === ctx.session.humanId
+                    ? ''
+                    : html`<form
+                        method="post"
+                        action="/admin/admins/${String(r.id)}/disable"
+                        class="row-action"
+                      >
+                        <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                        <button type="submit" class="danger">Disable</button>
+                      </form>`,
+              ],
+            ] as Array<[string, (r: Record<string, unknown>) => unknown]>)
+          : []),
       ],
       admins as unknown as Array<Record<string, unknown>>,
     )}

@@ -262,3 +262,34 @@ t.test('options are checked', async (t) => {
   const { db } = setup(t)
   t.throws(() => new Admin(db, { sessionTtlMs: 0 }), { code: 'CLA_ERR_INVALID_OPTION' })
 })
+
+t.test('disable: owner only, not yourself, never the last owner; sessions end', async (t) => {
+  const { db, admin } = setup(t)
+  const o1 = seedAdmin(db, 'owner', 'Olga')
+  const op = seedAdmin(db, 'operator', 'Otto')
+  const owner = { humanId: o1.humanId, name: 'Olga', role: 'owner' as const }
+  const operator = { humanId: op.humanId, name: 'Otto', role: 'operator' as const }
+  t.throws(() => admin.disable(operator, o1.humanId, facts), { code: 'CLA_ERR_ADMIN_FORBIDDEN' })
+  t.throws(
+    () => admin.disable(owner, o1.humanId, facts),
+    { code: 'CLA_ERR_INVALID_INPUT' },
+    'not yourself',
+  )
+  t.throws(() => admin.disable('system', o1.humanId), /last owner/, 'never the last owner')
+  t.throws(() => admin.disable(owner, 'hum_nope', facts), { code: 'CLA_ERR_NOT_FOUND' })
+  t.ok(admin.session(op.cookie.split('=')[1]))
+  admin.disable(owner, op.humanId, facts)
+  t.equal(admin.session(op.cookie.split('=')[1]), null, "the disabled admin's session ended")
+  t.equal(
+    db.prepare('SELECT count(*) FROM admin_sessions WHERE human_id = ?').pluck().get(op.humanId),
+    0,
+  )
+  t.match(listEvents(db, { actor: o1.humanId })[0], { outcome: 'ok', reason: 'admin.disable' })
+  admin.disable(owner, op.humanId, facts) // already disabled: no-op, still audited
+  const o2 = seedAdmin(db, 'owner', 'Oscar')
+  admin.disable('system', o2.humanId)
+  t.match(listEvents(db, { actor: 'system' })[0], { reason: 'admin.disable' })
+  t.equal(admin.findByName('Oscar')?.disabled_at !== null, true)
+  t.equal(admin.findByName('nobody'), undefined)
+  t.ok(verifyChain(db).ok)
+})

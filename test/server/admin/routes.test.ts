@@ -412,3 +412,30 @@ t.test(
     t.equal(count(core, 'customers'), 1)
   },
 )
+
+t.test('an owner disables another admin from the admins page', async (t) => {
+  const { app, core } = await setup(t)
+  const owner = seedAdmin(core.db, 'owner', 'Olga')
+  const viewer = seedAdmin(core.db, 'viewer', 'Vic')
+  const page = await app.inject({ url: '/admin/admins', headers: { cookie: owner.cookie } })
+  t.match(page.body, new RegExp(`action="/admin/admins/${viewer.humanId}/disable"`))
+  t.notMatch(
+    page.body,
+    new RegExp(`/admin/admins/${owner.humanId}/disable`),
+    'no button to disable yourself',
+  )
+  const c = await csrfFor(app, owner.cookie, '/admin/admins')
+  const res = await app.inject({
+    method: 'POST',
+    url: `/admin/admins/${viewer.humanId}/disable`,
+    headers: { cookie: c.cookie },
+    payload: { _csrf: c.token },
+  })
+  t.equal(res.statusCode, 303)
+  t.equal(
+    (await app.inject({ url: '/admin', headers: { cookie: viewer.cookie } })).headers.location,
+    '/admin/login',
+  )
+  const vp = await app.inject({ url: '/admin/admins', headers: { cookie: owner.cookie } })
+  t.match(vp.body, /disabled/)
+})
