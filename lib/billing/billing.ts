@@ -296,7 +296,14 @@ export class Billing {
     if (!Value.Check(schema, input)) {
       const errors = [...Value.Errors(schema, input)]
         .slice(0, 10)
-        .map((e) => ({ path: e.path || '/', message: e.message }))
+        // a field's own description says what to fix better than "Expected string to match …"
+        .map((e) => ({
+          path: e.path || '/',
+          message:
+            typeof e.schema.description === 'string' && e.value !== undefined
+              ? e.schema.description
+              : e.message,
+        }))
       const first = errors[0]
       throw claError(
         'CLA_ERR_INVALID_INPUT',
@@ -645,6 +652,16 @@ export class Billing {
       .transaction(() => {
         const cur = this.load(spec, row.id)
         if (!cur) return
+        const other = this.db
+          .prepare(`SELECT id FROM ${spec.table} WHERE paddle_id = ? AND id <> ?`)
+          .get(obj.id, row.id) as { id: string } | undefined
+        if (other) {
+          throw claError(
+            'CLA_ERR_BILLING_CONFLICT',
+            `Paddle's ${obj.id} is already mirrored here as ${other.id} (made at Paddle directly); use that row`,
+            { details: { paddle_id: obj.id, id: other.id } },
+          )
+        }
         const unchanged = cur.updated_at === row.updated_at
         this.db
           .prepare(

@@ -62,10 +62,16 @@ export interface EntitySpec {
 // --- shared schema pieces ----------------------------------------------------------------
 export const Money = Type.String({
   pattern: '^(0|[1-9][0-9]{0,17})$',
-  description: 'minor units, decimal digits',
+  description: 'must be a string of minor-unit digits, e.g. "1200" for 12.00',
 })
-const Currency = Type.String({ pattern: '^[A-Z]{3}$' })
-const Country = Type.String({ pattern: '^[A-Z]{2}$' })
+const Currency = Type.String({
+  pattern: '^[A-Z]{3}$',
+  description: 'must be an ISO 4217 code in capitals, e.g. "EUR"',
+})
+const Country = Type.String({
+  pattern: '^[A-Z]{2}$',
+  description: 'must be an ISO 3166 alpha-2 code in capitals, e.g. "DE"',
+})
 const Id = Type.String({ minLength: 1, maxLength: 64 })
 const Text = (max = 500) => Type.String({ maxLength: max })
 const CustomData = Type.Record(Type.String(), Type.Unknown())
@@ -76,7 +82,11 @@ const Interval = Type.Union([
   Type.Literal('month'),
   Type.Literal('year'),
 ])
-const Email = Type.String({ pattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$', maxLength: 320 })
+const Email = Type.String({
+  pattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
+  maxLength: 320,
+  description: 'must be an email address',
+})
 const strict = { additionalProperties: false }
 
 function partialUpdate(props: Record<string, TSchema>): TSchema {

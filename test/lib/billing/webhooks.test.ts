@@ -317,3 +317,26 @@ t.test('webhooks: mirrors of objects made at Paddle, and links for lost answers'
     'our pending edit is not overwritten',
   )
 })
+
+t.test(
+  'a customer mirrored from Paddle and then created here with the same email: conflict, not a second link',
+  async (t) => {
+    const rig = await billingRig()
+    t.teardown(rig.close)
+    const b = rig.billing
+    const direct = await rig.client.post<{ id: string }>('/customers', {
+      email: 'twice@example.com',
+    })
+    deliver(
+      rig,
+      rig.fake.state.events.find((e) => e.data.id === direct.data.id)!,
+    )
+    const mirror = rig.db
+      .prepare('SELECT id FROM customers WHERE paddle_id = ?')
+      .get(direct.data.id) as { id: string }
+    const mine = await b.create('customers', { email: 'twice@example.com' })
+    t.equal(mine.state, 'failed')
+    t.match(mine.last_error, new RegExp(`CLA_ERR_BILLING_CONFLICT.*${mirror.id}`))
+    t.equal(rig.fake.state.customers.size, 1)
+  },
+)
