@@ -18,6 +18,7 @@ import { Wl3Lookup } from './sync/lookup.js'
 import type { RsyncSettings } from './sync/pull.js'
 import { plainHttpFeedClient, type FeedClient } from './sync/transport.js'
 import { TreeWatch } from './sync/watch.js'
+import { queueRepair } from './sync/repair.js'
 
 export interface PopOptions {
   /** The POP's data folder. */
@@ -107,8 +108,28 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     ...(opts.fullVerifyEveryMs !== undefined ? { fullVerifyEveryMs: opts.fullVerifyEveryMs } : {}),
     log: log.child({ component: 'sync' }),
     onAgentWrite: (paths) => watcher?.expect(paths),
+    onAgentWriteDone: (paths) => watcher?.done(paths),
   })
-  const lookup = new Wl3Lookup(store)
+  const lookup = new Wl3Lookup(store, {
+    onDamaged: (info, err) => {
+      try {
+        queueRepair(store.db, [{ path: info.path, reason: 'lookup' }])
+        sync.audit({
+          kind: 'sync.alarm',
+          actor: opts.popId,
+          outcome: 'alarm',
+          reason: 'lookup_damaged',
+          data: { path: info.path, error: (err as Error).message },
+        })
+      } catch (auditErr) {
+        log.error({ err: auditErr }, 'cannot record a damaged blob')
+      }
+      log.error(
+        { err, path: info.path, alarm: true },
+        'a served blob is missing or damaged on this POP; queued for repair',
+      )
+    },
+  })
   try {
     if (opts.watch) {
       const wlog = log.child({ component: 'watch' })

@@ -41,8 +41,10 @@ export interface PopSyncOptions {
   /** A full verify of every held blob at most this often, ms. Default 86,400,000 (daily). 0 = every run. */
   fullVerifyEveryMs?: number
   log?: Logger
-  /** Told which paths the agent is about to write (the tree watcher ignores them). */
+  /** Told which paths the agent is about to write (the tree watcher ignores them)... */
   onAgentWrite?: (paths: readonly string[]) => void
+  /** ...and when that write is over (the watcher stops ignoring them shortly after). */
+  onAgentWriteDone?: (paths: readonly string[]) => void
 }
 
 export interface RunOptions {
@@ -147,13 +149,19 @@ export class PopSync {
         warn,
         ...(opts.signal ? { signal: opts.signal } : {}),
       })
+      if (queued.length) o.onAgentWriteDone?.(queued)
       const res = await pullOnce({
         popId: o.popId,
         db,
         store: {
-          ingest: (staged, io) => {
-            o.onAgentWrite?.(staged.map((s) => s.expect?.path ?? s.file))
-            return o.store.ingest(staged, io)
+          ingest: async (staged, io) => {
+            const paths = staged.map((s) => s.expect?.path ?? s.file)
+            o.onAgentWrite?.(paths)
+            try {
+              return await o.store.ingest(staged, io)
+            } finally {
+              o.onAgentWriteDone?.(paths)
+            }
           },
         },
         feed: o.feed,

@@ -20,11 +20,14 @@ export interface Wl3Answer {
 export interface LookupOptions {
   /** Most P0s kept in the cache. Default 50,000 (about 2 KiB each: ~200 MiB at worst). */
   maxEntries?: number
+  /** Told when an indexed blob's file is missing or fails verification (queue a repair, alarm). */
+  onDamaged?: (info: BlobInfo, err: unknown) => void
 }
 
 export class Wl3Lookup {
   private readonly store: BlobStore
   private readonly max: number
+  private readonly onDamaged: LookupOptions['onDamaged']
   private readonly cache = new Map<string, Wl3Answer>()
   private readonly latestStmt: Statement
   private readonly versionStmt: Statement
@@ -36,6 +39,7 @@ export class Wl3Lookup {
   constructor(store: BlobStore, opts: LookupOptions = {}) {
     this.store = store
     this.max = opts.maxEntries ?? 50_000
+    this.onDamaged = opts.onDamaged
     this.latestStmt = store.db.prepare(
       'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1',
     )
@@ -90,7 +94,21 @@ export class Wl3Lookup {
 
   private async load(info: BlobInfo): Promise<Wl3Answer> {
     // readFile verifies hash, signature and that the header equals the index row.
-    const file = await this.store.readFile(info)
+    let file: Buffer
+    try {
+      file = await this.store.readFile(info)
+    } catch (err) {
+      if ((err as { code?: string }).code === 'CLA_ERR_STORE_CLOSED') throw err
+      this.onDamaged?.(info, err)
+      throw claError(
+        'CLA_ERR_SYNC_DAMAGED',
+        "this POP's copy of the WL3 is missing or damaged; it is queued for repair",
+        {
+          cause: err,
+          details: { p0: info.p0, seq: info.seq },
+        },
+      )
+    }
     const payload = file.subarray(file.length - 64 - info.size, file.length - 64)
     return { info, payload: Buffer.from(payload), file, etag: `"${info.sha256}"` }
   }

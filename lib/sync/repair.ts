@@ -90,6 +90,25 @@ export async function fullVerify(
       .map((c) => ({ path: c.path, reason: c.code })),
   ]
   queueRepair(store.db, bad)
+  // Intact files and folders that lost their flags are sealed again (+i files, +a folders);
+  // damaged ones are sealed by their repair.
+  if (store.sealing && rep.unsealed.length) {
+    const damaged = new Set(bad.map((b) => b.path))
+    const files = rep.unsealed.filter(
+      (p) => p.endsWith('.cla') && indexed.has(p) && !damaged.has(p),
+    )
+    const dirs = rep.unsealed.filter((p) => !p.endsWith('.cla'))
+    if (files.length)
+      await chattr(
+        ['+i'],
+        files.map((f) => join(store.root, f)),
+      )
+    if (dirs.length)
+      await chattr(
+        ['+a'],
+        dirs.map((d) => join(store.root, d)),
+      )
+  }
   return bad
 }
 

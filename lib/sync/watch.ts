@@ -71,9 +71,14 @@ export class TreeWatch {
   }
 
   /** The agent announces paths (relative to the store root) it is about to write. */
-  expect(paths: readonly string[]): void {
-    const until = Date.now() + (this.o.expectMs ?? 120_000)
+  expect(paths: readonly string[], ms: number = this.o.expectMs ?? 120_000): void {
+    const until = Date.now() + ms
     for (const p of paths) this.expected.set(p, until)
+  }
+
+  /** The agent's write is over: its events may still trickle in for the settle delay. */
+  done(paths: readonly string[]): void {
+    this.expect(paths, (this.o.settleMs ?? 2000) + 1000)
   }
 
   private isExpected(rel: string): boolean {

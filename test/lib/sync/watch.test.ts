@@ -1,0 +1,99 @@
+// chokidar on a POP's sealed tree: changes the agent did not make are alarms (audited,
+// queued for repair); the agent's own ingest is not; the next run repairs. Also: a lookup
+// that meets a damaged file answers 503 and queues the repair.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { listEvents } from '../../../lib/audit/log.js'
+import { pendingRepairs } from '../../../lib/sync/repair.js'
+import { buildPopApp } from '../../../pop-agent/app.js'
+import { openTestPop, randomP0, startCore, tempDir } from '../../fixtures/sync.js'
+
+const until = async (cond: () => boolean, ms = 10_000) => {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+function openUp(file: string): void {
+  execFileSync('chattr', ['-i', file], { stdio: 'ignore' })
+  execFileSync('chattr', ['-a', join(file, '..')], { stdio: 'ignore' })
+}
+
+t.test(
+  'foreign changes are alarms; the agent’s own writes are not; the next run repairs',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    const infos = await core.addBlobs(6)
+    const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-w', { watch: true })
+    const w = pop.watcher!
+    await pop.sync.run()
+    await core.addBlobs(3)
+    await pop.sync.run()
+    await new Promise((r) => setTimeout(r, 3500)) // past the settle delay of the agent's adds
+    t.same(w.alarms, [], 'the agent’s own ingests raise nothing')
+
+    const removed = join(pop.store.root, infos[1]!.path)
+    openUp(removed)
+    rmSync(removed)
+    const edited = join(pop.store.root, infos[2]!.path)
+    openUp(edited)
+    const b = readFileSync(edited)
+    b[b.length - 80] = b[b.length - 80]! ^ 0x55
+    writeFileSync(edited, b)
+    const foreign = join(
+      pop.store.root,
+      infos[3]!.path.replace(/_[0-9a-f]{16}\.cla$/, '_ffffffffffffffff.cla'),
+    )
+    openUp(join(pop.store.root, infos[3]!.path))
+    writeFileSync(foreign, 'not a blob')
+    await until(() => w.alarms.length >= 3)
+    const reasons = w.alarms.map((a) => `${a.reason}:${a.path}`)
+    t.ok(reasons.includes(`removed:${infos[1]!.path}`), 'removal')
+    t.ok(reasons.includes(`damaged:${infos[2]!.path}`), 'edit')
+    t.ok(
+      reasons.some((r) => r.startsWith('foreign_file:')),
+      'foreign file',
+    )
+    const q = pendingRepairs(pop.db)
+    t.ok(q[infos[1]!.path] && q[infos[2]!.path], 'both queued for repair')
+    t.ok(
+      listEvents(pop.db, {}).filter((e) => e.kind === 'sync.alarm' && e.reason?.startsWith('tree_'))
+        .length >= 3,
+      'audited',
+    )
+
+    rmSync(foreign)
+    const r = await pop.sync.run({ verify: true }) // full verify also re-seals what lost its flags
+    t.same(r.repair.repaired.sort(), [infos[1]!.path, infos[2]!.path].sort())
+    t.same(pendingRepairs(pop.db), {})
+    t.ok((await pop.store.verify()).ok)
+  },
+)
+
+t.test('a lookup that meets a damaged file answers 503 and queues a repair', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const p0 = randomP0()
+  const [info] = await core.addBlobs(1, [p0])
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-l')
+  await pop.sync.run()
+  const app = await buildPopApp({ pop })
+  t.teardown(() => app.close())
+  const file = join(pop.store.root, info!.path)
+  openUp(file)
+  const b = readFileSync(file)
+  b[b.length - 10] = b[b.length - 10]! ^ 1
+  writeFileSync(file, b)
+  const res = await app.inject({ url: `/api/v1/wl3/${p0}` })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().error.code, 'CLA_ERR_SYNC_DAMAGED')
+  t.ok(pendingRepairs(pop.db)[info!.path], 'queued')
+  await pop.sync.run()
+  const ok = await app.inject({ url: `/api/v1/wl3/${p0}` })
+  t.equal(ok.statusCode, 200, 'served again after the repair')
+})
