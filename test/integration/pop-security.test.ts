@@ -17,6 +17,7 @@ import { issueAccessToken, loadTokenSecrets } from '../../lib/auth/tokens.js'
 import { listEvents, verifyChain, type EventRow } from '../../lib/audit/log.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
+import { requestFeedClient } from '../../lib/sync/transport.js'
 import { makePki, type Pki, type PopPki } from '../fixtures/pki.js'
 
 const SECRET = 'the-secret-data-only-pops-may-see'
@@ -692,3 +693,24 @@ t.test('the POP client backs off on 429 honouring Retry-After', async (t) => {
     'the 429s happened and were audited',
   )
 })
+
+t.test(
+  'the sync FeedClient runs over PopApiClient (feed page and report through mTLS)',
+  async (t) => {
+    const client = new PopApiClient({
+      baseUrl: `https://127.0.0.1:${port}`,
+      popId: 'pop-b',
+      keyPem: B.keyPem,
+      certPem: B.certPem,
+      caPem: pki.caCertPem,
+    })
+    t.teardown(() => client.close())
+    await core.store.put('ab'.repeat(16), Buffer.from('wl3'))
+    const feed = requestFeedClient(client)
+    const page = await feed.page(null, 10)
+    t.ok(page.items.length >= 1, 'the feed lists the blob')
+    await feed.report({ cursor: null, ok: true, blobs: 0 })
+    const row = core.db.prepare('SELECT pop_id FROM pop_sync_state WHERE pop_id = ?').get('pop-b')
+    t.ok(row, 'the report was recorded for the authenticated POP')
+  },
+)
