@@ -432,6 +432,15 @@ export class Billing {
   /** Validates a partial change, writes it (pending) and pushes it to Paddle. */
   async update(entity: string, id: string, patch: unknown): Promise<PublicRow> {
     const spec = entitySpec(entity)
+    if (spec.immutable) {
+      throw claError(
+        'CLA_ERR_INVALID_INPUT',
+        `${spec.name} cannot be changed once made (Paddle has no PATCH for them)`,
+        {
+          details: { entity: spec.name },
+        },
+      )
+    }
     const cols = this.toColumns(spec, this.validate(spec, spec.update, patch, 'update'))
     try {
       this.db
@@ -515,7 +524,7 @@ export class Billing {
         if (found) {
           // An earlier attempt did reach Paddle (its answer was lost): never create a second.
           obj =
-            spec.name === 'transactions'
+            spec.name === 'transactions' || spec.immutable
               ? found
               : (
                   await paddle.patch<PaddleObj>(
@@ -533,6 +542,8 @@ export class Billing {
             obj = await this.adoptCustomer(row, err as ClavitorError)
           }
         }
+      } else if (spec.immutable) {
+        obj = (await paddle.get<PaddleObj>(spec.item(row, this.ctx, String(row.paddle_id)))).data
       } else {
         obj = (
           await paddle.patch<PaddleObj>(
@@ -592,12 +603,21 @@ export class Billing {
     row: Row,
     collection: string,
   ): Promise<PaddleObj | undefined> {
-    const query: Record<string, string> = { order_by: 'id[DESC]', per_page: String(spec.perPage) }
-    if (spec.name !== 'transactions') query.status = 'active,archived'
+    const query: Record<string, string> = {
+      order_by: 'id[DESC]',
+      per_page: String(spec.perPage),
+      ...spec.findQuery?.(row, this.ctx),
+    }
+    if (spec.name !== 'transactions' && spec.name !== 'adjustments')
+      query.status = 'active,archived'
     const oldest = Number(row.created_at) / 1000 - 3_600_000 // our row's time minus an hour of clock skew
     let pages = 0
     for await (const page of this.paddle!.pages(collection, query)) {
       for (const o of page) {
+        if (spec.matches) {
+          if (spec.matches(row, o, this.ctx)) return o
+          continue
+        }
         const cd = o.custom_data as Record<string, unknown> | null | undefined
         if (cd && cd[CUSTOM_ID_KEY] === row.id) return o
       }

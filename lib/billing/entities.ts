@@ -16,6 +16,7 @@ export const ENTITY_NAMES = [
   'businesses',
   'transactions',
   'subscriptions',
+  'adjustments',
 ] as const
 /** In this order the retry worker pushes rows, so a parent reaches Paddle before its child. */
 export type EntityName = (typeof ENTITY_NAMES)[number]
@@ -57,6 +58,15 @@ export interface EntitySpec {
   paddleOwned: string[]
   /** Page size for find-before-create lists. */
   perPage: number
+  /** Paddle cannot change it after creation (adjustments): update() refuses. */
+  immutable?: boolean
+  /** Extra query for find-before-create lists (e.g. transaction_id). */
+  findQuery?(row: Row, ctx: MapCtx): Record<string, string>
+  /**
+   * Is this Paddle object the one our row created? Default: custom_data.clavitor_id ===
+   * row.id. Entities without custom_data (adjustments) compare their fields instead.
+   */
+  matches?(row: Row, o: PaddleObj, ctx: MapCtx): boolean
 }
 
 // --- shared schema pieces ----------------------------------------------------------------
@@ -856,6 +866,118 @@ const subscriptions: EntitySpec = {
   perPage: 200,
 }
 
+// --- adjustments (refunds, credits) -------------------------------------------------------
+// Paddle keeps no custom_data on adjustments and never changes one after creation, so a
+// retry recognises its own adjustment by transaction, action, reason, type and items
+// among the transaction's adjustments (skipping any already linked to another row).
+const AdjustmentItem = Type.Object(
+  {
+    item_id: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: "Paddle's transaction item id (txnitm_…)",
+    }),
+    type: Type.String({ minLength: 1, maxLength: 40 }),
+    amount: Type.Optional(Money),
+  },
+  strict,
+)
+const adjustments: EntitySpec = {
+  name: 'adjustments',
+  table: 'adjustments',
+  prefix: 'adj',
+  paddlePrefix: 'adj',
+  eventName: 'adjustment',
+  create: Type.Object(
+    {
+      transaction_id: Id,
+      action: Type.String({
+        minLength: 1,
+        maxLength: 40,
+        description: 'refund | credit | chargeback | …',
+      }),
+      reason: Type.String({ minLength: 1, maxLength: 1000 }),
+      type: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 40, description: 'full | partial' }),
+      ),
+      items: Type.Optional(Type.Array(AdjustmentItem, { maxItems: 100 })),
+    },
+    strict,
+  ),
+  update: Type.Object({}, { ...strict, minProperties: 1 }),
+  json: ['items'],
+  bool: [],
+  immutable: true,
+  prepare(db, c) {
+    const txn = requireRow(db, 'transactions', c.transaction_id, 'transaction_id')
+    c.customer_id = txn.customer_id ?? null
+    c.subscription_id = txn.subscription_id ?? null
+    c.currency_code = txn.currency_code
+    if ((c.type ?? 'partial') === 'partial' && !(parseJson(c.items) as unknown[] | null)?.length) {
+      throw claError(
+        'CLA_ERR_INVALID_INPUT',
+        'items: a partial adjustment names the items it adjusts',
+        { details: { field: 'items' } },
+      )
+    }
+    c.status = 'pending_approval'
+  },
+  collection: () => '/adjustments',
+  item: (_r, _c, pid) => `/adjustments/${pid}`,
+  toPaddle: (r, ctx) =>
+    clean({
+      transaction_id: ctx.paddleIdOf('transactions', String(r.transaction_id)),
+      action: r.action,
+      reason: r.reason,
+      type: r.type,
+      items: parseJson(r.items),
+    }),
+  fromPaddle: (o, ctx) => {
+    const totals = (o.totals ?? {}) as Record<string, unknown>
+    return {
+      transaction_id: ctx.ourIdOf('transactions', str(o.transaction_id)),
+      subscription_id: ctx.ourIdOf('subscriptions', str(o.subscription_id)),
+      customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+      action: str(o.action) ?? 'refund',
+      type: str(o.type),
+      reason: str(o.reason) ?? '',
+      items: o.items ? JSON.stringify(o.items) : null,
+      currency_code: str(o.currency_code),
+      total: str(totals.total),
+      status: str(o.status) ?? 'pending_approval',
+    }
+  },
+  paddleOwned: ['status', 'total', 'currency_code'],
+  perPage: 50,
+  findQuery: (r, ctx) => ({
+    transaction_id: ctx.paddleIdOf('transactions', String(r.transaction_id)),
+  }),
+  matches(r, o, ctx) {
+    const mine = (parseJson(r.items) as Array<Record<string, unknown>> | null) ?? []
+    const theirs = ((o.items as Array<Record<string, unknown>> | undefined) ?? []).map((it) => ({
+      item_id: it.item_id,
+      type: it.type,
+      ...(it.amount !== undefined && it.amount !== null ? { amount: String(it.amount) } : {}),
+    }))
+    const same =
+      o.action === r.action &&
+      o.reason === r.reason &&
+      (r.type == null || o.type === r.type) &&
+      JSON.stringify(theirs) ===
+        JSON.stringify(
+          mine.map((it) => ({
+            item_id: it.item_id,
+            type: it.type,
+            ...(it.amount !== undefined ? { amount: it.amount } : {}),
+          })),
+        )
+    if (!same) return false
+    const linked = ctx.db.prepare('SELECT id FROM adjustments WHERE paddle_id = ?').get(o.id) as
+      { id: string } | undefined
+    return !linked || linked.id === r.id
+  },
+}
+
 export const ENTITIES: Record<EntityName, EntitySpec> = {
   products,
   prices,
@@ -865,6 +987,7 @@ export const ENTITIES: Record<EntityName, EntitySpec> = {
   businesses,
   transactions,
   subscriptions,
+  adjustments,
 }
 
 export function entitySpec(name: string): EntitySpec {

@@ -566,7 +566,13 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
         ) && !q.get('status')
       const qq = new URLSearchParams(q)
       if (statusDefault) qq.set('status', 'active')
-      const res = list([...map.values()], qq, pathname, perPageCap)
+      let rows = [...map.values()]
+      const txnFilter = q.get('transaction_id')
+      if (txnFilter) {
+        const ids = new Set(txnFilter.split(','))
+        rows = rows.filter((o) => ids.has(String(o.transaction_id)))
+      }
+      const res = list(rows, qq, pathname, perPageCap)
       if (coll === 'transactions') res.data = res.data.map(publicTxn)
       return { status: 200, ...res }
     }
@@ -745,12 +751,33 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           return ok({ ...publicTxn(t), subscription_id: null }, 201)
         }
         case 'adjustments': {
-          requireFields(body, ['action', 'transaction_id', 'reason', 'items'])
+          requireFields(body, ['action', 'transaction_id', 'reason'])
           const t = get('transactions', String(body.transaction_id))
+          const full = body.type === 'full'
+          const items = Array.isArray(body.items)
+            ? (body.items as Array<Record<string, unknown>>)
+            : []
+          if (!full && items.length === 0) {
+            throw new HttpError(400, 'request_error', 'bad_request', 'Invalid request.', [
+              { field: 'items', message: 'required for partial adjustments' },
+            ])
+          }
+          const txnTotal = String(
+            (t.details as { totals?: { total?: string } } | undefined)?.totals?.total ?? '0',
+          )
+          let total = 0n
+          for (const it of items) total += BigInt(String(it.amount ?? '0'))
           return ok(
             createIn('adjustments', {
               id: paddleId('adj'),
+              type: 'partial',
               ...pick(body, ['action', 'transaction_id', 'reason', 'items', 'type']),
+              totals: {
+                subtotal: full ? txnTotal : String(total),
+                tax: '0',
+                total: full ? txnTotal : String(total),
+                currency_code: t.currency_code,
+              },
               subscription_id: t._subscription_id ?? null,
               customer_id: t.customer_id,
               currency_code: t.currency_code,

@@ -111,3 +111,60 @@ t.test('every entity round-trips through the fake Paddle', async (t) => {
   t.equal(tree[0]?.children[0]?.id, customer.id)
   t.same(b.pending(), [], 'nothing pending')
 })
+
+t.test('adjustments round-trip; a lost answer is recognised without custom_data', async (t) => {
+  const rig = await billingRig()
+  t.teardown(rig.close)
+  const b = rig.billing
+  const s = await seed(b)
+  const txn = await b.create('transactions', {
+    customer_id: s.customer.id,
+    address_id: s.address.id,
+    currency_code: 'EUR',
+    status: 'billed',
+    items: [{ price_id: s.price.id, quantity: 1 }],
+  })
+  t.equal(txn.status, 'billed')
+  const credit = await b.create('adjustments', {
+    transaction_id: txn.id,
+    action: 'credit',
+    reason: 'goodwill',
+    type: 'partial',
+    items: [{ item_id: 'txnitm_01', type: 'partial', amount: '100' }],
+  })
+  t.match(credit, {
+    state: 'synced',
+    paddle_id: /^adj_/,
+    total: '100',
+    currency_code: 'EUR',
+    customer_id: s.customer.id,
+  })
+  await t.rejects(
+    b.update('adjustments', credit.id, { reason: 'x' }),
+    { code: 'CLA_ERR_INVALID_INPUT' },
+    'immutable',
+  )
+  await t.rejects(
+    b.create('adjustments', { transaction_id: txn.id, action: 'refund', reason: 'r' }),
+    { code: 'CLA_ERR_INVALID_INPUT' },
+    'partial needs items',
+  )
+
+  // the same adjustment again (a second, intended one), first answer lost
+  rig.fake.failNext({ kind: 'drop', method: 'POST', path: '/adjustments' })
+  const again = await b.create('adjustments', {
+    transaction_id: txn.id,
+    action: 'credit',
+    reason: 'goodwill',
+    type: 'partial',
+    items: [{ item_id: 'txnitm_01', type: 'partial', amount: '100' }],
+  })
+  t.equal(again.state, 'pending')
+  t.equal(rig.fake.state.adjustments.size, 2, 'the fake made the second one')
+  rig.clock.advance(6 * 60_000)
+  await b.retryOnce()
+  const linked = b.get('adjustments', again.id)
+  t.equal(linked.state, 'synced')
+  t.not(linked.paddle_id, credit.paddle_id, 'matched the unlinked twin, not the first one')
+  t.equal(rig.fake.state.adjustments.size, 2, 'no third adjustment')
+})
