@@ -25,8 +25,7 @@ import { ClavitorError, claError, errorResponse } from '../lib/errors.js'
 import type { Core } from '../lib/core.js'
 import { appendEvent } from '../lib/audit/log.js'
 import { PopAuthenticator, reasonOf } from '../lib/auth/pop-auth.js'
-import { ipAllowed, normalizeIp, parseAllowlist } from '../lib/auth/allowlist.js'
-import { listPops } from '../lib/auth/pops.js'
+import { normalizeIp } from '../lib/auth/allowlist.js'
 import { caPaths } from '../lib/auth/ca.js'
 import {
   ACCESS_TOKEN_TTL_SEC,
@@ -247,27 +246,11 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
 
   // 1. address screen before TLS: nothing else runs for an address no POP may use.
   server.on('connection', (socket: Socket) => {
-    const ip = normalizeIp(socket.remoteAddress)
-    let allowed = false
     try {
-      allowed = listPops(db).some((p) => ipAllowed(ip, parseAllowlist(p.allowlist)))
+      auth.screenIp(socket.remoteAddress) // audits a refusal
     } catch {
-      allowed = false
+      socket.destroy() // refused, or the audit could not be written: dropped either way
     }
-    if (allowed) return
-    try {
-      appendEvent(db, {
-        kind: 'pop.request',
-        actor: 'unknown',
-        outcome: 'refused',
-        reason: 'ip_not_allowed',
-        ip,
-        data: { stage: 'connect' },
-      })
-    } catch {
-      // dropped either way
-    }
-    socket.destroy()
   })
   // TLS handshake failures: no client certificate, another CA, revoked (CRL at start).
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {

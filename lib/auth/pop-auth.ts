@@ -117,23 +117,32 @@ export class PopAuthenticator {
     appendEvent(this.db, ev)
   }
 
-  /** Step 1 alone, cheap: refuses an address no live POP may use. Audited on refusal. */
-  screenIp(ip: string | undefined, route: string): void {
-    if (this.anyPopAllows(ip)) return
-    const err = refuse(
-      'CLA_ERR_AUTH_IP_NOT_ALLOWED',
-      'ip_not_allowed',
-      `address ${ip ?? '?'} is not allowed`,
-    )
+  /**
+   * Step 1 alone, cheap, for a new connection before its TLS handshake: refuses an
+   * address no live POP may use (audited, kind pop.request, data.stage "connect").
+   * Throws CLA_ERR_AUTH_IP_NOT_ALLOWED, or CLA_ERR_AUDIT_WRITE_FAILED.
+   */
+  screenIp(ip: string | undefined): void {
+    let allowed = false
+    try {
+      allowed = this.anyPopAllows(ip)
+    } catch {
+      allowed = false
+    }
+    if (allowed) return
     this.audit({
       kind: 'pop.request',
       actor: 'unknown',
       outcome: 'refused',
       reason: 'ip_not_allowed',
       ip: normalizeIp(ip) ?? ip,
-      route,
+      data: { stage: 'connect' },
     })
-    throw err
+    throw refuse(
+      'CLA_ERR_AUTH_IP_NOT_ALLOWED',
+      'ip_not_allowed',
+      `address ${ip ?? '?'} is not allowed`,
+    )
   }
 
   private anyPopAllows(ip: string | undefined): boolean {
