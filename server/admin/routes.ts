@@ -10,6 +10,7 @@ import fastifyCookie from '@fastify/cookie'
 import fastifyCsrf from '@fastify/csrf-protection'
 import fastifyFormbody from '@fastify/formbody'
 import fastifyHelmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AdminSession, RequestFacts } from '../../lib/admin/admin.js'
 import {
@@ -47,6 +48,8 @@ export interface AdminRoutesOptions {
    * exists yet. Default: prints it on stderr.
    */
   onSetupUrl?: (url: string) => void
+  /** Login and enrollment requests (pages and WebAuthn calls) per client IP per minute. Default 30. */
+  authRateLimitMax?: number
 }
 
 declare module 'fastify' {
@@ -117,6 +120,16 @@ export default async function adminRoutes(
     // The token is an HMAC tied to the session (or 'anonymous' before login).
     csrfOpts: { userInfo: true, hmacKey: secret },
     getUserInfo: (req) => req.adminSession?.sessionHash ?? 'anonymous',
+  })
+
+  // Only the unauthenticated endpoints are limited (per IP): they are what a guesser hits.
+  await app.register(rateLimit, {
+    global: false,
+    max: opts.authRateLimitMax ?? 30,
+    timeWindow: 60_000,
+    hook: 'onRequest',
+    errorResponseBuilder: (_req, c) =>
+      Object.assign(new Error(`too many login attempts; retry in ${c.after}`), { statusCode: 429 }),
   })
 
   app.decorateRequest('adminSession', null)
@@ -195,7 +208,9 @@ export default async function adminRoutes(
     req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>) : {}
 
   const pub = { config: { adminPublic: true } }
-  const pubJson = { config: { adminPublic: true, adminJson: true } }
+  const limited = { rateLimit: {} }
+  const pubLimited = { config: { adminPublic: true, ...limited } }
+  const pubJson = { config: { adminPublic: true, adminJson: true, ...limited } }
 
   // --- static assets ---------------------------------------------------------------------
   app.get('/assets/admin.css', pub, (_req, reply) =>
@@ -218,7 +233,7 @@ export default async function adminRoutes(
   )
 
   // --- login, setup, logout --------------------------------------------------------------
-  app.get('/login', pub, (req, reply) => {
+  app.get('/login', pubLimited, (req, reply) => {
     if (req.adminSession) return reply.redirect('/admin', 303)
     return page(reply, v.loginPage(csrf(req, reply)))
   })
@@ -232,7 +247,7 @@ export default async function adminRoutes(
     setSession(reply, s.token, s.expiresAt)
     return { ok: true, name: s.human.name, role: s.human.role }
   })
-  app.get('/setup', pub, (req, reply) => {
+  app.get('/setup', pubLimited, (req, reply) => {
     const token = str((req.query as Record<string, unknown>).token)
     const { role } = admin.checkToken(token)
     return page(reply, v.setupPage(csrf(req, reply), token, role))

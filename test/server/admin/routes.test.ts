@@ -13,13 +13,13 @@ import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
 // The core opens its WORM store too: keep it outside the repo, unsealed.
 process.env.CLAVITOR_PROTECTION = 'off'
 
-async function setup(t: Test) {
+async function setup(t: Test, extra: { authRateLimitMax?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'clavitor-admin-'))
   const core: Core = await openCore({ dataDir: dir })
   const setupUrls: string[] = []
   const app = await buildCoreApp({
     core,
-    admin: { secret: 'x'.repeat(43), onSetupUrl: (u) => setupUrls.push(u) },
+    admin: { secret: 'x'.repeat(43), onSetupUrl: (u) => setupUrls.push(u), ...extra },
   })
   t.teardown(async () => {
     await app.close()
@@ -438,4 +438,19 @@ t.test('an owner disables another admin from the admins page', async (t) => {
   )
   const vp = await app.inject({ url: '/admin/admins', headers: { cookie: owner.cookie } })
   t.match(vp.body, /disabled/)
+})
+
+t.test('login and setup endpoints are rate-limited per IP', async (t) => {
+  const { app } = await setup(t, { authRateLimitMax: 3 })
+  const codes: number[] = []
+  for (let i = 0; i < 4; i++) codes.push((await app.inject('/admin/login')).statusCode)
+  t.same(codes, [200, 200, 200, 429])
+  const json: number[] = []
+  for (let i = 0; i < 4; i++) {
+    json.push(
+      (await app.inject({ method: 'POST', url: '/admin/login/options', payload: {} })).statusCode,
+    )
+  }
+  t.same(json, [403, 403, 403, 429], 'each endpoint has its own budget; no CSRF token here')
+  t.equal((await app.inject('/admin/assets/admin.css')).statusCode, 200, 'assets are not limited')
 })
