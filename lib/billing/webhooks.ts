@@ -65,7 +65,7 @@ export interface WebhookResult {
   status: 200
   event_id: string
   event_type: string
-  /** applied | linked | inserted | stale | duplicate | stored (unknown type) */
+  /** applied | linked | inserted | stale | duplicate | stored (unknown type) | error: … (kept, not applied) */
   outcome: string
 }
 
@@ -130,7 +130,13 @@ export function handlePaddleWebhook(
         typeof data.id === 'string' &&
         data.id.startsWith(`${spec.paddlePrefix}_`)
       ) {
-        outcome = billing.applySnapshot(spec, data, occurredAt)
+        // A snapshot we cannot apply (a shape we do not expect) is kept with its error and
+        // acknowledged: answering 5xx would make Paddle retry a delivery that cannot succeed.
+        try {
+          outcome = db.transaction(() => billing.applySnapshot(spec, data, occurredAt))()
+        } catch (err) {
+          outcome = `error: ${(err as Error)?.message ?? String(err)}`.slice(0, 500)
+        }
       }
       db.prepare(
         `INSERT INTO paddle_events (event_id, event_type, occurred_at, notification_id, received_at, outcome, payload)
@@ -147,14 +153,15 @@ export function handlePaddleWebhook(
       billing.audit?.append({
         kind: 'webhook',
         actor: 'paddle',
-        outcome: 'ok',
-        reason: outcome,
+        outcome: outcome.startsWith('error') ? 'error' : 'ok',
+        reason: outcome.startsWith('error') ? 'error' : outcome,
         route: 'POST /webhooks/paddle',
         data: {
           event_id: eventId,
           event_type: eventType,
           occurred_at: occurredAt,
           entity_id: data?.id ?? null,
+          ...(outcome.startsWith('error') ? { error: outcome } : {}),
         },
         at: billing.clock.now() * 1000,
       })

@@ -340,3 +340,34 @@ t.test(
     t.equal(rig.fake.state.customers.size, 1)
   },
 )
+
+t.test(
+  'a snapshot that cannot be applied is kept with its error and acknowledged (no endless retries)',
+  async (t) => {
+    const rig = await billingRig({ audit: true })
+    t.teardown(rig.close)
+    // a price snapshot without unit_price for a product unknown here: our mirror insert refuses it
+    const res = deliver(rig, {
+      event_id: 'evt_broken',
+      event_type: 'price.created',
+      occurred_at: '2026-01-01T00:00:00.000000Z',
+      data: { id: 'pri_01broken', product_id: null, description: null, status: 'active' },
+    })
+    t.equal(res.status, 200)
+    t.match(res.outcome, /^error: /)
+    const row = rig.db
+      .prepare('SELECT outcome, payload FROM paddle_events WHERE event_id = ?')
+      .get('evt_broken') as { outcome: string; payload: string }
+    t.match(row.outcome, /^error: .*NOT NULL/)
+    t.ok(row.payload.includes('pri_01broken'), 'payload kept for a later replay')
+    t.notOk(
+      rig.db.prepare("SELECT 1 FROM prices WHERE paddle_id = 'pri_01broken'").get(),
+      'nothing half-applied',
+    )
+    const { AuditLog } = await import('../../../lib/audit/log.js')
+    t.match(new AuditLog(rig.db).list({ kind: 'webhook' })[0], {
+      outcome: 'error',
+      reason: 'error',
+    })
+  },
+)
