@@ -81,7 +81,7 @@ export function blobGrowth(
   const width = Math.max(1, Math.ceil((span.hi - lo + 1) / buckets))
   const rows = db
     .prepare(
-      `SELECT (created_at - ?) / ? AS b, count(*) AS n, sum(file_size) AS bytes FROM blobs GROUP BY b ORDER BY b`,
+      `SELECT CAST((created_at - ?) / ? AS INTEGER) AS b, count(*) AS n, sum(file_size) AS bytes FROM blobs GROUP BY b ORDER BY b`,
     )
     .all(lo, width) as Array<{ b: number; n: number; bytes: number }>
   let count = 0
