@@ -13,7 +13,7 @@ import { openCore, type Core } from '../../lib/core.js'
 import { addPop } from '../../lib/auth/pops.js'
 import { revokeCert } from '../../lib/auth/ca.js'
 import { signRequest, contentDigest } from '../../lib/auth/http-signature.js'
-import { issueAccessToken, loadTokenSecrets } from '../../lib/auth/tokens.js'
+import { issueAccessToken, loadTokenSecrets, rotateTokenSecret } from '../../lib/auth/tokens.js'
 import { listEvents, verifyChain, type EventRow } from '../../lib/audit/log.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
@@ -712,5 +712,42 @@ t.test(
     await feed.report({ cursor: null, ok: true, blobs: 0 })
     const row = core.db.prepare('SELECT pop_id FROM pop_sync_state WHERE pop_id = ?').get('pop-b')
     t.ok(row, 'the report was recorded for the authenticated POP')
+  },
+)
+
+t.test(
+  'token secret rotation: old tokens live on once, then the client logs in again by itself',
+  async (t) => {
+    const client = new PopApiClient({
+      baseUrl: `https://127.0.0.1:${port}`,
+      popId: 'pop-a',
+      keyPem: A.keyPem,
+      certPem: A.certPem,
+      caPem: pki.caCertPem,
+    })
+    t.teardown(() => client.close())
+    t.equal((await client.request('GET', '/pop/v1/secret')).status, 200)
+    rotateTokenSecret(pki.coreDir)
+    t.equal(
+      (await client.request('GET', '/pop/v1/secret')).status,
+      200,
+      'the previous secret still verifies',
+    )
+    rotateTokenSecret(pki.coreDir)
+    mark = listEvents(core.db, { limit: 1 })[0]?.id ?? 0
+    t.equal(
+      (await client.request('GET', '/pop/v1/secret')).status,
+      200,
+      'recovered with a fresh token',
+    )
+    const rows = since()
+    t.ok(
+      rows.some((e) => e.reason === 'token_invalid' && e.actor === 'pop-a'),
+      'the stale token was refused',
+    )
+    t.ok(
+      rows.some((e) => e.kind === 'pop.token' && e.reason === 'token_issued'),
+      'a new token was issued',
+    )
   },
 )
