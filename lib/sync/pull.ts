@@ -196,6 +196,16 @@ function identityCheck(
   return null
 }
 
+interface Staged {
+  page: FeedPage
+  /** Identity alarm: the page must not be used; re-baseline first. */
+  alarm: ClavitorError | null
+  items: FeedItem[]
+  held: Set<string>
+  runDir: string
+  fetchError: ClavitorError | null
+}
+
 export async function pullOnce(o: PullOptions): Promise<PullResult> {
   const pageSize = o.pageSize ?? 1000
   const heldByPath = o.db.prepare(
@@ -217,61 +227,34 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
 
   await rm(o.stagingDir, { recursive: true, force: true })
   await mkdir(o.stagingDir, { recursive: true })
-  const runDir = join(o.stagingDir, 'run')
-  const listFile = join(o.stagingDir, 'files-from.list')
 
-  for (;;) {
-    checkAbort(o.signal)
-    const cursorTok = getMeta(o.db, K_CURSOR)
-    const cursor = decodeCursor(cursorTok)
-    const page = await o.feed.page(cursorTok, pageSize)
-    res.pages++
-    res.head = page.head
-
-    const alarm = rebaselined ? null : identityCheck(o, page, cursor)
-    if (alarm) {
-      rebaselined = true
-      res.alarms.push(alarm)
-      o.warn?.(alarm.message, { code: alarm.code, ...alarm.details })
-      o.audit?.({
-        kind: 'sync.alarm',
-        actor: o.popId,
-        outcome: 'alarm',
-        reason: alarm.code,
-        data: { message: alarm.message, ...alarm.details },
-      })
-      o.db
-        .transaction(() => {
-          setMeta(o.db, K_CURSOR, null)
-          setMeta(o.db, K_STORE_ID, page.store_id)
-          setMeta(o.db, K_GENERATION, String(page.generation))
-        })
-        .immediate()
-      continue
-    }
-    if (getMeta(o.db, K_STORE_ID) === null) {
-      o.db
-        .transaction(() => {
-          setMeta(o.db, K_STORE_ID, page.store_id)
-          setMeta(o.db, K_GENERATION, String(page.generation))
-        })
-        .immediate()
-    }
-
-    // Which listed blobs are held already (sealed here), which must be fetched.
+  /**
+   * Feed page after `reqTok`, identity check, held/fetch split, rsync of what is missing
+   * into the slot's folder. Pure preparation: nothing becomes visible here, so the next
+   * page is staged while the current one is being ingested.
+   */
+  const stage = async (
+    reqTok: string | null,
+    slot: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Staged> => {
+    const runDir = join(o.stagingDir, `run-${slot}`)
+    const page = await o.feed.page(reqTok, pageSize)
+    const alarm = rebaselined ? null : identityCheck(o, page, decodeCursor(getMeta(o.db, K_CURSOR)))
+    if (alarm) return { page, alarm, items: [], held: new Set(), runDir, fetchError: null }
+    const reqPos = decodeCursor(reqTok)
     const items = page.items
     const toFetch: FeedItem[] = []
     const held = new Set<string>()
     for (const it of items) {
-      if (cursor && compareCursor(it, cursor) <= 0) {
+      if (reqPos && compareCursor(it, reqPos) <= 0) {
         throw claError(
           'CLA_ERR_SYNC_FEED',
-          `the core listed ${it.path} at or before the cursor ${cursorTok}`,
+          `the core listed ${it.path} at or before the cursor ${reqTok}`,
         )
       }
       const byPath = heldByPath.get(it.path) as HeldRow | undefined
-      const bySeq = byPath ? undefined : (heldBySeq.get(it.seq) as HeldRow | undefined)
-      const h = byPath ?? bySeq
+      const h = byPath ?? (heldBySeq.get(it.seq) as HeldRow | undefined)
       if (h) {
         if (
           h.path !== it.path ||
@@ -299,59 +282,129 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
         toFetch.push(it)
       }
     }
-
     let fetchError: ClavitorError | null = null
+    await rm(runDir, { recursive: true, force: true })
     if (toFetch.length > 0) {
-      await rm(runDir, { recursive: true, force: true })
       await mkdir(runDir, { recursive: true })
-      fetchError = await fetchPage(o, toFetch, listFile, runDir)
-    }
-
-    // The contiguous prefix of the page that is held or fully staged: only it may move the cursor.
-    const prefix: FeedItem[] = []
-    let missing: FeedItem | undefined
-    for (const it of items) {
-      if (held.has(it.path) || existsSync(join(runDir, it.path))) prefix.push(it)
-      else {
-        missing = it
-        break
-      }
-    }
-
-    await ingestPrefix(o, prefix, held, runDir, res)
-
-    if (missing) {
-      throw (
-        fetchError ??
-        claError(
-          'CLA_ERR_SYNC_PARTIAL',
-          `${missing.path} was listed by the core but did not arrive; the cursor stays before it`,
-          {
-            details: { path: missing.path },
-          },
-        )
+      fetchError = await fetchPage(
+        { ...o, ...(signal ? { signal } : {}) },
+        toFetch,
+        join(o.stagingDir, `files-from-${slot}.list`),
+        runDir,
       )
     }
-    if (fetchError) throw fetchError
+    return { page, alarm: null, items, held, runDir, fetchError }
+  }
 
-    // Whole page sealed or held: the cursor reaches the page's end.
-    if (items.length > 0) {
-      const last = items[items.length - 1]!
-      const tok = encodeCursor(last)
-      if (getMeta(o.db, K_CURSOR) !== tok)
-        o.db.transaction(() => setMeta(o.db, K_CURSOR, tok)).immediate()
+  let slot = 0
+  let ahead: { promise: Promise<Staged>; ac: AbortController } | null = null
+  const dropAhead = async () => {
+    if (!ahead) return
+    ahead.ac.abort()
+    await ahead.promise.catch(() => undefined)
+    ahead = null
+  }
+  try {
+    for (;;) {
+      checkAbort(o.signal)
+      const st: Staged = ahead
+        ? await ahead.promise
+        : await stage(getMeta(o.db, K_CURSOR), slot, o.signal)
+      ahead = null
+      res.pages++
+      res.head = st.page.head
+      const { page, items, held, runDir, fetchError } = st
+
+      if (st.alarm) {
+        const alarm = st.alarm
+        rebaselined = true
+        res.alarms.push(alarm)
+        o.warn?.(alarm.message, { code: alarm.code, ...alarm.details })
+        o.audit?.({
+          kind: 'sync.alarm',
+          actor: o.popId,
+          outcome: 'alarm',
+          reason: alarm.code,
+          data: { message: alarm.message, ...alarm.details },
+        })
+        o.db
+          .transaction(() => {
+            setMeta(o.db, K_CURSOR, null)
+            setMeta(o.db, K_STORE_ID, page.store_id)
+            setMeta(o.db, K_GENERATION, String(page.generation))
+          })
+          .immediate()
+        continue
+      }
+      if (getMeta(o.db, K_STORE_ID) === null) {
+        o.db
+          .transaction(() => {
+            setMeta(o.db, K_STORE_ID, page.store_id)
+            setMeta(o.db, K_GENERATION, String(page.generation))
+          })
+          .immediate()
+      }
+
+      // Stage the next page (feed + rsync) while this one is verified, sealed and indexed.
+      if (page.more && items.length > 0 && !fetchError) {
+        const ac = new AbortController()
+        const onAbort = () => ac.abort()
+        o.signal?.addEventListener('abort', onAbort, { once: true })
+        slot ^= 1
+        const promise = stage(encodeCursor(items[items.length - 1]!), slot, ac.signal).finally(() =>
+          o.signal?.removeEventListener('abort', onAbort),
+        )
+        promise.catch(() => undefined) // awaited below; never an unhandled rejection
+        ahead = { promise, ac }
+      }
+
+      // The contiguous prefix of the page that is held or fully staged: only it may move the cursor.
+      const prefix: FeedItem[] = []
+      let missing: FeedItem | undefined
+      for (const it of items) {
+        if (held.has(it.path) || existsSync(join(runDir, it.path))) prefix.push(it)
+        else {
+          missing = it
+          break
+        }
+      }
+
+      await ingestPrefix(o, prefix, held, runDir, res)
+
+      if (missing) {
+        throw (
+          fetchError ??
+          claError(
+            'CLA_ERR_SYNC_PARTIAL',
+            `${missing.path} was listed by the core but did not arrive; the cursor stays before it`,
+            {
+              details: { path: missing.path },
+            },
+          )
+        )
+      }
+      if (fetchError) throw fetchError
+
+      // Whole page sealed or held: the cursor reaches the page's end.
+      if (items.length > 0) {
+        const tok = encodeCursor(items[items.length - 1]!)
+        if (getMeta(o.db, K_CURSOR) !== tok)
+          o.db.transaction(() => setMeta(o.db, K_CURSOR, tok)).immediate()
+      }
+      res.cursor = getMeta(o.db, K_CURSOR)
+      o.onProgress?.({
+        sealed: res.sealed,
+        already: res.already,
+        page: items.length,
+        remaining: Math.max(0, (page.remaining ?? items.length) - items.length),
+        cursor: res.cursor,
+        head: res.head,
+      })
+      await rm(runDir, { recursive: true, force: true })
+      if (!page.more || items.length === 0) break
     }
-    res.cursor = getMeta(o.db, K_CURSOR)
-    o.onProgress?.({
-      sealed: res.sealed,
-      already: res.already,
-      page: items.length,
-      remaining: Math.max(0, (page.remaining ?? items.length) - items.length),
-      cursor: res.cursor,
-      head: res.head,
-    })
-    await rm(runDir, { recursive: true, force: true })
-    if (!page.more || items.length === 0) break
+  } finally {
+    await dropAhead()
   }
   res.cursor = getMeta(o.db, K_CURSOR)
   const pos = decodeCursor(res.cursor)
