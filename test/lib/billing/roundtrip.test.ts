@@ -168,3 +168,82 @@ t.test('adjustments round-trip; a lost answer is recognised without custom_data'
   t.not(linked.paddle_id, credit.paddle_id, 'matched the unlinked twin, not the first one')
   t.equal(rig.fake.state.adjustments.size, 2, 'no third adjustment')
 })
+
+t.test(
+  'list, revenue per discount and currency, tree with departments, the worker loop',
+  async (t) => {
+    const rig = await billingRig({
+      billing: { retry: { intervalMs: 10, minAgeMs: 0, baseDelayMs: 0 } },
+    })
+    t.teardown(rig.close)
+    const b = rig.billing
+    const s = await seed(b)
+    const dept = await b.create('customers', {
+      email: 'dept@example.com',
+      parent_id: s.customer.id,
+    })
+    const other = await b.create('customers', { email: 'direct@example.com' })
+    const otherAddr = await b.create('addresses', { customer_id: other.id, country_code: 'FR' })
+    const usd = await b.create('prices', {
+      product_id: s.product.id,
+      description: 'usd',
+      unit_amount: '999999999999',
+      currency_code: 'USD',
+      billing_interval: 'year',
+    })
+    const deptAddr = await b.create('addresses', { customer_id: dept.id, country_code: 'DE' })
+    for (let i = 0; i < 3; i++) {
+      await b.create('subscriptions', {
+        customer_id: dept.id,
+        address_id: deptAddr.id,
+        currency_code: 'USD',
+        items: [{ price_id: usd.id }],
+      })
+    }
+    await b.create('subscriptions', {
+      customer_id: other.id,
+      address_id: otherAddr.id,
+      currency_code: 'EUR',
+      items: [{ price_id: s.price.id }],
+    })
+
+    const rev = b.revenueByDiscount()
+    t.same(
+      rev.map((r) => [r.discount_id, r.currency_code, r.revenue, r.transactions]),
+      [
+        [s.discount.id, 'USD', String(3n * (999999999999n - (999999999999n * 2000n) / 10000n)), 3],
+        [null, 'EUR', '1200', 1],
+      ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+      'summed exactly as BigInt, per discount and currency (the department gets its MSP discount)',
+    )
+
+    const tree = b.customerTree()
+    t.same(tree.map((n) => n.id).sort(), [s.msp.id, other.id].sort())
+    const msp = tree.find((n) => n.id === s.msp.id)!
+    t.equal(msp.children[0]?.children[0]?.id, dept.id, 'MSP → customer → department')
+
+    t.equal(b.list('customers').length, 4)
+    t.same(
+      b.list('customers', { customer_id: s.msp.id }).map((r) => r.id),
+      [s.customer.id],
+    )
+    t.equal(b.list('subscriptions', { customer_id: dept.id, limit: 2 }).length, 2)
+    const page2 = b.list('subscriptions', { after: b.list('subscriptions', { limit: 1 })[0]!.id })
+    t.equal(page2.length, 3)
+    t.equal(b.list('products', { state: 'pending' }).length, 0)
+    t.throws(() => b.get('products', 'prd_nope'), { code: 'CLA_ERR_NOT_FOUND' })
+
+    // the worker loop picks up rows on its own
+    rig.fake.failNext({ kind: '5xx' })
+    const p = await b.create('products', { name: 'later' })
+    t.equal(p.state, 'pending')
+    const reports: unknown[] = []
+    b.startRetryWorker((r) => reports.push(r))
+    b.startRetryWorker() // idempotent
+    for (let i = 0; i < 500 && b.get('products', p.id).state !== 'synced'; i++)
+      await new Promise((r) => setTimeout(r, 10))
+    await b.stop()
+    t.equal(b.get('products', p.id).state, 'synced', 'converged by the worker')
+    t.ok(reports.length >= 1)
+  },
+)
