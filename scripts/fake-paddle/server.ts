@@ -798,22 +798,24 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     if (id && method === 'PATCH') {
       const o = get(coll, id)
       switch (coll) {
-        case 'customers':
-          if (
-            body.email &&
-            [...state.customers.values()].some(
-              (c) =>
-                c.id !== o.id && String(c.email).toLowerCase() === String(body.email).toLowerCase(),
-            )
-          ) {
+        case 'customers': {
+          const dup = body.email
+            ? [...state.customers.values()].find(
+                (c) =>
+                  c.id !== o.id &&
+                  String(c.email).toLowerCase() === String(body.email).toLowerCase(),
+              )
+            : undefined
+          if (dup) {
             throw new HttpError(
               409,
               'request_error',
               'customer_already_exists',
-              `customer email conflicts with customer of id ${o.id}`,
+              `customer email conflicts with customer of id ${dup.id}`,
             )
           }
           return ok(patchIn(coll, o, body, ['email', 'name', 'locale', 'custom_data', 'status']))
+        }
         case 'products':
           return ok(
             patchIn(coll, o, body, [
