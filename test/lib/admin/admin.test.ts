@@ -6,6 +6,7 @@ import { sha256hex } from '../../../lib/admin/secrets.js'
 import { listEvents, verifyChain } from '../../../lib/audit/log.js'
 import { isClavitorError } from '../../../lib/errors.js'
 import { seedAdmin } from '../../fixtures/admin.js'
+import { SoftAuthenticator } from '../../fixtures/soft-authenticator.js'
 
 const facts = { rpID: 'localhost', origin: 'http://localhost:8080', ip: '127.0.0.1' }
 
@@ -291,5 +292,100 @@ t.test('disable: owner only, not yourself, never the last owner; sessions end', 
   t.match(listEvents(db, { actor: 'system' })[0], { reason: 'admin.disable' })
   t.equal(admin.findByName('Oscar')?.disabled_at !== null, true)
   t.equal(admin.findByName('nobody'), undefined)
+  t.ok(verifyChain(db).ok)
+})
+
+t.test('full ceremonies with a software key: enroll, login, counter, origin, replay', async (t) => {
+  const { db, admin } = setup(t)
+  const key = new SoftAuthenticator()
+  const tok = admin.firstAdminToken()!
+  const reg = await admin.startEnrollment({ token: tok.token, name: 'Ada' }, facts)
+  const s = await admin.finishEnrollment(
+    { ceremonyId: reg.ceremonyId, response: key.register(reg.options, facts.origin) },
+    facts,
+  )
+  t.match(s.human, { name: 'Ada', role: 'owner' })
+  t.match(admin.session(s.token), { name: 'Ada', role: 'owner' })
+  t.throws(
+    () => admin.checkToken(tok.token),
+    { code: 'CLA_ERR_ADMIN_SETUP_TOKEN' },
+    'the setup token is spent',
+  )
+  t.match(db.prepare('SELECT used_by, created_by FROM setup_tokens').get(), {
+    used_by: s.human.humanId,
+    created_by: 'system',
+  })
+  t.match(listEvents(db, { actor: s.human.humanId })[0], {
+    kind: 'admin.action',
+    reason: 'admin.enroll',
+  })
+  t.equal(admin.firstAdminToken(), null)
+
+  // the same key again with an invite: refused as already enrolled
+  const inv = admin.invite(s.human, 'viewer', facts)
+  const reg2 = await admin.startEnrollment({ token: inv.token, name: 'Bob' }, facts)
+  await t.rejects(
+    admin.finishEnrollment(
+      { ceremonyId: reg2.ceremonyId, response: key.register(reg2.options, facts.origin) },
+      facts,
+    ),
+    {
+      code: 'CLA_ERR_WEBAUTHN_FAILED',
+    },
+  )
+  t.equal(admin.checkToken(inv.token).role, 'viewer', 'the invite survives the failed attempt')
+  await t.rejects(admin.startEnrollment({ token: inv.token, name: 'Ada' }, facts), /exists already/)
+
+  // login
+  const l1 = await admin.startLogin(facts)
+  const resp = key.login(l1.options, facts.origin)
+  const ls = await admin.finishLogin({ ceremonyId: l1.ceremonyId, response: resp }, facts)
+  t.equal(ls.human.humanId, s.human.humanId)
+  t.not(ls.token, s.token, 'a new session per login')
+  t.equal(db.prepare('SELECT counter FROM webauthn_credentials').pluck().get(), 1, 'counter stored')
+  t.match(listEvents(db, { kind: 'admin.auth' })[0], {
+    outcome: 'ok',
+    reason: 'login',
+    actor: s.human.humanId,
+  })
+
+  // replaying the same assertion on a new ceremony fails (challenge differs)
+  const l2 = await admin.startLogin(facts)
+  await t.rejects(admin.finishLogin({ ceremonyId: l2.ceremonyId, response: resp }, facts), {
+    code: 'CLA_ERR_WEBAUTHN_FAILED',
+  })
+  // a response made for another origin fails
+  const l3 = await admin.startLogin(facts)
+  await t.rejects(
+    admin.finishLogin(
+      { ceremonyId: l3.ceremonyId, response: key.login(l3.options, 'https://evil.example') },
+      facts,
+    ),
+    { code: 'CLA_ERR_WEBAUTHN_FAILED' },
+  )
+  // a cloned key (counter going backwards) fails
+  const l4 = await admin.startLogin(facts)
+  key.counter = 0
+  await t.rejects(
+    admin.finishLogin(
+      { ceremonyId: l4.ceremonyId, response: key.login(l4.options, facts.origin) },
+      facts,
+    ),
+    {
+      code: 'CLA_ERR_WEBAUTHN_FAILED',
+    },
+  )
+  // a disabled admin's key no longer logs in
+  const other = seedAdmin(db, 'owner', 'Olga')
+  admin.disable({ humanId: other.humanId, name: 'Olga', role: 'owner' }, s.human.humanId, facts)
+  key.counter = 10
+  const l5 = await admin.startLogin(facts)
+  await t.rejects(
+    admin.finishLogin(
+      { ceremonyId: l5.ceremonyId, response: key.login(l5.options, facts.origin) },
+      facts,
+    ),
+    /not enrolled here|disabled/,
+  )
   t.ok(verifyChain(db).ok)
 })
