@@ -47,6 +47,8 @@ export {
 } from './keys.js'
 export { P0_MAX_HEX, P0_MIN_HEX, isValidP0, shardOf, validateP0 } from './p0.js'
 export {
+  Sealer,
+  shQuote,
   chattr,
   chunkArgs,
   probeSealing,

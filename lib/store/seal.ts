@@ -113,3 +113,143 @@ export async function probeSealing(dir: string): Promise<ProbeResult> {
 export async function unsealTree(dir: string): Promise<void> {
   await execa('chattr', ['-R', '-i', '-a', '--', dir], { stdin: 'ignore', reject: false })
 }
+
+const MARK = '@@clavitor-seal'
+
+/** Quotes one argument for sh: single quotes, with ' written as '\''. */
+export const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`
+
+interface SealRequest {
+  label: string
+  first: string | undefined
+  count: number
+  out: string[]
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/**
+ * A long-lived `sh` (started through execa) that runs one `chattr` per batch on request:
+ * forking chattr from a small shell costs far less than spawning it from a large Node
+ * process, which matters when groups are small. Requests are answered in order; the shell
+ * is restarted if it dies. Idle, it does not keep the event loop alive.
+ */
+export class Sealer {
+  private proc: ReturnType<typeof execa> | null = null
+  private queue: SealRequest[] = []
+  private buf = ''
+  private closed = false
+
+  async chattr(flags: string[], paths: readonly string[]): Promise<void> {
+    for (const chunk of chunkArgs(paths)) await this.run(flags, chunk)
+  }
+
+  seal(files: readonly string[], dirs: readonly string[]): Promise<unknown> {
+    return Promise.all([
+      files.length ? this.chattr(['+i'], files) : null,
+      dirs.length ? this.chattr(['+a'], dirs) : null,
+    ])
+  }
+
+  close(): void {
+    this.closed = true
+    const p = this.proc
+    this.proc = null
+    if (p) {
+      p.stdin?.end()
+      p.kill('SIGTERM')
+    }
+  }
+
+  private run(flags: string[], chunk: string[]): Promise<void> {
+    if (this.closed) return chattr(flags, chunk)
+    const proc = this.ensure()
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({
+        label: flags.join(' '),
+        first: chunk[0],
+        count: chunk.length,
+        out: [],
+        resolve,
+        reject,
+      })
+      this.setRef(true)
+      const cmd = `chattr ${flags.join(' ')} -- ${chunk.map(shQuote).join(' ')} 2>&1; echo "${MARK} $?"\n`
+      proc.stdin!.write(cmd)
+    })
+  }
+
+  private ensure(): ReturnType<typeof execa> {
+    if (this.proc) return this.proc
+    const p = execa('sh', [], {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'ignore',
+      buffer: false,
+      reject: false,
+    })
+    this.proc = p
+    this.buf = ''
+    p.stdout!.setEncoding('utf8')
+    p.stdout!.on('data', (d: string) => this.onData(d))
+    p.stdin!.on('error', () => undefined) // EPIPE: handled by the exit below
+    void p.then(() => this.onExit(p))
+    this.setRef(false)
+    return p
+  }
+
+  private setRef(on: boolean): void {
+    const p = this.proc
+    if (!p) return
+    for (const h of [p, p.stdin, p.stdout] as Array<{
+      ref?: () => void
+      unref?: () => void
+    } | null>) {
+      if (on) h?.ref?.()
+      else h?.unref?.()
+    }
+  }
+
+  private onData(d: string): void {
+    this.buf += d
+    let nl: number
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, nl)
+      this.buf = this.buf.slice(nl + 1)
+      const req = this.queue[0]
+      if (!req) continue
+      if (line.startsWith(MARK + ' ')) {
+        this.queue.shift()
+        const rc = Number(line.slice(MARK.length + 1))
+        if (rc === 0) req.resolve()
+        else {
+          const why = req.out.find((l) => l.trim()) ?? `exit ${rc}`
+          req.reject(
+            claError(
+              'CLA_ERR_SEAL_FAILED',
+              `chattr ${req.label} failed on ${req.count} path(s): ${why.trim()}`,
+              {
+                details: { first: req.first },
+              },
+            ),
+          )
+        }
+        if (this.queue.length === 0) this.setRef(false)
+      } else req.out.push(line)
+    }
+  }
+
+  private onExit(p: ReturnType<typeof execa>): void {
+    if (this.proc === p) this.proc = null
+    const pending = this.queue
+    this.queue = []
+    for (const r of pending) {
+      r.reject(
+        claError(
+          'CLA_ERR_SEAL_FAILED',
+          `the chattr shell exited before sealing ${r.count} path(s)`,
+        ),
+      )
+    }
+  }
+}

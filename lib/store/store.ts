@@ -53,7 +53,7 @@ import {
   readAttrs,
   hasFlag,
   sealDirs,
-  sealFiles,
+  Sealer,
   unsealTree,
   type ProbeResult,
 } from './seal.js'
@@ -351,6 +351,7 @@ export class BlobStore {
   private stage2: Promise<unknown> = Promise.resolve()
   private stage2Failure: unknown = undefined
   private pending: PendingPut[] = []
+  private readonly sealer = new Sealer()
   private flushQueued = false
 
   private constructor(args: {
@@ -568,6 +569,7 @@ export class BlobStore {
       await st
       if (m === this.mutex && st === this.stage2 && this.pending.length === 0) break
     }
+    this.sealer.close()
     this.lock?.release()
     this.lock = null
     if (this.ownsDb) this.db.close()
@@ -1022,11 +1024,8 @@ export class BlobStore {
   ): Promise<{ sealed: boolean; error?: ClavitorError }> {
     if (!this.sealing) return { sealed: false }
     try {
-      // two chattr processes side by side: +i on the files, +a on new folders
-      await Promise.all([
-        files.length ? sealFiles(files) : null,
-        dirs.length ? sealDirs(dirs) : null,
-      ])
+      // one chattr for the files (+i), one for new folders (+a), forked by the sealer shell
+      await this.sealer.seal(files, dirs)
       return { sealed: true }
     } catch (err) {
       const e = isClavitorError(err)

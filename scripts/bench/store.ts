@@ -18,6 +18,7 @@ const program = new Command()
   .addOption(new Option('--n <n>', 'blobs to write').default('5000'))
   .addOption(new Option('--concurrency <c>', 'puts in flight against the store').default('256'))
   .addOption(new Option('--size <bytes>', 'payload size').default('4096'))
+  .addOption(new Option('--max-batch <m>', 'StoreOptions.maxBatch: most puts per group').default('512'))
   .addOption(new Option('--p0s <k>', 'distinct p0s the blobs spread over').default('1000'))
   .addOption(
     new Option('--protection <mode>', 'store protection')
@@ -27,6 +28,7 @@ const program = new Command()
   .addOption(new Option('--dir <dir>', 'work folder (default: a temp folder, removed afterwards)'))
   .parse()
 const o = program.opts<{
+  maxBatch: string
   n: string
   concurrency: string
   size: string
@@ -100,6 +102,7 @@ async function store(concurrency: number, n: number, label: string): Promise<Row
   const dataDir = join(work, `store-c${concurrency}`)
   const s = await BlobStore.init({
     dataDir,
+    maxBatch: Number(o.maxBatch),
     protection: o.protection,
     onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
   })

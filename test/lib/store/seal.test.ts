@@ -12,7 +12,14 @@ import {
   linkSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { BlobStore, chunkArgs, probeSealing } from '../../../lib/store/index.js'
+import {
+  BlobStore,
+  chunkArgs,
+  probeSealing,
+  readAttrs,
+  Sealer,
+  shQuote,
+} from '../../../lib/store/index.js'
 import { tempData, P0A } from '../../fixtures/store/helpers.js'
 
 t.test('chunkArgs cuts long argument lists like xargs', async (t) => {
@@ -62,3 +69,31 @@ t.test(
     t.ok(r.ok && r.sealChecked, 'verify: all sealed')
   },
 )
+
+t.test('the sealer shell: odd names, typed failures, restart after it dies', async (t) => {
+  t.equal(shQuote("it's"), `'it'\\''s'`)
+  const dir = tempData(t)
+  mkdirSync(dir, { recursive: true })
+  const probe = await probeSealing(dir)
+  if (!probe.honoured) {
+    t.skip(`needs root on ext4: ${probe.reason}`, () => {})
+    return
+  }
+  const sealer = new Sealer()
+  t.teardown(() => sealer.close())
+  const odd = [join(dir, "a b'c $(x) \\n.cla"), join(dir, 'plain.cla'), join(dir, '-dash.cla')]
+  for (const f of odd) writeFileSync(f, 'x')
+  await sealer.chattr(['+i'], odd)
+  const attrs = await readAttrs(odd)
+  for (const f of odd) t.match(attrs.get(f), /i/, f)
+  await t.rejects(sealer.chattr(['+i'], [join(dir, 'missing.cla')]), {
+    code: 'CLA_ERR_SEAL_FAILED',
+    message: /missing\.cla|No such file/,
+  })
+  // the shell dies: the next request starts a new one
+  ;(sealer as unknown as { proc: { kill: (s: string) => void } }).proc.kill('SIGKILL')
+  await new Promise((r) => setTimeout(r, 200))
+  await sealer.chattr(['-i'], odd)
+  for (const f of odd) unlinkSync(f)
+  t.pass('unsealed and removed after a restart')
+})
