@@ -247,7 +247,8 @@ export default async function adminRoutes(
     setSession(reply, s.token, s.expiresAt)
     return { ok: true, name: s.human.name, role: s.human.role }
   })
-  app.get('/setup', pubLimited, (req, reply) => {
+  // logLevel warn: the one-time token is in the query string; keep it out of the request logs
+  app.get('/setup', { ...pubLimited, logLevel: 'warn' }, (req, reply) => {
     const token = str((req.query as Record<string, unknown>).token)
     const { role } = admin.checkToken(token)
     return page(reply, v.setupPage(csrf(req, reply), token, role))

@@ -454,3 +454,31 @@ t.test('login and setup endpoints are rate-limited per IP', async (t) => {
   t.same(json, [403, 403, 403, 429], 'each endpoint has its own budget; no CSRF token here')
   t.equal((await app.inject('/admin/assets/admin.css')).statusCode, 200, 'assets are not limited')
 })
+
+t.test('the setup token stays out of the request logs', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'clavitor-admin-'))
+  const core = await openCore({ dataDir: dir })
+  const lines: string[] = []
+  const app = await buildCoreApp({
+    core,
+    fastify: { logger: { level: 'info', stream: { write: (s: string) => void lines.push(s) } } },
+    admin: { secret: 'y'.repeat(43), onSetupUrl: () => {} },
+  })
+  t.teardown(async () => {
+    await app.close()
+    await core.close()
+    spawnSync('chattr', ['-R', '-i', '-a', dir])
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const tok = core.admin.firstAdminToken()!.token
+  t.equal((await app.inject(`/admin/setup?token=${tok}`)).statusCode, 200)
+  t.equal((await app.inject('/admin/login')).statusCode, 200)
+  t.ok(
+    lines.some((l) => l.includes('/admin/login')),
+    'requests are logged',
+  )
+  t.notOk(
+    lines.some((l) => l.includes(tok)),
+    'but not the token',
+  )
+})
