@@ -751,3 +751,21 @@ t.test(
     )
   },
 )
+
+t.test(
+  'fail closed: when the audit log cannot be written, a good request is refused',
+  async (t) => {
+    const tk = await token(A)
+    core.db.exec(
+      "CREATE TRIGGER pop_sec_no_audit BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    t.teardown(() => core.db.exec('DROP TRIGGER IF EXISTS pop_sec_no_audit'))
+    const r = await send({ headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}) } })
+    t.equal(r.status, 503)
+    t.match(JSON.parse(r.body), { error: { code: 'CLA_ERR_AUDIT_WRITE_FAILED' } })
+    t.notMatch(r.body, SECRET, 'no data served')
+    core.db.exec('DROP TRIGGER pop_sec_no_audit')
+    const ok = await send({ headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}) } })
+    t.equal(ok.status, 200, 'served again once the log is writable')
+  },
+)
