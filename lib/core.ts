@@ -15,6 +15,7 @@ import type { Billing } from './billing/billing.js'
 import { openBilling, paddleConfigFromEnv, type PaddleConfig } from './billing/config.js'
 import { Admin } from './admin/admin.js'
 import { Credentials, type CredentialsOptions } from './credentials/index.js'
+import { Metrics } from './metrics.js'
 
 export interface CoreOptions {
   /** The data folder; created if missing. */
@@ -40,6 +41,8 @@ export interface Core {
   readonly admin: Admin
   /** Vaults, vault API keys, P0 → WL3 registry (lib/credentials; docs/api.md). */
   readonly credentials: Credentials
+  /** Prometheus registry of this instance (lib/metrics.ts), served at /metrics. */
+  readonly metrics: Metrics
   close(): Promise<void>
 }
 
@@ -69,6 +72,7 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     billing,
     admin: new Admin(db),
     credentials: new Credentials(db, store, opts.credentials),
+    metrics: new Metrics({ role: 'core', db }),
     async close() {
       await billing.stop()
       await store.close()

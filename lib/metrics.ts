@@ -39,7 +39,8 @@ export class Metrics {
     const { db, role } = opts
     const registers = [this.registry]
     this.registry.setDefaultLabels({ role })
-    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'clavitor_' })
+    if (opts.processMetrics ?? true)
+      collectDefaultMetrics({ register: this.registry, prefix: 'clavitor_' })
 
     this.httpDuration = new Histogram({
       name: 'clavitor_http_request_duration_seconds',
@@ -48,7 +49,11 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     })
-    this.syncRuns = new Counter({ name: 'clavitor_sync_runs_total', help: 'POP pull runs', registers })
+    this.syncRuns = new Counter({
+      name: 'clavitor_sync_runs_total',
+      help: 'POP pull runs',
+      registers,
+    })
     this.syncRunErrors = new Counter({
       name: 'clavitor_sync_run_errors_total',
       help: 'POP pull runs that failed, by reason code',
@@ -61,7 +66,9 @@ export class Metrics {
       registers,
     })
 
-    const blobStats = db.prepare('SELECT count(*) AS n, coalesce(sum(file_size), 0) AS bytes FROM blobs')
+    const blobStats = db.prepare(
+      'SELECT count(*) AS n, coalesce(sum(file_size), 0) AS bytes FROM blobs',
+    )
     new Gauge({
       name: 'clavitor_blobs',
       help: 'Sealed .cla blobs in the index',
@@ -92,7 +99,8 @@ export class Metrics {
         labelNames: ['entity'],
         registers,
         collect() {
-          for (const { t, stmt } of pending) this.set({ entity: t }, (stmt.get() as { p: number | null }).p ?? 0)
+          for (const { t, stmt } of pending)
+            this.set({ entity: t }, (stmt.get() as { p: number | null }).p ?? 0)
         },
       })
       new Gauge({
@@ -101,7 +109,8 @@ export class Metrics {
         labelNames: ['entity'],
         registers,
         collect() {
-          for (const { t, stmt } of pending) this.set({ entity: t }, (stmt.get() as { f: number | null }).f ?? 0)
+          for (const { t, stmt } of pending)
+            this.set({ entity: t }, (stmt.get() as { f: number | null }).f ?? 0)
         },
       })
       const lag = db.prepare('SELECT pop_id, lag_us FROM pop_sync_state')
@@ -117,7 +126,9 @@ export class Metrics {
           }
         },
       })
-      const webhooks = db.prepare('SELECT outcome, count(*) AS n FROM paddle_events GROUP BY outcome')
+      const webhooks = db.prepare(
+        'SELECT outcome, count(*) AS n FROM paddle_events GROUP BY outcome',
+      )
       new Gauge({
         name: 'clavitor_webhooks',
         help: 'Paddle webhook deliveries recorded, by outcome',
@@ -125,7 +136,8 @@ export class Metrics {
         registers,
         collect() {
           this.reset()
-          for (const r of webhooks.all() as Array<{ outcome: string; n: number }>) this.set({ outcome: r.outcome }, r.n)
+          for (const r of webhooks.all() as Array<{ outcome: string; n: number }>)
+            this.set({ outcome: r.outcome }, r.n)
         },
       })
       const refusals = db.prepare(
@@ -138,7 +150,8 @@ export class Metrics {
         registers,
         collect() {
           this.reset()
-          for (const r of refusals.all() as Array<{ reason: string; n: number }>) this.set({ reason: r.reason }, r.n)
+          for (const r of refusals.all() as Array<{ reason: string; n: number }>)
+            this.set({ reason: r.reason }, r.n)
         },
       })
     }

@@ -7,6 +7,7 @@ import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
 import { openApiRoute } from './openapi.js'
 import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
+import { metricsPlugin } from './plugins/metrics.js'
 
 export interface CoreAppOptions {
   /** The library instance this app serves. */
@@ -33,6 +34,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
     return reply.status(status).send(body)
   })
   app.get('/healthz', async () => ({ ok: true }))
+  await app.register(metricsPlugin, { metrics: opts.core.metrics })
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
   await app.register(credentialsRoutes, { core: opts.core, ...opts.credentials })
   await app.register(openApiRoute, { maxWl3Bytes: opts.core.credentials.maxWl3Bytes })

@@ -1,0 +1,28 @@
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { openCore } from '../../lib/core.js'
+import { buildCoreApp } from '../../server/app.js'
+
+t.test('the core serves /metrics with blob counts and route-labelled latency', async (t) => {
+  const dir = t.testdir()
+  const core = await openCore({ dataDir: dir, protection: 'off' })
+  const app = await buildCoreApp({ core })
+  t.teardown(async () => {
+    await app.close()
+    await core.close()
+    try {
+      execFileSync('chattr', ['-R', '-i', '-a', dir], { stdio: 'ignore' })
+    } catch {}
+  })
+  await core.store.put('ab'.repeat(16), Buffer.from('wl3'))
+  t.equal((await app.inject('/healthz')).statusCode, 200)
+  const res = await app.inject('/metrics')
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /text\/plain/)
+  t.match(res.body, /clavitor_blobs\{role="core"\} 1/)
+  t.match(
+    res.body,
+    /clavitor_http_request_duration_seconds_count\{role="core",method="GET",route="\/healthz",status="200"\} 1/,
+  )
+  t.match(res.body, /clavitor_process_resident_memory_bytes/)
+})
