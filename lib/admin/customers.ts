@@ -40,3 +40,48 @@ export async function createCustomer(
     },
   )
 }
+
+export interface MspMarginInput {
+  mspId: string
+  /** Shown at Paddle and on invoices. */
+  description: string
+  /** Percentage "0.01" to "100" (at most two decimals). */
+  percentage: string
+}
+
+/**
+ * Sets an MSP's margin: a recurring percentage discount applied to its customers'
+ * subscriptions (one per MSP; the billing layer refuses a second or a non-MSP), created
+ * through the dual write. Needs 'change'; audited as 'discount.create'.
+ */
+export async function createMspMargin(
+  admin: Admin,
+  billing: Billing,
+  actor: Actor,
+  input: MspMarginInput,
+  facts: Partial<RequestFacts> = {},
+): Promise<PublicRow> {
+  const description = typeof input.description === 'string' ? input.description.trim() : ''
+  const percentage = typeof input.percentage === 'string' ? input.percentage.trim() : ''
+  return admin.performAsync(
+    actor,
+    'discount.create',
+    'change',
+    facts,
+    { mspId: input.mspId, percentage },
+    async () => {
+      if (!description) {
+        throw claError('CLA_ERR_INVALID_INPUT', 'description is required', {
+          details: { field: 'description' },
+        })
+      }
+      return billing.create('discounts', {
+        msp_id: input.mspId,
+        description,
+        type: 'percentage',
+        amount: percentage,
+        recur: true,
+      })
+    },
+  )
+}

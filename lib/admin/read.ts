@@ -182,3 +182,13 @@ export function listDiscounts(db: Db, p: { limit: number; offset: number }) {
     p,
   )
 }
+
+/** An MSP's margin (its discount), if any. */
+export function mspDiscount(db: Db, mspId: string): Record<string, unknown> | undefined {
+  return db
+    .prepare(
+      `SELECT id, paddle_id, description, type, amount, currency_code, status, pending_since, failed_at, last_error
+         FROM discounts WHERE msp_id = ?`,
+    )
+    .get(mspId) as Record<string, unknown> | undefined
+}

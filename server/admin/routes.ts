@@ -19,13 +19,14 @@ import {
   listSubscriptions,
   listTransactions,
   listVaults,
+  mspDiscount,
   pageArgs,
   popLagSeries,
   popStates,
   blobGrowth,
 } from '../../lib/admin/read.js'
 import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
-import { createCustomer } from '../../lib/admin/customers.js'
+import { createCustomer, createMspMargin } from '../../lib/admin/customers.js'
 import { parseRole } from '../../lib/admin/roles.js'
 import { loadOrCreateSecret } from '../../lib/admin/secrets.js'
 import { listEvents, verifyChain } from '../../lib/audit/log.js'
@@ -300,7 +301,16 @@ export default async function adminRoutes(
       p = row.parent_id
     }
     const children = findChildren(core.billing.customerTree(), id)
-    return page(reply, v.customerPage(ctx(req, reply), c, ancestors, children))
+    return page(
+      reply,
+      v.customerPage(
+        ctx(req, reply),
+        c,
+        ancestors,
+        children,
+        c.level === 1 ? mspDiscount(core.db, id) : undefined,
+      ),
+    )
   })
   app.post('/customers', async (req, reply) => {
     const b = body(req)
@@ -312,6 +322,19 @@ export default async function adminRoutes(
       facts(req),
     )
     return reply.redirect(`/admin/customers/${encodeURIComponent(created.id)}`, 303)
+  })
+
+  app.post('/discounts', async (req, reply) => {
+    const b = body(req)
+    const mspId = str(b.msp_id)
+    await createMspMargin(
+      admin,
+      core.billing,
+      req.adminSession!,
+      { mspId, description: str(b.description), percentage: str(b.percentage) },
+      facts(req),
+    )
+    return reply.redirect(`/admin/customers/${encodeURIComponent(mspId)}`, 303)
   })
 
   app.get('/subscriptions', (req, reply) => {

@@ -302,11 +302,43 @@ export function customersPage(ctx: PageCtx, tree: CustomerNode[]): string {
   )
 }
 
+function marginSection(
+  ctx: PageCtx,
+  mspId: string,
+  d: Record<string, unknown> | undefined,
+): SafeHtml {
+  if (d) {
+    return html`<h2>MSP margin</h2>
+      <p id="msp-margin">
+        ${d.description}:
+        <b
+          >${d.type === 'percentage' ? `${String(d.amount)} %` : `${String(d.amount)} ${String(d.currency_code ?? '')}`}</b
+        >
+        ${syncBadge(d)} <code>${d.id}</code>
+      </p>`
+  }
+  if (!can(ctx.session.role, 'change'))
+    return html`<h2>MSP margin</h2>
+      <p class="muted">None set.</p>`
+  return html`<form method="post" action="/admin/discounts" class="inline-form" id="create-margin">
+    <h2>Set the MSP margin</h2>
+    <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+    <input type="hidden" name="msp_id" value="${mspId}" />
+    <label>Description <input name="description" required maxlength="200" /></label>
+    <label
+      >Percentage
+      <input name="percentage" required pattern="[0-9]+([.][0-9]{1,2})?" inputmode="decimal"
+    /></label>
+    <button type="submit">Set margin</button>
+  </form>`
+}
+
 export function customerPage(
   ctx: PageCtx,
   c: PublicRow,
   ancestors: PublicRow[],
   children: CustomerNode[],
+  discount?: Record<string, unknown>,
 ): string {
   const level = Number(c.level)
   const crumbs = html`<p class="crumbs">
@@ -342,6 +374,7 @@ export function customerPage(
               ${children.length ? treeList(children) : html`<p class="muted">None yet.</p>`}`
           : html`<p class="muted">A department has no children.</p>`
       }
+      ${level === 1 ? marginSection(ctx, c.id, discount) : ''}
       ${offerChild ? customerForm(ctx, { id: c.id, level: level as 1 | 2 }) : ''}`,
   )
 }

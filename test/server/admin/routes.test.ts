@@ -482,3 +482,68 @@ t.test('the setup token stays out of the request logs', async (t) => {
     'but not the token',
   )
 })
+
+t.test(
+  'an operator sets an MSP margin through Billing; a second one and non-MSPs are refused',
+  async (t) => {
+    const { app, core } = await setup(t)
+    addCustomer(core, 'cus_m', 1, null, 'MSP')
+    addCustomer(core, 'cus_c', 2, 'cus_m', 'Customer')
+    const op = seedAdmin(core.db, 'operator')
+    const page = await app.inject({ url: '/admin/customers/cus_m', headers: { cookie: op.cookie } })
+    t.match(page.body, /id="create-margin"/)
+    t.notMatch(
+      (await app.inject({ url: '/admin/customers/cus_c', headers: { cookie: op.cookie } })).body,
+      /create-margin/,
+    )
+    const c = await csrfFor(app, op.cookie, '/admin/customers/cus_m')
+    const post = (payload: Record<string, string>) =>
+      app.inject({
+        method: 'POST',
+        url: '/admin/discounts',
+        headers: { cookie: c.cookie },
+        payload: { ...payload, _csrf: c.token },
+      })
+    t.equal(
+      (await post({ msp_id: 'cus_m', description: 'Margin', percentage: '150' })).statusCode,
+      400,
+      'over 100 %',
+    )
+    t.equal(
+      (await post({ msp_id: 'cus_c', description: 'Margin', percentage: '10' })).statusCode,
+      400,
+      'not an MSP',
+    )
+    const ok = await post({ msp_id: 'cus_m', description: 'Northwind margin', percentage: '12.5' })
+    t.equal(ok.statusCode, 303)
+    const row = core.db
+      .prepare("SELECT type, amount, msp_id, pending_since FROM discounts WHERE msp_id = 'cus_m'")
+      .get()
+    t.match(row, { type: 'percentage', amount: '12.5', msp_id: 'cus_m' })
+    const after = await app.inject({
+      url: '/admin/customers/cus_m',
+      headers: { cookie: op.cookie },
+    })
+    t.match(after.body, /id="msp-margin"/)
+    t.match(after.body, /12\.5 %/)
+    t.notMatch(after.body, /id="create-margin"/)
+    t.not(
+      (await post({ msp_id: 'cus_m', description: 'Second', percentage: '5' })).statusCode,
+      303,
+      'one margin per MSP',
+    )
+    t.equal(count(core, 'discounts'), 1)
+    t.match(listEvents(core.db, { actor: op.humanId, reason: 'discount.create' })[0], {
+      outcome: 'ok',
+    })
+    const viewer = seedAdmin(core.db, 'viewer')
+    const vc = await csrfFor(app, viewer.cookie, '/admin/customers/cus_m')
+    const vres = await app.inject({
+      method: 'POST',
+      url: '/admin/discounts',
+      headers: { cookie: vc.cookie },
+      payload: { msp_id: 'cus_m', description: 'x', percentage: '1', _csrf: vc.token },
+    })
+    t.equal(vres.statusCode, 403)
+  },
+)
