@@ -1,0 +1,350 @@
+// npm run bench:sync [-- --n 100000 --small 10000 --duration 10 --connections 32]
+//
+// For N = --small (10,000) and N = --n (100,000): builds a core store of N blobs of 2 KiB,
+// syncs a POP from it, adds 100 new blobs and measures, in the same run and on the same
+// machine:
+//   - the POP's incremental pull end to end (feed, rsync --files-from, verify, seal, index,
+//     cursor) against plain `rsync -a` of the whole tree (into a mirror that has the first
+//     N) and against bare `rsync --files-from` of the same 100 files;
+//   - the initial full sync in blobs/s against plain `rsync -a` of the tree;
+//   - POP lookups/s and p99 for the latest WL3 of random P0s against nginx serving the
+//     same files statically (autocannon for both; one server process each).
+// A benchmark, not a test: figures go to docs/performance.md ("Sync").
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import { Command, Option } from 'commander'
+import Fastify from 'fastify'
+import { execa } from 'execa'
+import { openPop } from '../../lib/pop.js'
+import { BlobStore } from '../../lib/store/index.js'
+import { quickCheck } from '../../lib/sync/repair.js'
+import { syncRoutes } from '../../server/routes/sync.js'
+
+const program = new Command()
+  .name('bench:sync')
+  .addOption(new Option('--n <n>', 'blobs in the large run').default('100000'))
+  .addOption(new Option('--small <n>', 'blobs in the small run (0 = skip)').default('10000'))
+  .addOption(new Option('--new <n>', 'new blobs for the incremental pull').default('100'))
+  .addOption(new Option('--duration <s>', 'seconds per lookup load run').default('10'))
+  .addOption(new Option('--connections <c>', 'autocannon connections').default('32'))
+  .addOption(new Option('--keep', 'keep the work folder'))
+  .parse()
+const o = program.opts<{
+  n: string
+  small: string
+  new: string
+  duration: string
+  connections: string
+  keep?: boolean
+}>()
+const sizes = [Number(o.small), Number(o.n)].filter((x, i, a) => x > 0 && a.indexOf(x) === i)
+const NEW = Number(o.new)
+const DURATION = Number(o.duration)
+const CONNECTIONS = Number(o.connections)
+
+const REPO = new URL('../../', import.meta.url).pathname
+const TS = join(REPO, 'scripts/clavitor-ts')
+
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  const port = (srv.address() as { port: number }).port
+  await new Promise((r) => srv.close(r))
+  return port
+}
+
+const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9
+const now = () => process.hrtime.bigint()
+const log = (s: string) => process.stderr.write(`bench:sync: ${s}\n`)
+
+async function rsync(args: string[]): Promise<number> {
+  const t0 = now()
+  await execa('rsync', args, { stdin: 'ignore' })
+  return secs(t0)
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/`)
+      await r.arrayBuffer()
+      return
+    } catch {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+async function load(
+  port: number,
+  paths: string[],
+): Promise<{ rps: number; p99: number; errors: number; non2xx: number }> {
+  const pick = () => paths[Math.floor(Math.random() * paths.length)]!
+  const run = (duration: number) =>
+    new Promise<autocannon.Result>((resolve, reject) => {
+      autocannon(
+        {
+          url: `http://127.0.0.1:${port}`,
+          connections: CONNECTIONS,
+          duration,
+          requests: [
+            {
+              setupRequest: (req: Record<string, unknown>) => {
+                req.path = pick()
+                return req
+              },
+            },
+          ],
+        } as autocannon.Options,
+        (err, res) => (err ? reject(err) : resolve(res)),
+      )
+    })
+  await run(2) // warm-up
+  const r = await run(DURATION)
+  return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx }
+}
+
+interface Figures {
+  n: number
+  build_s: number
+  initial_pop_s: number
+  initial_rsync_s: number
+  incr_run_s: number
+  incr_pull_s: number
+  quick_check_s: number
+  incr_rsync_tree_s: number
+  incr_files_from_s: number
+  pop_rps: number
+  pop_p99: number
+  pop_bad: number
+  nginx_rps: number
+  nginx_p99: number
+  nginx_bad: number
+}
+
+async function benchOne(N: number): Promise<Figures> {
+  const work = mkdtempSync(join(tmpdir(), 'clavitor-bench-sync-'))
+  const children: ChildProcess[] = []
+  try {
+    const coreDir = join(work, 'core')
+    const core = await BlobStore.init({
+      dataDir: coreDir,
+      protection: 'best-effort',
+      onWarning: () => {},
+    })
+    log(`N=${N}: building the core store`)
+    let t0 = now()
+    const p0s: string[] = []
+    for (let done = 0; done < N;) {
+      const k = Math.min(4096, N - done)
+      const batch = []
+      for (let i = 0; i < k; i++) {
+        const p0 = randomBytes(16).toString('hex')
+        p0s.push(p0)
+        batch.push(core.put(p0, randomBytes(2048)))
+      }
+      await Promise.all(batch)
+      done += k
+    }
+    const build_s = secs(t0)
+    log(`N=${N}: built in ${build_s.toFixed(1)} s`)
+    core.db.prepare("INSERT INTO pops (id, created_at) VALUES ('bench-pop', 1)").run()
+    const app = Fastify()
+    app.addHook('onRequest', async (req) => {
+      req.popId = 'bench-pop'
+    })
+    await app.register(syncRoutes, { core: { db: core.db, store: core } })
+    const coreUrl = await app.listen({ host: '127.0.0.1', port: 0 })
+
+    // initial full sync: the POP (verify every signature, seal, index) vs plain rsync -a
+    const popDir = join(work, 'pop')
+    const pop = await openPop({
+      dataDir: popDir,
+      popId: 'bench-pop',
+      coreUrl,
+      rsyncSource: core.root,
+      initTrustKeys: [core.publicKey!],
+      fullVerifyEveryMs: 365 * 86_400_000,
+    })
+    log(`N=${N}: initial POP sync`)
+    t0 = now()
+    const first = await pop.sync.run()
+    const initial_pop_s = secs(t0)
+    if (first.sealed !== N) throw new Error(`initial sync sealed ${first.sealed}, expected ${N}`)
+    const mirror = join(work, 'mirror')
+    mkdirSync(mirror)
+    log(`N=${N}: plain rsync -a of the tree`)
+    const initial_rsync_s = await rsync(['-a', core.root + '/', mirror + '/'])
+
+    // 100 new blobs
+    const fresh = await Promise.all(
+      Array.from({ length: NEW }, () => {
+        const p0 = randomBytes(16).toString('hex')
+        p0s.push(p0)
+        return core.put(p0, randomBytes(2048))
+      }),
+    )
+    // bare rsync --files-from of the same files, into an empty folder
+    const list = join(work, 'new.list')
+    writeFileSync(list, fresh.map((f) => f.path + '\0').join(''))
+    const bare = join(work, 'bare')
+    mkdirSync(bare)
+    const incr_files_from_s = await rsync([
+      `--files-from=${list}`,
+      '--from0',
+      '-a',
+      core.root + '/',
+      bare + '/',
+    ])
+    // plain rsync -a of the whole tree into the mirror that holds the first N
+    const incr_rsync_tree_s = await rsync(['-a', core.root + '/', mirror + '/'])
+    // the POP's quick local check alone (part of every run), then the run end to end
+    t0 = now()
+    quickCheck(pop.store)
+    const quick_check_s = secs(t0)
+    t0 = now()
+    const incr = await pop.sync.run()
+    const incr_run_s = secs(t0)
+    if (incr.sealed !== NEW) throw new Error(`incremental sealed ${incr.sealed}, expected ${NEW}`)
+    const incr_pull_s = incr_run_s - quick_check_s
+    await app.close()
+
+    // lookups: the POP app in its own process vs nginx (1 worker) over the same files
+    const popPort = await freePort()
+    const popServer = spawn(
+      TS,
+      [join(REPO, 'scripts/bench/pop-serve.ts'), popDir, String(popPort)],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    )
+    children.push(popServer)
+    await waitPort(popPort)
+    log(`N=${N}: POP lookups (${DURATION} s)`)
+    const popLoad = await load(
+      popPort,
+      p0s.map((p) => `/api/v1/wl3/${p}`),
+    )
+    const ngPort = await freePort()
+    const ngDir = join(work, 'nginx')
+    mkdirSync(ngDir)
+    writeFileSync(
+      join(ngDir, 'nginx.conf'),
+      [
+        'user root;',
+        'worker_processes 1;',
+        'daemon off;',
+        `pid ${ngDir}/nginx.pid;`,
+        `error_log ${ngDir}/error.log;`,
+        'events { worker_connections 1024; }',
+        'http {',
+        '  access_log off;',
+        '  sendfile on;',
+        '  types { application/octet-stream cla; }',
+        `  client_body_temp_path ${ngDir}/body; proxy_temp_path ${ngDir}/proxy; fastcgi_temp_path ${ngDir}/fcgi; uwsgi_temp_path ${ngDir}/uwsgi; scgi_temp_path ${ngDir}/scgi;`,
+        `  server { listen 127.0.0.1:${ngPort}; root ${pop.store.root}; location / { } }`,
+        '}',
+      ].join('\n') + '\n',
+    )
+    const latestPaths = p0s.map((p) => '/' + pop.store.latest(p)!.path)
+    const nginx = spawn('nginx', ['-c', join(ngDir, 'nginx.conf'), '-p', ngDir], {
+      stdio: 'ignore',
+    })
+    children.push(nginx)
+    await waitPort(ngPort)
+    log(`N=${N}: nginx static (${DURATION} s)`)
+    const ngLoad = await load(ngPort, latestPaths)
+    await pop.close()
+    await core.close()
+    return {
+      n: N,
+      build_s,
+      initial_pop_s,
+      initial_rsync_s,
+      incr_run_s,
+      incr_pull_s,
+      quick_check_s,
+      incr_rsync_tree_s,
+      incr_files_from_s,
+      pop_rps: popLoad.rps,
+      pop_p99: popLoad.p99,
+      pop_bad: popLoad.errors + popLoad.non2xx,
+      nginx_rps: ngLoad.rps,
+      nginx_p99: ngLoad.p99,
+      nginx_bad: ngLoad.errors + ngLoad.non2xx,
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM')
+    if (!o.keep) {
+      try {
+        execFileSync('chattr', ['-R', '-i', '-a', work], { stdio: 'ignore' })
+      } catch {
+        // nothing sealed
+      }
+      rmSync(work, { recursive: true, force: true })
+    } else log(`kept ${work}`)
+  }
+}
+
+const ms = (s: number) => `${(s * 1000).toFixed(0)} ms`
+const results: Figures[] = []
+for (const n of sizes) results.push(await benchOne(n))
+
+const rows: Array<[string, ...string[]]> = [
+  ['', ...results.map((r) => `N = ${r.n.toLocaleString('en-US')}`)],
+  ['core store build (concurrent puts)', ...results.map((r) => `${r.build_s.toFixed(1)} s`)],
+  [`incremental: POP pull of ${NEW} new, end to end`, ...results.map((r) => ms(r.incr_pull_s))],
+  [`incremental: POP run incl. local quick check`, ...results.map((r) => ms(r.incr_run_s))],
+  ['incremental: plain rsync -a of the whole tree', ...results.map((r) => ms(r.incr_rsync_tree_s))],
+  [
+    `incremental: bare rsync --files-from (${NEW} files)`,
+    ...results.map((r) => ms(r.incr_files_from_s)),
+  ],
+  [
+    '  whole-tree rsync / POP pull',
+    ...results.map((r) => `${(r.incr_rsync_tree_s / r.incr_pull_s).toFixed(1)}x`),
+  ],
+  [
+    '  POP pull / bare --files-from',
+    ...results.map((r) => `${(r.incr_pull_s / r.incr_files_from_s).toFixed(1)}x`),
+  ],
+  [
+    'initial: POP full sync (verify + seal + index)',
+    ...results.map((r) => `${Math.round(r.n / r.initial_pop_s)} blobs/s`),
+  ],
+  [
+    'initial: plain rsync -a of the tree',
+    ...results.map((r) => `${Math.round(r.n / r.initial_rsync_s)} blobs/s`),
+  ],
+  [
+    '  POP / plain rsync',
+    ...results.map((r) => `${(r.initial_rsync_s / r.initial_pop_s).toFixed(2)}`),
+  ],
+  [
+    'lookups: POP latest WL3 (random P0)',
+    ...results.map(
+      (r) =>
+        `${Math.round(r.pop_rps)} req/s, p99 ${r.pop_p99} ms${r.pop_bad ? `, ${r.pop_bad} bad` : ''}`,
+    ),
+  ],
+  [
+    'lookups: nginx static, same files',
+    ...results.map(
+      (r) =>
+        `${Math.round(r.nginx_rps)} req/s, p99 ${r.nginx_p99} ms${r.nginx_bad ? `, ${r.nginx_bad} bad` : ''}`,
+    ),
+  ],
+  ['  POP / nginx', ...results.map((r) => `${(r.pop_rps / r.nginx_rps).toFixed(2)}`)],
+]
+const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+const line = (r: string[]) => '| ' + r.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |'
+process.stdout.write(line(rows[0]!) + '\n')
+process.stdout.write('| ' + widths.map((w) => '-'.repeat(w)).join(' | ') + ' |\n')
+for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n')
+process.stdout.write(
+  `\n(${CONNECTIONS} connections, ${DURATION} s per load run after a 2 s warm-up; one server process each; ${new Date().toISOString()})\n`,
+)
