@@ -13,6 +13,7 @@ const modules: Array<Promise<{ register: Register }>> = [
   import('./billing.js'),
   import('./core.js'),
   import('./admin.js'),
+  import('./doctor.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
   import('./pop-admin.js'),
 ]
