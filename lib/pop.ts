@@ -16,7 +16,8 @@ import { BlobStore, type Protection } from './store/index.js'
 import { PopSync } from './sync/agent.js'
 import { Wl3Lookup } from './sync/lookup.js'
 import type { RsyncSettings } from './sync/pull.js'
-import { plainHttpFeedClient, type FeedClient } from './sync/transport.js'
+import { plainHttpFeedClient, requestFeedClient, type FeedClient } from './sync/transport.js'
+import { PopApiClient } from './auth/pop-client.js'
 import { TreeWatch } from './sync/watch.js'
 import { queueRepair } from './sync/repair.js'
 
@@ -25,7 +26,7 @@ export interface PopOptions {
   dataDir: string
   /** This POP's id ([a-z0-9-]{1,63}): audit actor, scheduler slot. */
   popId: string
-  /** The core's sync API base URL, used with plain HTTP when no `feed` is given (tests, demo). */
+  /** The core's sync API base URL when no `feed` is given: https:// = the authenticated POP API, http:// = plain (tests, demo). */
   coreUrl?: string
   /** Headers for the plain-HTTP feed client (tests). */
   coreHeaders?: Record<string, string>
@@ -65,6 +66,31 @@ export function popPaths(dataDir: string) {
   return { staging: join(dataDir, 'sync-staging'), quarantine: join(dataDir, 'quarantine') }
 }
 
+/**
+ * The feed transport for `coreUrl`: https:// is the POP API (mTLS with
+ * {data}/pop-auth/{key,cert,ca}.pem, signed requests, tokens: lib/auth/pop-client.ts);
+ * http:// is plain HTTP for tests and the demo on loopback only.
+ */
+export function feedClientFor(
+  opts: Pick<PopOptions, 'dataDir' | 'popId' | 'coreUrl' | 'coreHeaders'>,
+): FeedClient {
+  const url = opts.coreUrl ?? ''
+  if (url.startsWith('https://')) {
+    return requestFeedClient(
+      PopApiClient.fromDataDir(opts.dataDir, { baseUrl: url, popId: opts.popId }),
+    )
+  }
+  if (url.startsWith('http://'))
+    return plainHttpFeedClient(url, opts.coreHeaders ?? { 'x-pop-id': opts.popId })
+  throw claError(
+    'CLA_ERR_INVALID_OPTION',
+    `--core must be an https:// (or, for tests, http://) URL; got ${url}`,
+    {
+      details: { field: 'coreUrl' },
+    },
+  )
+}
+
 export async function openPop(opts: PopOptions): Promise<Pop> {
   if (!POP_ID_RE.test(opts.popId)) {
     throw claError(
@@ -77,11 +103,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     throw claError('CLA_ERR_INVALID_OPTION', 'an rsync source is required (--rsync-source)', {
       details: { field: 'rsyncSource' },
     })
-  const feed =
-    opts.feed ??
-    (opts.coreUrl
-      ? plainHttpFeedClient(opts.coreUrl, opts.coreHeaders ?? { 'x-pop-id': opts.popId })
-      : null)
+  const feed = opts.feed ?? (opts.coreUrl ? feedClientFor(opts) : null)
   if (!feed)
     throw claError('CLA_ERR_INVALID_OPTION', "the core's URL is required (--core)", {
       details: { field: 'coreUrl' },
