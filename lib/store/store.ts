@@ -27,6 +27,7 @@ import { copyFile, open, readFile, unlink } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import fg from 'fast-glob'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
+import type { Statement } from 'better-sqlite3'
 import { openDb, type Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
 import {
@@ -622,11 +623,9 @@ export class BlobStore {
   latest(p0: string): BlobInfo | undefined {
     validateP0(p0)
     this.checkOpen()
-    const r = this.db
-      .prepare(
-        `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1`,
-      )
-      .get(p0) as Record<string, unknown> | undefined
+    const r = this.stmt(
+      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1`,
+    ).get(p0) as Record<string, unknown> | undefined
     return r ? rowToInfo(r) : undefined
   }
 
@@ -634,15 +633,15 @@ export class BlobStore {
   versions(p0: string): BlobInfo[] {
     validateP0(p0)
     this.checkOpen()
-    const rows = this.db
-      .prepare(`SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at, seq`)
-      .all(p0) as Record<string, unknown>[]
+    const rows = this.stmt(
+      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at, seq`,
+    ).all(p0) as Record<string, unknown>[]
     return rows.map(rowToInfo)
   }
 
   bySeq(seq: number): BlobInfo | undefined {
     this.checkOpen()
-    const r = this.db.prepare(`SELECT ${INFO_COLS} FROM blobs WHERE seq = ?`).get(seq) as
+    const r = this.stmt(`SELECT ${INFO_COLS} FROM blobs WHERE seq = ?`).get(seq) as
       Record<string, unknown> | undefined
     return r ? rowToInfo(r) : undefined
   }
@@ -688,11 +687,9 @@ export class BlobStore {
       throw claError('CLA_ERR_INVALID_INPUT', `limit must be an integer 1..100000; got ${limit}`)
     }
     const after = cursor === null ? { createdAt: -1, seq: -1 } : decodeCursor(cursor)
-    const rows = this.db
-      .prepare(
-        `SELECT ${INFO_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
-      )
-      .all(after.createdAt, after.seq, limit + 1) as Record<string, unknown>[]
+    const rows = this.stmt(
+      `SELECT ${INFO_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
+    ).all(after.createdAt, after.seq, limit + 1) as Record<string, unknown>[]
     const more = rows.length > limit
     const items = rows.slice(0, limit).map(rowToInfo)
     const last = items[items.length - 1]
@@ -701,13 +698,11 @@ export class BlobStore {
 
   status(): StoreStatus {
     this.checkOpen()
-    const r = this.db
-      .prepare(
-        `SELECT count(*) AS n, count(DISTINCT p0) AS p0s, coalesce(sum(size), 0) AS payload,
+    const r = this.stmt(
+      `SELECT count(*) AS n, count(DISTINCT p0) AS p0s, coalesce(sum(size), 0) AS payload,
                 coalesce(sum(file_size), 0) AS file, coalesce(sum(sealed = 0), 0) AS unsealed,
                 max(seq) AS last_seq, max(created_at) AS last_at FROM blobs`,
-      )
-      .get() as Record<string, number | null>
+    ).get() as Record<string, number | null>
     const reason = !this.probe.honoured ? this.probe.reason : this.sealFailure
     return {
       store_id: this.storeId,
@@ -800,7 +795,7 @@ export class BlobStore {
     this.checkOpen()
     const files = await this.listFiles()
     const rows = (
-      this.db.prepare(`SELECT ${INFO_COLS} FROM blobs`).all() as Record<string, unknown>[]
+      this.stmt(`SELECT ${INFO_COLS} FROM blobs`).all() as Record<string, unknown>[]
     ).map(rowToInfo)
     const byPath = new Map(rows.map((r) => [r.path, r]))
     const onDisk = new Set(files)
@@ -841,6 +836,18 @@ export class BlobStore {
 
   // ---------------------------------------------------------------------------------
   // internals
+
+  private readonly stmts = new Map<string, Statement>()
+
+  /** Statements are prepared once per store instance. */
+  private stmt(sql: string): Statement {
+    let st = this.stmts.get(sql)
+    if (!st) {
+      st = this.db.prepare(sql)
+      this.stmts.set(sql, st)
+    }
+    return st
+  }
 
   private checkOpen(): void {
     if (this.closed) throw claError('CLA_ERR_STORE_CLOSED', 'the store was closed')
@@ -902,7 +909,7 @@ export class BlobStore {
         throw err
       }
     }
-    const r = this.db.prepare('SELECT max(seq) AS s, max(created_at) AS c FROM blobs').get() as {
+    const r = this.stmt('SELECT max(seq) AS s, max(created_at) AS c FROM blobs').get() as {
       s: number | null
       c: number | null
     }
@@ -1043,7 +1050,7 @@ export class BlobStore {
     sealed: { sealed: boolean },
     inTx?: (db: Db) => void,
   ): void {
-    const ins = this.db.prepare(
+    const ins = this.stmt(
       `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
@@ -1092,7 +1099,7 @@ export class BlobStore {
       if (opts.inTransaction) this.db.transaction(() => opts.inTransaction!(this.db))()
       return []
     }
-    const known = this.db.prepare(`SELECT ${INFO_COLS} FROM blobs WHERE path = ?`)
+    const known = this.stmt(`SELECT ${INFO_COLS} FROM blobs WHERE path = ?`)
     const fresh = items.filter((it) => {
       const row = known.get(it.info.path) as Record<string, unknown> | undefined
       if (!row) return true
@@ -1195,9 +1202,7 @@ export class BlobStore {
   private async rebuildLocked(): Promise<RebuildReport> {
     const files = await this.listFiles()
     const indexed = new Set(
-      (this.db.prepare('SELECT path FROM blobs').all() as Array<{ path: string }>).map(
-        (r) => r.path,
-      ),
+      (this.stmt('SELECT path FROM blobs').all() as Array<{ path: string }>).map((r) => r.path),
     )
     const todo = files.filter((f) => !indexed.has(f))
     const corrupt: VerifyProblem[] = []
@@ -1220,7 +1225,7 @@ export class BlobStore {
       dirs,
     )
     const conflicts: string[] = []
-    const ins = this.db.prepare(
+    const ins = this.stmt(
       `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )

@@ -8,6 +8,7 @@ import {
   copyFileSync,
   rmSync,
   unlinkSync,
+  mkdtempSync,
 } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -422,4 +423,29 @@ t.test('close() waits for every queued put (regression: groups queued by groups)
   t.equal(s2.status().blobs, 200)
   t.ok((await s2.verify()).ok)
   await s2.close()
+})
+
+t.test('ingest copies across filesystems (EXDEV) through its own staging', async (t) => {
+  if (!existsSync('/dev/shm')) {
+    t.skip('no /dev/shm here', () => {})
+    return
+  }
+  const core = await BlobStore.init({ dataDir: tempData(t), protection: 'off' })
+  t.teardown(() => core.close())
+  const pop = await BlobStore.init({
+    dataDir: tempData(t),
+    role: 'pop',
+    protection: 'off',
+    trustKeys: [core.publicKey!],
+  })
+  t.teardown(() => pop.close())
+  const info = await core.put(P0B, Buffer.from('over the border'))
+  const shm = mkdtempSync('/dev/shm/clavitor-ingest-')
+  t.teardown(() => rmSync(shm, { recursive: true, force: true }))
+  const staged = join(shm, 'x.cla')
+  copyFileSync(join(core.root, info.path), staged)
+  t.same(await pop.ingest([{ file: staged, expect: info }]), [info])
+  t.notOk(existsSync(staged), 'consumed')
+  t.equal((await pop.readPayload(info)).toString(), 'over the border')
+  t.same(readdirSync(join(pop.dataDir, 'staging')), [])
 })
