@@ -14,14 +14,7 @@ import {
   popInit,
   revokeCert,
 } from '../../lib/auth/ca.js'
-import { action, dataOption, printJson } from './common.js'
-
-/** The named subcommand of `parent`, created if no other module made it yet. */
-export function subcommand(parent: Command, name: string, description: string): Command {
-  return (
-    parent.commands.find((c) => c.name() === name) ?? parent.command(name).description(description)
-  )
-}
+import { action, dataOption, printJson, subcommand } from './common.js'
 
 const jsonOption = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
 const collect = (v: string, prev: string[] = []) => [...prev, v]

@@ -39,3 +39,10 @@ export function failWith(err: unknown): never {
 
 /** A module of subcommands registers itself on the root program. */
 export type Register = (program: Command) => void
+
+/** The named subcommand of `parent` (e.g. `core`), created if no other module made it yet. */
+export function subcommand(parent: Command, name: string, description: string): Command {
+  return (
+    parent.commands.find((c) => c.name() === name) ?? parent.command(name).description(description)
+  )
+}

@@ -11,7 +11,7 @@ import {
   parseListen,
   type PaddleFlags,
 } from './billing.js'
-import { subcommand } from './ca.js'
+import { subcommand } from './common.js'
 import { action, dataOption } from './common.js'
 
 export function register(program: Command): void {

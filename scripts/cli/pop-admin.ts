@@ -12,7 +12,7 @@ import { action, dataOption, printJson } from './common.js'
 import { parseListen } from './billing.js'
 import { createLogger } from '../../lib/log.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
-import { subcommand } from './ca.js'
+import { subcommand } from './common.js'
 
 const collect = (v: string, prev: string[] = []) => [
   ...prev,
