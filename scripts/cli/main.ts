@@ -14,6 +14,7 @@ const modules: Array<Promise<{ register: Register }>> = [
   import('./core.js'),
   import('./admin.js'),
   import('./doctor.js'),
+  import('./demo.js'),
   import('./backup.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
   import('./pop-admin.js'),

@@ -1,0 +1,808 @@
+// `clavitor demo` (what `npm start` runs): the whole system on this machine, in one
+// process plus an rsync daemon, with a fresh CA and data under one folder:
+//
+//   {data}/core/      the core (meta.db, store/, keys/, ca/)
+//   {data}/pop-a/     POP a (its key, certificate, replica store)
+//   {data}/pop-b/     POP b
+//   {data}/rsyncd/    the rsync daemon's config, secrets, pid and log (outside the store)
+//   {data}/demo.log   every component's JSON log (pino)
+//
+// Every step goes through the same code paths as production: the fake Paddle over HTTP,
+// the POP enrolment (key + CSR on the POP, certificate from the CA, registry on the core),
+// the credentials API over HTTP with a vault key, the sync feed over mTLS, rsync from a
+// daemon with per-POP users, WL3 lookups over HTTP, the .cla signature verified offline.
+// An operator script, not library code: it composes lib/, server/ and pop-agent/.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import {
+  chmodSync,
+  copyFileSync,
+  createWriteStream,
+  mkdirSync,
+  writeFileSync,
+  type WriteStream,
+} from 'node:fs'
+import { connect, createServer, type AddressInfo } from 'node:net'
+import { join, resolve } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { openCore, dataPaths, type Core } from '../../lib/core.js'
+import { createLogger, type Logger } from '../../lib/log.js'
+import { caPaths, initCa, issuePopCert, popAuthPaths, popInit } from '../../lib/auth/ca.js'
+import { addPop } from '../../lib/auth/pops.js'
+import { PopApiClient } from '../../lib/auth/pop-client.js'
+import { loadAnchors, writeAnchor } from '../../lib/audit/anchor.js'
+import { verifyChain } from '../../lib/audit/log.js'
+import { openPop, type Pop } from '../../lib/pop.js'
+import { verifyCla } from '../../lib/store/format.js'
+import { makeKeyRing } from '../../lib/store/keys.js'
+import type { RunOutcome } from '../../lib/sync/agent.js'
+import { listPops as listPopSync } from '../../lib/sync/pop-state.js'
+import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
+import { requestFeedClient } from '../../lib/sync/transport.js'
+import { buildCoreApp } from '../../server/app.js'
+import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
+import { buildPopApp } from '../../pop-agent/app.js'
+import { startFakePaddle, type FakePaddle } from '../fake-paddle/server.js'
+import { messageOf, Steps, type StepRecord } from './steps.js'
+
+export const POP_IDS = ['pop-a', 'pop-b'] as const
+export const RSYNC_MODULE = 'clavitor-store'
+
+export interface DemoOptions {
+  /** The data folder (created; must be empty or missing). */
+  dataDir: string
+  /** One line per step (progress). */
+  write: (line: string) => void
+  /** How many P0s to register (each one WL3; the first gets a second version). Default 5. */
+  credentials?: number
+  /** How often the POPs pull again while the demo keeps running, ms. Default 15000. */
+  syncEveryMs?: number
+}
+
+export interface Check {
+  name: string
+  ok: boolean
+  detail: string
+}
+
+export interface PopReport {
+  id: string
+  url: string
+  metrics_url: string | null
+  cursor: string | null
+  lag_us: number | null
+  blobs: number
+  sealed: number
+  converged: boolean
+  /** The core's view of this POP (its last report through the POP API). */
+  core_view: { cursor: string | null; lag_us: number | null; last_error: string | null } | null
+  lookups: { ok: number; failed: number }
+}
+
+export interface DemoReport {
+  ok: boolean
+  data_dir: string
+  remove_command: string
+  log_file: string
+  core: {
+    url: string
+    admin_url: string
+    admin_setup_url: string | null
+    metrics_url: string
+    pop_api_url: string
+    rsync_url: string
+    blobs: number
+  }
+  paddle: { url: string }
+  billing: {
+    msp: string
+    customer: string
+    department: string
+    product: string
+    price: string
+    subscription: { id: string; paddle_id: string | null; status: string; state: string }
+    pending_dual_writes: number
+  }
+  vault: { id: string; api_key_id: string }
+  credentials: { p0s: number; registrations: number }
+  pops: PopReport[]
+  lookups: { total: number; ok: number; failed: number; failures: string[] }
+  audit: { ok: boolean; events: number; anchors: number; pops_ok: boolean }
+  checks: Check[]
+  steps: StepRecord[]
+  /** Set when a step failed (then most other fields are absent). */
+  error?: string
+}
+
+export interface DemoHandle {
+  report: DemoReport
+  /** Stops every server, the pulls and the rsync daemon; the data folder stays. */
+  close(): Promise<void>
+}
+
+/** The failure of a demo run: the steps so far (all closed already) and what broke. */
+export class DemoFailed extends Error {
+  constructor(
+    message: string,
+    readonly steps: StepRecord[],
+    cause?: unknown,
+  ) {
+    super(message, { cause })
+  }
+}
+
+export const removeCommand = (dir: string) =>
+  `chattr -R -i -a ${shellQuote(dir)} && rm -rf ${shellQuote(dir)}`
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r, j) => {
+    s.once('error', j)
+    s.listen(0, host, r)
+  })
+  const port = (s.address() as AddressInfo).port
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+async function waitForPort(port: number, child: ChildProcess, ms: number): Promise<void> {
+  const end = Date.now() + ms
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`rsync --daemon exited (${child.exitCode ?? child.signalCode})`)
+    const ok = await new Promise<boolean>((r) => {
+      const c = connect({ host: '127.0.0.1', port }, () => {
+        c.destroy()
+        r(true)
+      })
+      c.once('error', () => r(false))
+    })
+    if (ok) return
+    if (Date.now() > end)
+      throw new Error(`rsync --daemon did not listen on ${port} within ${ms} ms`)
+    await sleep(50)
+  }
+}
+
+interface Registered {
+  p0: string
+  wl3: Buffer
+  sha256: string
+  version: number
+}
+
+/** Runs every step; resolves with the report and a close(); on failure closes and throws DemoFailed. */
+export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
+  const dir = resolve(opts.dataDir)
+  const steps = new Steps(opts.write)
+  const closers: Array<{ name: string; fn: () => Promise<void> | void }> = []
+  const onClose = (name: string, fn: () => Promise<void> | void) => closers.push({ name, fn })
+  let closed = false
+  let logStream: WriteStream | null = null
+  let log: Logger | null = null
+
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    for (const c of closers.reverse()) {
+      try {
+        await c.fn()
+      } catch (err) {
+        log?.error({ err, component: c.name }, 'close failed')
+      }
+    }
+    if (logStream) {
+      const s = logStream
+      await new Promise<void>((r) => s.end(r))
+    }
+  }
+
+  try {
+    const report = await demoSteps()
+    return { report, close }
+  } catch (err) {
+    await close()
+    throw new DemoFailed(messageOf(err), steps.records, err)
+  }
+
+  async function demoSteps(): Promise<DemoReport> {
+    const coreDir = join(dir, 'core')
+    const rsyncDir = join(dir, 'rsyncd')
+    const logFile = join(dir, 'demo.log')
+
+    // 1. data folder and log ------------------------------------------------------------
+    await steps.run(
+      'data folder',
+      () => {
+        mkdirSync(coreDir, { recursive: true })
+        mkdirSync(rsyncDir, { recursive: true, mode: 0o700 })
+        logStream = createWriteStream(logFile, { flags: 'a' })
+        log = createLogger({
+          level: process.env.CLAVITOR_LOG_LEVEL ?? 'info',
+          base: { demo: true },
+          destination: logStream,
+        })
+      },
+      () => `${dir} (logs: ${logFile})`,
+    )
+    const lg = log!
+
+    // 2. fake Paddle, webhooks to the core's port ---------------------------------------------
+    const corePort = await freePort()
+    const coreUrl = `http://localhost:${corePort}`
+    const coreLocal = `http://127.0.0.1:${corePort}` // what this script calls (no DNS)
+    const paddleKey = `pdl_sdbx_apikey_demo${randomBytes(8).toString('hex')}`
+    const fake: FakePaddle = await steps.run(
+      'fake Paddle',
+      async () => {
+        const f = await startFakePaddle({
+          host: '127.0.0.1',
+          port: 0,
+          apiKey: paddleKey,
+          secret: `pdl_ntfset_demo_${randomBytes(12).toString('hex')}`,
+          webhookUrl: `${coreLocal}/webhooks/paddle`,
+        })
+        onClose('fake paddle', () => f.close())
+        return f
+      },
+      (f) => `${f.url}, webhooks to ${coreUrl}/webhooks/paddle`,
+    )
+
+    // 3. CA and server certificate ----------------------------------------------------------
+    await steps.run(
+      'CA and server certificate',
+      () => initCa(coreDir),
+      () => caPaths(coreDir).dir,
+    )
+
+    // 4. the core and its app ------------------------------------------------------------
+    let setupUrl: string | null = null
+    const core: Core = await steps.run(
+      'core (openCore + buildCoreApp)',
+      async () => {
+        const c = await openCore({
+          dataDir: coreDir,
+          paddle: {
+            apiUrl: fake.url,
+            apiKey: paddleKey,
+            webhookSecrets: [fake.secret],
+            timeoutMs: 5000,
+          },
+        })
+        onClose('core', () => c.close())
+        const app = await buildCoreApp({
+          core: c,
+          fastify: { loggerInstance: lg.child({ role: 'core' }) },
+          admin: { origin: coreUrl, onSetupUrl: (u) => (setupUrl = u) },
+        })
+        onClose('core app', () => app.close())
+        await app.listen({ host: '127.0.0.1', port: corePort })
+        const blog = lg.child({ component: 'billing' })
+        c.billing.startRetryWorker(
+          (r) => r.attempted && blog.info({ report: r }, 'billing retry pass'),
+          (err) => blog.error({ err }, 'billing retry pass failed'),
+        )
+        return c
+      },
+      (c) => `${coreUrl} (protection ${c.store.status().protection.mode})`,
+    )
+
+    // 5. POP API (mTLS) ------------------------------------------------------------------------
+    const popApiUrl: string = await steps.run(
+      'POP API (HTTPS, mTLS)',
+      async () => {
+        const app = await buildPopApiApp({
+          core,
+          tls: popApiTlsFromCa(coreDir),
+          fastify: { loggerInstance: lg.child({ role: 'pop-api' }) },
+        })
+        onClose('pop api', () => app.close())
+        await app.listen({ host: '127.0.0.1', port: 0 })
+        return `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+      },
+      (u) => u,
+    )
+
+    // 6. POP enrolment: key + CSR on the POP, certificate from the CA, registry on the core ----
+    const popPasswords = new Map<string, string>()
+    for (const id of POP_IDS) {
+      await steps.run(
+        `enroll ${id}`,
+        async () => {
+          const popDir = join(dir, id)
+          mkdirSync(popDir, { recursive: true })
+          const { csrPem } = await popInit(popDir, id) // on the POP: its key never leaves
+          const issued = await issuePopCert(coreDir, { popId: id, csrPem }) // on the CA
+          const pp = popAuthPaths(popDir)
+          writeFileSync(pp.cert, issued.certPem)
+          copyFileSync(caPaths(coreDir).cert, pp.ca)
+          const rec = addPop(core.db, { id, certPem: issued.certPem, allowlist: ['127.0.0.1/32'] })
+          core.audit.append({
+            kind: 'admin.action',
+            actor: 'demo',
+            outcome: 'ok',
+            reason: 'pop_add',
+            fingerprint: rec.certFingerprint,
+            data: { pop: id, allowlist: rec.allowlist },
+          })
+          // its rsync account (rsyncd `auth users`): a random password, 0600 on both sides
+          const pw = randomBytes(24).toString('hex')
+          popPasswords.set(id, pw)
+          writeFileSync(join(pp.dir, 'rsync.password'), pw + '\n', { mode: 0o600 })
+          return rec
+        },
+        (r) => `certificate ${r.certFingerprint.slice(0, 16)}…, allow ${r.allowlist.join(', ')}`,
+      )
+    }
+
+    // 7. rsync daemon: one read-only module over the core's store, per-POP users --------------
+    const rsyncPort = await freePort()
+    const rsyncBase = `rsync://127.0.0.1:${rsyncPort}/${RSYNC_MODULE}/`
+    await steps.run(
+      'rsync daemon',
+      async () => {
+        const secrets = join(rsyncDir, 'rsyncd.secrets')
+        writeFileSync(secrets, [...popPasswords].map(([u, p]) => `${u}:${p}\n`).join(''), {
+          mode: 0o600,
+        })
+        chmodSync(secrets, 0o600)
+        const root = process.getuid?.() === 0
+        const conf = join(rsyncDir, 'rsyncd.conf')
+        writeFileSync(
+          conf,
+          renderRsyncdConfig({
+            storeRoot: resolve(dataPaths(coreDir).store),
+            module: RSYNC_MODULE,
+            address: '127.0.0.1',
+            port: rsyncPort,
+            pidFile: join(rsyncDir, 'rsyncd.pid'),
+            logFile: join(rsyncDir, 'rsyncd.log'),
+            // as root: chroot into the store and read as nobody; otherwise as this user
+            uid: root ? 'nobody' : String(process.getuid?.() ?? ''),
+            gid: root ? 'nogroup' : String(process.getgid?.() ?? ''),
+            useChroot: root,
+            auth: {
+              hostsAllow: ['127.0.0.1/32'],
+              authUsers: [...popPasswords.keys()],
+              secretsFile: secrets,
+            },
+          }),
+        )
+        const child = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        })
+        let stderr = ''
+        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+        const exited = new Promise<void>((r) => child.once('exit', () => r()))
+        child.once('error', (err) => lg.error({ err }, 'rsync --daemon failed to start'))
+        onClose('rsyncd', async () => {
+          if (child.exitCode === null && child.signalCode === null) {
+            child.kill('SIGTERM')
+            await Promise.race([exited, sleep(3000)])
+            if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+          }
+        })
+        try {
+          await waitForPort(rsyncPort, child, 5000)
+        } catch (err) {
+          throw new Error(`${messageOf(err)}${stderr ? `: ${stderr.trim()}` : ''}`, { cause: err })
+        }
+      },
+      () => `${rsyncBase} (users ${POP_IDS.join(', ')}, hosts allow 127.0.0.1/32)`,
+    )
+
+    // 8. billing: MSP → customer → department, product + price, address ------------------------
+    const b = core.billing
+    const tree = await steps.run(
+      'MSP, customer, department, product, price (Billing → Paddle)',
+      async () => {
+        const msp = await b.create('customers', { email: 'msp@demo.example', name: 'Demo MSP' })
+        await b.create('discounts', {
+          description: 'Demo MSP margin',
+          type: 'percentage',
+          amount: '20',
+          msp_id: msp.id,
+        })
+        const customer = await b.create('customers', {
+          email: 'acme@demo.example',
+          name: 'Acme',
+          parent_id: msp.id,
+        })
+        const department = await b.create('customers', {
+          email: 'it@acme.demo.example',
+          name: 'Acme IT',
+          parent_id: customer.id,
+        })
+        const address = await b.create('addresses', {
+          customer_id: customer.id,
+          country_code: 'DE',
+          city: 'Berlin',
+        })
+        const product = await b.create('products', { name: 'Clavitor vault', tax_category: 'saas' })
+        const price = await b.create('prices', {
+          product_id: product.id,
+          description: 'Vault, monthly',
+          unit_amount: '1200',
+          currency_code: 'EUR',
+          billing_interval: 'month',
+        })
+        const rows = [msp, customer, department, address, product, price]
+        const notSynced = rows.filter((r) => r.state !== 'synced')
+        if (notSynced.length)
+          throw new Error(
+            `not at Paddle: ${notSynced.map((r) => `${String(r.id)} (${String(r.last_error)})`).join(', ')}`,
+          )
+        return {
+          msp: String(msp.id),
+          customer: String(customer.id),
+          department: String(department.id),
+          address: String(address.id),
+          product: String(product.id),
+          price: String(price.id),
+        }
+      },
+      (t) => `${t.msp} → ${t.customer} → ${t.department}; ${t.price}`,
+    )
+
+    // 9. subscription through a billed transaction; wait until linked and active ---------------
+    const sub = await steps.run(
+      'subscription (Billing → fake Paddle → webhook), linked and active',
+      async () => {
+        const s = await b.create('subscriptions', {
+          customer_id: tree.customer,
+          address_id: tree.address,
+          currency_code: 'EUR',
+          items: [{ price_id: tree.price, quantity: 1 }],
+        })
+        const id = String(s.id)
+        const end = Date.now() + 20_000
+        let forced = false
+        for (;;) {
+          const row = b.get('subscriptions', id)
+          if (row.state === 'synced' && row.paddle_id && row.status === 'active') return row
+          if (Date.now() > end)
+            throw new Error(
+              `subscription ${id} not linked: state ${String(row.state)}, status ${String(row.status)}, ${String(row.last_error)}`,
+            )
+          if (!forced && Date.now() > end - 15_000) {
+            forced = true
+            await b.retryOnce({ force: true })
+          }
+          await sleep(50)
+        }
+      },
+      (r) => `${String(r.id)} = ${String(r.paddle_id)}, ${String(r.status)}`,
+    )
+
+    // 10. vault + API key -----------------------------------------------------------------
+    const vault = await steps.run(
+      'vault and API key',
+      () => {
+        const v = core.credentials.createVault({
+          customerId: tree.customer,
+          subscriptionId: String(sub.id),
+          name: 'Acme laptops',
+          actor: 'demo',
+        })
+        const k = core.credentials.createApiKey(v.id, { actor: 'demo' })
+        return { id: v.id, keyId: k.id, key: k.key }
+      },
+      (v) => `${v.id}, key ${v.keyId}`,
+    )
+
+    // 11. credentials over HTTP ----------------------------------------------------------
+    const nP0 = opts.credentials ?? 5
+    const latest = new Map<string, Registered>()
+    let registrations = 0
+    await steps.run(
+      'register credentials (POST /api/v1/credentials/register)',
+      async () => {
+        const p0s = Array.from({ length: nP0 }, () => randomBytes(16).toString('hex'))
+        const plan = [...p0s, ...(p0s[0] ? [p0s[0]] : [])] // the first P0 gets a second version
+        for (const p0 of plan) {
+          const wl3 = randomBytes(200 + Math.floor(Math.random() * 400))
+          const res = await fetch(`${coreLocal}/api/v1/credentials/register`, {
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${vault.key}`,
+              'content-type': 'application/json',
+            },
+            body: JSON.stringify({ p0, wl3: wl3.toString('base64') }),
+          })
+          const body = (await res.json()) as {
+            sha256?: string
+            version?: number
+            error?: { code: string; message: string }
+          }
+          if (res.status !== 201)
+            throw new Error(
+              `register ${p0}: HTTP ${res.status} ${body.error ? `${body.error.code}: ${body.error.message}` : ''}`,
+            )
+          const sha = createHash('sha256').update(wl3).digest('hex')
+          if (body.sha256 !== sha)
+            throw new Error(
+              `register ${p0}: the core answered sha256 ${body.sha256}, expected ${sha}`,
+            )
+          latest.set(p0, { p0, wl3, sha256: sha, version: body.version ?? 0 })
+          registrations++
+        }
+      },
+      () => `${registrations} registrations, ${latest.size} P0s (one with 2 versions)`,
+    )
+
+    // 12. an audit anchor into the WORM store (what `core serve` does every 10 minutes) -------
+    await steps.run(
+      'audit anchor',
+      () => writeAnchor(core.db, core.store),
+      (a) => (a ? `seq ${a.seq}` : 'no new events'),
+    )
+
+    // 13. POPs: open, sync over mTLS feed + rsync, serve lookups --------------------------------
+    const pops: Array<{ id: string; pop: Pop; url: string; outcome: RunOutcome }> = []
+    const trust = core.store.publicKey
+    if (!trust) throw new Error('the core store has no signing key')
+    for (const id of POP_IDS) {
+      const p = await steps.run(
+        `sync ${id} (feed over mTLS, rsync as ${id})`,
+        async () => {
+          const popDir = join(dir, id)
+          const client = PopApiClient.fromDataDir(popDir, { baseUrl: popApiUrl, popId: id })
+          onClose(`${id} client`, () => client.close())
+          const pop = await openPop({
+            dataDir: popDir,
+            popId: id,
+            feed: requestFeedClient(client),
+            rsyncSource: `rsync://${id}@127.0.0.1:${rsyncPort}/${RSYNC_MODULE}/`,
+            rsync: {
+              extraArgs: [`--password-file=${join(popAuthPaths(popDir).dir, 'rsync.password')}`],
+            },
+            initTrustKeys: [trust],
+            log: lg.child({ pop: id }),
+          })
+          onClose(id, () => pop.close())
+          const outcome = await pop.sync.run()
+          if (outcome.report_error)
+            throw new Error(`report to the core failed: ${outcome.report_error}`)
+          const app: FastifyInstance = await buildPopApp({
+            pop,
+            fastify: { loggerInstance: lg.child({ pop: id, component: 'http' }) },
+          })
+          onClose(`${id} app`, () => app.close())
+          await app.listen({ host: '127.0.0.1', port: 0 })
+          const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+          return { id, pop, url, outcome }
+        },
+        (p) =>
+          `sealed ${p.outcome.sealed}, pages ${p.outcome.pages}, lag ${(p.outcome.lag_us / 1e6).toFixed(1)} s, lookups on ${p.url}`,
+      )
+      pops.push(p)
+    }
+
+    // 14. lookups on both POPs: bytes, ETag, .cla signature (offline, the core's public key) ---
+    const ring = makeKeyRing([trust])
+    const perPop = new Map<string, { ok: number; failed: number }>(
+      POP_IDS.map((id) => [id, { ok: 0, failed: 0 }]),
+    )
+    const failures: string[] = []
+    await steps.run(
+      'WL3 lookups on both POPs (GET /api/v1/wl3/{p0}, .cla verified offline)',
+      async () => {
+        for (const p of pops) {
+          for (const r of latest.values()) {
+            const why = await checkLookup(p.url, r, ring)
+            const c = perPop.get(p.id)!
+            if (why) {
+              c.failed++
+              failures.push(`${p.id} ${r.p0}: ${why}`)
+            } else c.ok++
+          }
+        }
+        if (failures.length) throw new Error(`${failures.length} failed: ${failures[0]}`)
+      },
+      () => `${pops.length * latest.size} lookups, bytes + sha256 ETag + Ed25519 signature match`,
+    )
+
+    // 15. report ----------------------------------------------------------------------------
+    const r = await steps.run(
+      'checks',
+      () => buildReport(),
+      (x) => `${x.checks.filter((c) => c.ok).length}/${x.checks.length} passed`,
+    )
+
+    // keep the POPs pulling while the demo runs (new registrations show up on both)
+    const every = opts.syncEveryMs ?? 15_000
+    const timer = setInterval(() => {
+      for (const p of pops)
+        p.pop.sync
+          .run()
+          .catch((err: unknown) => lg.warn({ err, pop: p.id }, 'periodic sync failed'))
+    }, every)
+    timer.unref()
+    onClose('sync timer', () => clearInterval(timer))
+    return r
+
+    async function buildReport(): Promise<DemoReport> {
+      const coreBlobs = blobPaths(core.store.db)
+      const anchors = loadAnchors(coreDir, core.store)
+      const chain = verifyChain(core.db, { anchors })
+      const popChains = pops.map((p) => verifyChain(p.pop.db))
+      const view = new Map(listPopSync(core.db).map((x) => [x.id, x.sync]))
+      const pending = b.pending().length
+      const popReports: PopReport[] = []
+      for (const p of pops) {
+        const st = p.pop.sync.status()
+        const held = blobPaths(p.pop.store.db)
+        const v = view.get(p.id) ?? null
+        popReports.push({
+          id: p.id,
+          url: p.url,
+          metrics_url: (await answers(`${p.url}/metrics`)) ? `${p.url}/metrics` : null,
+          cursor: st.cursor,
+          lag_us: st.last_run?.lag_us ?? null,
+          blobs: held.length,
+          sealed: p.outcome.sealed,
+          converged: held.join('\n') === coreBlobs.join('\n'),
+          core_view: v ? { cursor: v.cursor, lag_us: v.lag_us, last_error: v.last_error } : null,
+          lookups: perPop.get(p.id)!,
+        })
+      }
+      const subRow = b.get('subscriptions', String(sub.id))
+      const total = pops.length * latest.size
+      const okLookups = total - failures.length
+      const checks: Check[] = [
+        {
+          name: 'subscription active',
+          ok: subRow.status === 'active' && subRow.state === 'synced',
+          detail: `${String(subRow.id)} ${String(subRow.status)}, ${String(subRow.state)} as ${String(subRow.paddle_id)}`,
+        },
+        { name: 'no pending dual-writes', ok: pending === 0, detail: `${pending} pending` },
+        ...popReports.map((p) => ({
+          name: `${p.id} converged`,
+          ok: p.converged && p.lag_us === 0,
+          detail: `${p.blobs}/${coreBlobs.length} blobs, lag ${p.lag_us ?? '-'} µs`,
+        })),
+        ...popReports.map((p) => ({
+          name: `core has ${p.id}'s report`,
+          ok: p.core_view !== null && p.core_view.cursor === p.cursor && !p.core_view.last_error,
+          detail: `cursor ${p.core_view?.cursor ?? '-'}`,
+        })),
+        {
+          name: 'every lookup matched',
+          ok: failures.length === 0 && total > 0,
+          detail: `${okLookups}/${total}`,
+        },
+        {
+          name: 'core audit chain verified',
+          ok: chain.ok,
+          detail: chain.ok
+            ? `${chain.count} events, ${anchors.length} anchor(s)`
+            : `broken at #${chain.firstBrokenId}: ${chain.reason}`,
+        },
+        {
+          name: 'POP audit chains verified',
+          ok: popChains.every((c) => c.ok),
+          detail: popChains.map((c, i) => `${pops[i]!.id} ${c.ok ? 'ok' : 'BROKEN'}`).join(', '),
+        },
+      ]
+      return {
+        ok: checks.every((c) => c.ok),
+        data_dir: dir,
+        remove_command: removeCommand(dir),
+        log_file: logFile,
+        core: {
+          url: coreUrl,
+          admin_url: `${coreUrl}/admin/`,
+          admin_setup_url: setupUrl,
+          metrics_url: `${coreUrl}/metrics`,
+          pop_api_url: popApiUrl,
+          rsync_url: rsyncBase,
+          blobs: coreBlobs.length,
+        },
+        paddle: { url: fake.url },
+        billing: {
+          msp: tree.msp,
+          customer: tree.customer,
+          department: tree.department,
+          product: tree.product,
+          price: tree.price,
+          subscription: {
+            id: String(subRow.id),
+            paddle_id: (subRow.paddle_id as string | null) ?? null,
+            status: String(subRow.status),
+            state: String(subRow.state),
+          },
+          pending_dual_writes: pending,
+        },
+        vault: { id: vault.id, api_key_id: vault.keyId },
+        credentials: { p0s: latest.size, registrations },
+        pops: popReports,
+        lookups: { total, ok: okLookups, failed: failures.length, failures },
+        audit: {
+          ok: chain.ok,
+          events: chain.ok ? chain.count : 0,
+          anchors: anchors.length,
+          pops_ok: popChains.every((c) => c.ok),
+        },
+        checks,
+        steps: steps.records,
+      }
+    }
+  }
+}
+
+function blobPaths(db: Core['db']): string[] {
+  return db.prepare('SELECT path FROM blobs ORDER BY path').pluck().all() as string[]
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) })
+    await res.arrayBuffer()
+    return res.status === 200
+  } catch {
+    return false
+  }
+}
+
+/** One lookup: null when the POP served exactly what was registered, else why not. */
+async function checkLookup(
+  base: string,
+  r: Registered,
+  ring: ReturnType<typeof makeKeyRing>,
+): Promise<string | null> {
+  const res = await fetch(`${base}/api/v1/wl3/${r.p0}`)
+  const body = Buffer.from(await res.arrayBuffer())
+  if (res.status !== 200) return `HTTP ${res.status}`
+  if (!body.equals(r.wl3)) return 'payload bytes differ'
+  if (res.headers.get('etag') !== `"${r.sha256}"`) return `ETag ${res.headers.get('etag')}`
+  const cla = await fetch(`${base}/api/v1/wl3/${r.p0}/cla`)
+  const file = Buffer.from(await cla.arrayBuffer())
+  if (cla.status !== 200) return `.cla: HTTP ${cla.status}`
+  try {
+    const d = verifyCla(file, ring)
+    if (d.p0 !== r.p0) return `.cla names P0 ${d.p0}`
+    if (!d.payload.equals(r.wl3)) return '.cla payload differs'
+  } catch (err) {
+    return `.cla: ${messageOf(err)}`
+  }
+  return null
+}
+
+/** The human report (the lines after the steps). */
+export function formatReport(r: DemoReport): string {
+  const l: string[] = ['']
+  l.push(r.ok ? 'All checks passed.' : 'SOME CHECKS FAILED:')
+  for (const c of r.checks) l.push(`  ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`)
+  l.push('')
+  l.push(
+    `Credentials: ${r.credentials.registrations} registered (${r.credentials.p0s} P0s); core store ${r.core.blobs} blobs (incl. the audit anchor)`,
+  )
+  for (const p of r.pops)
+    l.push(
+      `  ${p.id}: ${p.blobs} blobs, cursor ${p.cursor ?? '-'}, lag ${p.lag_us === null ? '-' : `${(p.lag_us / 1e6).toFixed(1)} s`}, lookups ${p.lookups.ok} ok / ${p.lookups.failed} failed`,
+    )
+  l.push(
+    `Audit: chain ${r.audit.ok ? 'verified' : 'BROKEN'} (${r.audit.events} events, ${r.audit.anchors} anchor(s)); pending dual-writes ${r.billing.pending_dual_writes}`,
+  )
+  l.push('')
+  l.push(`Admin UI:     ${r.core.admin_url}`)
+  if (r.core.admin_setup_url)
+    l.push(
+      `  first admin (one-time setup link, needs a security key or passkey):`,
+      `  ${r.core.admin_setup_url}`,
+    )
+  l.push(
+    `Metrics:      ${r.core.metrics_url}${r.pops.map((p) => (p.metrics_url ? `  ${p.metrics_url}` : '')).join('')}`,
+  )
+  l.push(`Lookups:      ${r.pops.map((p) => `${p.url}/api/v1/wl3/{p0}`).join('  ')}`)
+  l.push(`POP API:      ${r.core.pop_api_url} (mTLS)   rsync: ${r.core.rsync_url}`)
+  l.push(`Fake Paddle:  ${r.paddle.url}/__fake/state`)
+  l.push(`Data:         ${r.data_dir}   logs: ${r.log_file}`)
+  return l.join('\n')
+}
