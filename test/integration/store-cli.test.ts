@@ -100,6 +100,9 @@ t.test('store CLI: init, put, get, versions, verify, status, bad input', async (
     report.corrupt.map((c: { path: string; code: string }) => [c.path, c.code]),
     [[info1.path, 'CLA_ERR_BAD_SIGNATURE']],
   )
+  const rb = await clavitor(['store', 'rebuild-index', '--data', data])
+  t.equal(rb.exitCode, 0, text(rb.stderr))
+  t.match(JSON.parse(text(rb.stdout)), { scanned: 2, alreadyIndexed: 2, indexed: 0 })
   // status and the library agree on the row count
   const s = await BlobStore.open({ dataDir: data, onWarning: () => {} })
   t.equal(s.status().blobs, 2)
