@@ -13,6 +13,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  statSync,
   rmSync,
   writeFileSync,
   openSync,
@@ -1320,8 +1321,18 @@ export async function cleanStaging(dir: string): Promise<number> {
   } catch {
     return 0
   }
+  let removed = 0
   for (const n of names) {
     const p = join(dir, n)
+    // another process's seal probe may be in flight: leave fresh ones alone
+    if (n.startsWith('.seal-probe-')) {
+      try {
+        if (Date.now() - statSync(p).mtimeMs < 60_000) continue
+      } catch {
+        continue
+      }
+    }
+    removed++
     try {
       rmSync(p, { recursive: true, force: true })
     } catch {
@@ -1329,5 +1340,5 @@ export async function cleanStaging(dir: string): Promise<number> {
       rmSync(p, { recursive: true, force: true })
     }
   }
-  return names.length
+  return removed
 }
