@@ -1,0 +1,166 @@
+// `clavitor demo` (npm start) for real: the CLI in a child process brings up the fake
+// Paddle, the core, the POP API, an rsync daemon and two POPs, and its report says every
+// check passed. A second run stays up until SIGTERM and then stops everything (rsyncd too).
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { clearFlags } from '../fixtures/credentials.js'
+import type { DemoReport } from '../../scripts/demo/demo.js'
+
+const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
+const env: NodeJS.ProcessEnv = { ...process.env, CLAVITOR_LOG_LEVEL: 'info' }
+delete env.CLAVITOR_PROTECTION
+delete env.CLAVITOR_JSON
+delete env.CLAVITOR_DEMO_EXIT
+
+function tempRoot(): string {
+  const root = mkdtempSync(join(tmpdir(), 'cla-demo-test-'))
+  t.teardown(() => {
+    clearFlags(root)
+    rmSync(root, { recursive: true, force: true })
+  })
+  return root
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+t.test('demo --exit-after-report --json: every check passes', async (t) => {
+  const dir = join(tempRoot(), 'data')
+  const r = await execa(CLI, ['demo', '--exit-after-report', '--json', '--data', dir], {
+    env,
+    reject: false,
+    timeout: 90_000,
+  })
+  t.equal(r.exitCode, 0, `exit 0; stderr:\n${r.stderr}`)
+  const rep = JSON.parse(r.stdout) as DemoReport
+  t.equal(rep.ok, true, 'report ok')
+  t.equal(rep.data_dir, dir)
+  t.ok(
+    rep.checks.every((c) => c.ok),
+    rep.checks.map((c) => `${c.ok ? 'ok' : 'FAILED'} ${c.name}: ${c.detail}`).join('\n'),
+  )
+
+  // billing: the subscription made through Billing became a Paddle subscription, active
+  t.equal(rep.billing.subscription.status, 'active')
+  t.equal(rep.billing.subscription.state, 'synced')
+  t.match(rep.billing.subscription.paddle_id, /^sub_/)
+  t.equal(rep.billing.pending_dual_writes, 0)
+
+  // two POPs converged on the core's store, every WL3 looked up and matched on both
+  t.equal(rep.pops.length, 2)
+  t.same(
+    rep.pops.map((p) => p.id),
+    ['pop-a', 'pop-b'],
+  )
+  for (const p of rep.pops) {
+    t.ok(p.converged, `${p.id} converged`)
+    t.equal(p.blobs, rep.core.blobs, `${p.id} holds every core blob`)
+    t.equal(p.lag_us, 0, `${p.id} lag 0`)
+    t.ok(p.cursor, `${p.id} has a cursor`)
+    t.equal(p.core_view?.cursor, p.cursor, "the core recorded the POP's report")
+    t.equal(p.lookups.failed, 0)
+    t.equal(p.lookups.ok, rep.credentials.p0s)
+  }
+  t.equal(rep.credentials.p0s, 5)
+  t.equal(rep.credentials.registrations, 6)
+  t.equal(rep.core.blobs, 7, '6 WL3 versions + the audit anchor')
+  t.equal(rep.lookups.total, 10)
+  t.equal(rep.lookups.ok, 10)
+  t.same(rep.lookups.failures, [])
+
+  // audit chain, admin setup link, metrics, removal hint
+  t.equal(rep.audit.ok, true)
+  t.ok(rep.audit.anchors >= 1)
+  t.equal(rep.audit.pops_ok, true)
+  t.match(rep.core.admin_setup_url, /^http:\/\/localhost:\d+\/admin\/setup\?token=[A-Za-z0-9_-]+/)
+  t.match(rep.core.metrics_url, /^http:\/\/localhost:\d+\/metrics$/)
+  t.match(rep.core.rsync_url, /^rsync:\/\/127\.0\.0\.1:\d+\/clavitor-store\/$/)
+  t.equal(rep.remove_command, `chattr -R -i -a ${dir} && rm -rf ${dir}`)
+
+  // progress on stderr, one ✓ line per step, none failed
+  const lines = r.stderr.split('\n').filter((l) => /^[✓✗] /.test(l))
+  t.equal(lines.length, rep.steps.length, 'one progress line per step')
+  t.notOk(
+    lines.some((l) => l.startsWith('✗')),
+    'no failed step',
+  )
+  t.ok(
+    rep.steps.every((s) => s.ok && s.ms >= 0),
+    'steps recorded with timings',
+  )
+
+  // the rsync daemon ran with per-POP users and is gone after the exit
+  const conf = readFileSync(join(dir, 'rsyncd', 'rsyncd.conf'), 'utf8')
+  t.match(conf, /auth users = pop-a:ro, pop-b:ro/)
+  t.match(conf, /hosts allow = 127\.0\.0\.1\/32/)
+  const log = readFileSync(join(dir, 'rsyncd', 'rsyncd.log'), 'utf8')
+  t.match(log, /from pop-a@/, 'pop-a pulled as its own rsync user')
+  t.match(log, /from pop-b@/, 'pop-b pulled as its own rsync user')
+  t.notOk(existsSync(join(dir, 'rsyncd', 'rsyncd.pid')), 'rsyncd stopped (its pid file is gone)')
+})
+
+t.test('demo keeps running until SIGTERM, then closes everything (exit 0)', async (t) => {
+  const dir = join(tempRoot(), 'data')
+  const child = spawn(CLI, ['demo', '--data', dir], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "Running" line:\n${out}\n${err}`)), 90_000)
+    child.stdout.on('data', () => {
+      if (out.includes('Ctrl-C stops everything')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    void exited.then(() => {
+      clearTimeout(timer)
+      reject(new Error(`exited early:\n${out}\n${err}`))
+    })
+  })
+  t.match(out, /All checks passed/)
+  t.match(out, /http:\/\/localhost:\d+\/admin\/setup\?token=/)
+  const url = /Metrics:\s+(http:\/\/localhost:(\d+)\/metrics)/.exec(out)
+  t.ok(url, 'metrics URL printed')
+  const res = await fetch(`http://127.0.0.1:${url![2]}/metrics`)
+  t.equal(res.status, 200, 'the core answers while the demo runs')
+  await res.arrayBuffer()
+  const pid = Number(readFileSync(join(dir, 'rsyncd', 'rsyncd.pid'), 'utf8').trim())
+  t.ok(alive(pid), 'rsyncd runs')
+
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, `clean exit on SIGTERM ${err}`)
+  t.notOk(alive(pid), 'rsyncd stopped')
+  t.notOk(existsSync(join(dir, 'rsyncd', 'rsyncd.pid')), 'its pid file is gone')
+  t.match(out, /remove it with:\s+chattr -R -i -a \S+ && rm -rf \S+/)
+  await t.rejects(fetch(`http://127.0.0.1:${url![2]}/metrics`), 'the core is closed')
+})
+
+t.test('demo --data refuses a folder that is not empty (exit 2)', async (t) => {
+  const root = tempRoot()
+  writeFileSync(join(root, 'something'), 'x')
+  const r = await execa(CLI, ['demo', '--data', root, '--exit-after-report'], {
+    env,
+    reject: false,
+  })
+  t.equal(r.exitCode, 2)
+  t.match(r.stderr, /CLA_ERR_INVALID_OPTION: --data .* is not empty/)
+})
