@@ -20,6 +20,7 @@ import { plainHttpFeedClient, requestFeedClient, type FeedClient } from './sync/
 import { PopApiClient } from './auth/pop-client.js'
 import { TreeWatch } from './sync/watch.js'
 import { queueRepair } from './sync/repair.js'
+import { popRsyncAuthArgs } from './sync/rsync-auth.js'
 
 export interface PopOptions {
   /** The POP's data folder. */
@@ -91,6 +92,17 @@ export function feedClientFor(
   )
 }
 
+/**
+ * The POP's extra rsync arguments plus `--password-file={data}/pop-auth/rsync.password`
+ * for a daemon source when that file exists (lib/sync/rsync-auth.ts), unless the caller
+ * passed a --password-file of its own.
+ */
+function rsyncArgsWithAuth(opts: PopOptions): string[] {
+  const extra = [...(opts.rsync?.extraArgs ?? [])]
+  if (extra.some((a) => a.startsWith('--password-file'))) return extra
+  return [...popRsyncAuthArgs(opts.dataDir, opts.rsyncSource), ...extra]
+}
+
 export async function openPop(opts: PopOptions): Promise<Pop> {
   if (!POP_ID_RE.test(opts.popId)) {
     throw claError(
@@ -108,6 +120,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     throw claError('CLA_ERR_INVALID_OPTION', "the core's URL is required (--core)", {
       details: { field: 'coreUrl' },
     })
+  const rsyncExtra = rsyncArgsWithAuth(opts)
   const log = opts.log ?? silentLogger()
   const protection = opts.protection ?? 'best-effort'
   const store =
@@ -124,7 +137,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     popId: opts.popId,
     store,
     feed,
-    rsync: { ...opts.rsync, source: opts.rsyncSource },
+    rsync: { ...opts.rsync, source: opts.rsyncSource, extraArgs: rsyncExtra },
     stagingDir: popPaths(opts.dataDir).staging,
     ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
     ...(opts.fullVerifyEveryMs !== undefined ? { fullVerifyEveryMs: opts.fullVerifyEveryMs } : {}),

@@ -140,6 +140,16 @@ export function rsyncError(
       details: { rsync_exit: exitCode, reason: 'disk_full' },
     })
   }
+  // the daemon's refusals (exit 5): a wrong/missing password or an address not allowed
+  const refused = /@ERROR: (auth failed|access denied)/.exec(stderr)
+  if (refused) {
+    const reason = refused[1] === 'auth failed' ? 'auth_failed' : 'access_denied'
+    return claError(
+      'CLA_ERR_SYNC_RSYNC_AUTH',
+      `the core's rsync daemon refused this POP (${reason === 'auth_failed' ? 'check the rsync user and {data}/pop-auth/rsync.password' : 'this address is not in the POP allowlist'}): ${tail}`,
+      { cause, details: { rsync_exit: exitCode ?? null, reason } },
+    )
+  }
   const spec = exitCode === undefined ? undefined : RSYNC_EXIT[exitCode]
   if (!spec) {
     return claError(

@@ -12,6 +12,11 @@ export interface RsyncdAuth {
   authUsers?: readonly string[]
   /** The secrets file (mode 600, outside the store). Required with authUsers. */
   secretsFile?: string
+  /**
+   * Fail closed: with no hosts or no users the module refuses everyone (`hosts deny = *`
+   * and no `hosts allow`) instead of serving without auth. `core rsyncd-config` sets it.
+   */
+  required?: boolean
 }
 
 export interface RsyncdConfigOptions {
@@ -90,6 +95,11 @@ export function rsyncdModule(o: RsyncdConfigOptions): Array<[string, string]> {
     ['transfer logging', 'no'],
   ]
   const a = o.auth
+  if (a?.required && !(a.hostsAllow?.length && a.authUsers?.length)) {
+    // nobody may connect: no POP has both an address and a password yet
+    lines.push(['hosts deny', '*'])
+    return lines
+  }
   if (a?.hostsAllow?.length) {
     for (const h of a.hostsAllow) check('hostsAllow', h)
     lines.push(['hosts allow', a.hostsAllow.join(' ')], ['hosts deny', '*'])

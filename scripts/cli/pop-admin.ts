@@ -1,13 +1,14 @@
 // `clavitor core pop add|list|remove|rotate-cert|allow|rotate-token-secret`: the POP
 // registry on the core (lib/auth/pops.ts). Registers under the `core` command, which
 // another module may have created already (keep this module after it in main.ts).
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { appendEvent } from '../../lib/audit/log.js'
 import { addPop, listPops, removePop, rotatePopCert, setPopAllowlist } from '../../lib/auth/pops.js'
 import { rotateTokenSecret } from '../../lib/auth/tokens.js'
+import { dropRsyncSecret, issueRsyncSecret } from '../../lib/sync/rsync-auth.js'
 import { action, dataOption, printJson } from './common.js'
 import { parseListen } from './billing.js'
 import { createLogger } from '../../lib/log.js'
@@ -32,6 +33,30 @@ function readCert(file: string): string {
     })
   }
 }
+
+/** Refuses an --rsync-password-out that exists (before anything is changed). */
+function checkPasswordOut(file: string | undefined): void {
+  if (file && existsSync(file))
+    throw claError('CLA_ERR_INVALID_OPTION', `${file} exists; give a new file for the password`)
+}
+
+/** Hands the rsync password over once: to a new 0600 file, or a line on stdout. */
+function handOverPassword(s: { user: string; password: string }, file: string | undefined): string {
+  if (file) {
+    writeFileSync(file, s.password + '\n', { mode: 0o600, flag: 'wx' })
+    return `rsync user ${s.user}: password written to ${file} (install it on the POP as {data}/pop-auth/rsync.password, mode 0600)\n`
+  }
+  return (
+    `rsync user ${s.user} password ${s.password}\n` +
+    '  (shown once: put it in {data}/pop-auth/rsync.password on the POP, mode 0600; `core pop rsync-secret` issues a new one)\n'
+  )
+}
+
+const passwordOutOption = () =>
+  new Option(
+    '--rsync-password-out <file>',
+    "write the POP's new rsync password to this new file (mode 0600) instead of printing it",
+  )
 
 async function withCore<T>(
   dataDir: string,
@@ -63,6 +88,7 @@ export function register(program: Command): void {
       collect,
     )
     .option('--name <name>', 'a display name')
+    .addOption(passwordOutOption())
     .addOption(jsonOption())
     .action(
       action(
@@ -72,8 +98,11 @@ export function register(program: Command): void {
           cert: string
           allow: string[]
           name?: string
+          rsyncPasswordOut?: string
           json?: boolean
         }) => {
+          checkPasswordOut(o.rsyncPasswordOut)
+          let secret: { user: string; password: string } | undefined
           const rec = await withCore(o.data, (c) => {
             const r = addPop(c.db, {
               id: o.id,
@@ -89,11 +118,22 @@ export function register(program: Command): void {
               fingerprint: r.certFingerprint,
               data: { pop: r.id, allowlist: r.allowlist },
             })
+            // the POP's rsync daemon password (lib/sync/rsync-auth.ts), handed over once
+            secret = issueRsyncSecret(c.db, o.data, r.id)
             return r
           })
-          if (o.json) return printJson(rec)
+          const handed = handOverPassword(secret!, o.rsyncPasswordOut)
+          if (o.json)
+            return printJson({
+              ...rec,
+              rsyncUser: secret!.user,
+              ...(o.rsyncPasswordOut
+                ? { rsyncPasswordFile: o.rsyncPasswordOut }
+                : { rsyncPassword: secret!.password }),
+            })
           process.stdout.write(
-            `registered POP ${rec.id}: fingerprint ${rec.certFingerprint}, allow ${rec.allowlist.join(', ')}\n`,
+            `registered POP ${rec.id}: fingerprint ${rec.certFingerprint}, allow ${rec.allowlist.join(', ')}\n` +
+              handed,
           )
         },
       ),
@@ -130,6 +170,8 @@ export function register(program: Command): void {
       action(async (o: { data: string; id: string }) => {
         await withCore(o.data, (c) => {
           removePop(c.db, o.id)
+          // its rsync password stops working at once (rsyncd reads the secrets per login)
+          dropRsyncSecret(o.data, o.id)
           appendEvent(c.db, {
             kind: 'admin.action',
             actor: 'cli',
@@ -138,7 +180,45 @@ export function register(program: Command): void {
             data: { pop: o.id },
           })
         })
-        process.stdout.write(`removed POP ${o.id}\n`)
+        process.stdout.write(
+          `removed POP ${o.id} (regenerate the rsyncd config: \`clavitor core rsyncd-config\`)\n`,
+        )
+      }),
+    )
+
+  pop
+    .command('rsync-secret')
+    .description(
+      'a new rsync daemon password for a POP (the old one stops working); shown once, kept only in {data}/keys/rsyncd.secrets',
+    )
+    .addOption(dataOption())
+    .requiredOption('--id <pop>', 'POP id')
+    .addOption(passwordOutOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (o: { data: string; id: string; rsyncPasswordOut?: string; json?: boolean }) => {
+        checkPasswordOut(o.rsyncPasswordOut)
+        const s = await withCore(o.data, (c) => {
+          const r = issueRsyncSecret(c.db, o.data, o.id)
+          appendEvent(c.db, {
+            kind: 'admin.action',
+            actor: 'cli',
+            outcome: 'ok',
+            reason: 'pop_rsync_secret',
+            data: { pop: o.id, rsync_user: r.user },
+          })
+          return r
+        })
+        const handed = handOverPassword(s, o.rsyncPasswordOut)
+        if (o.json)
+          return printJson({
+            id: o.id,
+            rsyncUser: s.user,
+            ...(o.rsyncPasswordOut
+              ? { rsyncPasswordFile: o.rsyncPasswordOut }
+              : { rsyncPassword: s.password }),
+          })
+        process.stdout.write(handed)
       }),
     )
 

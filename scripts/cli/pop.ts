@@ -2,7 +2,7 @@
 // `clavitor core pops|rsyncd-config` (the core's view of POP replication, the rsync daemon
 // config). Small blocks, each joining its parent command whoever made it first
 // (`pop init` lives in ca.ts, `core pop …` in pop-admin.ts).
-import { readFileSync } from 'node:fs'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Option, type Command } from 'commander'
 import cliProgress from 'cli-progress'
@@ -14,7 +14,9 @@ import { PROTECTIONS, type Protection } from '../../lib/store/index.js'
 import type { RunOutcome } from '../../lib/sync/agent.js'
 import { listPops } from '../../lib/sync/pop-state.js'
 import type { PullProgress } from '../../lib/sync/pull.js'
-import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
+import { renderRsyncdConfig, type RsyncdAuth } from '../../lib/sync/rsyncd-config.js'
+import { rsyncdAuthFromRegistry, sshAuthorizedKeyLine } from '../../lib/sync/rsync-auth.js'
+import { getPop } from '../../lib/auth/pops.js'
 import { SyncScheduler } from '../../lib/sync/scheduler.js'
 import { action, failWith, printJson } from './common.js'
 
@@ -38,6 +40,7 @@ interface PopCliOptions {
   rsyncTimeout?: string | number
   rsyncArg?: string[]
   fullVerifyHours?: string | number
+  insecurePlainHttp?: boolean
   verify?: boolean
   json?: boolean
 }
@@ -102,6 +105,32 @@ export function parseListen(v: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port }
 }
 
+/**
+ * The core URL's scheme: https:// is the authenticated POP API (mTLS + signed requests +
+ * tokens, {data}/pop-auth/). Plain http:// carries no POP authentication: allowed to a
+ * loopback host (a POP beside its core, the demo) or with --insecure-plain-http (tests
+ * across network namespaces); refused otherwise.
+ */
+export function checkCoreUrl(url: string, insecurePlainHttp: boolean): void {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw claError('CLA_ERR_INVALID_OPTION', `--core must be an https:// URL; got ${url}`)
+  }
+  if (u.protocol === 'https:') return
+  if (u.protocol !== 'http:')
+    throw claError('CLA_ERR_INVALID_OPTION', `--core must be an https:// URL; got ${url}`)
+  const h = u.hostname.replace(/^\[|\]$/g, '')
+  const loopback = h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)
+  if (!loopback && !insecurePlainHttp) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--core ${url} is plain HTTP to another host (no POP authentication): use the POP API's https:// URL, or --insecure-plain-http for a test setup`,
+    )
+  }
+}
+
 /** Merges flags/env (commander) over the config file; validates once. */
 export function resolvePopOptions(o: PopCliOptions): {
   pop: Omit<PopOptions, 'log' | 'watch'>
@@ -135,11 +164,13 @@ export function resolvePopOptions(o: PopCliOptions): {
     throw claError('CLA_ERR_INVALID_OPTION', '"rsyncArg" must be an array of strings')
   }
   const listen = pick('listen')
+  const coreUrl = need('core', '--core', 'CLAVITOR_CORE_URL')
+  checkCoreUrl(coreUrl, o.insecurePlainHttp === true)
   return {
     pop: {
       dataDir: need('data', '--data', 'CLAVITOR_DATA'),
       popId: need('id', '--id', 'CLAVITOR_POP_ID'),
-      coreUrl: need('core', '--core', 'CLAVITOR_CORE_URL'),
+      coreUrl,
       rsyncSource: need('rsyncSource', '--rsync-source', 'CLAVITOR_RSYNC_SOURCE'),
       protection: protection as Protection,
       ...(pageSize ? { pageSize } : {}),
@@ -192,6 +223,12 @@ function popOptions(cmd: Command, withListen: boolean): Command {
         '--full-verify-hours <h>',
         'full verify of every held blob at most this often (default 24, 0 = every run)',
       ).env('CLAVITOR_FULL_VERIFY_HOURS'),
+    )
+    .addOption(
+      new Option(
+        '--insecure-plain-http',
+        'allow an http:// --core on a non-loopback host (tests only: no POP authentication)',
+      ).env('CLAVITOR_INSECURE_PLAIN_HTTP'),
     )
   if (withListen)
     cmd.addOption(
@@ -386,7 +423,9 @@ export function register(program: Command): void {
   // --- core rsyncd-config -----------------------------------------------------------
   core
     .command('rsyncd-config')
-    .description("prints an rsyncd.conf with one read-only module over the core's store root")
+    .description(
+      "an rsyncd.conf with one read-only module over the core's store root; hosts allow and auth users from the live POPs (their allowlists and rsync passwords), the secrets file refreshed",
+    )
     .addOption(
       new Option('--data <dir>', "the core's data folder (the module path is {data}/store)")
         .env('CLAVITOR_DATA')
@@ -401,9 +440,13 @@ export function register(program: Command): void {
     .option('--pid-file <file>', 'daemon pid file')
     .option('--log-file <file>', 'daemon log file (default: syslog)')
     .option('--max-connections <n>', 'concurrent connections', '20')
-    .option('--hosts-allow <cidr...>', 'addresses/CIDRs allowed to connect (adds hosts deny = *)')
-    .option('--auth-user <user...>', 'rsync users allowed (read-only); needs --secrets-file')
-    .option('--secrets-file <file>', 'rsyncd secrets file (mode 0600, outside the store)')
+    .option('--out <file>', 'write the config to this file (atomically) instead of stdout')
+    .option(
+      '--hosts-allow <cidr...>',
+      'manual mode (no registry): addresses/CIDRs allowed to connect (adds hosts deny = *)',
+    )
+    .option('--auth-user <user...>', 'manual mode: rsync users allowed (read-only)')
+    .option('--secrets-file <file>', 'manual mode: rsyncd secrets file (mode 0600)')
     .action(
       action(
         async (o: {
@@ -417,32 +460,104 @@ export function register(program: Command): void {
           pidFile?: string
           logFile?: string
           maxConnections: string
+          out?: string
           hostsAllow?: string[]
           authUser?: string[]
           secretsFile?: string
         }) => {
           const port = intOpt('port', o.port, 1, 65535)!
           const maxConnections = intOpt('max-connections', o.maxConnections, 1, 10000)!
-          process.stdout.write(
-            renderRsyncdConfig({
-              storeRoot: resolve(dataPaths(o.data).store),
-              module: o.module,
-              port,
-              uid: o.uid,
-              gid: o.gid,
-              useChroot: o.chroot,
-              maxConnections,
-              ...(o.address ? { address: o.address } : {}),
-              ...(o.pidFile ? { pidFile: o.pidFile } : {}),
-              ...(o.logFile ? { logFile: o.logFile } : {}),
-              auth: {
-                ...(o.hostsAllow ? { hostsAllow: o.hostsAllow } : {}),
-                ...(o.authUser ? { authUsers: o.authUser } : {}),
-                ...(o.secretsFile ? { secretsFile: o.secretsFile } : {}),
-              },
-            }),
-          )
+          const manual = Boolean(o.hostsAllow || o.authUser || o.secretsFile)
+          let auth: RsyncdAuth
+          if (manual) {
+            auth = {
+              ...(o.hostsAllow ? { hostsAllow: o.hostsAllow } : {}),
+              ...(o.authUser ? { authUsers: o.authUser } : {}),
+              ...(o.secretsFile ? { secretsFile: o.secretsFile } : {}),
+            }
+          } else {
+            const c = await openCore({ dataDir: o.data })
+            try {
+              const r = rsyncdAuthFromRegistry(c.db, o.data)
+              auth = { ...r.auth, required: true }
+              for (const id of r.withoutSecret)
+                process.stderr.write(
+                  `clavitor: warning: POP ${id} has no rsync password and gets nothing: run \`clavitor core pop rsync-secret --id ${id}\`\n`,
+                )
+              for (const u of r.pruned)
+                process.stderr.write(`clavitor: dropped rsync user ${u} (POP removed)\n`)
+              if (r.auth.authUsers.length === 0)
+                process.stderr.write(
+                  'clavitor: warning: no POP has an rsync password: the module refuses everyone\n',
+                )
+            } finally {
+              await c.close()
+            }
+          }
+          const text = renderRsyncdConfig({
+            storeRoot: resolve(dataPaths(o.data).store),
+            module: o.module,
+            port,
+            uid: o.uid,
+            gid: o.gid,
+            useChroot: o.chroot,
+            maxConnections,
+            ...(o.address ? { address: o.address } : {}),
+            ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+            ...(o.logFile ? { logFile: o.logFile } : {}),
+            auth,
+          })
+          if (!o.out) return void process.stdout.write(text)
+          const tmp = `${o.out}.tmp-${process.pid}`
+          writeFileSync(tmp, text, { mode: 0o644 })
+          renameSync(tmp, o.out)
         },
       ),
+    )
+
+  // --- core rsync-ssh-line ----------------------------------------------------------
+  core
+    .command('rsync-ssh-line')
+    .description(
+      "the authorized_keys line for a POP's ssh key: read-only forced command (rrsync -ro) over the store root, from= its allowlist, restrict",
+    )
+    .addOption(
+      new Option('--data <dir>', "the core's data folder (store root {data}/store)")
+        .env('CLAVITOR_DATA')
+        .makeOptionMandatory(),
+    )
+    .requiredOption('--pop <id>', 'the POP id (a live POP: its allowlist becomes from=)')
+    .requiredOption('--key <file>', "the POP's ssh public key file (one line, e.g. id_ed25519.pub)")
+    .option('--rrsync <path>', 'the rrsync script on the core', '/usr/bin/rrsync')
+    .action(
+      action(async (o: { data: string; pop: string; key: string; rrsync: string }) => {
+        let key: string
+        try {
+          key = readFileSync(o.key, 'utf8')
+        } catch (cause) {
+          throw claError(
+            'CLA_ERR_INVALID_OPTION',
+            `cannot read ${o.key}: ${(cause as Error).message}`,
+          )
+        }
+        const c = await openCore({ dataDir: o.data })
+        let allow: string[]
+        try {
+          const p = getPop(c.db, o.pop)
+          if (!p) throw claError('CLA_ERR_NOT_FOUND', `no live POP ${o.pop}`)
+          allow = p.allowlist
+        } finally {
+          await c.close()
+        }
+        process.stdout.write(
+          sshAuthorizedKeyLine({
+            popId: o.pop,
+            publicKey: key,
+            storeRoot: resolve(dataPaths(o.data).store),
+            from: allow,
+            rrsync: o.rrsync,
+          }) + '\n',
+        )
+      }),
     )
 }
