@@ -252,12 +252,14 @@ async function benchOne(N: number): Promise<Figures> {
     )
     const latestPaths = p0s.map((p) => '/' + pop.store.latest(p)!.path)
     const nginx = spawn('nginx', ['-c', join(ngDir, 'nginx.conf'), '-p', ngDir], {
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'inherit'],
     })
+    nginx.on('exit', (code, sig) => log(`nginx exited (${code ?? sig}); see ${ngDir}/error.log`))
     children.push(nginx)
     await waitPort(ngPort)
     log(`N=${N}: nginx static (${DURATION} s)`)
     const ngLoad = await load(ngPort, latestPaths)
+    log(`N=${N}: done, cleaning up`)
     await pop.close()
     await core.close()
     return {
