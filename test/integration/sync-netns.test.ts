@@ -82,6 +82,7 @@ function popSync(
       'pop-n',
       '--core',
       `http://${CORE_IP}:8080`,
+      '--insecure-plain-http', // the test feed server is plain HTTP (not the mTLS POP API)
       '--rsync-source',
       `rsync://${CORE_IP}:8730/clavitor-store/`,
       '--page-size',
