@@ -18,7 +18,9 @@ const program = new Command()
   .addOption(new Option('--n <n>', 'blobs to write').default('5000'))
   .addOption(new Option('--concurrency <c>', 'puts in flight against the store').default('256'))
   .addOption(new Option('--size <bytes>', 'payload size').default('4096'))
-  .addOption(new Option('--max-batch <m>', 'StoreOptions.maxBatch: most puts per group').default('512'))
+  .addOption(
+    new Option('--max-batch <m>', 'StoreOptions.maxBatch: most puts per group').default('512'),
+  )
   .addOption(new Option('--p0s <k>', 'distinct p0s the blobs spread over').default('1000'))
   .addOption(
     new Option('--protection <mode>', 'store protection')
