@@ -151,6 +151,17 @@ export default async function adminRoutes(
     if (req.method === 'POST') return app.csrfProtection(req, reply, done)
     done()
   })
+  // Second line of defence (lib/admin checks every action too): a viewer's POST never
+  // reaches a handler, except logging out. The refusal is audited.
+  app.addHook('preHandler', async (req) => {
+    const s = req.adminSession
+    if (req.method !== 'POST' || !s || req.routeOptions.config.adminPublic) return
+    if (req.routeOptions.url === '/admin/logout') return
+    admin.authorize(s, `POST ${req.routeOptions.url ?? req.url}`, 'change', {
+      ip: req.ip,
+      route: `POST ${req.routeOptions.url ?? req.url}`,
+    })
+  })
   app.addHook('onSend', async (_req, reply, payload) => {
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
     return payload

@@ -547,3 +547,20 @@ t.test(
     t.equal(vres.statusCode, 403)
   },
 )
+
+t.test('a viewer can still log out', async (t) => {
+  const { app, core } = await setup(t)
+  const viewer = seedAdmin(core.db, 'viewer')
+  const c = await csrfFor(app, viewer.cookie)
+  const res = await app.inject({
+    method: 'POST',
+    url: '/admin/logout',
+    headers: { cookie: c.cookie },
+    payload: { _csrf: c.token },
+  })
+  t.equal(res.statusCode, 303)
+  t.equal(
+    (await app.inject({ url: '/admin', headers: { cookie: viewer.cookie } })).headers.location,
+    '/admin/login',
+  )
+})
