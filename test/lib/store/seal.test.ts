@@ -97,3 +97,57 @@ t.test('the sealer shell: odd names, typed failures, restart after it dies', asy
   for (const f of odd) unlinkSync(f)
   t.pass('unsealed and removed after a restart')
 })
+
+// A chattr that refuses, put first on PATH after the store's probe succeeded: the sealer
+// shell (started at the first seal) runs it. Only the system tool is replaced.
+async function withRefusingChattr(t: { teardown: (fn: () => void) => void }, dir: string) {
+  const bin = join(dir, '..', 'fake-bin')
+  mkdirSync(bin, { recursive: true })
+  writeFileSync(
+    join(bin, 'chattr'),
+    '#!/bin/sh\necho "chattr: Operation not permitted while setting flags on $3" >&2\nexit 1\n',
+    { mode: 0o755 },
+  )
+  const saved = process.env.PATH
+  process.env.PATH = `${bin}:${saved}`
+  t.teardown(() => {
+    process.env.PATH = saved
+  })
+}
+
+t.test(
+  'a seal that fails: enforce rejects the put, best-effort warns; both index with sealed = 0',
+  async (t) => {
+    const probeDir = tempData(t)
+    mkdirSync(probeDir, { recursive: true })
+    if (!(await probeSealing(probeDir)).honoured) {
+      t.skip('needs root on ext4', () => {})
+      return
+    }
+    const enfData = tempData(t)
+    const enf = await BlobStore.init({ dataDir: enfData, protection: 'enforce' })
+    t.teardown(() => enf.close())
+    const warnings: string[] = []
+    const beData = tempData(t)
+    const be = await BlobStore.init({ dataDir: beData, onWarning: (m) => warnings.push(m) })
+    t.teardown(() => be.close())
+    await withRefusingChattr(t, enfData)
+
+    await t.rejects(enf.put(P0A, Buffer.from('x')), {
+      code: 'CLA_ERR_SEAL_FAILED',
+      message: /not permitted/,
+    })
+    t.equal(enf.status().blobs, 1, 'the durable file is indexed all the same: nothing is lost')
+    t.equal(enf.status().unsealed_rows, 1)
+    t.match(enf.status().protection, { mode: 'enforce', honoured: false, reason: /chattr/ })
+
+    const info = await be.put(P0A, Buffer.from('y'))
+    await be.put(P0A, Buffer.from('z'))
+    t.equal(warnings.length, 1, 'best-effort warns once')
+    t.match(warnings[0], /sealing failed/)
+    t.equal(be.status().unsealed_rows, 2)
+    t.equal((await be.readPayload(info)).toString(), 'y')
+    const r = await be.verify()
+    t.ok(r.unsealed.includes(info.path), 'verify reports the unsealed file')
+  },
+)
