@@ -71,17 +71,24 @@ export function register(program: Command): void {
         const write = (line: string) => void out.write(line + '\n')
         write(`clavitor demo: data folder ${dir}`)
 
-        // a signal during the steps: finish the step in flight, then stop
-        let stopRequested = false
-        const early = () => (stopRequested = true)
-        process.once('SIGINT', early)
-        process.once('SIGTERM', early)
+        // a signal during the steps: the step in flight finishes, no other starts, all closes
+        const ac = new AbortController()
+        const early = () => {
+          if (!ac.signal.aborted) write('stopping after the current step…')
+          ac.abort()
+        }
+        process.on('SIGINT', early)
+        process.on('SIGTERM', early)
 
         let handle
         try {
-          handle = await runDemo({ dataDir: dir, write, credentials: n })
+          handle = await runDemo({ dataDir: dir, write, credentials: n, signal: ac.signal })
         } catch (err) {
           if (!(err instanceof DemoFailed)) throw err
+          if (ac.signal.aborted) {
+            write(`\nInterrupted. The data folder stays; remove it with:\n  ${removeCommand(dir)}`)
+            process.exit(130)
+          }
           if (o.json) printJson({ ok: false, data_dir: dir, error: err.message, steps: err.steps })
           process.stderr.write(
             `clavitor: demo failed: ${err.message}\n` +
@@ -101,7 +108,7 @@ export function register(program: Command): void {
           )
           process.exit(code)
         }
-        if (exitAfter || stopRequested) {
+        if (exitAfter || ac.signal.aborted) {
           await handle.close()
           return bye(r.ok ? 0 : 1)
         }

@@ -22,28 +22,37 @@ export class StepFailed extends Error {
 export class Steps {
   readonly records: StepRecord[] = []
 
-  constructor(private readonly write: (line: string) => void) {}
+  constructor(
+    private readonly write: (line: string) => void,
+    private readonly signal?: AbortSignal,
+  ) {}
 
-  /** Runs `fn` as the next step; prints `✓ n. title: detail (ms)` or `✗ …: error`. */
+  /**
+   * Runs `fn` as the next step; prints `✓ n. title: detail (ms)` or `✗ …: error`. A step
+   * that throws stops the run (StepFailed); one that returns a value `isOk` refuses prints
+   * ✗ and the run goes on (its checks end up in the report). Aborted: no further step runs.
+   */
   async run<T>(
     title: string,
     fn: () => Promise<T> | T,
     detail?: (v: T) => string | null,
+    isOk?: (v: T) => boolean,
   ): Promise<T> {
     const n = this.records.length + 1
     const t0 = performance.now()
     try {
+      if (this.signal?.aborted) throw new Error('interrupted (signal)')
       const v = await fn()
       const rec: StepRecord = {
         n,
         title,
-        ok: true,
+        ok: isOk ? isOk(v) : true,
         ms: Math.round(performance.now() - t0),
         detail: detail ? detail(v) : null,
       }
       this.records.push(rec)
       this.write(
-        `✓ ${String(n).padStart(2)}. ${title}${rec.detail ? `: ${rec.detail}` : ''} (${fmtMs(rec.ms)})`,
+        `${rec.ok ? '✓' : '✗'} ${String(n).padStart(2)}. ${title}${rec.detail ? `: ${rec.detail}` : ''} (${fmtMs(rec.ms)})`,
       )
       return v
     } catch (err) {
