@@ -456,6 +456,7 @@ async function ingestPrefix(
     res.already += prefix.length - staged.length
     return
   } catch (err) {
+    if (isDiskFull(err)) throw diskFull(err)
     if (
       !isClavitorError(err) ||
       err.code === 'CLA_ERR_SYNC_ABORTED' ||
@@ -463,7 +464,6 @@ async function ingestPrefix(
       err.code === 'CLA_ERR_STORE_CLOSED'
     )
       throw err
-    if (isDiskFull(err)) throw diskFull(err)
   }
   // One at a time, in feed order, to seal every good blob before the first bad one.
   for (const it of prefix) {
@@ -502,7 +502,13 @@ async function ingestPrefix(
 function isDiskFull(err: unknown): boolean {
   let e: unknown = err
   for (let i = 0; i < 5 && e; i++) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true
+    const code = (e as NodeJS.ErrnoException).code
+    if (
+      code === 'ENOSPC' ||
+      code === 'SQLITE_FULL' ||
+      /no space left on device/i.test((e as Error).message ?? '')
+    )
+      return true
     e = (e as { cause?: unknown }).cause
   }
   return false

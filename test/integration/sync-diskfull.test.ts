@@ -1,0 +1,72 @@
+// A POP whose disk fills up mid-pull (a small tmpfs holds its data folder): the run fails
+// with CLA_ERR_SYNC_DISK_FULL (or rsync's own I/O error), the cursor stays on sealed
+// blobs; after space is freed (the tmpfs grows), the next run completes.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { isClavitorError } from '../../lib/errors.js'
+import { decodeCursor } from '../../lib/sync/cursor.js'
+import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
+import { indexOf, isRoot, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
+
+function canMount(): string | false {
+  if (!isRoot) return 'needs root to mount a small tmpfs'
+  const probe = mkdtempSync(join(tmpdir(), 'clavitor-mount-probe-'))
+  try {
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], {
+      encoding: 'utf8',
+    })
+    if (m.status !== 0) return `cannot mount a tmpfs here: ${m.stderr.trim()}`
+    spawnSync('umount', [probe])
+    return false
+  } finally {
+    rmSync(probe, { recursive: true, force: true })
+  }
+}
+
+t.test('disk full mid-pull, then space freed', { skip: canMount() }, async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  await core.addBlobs(600)
+  const mnt = join(dir, 'small')
+  mkdirSync(mnt)
+  t.equal(
+    spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1800k', 'tmpfs', mnt]).status,
+    0,
+    'small tmpfs',
+  )
+  t.teardown(() => {
+    spawnSync('umount', ['-l', mnt])
+  })
+  const pop = await openTestPop(t, core, join(mnt, 'pop'), 'pop-full', {
+    pageSize: 100,
+    protection: 'best-effort',
+  })
+  let code = ''
+  try {
+    await pop.sync.run()
+    t.fail('expected the disk to fill')
+  } catch (err) {
+    code = isClavitorError(err) ? err.code : String(err)
+  }
+  t.match(code, /^CLA_ERR_SYNC_(DISK_FULL|RSYNC|PARTIAL)$/, `typed failure: ${code}`)
+  const held = indexOf(pop.store).length
+  t.ok(held < 600, `${held} sealed before the disk filled`)
+  const cur = decodeCursor(getMeta(pop.db, K_CURSOR))
+  t.ok(cur === null || pop.store.bySeq(cur.seq), 'cursor on a sealed blob')
+  t.not(
+    pop.sync.status().last_run?.ok,
+    true,
+    'the run is not recorded as ok (recording may itself fail on a full disk)',
+  )
+
+  t.equal(spawnSync('mount', ['-o', 'remount,size=64m', mnt]).status, 0, 'space freed')
+  const r = await pop.sync.run()
+  t.equal(r.sealed + r.already, 600 - held)
+  t.same(indexOf(pop.store), indexOf(core.store))
+  t.ok((await pop.store.verify()).ok)
+  await pop.close()
+  t.equal(spawnSync('umount', [mnt]).status, 0, 'unmounted')
+})
