@@ -1,12 +1,15 @@
 // The POP's Fastify app factory: WL3 lookups for vaults, health. Thin; never listens.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { errorResponse } from '../lib/errors.js'
+import rateLimit from '@fastify/rate-limit'
+import { claError, errorResponse } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
 import { wl3Routes } from './routes/wl3.js'
 
 export interface PopAppOptions {
   /** The POP library instance (lib/pop.ts). Without it only /healthz answers. */
   pop?: Pop
+  /** Per client address rate limit of the lookup routes. Default 6000 requests per 60 s; false = off. */
+  rateLimit?: { max: number; timeWindowMs: number } | false
   fastify?: FastifyServerOptions
 }
 
@@ -32,6 +35,24 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
       blobs: pop.store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number,
     }
   })
-  if (pop) await app.register(wl3Routes, { pop })
+  if (pop) {
+    const rl = opts.rateLimit ?? { max: 6000, timeWindowMs: 60_000 }
+    await app.register(async (scope) => {
+      if (rl) {
+        await scope.register(rateLimit, {
+          max: rl.max,
+          timeWindow: rl.timeWindowMs,
+          hook: 'onRequest',
+          keyGenerator: (req) => req.ip,
+          errorResponseBuilder: (_req, ctx) =>
+            claError(
+              'CLA_ERR_SYNC_RATE_LIMITED',
+              `rate limit of ${ctx.max} lookups exceeded; retry in ${ctx.after}`,
+            ),
+        })
+      }
+      await scope.register(wl3Routes, { pop })
+    })
+  }
   return app
 }

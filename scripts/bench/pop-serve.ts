@@ -9,7 +9,8 @@ const pop = await openPop({
   coreUrl: 'http://127.0.0.1:9',
   rsyncSource: '/nonexistent',
 })
-const app = await buildPopApp({ pop })
+// no rate limit: the comparison with nginx (which has none) is like for like
+const app = await buildPopApp({ pop, rateLimit: false })
 await app.listen({ host: '127.0.0.1', port: Number(port) })
 const stop = async () => {
   await app.close()
