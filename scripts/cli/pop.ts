@@ -43,6 +43,7 @@ interface PopCliOptions {
   insecurePlainHttp?: boolean
   verify?: boolean
   json?: boolean
+  watch?: boolean
 }
 
 /** Keys a --config JSON file may hold (same names as the long options, camelCase). */
@@ -231,6 +232,11 @@ function popOptions(cmd: Command, withListen: boolean): Command {
       ).env('CLAVITOR_INSECURE_PLAIN_HTTP'),
     )
   if (withListen)
+    cmd.option(
+      '--no-watch',
+      'do not watch the sealed tree (chokidar: one inotify watch per folder)',
+    )
+  if (withListen)
     cmd.addOption(
       new Option('--listen <host:port>', 'address of the WL3 lookup server').env('CLAVITOR_LISTEN'),
     )
@@ -350,7 +356,7 @@ export function register(program: Command): void {
           '--listen is required (or CLAVITOR_LISTEN, or "listen" in --config)',
         )
       const log = createLogger({ base: { pop: po.popId } })
-      const p: Pop = await openPop({ ...po, log, watch: true })
+      const p: Pop = await openPop({ ...po, log, watch: o.watch !== false })
       const { buildPopApp } = await import('../../pop-agent/app.js')
       const app = await buildPopApp({
         pop: p,
