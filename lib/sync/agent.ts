@@ -190,7 +190,7 @@ export class PopSync {
         res,
         alarms: res.alarms,
       })
-      outcome.report_error = await this.report(true, alarm ?? null, res)
+      outcome.report_error = await this.report(true, alarm ?? null)
       this.log.info(
         {
           sealed: res.sealed,
@@ -218,7 +218,7 @@ export class PopSync {
       } catch (recErr) {
         this.log.error({ err: recErr }, 'cannot record the failed run')
       }
-      await this.report(false, e, null)
+      await this.report(false, e)
       throw e
     }
   }
@@ -244,11 +244,7 @@ export class PopSync {
   }
 
   /** Reports to the core; returns the report's own error text (never throws). */
-  private async report(
-    ok: boolean,
-    err: ClavitorError | null,
-    res: PullResult | null,
-  ): Promise<string | null> {
+  private async report(ok: boolean, err: ClavitorError | null): Promise<string | null> {
     const db = this.opts.store.db
     try {
       const blobs = (db.prepare('SELECT count(*) FROM blobs').pluck().get() as number) ?? 0
@@ -258,7 +254,6 @@ export class PopSync {
         error: err ? { code: err.code, message: err.message } : null,
         blobs,
       })
-      void res
       return null
     } catch (rerr) {
       const msg = (rerr as Error).message
