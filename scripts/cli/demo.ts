@@ -13,6 +13,7 @@ interface DemoFlags {
   exitAfterReport?: boolean
   json?: boolean
   credentials: string
+  syncEvery: string
 }
 
 function truthy(v: string | undefined): boolean {
@@ -49,8 +50,19 @@ export function register(program: Command): void {
         .default('5')
         .env('CLAVITOR_DEMO_CREDENTIALS'),
     )
+    .addOption(
+      new Option('--sync-every <s>', 'seconds between POP pulls while the demo runs, 1..3600')
+        .default('15')
+        .env('CLAVITOR_DEMO_SYNC_EVERY'),
+    )
     .action(
       action(async (o: DemoFlags) => {
+        const every = Number(o.syncEvery)
+        if (!/^\d+$/.test(o.syncEvery) || every < 1 || every > 3600)
+          throw claError(
+            'CLA_ERR_INVALID_OPTION',
+            `--sync-every must be 1..3600; got ${o.syncEvery}`,
+          )
         const n = Number(o.credentials)
         if (!/^\d+$/.test(o.credentials) || n < 1 || n > 100)
           throw claError(
@@ -82,7 +94,13 @@ export function register(program: Command): void {
 
         let handle
         try {
-          handle = await runDemo({ dataDir: dir, write, credentials: n, signal: ac.signal })
+          handle = await runDemo({
+            dataDir: dir,
+            write,
+            credentials: n,
+            syncEveryMs: every * 1000,
+            signal: ac.signal,
+          })
         } catch (err) {
           if (!(err instanceof DemoFailed)) throw err
           if (ac.signal.aborted) {
@@ -112,7 +130,7 @@ export function register(program: Command): void {
           await handle.close()
           return bye(r.ok ? 0 : 1)
         }
-        write('\nRunning; the POPs pull every 15 s. Ctrl-C stops everything.')
+        write(`\nRunning; the POPs pull every ${every} s. Ctrl-C stops everything.`)
         let stopping = false
         const stop = () => {
           if (stopping) return

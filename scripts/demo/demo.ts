@@ -107,7 +107,8 @@ export interface DemoReport {
     subscription: { id: string; paddle_id: string | null; status: string; state: string }
     pending_dual_writes: number
   }
-  vault: { id: string; api_key_id: string }
+  /** The vault's API key is shown here once, as `clavitor vault key` does (try it with curl). */
+  vault: { id: string; api_key_id: string; api_key: string }
   credentials: { p0s: number; registrations: number }
   pops: PopReport[]
   lookups: { total: number; ok: number; failed: number; failures: string[] }
@@ -637,14 +638,23 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
 
     // keep the POPs pulling while the demo runs (new registrations show up on both)
     const every = opts.syncEveryMs ?? 15_000
+    const stopPulls = new AbortController()
+    const inFlight = new Set<Promise<unknown>>()
     const timer = setInterval(() => {
-      for (const p of pops)
-        p.pop.sync
-          .run()
+      for (const p of pops) {
+        const run = p.pop.sync
+          .run({ signal: stopPulls.signal })
           .catch((err: unknown) => lg.warn({ err, pop: p.id }, 'periodic sync failed'))
+        inFlight.add(run)
+        void run.finally(() => inFlight.delete(run))
+      }
     }, every)
     timer.unref()
-    onClose('sync timer', () => clearInterval(timer))
+    onClose('sync timer', async () => {
+      clearInterval(timer)
+      stopPulls.abort()
+      await Promise.allSettled([...inFlight])
+    })
     return r
 
     async function buildReport(): Promise<DemoReport> {
@@ -742,7 +752,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           },
           pending_dual_writes: pending,
         },
-        vault: { id: vault.id, api_key_id: vault.keyId },
+        vault: { id: vault.id, api_key_id: vault.keyId, api_key: vault.key },
         credentials: { p0s: latest.size, registrations },
         pops: popReports,
         lookups: { total, ok: okLookups, failed: failures.length, failures },
@@ -826,6 +836,12 @@ export function formatReport(r: DemoReport): string {
   l.push(`Lookups:      ${r.pops.map((p) => `${p.url}/api/v1/wl3/{p0}`).join('  ')}`)
   l.push(`POP API:      ${r.core.pop_api_url} (mTLS)   rsync: ${r.core.rsync_url}`)
   l.push(`Fake Paddle:  ${r.paddle.url}/__fake/state`)
+  l.push(`Vault key:    ${r.vault.api_key} (vault ${r.vault.id}; shown once)`)
+  l.push(
+    `  register:   curl -s -H "Authorization: Bearer ${r.vault.api_key}" -H 'content-type: application/json' \\`,
+    `                -d "{\\"p0\\":\\"$(openssl rand -hex 16)\\",\\"wl3\\":\\"$(head -c 200 /dev/urandom | base64 -w0)\\"}" \\`,
+    `                ${r.core.url}/api/v1/credentials/register`,
+  )
   l.push(`Data:         ${r.data_dir}   logs: ${r.log_file}`)
   return l.join('\n')
 }

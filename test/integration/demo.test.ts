@@ -3,6 +3,8 @@
 // check passed. A second run stays up until SIGTERM and then stops everything (rsyncd too).
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { get as httpGet } from 'node:http'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -23,6 +25,15 @@ function tempRoot(): string {
     rmSync(root, { recursive: true, force: true })
   })
   return root
+}
+
+function parses(s: string): boolean {
+  try {
+    JSON.parse(s)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function alive(pid: number): boolean {
@@ -109,50 +120,105 @@ t.test('demo --exit-after-report --json: every check passes', async (t) => {
   t.notOk(existsSync(join(dir, 'rsyncd', 'rsyncd.pid')), 'rsyncd stopped (its pid file is gone)')
 })
 
-t.test('demo keeps running until SIGTERM, then closes everything (exit 0)', async (t) => {
-  const dir = join(tempRoot(), 'data')
-  const child = spawn(CLI, ['demo', '--data', dir], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => {
-    child.kill('SIGKILL')
-  })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
-  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "Running" line:\n${out}\n${err}`)), 90_000)
-    child.stdout.on('data', () => {
-      if (out.includes('Ctrl-C stops everything')) {
-        clearTimeout(timer)
-        resolve()
+t.test(
+  'demo keeps running: the admin setup page answers, a new credential reaches both POPs, SIGTERM closes everything',
+  async (t) => {
+    const dir = join(tempRoot(), 'data')
+    const child = spawn(CLI, ['demo', '--json', '--sync-every', '1', '--data', dir], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    t.teardown(() => {
+      child.kill('SIGKILL')
+    })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no "Running" line:\n${out}\n${err}`)),
+        90_000,
+      )
+      const check = () => {
+        // the report (stdout) and the "Running" line (stderr) arrive on two pipes
+        if (err.includes('Ctrl-C stops everything') && parses(out)) {
+          clearTimeout(timer)
+          resolve()
+        }
       }
+      child.stderr.on('data', check)
+      child.stdout.on('data', check)
+      void exited.then(() => {
+        clearTimeout(timer)
+        reject(new Error(`exited early:\n${out}\n${err}`))
+      })
     })
-    void exited.then(() => {
-      clearTimeout(timer)
-      reject(new Error(`exited early:\n${out}\n${err}`))
-    })
-  })
-  t.match(out, /All checks passed/)
-  t.match(out, /http:\/\/localhost:\d+\/admin\/setup\?token=/)
-  const url = /Metrics:\s+(http:\/\/localhost:(\d+)\/metrics)/.exec(out)
-  t.ok(url, 'metrics URL printed')
-  const res = await fetch(`http://127.0.0.1:${url![2]}/metrics`)
-  t.equal(res.status, 200, 'the core answers while the demo runs')
-  await res.arrayBuffer()
-  const pid = Number(readFileSync(join(dir, 'rsyncd', 'rsyncd.pid'), 'utf8').trim())
-  t.ok(alive(pid), 'rsyncd runs')
+    const rep = JSON.parse(out) as DemoReport
+    t.equal(rep.ok, true)
+    const port = Number(/^http:\/\/localhost:(\d+)$/.exec(rep.core.url)?.[1])
+    t.ok(port > 0, 'core URL on localhost')
 
-  child.kill('SIGTERM')
-  t.equal(await exited, 0, `clean exit on SIGTERM ${err}`)
-  t.notOk(alive(pid), 'rsyncd stopped')
-  t.notOk(existsSync(join(dir, 'rsyncd', 'rsyncd.pid')), 'its pid file is gone')
-  t.match(out, /remove it with:\s+chattr -R -i -a \S+ && rm -rf \S+/)
-  await t.rejects(fetch(`http://127.0.0.1:${url![2]}/metrics`), 'the core is closed')
-})
+    // the one-time setup link opens the enrollment page (Host: localhost, the WebAuthn origin)
+    const setup = new URL(rep.core.admin_setup_url!)
+    const page = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      httpGet(
+        {
+          host: '127.0.0.1',
+          port,
+          path: setup.pathname + setup.search,
+          headers: { host: `localhost:${port}` },
+        },
+        (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (c: string) => (body += c))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        },
+      ).on('error', reject)
+    })
+    t.equal(page.status, 200, 'the setup page answers')
+    t.match(page.body, /<html/i)
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`)
+    t.equal(metrics.status, 200, 'core /metrics answers')
+    t.match(await metrics.text(), /clavitor_/)
+
+    // a credential registered now (the printed vault key, real HTTP) reaches both POPs
+    const p0 = randomBytes(16).toString('hex')
+    const wl3 = randomBytes(321)
+    const reg = await fetch(`http://127.0.0.1:${port}/api/v1/credentials/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${rep.vault.api_key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ p0, wl3: wl3.toString('base64') }),
+    })
+    t.equal(reg.status, 201, 'registered with the printed key')
+    await reg.arrayBuffer()
+    for (const pop of rep.pops) {
+      const end = Date.now() + 30_000
+      let got: Buffer | null = null
+      while (Date.now() < end) {
+        const r = await fetch(`${pop.url}/api/v1/wl3/${p0}`)
+        const b = Buffer.from(await r.arrayBuffer())
+        if (r.status === 200) {
+          got = b
+          break
+        }
+        await new Promise((r) => setTimeout(r, 200))
+      }
+      t.ok(got?.equals(wl3), `${pop.id} serves the new credential after its next pull`)
+    }
+
+    const pid = Number(readFileSync(join(dir, 'rsyncd', 'rsyncd.pid'), 'utf8').trim())
+    t.ok(alive(pid), 'rsyncd runs')
+    child.kill('SIGTERM')
+    t.equal(await exited, 0, `clean exit on SIGTERM ${err}`)
+    t.notOk(alive(pid), 'rsyncd stopped')
+    t.notOk(existsSync(join(dir, 'rsyncd', 'rsyncd.pid')), 'its pid file is gone')
+    t.match(err, /remove it with:\s+chattr -R -i -a \S+ && rm -rf \S+/)
+    await t.rejects(fetch(`http://127.0.0.1:${port}/metrics`), 'the core is closed')
+  },
+)
 
 t.test('demo --data refuses a folder that is not empty (exit 2)', async (t) => {
   const root = tempRoot()
