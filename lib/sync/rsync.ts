@@ -140,13 +140,25 @@ export function rsyncError(
       details: { rsync_exit: exitCode, reason: 'disk_full' },
     })
   }
-  // the daemon's refusals (exit 5): a wrong/missing password or an address not allowed
-  const refused = /@ERROR: (auth failed|access denied)/.exec(stderr)
+  // the daemon's refusals (exit 5): a wrong/missing password, or an address outside
+  // `hosts allow` (with `list = no`, rsync 3.2+ answers "Unknown module" to hide it)
+  const refused = /@ERROR: (auth failed|access denied|Unknown module)/.exec(stderr)
   if (refused) {
-    const reason = refused[1] === 'auth failed' ? 'auth_failed' : 'access_denied'
+    const reason =
+      refused[1] === 'auth failed'
+        ? 'auth_failed'
+        : refused[1] === 'access denied'
+          ? 'access_denied'
+          : 'unknown_module'
+    const hint =
+      reason === 'auth_failed'
+        ? 'check the rsync user in the source and {data}/pop-auth/rsync.password'
+        : reason === 'access_denied'
+          ? "this address is not in the POP's allowlist"
+          : "this address is not in the POP's allowlist, or the module name is wrong"
     return claError(
       'CLA_ERR_SYNC_RSYNC_AUTH',
-      `the core's rsync daemon refused this POP (${reason === 'auth_failed' ? 'check the rsync user and {data}/pop-auth/rsync.password' : 'this address is not in the POP allowlist'}): ${tail}`,
+      `the core's rsync daemon refused this POP (${hint}): ${tail}`,
       { cause, details: { rsync_exit: exitCode ?? null, reason } },
     )
   }

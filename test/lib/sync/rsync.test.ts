@@ -207,8 +207,8 @@ t.test(
         dest,
         ioTimeoutSec: 10,
       }),
-      { code: 'CLA_ERR_SYNC_NETWORK', details: { rsync_exit: 5 } },
-      'unknown module: exit 5',
+      { code: 'CLA_ERR_SYNC_RSYNC_AUTH', details: { rsync_exit: 5, reason: 'unknown_module' } },
+      'unknown module: exit 5, refused by the daemon (it hides modules from refused hosts too)',
     )
     // list = no: the module list is empty
     const listing = execFileSync('rsync', [`rsync://127.0.0.1:${port}/`], { encoding: 'utf8' })

@@ -194,3 +194,22 @@ t.test('ssh: authorized_keys line with the read-only forced command', async (t) 
     { code: 'CLA_ERR_INVALID_OPTION' },
   )
 })
+
+t.test('daemon refusals map to CLA_ERR_SYNC_RSYNC_AUTH with a reason', async (t) => {
+  const { rsyncError } = await import('../../../lib/sync/rsync.js')
+  const cases: Array<[string, string]> = [
+    ['@ERROR: auth failed on module clavitor-store', 'auth_failed'],
+    ['@ERROR: access denied to clavitor-store from localhost (127.0.0.2)', 'access_denied'],
+    ["@ERROR: Unknown module 'clavitor-store'", 'unknown_module'],
+  ]
+  for (const [stderr, reason] of cases) {
+    const e = rsyncError(
+      5,
+      stderr + '\nrsync error: error starting client-server protocol (code 5)\n',
+    )
+    t.equal(e.code, 'CLA_ERR_SYNC_RSYNC_AUTH', reason)
+    t.equal(e.details?.reason, reason)
+    t.equal(e.details?.rsync_exit, 5)
+  }
+  t.equal(rsyncError(5, 'connection refused').code, 'CLA_ERR_SYNC_NETWORK', 'no daemon: network')
+})

@@ -1,0 +1,315 @@
+// The production POP pull end to end with real authentication on both channels: the
+// POP API over mTLS (signed requests, tokens) for the feed, and a real rsync daemon with
+// per-POP `auth users`, a 0600 secrets file and `hosts allow` from the registry for the
+// blobs. POPs are enrolled with the real commands (pop init, ca issue-pop, core pop add).
+// A POP with a wrong password, from an address outside hosts allow, without credentials
+// or removed gets nothing, and its cursor does not move.
+import t from 'tap'
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect, createServer, type AddressInfo } from 'node:net'
+import { execa, type ResultPromise } from 'execa'
+import { popAuthPaths } from '../../lib/auth/ca.js'
+import { openDb } from '../../lib/db/open.js'
+import { BlobStore } from '../../lib/store/index.js'
+import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
+import { popRsyncPasswordFile, rsyncdSecretsFile } from '../../lib/sync/rsync-auth.js'
+import { randomBytes } from 'node:crypto'
+import { randomP0 } from '../fixtures/sync.js'
+
+const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
+const env = { ...process.env, CLAVITOR_PROTECTION: 'off', CLAVITOR_LOG_LEVEL: 'warn' }
+const cla = (...args: string[]) => execa(CLI, args, { env })
+
+if (process.getuid?.() !== 0) {
+  t.plan(0, 'needs root: the rsync daemon chroots into the store (use chroot = yes)')
+  process.exit(0)
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const p = (s.address() as AddressInfo).port
+  await new Promise((r) => s.close(r))
+  return p
+}
+
+async function waitPort(port: number, child: ResultPromise): Promise<void> {
+  let exited: unknown = null
+  void child.then((r) => (exited = r))
+  for (let i = 0; i < 200; i++) {
+    if (exited) throw new Error(`exited before listening: ${JSON.stringify(exited).slice(0, 2000)}`)
+    const ok = await new Promise<boolean>((r) => {
+      const c = connect(port, '127.0.0.1')
+      c.once('connect', () => (c.destroy(), r(true)))
+      c.once('error', () => r(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+function popState(dir: string): { cursor: string | null; blobs: number } {
+  const db = openDb(join(dir, 'meta.db'))
+  try {
+    const blobs = (db.prepare('SELECT count(*) AS n FROM blobs').get() as { n: number }).n
+    return { cursor: getMeta(db, K_CURSOR), blobs }
+  } finally {
+    db.close()
+  }
+}
+
+const root = mkdtempSync(join(tmpdir(), 'cla-rsync-chan-'))
+t.teardown(() => rmSync(root, { recursive: true, force: true }))
+const core = join(root, 'core')
+const children: ResultPromise[] = []
+t.teardown(() => {
+  for (const c of children) c.kill('SIGKILL')
+})
+
+// the core: CA, store with blobs
+await cla('ca', 'init', '--data', core)
+const coreStore = await BlobStore.init({ dataDir: core, protection: 'off', onWarning: () => {} })
+const N = 40
+for (let i = 0; i < N; i++) await coreStore.put(randomP0(), randomBytes(1500))
+const corePub = coreStore.publicKey!
+await coreStore.close()
+
+/** A POP enrolled with the real commands; its rsync password lands in its pop-auth/. */
+async function enrol(id: string): Promise<string> {
+  const dir = join(root, id)
+  const store = await BlobStore.init({
+    dataDir: dir,
+    role: 'pop',
+    trustKeys: [corePub],
+    protection: 'off',
+    onWarning: () => {},
+  })
+  await store.close()
+  await cla('pop', 'init', '--data', dir, '--id', id)
+  const cert = join(root, `${id}.pem`)
+  await cla(
+    'ca',
+    'issue-pop',
+    '--data',
+    core,
+    '--id',
+    id,
+    '--csr',
+    popAuthPaths(dir).csr,
+    '--out',
+    cert,
+  )
+  copyFileSync(cert, popAuthPaths(dir).cert)
+  copyFileSync(join(core, 'ca', 'ca.pem'), popAuthPaths(dir).ca)
+  await cla(
+    'core',
+    'pop',
+    'add',
+    '--data',
+    core,
+    '--id',
+    id,
+    '--cert',
+    cert,
+    '--allow',
+    '127.0.0.1/32',
+    '--rsync-password-out',
+    popRsyncPasswordFile(dir),
+  )
+  return dir
+}
+
+const popX = await enrol('pop-x')
+const popY = await enrol('pop-y')
+const popZ = await enrol('pop-z')
+
+// the rsync daemon (config from the registry) and the POP API
+const rsyncPort = await freePort()
+const apiPort = await freePort()
+const conf = join(root, 'rsyncd.conf')
+const genConf = () =>
+  cla(
+    'core',
+    'rsyncd-config',
+    '--data',
+    core,
+    '--address',
+    '127.0.0.1',
+    '--port',
+    String(rsyncPort),
+    '--pid-file',
+    join(root, 'rsyncd.pid'),
+    '--log-file',
+    join(root, 'rsyncd.log'),
+    '--out',
+    conf,
+  )
+await genConf()
+// stdin must not be a socket (Node's pipes are socketpairs): rsync would think it runs from inetd
+const daemon = execa('rsync', ['--daemon', '--no-detach', `--config=${conf}`], {
+  reject: false,
+  stdin: 'ignore',
+})
+children.push(daemon)
+const api = execa(CLI, ['core', 'pop-api', '--data', core, '--listen', `127.0.0.1:${apiPort}`], {
+  env,
+  reject: false,
+})
+children.push(api)
+await waitPort(rsyncPort, daemon)
+await waitPort(apiPort, api)
+
+const source = (id: string) => `rsync://clavitor-pop-${id}@127.0.0.1:${rsyncPort}/clavitor-store/`
+const popSync = (dir: string, id: string, extra: string[] = [], extraEnv = {}) =>
+  execa(
+    CLI,
+    [
+      'pop',
+      'sync',
+      '--once',
+      '--json',
+      '--data',
+      dir,
+      '--id',
+      id,
+      '--core',
+      `https://127.0.0.1:${apiPort}`,
+      '--rsync-source',
+      source(id),
+      '--page-size',
+      '15',
+      ...extra,
+    ],
+    // detached: no controlling terminal, so rsync can never prompt for a password
+    { env: { ...env, ...extraEnv }, reject: false, detached: true },
+  )
+
+t.test('the generated config and secrets', async (t) => {
+  const { readFileSync } = await import('node:fs')
+  const text = readFileSync(conf, 'utf8')
+  t.match(text, /hosts allow = 127\.0\.0\.1\/32\n\s+hosts deny = \*/)
+  t.match(text, /auth users = clavitor-pop-pop-x:ro, clavitor-pop-pop-y:ro, clavitor-pop-pop-z:ro/)
+  t.match(text, new RegExp(`secrets file = ${rsyncdSecretsFile(core)}\\n`))
+  t.match(text, /strict modes = yes/)
+  t.match(text, /use chroot = yes/)
+  t.equal(statSync(rsyncdSecretsFile(core)).mode & 0o777, 0o600)
+  t.equal(statSync(popRsyncPasswordFile(popX)).mode & 0o777, 0o600)
+})
+
+t.test('wrong password: nothing fetched, cursor stays', async (t) => {
+  const pw = popRsyncPasswordFile(popY)
+  const { readFileSync } = await import('node:fs')
+  const good = readFileSync(pw, 'utf8')
+  t.teardown(() => writeFileSync(pw, good, { mode: 0o600 }))
+  writeFileSync(pw, 'not-the-password\n', { mode: 0o600 })
+  const r = await popSync(popY, 'pop-y')
+  t.equal(r.exitCode, 1, 'exit 1')
+  t.match(r.stderr, /CLA_ERR_SYNC_RSYNC_AUTH/)
+  t.match(r.stderr, /auth failed/)
+  t.same(popState(popY), { cursor: null, blobs: 0 })
+})
+
+t.test('no credentials (no password file, empty RSYNC_PASSWORD): nothing', async (t) => {
+  const pw = popRsyncPasswordFile(popY)
+  const { readFileSync } = await import('node:fs')
+  const good = readFileSync(pw, 'utf8')
+  rmSync(pw)
+  t.teardown(() => writeFileSync(pw, good, { mode: 0o600 }))
+  const r = await popSync(popY, 'pop-y', [], { RSYNC_PASSWORD: '' })
+  t.equal(r.exitCode, 1, 'exit 1')
+  t.match(r.stderr, /CLA_ERR_SYNC_RSYNC_AUTH/)
+  t.same(popState(popY), { cursor: null, blobs: 0 })
+  // anonymous (no user in the source): refused too
+  const anon = await execa(
+    'rsync',
+    ['--list-only', `rsync://127.0.0.1:${rsyncPort}/clavitor-store/`],
+    { reject: false, detached: true, env: { ...process.env, RSYNC_PASSWORD: '' } },
+  )
+  t.equal(anon.exitCode, 5, anon.stderr)
+  t.match(anon.stderr, /auth failed/)
+})
+
+t.test('address outside hosts allow: nothing, even with the right password', async (t) => {
+  const r = await popSync(popY, 'pop-y', ['--rsync-arg=--address=127.0.0.2'])
+  t.equal(r.exitCode, 1, 'exit 1')
+  t.match(r.stderr, /CLA_ERR_SYNC_RSYNC_AUTH/)
+  // rsync 3.2+ hides a `list = no` module from a host it refuses ("Unknown module")
+  t.match(r.stderr, /access denied|Unknown module/)
+  t.match(r.stderr, /not in the POP's allowlist/)
+  t.same(popState(popY), { cursor: null, blobs: 0 })
+  const { readFileSync } = await import('node:fs')
+  t.match(
+    readFileSync(join(root, 'rsyncd.log'), 'utf8'),
+    /127\.0\.0\.2/,
+    'the daemon saw (and refused) the connection from 127.0.0.2',
+  )
+})
+
+t.test('the enrolled POP converges over mTLS + authenticated rsync', async (t) => {
+  const r = await popSync(popX, 'pop-x')
+  t.equal(r.exitCode, 0, r.stderr.slice(-500))
+  const out = JSON.parse(r.stdout) as { ok: boolean; sealed: number; lag_us: number }
+  t.equal(out.ok, true)
+  t.equal(out.sealed, N, 'every blob sealed')
+  t.equal(out.lag_us, 0, 'caught up')
+  const s = popState(popX)
+  t.equal(s.blobs, N)
+  t.ok(s.cursor, 'cursor advanced')
+  // the core saw the report through the POP API
+  const pops = JSON.parse((await cla('core', 'pops', '--data', core)).stdout) as Array<{
+    id: string
+    sync: { cursor: string | null } | null
+  }>
+  t.equal(pops.find((p) => p.id === 'pop-x')?.sync?.cursor, s.cursor, 'core knows the cursor')
+  // pop-y, the same commands with its own password, converges too (after the refusals)
+  const y = await popSync(popY, 'pop-y')
+  t.equal(y.exitCode, 0, y.stderr)
+  t.equal(popState(popY).blobs, N)
+})
+
+t.test('read-only: a push with valid credentials is refused', async (t) => {
+  const f = join(root, 'push.cla')
+  writeFileSync(f, 'x')
+  const r = await execa(
+    'rsync',
+    [`--password-file=${popRsyncPasswordFile(popX)}`, f, source('pop-x')],
+    { reject: false, detached: true },
+  )
+  t.not(r.exitCode, 0)
+  t.match(r.stderr, /read only|read-only/i)
+})
+
+t.test('a removed POP loses rsync access with the next config', async (t) => {
+  const dest = join(root, 'z-dest')
+  mkdirSync(dest)
+  const list = () =>
+    execa(
+      'rsync',
+      [`--password-file=${popRsyncPasswordFile(popZ)}`, '--list-only', source('pop-z')],
+      { reject: false, detached: true },
+    )
+  const before = await list()
+  t.equal(before.exitCode, 0, `pop-z can read before removal: ${before.stderr}`)
+  await cla('core', 'pop', 'remove', '--data', core, '--id', 'pop-z')
+  const after = await list()
+  t.equal(after.exitCode, 5, 'refused at once (its secret is gone)')
+  t.match(after.stderr, /auth failed/)
+  const g = await genConf()
+  t.equal(g.exitCode, 0)
+  const { readFileSync } = await import('node:fs')
+  const text = readFileSync(conf, 'utf8')
+  t.notMatch(text, /clavitor-pop-pop-z/, 'not in auth users')
+  t.notMatch(readFileSync(rsyncdSecretsFile(core), 'utf8'), /pop-z/, 'not in the secrets file')
+  t.equal((await list()).exitCode, 5)
+})
+
+t.test('teardown: the daemon stops', async (t) => {
+  daemon.kill('SIGTERM')
+  api.kill('SIGTERM')
+  await daemon
+  const a = await api
+  t.equal(a.exitCode, 0, 'POP API clean shutdown')
+})
