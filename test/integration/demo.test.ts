@@ -5,7 +5,15 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { get as httpGet } from 'node:http'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -52,7 +60,7 @@ t.test('demo --exit-after-report --json: every check passes', async (t) => {
     reject: false,
     timeout: 90_000,
   })
-  t.equal(r.exitCode, 0, `exit 0; stderr:\n${r.stderr}`)
+  t.equal(r.exitCode, 0, r.exitCode === 0 ? 'exit 0' : r.stderr)
   const rep = JSON.parse(r.stdout) as DemoReport
   t.equal(rep.ok, true, 'report ok')
   t.equal(rep.data_dir, dir)
@@ -229,4 +237,43 @@ t.test('demo --data refuses a folder that is not empty (exit 2)', async (t) => {
   })
   t.equal(r.exitCode, 2)
   t.match(r.stderr, /CLA_ERR_INVALID_OPTION: --data .* is not empty/)
+})
+
+t.test('a step that fails prints ✗, closes what started and exits 1 (rsync missing)', async (t) => {
+  const root = tempRoot()
+  const dir = join(root, 'data')
+  // a PATH with node, openssl and chattr but no rsync
+  const bin = join(root, 'bin')
+  mkdirSync(bin)
+  for (const tool of [
+    'bash',
+    'env',
+    'dirname',
+    'readlink',
+    'node',
+    'openssl',
+    'chattr',
+    'lsattr',
+  ]) {
+    const found = (await execa('bash', ['-c', `command -v ${tool}`], { reject: false })).stdout
+    if (found) symlinkSync(found, join(bin, tool))
+  }
+  const r = await execa(CLI, ['demo', '--exit-after-report', '--json', '--data', dir], {
+    env: { ...env, PATH: bin },
+    reject: false,
+    timeout: 90_000,
+  })
+  t.equal(r.exitCode, 1, r.exitCode === 1 ? 'exit 1' : r.stderr)
+  const rep = JSON.parse(r.stdout) as {
+    ok: boolean
+    error: string
+    steps: Array<{ ok: boolean; title: string }>
+  }
+  t.equal(rep.ok, false)
+  t.match(rep.error, /rsync daemon.*cannot run rsync/)
+  const last = rep.steps[rep.steps.length - 1]!
+  t.equal(last.title, 'rsync daemon')
+  t.equal(last.ok, false)
+  t.match(r.stderr, /✗ +\d+\. rsync daemon: /)
+  t.match(r.stderr, /remove it with: chattr -R -i -a /)
 })
