@@ -57,6 +57,9 @@ export { formatReport, removeCommand, type DemoReport } from './report.js'
 export const POP_IDS = ['pop-a', 'pop-b'] as const
 export const RSYNC_MODULE = 'clavitor-store'
 
+/** sh -c guard: runs `rsync "$@"`, kills it (SIGTERM) at EOF on stdin, exits with its status. */
+const RSYNCD_GUARD = 'exec 3<&0; rsync "$@" & p=$!; (read _ <&3; kill $p 2>/dev/null) & wait $p'
+
 export interface DemoOptions {
   /** The data folder (created; must be empty or missing). */
   dataDir: string
@@ -110,6 +113,7 @@ async function waitForPort(
   for (;;) {
     const e = spawnError()
     if (e) throw new Error(`cannot run rsync: ${e.message}`, { cause: e })
+    if (child.exitCode === 127) throw new Error('cannot run rsync: not found on PATH')
     if (child.exitCode !== null || child.signalCode !== null)
       throw new Error(`rsync --daemon exited (${child.exitCode ?? child.signalCode})`)
     const ok = await new Promise<boolean>((r) => {
@@ -329,18 +333,22 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
             },
           }),
         )
-        const child = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`], {
-          stdio: ['ignore', 'ignore', 'pipe'],
-        })
+        // through a small sh guard: the daemon is killed when our end of its stdin pipe
+        // closes, i.e. on close() below and also when this process dies (even SIGKILL)
+        const child = spawn(
+          'sh',
+          ['-c', RSYNCD_GUARD, 'rsync', '--daemon', '--no-detach', `--config=${conf}`],
+          { stdio: ['pipe', 'ignore', 'pipe'] },
+        )
         let stderr = ''
         child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
         const exited = new Promise<void>((r) => child.once('exit', () => r()))
         let spawnError: Error | null = null
         child.once('error', (err) => (spawnError = err))
         onClose('rsyncd', async () => {
+          child.stdin!.end()
           if (child.exitCode === null && child.signalCode === null) {
-            child.kill('SIGTERM')
-            await Promise.race([exited, sleep(3000)])
+            await Promise.race([exited, sleep(5000)])
             if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
           }
         })

@@ -247,6 +247,7 @@ t.test('a step that fails prints ✗, closes what started and exits 1 (rsync mis
   mkdirSync(bin)
   for (const tool of [
     'bash',
+    'sh',
     'env',
     'dirname',
     'readlink',
@@ -270,10 +271,37 @@ t.test('a step that fails prints ✗, closes what started and exits 1 (rsync mis
     steps: Array<{ ok: boolean; title: string }>
   }
   t.equal(rep.ok, false)
-  t.match(rep.error, /rsync daemon.*cannot run rsync/)
+  t.match(rep.error, /rsync daemon.*cannot run rsync: not found/)
   const last = rep.steps[rep.steps.length - 1]!
   t.equal(last.title, 'rsync daemon')
   t.equal(last.ok, false)
   t.match(r.stderr, /✗ +\d+\. rsync daemon: /)
   t.match(r.stderr, /remove it with: chattr -R -i -a /)
+})
+
+t.test('the rsync daemon does not outlive a demo killed with SIGKILL', async (t) => {
+  const dir = join(tempRoot(), 'data')
+  const child = spawn(CLI, ['demo', '--data', dir], { env, stdio: ['ignore', 'pipe', 'ignore'] })
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  let out = ''
+  const exited = new Promise<void>((r) => child.on('exit', () => r()))
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "Running" line:\n${out}`)), 90_000)
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      if (out.includes('Ctrl-C stops everything')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+  const pid = Number(readFileSync(join(dir, 'rsyncd', 'rsyncd.pid'), 'utf8').trim())
+  t.ok(alive(pid), 'rsyncd runs')
+  child.kill('SIGKILL')
+  await exited
+  const end = Date.now() + 10_000
+  while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+  t.notOk(alive(pid), 'rsyncd stopped when the demo died')
 })
