@@ -2,7 +2,7 @@
 // Paddle, the core, the POP API, an rsync daemon and two POPs, and its report says every
 // check passed. A second run stays up until SIGTERM and then stops everything (rsyncd too).
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { get as httpGet } from 'node:http'
 import {
@@ -17,7 +17,6 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { clearFlags } from '../fixtures/credentials.js'
 import type { DemoReport } from '../../scripts/demo/demo.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
@@ -25,6 +24,14 @@ const env: NodeJS.ProcessEnv = { ...process.env, CLAVITOR_LOG_LEVEL: 'info' }
 delete env.CLAVITOR_PROTECTION
 delete env.CLAVITOR_JSON
 delete env.CLAVITOR_DEMO_EXIT
+
+function clearFlags(dir: string): void {
+  try {
+    execFileSync('chattr', ['-R', '-i', '-a', dir], { stdio: 'ignore' })
+  } catch {
+    // nothing sealed, or no chattr
+  }
+}
 
 function tempRoot(): string {
   const root = mkdtempSync(join(tmpdir(), 'cla-demo-test-'))
