@@ -306,6 +306,62 @@ t.test('a removed POP loses rsync access with the next config', async (t) => {
   t.equal((await list()).exitCode, 5)
 })
 
+t.test('rotation: core pop rsync-secret; the old password stops working', async (t) => {
+  const pwFile = popRsyncPasswordFile(popX)
+  const list = () =>
+    execa('rsync', [`--password-file=${pwFile}`, '--list-only', source('pop-x')], {
+      reject: false,
+      detached: true,
+    })
+  t.equal((await list()).exitCode, 0, 'current password works')
+  const r = await cla('core', 'pop', 'rsync-secret', '--data', core, '--id', 'pop-x', '--json')
+  const out = JSON.parse(r.stdout) as { rsyncUser: string; rsyncPassword: string }
+  t.equal(out.rsyncUser, 'clavitor-pop-pop-x')
+  const old = await list()
+  t.equal(old.exitCode, 5, 'old password refused')
+  writeFileSync(pwFile, out.rsyncPassword + '\n', { mode: 0o600 })
+  t.equal((await list()).exitCode, 0, 'new password works (no daemon restart)')
+  const missing = await execa(
+    CLI,
+    ['core', 'pop', 'rsync-secret', '--data', core, '--id', 'pop-z'],
+    { env, reject: false },
+  )
+  t.equal(missing.exitCode, 1, 'a removed POP gets no password')
+  t.match(missing.stderr, /CLA_ERR_NOT_FOUND/)
+})
+
+t.test('core rsync-ssh-line', async (t) => {
+  const key = join(root, 'pop_ed25519')
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+  const r = await cla(
+    'core',
+    'rsync-ssh-line',
+    '--data',
+    core,
+    '--pop',
+    'pop-x',
+    '--key',
+    `${key}.pub`,
+  )
+  const line = r.stdout.trim()
+  t.ok(
+    line.startsWith(
+      `from="127.0.0.1/32",command="/usr/bin/rrsync -ro ${join(core, 'store')}",restrict ssh-ed25519 `,
+    ),
+    line,
+  )
+  t.ok(line.endsWith(' clavitor-pop-pop-x'), 'comment names the rsync user')
+  const bad = await execa(
+    CLI,
+    ['core', 'rsync-ssh-line', '--data', core, '--pop', 'pop-x', '--key', conf],
+    {
+      env,
+      reject: false,
+    },
+  )
+  t.equal(bad.exitCode, 2, 'not a public key: exit 2')
+})
+
 t.test('teardown: the daemon stops', async (t) => {
   daemon.kill('SIGTERM')
   api.kill('SIGTERM')
