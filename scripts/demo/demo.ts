@@ -169,7 +169,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
     const rsyncDir = join(dir, 'rsyncd')
     const logFile = join(dir, 'demo.log')
 
-    // 1. data folder and log ------------------------------------------------------------
+    // data folder and log ------------------------------------------------------------
     await steps.run(
       'data folder',
       () => {
@@ -186,7 +186,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
     )
     const lg = log!
 
-    // 2. fake Paddle, webhooks to the core's port ---------------------------------------------
+    // fake Paddle, webhooks to the core's port ---------------------------------------------
     const corePort = await freePort()
     const coreUrl = `http://localhost:${corePort}`
     const coreLocal = `http://127.0.0.1:${corePort}` // what this script calls (no DNS)
@@ -207,14 +207,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (f) => `${f.url}, webhooks to ${coreUrl}/webhooks/paddle`,
     )
 
-    // 3. CA and server certificate ----------------------------------------------------------
+    // CA and server certificate ----------------------------------------------------------
     await steps.run(
       'CA and server certificate',
       () => initCa(coreDir),
       () => caPaths(coreDir).dir,
     )
 
-    // 4. the core and its app ------------------------------------------------------------
+    // the core and its app ------------------------------------------------------------
     let setupUrl: string | null = null
     const core: Core = await steps.run(
       'core (openCore + buildCoreApp)',
@@ -252,7 +252,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       },
     )
 
-    // 5. POP API (mTLS) ------------------------------------------------------------------------
+    // POP API (mTLS) ------------------------------------------------------------------------
     const popApiUrl: string = await steps.run(
       'POP API (HTTPS, mTLS)',
       async () => {
@@ -268,7 +268,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (u) => u,
     )
 
-    // 6. POP enrolment: key + CSR on the POP, certificate from the CA, registry on the core ----
+    // POP enrolment: key + CSR on the POP, certificate from the CA, registry on the core ----
     const popPasswords = new Map<string, string>()
     for (const id of POP_IDS) {
       await steps.run(
@@ -300,7 +300,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       )
     }
 
-    // 7. rsync daemon: one read-only module over the core's store, per-POP users --------------
+    // rsync daemon: one read-only module over the core's store, per-POP users --------------
     const rsyncPort = await freePort()
     const rsyncBase = `rsync://127.0.0.1:${rsyncPort}/${RSYNC_MODULE}/`
     await steps.run(
@@ -361,7 +361,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       () => `${rsyncBase} (users ${POP_IDS.join(', ')}, hosts allow 127.0.0.1/32)`,
     )
 
-    // 8. billing: MSP → customer → department, product + price, address ------------------------
+    // billing: MSP → customer → department, product + price, address ------------------------
     const b = core.billing
     const tree = await steps.run(
       'MSP, customer, department, product, price (Billing → Paddle)',
@@ -414,7 +414,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (t) => `${t.msp} → ${t.customer} → ${t.department}; ${t.price}`,
     )
 
-    // 9. subscription through a billed transaction; wait until linked and active ---------------
+    // subscription through a billed transaction; wait until linked and active ---------------
     const sub = await steps.run(
       'subscription (Billing → fake Paddle → webhook), linked and active',
       async () => {
@@ -444,7 +444,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (r) => `${String(r.id)} = ${String(r.paddle_id)}, ${String(r.status)}`,
     )
 
-    // 10. vault + API key -----------------------------------------------------------------
+    // vault + API key -----------------------------------------------------------------
     const vault = await steps.run(
       'vault and API key',
       () => {
@@ -460,7 +460,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (v) => `${v.id}, key ${v.keyId}`,
     )
 
-    // 11. credentials over HTTP ----------------------------------------------------------
+    // credentials over HTTP ----------------------------------------------------------
     const nP0 = opts.credentials ?? 5
     const latest = new Map<string, Registered>()
     let registrations = 0
@@ -500,14 +500,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       () => `${registrations} registrations, ${latest.size} P0s (one with 2 versions)`,
     )
 
-    // 12. an audit anchor into the WORM store (what `core serve` does every 10 minutes) -------
+    // an audit anchor into the WORM store (what `core serve` does every 10 minutes) -------
     await steps.run(
       'audit anchor',
       () => writeAnchor(core.db, core.store),
       (a) => (a ? `seq ${a.seq}` : 'no new events'),
     )
 
-    // 13. POPs: open, sync over mTLS feed + rsync, serve lookups --------------------------------
+    // POPs: open, sync over mTLS feed + rsync, serve lookups --------------------------------
     const pops: Array<{ id: string; pop: Pop; url: string; outcome: RunOutcome }> = []
     const trust = core.store.publicKey
     if (!trust) throw new Error('the core store has no signing key')
@@ -546,7 +546,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       pops.push(p)
     }
 
-    // 14. lookups on both POPs: bytes, ETag, .cla signature (offline, the core's public key) ---
+    // lookups on both POPs: bytes, ETag, .cla signature (offline, the core's public key) ---
     const ring = makeKeyRing([trust])
     const perPop = new Map<string, { ok: number; failed: number }>(
       POP_IDS.map((id) => [id, { ok: 0, failed: 0 }]),
@@ -573,7 +573,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       () => failures.length === 0,
     )
 
-    // 15. report ----------------------------------------------------------------------------
+    // report ----------------------------------------------------------------------------
     const r = await steps.run(
       'checks',
       () => buildReport(),
