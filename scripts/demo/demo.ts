@@ -313,26 +313,28 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
         chmodSync(secrets, 0o600)
         const root = process.getuid?.() === 0
         const conf = join(rsyncDir, 'rsyncd.conf')
-        writeFileSync(
-          conf,
-          renderRsyncdConfig({
-            storeRoot: resolve(dataPaths(coreDir).store),
-            module: RSYNC_MODULE,
-            address: '127.0.0.1',
-            port: rsyncPort,
-            pidFile: join(rsyncDir, 'rsyncd.pid'),
-            logFile: join(rsyncDir, 'rsyncd.log'),
-            // as root: chroot into the store and read as nobody; otherwise as this user
-            uid: root ? 'nobody' : String(process.getuid?.() ?? ''),
-            gid: root ? 'nogroup' : String(process.getgid?.() ?? ''),
-            useChroot: root,
-            auth: {
-              hostsAllow: ['127.0.0.1/32'],
-              authUsers: [...popPasswords.keys()],
-              secretsFile: secrets,
-            },
-          }),
-        )
+        const text = renderRsyncdConfig({
+          storeRoot: resolve(dataPaths(coreDir).store),
+          module: RSYNC_MODULE,
+          address: '127.0.0.1',
+          port: rsyncPort,
+          pidFile: join(rsyncDir, 'rsyncd.pid'),
+          logFile: join(rsyncDir, 'rsyncd.log'),
+          // as root: chroot into the store and read as nobody
+          uid: 'nobody',
+          gid: 'nogroup',
+          useChroot: root,
+          // the connection limit needs a lock file (default under /var/run): root only
+          maxConnections: root ? 20 : 0,
+          auth: {
+            hostsAllow: ['127.0.0.1/32'],
+            authUsers: [...popPasswords.keys()],
+            secretsFile: secrets,
+          },
+        })
+        // not root: no uid/gid lines, so the daemon stays this user (any explicit uid, even
+        // our own, makes rsync call setgroups(), which only root may)
+        writeFileSync(conf, root ? text : text.replace(/^\s*(uid|gid) = .*\n/gm, ''))
         // through a small sh guard: the daemon is killed when our end of its stdin pipe
         // closes, i.e. on close() below and also when this process dies (even SIGKILL)
         const child = spawn(
