@@ -30,7 +30,7 @@ import { createLogger, type Logger } from '../../lib/log.js'
 import { caPaths, initCa, issuePopCert, popAuthPaths, popInit } from '../../lib/auth/ca.js'
 import { addPop } from '../../lib/auth/pops.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
-import { loadAnchors, writeAnchor } from '../../lib/audit/anchor.js'
+import { loadAnchors, startAnchorTimer, writeAnchor } from '../../lib/audit/anchor.js'
 import { verifyChain } from '../../lib/audit/log.js'
 import { openPop, type Pop } from '../../lib/pop.js'
 import { makeKeyRing } from '../../lib/store/keys.js'
@@ -236,6 +236,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
         })
         onClose('core app', () => app.close())
         await app.listen({ host: '127.0.0.1', port: corePort })
+        // audit anchors into the WORM store every 10 minutes, as `core serve` does
+        const stopAnchors = startAnchorTimer(c.db, c.store, {
+          onError: (err) => lg.error({ err }, 'audit anchor failed'),
+        })
+        onClose('anchor timer', stopAnchors)
         const blog = lg.child({ component: 'billing' })
         c.billing.startRetryWorker(
           (r) => r.attempted && blog.info({ report: r }, 'billing retry pass'),
