@@ -1,0 +1,65 @@
+// Guards the import rules of docs/architecture.md: lib/ never imports the apps or scripts,
+// and each layer imports only the layers its row in the table names.
+import t from 'tap'
+import fg from 'fast-glob'
+import { readFileSync } from 'node:fs'
+
+const ALLOWED: Record<string, string[]> = {
+  db: ['errors'],
+  store: ['db', 'errors'],
+  audit: ['db', 'errors', 'store'],
+  billing: ['audit', 'db', 'errors'],
+  auth: ['audit', 'db', 'errors'],
+  sync: ['audit', 'auth', 'db', 'errors', 'log', 'store'],
+  credentials: ['audit', 'db', 'errors', 'store'],
+  admin: ['audit', 'billing', 'db', 'errors'],
+}
+
+const root = new URL('../../', import.meta.url)
+const importRe = /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g
+
+function importsOf(file: string): string[] {
+  const src = readFileSync(new URL(file, root), 'utf8')
+  return [...src.matchAll(importRe)].map((m) => (m[1] ?? m[2])!).filter((s) => s.startsWith('.'))
+}
+
+t.test('lib/ never imports server/, pop-agent/ or scripts/', async (t) => {
+  const files = await fg('lib/**/*.ts', { cwd: root.pathname })
+  t.ok(files.length > 20, 'found the library sources')
+  for (const f of files) {
+    for (const spec of importsOf(f)) {
+      t.notMatch(spec, /(^|\/)(server|pop-agent|scripts)\//, `${f} imports ${spec}`)
+    }
+  }
+})
+
+t.test('each lib/ layer imports only what docs/architecture.md allows', async (t) => {
+  for (const [layer, allowed] of Object.entries(ALLOWED)) {
+    const files = await fg(`lib/${layer}/**/*.ts`, { cwd: root.pathname })
+    t.ok(files.length > 0, `${layer} exists`)
+    for (const f of files) {
+      for (const spec of importsOf(f)) {
+        const m = /^\.\.\/([a-z-]+)(?:\/|\.js$)/.exec(spec)
+        if (!m) continue // same layer
+        t.ok(allowed.includes(m[1]!), `${f} → ${m[1]} is allowed`, { allowed })
+      }
+    }
+  }
+})
+
+t.test('the table in docs/architecture.md says the same', async (t) => {
+  const doc = readFileSync(new URL('docs/architecture.md', root), 'utf8')
+  for (const [layer, allowed] of Object.entries(ALLOWED)) {
+    const row = doc.split('\n').find((l) => l.includes(`\`lib/${layer}/\``))
+    t.ok(row, `row for ${layer}`)
+    const cell = row!.split('|').at(-2)!.trim()
+    t.same(
+      cell
+        .split(',')
+        .map((s) => s.trim().split(' ')[0])
+        .sort(),
+      [...allowed].sort(),
+      `${layer} row`,
+    )
+  }
+})
