@@ -4,6 +4,7 @@ import rateLimit from '@fastify/rate-limit'
 import { claError, errorResponse } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
 import { wl3Routes } from './routes/wl3.js'
+import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
 
 export interface PopAppOptions {
   /** The POP library instance (lib/pop.ts). Without it only /healthz answers. */
@@ -14,12 +15,18 @@ export interface PopAppOptions {
 }
 
 export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ requestTimeout: 30_000, connectionTimeout: 60_000, ...opts.fastify })
+  const app = Fastify({
+    ...requestIdOptions,
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    ...opts.fastify,
+  })
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = errorResponse(err)
     if (status >= 500) req.log.error({ err }, 'request failed')
     return reply.status(status).send(body)
   })
+  await app.register(requestIdPlugin)
   const pop = opts.pop
   app.get('/healthz', async () => {
     if (!pop) return { ok: true }

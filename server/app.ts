@@ -8,6 +8,7 @@ import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/crede
 import { openApiRoute } from './openapi.js'
 import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
 import { metricsPlugin } from './plugins/metrics.js'
+import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
 
 export interface CoreAppOptions {
   /** The library instance this app serves. */
@@ -22,6 +23,7 @@ export interface CoreAppOptions {
 
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
+    ...requestIdOptions,
     // Fastify leaves these off; a slow client must not hold a socket forever.
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
@@ -33,6 +35,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
     if (status >= 500) req.log.error({ err }, 'request failed')
     return reply.status(status).send(body)
   })
+  await app.register(requestIdPlugin)
   app.get('/healthz', async () => ({ ok: true }))
   await app.register(metricsPlugin, { metrics: opts.core.metrics })
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })

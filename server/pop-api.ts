@@ -36,6 +36,7 @@ import {
   tokenSecretPaths,
 } from '../lib/auth/tokens.js'
 import { syncRoutes } from './routes/sync.js'
+import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
 
 export interface PopApiTls {
   /** Server private key (PEM). */
@@ -175,6 +176,7 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   const requestTimeout = opts.requestTimeoutMs ?? 30_000
   const checking = opts.connectionsCheckingIntervalMs ?? 1000
   const app = Fastify({
+    ...requestIdOptions,
     // Fastify leaves these off; a slow client must not hold a socket forever.
     requestTimeout,
     connectionTimeout: opts.connectionTimeoutMs ?? 60_000,
@@ -279,6 +281,7 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
     if (status >= 500 && !(err instanceof ClavitorError)) req.log.error({ err }, 'request failed')
     return reply.status(status).send(body)
   })
+  await app.register(requestIdPlugin)
   app.setNotFoundHandler((_req, reply) =>
     reply
       .status(404)
