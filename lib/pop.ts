@@ -93,6 +93,32 @@ export function feedClientFor(
 }
 
 /**
+ * The core URL's scheme: https:// is the authenticated POP API (mTLS + signed requests +
+ * tokens, {data}/pop-auth/). Plain http:// carries no POP authentication: allowed to a
+ * loopback host (a POP beside its core, the demo) or with --insecure-plain-http (tests
+ * across network namespaces); refused otherwise.
+ */
+export function checkCoreUrl(url: string, insecurePlainHttp: boolean): void {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw claError('CLA_ERR_INVALID_OPTION', `--core must be an https:// URL; got ${url}`)
+  }
+  if (u.protocol === 'https:') return
+  if (u.protocol !== 'http:')
+    throw claError('CLA_ERR_INVALID_OPTION', `--core must be an https:// URL; got ${url}`)
+  const h = u.hostname.replace(/^\[|\]$/g, '')
+  const loopback = h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)
+  if (!loopback && !insecurePlainHttp) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--core ${url} is plain HTTP to another host (no POP authentication): use the POP API's https:// URL, or --insecure-plain-http for a test setup`,
+    )
+  }
+}
+
+/**
  * The POP's extra rsync arguments plus `--password-file={data}/pop-auth/rsync.password`
  * for a daemon source when that file exists (lib/sync/rsync-auth.ts), unless the caller
  * passed a --password-file of its own.
@@ -144,6 +170,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     log: log.child({ component: 'sync' }),
     onAgentWrite: (paths) => watcher?.expect(paths),
     onAgentWriteDone: (paths) => watcher?.done(paths),
+    watching: () => watcher !== null,
   })
   const lookup = new Wl3Lookup(store, {
     onDamaged: (info, err) => {

@@ -43,6 +43,12 @@ export interface PopSyncOptions {
   log?: Logger
   /** Told which paths the agent is about to write (the tree watcher ignores them)... */
   onAgentWrite?: (paths: readonly string[]) => void
+  /**
+   * True while a tree watcher sees every change live: runs after the first then skip the
+   * per-file quick check (one stat per blob); the first run still does it (changes made
+   * while nothing watched), and the full verify keeps its cadence.
+   */
+  watching?: () => boolean
   /** ...and when that write is over (the watcher stops ignoring them shortly after). */
   onAgentWriteDone?: (paths: readonly string[]) => void
 }
@@ -56,8 +62,8 @@ export interface RunOptions {
 
 export interface RunOutcome extends PullResult {
   repair: RepairResult
-  /** Damaged blobs found by this run's check. */
-  checked: { mode: 'quick' | 'full'; bad: number }
+  /** Damaged blobs found by this run's check ('watch': skipped, the live watcher covers it). */
+  checked: { mode: 'quick' | 'full' | 'watch'; bad: number }
   /** Set when the report to the core failed (the run itself succeeded). */
   report_error: string | null
 }
@@ -66,6 +72,8 @@ export class PopSync {
   readonly opts: PopSyncOptions
   private readonly log: Logger
   private inFlight: Promise<RunOutcome> | null = null
+  /** Runs that got past the local check (successful or not). */
+  private checkedRuns = 0
 
   constructor(opts: PopSyncOptions) {
     this.opts = opts
@@ -123,9 +131,12 @@ export class PopSync {
         const bad = await fullVerify(o.store)
         setMeta(db, K_LAST_VERIFY, String(started))
         checked = { mode: 'full', bad: bad.length }
+      } else if (this.checkedRuns > 0 && o.watching?.()) {
+        checked = { mode: 'watch', bad: 0 }
       } else {
         checked = { mode: 'quick', bad: quickCheck(o.store).length }
       }
+      this.checkedRuns++
       if (checked.bad > 0) {
         warn(`${checked.bad} blob(s) on this POP are missing or damaged; repairing from the core`, {
           mode: checked.mode,

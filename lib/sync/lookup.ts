@@ -18,8 +18,8 @@ export interface Wl3Answer {
 }
 
 export interface LookupOptions {
-  /** Most P0s kept in the cache. Default 50,000 (about 2 KiB each: ~200 MiB at worst). */
-  maxEntries?: number
+  /** Bytes of verified .cla files kept in the cache (least recently used go first). Default 256 MiB. */
+  maxBytes?: number
   /** Told when an indexed blob's file is missing or fails verification (queue a repair, alarm). */
   onDamaged?: (info: BlobInfo, err: unknown) => void
 }
@@ -27,6 +27,7 @@ export interface LookupOptions {
 export class Wl3Lookup {
   private readonly store: BlobStore
   private readonly max: number
+  private bytes = 0
   private readonly onDamaged: LookupOptions['onDamaged']
   private readonly cache = new Map<string, Wl3Answer>()
   private readonly latestStmt: Statement
@@ -38,7 +39,7 @@ export class Wl3Lookup {
 
   constructor(store: BlobStore, opts: LookupOptions = {}) {
     this.store = store
-    this.max = opts.maxEntries ?? 50_000
+    this.max = opts.maxBytes ?? 256 * 1024 * 1024
     this.onDamaged = opts.onDamaged
     this.latestStmt = store.db.prepare(
       'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1',
@@ -52,12 +53,14 @@ export class Wl3Lookup {
     const s = `${this.versionStmt.get() as number}:${this.changesStmt.get() as number}`
     if (s !== this.stamp) {
       this.cache.clear()
+      this.bytes = 0
       this.stamp = s
     }
   }
 
   invalidate(): void {
     this.cache.clear()
+    this.bytes = 0
     this.stamp = ''
   }
 
@@ -68,6 +71,9 @@ export class Wl3Lookup {
     const hit = this.cache.get(p0)
     if (hit) {
       this.hits++
+      // least recently used order: move to the end
+      this.cache.delete(p0)
+      this.cache.set(p0, hit)
       return hit
     }
     this.misses++
@@ -75,11 +81,16 @@ export class Wl3Lookup {
     if (!info)
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
     const answer = await this.load(info)
-    if (this.cache.size >= this.max) {
-      const oldest = this.cache.keys().next().value
-      if (oldest !== undefined) this.cache.delete(oldest)
+    const cost = answer.file.length + 200
+    while (this.bytes + cost > this.max && this.cache.size > 0) {
+      const [oldest, old] = this.cache.entries().next().value as [string, Wl3Answer]
+      this.cache.delete(oldest)
+      this.bytes -= old.file.length + 200
     }
-    this.cache.set(p0, answer)
+    if (cost <= this.max) {
+      this.cache.set(p0, answer)
+      this.bytes += cost
+    }
     return answer
   }
 
@@ -109,7 +120,8 @@ export class Wl3Lookup {
         },
       )
     }
+    // the payload is a view into the file: one buffer per cached answer
     const payload = file.subarray(file.length - 64 - info.size, file.length - 64)
-    return { info, payload: Buffer.from(payload), file, etag: `"${info.sha256}"` }
+    return { info, payload, file, etag: `"${info.sha256}"` }
   }
 }

@@ -12,7 +12,7 @@
 // A benchmark, not a test: figures go to docs/performance.md ("Sync").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -128,8 +128,20 @@ interface Figures {
   nginx_bad: number
 }
 
-async function benchOne(N: number): Promise<Figures> {
-  const work = mkdtempSync(join(tmpdir(), 'clavitor-bench-sync-'))
+function cleanup(work: string): void {
+  if (o.keep) {
+    log(`kept ${work}`)
+    return
+  }
+  try {
+    execFileSync('chattr', ['-R', '-i', '-a', work], { stdio: 'ignore' })
+  } catch {
+    // nothing sealed
+  }
+  execFileSync('rm', ['-rf', '--one-file-system', work], { stdio: 'ignore' })
+}
+
+async function benchOne(N: number, work: string): Promise<Figures> {
   const children: ChildProcess[] = []
   try {
     const coreDir = join(work, 'core')
@@ -259,7 +271,6 @@ async function benchOne(N: number): Promise<Figures> {
     await waitPort(ngPort)
     log(`N=${N}: nginx static (${DURATION} s)`)
     const ngLoad = await load(ngPort, latestPaths)
-    log(`N=${N}: done, cleaning up`)
     await pop.close()
     await core.close()
     return {
@@ -281,72 +292,79 @@ async function benchOne(N: number): Promise<Figures> {
     }
   } finally {
     for (const c of children) c.kill('SIGTERM')
-    if (!o.keep) {
-      try {
-        execFileSync('chattr', ['-R', '-i', '-a', work], { stdio: 'ignore' })
-      } catch {
-        // nothing sealed
-      }
-      rmSync(work, { recursive: true, force: true })
-    } else log(`kept ${work}`)
   }
 }
 
 const ms = (s: number) => `${(s * 1000).toFixed(0)} ms`
-const results: Figures[] = []
-for (const n of sizes) results.push(await benchOne(n))
 
-const rows: Array<[string, ...string[]]> = [
-  ['', ...results.map((r) => `N = ${r.n.toLocaleString('en-US')}`)],
-  ['core store build (concurrent puts)', ...results.map((r) => `${r.build_s.toFixed(1)} s`)],
-  [`incremental: POP pull of ${NEW} new, end to end`, ...results.map((r) => ms(r.incr_pull_s))],
-  [`incremental: POP run incl. local quick check`, ...results.map((r) => ms(r.incr_run_s))],
-  ['incremental: plain rsync -a of the whole tree', ...results.map((r) => ms(r.incr_rsync_tree_s))],
-  [
-    `incremental: bare rsync --files-from (${NEW} files)`,
-    ...results.map((r) => ms(r.incr_files_from_s)),
-  ],
-  [
-    '  whole-tree rsync / POP pull',
-    ...results.map((r) => `${(r.incr_rsync_tree_s / r.incr_pull_s).toFixed(1)}x`),
-  ],
-  [
-    '  POP pull / bare --files-from',
-    ...results.map((r) => `${(r.incr_pull_s / r.incr_files_from_s).toFixed(1)}x`),
-  ],
-  [
-    'initial: POP full sync (verify + seal + index)',
-    ...results.map((r) => `${Math.round(r.n / r.initial_pop_s)} blobs/s`),
-  ],
-  [
-    'initial: plain rsync -a of the tree',
-    ...results.map((r) => `${Math.round(r.n / r.initial_rsync_s)} blobs/s`),
-  ],
-  [
-    '  POP / plain rsync',
-    ...results.map((r) => `${(r.initial_rsync_s / r.initial_pop_s).toFixed(2)}`),
-  ],
-  [
-    'lookups: POP latest WL3 (random P0)',
-    ...results.map(
-      (r) =>
-        `${Math.round(r.pop_rps)} req/s, p99 ${r.pop_p99} ms${r.pop_bad ? `, ${r.pop_bad} bad` : ''}`,
-    ),
-  ],
-  [
-    'lookups: nginx static, same files',
-    ...results.map(
-      (r) =>
-        `${Math.round(r.nginx_rps)} req/s, p99 ${r.nginx_p99} ms${r.nginx_bad ? `, ${r.nginx_bad} bad` : ''}`,
-    ),
-  ],
-  ['  POP / nginx', ...results.map((r) => `${(r.pop_rps / r.nginx_rps).toFixed(2)}`)],
-]
-const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-const line = (r: string[]) => '| ' + r.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |'
-process.stdout.write(line(rows[0]!) + '\n')
-process.stdout.write('| ' + widths.map((w) => '-'.repeat(w)).join(' | ') + ' |\n')
-for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n')
-process.stdout.write(
-  `\n(${CONNECTIONS} connections, ${DURATION} s per load run after a 2 s warm-up; one server process each; ${new Date().toISOString()})\n`,
-)
+function printTable(results: Figures[]): void {
+  const rows: Array<[string, ...string[]]> = [
+    ['', ...results.map((r) => `N = ${r.n.toLocaleString('en-US')}`)],
+    ['core store build (concurrent puts)', ...results.map((r) => `${r.build_s.toFixed(1)} s`)],
+    [`incremental: POP pull of ${NEW} new, end to end`, ...results.map((r) => ms(r.incr_pull_s))],
+    [`incremental: POP run incl. local quick check`, ...results.map((r) => ms(r.incr_run_s))],
+    [
+      'incremental: plain rsync -a of the whole tree',
+      ...results.map((r) => ms(r.incr_rsync_tree_s)),
+    ],
+    [
+      `incremental: bare rsync --files-from (${NEW} files)`,
+      ...results.map((r) => ms(r.incr_files_from_s)),
+    ],
+    [
+      '  whole-tree rsync / POP pull',
+      ...results.map((r) => `${(r.incr_rsync_tree_s / r.incr_pull_s).toFixed(1)}x`),
+    ],
+    [
+      '  POP pull / bare --files-from',
+      ...results.map((r) => `${(r.incr_pull_s / r.incr_files_from_s).toFixed(1)}x`),
+    ],
+    [
+      'initial: POP full sync (verify + seal + index)',
+      ...results.map((r) => `${Math.round(r.n / r.initial_pop_s)} blobs/s`),
+    ],
+    [
+      'initial: plain rsync -a of the tree',
+      ...results.map((r) => `${Math.round(r.n / r.initial_rsync_s)} blobs/s`),
+    ],
+    [
+      '  POP / plain rsync',
+      ...results.map((r) => `${(r.initial_rsync_s / r.initial_pop_s).toFixed(2)}`),
+    ],
+    [
+      'lookups: POP latest WL3 (random P0)',
+      ...results.map(
+        (r) =>
+          `${Math.round(r.pop_rps)} req/s, p99 ${r.pop_p99} ms${r.pop_bad ? `, ${r.pop_bad} bad` : ''}`,
+      ),
+    ],
+    [
+      'lookups: nginx static, same files',
+      ...results.map(
+        (r) =>
+          `${Math.round(r.nginx_rps)} req/s, p99 ${r.nginx_p99} ms${r.nginx_bad ? `, ${r.nginx_bad} bad` : ''}`,
+      ),
+    ],
+    ['  POP / nginx', ...results.map((r) => `${(r.pop_rps / r.nginx_rps).toFixed(2)}`)],
+  ]
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  const line = (r: string[]) => '| ' + r.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |'
+  process.stdout.write(line(rows[0]!) + '\n')
+  process.stdout.write('| ' + widths.map((w) => '-'.repeat(w)).join(' | ') + ' |\n')
+  for (const r of rows.slice(1)) process.stdout.write(line(r) + '\n')
+  process.stdout.write(
+    `\n(${CONNECTIONS} connections, ${DURATION} s per load run after a 2 s warm-up; one server process each; ${new Date().toISOString()})\n`,
+  )
+}
+
+const results: Figures[] = []
+for (const n of sizes) {
+  const work = mkdtempSync(join(tmpdir(), 'clavitor-bench-sync-'))
+  try {
+    results.push(await benchOne(n, work))
+    printTable(results)
+  } finally {
+    log(`N=${n}: cleaning up ${work}`)
+    cleanup(work)
+  }
+}
