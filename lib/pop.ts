@@ -45,6 +45,8 @@ export interface PopOptions {
   pageSize?: number
   /** Full verify cadence, ms. Default daily. */
   fullVerifyEveryMs?: number
+  /** WL3 lookup cache size and read checks (lib/sync/lookup.ts). Default 256 MiB, no signature re-check on the payload route. */
+  lookup?: { maxBytes?: number; verifySignature?: boolean }
   /** Watch the sealed tree (chokidar). Default false; `pop run` turns it on. */
   watch?: boolean
   log?: Logger
@@ -173,6 +175,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     watching: () => watcher !== null,
   })
   const lookup = new Wl3Lookup(store, {
+    ...opts.lookup,
     onDamaged: (info, err) => {
       try {
         queueRepair(store.db, [{ path: info.path, reason: 'lookup' }])

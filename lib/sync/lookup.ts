@@ -1,8 +1,13 @@
-// WL3 lookups on a POP: the latest blob of a P0 from the SQLite index, its payload read
-// and fully verified (sha256, signature, header) before it is served. A bounded cache
+// WL3 lookups on a POP: the latest blob of a P0 from the SQLite index, its file read and
+// checked against that row (structure, header, payload sha256; optionally the signature
+// again) before it is served. A bounded cache
 // keeps the verified latest answer per P0; it is dropped whenever the database changes
 // (PRAGMA data_version for commits by other connections, total_changes() for this one).
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Statement } from 'better-sqlite3'
+import { decodeCla, verifyCla } from '../store/format.js'
 import type { BlobInfo, BlobStore } from '../store/index.js'
 import { claError } from '../errors.js'
 import { validateP0 } from '../store/p0.js'
@@ -15,11 +20,20 @@ export interface Wl3Answer {
   file: Buffer
   /** Strong ETag: the payload sha256 in quotes. */
   etag: string
+  /** The Ed25519 signature of `file` was checked in this process. */
+  signatureChecked: boolean
 }
 
 export interface LookupOptions {
   /** Bytes of verified .cla files kept in the cache (least recently used go first). Default 256 MiB. */
   maxBytes?: number
+  /**
+   * Check the Ed25519 signature on every cache miss too (about 130 µs each). Default false:
+   * a miss checks structure, header and payload sha256 against the index row, which an
+   * ingest wrote only after verifying the signature over the same bytes (an attacker who
+   * could rewrite both the file and the index could rewrite the trusted key as well).
+   */
+  verifySignature?: boolean
   /** Told when an indexed blob's file is missing or fails verification (queue a repair, alarm). */
   onDamaged?: (info: BlobInfo, err: unknown) => void
 }
@@ -27,6 +41,7 @@ export interface LookupOptions {
 export class Wl3Lookup {
   private readonly store: BlobStore
   private readonly max: number
+  private readonly verifySignature: boolean
   private bytes = 0
   private readonly onDamaged: LookupOptions['onDamaged']
   private readonly cache = new Map<string, Wl3Answer>()
@@ -40,6 +55,7 @@ export class Wl3Lookup {
   constructor(store: BlobStore, opts: LookupOptions = {}) {
     this.store = store
     this.max = opts.maxBytes ?? 256 * 1024 * 1024
+    this.verifySignature = opts.verifySignature ?? false
     this.onDamaged = opts.onDamaged
     this.latestStmt = store.db.prepare(
       'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1',
@@ -64,8 +80,34 @@ export class Wl3Lookup {
     this.stamp = ''
   }
 
-  /** The latest WL3 of `p0`, verified. CLA_ERR_INVALID_P0 (400) / CLA_ERR_NOT_FOUND (404). */
-  async latest(p0: string): Promise<Wl3Answer> {
+  /**
+   * The latest WL3 of `p0`, checked. With `signature: true` (the `.cla` route: a vault will
+   * verify that file itself) the Ed25519 signature is checked too, once per cached answer.
+   * CLA_ERR_INVALID_P0 (400) / CLA_ERR_NOT_FOUND (404) / CLA_ERR_SYNC_DAMAGED (503).
+   */
+  async latest(p0: string, opts: { signature?: boolean } = {}): Promise<Wl3Answer> {
+    const a = await this.latestChecked(p0)
+    if (opts.signature && !a.signatureChecked) {
+      try {
+        verifyCla(a.file, this.store.trustedKeys, a.info.path)
+      } catch (err) {
+        this.cache.delete(p0)
+        this.onDamaged?.(a.info, err)
+        throw claError(
+          'CLA_ERR_SYNC_DAMAGED',
+          "this POP's copy of the WL3 is damaged; it is queued for repair",
+          {
+            cause: err,
+            details: { p0: a.info.p0, seq: a.info.seq },
+          },
+        )
+      }
+      a.signatureChecked = true
+    }
+    return a
+  }
+
+  private async latestChecked(p0: string): Promise<Wl3Answer> {
     validateP0(p0)
     this.fresh()
     const hit = this.cache.get(p0)
@@ -104,10 +146,9 @@ export class Wl3Lookup {
   }
 
   private async load(info: BlobInfo): Promise<Wl3Answer> {
-    // readFile verifies hash, signature and that the header equals the index row.
     let file: Buffer
     try {
-      file = await this.store.readFile(info)
+      file = this.verifySignature ? await this.store.readFile(info) : await this.readChecked(info)
     } catch (err) {
       if ((err as { code?: string }).code === 'CLA_ERR_STORE_CLOSED') throw err
       this.onDamaged?.(info, err)
@@ -122,6 +163,31 @@ export class Wl3Lookup {
     }
     // the payload is a view into the file: one buffer per cached answer
     const payload = file.subarray(file.length - 64 - info.size, file.length - 64)
-    return { info, payload, file, etag: `"${info.sha256}"` }
+    return { info, payload, file, etag: `"${info.sha256}"`, signatureChecked: this.verifySignature }
+  }
+
+  /**
+   * Reads a sealed file and checks it against its index row: structure, every header field
+   * and the payload sha256. The row was written by an ingest that verified the core's
+   * signature over these very bytes; the signature is checked again by the full verify.
+   */
+  private async readChecked(info: BlobInfo): Promise<Buffer> {
+    const file = await readFile(join(this.store.root, info.path))
+    const d = decodeCla(file, info.path)
+    if (
+      d.p0 !== info.p0 ||
+      d.seq !== info.seq ||
+      d.createdAt !== info.created_at ||
+      d.size !== info.size ||
+      d.fileSize !== info.file_size ||
+      d.keyId !== info.key_id ||
+      d.sha256 !== info.sha256
+    ) {
+      throw claError('CLA_ERR_HEADER_MISMATCH', `${info.path}: header differs from the index row`)
+    }
+    if (createHash('sha256').update(d.payload).digest('hex') !== info.sha256) {
+      throw claError('CLA_ERR_BAD_HASH', `${info.path}: payload sha256 differs from the index row`)
+    }
+    return file
   }
 }

@@ -25,7 +25,7 @@ export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts)
     return reply.type('application/octet-stream').send(a.payload)
   })
   app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/cla', async (req, reply) => {
-    const a = await lookup.latest(req.params.p0)
+    const a = await lookup.latest(req.params.p0, { signature: true })
     const etag = `"cla-${a.info.sha256}"`
     reply
       .header('etag', etag)

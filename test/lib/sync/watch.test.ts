@@ -86,9 +86,25 @@ t.test('a lookup that meets a damaged file answers 503 and queues a repair', asy
   t.teardown(() => app.close())
   const file = join(pop.store.root, info!.path)
   openUp(file)
-  const b = readFileSync(file)
+  const good = readFileSync(file)
+  // the signature damaged: the payload route still serves the intact payload (it checks
+  // header and sha256 against the index); the .cla route checks the signature and refuses
+  const b = Buffer.from(good)
   b[b.length - 10] = b[b.length - 10]! ^ 1
   writeFileSync(file, b)
+  t.equal((await app.inject({ url: `/api/v1/wl3/${p0}` })).statusCode, 200)
+  const cla = await app.inject({ url: `/api/v1/wl3/${p0}/cla` })
+  t.equal(cla.statusCode, 503)
+  t.equal(cla.json().error.code, 'CLA_ERR_SYNC_DAMAGED')
+  t.ok(pendingRepairs(pop.db)[info!.path], 'queued')
+  // the payload damaged: refused on the payload route as well
+  writeFileSync(file, good)
+  await pop.sync.run()
+  const c = readFileSync(file)
+  openUp(file)
+  c[c.length - 100] = c[c.length - 100]! ^ 1
+  writeFileSync(file, c)
+  pop.lookup.invalidate()
   const res = await app.inject({ url: `/api/v1/wl3/${p0}` })
   t.equal(res.statusCode, 503)
   t.equal(res.json().error.code, 'CLA_ERR_SYNC_DAMAGED')
