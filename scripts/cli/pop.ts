@@ -9,7 +9,7 @@ import cliProgress from 'cli-progress'
 import { openCore, dataPaths } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { createLogger } from '../../lib/log.js'
-import { openPop, type Pop, type PopOptions } from '../../lib/pop.js'
+import { checkCoreUrl, openPop, type Pop, type PopOptions } from '../../lib/pop.js'
 import { PROTECTIONS, type Protection } from '../../lib/store/index.js'
 import type { RunOutcome } from '../../lib/sync/agent.js'
 import { listPops } from '../../lib/sync/pop-state.js'
@@ -104,32 +104,6 @@ export function parseListen(v: string): { host: string; port: number } {
       `--listen must be HOST:PORT (or [IPv6]:PORT); got ${v}`,
     )
   return { host: (m[1] ?? m[2])!, port }
-}
-
-/**
- * The core URL's scheme: https:// is the authenticated POP API (mTLS + signed requests +
- * tokens, {data}/pop-auth/). Plain http:// carries no POP authentication: allowed to a
- * loopback host (a POP beside its core, the demo) or with --insecure-plain-http (tests
- * across network namespaces); refused otherwise.
- */
-export function checkCoreUrl(url: string, insecurePlainHttp: boolean): void {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    throw claError('CLA_ERR_INVALID_OPTION', `--core must be an https:// URL; got ${url}`)
-  }
-  if (u.protocol === 'https:') return
-  if (u.protocol !== 'http:')
-    throw claError('CLA_ERR_INVALID_OPTION', `--core must be an https:// URL; got ${url}`)
-  const h = u.hostname.replace(/^\[|\]$/g, '')
-  const loopback = h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)
-  if (!loopback && !insecurePlainHttp) {
-    throw claError(
-      'CLA_ERR_INVALID_OPTION',
-      `--core ${url} is plain HTTP to another host (no POP authentication): use the POP API's https:// URL, or --insecure-plain-http for a test setup`,
-    )
-  }
 }
 
 /** Merges flags/env (commander) over the config file; validates once. */

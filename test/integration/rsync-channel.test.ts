@@ -8,7 +8,7 @@ import t from 'tap'
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { createServer, type AddressInfo } from 'node:net'
 import { execa, type ResultPromise } from 'execa'
 import { popAuthPaths } from '../../lib/auth/ca.js'
 import { openDb } from '../../lib/db/open.js'
@@ -33,22 +33,6 @@ async function freePort(): Promise<number> {
   const p = (s.address() as AddressInfo).port
   await new Promise((r) => s.close(r))
   return p
-}
-
-async function waitPort(port: number, child: ResultPromise): Promise<void> {
-  let exited: unknown = null
-  void child.then((r) => (exited = r))
-  for (let i = 0; i < 200; i++) {
-    if (exited) throw new Error(`exited before listening: ${JSON.stringify(exited).slice(0, 2000)}`)
-    const ok = await new Promise<boolean>((r) => {
-      const c = connect(port, '127.0.0.1')
-      c.once('connect', () => (c.destroy(), r(true)))
-      c.once('error', () => r(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`nothing listens on ${port}`)
 }
 
 function popState(dir: string): { cursor: string | null; blobs: number } {
@@ -127,9 +111,9 @@ const popY = await enrol('pop-y')
 const popZ = await enrol('pop-z')
 
 // the rsync daemon (config from the registry) and the POP API
-const rsyncPort = await freePort()
-const apiPort = await freePort()
 const conf = join(root, 'rsyncd.conf')
+const rsyncLog = join(root, 'rsyncd.log')
+let rsyncPort = 0
 const genConf = () =>
   cla(
     'core',
@@ -143,24 +127,68 @@ const genConf = () =>
     '--pid-file',
     join(root, 'rsyncd.pid'),
     '--log-file',
-    join(root, 'rsyncd.log'),
+    rsyncLog,
     '--out',
     conf,
   )
-await genConf()
-// stdin must not be a socket (Node's pipes are socketpairs): rsync would think it runs from inetd
-const daemon = execa('rsync', ['--daemon', '--no-detach', `--config=${conf}`], {
-  reject: false,
-  stdin: 'ignore',
-})
-children.push(daemon)
-const api = execa(CLI, ['core', 'pop-api', '--data', core, '--listen', `127.0.0.1:${apiPort}`], {
-  env,
-  reject: false,
-})
-children.push(api)
-await waitPort(rsyncPort, daemon)
-await waitPort(apiPort, api)
+
+/**
+ * Starts a server on a free port and waits for its own readiness signal (not a port
+ * probe: another test may grab the port between freePort() and listen); on an early exit
+ * (port taken) it tries another port.
+ */
+async function startServer(
+  spawnOn: (port: number) => Promise<{ c: ResultPromise }>, // wrapped: awaiting a ResultPromise waits for exit
+  ready: (child: ResultPromise, port: number) => boolean,
+): Promise<{ child: ResultPromise; port: number }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort()
+    const { c: child } = await spawnOn(port)
+    children.push(child)
+    let exited = false
+    void child.then(() => (exited = true))
+    for (let i = 0; i < 300 && !exited; i++) {
+      if (ready(child, port)) return { child, port }
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    child.kill('SIGKILL')
+  }
+  throw new Error('server did not start')
+}
+
+const { readFileSync: readText, existsSync: exists } = await import('node:fs')
+const rsyncd = await startServer(
+  async (port) => {
+    rsyncPort = port
+    await genConf()
+    // stdin must not be a socket (Node's pipes are socketpairs): rsync would think it runs from inetd
+    return {
+      c: execa('rsync', ['--daemon', '--no-detach', `--config=${conf}`], {
+        reject: false,
+        stdin: 'ignore',
+      }),
+    }
+  },
+  (_c, port) =>
+    exists(rsyncLog) && readText(rsyncLog, 'utf8').includes(`listening on port ${port}\n`),
+)
+const daemon = rsyncd.child
+let apiOut = ''
+const popApi = await startServer(
+  async (port) => {
+    apiOut = ''
+    const c = execa(CLI, ['core', 'pop-api', '--data', core, '--listen', `127.0.0.1:${port}`], {
+      env: { ...env, CLAVITOR_LOG_LEVEL: 'info' }, // its 'POP API listening' line is the readiness signal
+
+      reject: false,
+    })
+    c.stdout!.on('data', (d: Buffer) => (apiOut += d.toString()))
+    return { c }
+  },
+  () => apiOut.includes('POP API listening'),
+)
+const api = popApi.child
+const apiPort = popApi.port
 
 const source = (id: string) => `rsync://clavitor-pop-${id}@127.0.0.1:${rsyncPort}/clavitor-store/`
 const popSync = (dir: string, id: string, extra: string[] = [], extraEnv = {}) =>
@@ -197,6 +225,37 @@ t.test('the generated config and secrets', async (t) => {
   t.match(text, /use chroot = yes/)
   t.equal(statSync(rsyncdSecretsFile(core)).mode & 0o777, 0o600)
   t.equal(statSync(popRsyncPasswordFile(popX)).mode & 0o777, 0o600)
+})
+
+t.test('plain http to another host is refused unless --insecure-plain-http', async (t) => {
+  const args = [
+    'pop',
+    'sync',
+    '--once',
+    '--data',
+    popX,
+    '--id',
+    'pop-x',
+    '--rsync-source',
+    source('pop-x'),
+    '--rsync-timeout',
+    '2',
+  ]
+  const r = await execa(CLI, [...args, '--core', 'http://192.0.2.1:9'], { env, reject: false })
+  t.equal(r.exitCode, 2)
+  t.match(
+    r.stderr,
+    /^clavitor: CLA_ERR_INVALID_OPTION: --core http:\/\/192\.0\.2\.1:9 is plain HTTP/,
+  )
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+  // with the flag it gets past the check (and fails on the unreachable feed instead)
+  const f = await execa(CLI, [...args, '--core', 'http://127.0.0.1:9', '--insecure-plain-http'], {
+    env,
+    reject: false,
+  })
+  t.equal(f.exitCode, 1)
+  t.match(f.stderr, /CLA_ERR_SYNC_FEED/)
+  t.same(popState(popX), { cursor: null, blobs: 0 })
 })
 
 t.test('wrong password: nothing fetched, cursor stays', async (t) => {
@@ -367,5 +426,9 @@ t.test('teardown: the daemon stops', async (t) => {
   api.kill('SIGTERM')
   await daemon
   const a = await api
-  t.equal(a.exitCode, 0, 'POP API clean shutdown')
+  t.equal(
+    a.exitCode,
+    0,
+    `POP API clean shutdown: ${String(a.stderr).slice(-1500)} ${String(a.stdout).slice(-1500)}`,
+  )
 })

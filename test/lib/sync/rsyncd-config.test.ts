@@ -213,3 +213,21 @@ t.test('daemon refusals map to CLA_ERR_SYNC_RSYNC_AUTH with a reason', async (t)
   }
   t.equal(rsyncError(5, 'connection refused').code, 'CLA_ERR_SYNC_NETWORK', 'no daemon: network')
 })
+
+t.test('core URL: https always; plain http only to loopback or when asked', async (t) => {
+  const { checkCoreUrl } = await import('../../../lib/pop.js')
+  for (const ok of [
+    'https://core.example:8443',
+    'https://192.0.2.1',
+    'http://127.0.0.1:8080',
+    'http://127.9.9.9',
+    'http://localhost:1',
+    'http://[::1]:8080',
+  ])
+    t.doesNotThrow(() => checkCoreUrl(ok, false), ok)
+  for (const bad of ['http://192.0.2.1:8080', 'http://core.example', 'http://[2001:db8::1]:80'])
+    t.throws(() => checkCoreUrl(bad, false), { code: 'CLA_ERR_INVALID_OPTION' }, bad)
+  t.doesNotThrow(() => checkCoreUrl('http://192.0.2.1:8080', true), 'with --insecure-plain-http')
+  for (const bad of ['ftp://core', 'core:8443', ''])
+    t.throws(() => checkCoreUrl(bad, true), { code: 'CLA_ERR_INVALID_OPTION' }, bad)
+})
