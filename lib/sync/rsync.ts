@@ -1,6 +1,7 @@
 // The rsync transport: one bounded `rsync --files-from` run per feed page, never a
 // whole-tree scan. rsync is the real implementation of the replication transport; every
 // exit code is mapped to a stable reason (rsync(1), EXIT VALUES) and a typed error.
+import { readdirSync, readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { execa } from 'execa'
 import { claError, type ClavitorError, type ErrorCode } from '../errors.js'
@@ -99,6 +100,47 @@ export interface RsyncResult {
   /** The exit code (0, or 23/24 when tolerated by the caller). */
   exitCode: number
   stderr: string
+}
+
+/** The pids of `pid` and all its descendants (Linux /proc). */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      const list = children.get(ppid) ?? []
+      list.push(Number(name))
+      children.set(ppid, list)
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = []
+  const walk = (p: number) => {
+    out.push(p)
+    for (const c of children.get(p) ?? []) walk(c)
+  }
+  walk(pid)
+  return out
+}
+
+function killTree(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined) return
+  let pids: number[] = [pid]
+  try {
+    pids = processTree(pid)
+  } catch {
+    // no /proc: the parent only
+  }
+  for (const p of pids.reverse()) {
+    try {
+      process.kill(p, sig)
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Arguments for one page; exported for the benchmark and docs. */
@@ -204,8 +246,31 @@ export async function runRsync(
     lines: false,
     stripFinalNewline: false,
   })
+  // Watchdog: rsync's own --timeout does not fire in every state of a cut link (seen with a
+  // veth taken down mid-transfer: the client waited forever). No output for
+  // max(2 × timeout, 10 s) kills it; that is a network failure like any other.
+  const idleMs = Math.max(2 * (opts.ioTimeoutSec ?? 30), 10) * 1000
+  let last = Date.now()
+  let stalled = false
+  const dog = setInterval(() => {
+    if (!stalled && Date.now() - last > idleMs) {
+      stalled = true
+      killTree(child.pid, 'SIGKILL')
+    }
+  }, 500)
+  // rsync forks (generator/receiver): a signal to the parent alone can leave a child
+  // holding our pipes open, so an abort reaches the whole tree.
+  const onAbort = () => {
+    killTree(child.pid, 'SIGTERM')
+    setTimeout(() => killTree(child.pid, 'SIGKILL'), 5000).unref()
+  }
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
+  child.stderr?.on('data', () => {
+    last = Date.now()
+  })
   let buf = ''
   child.stdout?.on('data', (chunk: Buffer) => {
+    last = Date.now()
     buf += chunk.toString('utf8')
     let nl: number
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -217,7 +282,19 @@ export async function runRsync(
       }
     }
   })
-  const res = await child
+  const res = await child.finally(() => {
+    clearInterval(dog)
+    opts.signal?.removeEventListener('abort', onAbort)
+  })
+  if (stalled) {
+    throw claError(
+      'CLA_ERR_SYNC_NETWORK',
+      `rsync made no progress for ${idleMs / 1000} s (connection lost?); stopped it`,
+      {
+        details: { rsync_exit: res.exitCode ?? null, reason: 'stalled' },
+      },
+    )
+  }
   if (opts.signal?.aborted || res.isCanceled) {
     throw claError('CLA_ERR_SYNC_ABORTED', 'rsync stopped: the pull was aborted', {
       details: { reason: 'aborted' },
