@@ -12,6 +12,8 @@ export type Role = 'core' | 'pop'
 export interface MetricsOptions {
   role: Role
   db: Db
+  /** POPs: this POP's lag behind the core in µs as of its last run (null = unknown). */
+  popLagUs?: () => number | null
   /** Also export process metrics (CPU, memory, event loop). Default true. */
   processMetrics?: boolean
 }
@@ -85,6 +87,19 @@ export class Metrics {
         this.set((blobStats.get() as { bytes: number }).bytes)
       },
     })
+
+    const popLagUs = opts.popLagUs
+    if (popLagUs) {
+      new Gauge({
+        name: 'clavitor_sync_lag_seconds',
+        help: 'How far this POP is behind the core, as of its last run',
+        registers,
+        collect() {
+          const lag = popLagUs()
+          if (lag !== null) this.set(lag / 1e6)
+        },
+      })
+    }
 
     if (role === 'core') {
       const pending = BILLING_TABLES.map((t) => ({

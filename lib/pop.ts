@@ -20,6 +20,7 @@ import { plainHttpFeedClient, requestFeedClient, type FeedClient } from './sync/
 import { PopApiClient } from './auth/pop-client.js'
 import { TreeWatch } from './sync/watch.js'
 import { queueRepair } from './sync/repair.js'
+import { Metrics } from './metrics.js'
 import { popRsyncAuthArgs } from './sync/rsync-auth.js'
 
 export interface PopOptions {
@@ -60,6 +61,8 @@ export interface Pop {
   readonly sync: PopSync
   readonly lookup: Wl3Lookup
   readonly watcher: TreeWatch | null
+  /** Prometheus registry of this POP (lib/metrics.ts), served at /metrics. */
+  readonly metrics: Metrics
   close(): Promise<void>
 }
 
@@ -161,7 +164,17 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
         })
       : await BlobStore.open({ dataDir: opts.dataDir, protection, onWarning: (m) => log.warn(m) })
   let watcher: TreeWatch | null = null
+  const metrics = new Metrics({
+    role: 'pop',
+    db: store.db,
+    popLagUs: () => sync.status().last_run?.lag_us ?? null,
+  })
   const sync = new PopSync({
+    onRun: (r) => {
+      metrics.syncRuns.inc()
+      if (!r.ok) metrics.syncRunErrors.inc({ reason: r.code ?? 'unknown' })
+      metrics.syncBlobs.inc(r.sealed)
+    },
     popId: opts.popId,
     store,
     feed,
@@ -221,6 +234,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     db: store.db,
     sync,
     lookup,
+    metrics,
     get watcher() {
       return watcher
     },

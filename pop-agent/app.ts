@@ -4,6 +4,7 @@ import rateLimit from '@fastify/rate-limit'
 import { claError, errorResponse } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
 import { wl3Routes } from './routes/wl3.js'
+import { metricsPlugin } from '../server/plugins/metrics.js'
 import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
 
 export interface PopAppOptions {
@@ -43,6 +44,7 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
     }
   })
   if (pop) {
+    await app.register(metricsPlugin, { metrics: pop.metrics })
     const rl = opts.rateLimit ?? { max: 6000, timeWindowMs: 60_000 }
     await app.register(async (scope) => {
       if (rl) {

@@ -51,6 +51,8 @@ export interface PopSyncOptions {
   watching?: () => boolean
   /** ...and when that write is over (the watcher stops ignoring them shortly after). */
   onAgentWriteDone?: (paths: readonly string[]) => void
+  /** Called after each run is recorded (metrics); must not throw. */
+  onRun?: (run: { ok: boolean; code: string | null; sealed: number }) => void
 }
 
 export interface RunOptions {
@@ -252,6 +254,7 @@ export class PopSync {
       alarms: r.alarms.map((a) => ({ code: a.code, message: a.message })),
     }
     db.transaction(() => setLastRun(db, run)).immediate()
+    this.opts.onRun?.({ ok: r.ok, code: r.error?.code ?? null, sealed: run.sealed })
   }
 
   /** Reports to the core; returns the report's own error text (never throws). */
