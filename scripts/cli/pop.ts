@@ -18,14 +18,7 @@ import { renderRsyncdConfig, type RsyncdAuth } from '../../lib/sync/rsyncd-confi
 import { rsyncdAuthFromRegistry, sshAuthorizedKeyLine } from '../../lib/sync/rsync-auth.js'
 import { getPop } from '../../lib/auth/pops.js'
 import { SyncScheduler } from '../../lib/sync/scheduler.js'
-import { action, failWith, printJson } from './common.js'
-
-/** The named subcommand of `parent`, created if no other module made it yet. */
-function subcommand(parent: Command, name: string, description: string): Command {
-  return (
-    parent.commands.find((c) => c.name() === name) ?? parent.command(name).description(description)
-  )
-}
+import { action, failWith, printJson, subcommand } from './common.js'
 
 /** Options of `pop run` / `pop sync`, from flags, CLAVITOR_* variables, then --config. */
 interface PopCliOptions {
