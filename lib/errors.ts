@@ -34,6 +34,7 @@ export const ERRORS = {
   CLA_ERR_STORE_NOT_INITIALIZED: { status: 500, exit: 2, description: 'The data folder has no store; run `clavitor store init` first.' },
   CLA_ERR_STORE_CLOSED: { status: 500, exit: 1, description: 'The store was closed.' },
   CLA_ERR_STORE_LOCKED: { status: 409, exit: 1, description: 'Another live process holds the store writer lock ({data}/store.lock).' },
+  CLA_ERR_STORE_SYNC_FAILED: { status: 500, exit: 1, description: 'syncfs (`sync -f`) of the store filesystem failed (I/O error or disk full at writeback); nothing of the batch was indexed.' },
   CLA_ERR_STORE_NO_SIGNING_KEY: { status: 500, exit: 1, description: 'This store has no signing key (a POP replica); it only ingests files signed by the core.' },
   CLA_ERR_HEADER_MISMATCH: { status: 422, exit: 1, description: 'A .cla header or path differs from what the feed said it would be.' },
 

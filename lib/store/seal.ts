@@ -49,6 +49,27 @@ export async function chattr(flags: string[], paths: readonly string[]): Promise
   }
 }
 
+function syncError(count: number, why: string, first: string | undefined, cause?: unknown) {
+  return claError(
+    'CLA_ERR_STORE_SYNC_FAILED',
+    `sync -f (syncfs) failed on ${count} path(s): ${why.trim()}`,
+    { ...(cause !== undefined ? { cause } : {}), details: { first } },
+  )
+}
+
+/** syncfs(2) of the filesystems holding `paths`, one `sync -f` process per chunk. */
+export async function syncfs(paths: readonly string[]): Promise<void> {
+  for (const chunk of chunkArgs(paths)) {
+    try {
+      await execa('sync', ['-f', '--', ...chunk], { stdin: 'ignore' })
+    } catch (cause) {
+      const e = cause as { stderr?: string; shortMessage?: string; message: string }
+      const why = (e.stderr || e.shortMessage || e.message).split('\n')[0]!
+      throw syncError(chunk.length, why, chunk[0], cause)
+    }
+  }
+}
+
 export const sealFiles = (paths: readonly string[]) => chattr(['+i'], paths)
 export const sealDirs = (paths: readonly string[]) => chattr(['+a'], paths)
 
@@ -120,6 +141,7 @@ const MARK = '@@clavitor-seal'
 export const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`
 
 interface SealRequest {
+  cmd: 'chattr' | 'sync'
   label: string
   first: string | undefined
   count: number
@@ -141,7 +163,7 @@ export class Sealer {
   private closed = false
 
   async chattr(flags: string[], paths: readonly string[]): Promise<void> {
-    for (const chunk of chunkArgs(paths)) await this.run(flags, chunk)
+    for (const chunk of chunkArgs(paths)) await this.run(chunk, 'chattr', flags)
   }
 
   seal(files: readonly string[], dirs: readonly string[]): Promise<unknown> {
@@ -161,11 +183,26 @@ export class Sealer {
     }
   }
 
-  private run(flags: string[], chunk: string[]): Promise<void> {
-    if (this.closed) return chattr(flags, chunk)
+  /**
+   * syncfs(2) of the filesystem(s) holding `paths` (coreutils `sync -f`), forked by the
+   * shell: every dirty page and inode of those filesystems is written and the journal
+   * committed before it resolves. A failure (EIO, ENOSPC at writeback) rejects with
+   * CLA_ERR_STORE_SYNC_FAILED, the kernel's message included.
+   */
+  async syncfs(paths: readonly string[]): Promise<void> {
+    for (const chunk of chunkArgs(paths)) await this.run(chunk, 'sync', ['-f'])
+  }
+
+  private run(
+    chunk: string[],
+    cmd: 'chattr' | 'sync' = 'chattr',
+    flags: string[] = [],
+  ): Promise<void> {
+    if (this.closed) return cmd === 'sync' ? syncfs(chunk) : chattr(flags, chunk)
     const proc = this.ensure()
     return new Promise<void>((resolve, reject) => {
       this.queue.push({
+        cmd,
         label: flags.join(' '),
         first: chunk[0],
         count: chunk.length,
@@ -174,8 +211,8 @@ export class Sealer {
         reject,
       })
       this.setRef(true)
-      const cmd = `chattr ${flags.join(' ')} -- ${chunk.map(shQuote).join(' ')} 2>&1; echo "${MARK} $?"\n`
-      proc.stdin!.write(cmd)
+      const line = `${cmd} ${flags.join(' ')} -- ${chunk.map(shQuote).join(' ')} 2>&1; echo "${MARK} $?"\n`
+      proc.stdin!.write(line)
     })
   }
 
@@ -225,13 +262,15 @@ export class Sealer {
         else {
           const why = req.out.find((l) => l.trim()) ?? `exit ${rc}`
           req.reject(
-            claError(
-              'CLA_ERR_SEAL_FAILED',
-              `chattr ${req.label} failed on ${req.count} path(s): ${why.trim()}`,
-              {
-                details: { first: req.first },
-              },
-            ),
+            req.cmd === 'sync'
+              ? syncError(req.count, why, req.first)
+              : claError(
+                  'CLA_ERR_SEAL_FAILED',
+                  `chattr ${req.label} failed on ${req.count} path(s): ${why.trim()}`,
+                  {
+                    details: { first: req.first },
+                  },
+                ),
           )
         }
         if (this.queue.length === 0) this.setRef(false)
@@ -245,10 +284,12 @@ export class Sealer {
     this.queue = []
     for (const r of pending) {
       r.reject(
-        claError(
-          'CLA_ERR_SEAL_FAILED',
-          `the chattr shell exited before sealing ${r.count} path(s)`,
-        ),
+        r.cmd === 'sync'
+          ? syncError(r.count, 'the shell exited first', r.first)
+          : claError(
+              'CLA_ERR_SEAL_FAILED',
+              `the chattr shell exited before sealing ${r.count} path(s)`,
+            ),
       )
     }
   }

@@ -2,11 +2,16 @@
 // after each kill: no partial .cla visible, every indexed row has its file, every
 // acknowledged put is indexed, verify() finds nothing corrupt, rebuildIndex picks up files
 // that were sealed but not yet indexed, staging leftovers are cleaned on open.
+// The same for a POP store's ingest (syncfs durability, whole staged p0 folders renamed
+// into place): acknowledged batches and their cursor are indexed, tampered files are never
+// visible, nothing visible is partial.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { BlobStore } from '../../lib/store/index.js'
+import { randomBytes } from 'node:crypto'
+import { BlobStore, type BlobInfo } from '../../lib/store/index.js'
+import { getMeta } from '../../lib/db/meta.js'
 import { REPO, tempData } from '../fixtures/store/helpers.js'
 
 const ROUNDS = 6
@@ -21,6 +26,8 @@ function runAndKill(
   dataDir: string,
   ackTarget: number,
   extraMs: number,
+  fixture = 'writer.ts',
+  extraArgs: string[] = [],
 ): Promise<{ acks: Ack[]; signal: string | null }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -28,8 +35,9 @@ function runAndKill(
       [
         '--import',
         `file://${REPO}node_modules/tsx/dist/loader.mjs`,
-        join(REPO, 'test/fixtures/store/writer.ts'),
+        join(REPO, 'test/fixtures/store', fixture),
         dataDir,
+        ...extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
@@ -37,6 +45,7 @@ function runAndKill(
     let buf = ''
     let stderr = ''
     let killing = false
+    let done = false
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString()
@@ -46,8 +55,9 @@ function runAndKill(
         buf = buf.slice(nl + 1)
         const [word, seq, path, sha256] = line.split(' ')
         if (word === 'ack') acks.push({ seq: Number(seq), path: path!, sha256: sha256! })
+        if (word === 'done') done = true
       }
-      if (!killing && acks.length >= ackTarget) {
+      if (!killing && (acks.length >= ackTarget || done)) {
         killing = true
         setTimeout(() => child.kill('SIGKILL'), extraMs)
       }
@@ -117,4 +127,66 @@ t.test('SIGKILL at random moments never leaves a partial or unindexed-and-lost b
   t.comment(
     `${allAcks.length} acknowledged puts, ${recovered} unindexed files recovered, ${leftovers} staging leftovers`,
   )
+})
+
+t.test('SIGKILL of a POP ingest never leaves a partial, unverified or lost blob', async (t) => {
+  const core = await BlobStore.init({ dataDir: tempData(t), protection: 'off' })
+  // 400 blobs over 60 p0s: new p0 folders are renamed into place, later versions linked
+  const p0s = Array.from({ length: 60 }, () => randomBytes(16).toString('hex'))
+  const list: BlobInfo[] = []
+  for (let i = 0; i < 400; i++)
+    list.push(await core.put(p0s[i % p0s.length]!, randomBytes(64 + (i % 7) * 300)))
+  await core.close()
+  const tampered = list.filter((_, i) => i % 37 === 5).map((i) => i.path)
+  const work = tempData(t)
+  const popData = join(work, '..', 'pop')
+  const listFile = join(work, '..', 'list.json')
+  const tamperedFile = join(work, '..', 'tampered.json')
+  writeFileSync(listFile, JSON.stringify(list))
+  writeFileSync(tamperedFile, JSON.stringify(tampered))
+  const pop = await BlobStore.init({
+    dataDir: popData,
+    role: 'pop',
+    trustKeys: [core.exportPublicKey().publicKey],
+    onWarning: () => {},
+  })
+  await pop.close()
+  let recovered = 0
+  let cursor = 0
+  for (let round = 1; round <= ROUNDS && cursor < list.length; round++) {
+    const { acks } = await runAndKill(
+      popData,
+      1 + Math.floor(Math.random() * 4),
+      Math.floor(Math.random() * 40),
+      'ingester.ts',
+      // odd rounds: syncfs per batch; even rounds: fsync per file and folder
+      [core.root, listFile, tamperedFile, round % 2 ? '0' : 'Infinity'],
+    )
+    const s = await BlobStore.open({ dataDir: popData, onWarning: () => {} })
+    const before = await s.verify()
+    t.same(before.corrupt, [], `round ${round}: no partial or corrupt .cla visible`)
+    t.same(before.missing, [], `round ${round}: every indexed row has its file`)
+    cursor = Number(getMeta(s.db, 'test_cursor') ?? '0')
+    const acked = Math.max(0, ...acks.map((a) => a.seq))
+    t.ok(cursor >= acked, `round ${round}: cursor ${cursor} covers the last ack ${acked}`)
+    const good = list.slice(0, cursor).filter((i) => !tampered.includes(i.path))
+    t.ok(
+      good.every((i) => s.bySeq(i.seq)?.sha256 === i.sha256),
+      `round ${round}: every blob before the cursor is indexed (${good.length})`,
+    )
+    t.same(
+      tampered.filter((p) => existsSync(join(s.root, p))),
+      [],
+      `round ${round}: no tampered file ever became visible`,
+    )
+    const rb = await s.rebuildIndex()
+    t.same(rb.corrupt, [])
+    t.same(rb.conflicts, [])
+    recovered += before.unindexed.length
+    const after = await s.verify()
+    t.ok(after.ok, `round ${round}: verify clean after rebuild`)
+    if (!after.ok) t.comment(JSON.stringify(after))
+    await s.close()
+  }
+  t.comment(`POP cursor at ${cursor}/${list.length}, ${recovered} unindexed files recovered`)
 })

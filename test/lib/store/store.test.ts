@@ -449,3 +449,72 @@ t.test('ingest copies across filesystems (EXDEV) through its own staging', async
   t.equal((await pop.readPayload(info)).toString(), 'over the border')
   t.same(readdirSync(join(pop.dataDir, 'staging')), [])
 })
+
+t.test(
+  'ingest renames whole staged p0 folders, links the rest, and shows nothing unverified',
+  async (t) => {
+    const core = await BlobStore.init({ dataDir: tempData(t), protection: 'off' })
+    t.teardown(() => core.close())
+    for (const ingestSyncfsMin of [0, Infinity]) {
+      const popData = tempData(t)
+      const pop = await BlobStore.init({
+        dataDir: popData,
+        role: 'pop',
+        trustKeys: [core.publicKey!],
+        ingestSyncfsMin,
+        ...quiet,
+      })
+      t.teardown(() => pop.close())
+      const a1 = await core.put(P0A, Buffer.from('a1'))
+      const a2 = await core.put(P0A, Buffer.from('a2'))
+      const b1 = await core.put(P0B, Buffer.from('b1'))
+      const c1 = await core.put(P0C, Buffer.from('c1'))
+      const c2 = await core.put(P0C, Buffer.from('c2'))
+      let run = 0
+      // staged like lib/sync/pull.ts: {run}/{shard}/{p0}/{name}
+      const stage = (infos: BlobInfo[], tamper?: BlobInfo) => {
+        const dir = join(popData, '..', `run-${run++}`)
+        return infos.map((i) => {
+          const file = join(dir, i.path)
+          mkdirSync(join(file, '..'), { recursive: true })
+          copyFileSync(join(core.root, i.path), file)
+          if (i === tamper) {
+            const b = readFileSync(file)
+            b[b.length - 1]! ^= 1
+            writeFileSync(file, b)
+          }
+          return { file, expect: i }
+        })
+      }
+      const mode = `syncfs from ${ingestSyncfsMin}`
+      // a batch with one tampered file: refused whole, nothing visible, staged files stay
+      const bad = stage([a1, a2, b1], b1)
+      await t.rejects(pop.ingest(bad), { code: 'CLA_ERR_BAD_SIGNATURE' }, mode)
+      for (const i of [a1, a2, b1])
+        t.notOk(existsSync(join(pop.root, i.path)), `${mode}: nothing of a refused batch visible`)
+      t.notOk(existsSync(join(pop.root, a1.path, '..')), `${mode}: not even its p0 folder`)
+      t.ok(existsSync(bad[0]!.file), `${mode}: staged files of a refused batch are left alone`)
+      // p0 A: both versions staged → the folder is renamed whole; p0 C: the staged folder
+      // also holds a file outside the batch → linked one by one, the extra file stays behind
+      const batch = stage([a1, a2, b1, c1])
+      const extra = join(batch[3]!.file, '..', `${c2.path.split('/')[2]}`)
+      copyFileSync(join(core.root, c2.path), extra)
+      t.same(await pop.ingest(batch), [a1, a2, b1, c1], mode)
+      t.notOk(existsSync(join(batch[0]!.file, '..')), `${mode}: p0 A's staged folder was moved`)
+      t.ok(existsSync(extra), `${mode}: a file outside the batch is not taken along`)
+      t.notOk(existsSync(join(pop.root, c2.path)), `${mode}: and not visible`)
+      t.notOk(existsSync(batch[3]!.file), `${mode}: p0 C's batch file was linked and consumed`)
+      // p0 C's folder exists now: the next version is linked into it
+      t.same(await pop.ingest(stage([c2])), [c2], mode)
+      t.same(
+        pop.versions(P0C).map((i) => i.seq),
+        [c1.seq, c2.seq],
+      )
+      const v = await pop.verify()
+      t.ok(v.ok, `${mode}: verify clean (sealed folders and files when sealing is in force)`)
+      if (!v.ok) t.comment(JSON.stringify(v))
+      t.equal((await pop.readPayload(a2)).toString(), 'a2')
+      await pop.close()
+    }
+  },
+)
