@@ -55,6 +55,7 @@ export {
   readAttrs,
   sealDirs,
   sealFiles,
+  syncfs,
   unsealTree,
   type ProbeResult,
 } from './seal.js'

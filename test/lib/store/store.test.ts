@@ -9,11 +9,12 @@ import {
   rmSync,
   unlinkSync,
   mkdtempSync,
+  symlinkSync,
 } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import nacl from 'tweetnacl'
-import { BlobStore, decodeCla, type BlobInfo } from '../../../lib/store/index.js'
+import { BlobStore, Sealer, decodeCla, syncfs, type BlobInfo } from '../../../lib/store/index.js'
 import { openDb } from '../../../lib/db/open.js'
 import { getMeta } from '../../../lib/db/meta.js'
 import { tempData, manualClock, P0A, P0B, P0C } from '../../fixtures/store/helpers.js'
@@ -518,3 +519,39 @@ t.test(
     }
   },
 )
+
+t.test('syncfs through the sealer shell and standalone; failures are typed', async (t) => {
+  const dir = tempData(t)
+  mkdirSync(dir, { recursive: true })
+  const sealer = new Sealer()
+  t.teardown(() => sealer.close())
+  await sealer.syncfs([dir])
+  await syncfs([dir])
+  const missing = join(dir, 'no-such-folder')
+  await t.rejects(sealer.syncfs([missing]), {
+    code: 'CLA_ERR_STORE_SYNC_FAILED',
+    message: /no-such-folder|No such file/,
+  })
+  await sealer.syncfs([dir]) // the shell survives a failed request
+  await t.rejects(syncfs([missing]), { code: 'CLA_ERR_STORE_SYNC_FAILED' })
+})
+
+t.test('ingest refuses a staged symlink, even to a valid file', async (t) => {
+  const core = await BlobStore.init({ dataDir: tempData(t), protection: 'off' })
+  t.teardown(() => core.close())
+  const popData = tempData(t)
+  const pop = await BlobStore.init({
+    dataDir: popData,
+    role: 'pop',
+    protection: 'off',
+    trustKeys: [core.publicKey!],
+  })
+  t.teardown(() => pop.close())
+  const info = await core.put(P0A, Buffer.from('real'))
+  const file = join(popData, '..', 'run', info.path)
+  mkdirSync(join(file, '..'), { recursive: true })
+  symlinkSync(join(core.root, info.path), file)
+  await t.rejects(pop.ingest([{ file, expect: info }]), { code: 'CLA_ERR_NOT_FOUND' })
+  t.notOk(existsSync(join(pop.root, info.path, '..')), 'nothing visible')
+  t.equal(pop.status().blobs, 0)
+})
