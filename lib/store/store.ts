@@ -1024,9 +1024,9 @@ export class BlobStore {
   }
 
   /**
-   * Renames whole staged p0 folders into the store: only a folder whose entries are exactly
-   * the batch's regular files for one p0, under their target names, when the store has no
-   * folder for that p0 yet. Returns the moved items and the new folders. Anything else
+   * Renames whole staged p0 folders into the store: only a folder named after the p0 whose
+   * entries are exactly the batch's regular files for that p0, under their target names,
+   * when the store has no folder for that p0 yet. Returns the moved items and the new folders. Anything else
    * (or any rename error) is left for link.
    */
   private moveP0Dirs(items: Array<{ staged: string; info: BlobInfo }>): {
@@ -1050,7 +1050,9 @@ export class BlobStore {
         if (join(it.staged, '..') !== src || name !== basename(it.info.path)) break
         names.add(name)
       }
-      if (names.size !== group.length || src.startsWith(this.root + '/')) continue
+      // only a folder named after the p0 (the store's layout), never the caller's own root
+      if (names.size !== group.length || basename(src) !== p0 || src.startsWith(this.root + '/'))
+        continue
       try {
         if (existsSync(dest)) continue
         const ents = readdirSync(src, { withFileTypes: true })

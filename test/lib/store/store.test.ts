@@ -19,6 +19,8 @@ import { openDb } from '../../../lib/db/open.js'
 import { getMeta } from '../../../lib/db/meta.js'
 import { tempData, manualClock, P0A, P0B, P0C } from '../../fixtures/store/helpers.js'
 
+const P0D = 'd4'.repeat(16)
+
 const quiet = { onWarning: () => {} }
 
 t.test('init makes the layout and identity; open refuses an uninitialised folder', async (t) => {
@@ -511,6 +513,13 @@ t.test(
         pop.versions(P0C).map((i) => i.seq),
         [c1.seq, c2.seq],
       )
+      // a flat folder of the caller's holding one new p0's file is not taken, only its file
+      const d1 = await core.put(P0D, Buffer.from('d1'))
+      const flat = join(popData, '..', `flat-${run++}`)
+      mkdirSync(flat)
+      copyFileSync(join(core.root, d1.path), join(flat, d1.path.split('/')[2]!))
+      t.same(await pop.ingest([{ file: join(flat, d1.path.split('/')[2]!), expect: d1 }]), [d1])
+      t.same(readdirSync(flat), [], `${mode}: the caller's folder stays, emptied`)
       const v = await pop.verify()
       t.ok(v.ok, `${mode}: verify clean (sealed folders and files when sealing is in force)`)
       if (!v.ok) t.comment(JSON.stringify(v))
