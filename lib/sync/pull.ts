@@ -461,8 +461,11 @@ async function ingestPrefix(
       !isClavitorError(err) ||
       err.code === 'CLA_ERR_SYNC_ABORTED' ||
       err.code === 'CLA_ERR_SEAL_FAILED' ||
+      err.code === 'CLA_ERR_STORE_SYNC_FAILED' ||
       err.code === 'CLA_ERR_STORE_CLOSED'
     )
+      // A fault of this host (not of a file): retrying one at a time would only
+      // relabel it as a verification failure.
       throw err
   }
   // One at a time, in feed order, to seal every good blob before the first bad one.
