@@ -33,6 +33,14 @@ const program = new Command()
   .addOption(new Option('--duration <s>', 'seconds per lookup load run').default('10'))
   .addOption(new Option('--connections <c>', 'autocannon connections').default('32'))
   .addOption(new Option('--keep', 'keep the work folder'))
+  .addOption(
+    new Option(
+      '--page-size <list>',
+      'POP feed page size(s), comma-separated (default: the POP default); more than one, or --initial-only: only the initial sync, alternating page sizes and plain rsync -a',
+    ),
+  )
+  .addOption(new Option('--initial-only', 'only the initial full sync (see --page-size)'))
+  .addOption(new Option('--rounds <n>', 'rounds per page size with --initial-only').default('2'))
   .parse()
 const o = program.opts<{
   n: string
@@ -41,7 +49,23 @@ const o = program.opts<{
   duration: string
   connections: string
   keep?: boolean
+  pageSize?: string
+  initialOnly?: boolean
+  rounds: string
 }>()
+const PAGE_SIZES = (o.pageSize ?? '')
+  .split(',')
+  .filter((x) => x !== '')
+  .map((x) => {
+    const v = Number(x)
+    if (!Number.isInteger(v) || v < 1 || v > 5000) {
+      process.stderr.write(`bench:sync: --page-size: ${x} is not an integer from 1 to 5000\n`)
+      process.exit(2)
+    }
+    return v
+  })
+const INITIAL_ONLY = Boolean(o.initialOnly) || PAGE_SIZES.length > 1
+const ROUNDS = Number(o.rounds)
 const sizes = [Number(o.small), Number(o.n)].filter((x, i, a) => x > 0 && a.indexOf(x) === i)
 const NEW = Number(o.new)
 const DURATION = Number(o.duration)
@@ -183,6 +207,7 @@ async function benchOne(N: number, work: string): Promise<Figures> {
       rsyncSource: core.root,
       initTrustKeys: [core.publicKey!],
       fullVerifyEveryMs: 365 * 86_400_000,
+      ...(PAGE_SIZES[0] ? { pageSize: PAGE_SIZES[0] } : {}),
     })
     log(`N=${N}: initial POP sync`)
     t0 = now()
@@ -355,6 +380,112 @@ function printTable(results: Figures[]): void {
   process.stdout.write(
     `\n(${CONNECTIONS} connections, ${DURATION} s per load run after a 2 s warm-up; one server process each; ${new Date().toISOString()})\n`,
   )
+}
+
+async function buildCore(N: number, work: string): Promise<BlobStore> {
+  const core = await BlobStore.init({
+    dataDir: join(work, 'core'),
+    protection: 'best-effort',
+    onWarning: () => {},
+  })
+  log(`N=${N}: building the core store`)
+  for (let done = 0; done < N;) {
+    const k = Math.min(4096, N - done)
+    await Promise.all(
+      Array.from({ length: k }, () => core.put(randomBytes(16).toString('hex'), randomBytes(2048))),
+    )
+    done += k
+  }
+  return core
+}
+
+interface InitialRow {
+  n: number
+  round: number
+  what: string
+  secs: number
+  load: number
+}
+
+/** Initial full sync only: per round, plain rsync -a and one POP sync per page size
+ * (order rotated each round), each into a fresh folder, against the same core. */
+async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise<void> {
+  const core = await buildCore(N, work)
+  core.db.prepare("INSERT INTO pops (id, created_at) VALUES ('bench-pop', 1)").run()
+  const app = Fastify()
+  app.addHook('onRequest', async (req) => {
+    req.popId = 'bench-pop'
+  })
+  await app.register(syncRoutes, { core: { db: core.db, store: core } })
+  const coreUrl = await app.listen({ host: '127.0.0.1', port: 0 })
+  const sizesHere = PAGE_SIZES.length ? PAGE_SIZES : [1000]
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      const kinds: Array<number | 'rsync'> = ['rsync', ...sizesHere]
+      const shift = (round - 1) % kinds.length
+      const order = [...kinds.slice(shift), ...kinds.slice(0, shift)]
+      for (const k of order) {
+        const dir = join(work, `run-${round}-${k}`)
+        const load = (await import('node:os')).loadavg()[0]!
+        if (k === 'rsync') {
+          mkdirSync(dir)
+          const s = await rsync(['-a', core.root + '/', dir + '/'])
+          rows.push({ n: N, round, what: 'plain rsync -a', secs: s, load })
+        } else {
+          const pop = await openPop({
+            dataDir: dir,
+            popId: 'bench-pop',
+            coreUrl,
+            rsyncSource: core.root,
+            initTrustKeys: [core.publicKey!],
+            fullVerifyEveryMs: 365 * 86_400_000,
+            pageSize: k,
+          })
+          const t0 = now()
+          const r = await pop.sync.run()
+          const s = secs(t0)
+          await pop.close()
+          if (r.sealed !== N) throw new Error(`initial sync sealed ${r.sealed}, expected ${N}`)
+          rows.push({ n: N, round, what: `POP page ${k}`, secs: s, load })
+        }
+        log(`N=${N} round ${round} ${k}: ${(N / rows[rows.length - 1]!.secs).toFixed(0)} blobs/s`)
+        cleanup(dir)
+      }
+    }
+  } finally {
+    await app.close()
+    await core.close()
+  }
+}
+
+function printInitial(rows: InitialRow[]): void {
+  process.stdout.write(
+    '| N | round | run | load | time | blobs/s | POP / plain rsync (same round) |\n',
+  )
+  process.stdout.write('| -: | -: | --- | -: | -: | -: | -: |\n')
+  for (const r of rows) {
+    const base = rows.find((x) => x.n === r.n && x.round === r.round && x.what === 'plain rsync -a')
+    const ratio = base && r.what !== 'plain rsync -a' ? (base.secs / r.secs).toFixed(2) : ''
+    process.stdout.write(
+      `| ${r.n.toLocaleString('en-US')} | ${r.round} | ${r.what} | ${r.load.toFixed(1)} | ${r.secs.toFixed(2)} s | ${Math.round(r.n / r.secs)} | ${ratio} |\n`,
+    )
+  }
+  process.stdout.write(`\n(${new Date().toISOString()})\n`)
+}
+
+if (INITIAL_ONLY) {
+  const rows: InitialRow[] = []
+  for (const n of sizes) {
+    const work = mkdtempSync(join(tmpdir(), 'clavitor-bench-sync-'))
+    try {
+      await initialOnly(n, work, rows)
+    } finally {
+      log(`N=${n}: cleaning up ${work}`)
+      cleanup(work)
+    }
+  }
+  printInitial(rows)
+  process.exit(0)
 }
 
 const results: Figures[] = []
