@@ -7,7 +7,7 @@
 // POPs are left out.
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { decodeCursor } from '../store/index.js'
+import { decodeCursor, type CursorPos } from '../store/index.js'
 import { clampLimit } from './registry.js'
 
 export interface PopPosition {
@@ -56,7 +56,7 @@ export function syncStatus(
     lag_us: number | null
   }>
   const pops: PopPosition[] = popRows.map((p) => {
-    let pos: { createdAt: number; seq: number } | null = null
+    let pos: CursorPos | null = null
     try {
       if (p.cursor !== null && p.cursor !== '') pos = decodeCursor(p.cursor)
     } catch (cause) {
@@ -68,7 +68,7 @@ export function syncStatus(
     return {
       id: p.id,
       name: p.name,
-      cursor_created_at: pos?.createdAt ?? null,
+      cursor_created_at: pos?.created_at ?? null,
       cursor_seq: pos?.seq ?? null,
       last_success_at: p.last_success_at,
       lag_us: p.lag_us,

@@ -1,4 +1,5 @@
-// The feed cursor: an opaque token of (created_at, seq) of the last blob a reader holds.
+// The store's cursor: an opaque token of (created_at, seq) of the last blob a reader holds.
+// changesAfter() issues it; the POP feed and credentials' sync status read it.
 // Both numbers are strictly increasing together on the core, so "after the cursor" is the
 // row-value comparison (created_at, seq) > (c, s). Token form: `c1.{created_at}.{seq}`.
 import { claError } from '../errors.js'
@@ -16,7 +17,7 @@ export function encodeCursor(pos: CursorPos): string {
   return `c1.${pos.created_at}.${pos.seq}`
 }
 
-/** Parses a token; null/empty means "from the start". Throws CLA_ERR_SYNC_INVALID_CURSOR. */
+/** Parses a token; null/empty means "from the start". Throws CLA_ERR_INVALID_CURSOR. */
 export function decodeCursor(token: string | null | undefined): CursorPos | null {
   if (token === null || token === undefined || token === '') return null
   const m = RE.exec(token)
@@ -24,7 +25,7 @@ export function decodeCursor(token: string | null | undefined): CursorPos | null
   const seq = m ? Number(m[2]) : NaN
   if (!m || !Number.isSafeInteger(created_at) || !Number.isSafeInteger(seq)) {
     throw claError(
-      'CLA_ERR_SYNC_INVALID_CURSOR',
+      'CLA_ERR_INVALID_CURSOR',
       `cursor ${JSON.stringify(token).slice(0, 80)} is not a feed cursor (c1.<created_at>.<seq>)`,
       {
         details: { field: 'cursor' },

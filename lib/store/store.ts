@@ -59,6 +59,7 @@ import {
 } from './keys.js'
 import { acquireWriterLock, liveLockHolder, type WriterLock } from './lock.js'
 import { shardOf, validateP0 } from './p0.js'
+import { decodeCursor, encodeCursor } from './cursor.js'
 import {
   probeSealing,
   readAttrs,
@@ -226,22 +227,6 @@ export function storePaths(dataDir: string) {
 }
 
 const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
-const CURSOR_RE = /^c1\.(\d{1,16})\.(\d{1,16})$/
-
-export function encodeCursor(createdAt: number, seq: number): string {
-  return `c1.${createdAt}.${seq}`
-}
-
-export function decodeCursor(cursor: string): { createdAt: number; seq: number } {
-  const m = CURSOR_RE.exec(cursor)
-  if (!m)
-    throw claError(
-      'CLA_ERR_INVALID_INPUT',
-      `cursor ${JSON.stringify(cursor.slice(0, 60))} is not one this store issued`,
-    )
-  return { createdAt: Number(m[1]), seq: Number(m[2]) }
-}
-
 function checkProtection(p: unknown): Protection {
   if (p === undefined) return 'best-effort'
   if (typeof p === 'string' && (PROTECTIONS as readonly string[]).includes(p))
@@ -706,14 +691,14 @@ export class BlobStore {
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
       throw claError('CLA_ERR_INVALID_INPUT', `limit must be an integer 1..100000; got ${limit}`)
     }
-    const after = cursor === null ? { createdAt: -1, seq: -1 } : decodeCursor(cursor)
+    const after = decodeCursor(cursor) ?? { created_at: -1, seq: -1 }
     const rows = this.stmt(
       `SELECT ${INFO_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
-    ).all(after.createdAt, after.seq, limit + 1) as Record<string, unknown>[]
+    ).all(after.created_at, after.seq, limit + 1) as Record<string, unknown>[]
     const more = rows.length > limit
     const items = rows.slice(0, limit).map(rowToInfo)
     const last = items[items.length - 1]
-    return { items, next: last ? encodeCursor(last.created_at, last.seq) : cursor, more }
+    return { items, next: last ? encodeCursor(last) : cursor, more }
   }
 
   status(): StoreStatus {

@@ -3,7 +3,7 @@
 // Reads the `blobs` index (lib/store keeps it); never touches the files.
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { decodeCursor, encodeCursor, type CursorPos } from './cursor.js'
+import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
 export const FEED_DEFAULT_LIMIT = 1000
 /** Upper bound of a page: the list file rsync reads a byte at a time stays small. */

@@ -3,7 +3,7 @@
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
 import { claError } from '../errors.js'
-import { decodeCursor } from './cursor.js'
+import { decodeCursor } from '../store/cursor.js'
 import { feedHead } from './feed.js'
 
 /** What a POP sends after a run (POST /pop/v1/report). */

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
-import { decodeCursor } from '../../lib/sync/cursor.js'
+import { decodeCursor } from '../../lib/store/cursor.js'
 import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
 import { startCore, tempDir, randomP0 } from '../fixtures/sync.js'
 

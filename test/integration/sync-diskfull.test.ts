@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isClavitorError } from '../../lib/errors.js'
-import { decodeCursor } from '../../lib/sync/cursor.js'
+import { decodeCursor } from '../../lib/store/cursor.js'
 import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
 import { indexOf, isRoot, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
 

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
 import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
 import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
-import { decodeCursor } from '../../lib/sync/cursor.js'
+import { decodeCursor } from '../../lib/store/cursor.js'
 import { indexOf, isRoot, randomP0, tempDir } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname

@@ -64,7 +64,7 @@ t.test('GET /pop/v1/feed and POST /pop/v1/report', async (t) => {
     headers: { 'x-pop-id': 'pop-a' },
   })
   t.equal(bad.statusCode, 400)
-  t.equal(bad.json().error.code, 'CLA_ERR_SYNC_INVALID_CURSOR')
+  t.equal(bad.json().error.code, 'CLA_ERR_INVALID_CURSOR')
   const badLimit = await app.inject({
     url: '/pop/v1/feed?limit=100000',
     headers: { 'x-pop-id': 'pop-a' },

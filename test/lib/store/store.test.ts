@@ -186,7 +186,7 @@ t.test('changesAfter pages never skip or repeat, also while writes go on', async
   const empty = s.changesAfter(cursor, 5)
   t.same(empty, { items: [], next: cursor, more: false }, 'an empty page keeps the cursor')
   t.same(s.changesAfter(null, 100).items.length, 29)
-  t.throws(() => s.changesAfter('garbage', 5), { code: 'CLA_ERR_INVALID_INPUT' })
+  t.throws(() => s.changesAfter('garbage', 5), { code: 'CLA_ERR_INVALID_CURSOR' })
   t.throws(() => s.changesAfter(null, 0), { code: 'CLA_ERR_INVALID_INPUT' })
 })
 

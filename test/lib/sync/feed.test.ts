@@ -1,7 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { openDb, type Db } from '../../../lib/db/open.js'
-import { decodeCursor, encodeCursor, compareCursor } from '../../../lib/sync/cursor.js'
+import { decodeCursor, encodeCursor, compareCursor } from '../../../lib/store/cursor.js'
 import { feedPage, FEED_MAX_LIMIT } from '../../../lib/sync/feed.js'
 import { lagMicros, listPops, recordReport, validateReport } from '../../../lib/sync/pop-state.js'
 import { isClavitorError } from '../../../lib/errors.js'
@@ -35,7 +35,7 @@ t.test('cursor tokens round-trip and order; junk is refused', async (t) => {
   t.equal(decodeCursor(null), null)
   t.equal(decodeCursor(''), null)
   for (const bad of ['x', 'c1.1', 'c1.-1.2', 'c2.1.2', 'c1.1.2.3', 'c1.99999999999999999.1']) {
-    t.throws(() => decodeCursor(bad), { code: 'CLA_ERR_SYNC_INVALID_CURSOR' }, bad)
+    t.throws(() => decodeCursor(bad), { code: 'CLA_ERR_INVALID_CURSOR' }, bad)
   }
   t.equal(compareCursor(null, c), -1)
   t.equal(compareCursor(c, { created_at: c.created_at, seq: 43 }), -1)
