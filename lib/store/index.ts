@@ -1,10 +1,5 @@
 // The WORM blob store's public surface. See docs/store.md and docs/format.md.
-export {
-  compareCursor,
-  decodeCursor,
-  encodeCursor,
-  type CursorPos,
-} from './cursor.js'
+export { compareCursor, decodeCursor, encodeCursor, type CursorPos } from './cursor.js'
 export {
   BlobStore,
   PROTECTIONS,
