@@ -426,6 +426,8 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
       const order = [...kinds.slice(shift), ...kinds.slice(0, shift)]
       for (const k of order) {
         const dir = join(work, `run-${round}-${k}`)
+        // start each run from the same state: nothing dirty left by the previous run or its cleanup
+        execFileSync('sync')
         const load = (await import('node:os')).loadavg()[0]!
         if (k === 'rsync') {
           mkdirSync(dir)
