@@ -408,7 +408,8 @@ interface InitialRow {
 }
 
 /** Initial full sync only: per round, plain rsync -a and one POP sync per page size
- * (order rotated each round), each into a fresh folder, against the same core. */
+ * (order rotated each round), each into a fresh folder (all removed at the end), against
+ * the same core. */
 async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise<void> {
   const core = await buildCore(N, work)
   core.db.prepare("INSERT INTO pops (id, created_at) VALUES ('bench-pop', 1)").run()
@@ -451,7 +452,8 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
           rows.push({ n: N, round, what: `POP page ${k}`, secs: s, load })
         }
         log(`N=${N} round ${round} ${k}: ${(N / rows[rows.length - 1]!.secs).toFixed(0)} blobs/s`)
-        cleanup(dir)
+        // kept until the end: deleting 10,000+ files slows every later file creation on a
+        // filesystem mounted with `discard` (this VM), which would bias the next run
       }
     }
   } finally {
