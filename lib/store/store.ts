@@ -1096,29 +1096,31 @@ export class BlobStore {
     }
   }
 
+  /** One index row (inside the caller's transaction). */
+  private insertRow(i: BlobInfo, sealed: boolean): void {
+    this.stmt(
+      `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      i.seq,
+      i.created_at,
+      i.p0,
+      i.path,
+      i.size,
+      i.file_size,
+      i.sha256,
+      i.key_id,
+      sealed ? 1 : 0,
+    )
+  }
+
   private insertRows(
     infos: BlobInfo[],
     sealed: { sealed: boolean },
     inTx?: (db: Db) => void,
   ): void {
-    const ins = this.stmt(
-      `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
     this.db.transaction(() => {
-      for (const i of infos) {
-        ins.run(
-          i.seq,
-          i.created_at,
-          i.p0,
-          i.path,
-          i.size,
-          i.file_size,
-          i.sha256,
-          i.key_id,
-          sealed.sealed ? 1 : 0,
-        )
-      }
+      for (const i of infos) this.insertRow(i, sealed.sealed)
       inTx?.(this.db)
     })()
   }
@@ -1305,25 +1307,11 @@ export class BlobStore {
       dirs,
     )
     const conflicts: string[] = []
-    const ins = this.stmt(
-      `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
     let n = 0
     this.db.transaction(() => {
       for (const i of found) {
         try {
-          ins.run(
-            i.seq,
-            i.created_at,
-            i.p0,
-            i.path,
-            i.size,
-            i.file_size,
-            i.sha256,
-            i.key_id,
-            sealed.sealed ? 1 : 0,
-          )
+          this.insertRow(i, sealed.sealed)
           n++
           this.lastSeq = Math.max(this.lastSeq, i.seq)
           this.lastCreatedAt = Math.max(this.lastCreatedAt, i.created_at)
