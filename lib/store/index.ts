@@ -56,5 +56,6 @@ export {
   sealFiles,
   syncfs,
   unsealTree,
+  removeStagingTree,
   type ProbeResult,
 } from './seal.js'

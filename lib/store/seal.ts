@@ -3,8 +3,17 @@
 //   +i on sealed files: no write, truncate, rename, link or unlink.
 //   +a on p0, shard and root folders: names may be added, none removed or renamed.
 import { randomBytes } from 'node:crypto'
-import { rmSync, unlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import {
+  lstatSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  type Dirent,
+  type Stats,
+} from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { claError } from '../errors.js'
 
@@ -293,4 +302,68 @@ export class Sealer {
       )
     }
   }
+}
+
+/**
+ * Removes a staging tree that may hold names of sealed store files. A crash between
+ * "link into the store" and "unlink the staged name" leaves a second name of a store file;
+ * once recovery seals that file (+i is per inode), the staged name cannot be removed and
+ * every later cleanup of the staging area would fail. Clearing +i on the staged name
+ * would unseal the store file too, so each such file is re-sealed under its store name
+ * ({storeRoot}/{shard}/{p0}/{name}, same inode) right after the staged name is gone.
+ * Returns the store files that were re-sealed.
+ */
+export async function removeStagingTree(dir: string, storeRoot: string): Promise<string[]> {
+  try {
+    rmSync(dir, { recursive: true, force: true })
+    return []
+  } catch {
+    // fall through: something in it is sealed
+  }
+  const resealed: string[] = []
+  const walk = (d: string): string[] => {
+    let ents: Dirent[]
+    try {
+      ents = readdirSync(d, { withFileTypes: true })
+    } catch {
+      return []
+    }
+    return ents.flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]))
+  }
+  for (const file of walk(dir)) {
+    let st: Stats
+    try {
+      st = lstatSync(file)
+    } catch {
+      continue
+    }
+    const p0 = basename(dirname(file))
+    const twin = /^[0-9a-f]{32,128}$/.test(p0)
+      ? join(storeRoot, p0.slice(0, 2), p0, basename(file))
+      : undefined
+    let twinSame = false
+    try {
+      twinSame = twin !== undefined && st.nlink > 1 && statSync(twin).ino === st.ino
+    } catch {
+      twinSame = false
+    }
+    try {
+      unlinkSync(file)
+      continue
+    } catch {
+      // sealed: clear, unlink, re-seal the store's name below
+    }
+    await execa('chattr', ['-i', '-a', '--', file, dirname(file)], {
+      stdin: 'ignore',
+      reject: false,
+    })
+    rmSync(file, { force: true })
+    if (twinSame && twin) {
+      await execa('chattr', ['+i', '--', twin], { stdin: 'ignore' })
+      resealed.push(twin)
+    }
+  }
+  await unsealTree(dir)
+  rmSync(dir, { recursive: true, force: true })
+  return resealed
 }

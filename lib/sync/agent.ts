@@ -167,6 +167,7 @@ export class PopSync {
         popId: o.popId,
         db,
         store: {
+          root: o.store.root,
           ingest: async (staged, io) => {
             const paths = staged.map((s) => s.expect?.path ?? s.file)
             o.onAgentWrite?.(paths)

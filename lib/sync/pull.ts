@@ -11,6 +11,7 @@ import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
+import { removeStagingTree } from '../store/seal.js'
 import type { FeedItem, FeedPage } from './feed.js'
 import { runRsync } from './rsync.js'
 import { getMeta, K_CURSOR, K_GENERATION, K_STORE_ID, setMeta } from './state.js'
@@ -29,6 +30,8 @@ export interface IngestExpect {
 
 /** The part of the POP's BlobStore a pull needs (lib/store BlobStore satisfies it). */
 export interface PullStore {
+  /** The store root (to re-seal a store file whose second name a crash left in staging). */
+  readonly root: string
   ingest(
     staged: Array<{ file: string; expect?: IngestExpect }>,
     opts?: { inTransaction?: (db: Db) => void },
@@ -225,7 +228,8 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
   }
   let rebaselined = false
 
-  await rm(o.stagingDir, { recursive: true, force: true })
+  // A crash between link and unlink can leave a staged name of a (since sealed) store file.
+  await removeStagingTree(o.stagingDir, o.store.root)
   await mkdir(o.stagingDir, { recursive: true })
 
   /**

@@ -1,0 +1,48 @@
+// Regression: a crash between "link into the store" and "unlink the staged name" leaves a
+// second name of a store file in staging; once recovery seals the file (+i is per inode),
+// plain rm of staging fails forever. removeStagingTree removes the staged name and keeps
+// the store file sealed.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BlobStore, removeStagingTree } from '../../../lib/store/index.js'
+
+const isRoot = process.getuid?.() === 0
+const flags = (p: string) => execFileSync('lsattr', ['-d', p], { encoding: 'utf8' }).split(' ')[0]!
+
+t.test(
+  'a staged name of a sealed store file is removed; the store file stays sealed',
+  { skip: isRoot ? false : 'needs root for chattr' },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clavitor-staging-'))
+    t.teardown(() => {
+      execFileSync('chattr', ['-R', '-i', '-a', dir], { stdio: 'ignore' })
+      rmSync(dir, { recursive: true, force: true })
+    })
+    const store = await BlobStore.init({ dataDir: join(dir, 'data'), protection: 'enforce' })
+    t.teardown(() => store.close())
+    const p0 = 'ab'.repeat(16)
+    const info = await store.put(p0, Buffer.from('wl3'))
+    const storeFile = join(store.root, info.path)
+    t.match(flags(storeFile), /i/, 'the store file is sealed')
+
+    const staging = join(dir, 'sync-staging')
+    const leftover = join(staging, 'run-3', info.path)
+    mkdirSync(join(leftover, '..'), { recursive: true })
+    // what a crash between link and unlink leaves, then sealed by recovery
+    execFileSync('chattr', ['-i', storeFile])
+    linkSync(storeFile, leftover)
+    execFileSync('chattr', ['+i', storeFile])
+    t.throws(() => rmSync(staging, { recursive: true, force: true }), 'plain rm fails')
+
+    const resealed = await removeStagingTree(staging, store.root)
+    t.notOk(existsSync(staging), 'staging is gone')
+    t.same(resealed, [storeFile])
+    t.match(flags(storeFile), /i/, 'the store file is sealed again')
+    t.same(await store.readPayload(info), Buffer.from('wl3'))
+    t.ok((await store.verify()).ok, 'the store verifies')
+    t.same(await removeStagingTree(staging, store.root), [], 'a missing folder is fine')
+  },
+)
