@@ -8,6 +8,20 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 
+/** Discount fields a client may set, on create and on PATCH (plus status on PATCH). */
+const DISCOUNT_FIELDS = [
+  'description',
+  'type',
+  'amount',
+  'currency_code',
+  'code',
+  'enabled_for_checkout',
+  'recur',
+  'maximum_recurring_intervals',
+  'usage_limit',
+  'expires_at',
+  'custom_data',
+]
 export type FailureKind = '5xx' | '429' | 'hang' | 'drop' | 'reject'
 
 export interface FailureRule {
@@ -683,19 +697,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
               usage_limit: null,
               expires_at: null,
               currency_code: null,
-              ...pick(body, [
-                'description',
-                'type',
-                'amount',
-                'currency_code',
-                'code',
-                'enabled_for_checkout',
-                'recur',
-                'maximum_recurring_intervals',
-                'usage_limit',
-                'expires_at',
-                'custom_data',
-              ]),
+              ...pick(body, DISCOUNT_FIELDS),
               status: 'active',
               times_used: 0,
             }),
@@ -843,22 +845,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
             ]),
           )
         case 'discounts':
-          return ok(
-            patchIn(coll, o, body, [
-              'description',
-              'type',
-              'amount',
-              'currency_code',
-              'code',
-              'enabled_for_checkout',
-              'recur',
-              'maximum_recurring_intervals',
-              'usage_limit',
-              'expires_at',
-              'custom_data',
-              'status',
-            ]),
-          )
+          return ok(patchIn(coll, o, body, [...DISCOUNT_FIELDS, 'status']))
         case 'transactions': {
           if (body.status !== undefined && body.status !== 'billed' && body.status !== 'canceled') {
             throw new HttpError(

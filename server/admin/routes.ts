@@ -348,34 +348,19 @@ export default async function adminRoutes(
     return reply.redirect(`/admin/customers/${encodeURIComponent(mspId)}`, 303)
   })
 
-  app.get('/subscriptions', (req, reply) => {
-    const q = req.query as Record<string, unknown>
-    return page(
-      reply,
-      v.subscriptionsPage(ctx(req, reply), listSubscriptions(core.db, pageArgs(q.limit, q.offset))),
-    )
-  })
-  app.get('/transactions', (req, reply) => {
-    const q = req.query as Record<string, unknown>
-    return page(
-      reply,
-      v.transactionsPage(ctx(req, reply), listTransactions(core.db, pageArgs(q.limit, q.offset))),
-    )
-  })
-  app.get('/vaults', (req, reply) => {
-    const q = req.query as Record<string, unknown>
-    return page(
-      reply,
-      v.vaultsPage(ctx(req, reply), listVaults(core.db, pageArgs(q.limit, q.offset))),
-    )
-  })
-  app.get('/discounts', (req, reply) => {
-    const q = req.query as Record<string, unknown>
-    return page(
-      reply,
-      v.discountsPage(ctx(req, reply), listDiscounts(core.db, pageArgs(q.limit, q.offset))),
-    )
-  })
+  /** A paged list page: ?limit=&offset= parsed once, rendered by `render`. */
+  const listPage = (
+    path: string,
+    render: (c: v.PageCtx, args: ReturnType<typeof pageArgs>) => string,
+  ) =>
+    app.get(path, (req, reply) => {
+      const q = req.query as Record<string, unknown>
+      return page(reply, render(ctx(req, reply), pageArgs(q.limit, q.offset)))
+    })
+  listPage('/subscriptions', (c, a) => v.subscriptionsPage(c, listSubscriptions(core.db, a)))
+  listPage('/transactions', (c, a) => v.transactionsPage(c, listTransactions(core.db, a)))
+  listPage('/vaults', (c, a) => v.vaultsPage(c, listVaults(core.db, a)))
+  listPage('/discounts', (c, a) => v.discountsPage(c, listDiscounts(core.db, a)))
   app.get('/pops', (req, reply) => page(reply, v.popsPage(ctx(req, reply), popStates(core.db))))
 
   app.get('/events', (req, reply) => {
