@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import {
   lstatSync,
+  readFileSync,
   readdirSync,
   rmSync,
   statSync,
@@ -16,6 +17,8 @@ import {
 import { basename, dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { claError } from '../errors.js'
+import { decodeCla } from './format.js'
+import { isValidP0, shardOf } from './p0.js'
 
 /** Max bytes of path arguments per chattr/lsattr process (well under ARG_MAX). */
 export const ARG_CHUNK_BYTES = 96 * 1024
@@ -311,8 +314,22 @@ export class Sealer {
  * every later cleanup of the staging area would fail. Clearing +i on the staged name
  * would unseal the store file too, so each such file is re-sealed under its store name
  * ({storeRoot}/{shard}/{p0}/{name}, same inode) right after the staged name is gone.
+ * The p0 is the staged file's folder name, or (flat staging) read from its header.
  * Returns the store files that were re-sealed.
  */
+/** The store path a staged blob would have: p0 from its folder, else from its header. */
+function storeNameOf(file: string, storeRoot: string): string | undefined {
+  let p0 = basename(dirname(file))
+  if (!isValidP0(p0)) {
+    try {
+      p0 = decodeCla(readFileSync(file)).p0
+    } catch {
+      return undefined // not a blob: it cannot be a store file's second name
+    }
+  }
+  return join(storeRoot, shardOf(p0), p0, basename(file))
+}
+
 export async function removeStagingTree(dir: string, storeRoot: string): Promise<string[]> {
   try {
     rmSync(dir, { recursive: true, force: true })
@@ -337,10 +354,7 @@ export async function removeStagingTree(dir: string, storeRoot: string): Promise
     } catch {
       continue
     }
-    const p0 = basename(dirname(file))
-    const twin = /^[0-9a-f]{32,128}$/.test(p0)
-      ? join(storeRoot, p0.slice(0, 2), p0, basename(file))
-      : undefined
+    const twin = st.nlink > 1 ? storeNameOf(file, storeRoot) : undefined
     let twinSame = false
     try {
       twinSame = twin !== undefined && st.nlink > 1 && statSync(twin).ino === st.ino

@@ -5,7 +5,7 @@
 // run stops with the cursor at the last blob sealed, and the next run resumes from there.
 import { existsSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import type { AuditEventInput } from '../audit/log.js'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
@@ -127,6 +127,7 @@ async function fetchPage(
         files: toFetch.map((i) => i.path),
         listFile,
         dest: runDir,
+        flat: true,
         ...(o.rsync.ioTimeoutSec !== undefined ? { ioTimeoutSec: o.rsync.ioTimeoutSec } : {}),
         ...(o.rsync.extraArgs ? { extraArgs: o.rsync.extraArgs } : {}),
         ...(o.rsync.env ? { env: o.rsync.env } : {}),
@@ -366,7 +367,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
       const prefix: FeedItem[] = []
       let missing: FeedItem | undefined
       for (const it of items) {
-        if (held.has(it.path) || existsSync(join(runDir, it.path))) prefix.push(it)
+        if (held.has(it.path) || existsSync(stagedPath(runDir, it))) prefix.push(it)
         else {
           missing = it
           break
@@ -416,6 +417,15 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
   return res
 }
 
+/**
+ * Where rsync put a listed blob: flat in the page's folder under its file name (rsync runs
+ * with `flat`, see lib/sync/rsync.ts). Names are unique within a store (created_at is
+ * strictly increasing); runRsync refuses a page that lists one name twice.
+ */
+function stagedPath(runDir: string, it: FeedItem): string {
+  return join(runDir, basename(it.path))
+}
+
 function expectOf(it: FeedItem): IngestExpect {
   return {
     path: it.path,
@@ -453,7 +463,7 @@ async function ingestPrefix(
   try {
     checkAbort(o.signal)
     await o.store.ingest(
-      staged.map((it) => ({ file: join(runDir, it.path), expect: expectOf(it) })),
+      staged.map((it) => ({ file: stagedPath(runDir, it), expect: expectOf(it) })),
       { inTransaction: advance(lastTok) },
     )
     res.sealed += staged.length
@@ -482,7 +492,7 @@ async function ingestPrefix(
       continue
     }
     try {
-      await o.store.ingest([{ file: join(runDir, it.path), expect: expectOf(it) }], {
+      await o.store.ingest([{ file: stagedPath(runDir, it), expect: expectOf(it) }], {
         inTransaction: advance(tok),
       })
       res.sealed++

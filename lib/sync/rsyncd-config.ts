@@ -93,6 +93,8 @@ export function rsyncdModule(o: RsyncdConfigOptions): Array<[string, string]> {
     ['refuse options', RSYNCD_REFUSED_OPTIONS.join(' ')],
     ['exclude', '/.* /tmp/ /*.db /*.db-*'],
     ['transfer logging', 'no'],
+    // `hosts allow` holds addresses and CIDRs only: no DNS lookup per connection
+    ['reverse lookup', 'no'],
   ]
   const a = o.auth
   if (a?.required && !(a.hostsAllow?.length && a.authUsers?.length)) {
@@ -136,6 +138,9 @@ export function renderRsyncdConfig(o: RsyncdConfigOptions): string {
   ]
   if (o.address) out.push(`address = ${o.address}`)
   out.push(`port = ${o.port ?? 873}`)
+  // A POP's client sets the same (lib/sync/rsync.ts): without it each protocol round trip can
+  // wait out a 40 ms delayed ACK; a 100-file pull over loopback took 140–180 ms, with it 10–30.
+  out.push('socket options = TCP_NODELAY')
   if (o.pidFile) out.push(`pid file = ${o.pidFile}`)
   if (o.logFile) out.push(`log file = ${o.logFile}`)
   out.push('', `[${name}]`)

@@ -46,3 +46,31 @@ t.test(
     t.same(await removeStagingTree(staging, store.root), [], 'a missing folder is fine')
   },
 )
+
+t.test(
+  "flat staging (the pull's layout): the store name is found from the blob header",
+  { skip: isRoot ? false : 'needs root for chattr' },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clavitor-staging-'))
+    t.teardown(() => {
+      execFileSync('chattr', ['-R', '-i', '-a', dir], { stdio: 'ignore' })
+      rmSync(dir, { recursive: true, force: true })
+    })
+    const store = await BlobStore.init({ dataDir: join(dir, 'data'), protection: 'enforce' })
+    t.teardown(() => store.close())
+    const info = await store.put('cd'.repeat(20), Buffer.from('flat'))
+    const storeFile = join(store.root, info.path)
+    const staging = join(dir, 'sync-staging')
+    const leftover = join(staging, 'run-0', info.path.split('/').pop()!)
+    mkdirSync(join(leftover, '..'), { recursive: true })
+    execFileSync('chattr', ['-i', storeFile])
+    linkSync(storeFile, leftover)
+    execFileSync('chattr', ['+i', storeFile])
+    t.throws(() => rmSync(staging, { recursive: true, force: true }), 'plain rm fails')
+
+    t.same(await removeStagingTree(staging, store.root), [storeFile])
+    t.notOk(existsSync(staging), 'staging is gone')
+    t.match(flags(storeFile), /i/, 'the store file is sealed again')
+    t.ok((await store.verify()).ok, 'the store verifies')
+  },
+)

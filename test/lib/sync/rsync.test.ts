@@ -2,10 +2,10 @@
 // the generated rsyncd.conf served by a real read-only daemon on 127.0.0.1.
 import t from 'tap'
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { RSYNC_EXIT, rsyncError, runRsync } from '../../../lib/sync/rsync.js'
+import { RSYNC_EXIT, rsyncArgs, rsyncError, runRsync } from '../../../lib/sync/rsync.js'
 import { renderRsyncdConfig, rsyncdModule } from '../../../lib/sync/rsyncd-config.js'
 import { isRoot, tempDir } from '../../fixtures/sync.js'
 
@@ -229,3 +229,29 @@ t.test(
     t.notOk(existsSync(join(root, '00', 'evil.cla')))
   },
 )
+
+t.test('arguments: TCP_NODELAY for a daemon source, --no-relative when flat', async (t) => {
+  const base = { listFile: '/l', dest: '/d' }
+  const daemon = rsyncArgs({ ...base, source: 'rsync://core:873/clavitor-store/' })
+  t.ok(daemon.includes('--sockopts=TCP_NODELAY'), 'rsync:// source')
+  t.ok(rsyncArgs({ ...base, source: 'core::clavitor-store' }).includes('--sockopts=TCP_NODELAY'))
+  t.notOk(rsyncArgs({ ...base, source: '/srv/store' }).some((a) => a.startsWith('--sockopts')))
+  t.notOk(daemon.includes('--no-relative'), 'tree layout by default')
+  t.ok(rsyncArgs({ ...base, source: '/s', flat: true }).includes('--no-relative'))
+})
+
+t.test('flat: files land under their names; a name listed twice is refused', async (t) => {
+  const dir = tempDir(t)
+  const src = join(dir, 'src')
+  const rels = makeTree(src, 3)
+  const dest = join(dir, 'dest')
+  mkdirSync(dest)
+  const r = await runRsync({ source: src, files: rels, listFile: join(dir, 'l'), dest, flat: true })
+  t.same(r.transferred.sort(), [...rels].sort(), 'reported by their feed paths')
+  t.same(readdirSync(dest).sort(), rels.map((p) => p.split('/').pop()).sort(), 'flat')
+  const twin = rels[0]!.replace(/^(..)\/\1[0-9a-f]+/, 'ff/ff' + 'cd'.repeat(15))
+  await t.rejects(
+    runRsync({ source: src, files: [rels[0]!, twin], listFile: join(dir, 'l2'), dest, flat: true }),
+    { code: 'CLA_ERR_SYNC_FEED' },
+  )
+})

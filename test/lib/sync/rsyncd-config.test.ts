@@ -231,3 +231,10 @@ t.test('core URL: https always; plain http only to loopback or when asked', asyn
   for (const bad of ['ftp://core', 'core:8443', ''])
     t.throws(() => checkCoreUrl(bad, true), { code: 'CLA_ERR_INVALID_OPTION' }, bad)
 })
+
+t.test('the daemon answers without Nagle delays or DNS lookups', async (t) => {
+  const conf = renderRsyncdConfig({ storeRoot: '/srv/clavitor/store' })
+  t.match(conf, /^socket options = TCP_NODELAY$/m, 'global: TCP_NODELAY')
+  t.match(conf, /^ {4}reverse lookup = no$/m, 'module: no reverse lookup')
+  t.ok(conf.indexOf('socket options') < conf.indexOf('['), 'socket options is a global setting')
+})
