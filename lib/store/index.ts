@@ -29,6 +29,7 @@ export {
   encodeCla,
   parseBlobPath,
   verifyCla,
+  verifyClaAsync,
   type ClaHeader,
   type DecodedCla,
   type EncodeInput,

@@ -11,6 +11,7 @@ import {
   parseBlobPath,
   signingKeyFromSeed,
   verifyCla,
+  verifyClaAsync,
   blobFileName,
   generateSigningKey,
   parsePublicKeyFile,
@@ -123,6 +124,42 @@ t.test('tampering is caught with typed errors', async (t) => {
   t.throws(() => encodeCla({ ...VECTOR, p0: 'AB'.repeat(16), key }), { code: 'CLA_ERR_INVALID_P0' })
   t.throws(() => encodeCla({ ...VECTOR, seq: -1, key }), { code: 'CLA_ERR_INVALID_INPUT' })
 })
+
+t.test(
+  'verifyClaAsync (thread pool) accepts and refuses exactly what verifyCla does',
+  async (t) => {
+    const good = encodeCla({ ...VECTOR, key })
+    const flip = (off: number) => {
+      const b = Buffer.from(good)
+      b[off] = b[off]! ^ 1
+      return b
+    }
+    const d = await verifyClaAsync(good, ring, 'good.cla')
+    t.same(d.p0, verifyCla(good, ring).p0)
+    t.equal(d.seq, VECTOR.seq)
+    const cases: Array<[Buffer, string]> = [
+      [flip(0), 'CLA_ERR_BAD_FORMAT'],
+      [flip(good.length - 70), 'CLA_ERR_BAD_HASH'],
+      [flip(20), 'CLA_ERR_BAD_SIGNATURE'],
+      [flip(good.length - 1), 'CLA_ERR_BAD_SIGNATURE'],
+      [flip(70), 'CLA_ERR_UNKNOWN_KEY'],
+    ]
+    for (const [buf, code] of cases) {
+      t.throws(() => verifyCla(buf, ring, 'bad.cla'), { code })
+      await t.rejects(verifyClaAsync(buf, ring, 'bad.cla'), { code, message: /bad\.cla/ }, code)
+    }
+    // many in flight at once: each answer belongs to its own file
+    const all = await Promise.allSettled(
+      Array.from({ length: 64 }, (_, i) =>
+        verifyClaAsync(i % 3 ? good : flip(good.length - 1), ring),
+      ),
+    )
+    t.same(
+      all.map((r) => r.status),
+      Array.from({ length: 64 }, (_, i) => (i % 3 ? 'fulfilled' : 'rejected')),
+    )
+  },
+)
 
 t.test('blob paths and key files', async (t) => {
   const name = blobFileName(1700000000000000, '0123456789abcdef')
