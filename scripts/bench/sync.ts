@@ -12,9 +12,8 @@
 // A benchmark, not a test: figures go to docs/performance.md ("Sync").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { Command, Option } from 'commander'
@@ -24,6 +23,7 @@ import { openPop } from '../../lib/pop.js'
 import { BlobStore } from '../../lib/store/index.js'
 import { quickCheck } from '../../lib/sync/repair.js'
 import { syncRoutes } from '../../server/routes/sync.js'
+import { freePort, makeWorkFs, selfCpu, startRsyncd, type Rsyncd } from './bench-env.js'
 
 const program = new Command()
   .name('bench:sync')
@@ -41,6 +41,16 @@ const program = new Command()
   )
   .addOption(new Option('--initial-only', 'only the initial full sync (see --page-size)'))
   .addOption(new Option('--rounds <n>', 'rounds per page size with --initial-only').default('2'))
+  .addOption(
+    new Option('--transport <t>', 'how the POP and the baselines reach the core store')
+      .choices(['daemon', 'local'])
+      .default('daemon'),
+  )
+  .addOption(
+    new Option('--fs <kind>', 'work folder: a fresh loop-mounted ext4 (root) or under tmpdir')
+      .choices(['loop', 'tmp'])
+      .default('loop'),
+  )
   .parse()
 const o = program.opts<{
   n: string
@@ -52,6 +62,8 @@ const o = program.opts<{
   pageSize?: string
   initialOnly?: boolean
   rounds: string
+  transport: 'daemon' | 'local'
+  fs: 'loop' | 'tmp'
 }>()
 const PAGE_SIZES = (o.pageSize ?? '')
   .split(',')
@@ -72,24 +84,37 @@ const DURATION = Number(o.duration)
 const CONNECTIONS = Number(o.connections)
 
 const REPO = new URL('../../', import.meta.url).pathname
+const CORES = cpus().length
 const TS = join(REPO, 'scripts/clavitor-ts')
-
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
-  const port = (srv.address() as { port: number }).port
-  await new Promise((r) => srv.close(r))
-  return port
-}
 
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9
 const now = () => process.hrtime.bigint()
 const log = (s: string) => process.stderr.write(`bench:sync: ${s}\n`)
 
+/** The rsync client's options for a source: TCP_NODELAY over the daemon, as the POP does. */
+const clientOpts = (src: string) => (src.startsWith('rsync://') ? ['--sockopts=TCP_NODELAY'] : [])
+
 async function rsync(args: string[]): Promise<number> {
   const t0 = now()
   await execa('rsync', args, { stdin: 'ignore' })
   return secs(t0)
+}
+
+/** Wall seconds and CPU seconds (this process + reaped children + the daemon) of `fn`. */
+async function measured<T>(
+  rsyncd: Rsyncd | null,
+  fn: () => Promise<T>,
+): Promise<{ value: T; secs: number; cpu: number }> {
+  const c0 = selfCpu()
+  const d0 = rsyncd?.cpu() ?? 0
+  const t0 = now()
+  const value = await fn()
+  const wall = secs(t0)
+  // the daemon reaps its per-connection child a moment after the client exits
+  await new Promise((r) => setTimeout(r, 200))
+  const c1 = selfCpu()
+  const cpu = c1.self - c0.self + (c1.children - c0.children) + ((rsyncd?.cpu() ?? 0) - d0)
+  return { value, secs: wall, cpu }
 }
 
 async function waitPort(port: number): Promise<void> {
@@ -139,6 +164,9 @@ interface Figures {
   build_s: number
   initial_pop_s: number
   initial_rsync_s: number
+  /** CPU seconds: this process + its children (rsync clients, chattr, sync) + the daemon. */
+  initial_pop_cpu: number
+  initial_rsync_cpu: number
   incr_run_s: number
   incr_pull_s: number
   quick_check_s: number
@@ -150,19 +178,6 @@ interface Figures {
   nginx_rps: number
   nginx_p99: number
   nginx_bad: number
-}
-
-function cleanup(work: string): void {
-  if (o.keep) {
-    log(`kept ${work}`)
-    return
-  }
-  try {
-    execFileSync('chattr', ['-R', '-i', '-a', work], { stdio: 'ignore' })
-  } catch {
-    // nothing sealed
-  }
-  execFileSync('rm', ['-rf', '--one-file-system', work], { stdio: 'ignore' })
 }
 
 async function benchOne(N: number, work: string): Promise<Figures> {
@@ -197,6 +212,10 @@ async function benchOne(N: number, work: string): Promise<Figures> {
     })
     await app.register(syncRoutes, { core: { db: core.db, store: core } })
     const coreUrl = await app.listen({ host: '127.0.0.1', port: 0 })
+    const rsyncd =
+      o.transport === 'daemon' ? await startRsyncd(core.root, join(work, 'rsyncd')) : null
+    if (rsyncd) children.push({ kill: () => rsyncd.close() } as unknown as ChildProcess)
+    const src = rsyncd?.url ?? core.root + '/'
 
     // initial full sync: the POP (verify every signature, seal, index) vs plain rsync -a
     const popDir = join(work, 'pop')
@@ -204,20 +223,25 @@ async function benchOne(N: number, work: string): Promise<Figures> {
       dataDir: popDir,
       popId: 'bench-pop',
       coreUrl,
-      rsyncSource: core.root,
+      rsyncSource: src,
       initTrustKeys: [core.publicKey!],
       fullVerifyEveryMs: 365 * 86_400_000,
       ...(PAGE_SIZES[0] ? { pageSize: PAGE_SIZES[0] } : {}),
     })
     log(`N=${N}: initial POP sync`)
-    t0 = now()
-    const first = await pop.sync.run()
-    const initial_pop_s = secs(t0)
+    execFileSync('sync')
+    const popInitial = await measured(rsyncd, () => pop.sync.run())
+    const initial_pop_s = popInitial.secs
+    const first = popInitial.value
     if (first.sealed !== N) throw new Error(`initial sync sealed ${first.sealed}, expected ${N}`)
     const mirror = join(work, 'mirror')
     mkdirSync(mirror)
     log(`N=${N}: plain rsync -a of the tree`)
-    const initial_rsync_s = await rsync(['-a', core.root + '/', mirror + '/'])
+    execFileSync('sync')
+    const plainInitial = await measured(rsyncd, () =>
+      rsync([...clientOpts(src), '-a', src, mirror + '/']),
+    )
+    const initial_rsync_s = plainInitial.secs
 
     // 100 new blobs
     const fresh = await Promise.all(
@@ -233,14 +257,15 @@ async function benchOne(N: number, work: string): Promise<Figures> {
     const bare = join(work, 'bare')
     mkdirSync(bare)
     const incr_files_from_s = await rsync([
+      ...clientOpts(src),
       `--files-from=${list}`,
       '--from0',
       '-a',
-      core.root + '/',
+      src,
       bare + '/',
     ])
     // plain rsync -a of the whole tree into the mirror that holds the first N
-    const incr_rsync_tree_s = await rsync(['-a', core.root + '/', mirror + '/'])
+    const incr_rsync_tree_s = await rsync([...clientOpts(src), '-a', src, mirror + '/'])
     // the POP's quick local check alone (part of every run), then the run end to end
     t0 = now()
     quickCheck(pop.store)
@@ -303,6 +328,8 @@ async function benchOne(N: number, work: string): Promise<Figures> {
       build_s,
       initial_pop_s,
       initial_rsync_s,
+      initial_pop_cpu: popInitial.cpu,
+      initial_rsync_cpu: plainInitial.cpu,
       incr_run_s,
       incr_pull_s,
       quick_check_s,
@@ -355,6 +382,16 @@ function printTable(results: Figures[]): void {
     [
       '  POP / plain rsync',
       ...results.map((r) => `${(r.initial_rsync_s / r.initial_pop_s).toFixed(2)}`),
+    ],
+    [
+      'initial: CPU s, POP (all processes) / plain rsync',
+      ...results.map((r) => `${r.initial_pop_cpu.toFixed(1)} / ${r.initial_rsync_cpu.toFixed(1)}`),
+    ],
+    [
+      `  POP ceiling on ${CORES} cores: plain wall / (POP CPU / ${CORES})`,
+      ...results.map(
+        (r) => `${Math.min(1, r.initial_rsync_s / (r.initial_pop_cpu / CORES)).toFixed(2)}`,
+      ),
     ],
     [
       'lookups: POP latest WL3 (random P0)',
@@ -420,6 +457,9 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
   await app.register(syncRoutes, { core: { db: core.db, store: core } })
   const coreUrl = await app.listen({ host: '127.0.0.1', port: 0 })
   const sizesHere = PAGE_SIZES.length ? PAGE_SIZES : [1000]
+  const rsyncd =
+    o.transport === 'daemon' ? await startRsyncd(core.root, join(work, 'rsyncd')) : null
+  const src = rsyncd?.url ?? core.root + '/'
   try {
     for (let round = 1; round <= ROUNDS; round++) {
       const kinds: Array<number | 'rsync'> = ['rsync', ...sizesHere]
@@ -432,14 +472,14 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
         const load = (await import('node:os')).loadavg()[0]!
         if (k === 'rsync') {
           mkdirSync(dir)
-          const s = await rsync(['-a', core.root + '/', dir + '/'])
+          const s = await rsync([...clientOpts(src), '-a', src, dir + '/'])
           rows.push({ n: N, round, what: 'plain rsync -a', secs: s, load })
         } else {
           const pop = await openPop({
             dataDir: dir,
             popId: 'bench-pop',
             coreUrl,
-            rsyncSource: core.root,
+            rsyncSource: src,
             initTrustKeys: [core.publicKey!],
             fullVerifyEveryMs: 365 * 86_400_000,
             pageSize: k,
@@ -457,6 +497,7 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
       }
     }
   } finally {
+    rsyncd?.close()
     await app.close()
     await core.close()
   }
@@ -477,29 +518,38 @@ function printInitial(rows: InitialRow[]): void {
   process.stdout.write(`\n(${new Date().toISOString()})\n`)
 }
 
-if (INITIAL_ONLY) {
-  const rows: InitialRow[] = []
-  for (const n of sizes) {
-    const work = mkdtempSync(join(tmpdir(), 'clavitor-bench-sync-'))
-    try {
-      await initialOnly(n, work, rows)
-    } finally {
-      log(`N=${n}: cleaning up ${work}`)
-      cleanup(work)
+/** Per N: a work folder of its own (a fresh loop ext4 with --fs loop), removed afterwards. */
+async function withWork<T>(
+  n: number,
+  copies: number,
+  fn: (work: string) => Promise<T>,
+): Promise<T> {
+  // ~9 KiB per blob and copy (a 4 KiB block for the file, one for its p0 folder, index rows)
+  const wfs = makeWorkFs(o.fs, 1 + (n * 9 * copies) / 1024 ** 2, log)
+  try {
+    return await fn(wfs.dir)
+  } finally {
+    if (o.keep) log(`kept ${wfs.dir}`)
+    else {
+      log(`N=${n}: cleaning up ${wfs.dir}`)
+      wfs.close()
     }
   }
+}
+
+log(
+  `transport: ${o.transport === 'daemon' ? 'rsync daemon on 127.0.0.1 (TCP_NODELAY)' : 'local folder'}`,
+)
+if (INITIAL_ONLY) {
+  const rows: InitialRow[] = []
+  const copies = 1 + ROUNDS * (1 + Math.max(1, PAGE_SIZES.length))
+  for (const n of sizes) await withWork(n, copies, (work) => initialOnly(n, work, rows))
   printInitial(rows)
   process.exit(0)
 }
 
 const results: Figures[] = []
 for (const n of sizes) {
-  const work = mkdtempSync(join(tmpdir(), 'clavitor-bench-sync-'))
-  try {
-    results.push(await benchOne(n, work))
-    printTable(results)
-  } finally {
-    log(`N=${n}: cleaning up ${work}`)
-    cleanup(work)
-  }
+  results.push(await withWork(n, 4, (work) => benchOne(n, work)))
+  printTable(results)
 }
