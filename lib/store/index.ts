@@ -12,6 +12,8 @@ export {
   type Protection,
   type RebuildReport,
   type StagedFile,
+  type VerifiedStaged,
+  type VerifyStagedResult,
   type StoreOptions,
   type StoreRole,
   type StoreStatus,

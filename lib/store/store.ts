@@ -22,6 +22,7 @@ import {
   chmodSync,
   constants as fsConstants,
   fstatSync,
+  lstatSync,
   statSync,
   rmSync,
   writeFileSync,
@@ -32,6 +33,7 @@ import {
   linkSync,
   unlinkSync,
   writeSync,
+  type BigIntStats,
 } from 'node:fs'
 import { copyFile, open, readFile, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
@@ -190,6 +192,29 @@ export interface StagedFile {
   file: string
   /** What the feed said; every given field must equal the file's header. */
   expect?: Partial<BlobInfo>
+}
+
+/**
+ * Staged files already read and verified by BlobStore.verifyStaged, to be ingested once.
+ * Only the store that verified them makes or accepts one (no way to skip verification).
+ */
+export interface VerifiedStaged {
+  /** Store paths of the verified files, in order. */
+  readonly paths: readonly string[]
+}
+
+/** BlobStore.verifyStaged: the verified prefix, and the first file that failed (if any). */
+export interface VerifyStagedResult {
+  verified: VerifiedStaged
+  bad: { index: number; file: string; error: unknown } | null
+}
+
+interface VerifiedItem {
+  staged: string
+  info: BlobInfo
+  bytes: Buffer
+  /** Identity of the staged file when it was read: ingest refuses it if it changed since. */
+  stat: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }
 }
 
 export interface IngestOptions {
@@ -358,6 +383,8 @@ export class BlobStore {
   private readonly sealer = new Sealer()
   /** ingest batches this large are made durable with two syncfs(2), not 2×N fsyncs. */
   private readonly syncfsMin: number
+  /** Batches made by verifyStaged and not yet ingested. */
+  private readonly verifiedBatches = new WeakMap<VerifiedStaged, VerifiedItem[]>()
   private flushQueued = false
 
   private constructor(args: {
@@ -773,13 +800,102 @@ export class BlobStore {
    * inserts the rows and runs `inTransaction` in ONE transaction. Staged names are removed
    * once linked. On any bad file it throws naming it and nothing becomes visible.
    */
-  ingest(staged: StagedFile[], opts: IngestOptions = {}): Promise<BlobInfo[]> {
+  ingest(staged: StagedFile[] | VerifiedStaged, opts: IngestOptions = {}): Promise<BlobInfo[]> {
     try {
       this.checkOpen()
     } catch (err) {
       return Promise.reject(err)
     }
     return this.exclusive(() => this.ingestLocked(staged, opts))
+  }
+
+  /**
+   * Step 1 of ingest on its own, outside the writer lock: reads and fully verifies staged
+   * files (format, size, sha256, Ed25519 by a trusted key, header equals `expect`), so a
+   * puller can verify page N+1 while page N is made durable, sealed and indexed. Returns
+   * the verified prefix (pass it to ingest, once) and the first file that failed. Ingest
+   * then checks each file is the very one verified (inode, size, mtime, ctime) and refuses
+   * it otherwise; nothing is visible before ingest.
+   */
+  async verifyStaged(staged: StagedFile[]): Promise<VerifyStagedResult> {
+    this.checkOpen()
+    const results = await mapLimit(staged, 32, (s) =>
+      this.verifyOne(s).then(
+        (item) => ({ item, error: null }),
+        (error: unknown) => ({ item: null, error }),
+      ),
+    )
+    const items: VerifiedItem[] = []
+    let bad: VerifyStagedResult['bad'] = null
+    for (const [index, r] of results.entries()) {
+      if (!r.item) {
+        bad = { index, file: staged[index]!.file, error: r.error }
+        break
+      }
+      items.push(r.item)
+    }
+    const verified: VerifiedStaged = Object.freeze({ paths: items.map((it) => it.info.path) })
+    this.verifiedBatches.set(verified, items)
+    return { verified, bad }
+  }
+
+  private async verifyOne(s: StagedFile): Promise<VerifiedItem> {
+    let buf: Buffer
+    let st: BigIntStats
+    try {
+      ;({ buf, st } = readRegularFileSync(s.file))
+    } catch (cause) {
+      throw claError(
+        'CLA_ERR_NOT_FOUND',
+        `staged file ${s.file} cannot be read: ${(cause as Error).message}`,
+        {
+          cause,
+          details: { file: s.file },
+        },
+      )
+    }
+    const d = await verifyClaAsync(buf, this.ring, s.file)
+    const path = s.expect?.path ?? `${shardOf(d.p0)}/${d.p0}/${basename(s.file)}`
+    checkExpect(d, s.file, { ...s.expect, path })
+    return {
+      staged: s.file,
+      info: infoOf(d, path),
+      bytes: buf,
+      stat: { ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs },
+    }
+  }
+
+  /** The items of a batch this store verified; each batch is taken once. */
+  private takeVerified(v: VerifiedStaged): VerifiedItem[] {
+    const items = this.verifiedBatches.get(v)
+    if (!items)
+      throw claError(
+        'CLA_ERR_INVALID_INPUT',
+        'ingest was given a verified batch this store did not make, or one already ingested',
+      )
+    this.verifiedBatches.delete(v)
+    for (const it of items) {
+      let st: BigIntStats | undefined
+      try {
+        st = lstatSync(it.staged, { bigint: true })
+      } catch {
+        st = undefined
+      }
+      if (
+        !st ||
+        st.ino !== it.stat.ino ||
+        st.size !== it.stat.size ||
+        st.mtimeNs !== it.stat.mtimeNs ||
+        st.ctimeNs !== it.stat.ctimeNs
+      ) {
+        throw claError(
+          'CLA_ERR_HEADER_MISMATCH',
+          `${it.staged} changed (or vanished) after it was verified; not ingested`,
+          { details: { file: it.staged, path: it.info.path } },
+        )
+      }
+    }
+    return items
   }
 
   /** Indexes every valid .cla file that has no index row (fast-glob over the tree). */
@@ -1126,32 +1242,19 @@ export class BlobStore {
     })()
   }
 
-  private async ingestLocked(staged: StagedFile[], opts: IngestOptions): Promise<BlobInfo[]> {
+  private async ingestLocked(
+    staged: StagedFile[] | VerifiedStaged,
+    opts: IngestOptions,
+  ): Promise<BlobInfo[]> {
     await this.stage2
     await this.ensureWriter()
-    // 1. verify everything before anything becomes visible. Synchronous reads (the staged
-    //    files are fresh in the page cache; a thread-pool read costs more than the read),
-    //    Ed25519 on the thread pool (verifyClaAsync): the signatures of a batch are checked
-    //    on every core, ~60 µs each, while this loop reads and parses the next files.
-    const items = await mapLimit(staged, 32, async (s) => {
-      let buf: Buffer
-      try {
-        buf = readRegularFileSync(s.file)
-      } catch (cause) {
-        throw claError(
-          'CLA_ERR_NOT_FOUND',
-          `staged file ${s.file} cannot be read: ${(cause as Error).message}`,
-          {
-            cause,
-            details: { file: s.file },
-          },
-        )
-      }
-      const d = await verifyClaAsync(buf, this.ring, s.file)
-      const path = s.expect?.path ?? `${shardOf(d.p0)}/${d.p0}/${basename(s.file)}`
-      checkExpect(d, s.file, { ...s.expect, path })
-      return { staged: s.file, info: infoOf(d, path), bytes: buf }
-    })
+    // 1. verify everything before anything becomes visible (or take what verifyStaged did).
+    //    Synchronous reads (the staged files are fresh in the page cache; a thread-pool read
+    //    costs more than the read), Ed25519 on the thread pool (verifyClaAsync): a batch's
+    //    signatures are checked on every core while the next files are read and parsed.
+    const items: VerifiedItem[] = Array.isArray(staged)
+      ? await mapLimit(staged, 32, (s) => this.verifyOne(s))
+      : this.takeVerified(staged as VerifiedStaged)
     if (items.length === 0) {
       if (opts.inTransaction) this.db.transaction(() => opts.inTransaction!(this.db))()
       return []
@@ -1382,12 +1485,13 @@ function checkExpect(d: DecodedCla, name: string, expect: Partial<BlobInfo>): vo
 }
 
 /** Reads a staged file; a symlink or anything but a regular file is refused (ELOOP/EISDIR). */
-function readRegularFileSync(file: string): Buffer {
+function readRegularFileSync(file: string): { buf: Buffer; st: BigIntStats } {
   const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
   try {
-    if (!fstatSync(fd).isFile())
+    const st = fstatSync(fd, { bigint: true })
+    if (!st.isFile())
       throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EISDIR' })
-    return readFileSync(fd)
+    return { buf: readFileSync(fd), st }
   } finally {
     closeSync(fd)
   }

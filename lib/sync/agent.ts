@@ -168,8 +168,11 @@ export class PopSync {
         db,
         store: {
           root: o.store.root,
+          verifyStaged: (staged) => o.store.verifyStaged(staged),
           ingest: async (staged, io) => {
-            const paths = staged.map((s) => s.expect?.path ?? s.file)
+            const paths = Array.isArray(staged)
+              ? staged.map((s) => s.expect?.path ?? s.file)
+              : staged.paths
             o.onAgentWrite?.(paths)
             try {
               return await o.store.ingest(staged, io)

@@ -12,6 +12,7 @@ import { nowMicros } from '../db/open.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 import { removeStagingTree } from '../store/seal.js'
+import type { VerifiedStaged, VerifyStagedResult } from '../store/store.js'
 import type { FeedItem, FeedPage } from './feed.js'
 import { runRsync } from './rsync.js'
 import { getMeta, K_CURSOR, K_GENERATION, K_STORE_ID, setMeta } from './state.js'
@@ -32,8 +33,10 @@ export interface IngestExpect {
 export interface PullStore {
   /** The store root (to re-seal a store file whose second name a crash left in staging). */
   readonly root: string
+  /** Reads and verifies staged files ahead of ingest (BlobStore.verifyStaged). */
+  verifyStaged(staged: Array<{ file: string; expect?: IngestExpect }>): Promise<VerifyStagedResult>
   ingest(
-    staged: Array<{ file: string; expect?: IngestExpect }>,
+    staged: Array<{ file: string; expect?: IngestExpect }> | VerifiedStaged,
     opts?: { inTransaction?: (db: Db) => void },
   ): Promise<unknown[]>
 }
@@ -208,6 +211,63 @@ interface Staged {
   held: Set<string>
   runDir: string
   fetchError: ClavitorError | null
+  /** The contiguous prefix of the page that is held or fully staged: only it may move the cursor. */
+  prefix: FeedItem[]
+  /** The first listed blob that did not arrive (the cursor stays before it). */
+  missing: FeedItem | undefined
+  /** Verification of the prefix's staged files, started as soon as rsync finished. */
+  verification: Promise<VerifyStagedResult> | null
+}
+
+/** Pages staged ahead of the one being sealed: rsync of N+2 ‖ verify of N+1 ‖ seal of N. */
+const AHEAD = 2
+
+/**
+ * A bounded, ordered hand-over from the page producer (feed, rsync, verification) to the
+ * sealing loop. The producer waits while AHEAD pages wait; a producer failure reaches the
+ * consumer after the pages produced before it.
+ */
+class PageQueue {
+  private readonly buf: Staged[] = []
+  private failure: { err: unknown } | null = null
+  private done = false
+  private wakeConsumer: (() => void) | null = null
+  private wakeProducer: (() => void) | null = null
+
+  async push(st: Staged, signal: AbortSignal): Promise<void> {
+    while (this.buf.length >= AHEAD && !signal.aborted)
+      await new Promise<void>((r) => {
+        this.wakeProducer = r
+        signal.addEventListener('abort', () => r(), { once: true })
+      })
+    this.buf.push(st)
+    this.wakeConsumer?.()
+  }
+
+  end(err?: unknown): void {
+    if (err !== undefined) this.failure = { err }
+    this.done = true
+    this.wakeConsumer?.()
+  }
+
+  /** The next page, or null when the producer finished without another. */
+  async shift(): Promise<Staged | null> {
+    for (;;) {
+      const st = this.buf.shift()
+      if (st) {
+        this.wakeProducer?.()
+        return st
+      }
+      if (this.failure) throw this.failure.err
+      if (this.done) return null
+      await new Promise<void>((r) => (this.wakeConsumer = r))
+    }
+  }
+
+  /** Pages staged but never consumed (their verification may still be running). */
+  drain(): Staged[] {
+    return this.buf.splice(0)
+  }
 }
 
 export async function pullOnce(o: PullOptions): Promise<PullResult> {
@@ -235,18 +295,30 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
 
   /**
    * Feed page after `reqTok`, identity check, held/fetch split, rsync of what is missing
-   * into the slot's folder. Pure preparation: nothing becomes visible here, so the next
-   * page is staged while the current one is being ingested.
+   * into the slot's folder, then verification of what arrived started (not awaited). Pure
+   * preparation: nothing becomes visible here, so later pages are staged while an earlier
+   * one is being sealed and indexed.
    */
   const stage = async (
     reqTok: string | null,
     slot: number,
-    signal: AbortSignal | undefined,
+    signal: AbortSignal,
   ): Promise<Staged> => {
     const runDir = join(o.stagingDir, `run-${slot}`)
     const page = await o.feed.page(reqTok, pageSize)
     const alarm = rebaselined ? null : identityCheck(o, page, decodeCursor(getMeta(o.db, K_CURSOR)))
-    if (alarm) return { page, alarm, items: [], held: new Set(), runDir, fetchError: null }
+    if (alarm)
+      return {
+        page,
+        alarm,
+        items: [],
+        held: new Set(),
+        runDir,
+        fetchError: null,
+        prefix: [],
+        missing: undefined,
+        verification: null,
+      }
     const reqPos = decodeCursor(reqTok)
     const items = page.items
     const toFetch: FeedItem[] = []
@@ -292,33 +364,70 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
     if (toFetch.length > 0) {
       await mkdir(runDir, { recursive: true })
       fetchError = await fetchPage(
-        { ...o, ...(signal ? { signal } : {}) },
+        { ...o, signal },
         toFetch,
         join(o.stagingDir, `files-from-${slot}.list`),
         runDir,
       )
     }
-    return { page, alarm: null, items, held, runDir, fetchError }
+    const prefix: FeedItem[] = []
+    let missing: FeedItem | undefined
+    for (const it of items) {
+      if (held.has(it.path) || existsSync(stagedPath(runDir, it))) prefix.push(it)
+      else {
+        missing = it
+        break
+      }
+    }
+    const staged = prefix.filter((it) => !held.has(it.path))
+    const verification =
+      staged.length > 0
+        ? o.store.verifyStaged(
+            staged.map((it) => ({ file: stagedPath(runDir, it), expect: expectOf(it) })),
+          )
+        : null
+    verification?.catch(() => undefined) // awaited by the consumer; never unhandled
+    return { page, alarm: null, items, held, runDir, fetchError, prefix, missing, verification }
   }
 
-  let slot = 0
-  let ahead: { promise: Promise<Staged>; ac: AbortController } | null = null
-  const dropAhead = async () => {
-    if (!ahead) return
-    ahead.ac.abort()
-    await ahead.promise.catch(() => undefined)
-    ahead = null
+  /** Stages pages from `startTok` on until the feed is done, a page is short, or an alarm. */
+  const startProducer = (startTok: string | null) => {
+    const ac = new AbortController()
+    const onAbort = () => ac.abort()
+    o.signal?.addEventListener('abort', onAbort, { once: true })
+    const queue = new PageQueue()
+    const run = (async () => {
+      let tok = startTok
+      for (let slot = 0; ; slot = (slot + 1) % (AHEAD + 2)) {
+        if (ac.signal.aborted) break
+        const st = await stage(tok, slot, ac.signal)
+        await queue.push(st, ac.signal)
+        if (st.alarm || !st.page.more || st.items.length === 0 || st.missing || st.fetchError) break
+        tok = encodeCursor(st.items[st.items.length - 1]!)
+      }
+    })().then(
+      () => queue.end(),
+      (err: unknown) => queue.end(err),
+    )
+    const stop = async () => {
+      ac.abort()
+      await run
+      o.signal?.removeEventListener('abort', onAbort)
+      // verifications of pages never sealed: let them finish (CPU only) before staging goes
+      await Promise.all(queue.drain().map((st) => st.verification?.catch(() => undefined)))
+    }
+    return { queue, stop }
   }
+
+  let producer = startProducer(getMeta(o.db, K_CURSOR))
   try {
     for (;;) {
       checkAbort(o.signal)
-      const st: Staged = ahead
-        ? await ahead.promise
-        : await stage(getMeta(o.db, K_CURSOR), slot, o.signal)
-      ahead = null
+      const st = await producer.queue.shift()
+      if (!st) break
       res.pages++
       res.head = st.page.head
-      const { page, items, held, runDir, fetchError } = st
+      const { page, items, runDir, fetchError, missing } = st
 
       if (st.alarm) {
         const alarm = st.alarm
@@ -339,6 +448,8 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
             setMeta(o.db, K_GENERATION, String(page.generation))
           })
           .immediate()
+        await producer.stop()
+        producer = startProducer(null)
         continue
       }
       if (getMeta(o.db, K_STORE_ID) === null) {
@@ -350,31 +461,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
           .immediate()
       }
 
-      // Stage the next page (feed + rsync) while this one is verified, sealed and indexed.
-      if (page.more && items.length > 0 && !fetchError) {
-        const ac = new AbortController()
-        const onAbort = () => ac.abort()
-        o.signal?.addEventListener('abort', onAbort, { once: true })
-        slot ^= 1
-        const promise = stage(encodeCursor(items[items.length - 1]!), slot, ac.signal).finally(() =>
-          o.signal?.removeEventListener('abort', onAbort),
-        )
-        promise.catch(() => undefined) // awaited below; never an unhandled rejection
-        ahead = { promise, ac }
-      }
-
-      // The contiguous prefix of the page that is held or fully staged: only it may move the cursor.
-      const prefix: FeedItem[] = []
-      let missing: FeedItem | undefined
-      for (const it of items) {
-        if (held.has(it.path) || existsSync(stagedPath(runDir, it))) prefix.push(it)
-        else {
-          missing = it
-          break
-        }
-      }
-
-      await ingestPrefix(o, prefix, held, runDir, res)
+      await ingestStaged(o, st, res)
 
       if (missing) {
         throw (
@@ -409,12 +496,87 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
       if (!page.more || items.length === 0) break
     }
   } finally {
-    await dropAhead()
+    await producer.stop()
   }
   res.cursor = getMeta(o.db, K_CURSOR)
   const pos = decodeCursor(res.cursor)
   res.lag_us = res.head ? Math.max(0, res.head.created_at - (pos?.created_at ?? 0)) : 0
   return res
+}
+
+/**
+ * Seals a staged page's prefix with the verification done ahead: the verified files in
+ * one batch with the cursor moved in the same transaction, up to the first file that
+ * failed verification, which is then refused (audited; the cursor stays before it). If
+ * the batch itself fails for a reason other than this host's, falls back to one file at
+ * a time (ingestPrefix).
+ */
+async function ingestStaged(o: PullOptions, st: Staged, res: PullResult): Promise<void> {
+  const { prefix, held, runDir } = st
+  if (prefix.length === 0) return
+  const v = st.verification ? await st.verification : null
+  if (!v) {
+    // everything listed is held already
+    o.db
+      .transaction(() => setMeta(o.db, K_CURSOR, encodeCursor(prefix[prefix.length - 1]!)))
+      .immediate()
+    res.already += prefix.length
+    return
+  }
+  const staged = prefix.filter((it) => !held.has(it.path))
+  const badItem = v.bad ? staged[v.bad.index] : undefined
+  const good = badItem ? prefix.slice(0, prefix.indexOf(badItem)) : prefix
+  if (good.length > 0) {
+    const n = v.verified.paths.length
+    try {
+      checkAbort(o.signal)
+      if (n > 0) {
+        await o.store.ingest(v.verified, {
+          inTransaction: (db) => setMeta(db, K_CURSOR, encodeCursor(good[good.length - 1]!)),
+        })
+      } else {
+        o.db
+          .transaction(() => setMeta(o.db, K_CURSOR, encodeCursor(good[good.length - 1]!)))
+          .immediate()
+      }
+      res.sealed += n
+      res.already += good.length - n
+    } catch (err) {
+      if (isDiskFull(err)) throw diskFull(err)
+      if (isHostFault(err)) throw err
+      await ingestOneByOne(o, good, held, runDir, res)
+    }
+  }
+  if (badItem) throw refusedError(o, badItem, v.bad!.error)
+}
+
+/** A fault of this host (not of a file): retrying file by file would only relabel it. */
+function isHostFault(err: unknown): boolean {
+  return (
+    !isClavitorError(err) ||
+    err.code === 'CLA_ERR_SYNC_ABORTED' ||
+    err.code === 'CLA_ERR_SEAL_FAILED' ||
+    err.code === 'CLA_ERR_STORE_SYNC_FAILED' ||
+    err.code === 'CLA_ERR_STORE_CLOSED'
+  )
+}
+
+/** CLA_ERR_SYNC_VERIFY for a blob the core served that this POP refused, audited. */
+function refusedError(o: PullOptions, it: FeedItem, err: unknown): ClavitorError {
+  const e = isClavitorError(err) ? err : null
+  const refused = claError(
+    'CLA_ERR_SYNC_VERIFY',
+    `${it.path} from the core was refused (${e ? `${e.code}: ${e.message}` : (err as Error).message}); not sealed, the cursor stays before it`,
+    { cause: err, details: { path: it.path, seq: it.seq, reason: e?.code ?? 'error' } },
+  )
+  o.audit?.({
+    kind: 'sync.alarm',
+    actor: o.popId,
+    outcome: 'refused',
+    reason: refused.code,
+    data: { path: it.path, cause: e?.code ?? null },
+  })
+  return refused
 }
 
 /**
@@ -439,50 +601,17 @@ function expectOf(it: FeedItem): IngestExpect {
 }
 
 /**
- * Ingests the staged members of `prefix` in one batch, the cursor moving to the prefix's
- * last item in the same transaction. If the batch is refused (a file fails verification),
- * falls back to one file at a time so every good blob before the bad one is sealed and
- * the cursor stops right before the bad one; then throws CLA_ERR_SYNC_VERIFY.
+ * One file at a time, in feed order (the fallback when a verified batch is refused as a
+ * whole): seals every good blob before the first bad one, the cursor moving with each, and
+ * throws CLA_ERR_SYNC_VERIFY for the bad one.
  */
-async function ingestPrefix(
+async function ingestOneByOne(
   o: PullOptions,
   prefix: FeedItem[],
   held: Set<string>,
   runDir: string,
   res: PullResult,
 ): Promise<void> {
-  if (prefix.length === 0) return
-  const staged = prefix.filter((it) => !held.has(it.path))
-  const lastTok = encodeCursor(prefix[prefix.length - 1]!)
-  const advance = (tok: string) => (db: Db) => setMeta(db, K_CURSOR, tok)
-  if (staged.length === 0) {
-    o.db.transaction(() => setMeta(o.db, K_CURSOR, lastTok)).immediate()
-    res.already += prefix.length
-    return
-  }
-  try {
-    checkAbort(o.signal)
-    await o.store.ingest(
-      staged.map((it) => ({ file: stagedPath(runDir, it), expect: expectOf(it) })),
-      { inTransaction: advance(lastTok) },
-    )
-    res.sealed += staged.length
-    res.already += prefix.length - staged.length
-    return
-  } catch (err) {
-    if (isDiskFull(err)) throw diskFull(err)
-    if (
-      !isClavitorError(err) ||
-      err.code === 'CLA_ERR_SYNC_ABORTED' ||
-      err.code === 'CLA_ERR_SEAL_FAILED' ||
-      err.code === 'CLA_ERR_STORE_SYNC_FAILED' ||
-      err.code === 'CLA_ERR_STORE_CLOSED'
-    )
-      // A fault of this host (not of a file): retrying one at a time would only
-      // relabel it as a verification failure.
-      throw err
-  }
-  // One at a time, in feed order, to seal every good blob before the first bad one.
   for (const it of prefix) {
     checkAbort(o.signal)
     const tok = encodeCursor(it)
@@ -493,25 +622,13 @@ async function ingestPrefix(
     }
     try {
       await o.store.ingest([{ file: stagedPath(runDir, it), expect: expectOf(it) }], {
-        inTransaction: advance(tok),
+        inTransaction: (db) => setMeta(db, K_CURSOR, tok),
       })
       res.sealed++
     } catch (err) {
       if (isDiskFull(err)) throw diskFull(err)
-      const e = isClavitorError(err) ? err : null
-      const refused = claError(
-        'CLA_ERR_SYNC_VERIFY',
-        `${it.path} from the core was refused (${e ? `${e.code}: ${e.message}` : (err as Error).message}); not sealed, the cursor stays before it`,
-        { cause: err, details: { path: it.path, seq: it.seq, reason: e?.code ?? 'error' } },
-      )
-      o.audit?.({
-        kind: 'sync.alarm',
-        actor: o.popId,
-        outcome: 'refused',
-        reason: refused.code,
-        data: { path: it.path, cause: e?.code ?? null },
-      })
-      throw refused
+      if (isHostFault(err)) throw err
+      throw refusedError(o, it, err)
     }
   }
 }

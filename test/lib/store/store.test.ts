@@ -10,6 +10,7 @@ import {
   unlinkSync,
   mkdtempSync,
   symlinkSync,
+  renameSync,
 } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -563,4 +564,61 @@ t.test('ingest refuses a staged symlink, even to a valid file', async (t) => {
   await t.rejects(pop.ingest([{ file, expect: info }]), { code: 'CLA_ERR_NOT_FOUND' })
   t.notOk(existsSync(join(pop.root, info.path, '..')), 'nothing visible')
   t.equal(pop.status().blobs, 0)
+})
+
+const rows = (s: BlobStore) =>
+  (s.db.prepare('SELECT COUNT(*) AS n FROM blobs').get() as { n: number }).n
+
+t.test('verifyStaged: verified ahead, ingested once, refused if the file changed', async (t) => {
+  const core = await BlobStore.init({ dataDir: tempData(t), protection: 'off' })
+  t.teardown(() => core.close())
+  const popData = tempData(t)
+  const trust = { role: 'pop' as const, trustKeys: [core.exportPublicKey().publicKey] }
+  const pop = await BlobStore.init({ dataDir: popData, ...trust })
+  t.teardown(() => pop.close())
+  const other = await BlobStore.init({ dataDir: tempData(t), ...trust })
+  t.teardown(() => other.close())
+  const infos = [
+    await core.put(P0A, Buffer.from('a1')),
+    await core.put(P0B, Buffer.from('b1')),
+    await core.put(P0C, Buffer.from('c1')),
+    await core.put(P0D, Buffer.from('d1')),
+  ]
+  const inbox = join(popData, '..', 'inbox-v')
+  mkdirSync(inbox, { recursive: true })
+  const stage = (i: BlobInfo) => {
+    const f = join(inbox, i.path.split('/')[2]!)
+    copyFileSync(join(core.root, i.path), f)
+    return { file: f, expect: i }
+  }
+  const staged = infos.map(stage)
+  // damage the third: the verified prefix is the first two, the third is named
+  const bad = readFileSync(staged[2]!.file)
+  bad[bad.length - 1] = bad[bad.length - 1]! ^ 1
+  writeFileSync(staged[2]!.file, bad)
+  const r = await pop.verifyStaged(staged)
+  t.same(r.verified.paths, [infos[0]!.path, infos[1]!.path], 'the good prefix, in order')
+  t.equal(r.bad?.index, 2)
+  t.equal(r.bad?.file, staged[2]!.file)
+  t.match(r.bad?.error, { code: 'CLA_ERR_BAD_SIGNATURE' })
+  t.equal(rows(pop), 0, 'verifying shows nothing')
+
+  await t.rejects(other.ingest(r.verified), { code: 'CLA_ERR_INVALID_INPUT' }, 'another store')
+  t.same(await pop.ingest(r.verified), infos.slice(0, 2))
+  await t.rejects(pop.ingest(r.verified), { code: 'CLA_ERR_INVALID_INPUT' }, 'only once')
+  t.equal(rows(pop), 2)
+
+  // a staged file swapped after verification (same size, new inode) is refused whole
+  writeFileSync(staged[2]!.file, readFileSync(join(core.root, infos[2]!.path)))
+  const again = await pop.verifyStaged([staged[2]!, staged[3]!])
+  t.equal(again.bad, null)
+  const swapped = join(inbox, 'swap')
+  copyFileSync(staged[3]!.file, swapped)
+  renameSync(swapped, staged[3]!.file)
+  await t.rejects(pop.ingest(again.verified), { code: 'CLA_ERR_HEADER_MISMATCH' })
+  t.equal(rows(pop), 2, 'nothing of the refused batch is indexed')
+  t.notOk(existsSync(join(pop.root, infos[2]!.path)), 'nor visible')
+  const last = await pop.verifyStaged([staged[2]!, staged[3]!])
+  t.same(await pop.ingest(last.verified), infos.slice(2))
+  t.ok((await pop.verify()).ok)
 })
