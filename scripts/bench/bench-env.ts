@@ -39,7 +39,11 @@ export function makeWorkFs(
     dir: base,
     kind: 'tmp',
     close: () => {
-      execFileSync('chattr', ['-R', '-i', '-a', base], { stdio: 'ignore' })
+      try {
+        execFileSync('chattr', ['-R', '-i', '-a', base], { stdio: 'ignore' })
+      } catch {
+        // some entries take no attributes (sockets); what was sealed is unsealed anyway
+      }
       rmSync(base, { recursive: true, force: true })
     },
   }
@@ -71,7 +75,7 @@ export function makeWorkFs(
     dir: mnt,
     kind: 'loop',
     close: () => {
-      execFileSync('chattr', ['-R', '-i', '-a', mnt], { stdio: 'ignore' })
+      // no chattr -R pass: sealed files go with the filesystem image
       // servers stopped a moment ago may still hold files open: retry, then detach lazily
       for (let i = 0; ; i++) {
         try {
