@@ -135,6 +135,10 @@ function rsyncArgsWithAuth(opts: PopOptions): string[] {
 }
 
 export async function openPop(opts: PopOptions): Promise<Pop> {
+  if (typeof opts.dataDir !== 'string' || opts.dataDir.trim() === '')
+    throw claError('CLA_ERR_INVALID_OPTION', 'a data folder is required (--data)', {
+      details: { field: 'dataDir' },
+    })
   if (!POP_ID_RE.test(opts.popId)) {
     throw claError(
       'CLA_ERR_INVALID_OPTION',

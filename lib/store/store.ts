@@ -433,6 +433,7 @@ export class BlobStore {
    * signing key for role 'core'), the identity file {data}/store.json and the meta rows.
    */
   static async init(opts: InitOptions): Promise<BlobStore> {
+    checkDataDir(opts.dataDir)
     const protection = checkProtection(opts.protection)
     const role = opts.role ?? 'core'
     if (role !== 'core' && role !== 'pop')
@@ -510,6 +511,7 @@ export class BlobStore {
    * writer holds the lock. The writer lock itself is taken at the first write.
    */
   static async open(opts: StoreOptions): Promise<BlobStore> {
+    checkDataDir(opts.dataDir)
     const protection = checkProtection(opts.protection)
     const p = storePaths(opts.dataDir)
     if (!existsSync(p.identity) || !existsSync(p.root)) {
@@ -1449,6 +1451,14 @@ export class BlobStore {
       conflicts,
     }
   }
+}
+
+/** An empty data folder would silently mean the working directory. */
+function checkDataDir(dataDir: unknown): void {
+  if (typeof dataDir !== 'string' || dataDir.trim() === '')
+    throw claError('CLA_ERR_INVALID_OPTION', 'a data folder is required (--data)', {
+      details: { field: 'dataDir' },
+    })
 }
 
 function problemOf(path: string, err: unknown): VerifyProblem {

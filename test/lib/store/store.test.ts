@@ -48,6 +48,12 @@ t.test('init makes the layout and identity; open refuses an uninitialised folder
   await t.rejects(BlobStore.open({ dataDir: data, protection: 'bogus' as never }), {
     code: 'CLA_ERR_INVALID_OPTION',
   })
+  // an empty data folder would mean the working directory: refused, nothing written
+  for (const dataDir of ['', '  ']) {
+    await t.rejects(BlobStore.init({ dataDir }), { code: 'CLA_ERR_INVALID_OPTION' })
+    await t.rejects(BlobStore.open({ dataDir }), { code: 'CLA_ERR_INVALID_OPTION' })
+  }
+  t.notOk(existsSync(join(process.cwd(), 'store.json')), 'nothing made in the working directory')
 })
 
 t.test('put, latest, versions, verified reads', async (t) => {
