@@ -259,6 +259,9 @@ async function benchOne(N: number, work: string): Promise<Figures> {
     writeFileSync(list, fresh.map((f) => f.path + '\0').join(''))
     const bare = join(work, 'bare')
     mkdirSync(bare)
+    // each incremental figure starts from a clean page cache state (nothing dirty left by
+    // the run before it to be written back on its fsyncs)
+    execFileSync('sync')
     const incr_files_from_s = await rsync([
       ...clientOpts(src),
       `--files-from=${list}`,
@@ -268,9 +271,11 @@ async function benchOne(N: number, work: string): Promise<Figures> {
       bare + '/',
     ])
     // plain rsync -a of the whole tree into the mirror that holds the first N
+    execFileSync('sync')
     const incr_rsync_tree_s = await rsync([...clientOpts(src), '-a', src, mirror + '/'])
     // the POP's pull of them, end to end: feed, rsync, verify, seal, index, cursor (what
     // `pop run` does each hour once its tree watcher stands in for the local check)
+    execFileSync('sync')
     t0 = now()
     const incr = await pullOnce({
       popId: 'bench-pop',
@@ -291,6 +296,7 @@ async function benchOne(N: number, work: string): Promise<Figures> {
         return core.put(p0, randomBytes(2048))
       }),
     )
+    execFileSync('sync')
     t0 = now()
     const again = await pop.sync.run()
     const incr_run_s = secs(t0)
