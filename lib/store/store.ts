@@ -38,6 +38,7 @@ import {
 import { copyFile, open, readFile, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import fg from 'fast-glob'
+import { dirtyBytes } from './dirty.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import type { Statement } from 'better-sqlite3'
 import { openDb, type Db } from '../db/open.js'
@@ -117,6 +118,12 @@ export interface StoreOptions {
    * off over a large batch. Default 200 on Linux (0 = always), Infinity elsewhere (never).
    */
   ingestSyncfsMin?: number
+  /**
+   * A smaller batch (16 files or more) also uses syncfs when the machine's page cache holds
+   * at most this many dirty + writeback bytes (/proc/meminfo): the syncfs then has little
+   * else to write. Default 32 MiB on Linux; 0 = never.
+   */
+  ingestSyncfsMaxDirty?: number
 }
 
 export interface InitOptions extends StoreOptions {
@@ -383,6 +390,7 @@ export class BlobStore {
   private readonly sealer = new Sealer()
   /** ingest batches this large are made durable with two syncfs(2), not 2×N fsyncs. */
   private readonly syncfsMin: number
+  private readonly syncfsMaxDirty: number
   /** Batches made by verifyStaged and not yet ingested. */
   private readonly verifiedBatches = new WeakMap<VerifiedStaged, VerifiedItem[]>()
   private flushQueued = false
@@ -417,6 +425,8 @@ export class BlobStore {
     this.maxPayloadBytes = opts.maxPayloadBytes ?? 1024 * 1024
     this.maxBatch = opts.maxBatch ?? 512
     this.syncfsMin = opts.ingestSyncfsMin ?? (process.platform === 'linux' ? 200 : Infinity)
+    this.syncfsMaxDirty =
+      opts.ingestSyncfsMaxDirty ?? (process.platform === 'linux' ? 32 * 1024 * 1024 : 0)
   }
 
   // ---------------------------------------------------------------------------------
@@ -1194,6 +1204,13 @@ export class BlobStore {
     await mapLimit([...dirs], 16, fsyncDir)
   }
 
+  /** A batch too small for ingestSyncfsMin still uses syncfs when the page cache is clean. */
+  private syncfsCheap(n: number): boolean {
+    if (n < SYNCFS_SMALL_MIN || this.syncfsMaxDirty <= 0) return false
+    const dirty = dirtyBytes()
+    return dirty !== null && dirty <= this.syncfsMaxDirty
+  }
+
   /** Seals files (+i) and new folders (+a). Returns whether they are sealed and, in enforce mode, the error. */
   private async sealBatch(
     files: string[],
@@ -1283,8 +1300,9 @@ export class BlobStore {
     })
     // 2. durable content before any link. A large batch: ONE `sync -f` of the store's
     //    filesystem covers every staged file on it (files on another filesystem are copied
-    //    and fsynced one by one at link time). A small one: fsync each staged file.
-    const useSyncfs = items.length >= this.syncfsMin
+    //    and fsynced one by one at link time). A small one: the same when little else is
+    //    dirty on the machine (lib/store/dirty.ts), else fsync each staged file.
+    const useSyncfs = items.length >= this.syncfsMin || this.syncfsCheap(items.length)
     if (useSyncfs) {
       const rootDev = statSync(this.root).dev
       const devOf = new Map<string, number>()
@@ -1460,6 +1478,9 @@ function checkDataDir(dataDir: unknown): void {
       details: { field: 'dataDir' },
     })
 }
+
+/** Below this many files an fsync each is cheaper than two `sync -f` forks anyway. */
+const SYNCFS_SMALL_MIN = 16
 
 function problemOf(path: string, err: unknown): VerifyProblem {
   if (isClavitorError(err)) return { path, code: err.code, message: err.message }
