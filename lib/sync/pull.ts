@@ -237,8 +237,13 @@ class PageQueue {
   async push(st: Staged, signal: AbortSignal): Promise<void> {
     while (this.buf.length >= AHEAD && !signal.aborted)
       await new Promise<void>((r) => {
-        this.wakeProducer = r
-        signal.addEventListener('abort', () => r(), { once: true })
+        const wake = () => {
+          signal.removeEventListener('abort', wake)
+          this.wakeProducer = null
+          r()
+        }
+        this.wakeProducer = wake
+        signal.addEventListener('abort', wake, { once: true })
       })
     this.buf.push(st)
     this.wakeConsumer?.()
