@@ -23,9 +23,16 @@ export interface OpenDbOptions {
 export function openDb(file: string, opts: OpenDbOptions = {}): Db {
   let db: Db
   try {
-    db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false })
+    db = new Database(file, {
+      readonly: opts.readonly ?? false,
+      fileMustExist: opts.readonly ?? false,
+    })
   } catch (cause) {
-    throw claError('CLA_ERR_INVALID_OPTION', `cannot open database ${file}: ${(cause as Error).message}`, { cause })
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `cannot open database ${file}: ${(cause as Error).message}`,
+      { cause },
+    )
   }
   db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`)
   if (!opts.readonly) {

@@ -14,6 +14,9 @@ declare module 'autocannon' {
       non2xx: number
     }
   }
-  function autocannon(opts: autocannon.Options, cb: (err: Error | null, res: autocannon.Result) => void): unknown
+  function autocannon(
+    opts: autocannon.Options,
+    cb: (err: Error | null, res: autocannon.Result) => void,
+  ): unknown
   export default autocannon
 }

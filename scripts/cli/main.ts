@@ -28,7 +28,13 @@ program
   .configureOutput({ outputError: (str, write) => write(str) })
   .exitOverride((err) => {
     // commander's own usage errors are bad input: exit 2, like ours.
-    process.exit(err.exitCode === 0 ? 0 : err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2)
+    process.exit(
+      err.exitCode === 0
+        ? 0
+        : err.code === 'commander.helpDisplayed' || err.code === 'commander.version'
+          ? 0
+          : 2,
+    )
   })
 
 for (const m of await Promise.all(modules)) m.register(program)

@@ -5,7 +5,11 @@ import { renderErrorsMd } from '../../scripts/docs/errors-md.js'
 
 t.test('docs/errors.md is in step with lib/errors.ts', async (t) => {
   const committed = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
-  t.equal(committed, renderErrorsMd(), 'regenerate with: scripts/clavitor-ts scripts/docs/errors-md.ts --write')
+  t.equal(
+    committed,
+    renderErrorsMd(),
+    'regenerate with: scripts/clavitor-ts scripts/docs/errors-md.ts --write',
+  )
 })
 
 t.test('codes are prefixed and statuses are HTTP errors', async (t) => {
@@ -24,7 +28,10 @@ t.test('ClavitorError carries code, status, exit, cause and details', async (t) 
   t.equal(err.cause, cause)
   t.ok(isClavitorError(err, 'CLA_ERR_INVALID_P0'))
   t.notOk(isClavitorError(err, 'CLA_ERR_NOT_FOUND'))
-  t.same(errorResponse(err), { status: 400, body: { error: { code: 'CLA_ERR_INVALID_P0', message: 'bad p0', details: { field: 'p0' } } } })
+  t.same(errorResponse(err), {
+    status: 400,
+    body: { error: { code: 'CLA_ERR_INVALID_P0', message: 'bad p0', details: { field: 'p0' } } },
+  })
 })
 
 t.test('unknown errors become an opaque 500; framework 4xx keep their status', async (t) => {
@@ -32,7 +39,10 @@ t.test('unknown errors become an opaque 500; framework 4xx keep their status', a
     status: 500,
     body: { error: { code: 'CLA_ERR_INTERNAL', message: 'internal error' } },
   })
-  const fst = Object.assign(new Error('body too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
+  const fst = Object.assign(new Error('body too large'), {
+    statusCode: 413,
+    code: 'FST_ERR_CTP_BODY_TOO_LARGE',
+  })
   t.equal(errorResponse(fst).status, 413)
   t.equal(errorResponse(fst).body.error.code, 'FST_ERR_CTP_BODY_TOO_LARGE')
 })

@@ -16,7 +16,9 @@ t.test('core metrics are computed from the database on scrape', async (t) => {
     "INSERT INTO customers (id, level, email, created_at, updated_at, pending_since) VALUES ('c1', 1, 'a@b.c', 1, 1, 1)",
   ).run()
   db.prepare("INSERT INTO pops (id, created_at) VALUES ('p1', 1)").run()
-  db.prepare("INSERT INTO pop_sync_state (pop_id, lag_us, updated_at) VALUES ('p1', 2500000, 1)").run()
+  db.prepare(
+    "INSERT INTO pop_sync_state (pop_id, lag_us, updated_at) VALUES ('p1', 2500000, 1)",
+  ).run()
   db.prepare(
     "INSERT INTO events (at, kind, actor, outcome, reason, prev_hash, hash) VALUES (1, 'pop.request', 'x', 'refused', 'CLA_ERR_AUTH_IP', '0', '1')",
   ).run()
@@ -29,7 +31,10 @@ t.test('core metrics are computed from the database on scrape', async (t) => {
   t.match(body, /clavitor_billing_pending\{entity="customers",role="core"\} 1/)
   t.match(body, /clavitor_pop_lag_seconds\{pop="p1",role="core"\} 2\.5/)
   t.match(body, /clavitor_auth_refusals\{reason="CLA_ERR_AUTH_IP",role="core"\} 1/)
-  t.match(body, /clavitor_http_request_duration_seconds_count\{role="core",method="GET",route="\/api\/v1\/wl3\/:p0",status="200"\} 1/)
+  t.match(
+    body,
+    /clavitor_http_request_duration_seconds_count\{role="core",method="GET",route="\/api\/v1\/wl3\/:p0",status="200"\} 1/,
+  )
 })
 
 t.test('two instances do not share counters', async (t) => {
