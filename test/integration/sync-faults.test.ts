@@ -106,6 +106,39 @@ t.test(
   },
 )
 
+t.test(
+  'pages staged ahead: a bad file in a later page stops there; nothing after it is kept',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    const infos = await core.addBlobs(23)
+    // pages of 4: the damaged blob is the 2nd of page 4. Its failure shows only when its
+    // verification is awaited, so pages 5 and 6 are fetched and verified ahead meanwhile.
+    const target = infos[13]!
+    const file = join(core.root, target.path)
+    const original = readFileSync(file)
+    unsealFile(file)
+    const bad = Buffer.from(original)
+    bad[bad.length - 70] = bad[bad.length - 70]! ^ 0x01
+    writeFileSync(file, bad)
+    const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-a', { pageSize: 4 })
+    const f = await failure(pop.sync.run())
+    t.equal(f.code, 'CLA_ERR_SYNC_VERIFY')
+    t.equal(f.details.path, target.path)
+    t.equal(getMeta(pop.db, K_CURSOR), encodeCursor(infos[12]!), 'cursor right before it')
+    t.equal(indexOf(pop.store).length, 13, 'everything before it sealed and indexed')
+    const visible = execFileSync('find', [pop.store.root, '-name', '*.cla'], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+    t.equal(visible.length, 13, 'nothing staged ahead became visible in the store')
+    writeFileSync(file, original)
+    const r = await pop.sync.run()
+    t.equal(r.sealed, 10, 'the rest, each fetched once')
+    t.same(indexOf(pop.store), indexOf(core.store))
+    t.ok((await pop.store.verify()).ok)
+  },
+)
+
 t.test('a POP pointed at another store says so and mixes nothing', async (t) => {
   const dir = tempDir(t)
   const coreA = await startCore(t, join(dir, 'core-a'))
