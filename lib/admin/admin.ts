@@ -35,6 +35,8 @@ export interface AdminOptions {
   rpName?: string
   /** Session lifetime (absolute) in ms. Default 8 hours. */
   sessionTtlMs?: number
+  /** A session unused this long (ms) ends, whatever its absolute lifetime. Default 30 minutes. */
+  sessionIdleMs?: number
   /** Lifetime of the first-admin setup token in ms. Default 24 hours. */
   setupTokenTtlMs?: number
   /** Default lifetime of an invite token in ms. Default 72 hours. */
@@ -102,6 +104,8 @@ interface RegisterCeremony {
 
 const NAME_RE = /^[\p{L}\p{N}][\p{L}\p{N} ._@'-]{0,63}$/u
 const MS = 1000 // µs per ms
+/** A session's last use is written at most this often (µs): one write a minute, not per page. */
+const SESSION_TOUCH_US = 60 * 1000 * MS
 
 export function validateAdminName(v: unknown): string {
   const name = typeof v === 'string' ? v.trim() : ''
@@ -121,6 +125,7 @@ export class Admin {
   readonly db: Db
   readonly rpName: string
   readonly sessionTtlMs: number
+  readonly sessionIdleMs: number
   readonly setupTokenTtlMs: number
   readonly inviteTtlMs: number
   readonly ceremonyTtlMs: number
@@ -130,6 +135,7 @@ export class Admin {
     this.db = db
     this.rpName = opts.rpName ?? 'Clavitor admin'
     this.sessionTtlMs = positive('sessionTtlMs', opts.sessionTtlMs ?? 8 * 3600_000)
+    this.sessionIdleMs = positive('sessionIdleMs', opts.sessionIdleMs ?? 30 * 60_000)
     this.setupTokenTtlMs = positive('setupTokenTtlMs', opts.setupTokenTtlMs ?? 24 * 3600_000)
     this.inviteTtlMs = positive('inviteTtlMs', opts.inviteTtlMs ?? 72 * 3600_000)
     this.ceremonyTtlMs = positive('ceremonyTtlMs', opts.ceremonyTtlMs ?? 5 * 60_000)
@@ -566,23 +572,42 @@ export class Admin {
 
   // --- sessions --------------------------------------------------------------------------
 
-  /** The session behind a cookie value, or null (unknown, expired, admin disabled or roleless). */
+  /**
+   * The session behind a cookie value, or null (unknown, expired, idle too long, admin
+   * disabled or roleless). A live session's last use is recorded (at most once a minute).
+   */
   session(cookieValue: unknown): AdminSession | null {
     if (typeof cookieValue !== 'string' || cookieValue.length < 16 || cookieValue.length > 128)
       return null
     const hash = sha256hex(cookieValue)
     const row = this.db
       .prepare(
-        `SELECT s.human_id, s.expires_at, h.name, h.disabled_at FROM admin_sessions s JOIN humans h ON h.id = s.human_id
-          WHERE s.id_hash = ?`,
+        `SELECT s.human_id, s.created_at, s.expires_at, s.last_seen_at, h.name, h.disabled_at
+          FROM admin_sessions s JOIN humans h ON h.id = s.human_id WHERE s.id_hash = ?`,
       )
       .get(hash) as
-      { human_id: string; expires_at: number; name: string; disabled_at: number | null } | undefined
+      | {
+          human_id: string
+          created_at: number
+          expires_at: number
+          last_seen_at: number | null
+          name: string
+          disabled_at: number | null
+        }
+      | undefined
     if (!row) return null
-    if (row.expires_at <= this.now() || row.disabled_at !== null) {
+    const now = this.now()
+    const lastSeen = row.last_seen_at ?? row.created_at
+    if (
+      row.expires_at <= now ||
+      now - lastSeen >= this.sessionIdleMs * MS ||
+      row.disabled_at !== null
+    ) {
       this.db.prepare('DELETE FROM admin_sessions WHERE id_hash = ?').run(hash)
       return null
     }
+    if (now - lastSeen >= SESSION_TOUCH_US)
+      this.db.prepare('UPDATE admin_sessions SET last_seen_at = ? WHERE id_hash = ?').run(now, hash)
     const role = this.roleOf(row.human_id)
     if (!role) return null
     return {

@@ -9,6 +9,8 @@ export type Db = Database.Database
 /** Migration 1 is schema.sql; later versions append here, never edit a shipped one. */
 const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
   { version: 1, sql: () => readFileSync(new URL('./schema.sql', import.meta.url), 'utf8') },
+  // admin idle timeout: when a session was last used (NULL = not since it was made)
+  { version: 2, sql: () => 'ALTER TABLE admin_sessions ADD COLUMN last_seen_at INTEGER;' },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
@@ -41,7 +43,14 @@ export function openDb(file: string, opts: OpenDbOptions = {}): Db {
     db.pragma('synchronous = FULL')
   }
   db.pragma('foreign_keys = ON')
-  if (!opts.readonly) migrate(db)
+  if (!opts.readonly) {
+    try {
+      migrate(db)
+    } catch (err) {
+      db.close()
+      throw err
+    }
+  }
   return db
 }
 
