@@ -236,20 +236,11 @@ export class Admin {
               'you cannot disable yourself; ask another owner',
             )
           }
-          if (this.roleOf(humanId) === 'owner') {
-            const owners = this.db
-              .prepare(
-                `SELECT count(*) FROM humans h JOIN role_assignments r ON r.human_id = h.id
-              WHERE r.role_id = 'owner' AND h.disabled_at IS NULL`,
-              )
-              .pluck()
-              .get() as number
-            if (owners <= 1)
-              throw claError(
-                'CLA_ERR_INVALID_INPUT',
-                `${target.name} is the last owner; enroll another owner first`,
-              )
-          }
+          if (this.roleOf(humanId) === 'owner' && this.enabledOwners() <= 1)
+            throw claError(
+              'CLA_ERR_INVALID_INPUT',
+              `${target.name} is the last owner; enroll another owner first`,
+            )
           this.db.prepare('UPDATE humans SET disabled_at = ? WHERE id = ?').run(this.now(), humanId)
           this.db.prepare('DELETE FROM admin_sessions WHERE human_id = ?').run(humanId)
           return { id: target.id }
@@ -267,6 +258,72 @@ export class Admin {
       return
     }
     this.perform(actor, 'admin.disable', 'admins', facts, { target: humanId }, run)
+  }
+
+  /**
+   * Changes an admin's role; it applies from their next request (the role is looked up per
+   * request, sessions stay). `actor` is an owner (web UI) or 'system' (`clavitor admin role`
+   * on the host). Refuses a disabled admin, an owner changing their own role, and leaving
+   * no enabled owner.
+   */
+  setRole(
+    actor: Actor | 'system',
+    humanId: string,
+    role: unknown,
+    facts: Partial<RequestFacts> = {},
+  ): { id: string; from: Role | null; to: Role } {
+    const to = parseRole(role)
+    const run = () =>
+      this.db
+        .transaction(() => {
+          const target = this.db
+            .prepare('SELECT id, name, disabled_at FROM humans WHERE id = ?')
+            .get(humanId) as { id: string; name: string; disabled_at: number | null } | undefined
+          if (!target) throw claError('CLA_ERR_NOT_FOUND', `no admin ${humanId}`)
+          if (target.disabled_at !== null)
+            throw claError('CLA_ERR_INVALID_INPUT', `${target.name} is disabled`)
+          if (actor !== 'system' && actor.humanId === humanId)
+            throw claError(
+              'CLA_ERR_INVALID_INPUT',
+              'you cannot change your own role; ask another owner',
+            )
+          const from = this.roleOf(humanId) ?? null
+          if (from === 'owner' && to !== 'owner' && this.enabledOwners() <= 1)
+            throw claError(
+              'CLA_ERR_INVALID_INPUT',
+              `${target.name} is the last owner; enroll another owner first`,
+            )
+          this.db.prepare('DELETE FROM role_assignments WHERE human_id = ?').run(humanId)
+          this.db
+            .prepare(
+              'INSERT INTO role_assignments (human_id, role_id, customer_id, created_at) VALUES (?, ?, NULL, ?)',
+            )
+            .run(humanId, to, this.now())
+          return { id: target.id, from, to }
+        })
+        .immediate()
+    if (actor === 'system') {
+      const r = run()
+      appendEvent(this.db, {
+        kind: 'admin.action',
+        actor: 'system',
+        outcome: 'ok',
+        reason: 'admin.role',
+        data: { action: 'admin.role', id: humanId, from: r.from, to: r.to },
+      })
+      return r
+    }
+    return this.perform(actor, 'admin.role', 'admins', facts, { target: humanId, role: to }, run)
+  }
+
+  private enabledOwners(): number {
+    return this.db
+      .prepare(
+        `SELECT count(*) FROM humans h JOIN role_assignments r ON r.human_id = h.id
+          WHERE r.role_id = 'owner' AND h.disabled_at IS NULL`,
+      )
+      .pluck()
+      .get() as number
   }
 
   /** The admin row for a name (CLI), or undefined. */

@@ -130,6 +130,30 @@ export function register(program: Command): void {
     )
 
   admin
+    .command('role')
+    .description("change an admin's role by name (owner, operator, viewer; not the last owner)")
+    .argument('<name>', 'the admin name as shown by `clavitor admin list`')
+    .argument('<role>', 'owner, operator or viewer')
+    .addOption(dataOption())
+    .action(
+      action(async (name: string, role: string, o: { data: string }) => {
+        const core = await openCore({ dataDir: o.data })
+        try {
+          const row = core.admin.findByName(name)
+          if (!row)
+            throw claError(
+              'CLA_ERR_INVALID_INPUT',
+              `no admin named "${name}"; see \`clavitor admin list\``,
+            )
+          const r = core.admin.setRole('system', row.id, role)
+          process.stdout.write(`${name}: ${r.from ?? 'none'} -> ${r.to}\n`)
+        } finally {
+          await core.close()
+        }
+      }),
+    )
+
+  admin
     .command('disable')
     .description('disable an admin by name: sessions end, keys stop working (not the last owner)')
     .argument('<name>', 'the admin name as shown by `clavitor admin list`')

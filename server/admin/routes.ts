@@ -414,6 +414,17 @@ export default async function adminRoutes(
     return reply.redirect('/admin/admins', 303)
   })
 
+  app.post('/admins/:id/role', (req, reply) => {
+    const body = (req.body ?? {}) as Record<string, unknown>
+    admin.setRole(
+      req.adminSession!,
+      str((req.params as Record<string, unknown>).id),
+      body.role,
+      facts(req),
+    )
+    return reply.redirect('/admin/admins', 303)
+  })
+
   // --- first start: print the setup URL ----------------------------------------------------
   app.addHook('onListen', async () => {
     const issued = admin.firstAdminToken()

@@ -4,7 +4,7 @@ import type { AdminRow, AdminSession } from '../../lib/admin/admin.js'
 import type { DashboardFacts, Page, PopStateRow } from '../../lib/admin/read.js'
 import type { CustomerNode, PendingRow, PublicRow, RevenueRow } from '../../lib/billing/billing.js'
 import type { EventRow, VerifyResult } from '../../lib/audit/log.js'
-import { can } from '../../lib/admin/roles.js'
+import { can, ROLES } from '../../lib/admin/roles.js'
 import { lineChart } from './charts.js'
 import { html, type SafeHtml } from './html.js'
 
@@ -561,13 +561,29 @@ export function adminsPage(
                   r.disabled_at || r.id === ctx.session.humanId
                     ? ''
                     : html`<form
-                        method="post"
-                        action="/admin/admins/${String(r.id)}/disable"
-                        class="row-action"
-                      >
-                        <input type="hidden" name="_csrf" value="${ctx.csrf}" />
-                        <button type="submit" class="danger">Disable</button>
-                      </form>`,
+                          method="post"
+                          action="/admin/admins/${String(r.id)}/role"
+                          class="row-action"
+                        >
+                          <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                          <select name="role" aria-label="New role for ${String(r.name)}">
+                            ${ROLES.map(
+                              (role) =>
+                                html`<option value="${role}" ${role === r.role ? 'selected' : ''}>
+                                  ${role}
+                                </option>`,
+                            )}
+                          </select>
+                          <button type="submit">Change role</button>
+                        </form>
+                        <form
+                          method="post"
+                          action="/admin/admins/${String(r.id)}/disable"
+                          class="row-action"
+                        >
+                          <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                          <button type="submit" class="danger">Disable</button>
+                        </form>`,
               ],
             ] as Array<[string, (r: Record<string, unknown>) => unknown]>)
           : []),

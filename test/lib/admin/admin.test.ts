@@ -300,6 +300,49 @@ t.test('options are checked', async (t) => {
   t.throws(() => new Admin(db, { sessionTtlMs: 0 }), { code: 'CLA_ERR_INVALID_OPTION' })
 })
 
+t.test('setRole: owner only, not yourself, never the last owner; applies at once', async (t) => {
+  const { db, admin } = setup(t)
+  const o1 = seedAdmin(db, 'owner', 'Olga')
+  const op = seedAdmin(db, 'operator', 'Otto')
+  const owner = { humanId: o1.humanId, name: 'Olga', role: 'owner' as const }
+  const operator = { humanId: op.humanId, name: 'Otto', role: 'operator' as const }
+  const otto = op.cookie.split('=')[1]!
+  t.throws(() => admin.setRole(operator, o1.humanId, 'viewer', facts), {
+    code: 'CLA_ERR_ADMIN_FORBIDDEN',
+  })
+  t.throws(() => admin.setRole(operator, op.humanId, 'owner', facts), {
+    code: 'CLA_ERR_ADMIN_FORBIDDEN',
+  })
+  t.throws(
+    () => admin.setRole(owner, o1.humanId, 'viewer', facts),
+    { code: 'CLA_ERR_INVALID_INPUT', message: /your own role/ },
+    'not yourself',
+  )
+  t.throws(() => admin.setRole('system', o1.humanId, 'operator'), /last owner/)
+  t.throws(() => admin.setRole(owner, op.humanId, 'root', facts), { code: 'CLA_ERR_INVALID_INPUT' })
+  t.throws(() => admin.setRole(owner, 'hum_nope', 'viewer', facts), { code: 'CLA_ERR_NOT_FOUND' })
+
+  t.same(admin.setRole(owner, op.humanId, 'viewer', facts), {
+    id: op.humanId,
+    from: 'operator',
+    to: 'viewer',
+  })
+  t.equal(admin.session(otto)?.role, 'viewer', 'the live session acts as viewer from now on')
+  const byOwner = listEvents(db, { actor: o1.humanId })[0]!
+  t.match(byOwner, { outcome: 'ok', reason: 'admin.role' })
+  t.match(JSON.parse(String(byOwner.data)), { target: op.humanId, role: 'viewer' })
+  // a second owner: now the first may be demoted (by the host's CLI path)
+  t.same(admin.setRole('system', op.humanId, 'owner').to, 'owner')
+  t.same(admin.setRole('system', o1.humanId, 'operator').from, 'owner')
+  const bySystem = listEvents(db, { actor: 'system' })[0]!
+  t.match(bySystem, { reason: 'admin.role' })
+  t.match(JSON.parse(String(bySystem.data)), { id: o1.humanId, from: 'owner', to: 'operator' })
+  t.equal(admin.findByName('Olga')?.role, 'operator')
+  admin.disable('system', o1.humanId)
+  t.throws(() => admin.setRole('system', o1.humanId, 'owner'), /disabled/)
+  t.ok(verifyChain(db).ok, 'audit chain intact')
+})
+
 t.test('disable: owner only, not yourself, never the last owner; sessions end', async (t) => {
   const { db, admin } = setup(t)
   const o1 = seedAdmin(db, 'owner', 'Olga')

@@ -440,6 +440,41 @@ t.test('an owner disables another admin from the admins page', async (t) => {
   t.match(vp.body, /disabled/)
 })
 
+t.test("an owner changes another admin's role from the admins page", async (t) => {
+  const { app, core } = await setup(t)
+  const owner = seedAdmin(core.db, 'owner', 'Olga')
+  const viewer = seedAdmin(core.db, 'viewer', 'Vic')
+  const page = await app.inject({ url: '/admin/admins', headers: { cookie: owner.cookie } })
+  t.match(page.body, new RegExp(`action="/admin/admins/${viewer.humanId}/role"`))
+  t.notMatch(page.body, new RegExp(`/admin/admins/${owner.humanId}/role`), 'not for yourself')
+  const c = await csrfFor(app, owner.cookie, '/admin/admins')
+  const noCsrf = await app.inject({
+    method: 'POST',
+    url: `/admin/admins/${viewer.humanId}/role`,
+    headers: { cookie: c.cookie },
+    payload: { role: 'operator' },
+  })
+  t.equal(noCsrf.statusCode, 403, 'CSRF token required')
+  const res = await app.inject({
+    method: 'POST',
+    url: `/admin/admins/${viewer.humanId}/role`,
+    headers: { cookie: c.cookie },
+    payload: { _csrf: c.token, role: 'operator' },
+  })
+  t.equal(res.statusCode, 303)
+  t.equal(core.admin.findByName('Vic')?.role, 'operator')
+  // the viewer-now-operator may not change roles (owners only)
+  const v = await csrfFor(app, viewer.cookie, '/admin/admins')
+  const denied = await app.inject({
+    method: 'POST',
+    url: `/admin/admins/${owner.humanId}/role`,
+    headers: { cookie: v.cookie },
+    payload: { _csrf: v.token, role: 'viewer' },
+  })
+  t.equal(denied.statusCode, 403)
+  t.equal(core.admin.findByName('Olga')?.role, 'owner')
+})
+
 t.test('login and setup endpoints are rate-limited per IP', async (t) => {
   const { app } = await setup(t, { authRateLimitMax: 3 })
   const codes: number[] = []
