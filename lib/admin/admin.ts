@@ -225,17 +225,9 @@ export class Admin {
     const run = () =>
       this.db
         .transaction(() => {
-          const target = this.db
-            .prepare('SELECT id, name, disabled_at FROM humans WHERE id = ?')
-            .get(humanId) as { id: string; name: string; disabled_at: number | null } | undefined
-          if (!target) throw claError('CLA_ERR_NOT_FOUND', `no admin ${humanId}`)
+          const target = this.targetAdmin(humanId)
           if (target.disabled_at !== null) return { id: target.id }
-          if (actor !== 'system' && actor.humanId === humanId) {
-            throw claError(
-              'CLA_ERR_INVALID_INPUT',
-              'you cannot disable yourself; ask another owner',
-            )
-          }
+          notSelf(actor, humanId, 'disable yourself')
           if (this.roleOf(humanId) === 'owner' && this.enabledOwners() <= 1)
             throw claError(
               'CLA_ERR_INVALID_INPUT',
@@ -276,17 +268,10 @@ export class Admin {
     const run = () =>
       this.db
         .transaction(() => {
-          const target = this.db
-            .prepare('SELECT id, name, disabled_at FROM humans WHERE id = ?')
-            .get(humanId) as { id: string; name: string; disabled_at: number | null } | undefined
-          if (!target) throw claError('CLA_ERR_NOT_FOUND', `no admin ${humanId}`)
+          const target = this.targetAdmin(humanId)
           if (target.disabled_at !== null)
             throw claError('CLA_ERR_INVALID_INPUT', `${target.name} is disabled`)
-          if (actor !== 'system' && actor.humanId === humanId)
-            throw claError(
-              'CLA_ERR_INVALID_INPUT',
-              'you cannot change your own role; ask another owner',
-            )
+          notSelf(actor, humanId, 'change your own role')
           const from = this.roleOf(humanId) ?? null
           if (from === 'owner' && to !== 'owner' && this.enabledOwners() <= 1)
             throw claError(
@@ -314,6 +299,15 @@ export class Admin {
       return r
     }
     return this.perform(actor, 'admin.role', 'admins', facts, { target: humanId, role: to }, run)
+  }
+
+  /** The admin an owner acts on (disable, role change); CLA_ERR_NOT_FOUND if unknown. */
+  private targetAdmin(humanId: string): { id: string; name: string; disabled_at: number | null } {
+    const target = this.db
+      .prepare('SELECT id, name, disabled_at FROM humans WHERE id = ?')
+      .get(humanId) as { id: string; name: string; disabled_at: number | null } | undefined
+    if (!target) throw claError('CLA_ERR_NOT_FOUND', `no admin ${humanId}`)
+    return target
   }
 
   private enabledOwners(): number {
@@ -891,4 +885,10 @@ function resultFacts(result: unknown): Record<string, unknown> {
     return { id: (result as { id: string }).id }
   }
   return {}
+}
+
+/** An owner never acts on their own account (another owner must). */
+function notSelf(actor: Actor | 'system', humanId: string, what: string): void {
+  if (actor !== 'system' && actor.humanId === humanId)
+    throw claError('CLA_ERR_INVALID_INPUT', `you cannot ${what}; ask another owner`)
 }

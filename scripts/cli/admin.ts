@@ -2,7 +2,7 @@
 // Whoever runs these has the data folder, so they act as 'system' in the audit log.
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { isRole, ROLES, type Role } from '../../lib/admin/roles.js'
-import { openCore } from '../../lib/core.js'
+import { openCore, type Core } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { action, dataOption, printJson } from './common.js'
 
@@ -139,12 +139,7 @@ export function register(program: Command): void {
       action(async (name: string, role: string, o: { data: string }) => {
         const core = await openCore({ dataDir: o.data })
         try {
-          const row = core.admin.findByName(name)
-          if (!row)
-            throw claError(
-              'CLA_ERR_INVALID_INPUT',
-              `no admin named "${name}"; see \`clavitor admin list\``,
-            )
+          const row = adminNamed(core, name)
           const r = core.admin.setRole('system', row.id, role)
           process.stdout.write(`${name}: ${r.from ?? 'none'} -> ${r.to}\n`)
         } finally {
@@ -162,12 +157,7 @@ export function register(program: Command): void {
       action(async (name: string, o: { data: string }) => {
         const core = await openCore({ dataDir: o.data })
         try {
-          const row = core.admin.findByName(name)
-          if (!row)
-            throw claError(
-              'CLA_ERR_INVALID_INPUT',
-              `no admin named "${name}"; see \`clavitor admin list\``,
-            )
+          const row = adminNamed(core, name)
           core.admin.disable('system', row.id)
           process.stdout.write(`disabled ${name}\n`)
         } finally {
@@ -175,4 +165,12 @@ export function register(program: Command): void {
         }
       }),
     )
+}
+
+/** The admin row for a name given on the command line; exit 2 with a hint when unknown. */
+function adminNamed(core: Core, name: string) {
+  const row = core.admin.findByName(name)
+  if (!row)
+    throw claError('CLA_ERR_INVALID_INPUT', `no admin named "${name}"; see \`clavitor admin list\``)
+  return row
 }

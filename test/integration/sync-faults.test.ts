@@ -19,6 +19,16 @@ function unsealFile(file: string): void {
   }
 }
 
+/** Flips one payload byte of a core file in place (same size); returns the original bytes. */
+function damage(file: string): Buffer {
+  const original = readFileSync(file)
+  unsealFile(file)
+  const bad = Buffer.from(original)
+  bad[bad.length - 70] = bad[bad.length - 70]! ^ 0x01
+  writeFileSync(file, bad)
+  return original
+}
+
 async function failure(
   p: Promise<unknown>,
 ): Promise<{ code: string; details: Record<string, unknown> }> {
@@ -48,10 +58,7 @@ t.test(
       async page(cursor, limit) {
         const page = await plain.page(cursor, limit)
         if (armed && page.items.some((i) => i.path === target.path)) {
-          unsealFile(targetFile)
-          const bad = Buffer.from(original)
-          bad[bad.length - 70] = bad[bad.length - 70]! ^ 0x01
-          writeFileSync(targetFile, bad)
+          damage(targetFile)
           armed = false
         }
         return page
@@ -116,11 +123,7 @@ t.test(
     // verification is awaited, so pages 5 and 6 are fetched and verified ahead meanwhile.
     const target = infos[13]!
     const file = join(core.root, target.path)
-    const original = readFileSync(file)
-    unsealFile(file)
-    const bad = Buffer.from(original)
-    bad[bad.length - 70] = bad[bad.length - 70]! ^ 0x01
-    writeFileSync(file, bad)
+    const original = damage(file)
     const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-a', { pageSize: 4 })
     const f = await failure(pop.sync.run())
     t.equal(f.code, 'CLA_ERR_SYNC_VERIFY')
