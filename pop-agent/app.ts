@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import rateLimit from '@fastify/rate-limit'
 import { claError, errorResponse } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
+import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import { wl3Routes } from './routes/wl3.js'
 import { metricsPlugin } from '../server/plugins/metrics.js'
 import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
@@ -12,6 +13,8 @@ export interface PopAppOptions {
   pop?: Pop
   /** Per client address rate limit of the lookup routes. Default 6000 requests per 60 s; false = off. */
   rateLimit?: { max: number; timeWindowMs: number } | false
+  /** A proxy in front of the lookups (lib/auth/trust-proxy.ts); default false. */
+  trustProxy?: TrustProxy
   fastify?: FastifyServerOptions
 }
 
@@ -20,6 +23,7 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
     ...requestIdOptions,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
+    ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
     ...opts.fastify,
   })
   app.setErrorHandler((err, req, reply) => {

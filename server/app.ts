@@ -3,6 +3,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { errorResponse } from '../lib/errors.js'
 import type { Core } from '../lib/core.js'
+import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
 import { openApiRoute } from './openapi.js'
@@ -19,6 +20,12 @@ export interface CoreAppOptions {
   admin?: Omit<AdminRoutesOptions, 'core'>
   /** Credentials API options (rate limit); see docs/api.md. */
   credentials?: Omit<CredentialsRoutesOptions, 'core'>
+  /**
+   * The TLS proxy in front of this app (lib/auth/trust-proxy.ts): its X-Forwarded-For and
+   * X-Forwarded-Proto then give each request's client address (rate limits, audit rows)
+   * and scheme (the admin cookies' `Secure`). Default false: the peer is the client.
+   */
+  trustProxy?: TrustProxy
 }
 
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
@@ -28,6 +35,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     bodyLimit: 1024 * 1024,
+    ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
     ...opts.fastify,
   })
   app.setErrorHandler((err, req, reply) => {

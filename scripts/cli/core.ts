@@ -5,6 +5,7 @@ import { openCore } from '../../lib/core.js'
 import { createLogger } from '../../lib/log.js'
 import { buildCoreApp } from '../../server/app.js'
 import { startAnchorTimer } from '../../lib/audit/anchor.js'
+import { parseTrustProxy } from '../../lib/auth/trust-proxy.js'
 import {
   addPaddleOptions,
   paddleConfigFromFlags,
@@ -35,65 +36,83 @@ export function register(program: Command): void {
           '--admin-origin <url>',
           'public origin of the admin UI (WebAuthn RP); default: each request',
         ).env('CLAVITOR_ADMIN_ORIGIN'),
+      )
+      .addOption(
+        new Option(
+          '--trust-proxy <proxies>',
+          'the TLS proxy in front: its address(es)/CIDRs or loopback; its X-Forwarded-For/-Proto then name the client (default off)',
+        ).env('CLAVITOR_TRUST_PROXY'),
       ),
   ).action(
-    action(async (o: PaddleFlags & { data: string; listen: string; adminOrigin?: string }) => {
-      const { host, port } = parseListen(o.listen)
-      const log = createLogger({ base: { role: 'core' } })
-      const c = await openCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) })
-      const app = await buildCoreApp({
-        core: c,
-        fastify: { loggerInstance: log },
-        ...(o.adminOrigin ? { admin: { origin: o.adminOrigin } } : {}),
-      })
-      try {
-        await app.listen({ host, port })
-      } catch (err) {
-        await app.close()
-        await c.close()
-        throw err
-      }
-      const blog = log.child({ component: 'billing' })
-      c.billing.startRetryWorker(
-        (r) => {
-          if (r.attempted) blog.info({ report: r }, 'billing retry pass')
+    action(
+      async (
+        o: PaddleFlags & {
+          data: string
+          listen: string
+          adminOrigin?: string
+          trustProxy?: string
         },
-        (err) => blog.error({ err }, 'billing retry pass failed'),
-      )
-      // audit anchors (lib/audit/anchor.ts): the chain head into the WORM store every
-      // 10 minutes, from this process because it is the store's writer.
-      const stopAnchors = startAnchorTimer(c.db, c.store, {
-        onError: (err) => log.error({ err }, 'audit anchor failed'),
-      })
-      log.info(
-        {
-          listen: o.listen,
-          data: o.data,
-          paddle: c.billing.paddle?.baseUrl ?? null,
-          webhook_secrets: c.billing.webhookOptions.secrets.length,
-        },
-        'core listening',
-      )
-      let closing = false
-      const shutdown = (sig: string) => {
-        if (closing) return
-        closing = true
-        log.info({ signal: sig }, 'shutting down')
-        void (async () => {
-          try {
-            stopAnchors()
-            await app.close()
-            await c.close() // stops the retry worker, waits for a pass in progress
-            process.exit(0)
-          } catch (err) {
-            log.error({ err }, 'shutdown failed')
-            process.exit(1)
-          }
-        })()
-      }
-      process.once('SIGTERM', () => shutdown('SIGTERM'))
-      process.once('SIGINT', () => shutdown('SIGINT'))
-    }),
+      ) => {
+        const { host, port } = parseListen(o.listen)
+        const trustProxy = parseTrustProxy(o.trustProxy)
+        const log = createLogger({ base: { role: 'core' } })
+        const c = await openCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) })
+        const app = await buildCoreApp({
+          core: c,
+          fastify: { loggerInstance: log },
+          trustProxy,
+          ...(o.adminOrigin ? { admin: { origin: o.adminOrigin } } : {}),
+        })
+        try {
+          await app.listen({ host, port })
+        } catch (err) {
+          await app.close()
+          await c.close()
+          throw err
+        }
+        const blog = log.child({ component: 'billing' })
+        c.billing.startRetryWorker(
+          (r) => {
+            if (r.attempted) blog.info({ report: r }, 'billing retry pass')
+          },
+          (err) => blog.error({ err }, 'billing retry pass failed'),
+        )
+        // audit anchors (lib/audit/anchor.ts): the chain head into the WORM store every
+        // 10 minutes, from this process because it is the store's writer.
+        const stopAnchors = startAnchorTimer(c.db, c.store, {
+          onError: (err) => log.error({ err }, 'audit anchor failed'),
+        })
+        log.info(
+          {
+            listen: o.listen,
+            data: o.data,
+            trust_proxy: trustProxy,
+            paddle: c.billing.paddle?.baseUrl ?? null,
+            webhook_secrets: c.billing.webhookOptions.secrets.length,
+          },
+          'core listening',
+        )
+        let closing = false
+        const shutdown = (sig: string) => {
+          if (closing) return
+          closing = true
+          log.info({ signal: sig }, 'shutting down')
+          void (async () => {
+            try {
+              stopAnchors()
+              await app.close()
+              await c.close() // stops the retry worker, waits for a pass in progress
+              process.exit(0)
+            } catch (err) {
+              log.error({ err }, 'shutdown failed')
+              process.exit(1)
+            }
+          })()
+        }
+        process.once('SIGTERM', () => shutdown('SIGTERM'))
+        process.once('SIGINT', () => shutdown('SIGINT'))
+      },
+    ),
   )
 
   // --- next block: `core <name>` for another area ---------------------------------------

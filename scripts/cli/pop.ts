@@ -18,6 +18,7 @@ import { renderRsyncdConfig, type RsyncdAuth } from '../../lib/sync/rsyncd-confi
 import { rsyncdAuthFromRegistry, sshAuthorizedKeyLine } from '../../lib/sync/rsync-auth.js'
 import { getPop } from '../../lib/auth/pops.js'
 import { SyncScheduler } from '../../lib/sync/scheduler.js'
+import { parseTrustProxy, type TrustProxy } from '../../lib/auth/trust-proxy.js'
 import { action, failWith, printJson, subcommand } from './common.js'
 
 /** Options of `pop run` / `pop sync`, from flags, CLAVITOR_* variables, then --config. */
@@ -28,6 +29,7 @@ interface PopCliOptions {
   core?: string
   rsyncSource?: string
   listen?: string
+  trustProxy?: string
   protection?: string
   pageSize?: string | number
   rsyncTimeout?: string | number
@@ -46,6 +48,7 @@ const CONFIG_KEYS = [
   'core',
   'rsyncSource',
   'listen',
+  'trustProxy',
   'protection',
   'pageSize',
   'rsyncTimeout',
@@ -103,6 +106,7 @@ export function parseListen(v: string): { host: string; port: number } {
 export function resolvePopOptions(o: PopCliOptions): {
   pop: Omit<PopOptions, 'log' | 'watch'>
   listen?: { host: string; port: number }
+  trustProxy: TrustProxy
 } {
   const cfg = o.config ? readConfig(o.config) : {}
   const pick = <K extends (typeof CONFIG_KEYS)[number]>(k: K): unknown =>
@@ -132,6 +136,9 @@ export function resolvePopOptions(o: PopCliOptions): {
     throw claError('CLA_ERR_INVALID_OPTION', '"rsyncArg" must be an array of strings')
   }
   const listen = pick('listen')
+  const trustProxy = pick('trustProxy')
+  if (trustProxy !== undefined && typeof trustProxy !== 'string')
+    throw claError('CLA_ERR_INVALID_OPTION', '"trustProxy" must be a string, e.g. "127.0.0.1"')
   const coreUrl = need('core', '--core', 'CLAVITOR_CORE_URL')
   checkCoreUrl(coreUrl, o.insecurePlainHttp === true)
   return {
@@ -149,6 +156,7 @@ export function resolvePopOptions(o: PopCliOptions): {
       },
     },
     ...(typeof listen === 'string' ? { listen: parseListen(listen) } : {}),
+    trustProxy: parseTrustProxy(trustProxy),
   }
 }
 
@@ -204,9 +212,18 @@ function popOptions(cmd: Command, withListen: boolean): Command {
       'do not watch the sealed tree (chokidar: one inotify watch per folder)',
     )
   if (withListen)
-    cmd.addOption(
-      new Option('--listen <host:port>', 'address of the WL3 lookup server').env('CLAVITOR_LISTEN'),
-    )
+    cmd
+      .addOption(
+        new Option('--listen <host:port>', 'address of the WL3 lookup server').env(
+          'CLAVITOR_LISTEN',
+        ),
+      )
+      .addOption(
+        new Option(
+          '--trust-proxy <proxies>',
+          'a proxy in front of the lookups: its address(es)/CIDRs or loopback (default off)',
+        ).env('CLAVITOR_TRUST_PROXY'),
+      )
   return cmd
 }
 
@@ -316,7 +333,7 @@ export function register(program: Command): void {
     true,
   ).action(
     action(async (o: PopCliOptions) => {
-      const { pop: po, listen } = resolvePopOptions(o)
+      const { pop: po, listen, trustProxy } = resolvePopOptions(o)
       if (!listen)
         throw claError(
           'CLA_ERR_INVALID_OPTION',
@@ -327,6 +344,7 @@ export function register(program: Command): void {
       const { buildPopApp } = await import('../../pop-agent/app.js')
       const app = await buildPopApp({
         pop: p,
+        trustProxy,
         fastify: { loggerInstance: log.child({ component: 'http' }) },
       })
       const scheduler = new SyncScheduler({
