@@ -169,6 +169,20 @@ export class Metrics {
             this.set({ reason: r.reason }, r.n)
         },
       })
+      const keyRefusals = db.prepare(
+        "SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM events WHERE kind = 'credentials.auth' AND outcome = 'refused' GROUP BY reason",
+      )
+      new Gauge({
+        name: 'clavitor_credential_auth_refusals',
+        help: 'Credentials API requests whose vault API key was refused, by error code (from the audit log)',
+        labelNames: ['reason'],
+        registers,
+        collect() {
+          this.reset()
+          for (const r of keyRefusals.all() as Array<{ reason: string; n: number }>)
+            this.set({ reason: r.reason }, r.n)
+        },
+      })
     }
   }
 

@@ -14,6 +14,7 @@ import {
 import { syncStatus, type SyncStatus } from './sync-status.js'
 import {
   authenticateVaultKey,
+  authenticateVaultRequest,
   createApiKey,
   createVault,
   getVault,
@@ -22,6 +23,7 @@ import {
   revokeApiKey,
   setVaultSubscription,
   type ActorOption,
+  type KeyCheckFacts,
   type ApiKeyInfo,
   type Vault,
   type VaultAuth,
@@ -76,6 +78,10 @@ export class Credentials {
   }
   authenticateVaultKey(key: string): VaultAuth {
     return authenticateVaultKey(this.db, key)
+  }
+  /** An `Authorization` header value; refusals are audited (see vaults.ts). */
+  authenticateVaultRequest(authorization: string | undefined, facts?: KeyCheckFacts): VaultAuth {
+    return authenticateVaultRequest(this.db, authorization, facts)
   }
 
   // --- credentials ---

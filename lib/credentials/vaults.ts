@@ -11,9 +11,9 @@
 import { randomBytes } from 'node:crypto'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
-import { claError } from '../errors.js'
+import { ClavitorError, claError } from '../errors.js'
 import { appendEvent } from '../audit/log.js'
-import { generateApiKey, parseApiKey, secretMatches } from './keys.js'
+import { apiKeyIdOf, bearerToken, generateApiKey, parseApiKey, secretMatches } from './keys.js'
 
 /** Subscription statuses that allow registering credentials. */
 export const ACTIVE_SUBSCRIPTION_STATUSES: readonly string[] = ['active', 'trialing']
@@ -299,6 +299,49 @@ export function authenticateVaultKey(db: Db, key: string): VaultAuth {
   if (row.revoked_at !== null)
     throw claError('CLA_ERR_API_KEY_REVOKED', `API key ${id} was revoked`)
   return { keyId: id, vaultId: row.vault_id, customerId: row.customer_id }
+}
+
+/** Where a presented key came from, for the audit row of a refusal. */
+export interface KeyCheckFacts {
+  ip?: string
+  route?: string
+}
+
+/**
+ * Authenticates an `Authorization` header value. A refusal (no key, malformed, unknown,
+ * wrong secret, revoked) is audited (kind `credentials.auth`, outcome `refused`, reason
+ * = the error code, with the client address and the key id it named, if any) before it
+ * is thrown: guessing keys leaves a trail, and `clavitor_credential_auth_refusals`
+ * counts it.
+ */
+export function authenticateVaultRequest(
+  db: Db,
+  authorization: string | undefined,
+  facts: KeyCheckFacts = {},
+): VaultAuth {
+  const key = bearerToken(authorization)
+  try {
+    if (key === undefined) {
+      throw claError(
+        'CLA_ERR_API_KEY_MISSING',
+        'send the vault API key as `Authorization: Bearer clv_<id>_<secret>`',
+      )
+    }
+    return authenticateVaultKey(db, key)
+  } catch (err) {
+    if (err instanceof ClavitorError) {
+      const keyId = key === undefined ? undefined : apiKeyIdOf(key)
+      appendEvent(db, {
+        kind: 'credentials.auth',
+        actor: keyId ? `key:${keyId}` : 'unknown',
+        outcome: 'refused',
+        reason: err.code,
+        ...(facts.ip ? { ip: facts.ip } : {}),
+        ...(facts.route ? { route: facts.route } : {}),
+      })
+    }
+    throw err
+  }
 }
 
 /** Throws CLA_ERR_SUBSCRIPTION_INACTIVE unless the vault's subscription is active/trialing. */

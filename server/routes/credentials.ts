@@ -6,13 +6,15 @@
 //   GET  /api/v1/credentials/wl3?p0=…[&version=N] → raw WL3 bytes, ETag "sha256"
 //   GET  /api/v1/credentials/sync       → {pops, items, next}
 //
-// Hook order per request: rate limit (onRequest, keyed per API key id) → key check
-// (preParsing, before the body is read) → body parse and schema validation → handler.
+// Hook order per request: rate limit per client IP (onRequest) → key check (preParsing,
+// before the body is read; refusals audited by lib/credentials) → rate limit per verified
+// key id (preValidation) → body parse and schema validation → handler. The key's own
+// budget is counted only once its secret matched: a stranger who knows a key id (it is
+// in audit rows and the admin UI) cannot spend it, and random ids meet the IP limit.
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { claError, errorResponse, type ErrorCode } from '../../lib/errors.js'
 import type { Credentials, VaultAuth } from '../../lib/credentials/index.js'
-import { apiKeyIdOf, bearerToken } from '../../lib/credentials/keys.js'
 import {
   ROUTE_ERRORS,
   ListQuery,
@@ -29,9 +31,14 @@ import {
 
 export interface CredentialsRoutesOptions {
   core: { credentials: Credentials }
-  /** Requests per API key (or per IP without a parsable key) per window. Default 120. */
+  /** Requests per verified API key per window. Default 120. */
   rateLimitMax?: number
-  /** Rate-limit window in ms. Default 60000. */
+  /**
+   * Requests per client IP per window, counted before the key check (keyed or not).
+   * Default 1200: many vault devices may share one NAT address.
+   */
+  ipRateLimitMax?: number
+  /** Rate-limit window in ms (both limits). Default 60000. */
   rateLimitWindowMs?: number
 }
 
@@ -108,35 +115,46 @@ export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = a
     return reply.status(status).send(body)
   })
 
+  const window = opts.rateLimitWindowMs ?? 60_000
+  const limited = (_req: FastifyRequest, ctx: { max: number; after: string; ttl: number }) =>
+    claError(
+      'CLA_ERR_CREDENTIAL_RATE_LIMITED',
+      `rate limit of ${ctx.max} requests exceeded; retry in ${ctx.after}`,
+      { details: { limit: ctx.max, retry_after_ms: ctx.ttl } },
+    )
   await app.register(rateLimit, {
-    max: opts.rateLimitMax ?? 120,
-    timeWindow: opts.rateLimitWindowMs ?? 60_000,
+    max: opts.ipRateLimitMax ?? 1200,
+    timeWindow: window,
     hook: 'onRequest',
-    keyGenerator: (req) => {
-      const id = apiKeyIdOf(bearerToken(req.headers.authorization) ?? '')
-      return id ? `key:${id}` : `ip:${req.ip}`
-    },
-    errorResponseBuilder: (_req, ctx) =>
-      claError(
-        'CLA_ERR_CREDENTIAL_RATE_LIMITED',
-        `rate limit of ${ctx.max} requests exceeded; retry in ${ctx.after}`,
-        {
-          details: { limit: ctx.max, retry_after_ms: ctx.ttl },
-        },
-      ),
+    keyGenerator: (req) => `ip:${req.ip}`,
+    errorResponseBuilder: limited,
   })
 
   // Authenticate before the body is read: a caller without a key costs no parsing.
   app.addHook('preParsing', async (req, _reply, payload) => {
-    const key = bearerToken(req.headers.authorization)
-    if (key === undefined) {
-      throw claError(
-        'CLA_ERR_API_KEY_MISSING',
-        'send the vault API key as `Authorization: Bearer clv_<id>_<secret>`',
-      )
-    }
-    req.vaultAuth = creds.authenticateVaultKey(key)
+    req.vaultAuth = creds.authenticateVaultRequest(req.headers.authorization, {
+      ip: req.ip,
+      route: `${req.method} ${req.routeOptions.url ?? req.url}`,
+    })
     return payload
+  })
+  // The key's own budget, counted once the key is verified (createRateLimit: a second
+  // rateLimit() hook of the same registration would be skipped as "already ran").
+  const keyBudget = app.createRateLimit({
+    max: opts.rateLimitMax ?? 120,
+    timeWindow: window,
+    keyGenerator: (req) => `key:${authOf(req).keyId}`,
+  })
+  app.addHook('preValidation', async (req, reply) => {
+    const r = await keyBudget(req)
+    if (r.isAllowed) return
+    reply
+      .header('x-ratelimit-limit', r.max)
+      .header('x-ratelimit-remaining', r.remaining)
+      .header('x-ratelimit-reset', r.ttlInSeconds)
+    if (!r.isExceeded) return
+    reply.header('retry-after', r.ttlInSeconds)
+    throw limited(req, { max: r.max, after: `${r.ttlInSeconds} seconds`, ttl: r.ttl })
   })
 
   app.post<{ Body: RegisterBody }>(

@@ -13,6 +13,7 @@ import { encodeCursor } from '../../lib/store/cursor.js'
 import { recordReport } from '../../lib/sync/pop-state.js'
 import { buildCoreApp, type CoreAppOptions } from '../../server/app.js'
 import { buildOpenApi } from '../../server/openapi.js'
+import { listEvents } from '../../lib/audit/log.js'
 import { clearFlags, p0Of } from '../fixtures/credentials.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -79,7 +80,8 @@ async function setup(
       credentials: one('SELECT COUNT(*) AS n FROM credentials'),
       blobs: one('SELECT COUNT(*) AS n FROM blobs'),
       files: core.store.status().blobs,
-      events: one('SELECT COUNT(*) AS n FROM events'),
+      // a refused key check is audited (credentials.auth); nothing else may change
+      events: one("SELECT COUNT(*) AS n FROM events WHERE kind != 'credentials.auth'"),
     }),
   }
 }
@@ -500,11 +502,88 @@ t.test('rate limit: per API key, 429 with Retry-After and a stable code', async 
     200,
     'another key of the same vault has its own budget',
   )
-  // A stream of wrong secrets for one key id is limited too (brute force).
+  // Wrong secrets for a key id spend the client's IP budget, not the key's.
   const bad = env.acmeKey2.slice(0, -8) + '00000000'
-  const codes = []
-  for (let i = 0; i < 3; i++) codes.push((await list(bad)).statusCode)
-  t.same(codes, [401, 401, 429], 'the key id bucket is shared with wrong secrets')
+  for (let i = 0; i < 3; i++) t.equal((await list(bad)).statusCode, 401)
+  t.equal((await list(env.acmeKey2)).statusCode, 200, 'wrong secrets did not spend the key')
+})
+
+// Regression (issue 11, item 6): the per-key bucket was keyed on the id of the presented
+// key before its secret was checked, so whoever knew a key id (audit rows, admin UI) could
+// lock the vault out, and random ids each got a fresh bucket past the per-IP limit.
+t.test('rate limit: a stranger who knows a key id cannot spend its budget', async (t) => {
+  const env = await setup(t, { credentials: { rateLimitMax: 3, ipRateLimitMax: 1000 } })
+  const list = (key: string, ip = '127.0.0.1') =>
+    env.app.inject({
+      url: '/api/v1/credentials?customer=acme',
+      headers: auth(key),
+      remoteAddress: ip,
+    })
+  const forged = env.acmeKey.slice(0, -8) + 'ffffffff'
+  for (let i = 0; i < 10; i++) t.equal((await list(forged, '192.0.2.66')).statusCode, 401)
+  t.equal((await list(env.acmeKey)).statusCode, 200, 'the real key still has its budget')
+})
+
+t.test('rate limit: random key ids do not bypass the per-IP limit', async (t) => {
+  const env = await setup(t, { credentials: { rateLimitMax: 100, ipRateLimitMax: 5 } })
+  const codes: number[] = []
+  for (let i = 0; i < 7; i++) {
+    const key = `clv_${i.toString(16).padStart(16, '0')}_${'0'.repeat(64)}`
+    const res = await env.app.inject({
+      url: '/api/v1/credentials?customer=acme',
+      headers: auth(key),
+      remoteAddress: '192.0.2.77',
+    })
+    codes.push(res.statusCode)
+  }
+  t.same(codes, [401, 401, 401, 401, 401, 429, 429], 'the sixth guess from one address is limited')
+  const other = await env.app.inject({
+    url: '/api/v1/credentials?customer=acme',
+    headers: auth(env.acmeKey),
+    remoteAddress: '192.0.2.78',
+  })
+  t.equal(other.statusCode, 200, 'another address is not')
+})
+
+t.test('failed key checks are audited and counted', async (t) => {
+  const env = await setup(t)
+  const forged = env.acmeKey.slice(0, -8) + 'ffffffff'
+  const id = /^clv_([0-9a-f]{16})_/.exec(forged)![1]
+  const cases: Array<[Record<string, string>, string]> = [
+    [{}, 'CLA_ERR_API_KEY_MISSING'],
+    [auth('clv_nonsense'), 'CLA_ERR_API_KEY_INVALID'],
+    [auth(forged), 'CLA_ERR_API_KEY_INVALID'],
+    [auth(env.revokedKey), 'CLA_ERR_API_KEY_REVOKED'],
+  ]
+  for (const [headers, code] of cases) {
+    const res = await env.app.inject({
+      url: '/api/v1/credentials?customer=acme',
+      headers,
+      remoteAddress: '198.51.100.9',
+    })
+    t.equal(res.json().error.code, code)
+  }
+  const rows = listEvents(env.core.db, { kind: 'credentials.auth', order: 'asc' })
+  t.same(
+    rows.map((r) => [r.outcome, r.reason, r.ip, r.route]),
+    cases.map(([, code]) => ['refused', code, '198.51.100.9', 'GET /api/v1/credentials']),
+    'one refused row per failed check, with the client address',
+  )
+  t.equal(rows[2]!.actor, `key:${id}`, 'the key id it named')
+  t.equal(rows[0]!.actor, 'unknown')
+  const metrics = (await env.app.inject({ url: '/metrics' })).body
+  t.match(metrics, /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_INVALID",role="core"\} 2/)
+  t.match(metrics, /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_MISSING",role="core"\} 1/)
+  const ok = await env.app.inject({
+    url: '/api/v1/credentials?customer=acme',
+    headers: auth(env.acmeKey),
+  })
+  t.equal(ok.statusCode, 200)
+  t.equal(
+    listEvents(env.core.db, { kind: 'credentials.auth' }).length,
+    4,
+    'a good key writes no row',
+  )
 })
 
 t.test('the OpenAPI document is served', async (t) => {
