@@ -6,6 +6,7 @@ import type { Pop } from '../lib/pop.js'
 import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import { wl3Routes } from './routes/wl3.js'
 import { metricsPlugin } from '../server/plugins/metrics.js'
+import { strictBodyOptions } from '../server/plugins/strict-body.js'
 import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
 
 export interface PopAppOptions {
@@ -21,6 +22,7 @@ export interface PopAppOptions {
 export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     ...requestIdOptions,
+    ...strictBodyOptions,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),

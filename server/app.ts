@@ -9,6 +9,7 @@ import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/crede
 import { openApiRoute } from './openapi.js'
 import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
 import { metricsPlugin } from './plugins/metrics.js'
+import { strictBodyOptions } from './plugins/strict-body.js'
 import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
 
 export interface CoreAppOptions {
@@ -31,6 +32,7 @@ export interface CoreAppOptions {
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...requestIdOptions,
+    ...strictBodyOptions,
     // Fastify leaves these off; a slow client must not hold a socket forever.
     requestTimeout: 30_000,
     connectionTimeout: 60_000,

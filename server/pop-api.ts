@@ -36,6 +36,7 @@ import {
   tokenSecretPaths,
 } from '../lib/auth/tokens.js'
 import { syncRoutes } from './routes/sync.js'
+import { strictBodyOptions } from './plugins/strict-body.js'
 import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
 
 export interface PopApiTls {
@@ -177,6 +178,7 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   const checking = opts.connectionsCheckingIntervalMs ?? 1000
   const app = Fastify({
     ...requestIdOptions,
+    ...strictBodyOptions,
     // Fastify leaves these off; a slow client must not hold a socket forever.
     requestTimeout,
     connectionTimeout: opts.connectionTimeoutMs ?? 60_000,

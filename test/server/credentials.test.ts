@@ -256,6 +256,25 @@ t.test('every bad register gets its error and changes nothing', async (t) => {
       400,
       'CLA_ERR_INVALID_P0',
     ],
+    // Regression (issue 11, item 7): Fastify's default Ajv coerced these into strings.
+    [
+      'P0 as a one-element array',
+      () => register(env, env.acmeKey, { p0: [good], wl3 }),
+      400,
+      'CLA_ERR_INVALID_P0',
+    ],
+    [
+      'WL3 as a number',
+      () => register(env, env.acmeKey, { p0: good, wl3: 1234 }),
+      400,
+      'CLA_ERR_INVALID_INPUT',
+    ],
+    [
+      'WL3 as a boolean',
+      () => register(env, env.acmeKey, { p0: good, wl3: true }),
+      400,
+      'CLA_ERR_INVALID_INPUT',
+    ],
     ['missing P0', () => register(env, env.acmeKey, { wl3 }), 400, 'CLA_ERR_INVALID_INPUT'],
     ['missing WL3', () => register(env, env.acmeKey, { p0: good }), 400, 'CLA_ERR_INVALID_INPUT'],
     [
