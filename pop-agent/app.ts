@@ -5,7 +5,7 @@ import { claError, errorResponse } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
 import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import { wl3Routes } from './routes/wl3.js'
-import { metricsPlugin } from '../server/plugins/metrics.js'
+import { metricsPlugin, type MetricsExposure } from '../server/plugins/metrics.js'
 import { strictBodyOptions } from '../server/plugins/strict-body.js'
 import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
 
@@ -16,6 +16,8 @@ export interface PopAppOptions {
   rateLimit?: { max: number; timeWindowMs: number } | false
   /** A proxy in front of the lookups (lib/auth/trust-proxy.ts); default false. */
   trustProxy?: TrustProxy
+  /** Serve GET /metrics: `{ token }` behind that bearer token, `{}` to anyone; default not served. */
+  metrics?: MetricsExposure
   fastify?: FastifyServerOptions
 }
 
@@ -50,7 +52,7 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
     }
   })
   if (pop) {
-    await app.register(metricsPlugin, { metrics: pop.metrics })
+    await app.register(metricsPlugin, { metrics: pop.metrics, expose: opts.metrics })
     const rl = opts.rateLimit ?? { max: 6000, timeWindowMs: 60_000 }
     await app.register(async (scope) => {
       if (rl) {

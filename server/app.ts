@@ -8,7 +8,7 @@ import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
 import { openApiRoute } from './openapi.js'
 import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
-import { metricsPlugin } from './plugins/metrics.js'
+import { metricsPlugin, type MetricsExposure } from './plugins/metrics.js'
 import { strictBodyOptions } from './plugins/strict-body.js'
 import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
 
@@ -27,6 +27,11 @@ export interface CoreAppOptions {
    * and scheme (the admin cookies' `Secure`). Default false: the peer is the client.
    */
   trustProxy?: TrustProxy
+  /**
+   * Serve GET /metrics: `{ token }` behind that bearer token, `{}` to anyone (a loopback
+   * demo). Default: not served (it names POPs, refusal reasons, the billing backlog).
+   */
+  metrics?: MetricsExposure
 }
 
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
@@ -47,7 +52,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
   })
   await app.register(requestIdPlugin)
   app.get('/healthz', async () => ({ ok: true }))
-  await app.register(metricsPlugin, { metrics: opts.core.metrics })
+  await app.register(metricsPlugin, { metrics: opts.core.metrics, expose: opts.metrics })
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
   await app.register(credentialsRoutes, { core: opts.core, ...opts.credentials })
   await app.register(openApiRoute, { maxWl3Bytes: opts.core.credentials.maxWl3Bytes })

@@ -4,6 +4,7 @@
 // touching the rest (see RsyncdAuth).
 import { isAbsolute } from 'node:path'
 import { claError } from '../errors.js'
+import { RSYNCD_XFER_LOG_FORMAT } from './rsync-audit.js'
 
 export interface RsyncdAuth {
   /** CIDRs or addresses allowed to connect (`hosts allow`); `hosts deny = *` is added. */
@@ -92,7 +93,10 @@ export function rsyncdModule(o: RsyncdConfigOptions): Array<[string, string]> {
     ['timeout', String(o.timeout ?? 60)],
     ['refuse options', RSYNCD_REFUSED_OPTIONS.join(' ')],
     ['exclude', '/.* /tmp/ /*.db /*.db-*'],
-    ['transfer logging', 'no'],
+    // one line per file sent, in our format: rsync-audit.ts sums them into one audit row
+    // per session (the log file is the daemon's; the audit log never gets a row per file)
+    ['transfer logging', 'yes'],
+    ['log format', RSYNCD_XFER_LOG_FORMAT],
     // `hosts allow` holds addresses and CIDRs only: no DNS lookup per connection
     ['reverse lookup', 'no'],
   ]

@@ -1,7 +1,8 @@
 // Shared pieces of the CLI: the --data option (also CLAVITOR_DATA), output helpers and
 // the one place that turns errors into "one line on stderr + exit code".
+import { readFileSync, statSync } from 'node:fs'
 import { Option, type Command } from 'commander'
-import { ClavitorError } from '../../lib/errors.js'
+import { ClavitorError, claError } from '../../lib/errors.js'
 
 export const dataOption = () =>
   new Option('--data <dir>', 'data folder ({data}/store, {data}/meta.db, {data}/keys)')
@@ -45,4 +46,33 @@ export function subcommand(parent: Command, name: string, description: string): 
   return (
     parent.commands.find((c) => c.name() === name) ?? parent.command(name).description(description)
   )
+}
+
+/** `--metrics-token-file` of the commands that serve /metrics (core serve, pop run). */
+export const metricsTokenOption = () =>
+  new Option(
+    '--metrics-token-file <file>',
+    'serve /metrics behind the bearer token in this file (mode 0600, at least 16 characters); default: /metrics is not served',
+  ).env('CLAVITOR_METRICS_TOKEN_FILE')
+
+/** Reads the metrics token; undefined without a file. Refuses a file others can read. */
+export function readMetricsToken(file: string | undefined): { token: string } | undefined {
+  if (file === undefined || file === '') return undefined
+  let token: string
+  try {
+    if ((statSync(file).mode & 0o077) !== 0)
+      throw claError('CLA_ERR_INVALID_OPTION', `${file} holds the metrics token: chmod 600 it`)
+    token = readFileSync(file, 'utf8').trim()
+  } catch (err) {
+    if (err instanceof ClavitorError) throw err
+    throw claError('CLA_ERR_INVALID_OPTION', `cannot read --metrics-token-file ${file}`, {
+      cause: err,
+    })
+  }
+  if (token.length < 16)
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `${file}: the metrics token must be at least 16 characters`,
+    )
+  return { token }
 }

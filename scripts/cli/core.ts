@@ -6,6 +6,7 @@ import { createLogger } from '../../lib/log.js'
 import { buildCoreApp } from '../../server/app.js'
 import { startAnchorTimer } from '../../lib/audit/anchor.js'
 import { parseTrustProxy } from '../../lib/auth/trust-proxy.js'
+import { startRsyncAuditTimer } from '../../lib/sync/rsync-audit.js'
 import {
   addPaddleOptions,
   paddleConfigFromFlags,
@@ -13,7 +14,7 @@ import {
   type PaddleFlags,
 } from './billing.js'
 import { subcommand } from './common.js'
-import { action, dataOption } from './common.js'
+import { action, dataOption, metricsTokenOption, readMetricsToken } from './common.js'
 
 export function register(program: Command): void {
   const core = subcommand(program, 'core', 'core administration')
@@ -42,6 +43,13 @@ export function register(program: Command): void {
           '--trust-proxy <proxies>',
           'the TLS proxy in front: its address(es)/CIDRs or loopback; its X-Forwarded-For/-Proto then name the client (default off)',
         ).env('CLAVITOR_TRUST_PROXY'),
+      )
+      .addOption(metricsTokenOption())
+      .addOption(
+        new Option(
+          '--rsync-log <file>',
+          "the rsync daemon's log file (rsyncd-config --log-file): every minute, one audit row per POP rsync session",
+        ).env('CLAVITOR_RSYNC_LOG'),
       ),
   ).action(
     action(
@@ -51,16 +59,20 @@ export function register(program: Command): void {
           listen: string
           adminOrigin?: string
           trustProxy?: string
+          metricsTokenFile?: string
+          rsyncLog?: string
         },
       ) => {
         const { host, port } = parseListen(o.listen)
         const trustProxy = parseTrustProxy(o.trustProxy)
+        const metrics = readMetricsToken(o.metricsTokenFile)
         const log = createLogger({ base: { role: 'core' } })
         const c = await openCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) })
         const app = await buildCoreApp({
           core: c,
           fastify: { loggerInstance: log },
           trustProxy,
+          ...(metrics ? { metrics } : {}),
           ...(o.adminOrigin ? { admin: { origin: o.adminOrigin } } : {}),
         })
         try {
@@ -82,11 +94,18 @@ export function register(program: Command): void {
         const stopAnchors = startAnchorTimer(c.db, c.store, {
           onError: (err) => log.error({ err }, 'audit anchor failed'),
         })
+        // the rsync channel's sessions into the audit trail (lib/sync/rsync-audit.ts)
+        const stopRsyncAudit = o.rsyncLog
+          ? startRsyncAuditTimer(c.db, o.rsyncLog, {
+              onError: (err) => log.error({ err, alarm: true }, 'rsync audit pass failed'),
+            })
+          : () => {}
         log.info(
           {
             listen: o.listen,
             data: o.data,
             trust_proxy: trustProxy,
+            metrics: metrics ? 'token' : 'off',
             paddle: c.billing.paddle?.baseUrl ?? null,
             webhook_secrets: c.billing.webhookOptions.secrets.length,
           },
@@ -100,6 +119,7 @@ export function register(program: Command): void {
           void (async () => {
             try {
               stopAnchors()
+              stopRsyncAudit()
               await app.close()
               await c.close() // stops the retry worker, waits for a pass in progress
               process.exit(0)

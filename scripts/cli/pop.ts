@@ -15,11 +15,19 @@ import type { RunOutcome } from '../../lib/sync/agent.js'
 import { listPops } from '../../lib/sync/pop-state.js'
 import type { PullProgress } from '../../lib/sync/pull.js'
 import { renderRsyncdConfig, type RsyncdAuth } from '../../lib/sync/rsyncd-config.js'
+import { auditRsyncLog, prepareRsyncdLogFile } from '../../lib/sync/rsync-audit.js'
 import { rsyncdAuthFromRegistry, sshAuthorizedKeyLine } from '../../lib/sync/rsync-auth.js'
 import { getPop } from '../../lib/auth/pops.js'
 import { SyncScheduler } from '../../lib/sync/scheduler.js'
 import { parseTrustProxy, type TrustProxy } from '../../lib/auth/trust-proxy.js'
-import { action, failWith, printJson, subcommand } from './common.js'
+import {
+  action,
+  failWith,
+  metricsTokenOption,
+  printJson,
+  readMetricsToken,
+  subcommand,
+} from './common.js'
 
 /** Options of `pop run` / `pop sync`, from flags, CLAVITOR_* variables, then --config. */
 interface PopCliOptions {
@@ -30,6 +38,7 @@ interface PopCliOptions {
   rsyncSource?: string
   listen?: string
   trustProxy?: string
+  metricsTokenFile?: string
   protection?: string
   pageSize?: string | number
   rsyncTimeout?: string | number
@@ -334,6 +343,7 @@ export function register(program: Command): void {
   ).action(
     action(async (o: PopCliOptions) => {
       const { pop: po, listen, trustProxy } = resolvePopOptions(o)
+      const metrics = readMetricsToken(o.metricsTokenFile)
       if (!listen)
         throw claError(
           'CLA_ERR_INVALID_OPTION',
@@ -345,6 +355,7 @@ export function register(program: Command): void {
       const app = await buildPopApp({
         pop: p,
         trustProxy,
+        ...(metrics ? { metrics } : {}),
         fastify: { loggerInstance: log.child({ component: 'http' }) },
       })
       const scheduler = new SyncScheduler({
@@ -429,7 +440,10 @@ export function register(program: Command): void {
     .option('--gid <group>', 'group the module reads as', 'nogroup')
     .option('--no-chroot', 'do not chroot into the store root (default: chroot)')
     .option('--pid-file <file>', 'daemon pid file')
-    .option('--log-file <file>', 'daemon log file (default: syslog)')
+    .option(
+      '--log-file <file>',
+      'daemon log file, created 0600 for this user if missing; give the same file to core serve --rsync-log to audit each session (default: syslog)',
+    )
     .option('--max-connections <n>', 'concurrent connections', '20')
     .option('--out <file>', 'write the config to this file (atomically) instead of stdout')
     .option(
@@ -498,12 +512,46 @@ export function register(program: Command): void {
             ...(o.logFile ? { logFile: o.logFile } : {}),
             auth,
           })
+          if (o.logFile) prepareRsyncdLogFile(o.logFile)
           if (!o.out) return void process.stdout.write(text)
           const tmp = `${o.out}.tmp-${process.pid}`
           writeFileSync(tmp, text, { mode: 0o644 })
           renameSync(tmp, o.out)
         },
       ),
+    )
+
+  // --- core rsync-audit ------------------------------------------------------------
+  core
+    .command('rsync-audit')
+    .description(
+      "one pass over the rsync daemon's log: a pop.rsync audit row per finished session (files, bytes, the feed page), per failed login, and per refused address (core serve --rsync-log does this every minute)",
+    )
+    .addOption(
+      new Option('--data <dir>', "the core's data folder")
+        .env('CLAVITOR_DATA')
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--log <file>', "the daemon's log file (rsyncd-config --log-file)")
+        .env('CLAVITOR_RSYNC_LOG')
+        .makeOptionMandatory(),
+    )
+    .option('--json', 'print the pass as JSON')
+    .action(
+      action(async (o: { data: string; log: string; json?: boolean }) => {
+        const c = await openCore({ dataDir: o.data })
+        try {
+          const r = auditRsyncLog(c.db, o.log)
+          if (o.json) printJson(r)
+          else
+            process.stdout.write(
+              `${r.sessions} sessions, ${r.authFailures} failed logins, ${r.denied} refused connections audited (${r.lines} lines; ${r.open} sessions still open)\n`,
+            )
+        } finally {
+          await c.close()
+        }
+      }),
     )
 
   // --- core rsync-ssh-line ----------------------------------------------------------

@@ -188,6 +188,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
 
     // fake Paddle, webhooks to the core's port ---------------------------------------------
     const corePort = await freePort()
+    // /metrics is never anonymous (docs/security.md): the demo's apps serve it behind this token
+    const metricsToken = randomBytes(24).toString('base64url')
     const coreUrl = `http://localhost:${corePort}`
     const coreLocal = `http://127.0.0.1:${corePort}` // what this script calls (no DNS)
     const paddleKey = `pdl_sdbx_apikey_demo${randomBytes(8).toString('hex')}`
@@ -233,6 +235,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           core: c,
           fastify: { loggerInstance: lg.child({ role: 'core' }) },
           admin: { origin: coreUrl, onSetupUrl: (u) => (setupUrl = u) },
+          metrics: { token: metricsToken },
         })
         onClose('core app', () => app.close())
         await app.listen({ host: '127.0.0.1', port: corePort })
@@ -540,6 +543,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           const outcome = await pop.sync.run()
           const app: FastifyInstance = await buildPopApp({
             pop,
+            metrics: { token: metricsToken },
             fastify: { loggerInstance: lg.child({ pop: id, component: 'http' }) },
           })
           onClose(`${id} app`, () => app.close())
@@ -624,7 +628,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
         popReports.push({
           id: p.id,
           url: p.url,
-          metrics_url: (await answers(`${p.url}/metrics`)) ? `${p.url}/metrics` : null,
+          metrics_url: (await answers(`${p.url}/metrics`, metricsToken))
+            ? `${p.url}/metrics`
+            : null,
           cursor: st.cursor,
           lag_us: st.last_run?.lag_us ?? null,
           blobs: held.length,
@@ -685,6 +691,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           admin_url: `${coreUrl}/admin/`,
           admin_setup_url: setupUrl,
           metrics_url: `${coreUrl}/metrics`,
+          metrics_token: metricsToken,
           pop_api_url: popApiUrl,
           rsync_url: rsyncBase,
           blobs: coreBlobs.length,
@@ -725,9 +732,12 @@ function blobPaths(db: Core['db']): string[] {
   return db.prepare('SELECT path FROM blobs ORDER BY path').pluck().all() as string[]
 }
 
-async function answers(url: string): Promise<boolean> {
+async function answers(url: string, bearer: string): Promise<boolean> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) })
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${bearer}` },
+      signal: AbortSignal.timeout(2000),
+    })
     await res.arrayBuffer()
     return res.status === 200
   } catch {

@@ -43,6 +43,8 @@ export interface DemoReport {
     admin_url: string
     admin_setup_url: string | null
     metrics_url: string
+    /** Bearer token of every /metrics in the demo (core and POPs). */
+    metrics_token: string
     pop_api_url: string
     rsync_url: string
     blobs: number
@@ -125,6 +127,7 @@ export function formatReport(r: DemoReport): string {
     )
   l.push(
     `Metrics:      ${r.core.metrics_url}${r.pops.map((p) => (p.metrics_url ? `  ${p.metrics_url}` : '')).join('')}`,
+    `  (send Authorization: Bearer ${r.core.metrics_token})`,
   )
   l.push(`Lookups:      ${r.pops.map((p) => `${p.url}/api/v1/wl3/{p0}`).join('  ')}`)
   l.push(`POP API:      ${r.core.pop_api_url} (mTLS)   rsync: ${r.core.rsync_url}`)

@@ -195,8 +195,12 @@ t.test(
     })
     t.equal(page.status, 200, 'the setup page answers')
     t.match(page.body, /<html/i)
-    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`)
-    t.equal(metrics.status, 200, 'core /metrics answers')
+    const anonymous = await fetch(`http://127.0.0.1:${port}/metrics`)
+    t.equal(anonymous.status, 401, 'core /metrics is not anonymous')
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`, {
+      headers: { authorization: `Bearer ${rep.core.metrics_token}` },
+    })
+    t.equal(metrics.status, 200, 'core /metrics answers with the printed token')
     t.match(await metrics.text(), /clavitor_/)
 
     // a credential registered now (the printed vault key, real HTTP) reaches both POPs

@@ -329,6 +329,52 @@ t.test('the enrolled POP converges over mTLS + authenticated rsync', async (t) =
   t.equal(popState(popY).blobs, N)
 })
 
+// Regression (issue 11, item 12): the rsync channel wrote nothing to the audit trail.
+t.test('each rsync session is one audit row: POP, address, files, bytes, feed page', async (t) => {
+  const r = await cla('core', 'rsync-audit', '--data', core, '--log', rsyncLog, '--json')
+  const pass = JSON.parse(r.stdout) as { sessions: number; authFailures: number; denied: number }
+  t.ok(pass.sessions >= 3, `sessions audited: ${r.stdout}`)
+  const db = openDb(join(core, 'meta.db'))
+  t.teardown(() => db.close())
+  const rows = db
+    .prepare(
+      "SELECT actor, outcome, reason, ip, data FROM events WHERE kind = 'pop.rsync' ORDER BY id",
+    )
+    .all() as Array<{
+    actor: string
+    outcome: string
+    reason: string | null
+    ip: string
+    data: string
+  }>
+  const x = rows.filter((e) => e.actor === 'pop-x' && e.outcome === 'allowed')
+  const files = x.map(
+    (e) => JSON.parse(e.data) as { files: number; bytes: number; feed_event: number },
+  )
+  t.equal(
+    files.reduce((a, f) => a + f.files, 0),
+    N,
+    'pop-x: its sessions together sent every blob once (one row per page, not per file)',
+  )
+  t.ok(
+    files.every((f) => f.bytes > 0 && Number.isInteger(f.feed_event)),
+    'bytes and the feed request',
+  )
+  t.ok(x.every((e) => e.ip === '127.0.0.1'))
+  t.ok(
+    rows.some((e) => e.actor === 'pop-y' && e.reason === 'auth_failed'),
+    "pop-y's wrong password is there",
+  )
+  t.ok(
+    rows.some((e) => e.reason === 'host_denied' && e.ip === '127.0.0.2'),
+    'the refused address is summarised',
+  )
+  const again = JSON.parse(
+    (await cla('core', 'rsync-audit', '--data', core, '--log', rsyncLog, '--json')).stdout,
+  ) as { sessions: number }
+  t.equal(again.sessions, 0, 'nothing audited twice')
+})
+
 t.test('read-only: a push with valid credentials is refused', async (t) => {
   const f = join(root, 'push.cla')
   writeFileSync(f, 'x')

@@ -13,11 +13,14 @@ t.test('POP /metrics counts pulls, sealed blobs, lag and lookups', async (t) => 
   const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-m')
   await pop.sync.run()
   await pop.sync.run()
-  const app = await buildPopApp({ pop })
+  const token = 'p'.repeat(32)
+  const app = await buildPopApp({ pop, metrics: { token } })
   t.teardown(() => app.close())
   t.equal((await app.inject({ url: `/api/v1/wl3/${p0}` })).statusCode, 200)
 
-  const body = (await app.inject({ url: '/metrics' })).body
+  const body = (
+    await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${token}` } })
+  ).body
   t.match(body, /clavitor_sync_runs_total\{role="pop"\} 2/)
   t.match(body, /clavitor_sync_blobs_total\{role="pop"\} 3/)
   t.match(body, /clavitor_sync_lag_seconds\{role="pop"\} 0/)

@@ -590,9 +590,15 @@ t.test('failed key checks are audited and counted', async (t) => {
   )
   t.equal(rows[2]!.actor, `key:${id}`, 'the key id it named')
   t.equal(rows[0]!.actor, 'unknown')
-  const metrics = (await env.app.inject({ url: '/metrics' })).body
-  t.match(metrics, /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_INVALID",role="core"\} 2/)
-  t.match(metrics, /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_MISSING",role="core"\} 1/)
+  const metrics = (await env.core.metrics.render()).body
+  t.match(
+    metrics,
+    /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_INVALID",role="core"\} 2/,
+  )
+  t.match(
+    metrics,
+    /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_MISSING",role="core"\} 1/,
+  )
   const ok = await env.app.inject({
     url: '/api/v1/credentials?customer=acme',
     headers: auth(env.acmeKey),
