@@ -47,7 +47,16 @@ export {
   type SigningKey,
   type TrustedKey,
 } from './keys.js'
-export { P0_MAX_HEX, P0_MIN_HEX, isValidP0, shardOf, validateP0 } from './p0.js'
+export {
+  AUDIT_ANCHOR_P0,
+  P0_MAX_HEX,
+  P0_MIN_HEX,
+  RESERVED_P0S,
+  isValidP0,
+  shardOf,
+  validateClientP0,
+  validateP0,
+} from './p0.js'
 export {
   Sealer,
   shQuote,

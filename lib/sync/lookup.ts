@@ -10,7 +10,7 @@ import type { Statement } from 'better-sqlite3'
 import { decodeCla, verifyCla } from '../store/format.js'
 import type { BlobInfo, BlobStore } from '../store/index.js'
 import { claError } from '../errors.js'
-import { validateP0 } from '../store/p0.js'
+import { validateClientP0 } from '../store/p0.js'
 
 export interface Wl3Answer {
   info: BlobInfo
@@ -108,7 +108,7 @@ export class Wl3Lookup {
   }
 
   private async latestChecked(p0: string): Promise<Wl3Answer> {
-    validateP0(p0)
+    validateClientP0(p0)
     this.fresh()
     const hit = this.cache.get(p0)
     if (hit) {
@@ -138,7 +138,7 @@ export class Wl3Lookup {
 
   /** Every version of `p0`, oldest first (index rows only). */
   versions(p0: string): BlobInfo[] {
-    validateP0(p0)
+    validateClientP0(p0)
     const v = this.store.versions(p0)
     if (v.length === 0)
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
