@@ -64,6 +64,11 @@ export function register(program: Command): void {
       // 10 minutes, from this process because it is the store's writer.
       const stopAnchors = startAnchorTimer(c.db, c.store, {
         onError: (err) => log.error({ err }, 'audit anchor failed'),
+        onAlarm: (files) =>
+          log.error(
+            { files },
+            'files at the audit anchor P0 that the anchor writer did not make: skipped (audit.alarm anchor_foreign)',
+          ),
       })
       log.info(
         {
