@@ -9,7 +9,8 @@
 // a version.
 //
 // Order of a registration, so that bad input changes nothing:
-//   1. check P0, WL3 size, vault, subscription status and ownership (no writes);
+//   1. check P0 (reserved ones refused), WL3 size, vault, subscription status and
+//      ownership (no writes);
 //   2. store.put (the sealed .cla and its blobs row);
 //   3. one transaction: re-check ownership, insert the credentials row, audit event.
 // Registrations of the same P0 are serialised in this process, so step 3's re-check only

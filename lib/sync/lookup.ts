@@ -83,7 +83,8 @@ export class Wl3Lookup {
   /**
    * The latest WL3 of `p0`, checked. With `signature: true` (the `.cla` route: a vault will
    * verify that file itself) the Ed25519 signature is checked too, once per cached answer.
-   * CLA_ERR_INVALID_P0 (400) / CLA_ERR_NOT_FOUND (404) / CLA_ERR_SYNC_DAMAGED (503).
+   * CLA_ERR_INVALID_P0 (400) / CLA_ERR_P0_RESERVED (400: the audit anchors replicate here
+   * like any blob, but are never served) / CLA_ERR_NOT_FOUND (404) / CLA_ERR_SYNC_DAMAGED (503).
    */
   async latest(p0: string, opts: { signature?: boolean } = {}): Promise<Wl3Answer> {
     const a = await this.latestChecked(p0)
