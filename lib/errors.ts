@@ -23,6 +23,7 @@ export const ERRORS = {
 
   // --- store (lib/store) -------------------------------------------------------
   CLA_ERR_INVALID_P0: { status: 400, exit: 2, description: 'P0 is not lowercase hex of even length, 32 to 128 characters.' },
+  CLA_ERR_P0_RESERVED: { status: 400, exit: 2, description: "This P0 is reserved for the core's own records (the audit anchors, 64 zeros); no device P0 takes it: check how the P0 is derived." },
   CLA_ERR_PAYLOAD_TOO_LARGE: { status: 413, exit: 2, description: 'The payload exceeds the configured size limit.' },
   CLA_ERR_BAD_FORMAT: { status: 422, exit: 1, description: 'A .cla file is malformed (magic, version, header or length).' },
   CLA_ERR_BAD_HASH: { status: 422, exit: 1, description: 'A .cla payload does not match its sha256.' },

@@ -3,22 +3,33 @@
 // file cannot be changed or removed by whoever rewrites meta.db, so `audit verify` finds
 // deleted trailing rows and a wholly rewritten events table.
 //
-// Payload (JSON, UTF-8): {"v":1,"type":"clavitor.audit.anchor","id":N,"hash":"<hex>","at":µs}
+// Payload and proof: lib/audit/anchor-payload.ts (v2: a statement signed by the store's
+// key, so a file a vault placed at this P0 is never taken for an anchor).
 //
-// loadAnchors reads the .cla files from the store folder itself ({store}/00/000…0/*.cla),
-// each verified (sha256 + signature by a trusted key), NOT the blobs index, which lives
-// in the same SQLite file an attacker would edit.
+// The credentials API and POP lookups refuse the reserved P0 (validateClientP0), but a
+// store may hold files there from before that check. Both readers live with that: a file
+// that is no trusted anchor is skipped, alarmed once (anchor-alarm.ts) and listed, and the
+// work carries on. scanAnchors reads the .cla files from the store folder itself
+// ({store}/00/000…0/*.cla), each verified, NOT the blobs index, which lives in the same
+// SQLite file an attacker would edit.
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Db } from '../db/open.js'
-import { claError } from '../errors.js'
-import { storePaths, type BlobStore, type BlobInfo } from '../store/index.js'
-import { shardOf, verifyCla } from '../store/index.js'
+import { isClavitorError } from '../errors.js'
+import {
+  AUDIT_ANCHOR_P0,
+  shardOf,
+  storePaths,
+  verifyCla,
+  type BlobInfo,
+  type BlobStore,
+} from '../store/index.js'
+import { raiseAnchorAlarms, type SkippedAnchorFile } from './anchor-alarm.js'
+import { encodeAnchor, readAnchorPayload, type AnchorReading } from './anchor-payload.js'
 import { chainHead, type ChainAnchor } from './log.js'
 
-/** Reserved P0 for audit anchors; the credentials API must refuse it. */
-export const AUDIT_ANCHOR_P0 = '0'.repeat(64)
-export const RESERVED_P0S: readonly string[] = [AUDIT_ANCHOR_P0]
+export { AUDIT_ANCHOR_P0, RESERVED_P0S } from '../store/index.js'
+export type { SkippedAnchorFile } from './anchor-alarm.js'
 
 export interface AnchorRecord extends ChainAnchor {
   at: number
@@ -26,78 +37,121 @@ export interface AnchorRecord extends ChainAnchor {
   file: string
 }
 
-function encode(a: ChainAnchor, at: number): Buffer {
-  return Buffer.from(
-    JSON.stringify({ v: 1, type: 'clavitor.audit.anchor', id: a.id, hash: a.hash, at }),
-    'utf8',
-  )
+export interface AnchorScan {
+  /** v2 anchors with a valid proof, oldest (lowest id) first: the ones verify checks. */
+  trusted: AnchorRecord[]
+  /** v1 anchors (no proof; possibly forged by a vault before the upgrade), oldest first. */
+  legacy: AnchorRecord[]
+  /** Files at the anchor P0 that are no anchor of ours, by name. */
+  skipped: SkippedAnchorFile[]
 }
 
-function decode(payload: Buffer, file: string): { id: number; hash: string; at: number } {
-  let j: { v?: unknown; type?: unknown; id?: unknown; hash?: unknown; at?: unknown }
-  try {
-    j = JSON.parse(payload.toString('utf8')) as typeof j
-  } catch (cause) {
-    throw claError('CLA_ERR_BAD_FORMAT', `audit anchor ${file} is not JSON`, { cause })
+export interface AnchorAlarmOptions {
+  /** Told about files alarmed for the first time (the caller logs them loudly). */
+  onAlarm?: (files: SkippedAnchorFile[]) => void
+}
+
+const why = (err: unknown): string =>
+  isClavitorError(err) ? `${err.code}: ${err.message}` : String(err)
+
+/** The newest anchor the writer can build on, and the foreign files newer than it. */
+async function latestAnchor(
+  store: BlobStore,
+): Promise<{ latest: AnchorReading | undefined; skipped: SkippedAnchorFile[] }> {
+  const skipped: SkippedAnchorFile[] = []
+  const versions = store.versions(AUDIT_ANCHOR_P0)
+  for (let i = versions.length - 1; i >= 0; i--) {
+    const info = versions[i]!
+    let reading: AnchorReading
+    try {
+      reading = readAnchorPayload(await store.readPayload(info), store)
+    } catch (err) {
+      // a closed store or an I/O fault is not the file's doing: stop and report it
+      if (!isClavitorError(err) || err.code === 'CLA_ERR_STORE_CLOSED') throw err
+      reading = { kind: 'foreign', why: why(err) }
+    }
+    if (reading.kind === 'foreign') skipped.push({ file: info.path, why: reading.why })
+    else return { latest: reading, skipped }
   }
-  if (
-    j.v !== 1 ||
-    j.type !== 'clavitor.audit.anchor' ||
-    !Number.isSafeInteger(j.id) ||
-    typeof j.hash !== 'string' ||
-    !/^[0-9a-f]{64}$/.test(j.hash)
-  ) {
-    throw claError('CLA_ERR_BAD_FORMAT', `audit anchor ${file} has an unexpected shape`)
-  }
-  return { id: j.id as number, hash: j.hash, at: Number(j.at ?? 0) }
+  return { latest: undefined, skipped }
 }
 
 /**
- * Writes the current chain head as an anchor, unless the newest anchor already names it
- * (or the log is empty). Returns the stored blob, or undefined when nothing was due.
+ * Writes the current chain head as a (v2, signed) anchor, unless the newest trusted anchor
+ * already names it (or the log is empty). Files newer than that anchor which are no anchor
+ * of ours are skipped and alarmed (once each; the alarm row is then part of the anchored
+ * head). A legacy (v1) newest anchor is not built on: a new v2 anchor is written.
+ * Returns the stored blob, or undefined when nothing was due.
  */
-export async function writeAnchor(db: Db, store: BlobStore): Promise<BlobInfo | undefined> {
+export async function writeAnchor(
+  db: Db,
+  store: BlobStore,
+  opts: AnchorAlarmOptions = {},
+): Promise<BlobInfo | undefined> {
+  if (chainHead(db).id === 0) return undefined
+  const { latest, skipped } = await latestAnchor(store)
+  const fresh = raiseAnchorAlarms(db, skipped, 'anchor-writer')
+  if (fresh.length > 0) opts.onAlarm?.(fresh)
   const head = chainHead(db)
-  if (head.id === 0) return undefined
-  const latest = store.latest(AUDIT_ANCHOR_P0)
-  if (latest) {
-    const prev = decode(await store.readPayload(latest), latest.path)
-    if (prev.id === head.id && prev.hash === head.hash) return undefined
+  if (
+    latest?.kind === 'trusted' &&
+    latest.anchor.id === head.id &&
+    latest.anchor.hash === head.hash
+  ) {
+    return undefined
   }
-  return store.put(AUDIT_ANCHOR_P0, encode(head, Date.now() * 1000))
+  return store.put(AUDIT_ANCHOR_P0, encodeAnchor({ ...head, at: Date.now() * 1000 }, store))
 }
 
 /**
- * Every anchor file of the store at `dataDir`, verified against `store`'s trusted keys,
- * oldest first. A file that does not verify throws (CLA_ERR_BAD_HASH / BAD_SIGNATURE / …).
+ * Every file at the anchor P0 of the store at `dataDir`, read from the folder (not the
+ * index) and sorted into trusted anchors, legacy anchors and skipped files. A file whose
+ * .cla does not verify (sha256, signature by a trusted key, header P0) is skipped too.
+ * Never throws for a file's content; throws only when the folder cannot be read.
  */
-export function loadAnchors(dataDir: string, store: BlobStore): AnchorRecord[] {
+export function scanAnchors(dataDir: string, store: BlobStore): AnchorScan {
+  const scan: AnchorScan = { trusted: [], legacy: [], skipped: [] }
   const dir = join(storePaths(dataDir).root, shardOf(AUDIT_ANCHOR_P0), AUDIT_ANCHOR_P0)
-  if (!existsSync(dir)) return []
-  const out: AnchorRecord[] = []
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.cla'))) {
-    const rel = `${shardOf(AUDIT_ANCHOR_P0)}/${AUDIT_ANCHOR_P0}/${name}`
-    const d = verifyCla(readFileSync(join(dir, name)), store.trustedKeys, rel)
-    if (d.p0 !== AUDIT_ANCHOR_P0) throw claError('CLA_ERR_BAD_FORMAT', `${rel} names another P0`)
-    out.push({ ...decode(Buffer.from(d.payload), rel), file: rel })
+  if (!existsSync(dir)) return scan
+  for (const name of readdirSync(dir)
+    .filter((n) => n.endsWith('.cla'))
+    .sort()) {
+    const file = `${shardOf(AUDIT_ANCHOR_P0)}/${AUDIT_ANCHOR_P0}/${name}`
+    const bytes = readFileSync(join(dir, name))
+    let reading: AnchorReading
+    try {
+      const d = verifyCla(bytes, store.trustedKeys, file)
+      reading =
+        d.p0 === AUDIT_ANCHOR_P0
+          ? readAnchorPayload(Buffer.from(d.payload), store)
+          : { kind: 'foreign', why: `the .cla header names another P0 (${d.p0})` }
+    } catch (err) {
+      if (!isClavitorError(err)) throw err
+      reading = { kind: 'foreign', why: why(err) }
+    }
+    if (reading.kind === 'foreign') scan.skipped.push({ file, why: reading.why })
+    else scan[reading.kind].push({ ...reading.anchor, file })
   }
-  return out.sort((a, b) => a.id - b.id)
+  scan.trusted.sort((a, b) => a.id - b.id)
+  scan.legacy.sort((a, b) => a.id - b.id)
+  return scan
 }
 
 /**
  * Writes an anchor every `intervalMs` (default 10 minutes) while the process runs.
- * Failures go to `onError` (the caller logs/alarms); returns a stop function.
+ * Failures go to `onError`, first-time alarms to `onAlarm` (the caller logs them);
+ * returns a stop function.
  */
 export function startAnchorTimer(
   db: Db,
   store: BlobStore,
-  opts: { intervalMs?: number; onError?: (err: unknown) => void } = {},
+  opts: { intervalMs?: number; onError?: (err: unknown) => void } & AnchorAlarmOptions = {},
 ): () => void {
   let running = false
   const timer = setInterval(() => {
     if (running) return
     running = true
-    writeAnchor(db, store)
+    writeAnchor(db, store, opts.onAlarm ? { onAlarm: opts.onAlarm } : {})
       .catch((err) => opts.onError?.(err))
       .finally(() => {
         running = false

@@ -9,7 +9,8 @@
 // a version.
 //
 // Order of a registration, so that bad input changes nothing:
-//   1. check P0, WL3 size, vault, subscription status and ownership (no writes);
+//   1. check P0 (reserved ones refused), WL3 size, vault, subscription status and
+//      ownership (no writes);
 //   2. store.put (the sealed .cla and its blobs row);
 //   3. one transaction: re-check ownership, insert the credentials row, audit event.
 // Registrations of the same P0 are serialised in this process, so step 3's re-check only
@@ -19,7 +20,7 @@ import { claError, isClavitorError } from '../errors.js'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
 import { appendEvent } from '../audit/log.js'
-import { validateP0 } from '../store/p0.js'
+import { validateClientP0 } from '../store/p0.js'
 import type { BlobInfo } from '../store/index.js'
 import { requireActiveSubscription, requireVault } from './vaults.js'
 
@@ -157,7 +158,7 @@ export class CredentialRegistry {
     actor?: string
   }): Promise<RegisteredCredential> {
     const p0 = input.p0
-    validateP0(p0)
+    validateClientP0(p0)
     this.checkWl3(input.wl3)
     const vault = requireVault(this.db, input.vaultId)
     requireActiveSubscription(this.db, vault)
@@ -267,7 +268,7 @@ export class CredentialRegistry {
    * another customer answers exactly like an unknown one (CLA_ERR_NOT_FOUND).
    */
   async latestWl3(customerId: string, p0: string, opts: { version?: number } = {}): Promise<Wl3> {
-    validateP0(p0)
+    validateClientP0(p0)
     const seqs = this.db
       .prepare(
         'SELECT blob_seq FROM credentials WHERE p0 = ? AND customer_id = ? ORDER BY blob_seq',

@@ -41,13 +41,25 @@ export {
   keyIdOf,
   makeKeyRing,
   parsePublicKeyFile,
+  signStatement,
   signingKeyFromSeed,
+  statementBytes,
   trustedKeyFromRaw,
+  verifyStatement,
   type KeyRing,
   type SigningKey,
   type TrustedKey,
 } from './keys.js'
-export { P0_MAX_HEX, P0_MIN_HEX, isValidP0, shardOf, validateP0 } from './p0.js'
+export {
+  AUDIT_ANCHOR_P0,
+  P0_MAX_HEX,
+  P0_MIN_HEX,
+  RESERVED_P0S,
+  isValidP0,
+  shardOf,
+  validateClientP0,
+  validateP0,
+} from './p0.js'
 export {
   Sealer,
   shQuote,

@@ -6,6 +6,8 @@ import {
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
+  sign,
+  verify,
   type KeyObject,
 } from 'node:crypto'
 import { claError } from '../errors.js'
@@ -93,4 +95,43 @@ export function makeKeyRing(keys: Iterable<Buffer>): Map<string, TrustedKey> {
     ring.set(t.keyId, t)
   }
   return ring
+}
+
+// ---------------------------------------------------------------------------------------
+// Statements: detached Ed25519 signatures by the store's key over `domain + body`, for the
+// core's own records that must be told apart from a .cla (whose signature covers any
+// payload a vault sent). A domain is lowercase ASCII ending in one "\n" and nothing else
+// ("clavitor audit anchor v2\n"): the signed bytes then never start with the .cla magic
+// "CLAV", so a .cla signature never passes as a statement nor a statement as a .cla, and
+// no domain is a prefix of another domain's bytes.
+
+const DOMAIN_RE = /^[a-z][a-z0-9 .:/-]{0,62}\n$/
+
+/** The exact bytes a statement signature covers; refuses a domain outside the rule above. */
+export function statementBytes(domain: string, body: Buffer): Buffer {
+  if (!DOMAIN_RE.test(domain)) {
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `a statement domain is lowercase ASCII (letter first, at most 63 characters) ending in "\\n"; got ${JSON.stringify(domain)}`,
+    )
+  }
+  return Buffer.concat([Buffer.from(domain, 'ascii'), body])
+}
+
+/** The 64-byte Ed25519 signature of `domain + body` by `key`. */
+export function signStatement(key: SigningKey, domain: string, body: Buffer): Buffer {
+  return sign(null, statementBytes(domain, body), key.privateKeyObject)
+}
+
+/** True when `signature` is a signature of `domain + body` by the trusted key `keyId`. */
+export function verifyStatement(
+  ring: KeyRing,
+  keyId: string,
+  domain: string,
+  body: Buffer,
+  signature: Buffer,
+): boolean {
+  const key = ring.get(keyId)
+  if (!key || signature.length !== 64) return false
+  return verify(null, statementBytes(domain, body), key.keyObject, signature)
 }

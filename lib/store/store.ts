@@ -56,8 +56,10 @@ import {
   generateSigningKey,
   makeKeyRing,
   parsePublicKeyFile,
+  signStatement,
   signingKeyFromSeed,
   trustedKeyFromRaw,
+  verifyStatement,
   type SigningKey,
   type TrustedKey,
 } from './keys.js'
@@ -655,6 +657,24 @@ export class BlobStore {
     writeFileDurable(join(this.paths.trusted, `${t.keyId}.pub`), t.publicKey, 0o644)
     this.ring.set(t.keyId, t)
     return t.keyId
+  }
+
+  /**
+   * Signs `domain + body` with the store's key (a statement, lib/store/keys.ts): for the
+   * core's own records, e.g. audit anchors. The key stays inside the store.
+   */
+  signStatement(domain: string, body: Buffer): { keyId: string; signature: Buffer } {
+    if (!this.signing)
+      throw claError(
+        'CLA_ERR_STORE_NO_SIGNING_KEY',
+        'this store has no signing key (a POP replica); it cannot sign statements',
+      )
+    return { keyId: this.signing.keyId, signature: signStatement(this.signing, domain, body) }
+  }
+
+  /** True when `signature` over `domain + body` verifies with the trusted key `keyId`. */
+  verifyStatement(domain: string, body: Buffer, keyId: string, signature: Buffer): boolean {
+    return verifyStatement(this.ring, keyId, domain, body, signature)
   }
 
   /** True when files are being sealed (mode not off and the filesystem honours chattr). */

@@ -10,7 +10,7 @@ import type { Statement } from 'better-sqlite3'
 import { decodeCla, verifyCla } from '../store/format.js'
 import type { BlobInfo, BlobStore } from '../store/index.js'
 import { claError } from '../errors.js'
-import { validateP0 } from '../store/p0.js'
+import { validateClientP0 } from '../store/p0.js'
 
 export interface Wl3Answer {
   info: BlobInfo
@@ -83,7 +83,8 @@ export class Wl3Lookup {
   /**
    * The latest WL3 of `p0`, checked. With `signature: true` (the `.cla` route: a vault will
    * verify that file itself) the Ed25519 signature is checked too, once per cached answer.
-   * CLA_ERR_INVALID_P0 (400) / CLA_ERR_NOT_FOUND (404) / CLA_ERR_SYNC_DAMAGED (503).
+   * CLA_ERR_INVALID_P0 (400) / CLA_ERR_P0_RESERVED (400: the audit anchors replicate here
+   * like any blob, but are never served) / CLA_ERR_NOT_FOUND (404) / CLA_ERR_SYNC_DAMAGED (503).
    */
   async latest(p0: string, opts: { signature?: boolean } = {}): Promise<Wl3Answer> {
     const a = await this.latestChecked(p0)
@@ -108,7 +109,7 @@ export class Wl3Lookup {
   }
 
   private async latestChecked(p0: string): Promise<Wl3Answer> {
-    validateP0(p0)
+    validateClientP0(p0)
     this.fresh()
     const hit = this.cache.get(p0)
     if (hit) {
@@ -138,7 +139,7 @@ export class Wl3Lookup {
 
   /** Every version of `p0`, oldest first (index rows only). */
   versions(p0: string): BlobInfo[] {
-    validateP0(p0)
+    validateClientP0(p0)
     const v = this.store.versions(p0)
     if (v.length === 0)
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })

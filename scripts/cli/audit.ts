@@ -2,9 +2,9 @@
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
-import { listEvents, verifyChain } from '../../lib/audit/log.js'
+import { listEvents } from '../../lib/audit/log.js'
 import { writeAnchor } from '../../lib/audit/anchor.js'
-import { loadAnchors } from '../../lib/audit/anchor.js'
+import { verifyAuditTrail, type AuditTrailReport } from '../../lib/audit/verify-trail.js'
 import { action, dataOption, printJson } from './common.js'
 
 export function register(program: Command): void {
@@ -24,15 +24,18 @@ export function register(program: Command): void {
       action(async (opts: { data: string; json?: boolean; anchors: boolean }) => {
         const core = await openCore({ dataDir: opts.data })
         try {
-          const anchors = opts.anchors ? loadAnchors(opts.data, core.store) : []
-          const r = verifyChain(core.db, { anchors })
-          if (opts.json) printJson({ ...r, anchors: anchors.length })
+          const r = verifyAuditTrail(core.db, opts.data, core.store, { anchors: opts.anchors })
+          if (opts.json) printJson(r)
+          else warnAboutAnchors(r)
           if (r.ok) {
             if (!opts.json) {
               process.stdout.write(
                 `audit chain intact: ${r.count} events` +
                   (r.head ? `, head #${r.head.id} ${r.head.hash}` : '') +
-                  `, ${anchors.length} anchors checked\n`,
+                  `, ${r.anchors} anchors checked` +
+                  (r.legacy.count ? `, ${r.legacy.count} legacy anchors not trusted` : '') +
+                  (r.skipped.length ? `, ${r.skipped.length} foreign files skipped` : '') +
+                  '\n',
               )
             }
             return
@@ -60,7 +63,9 @@ export function register(program: Command): void {
       action(async (opts: { data: string }) => {
         const core = await openCore({ dataDir: opts.data })
         try {
-          const blob = await writeAnchor(core.db, core.store)
+          const blob = await writeAnchor(core.db, core.store, {
+            onAlarm: (files) => files.forEach((f) => warn(foreignLine(f))),
+          })
           process.stdout.write(
             blob ? `anchor written: ${blob.path}\n` : 'no new events since the last anchor\n',
           )
@@ -117,6 +122,20 @@ export function register(program: Command): void {
         },
       ),
     )
+}
+
+const warn = (m: string) => process.stderr.write(`clavitor: warning: ${m}\n`)
+const foreignLine = (f: { file: string; why: string }) =>
+  `skipped ${f.file}: no anchor of ours (${f.why}); alarmed as audit.alarm anchor_foreign`
+
+/** The anchor findings that are not a broken chain: warnings on stderr. */
+function warnAboutAnchors(r: AuditTrailReport): void {
+  for (const f of r.skipped) warn(foreignLine(f))
+  for (const d of r.legacy.disagree) {
+    warn(
+      `legacy (v1) anchor ${d.file} ${d.reason}; v1 anchors are not trusted (a vault could have forged one), look at events up to #${d.id}`,
+    )
+  }
 }
 
 function positiveInt(v: string): number {

@@ -93,6 +93,11 @@ export function register(program: Command): void {
         // 10 minutes, from this process because it is the store's writer.
         const stopAnchors = startAnchorTimer(c.db, c.store, {
           onError: (err) => log.error({ err }, 'audit anchor failed'),
+          onAlarm: (files) =>
+            log.error(
+              { files, alarm: true },
+              'files at the audit anchor P0 that the anchor writer did not make: skipped (audit.alarm anchor_foreign)',
+            ),
         })
         // the rsync channel's sessions into the audit trail (lib/sync/rsync-audit.ts)
         const stopRsyncAudit = o.rsyncLog

@@ -30,7 +30,7 @@ import { createLogger, type Logger } from '../../lib/log.js'
 import { caPaths, initCa, issuePopCert, popAuthPaths, popInit } from '../../lib/auth/ca.js'
 import { addPop } from '../../lib/auth/pops.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
-import { loadAnchors, startAnchorTimer, writeAnchor } from '../../lib/audit/anchor.js'
+import { scanAnchors, startAnchorTimer, writeAnchor } from '../../lib/audit/anchor.js'
 import { verifyChain } from '../../lib/audit/log.js'
 import { openPop, type Pop } from '../../lib/pop.js'
 import { makeKeyRing } from '../../lib/store/keys.js'
@@ -242,6 +242,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
         // audit anchors into the WORM store every 10 minutes, as `core serve` does
         const stopAnchors = startAnchorTimer(c.db, c.store, {
           onError: (err) => lg.error({ err }, 'audit anchor failed'),
+          onAlarm: (files) => lg.error({ files }, 'foreign files at the audit anchor P0 skipped'),
         })
         onClose('anchor timer', stopAnchors)
         const blog = lg.child({ component: 'billing' })
@@ -615,7 +616,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
 
     async function buildReport(): Promise<DemoReport> {
       const coreBlobs = blobPaths(core.store.db)
-      const anchors = loadAnchors(coreDir, core.store)
+      const anchors = scanAnchors(coreDir, core.store).trusted
       const chain = verifyChain(core.db, { anchors })
       const popChains = pops.map((p) => verifyChain(p.pop.db))
       const view = new Map(listPopSync(core.db).map((x) => [x.id, x.sync]))

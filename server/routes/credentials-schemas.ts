@@ -191,6 +191,7 @@ export const ROUTE_ERRORS: Record<'register' | 'list' | 'wl3' | 'sync', readonly
   register: [
     ...COMMON,
     'CLA_ERR_INVALID_P0',
+    'CLA_ERR_P0_RESERVED',
     'CLA_ERR_PAYLOAD_TOO_LARGE',
     'CLA_ERR_UNSUPPORTED_MEDIA_TYPE',
     'CLA_ERR_SUBSCRIPTION_INACTIVE',
@@ -199,7 +200,7 @@ export const ROUTE_ERRORS: Record<'register' | 'list' | 'wl3' | 'sync', readonly
     'CLA_ERR_AUDIT_WRITE_FAILED',
   ],
   list: [...COMMON, 'CLA_ERR_CREDENTIAL_FORBIDDEN'],
-  wl3: [...COMMON, 'CLA_ERR_INVALID_P0', 'CLA_ERR_NOT_FOUND'],
+  wl3: [...COMMON, 'CLA_ERR_INVALID_P0', 'CLA_ERR_P0_RESERVED', 'CLA_ERR_NOT_FOUND'],
   sync: [...COMMON],
 }
 

@@ -1,5 +1,5 @@
 // The POP app's edges: rate limit per client address on the lookup routes, /healthz
-// without a POP instance.
+// without a POP instance, the reserved audit-anchor P0.
 import t from 'tap'
 import { join } from 'node:path'
 import { buildPopApp } from '../../pop-agent/app.js'
@@ -31,4 +31,30 @@ t.test('an app without a POP answers /healthz only', async (t) => {
   t.teardown(() => app.close())
   t.same((await app.inject({ url: '/healthz' })).json(), { ok: true })
   t.equal((await app.inject({ url: `/api/v1/wl3/${randomP0()}` })).statusCode, 404)
+})
+
+// Issue 11, item 1: anchors replicate to POPs as ordinary blobs; the POP holds them but
+// never serves them as a WL3 (the P0 is the core's own, refused like at registration).
+t.test('the audit-anchor P0 replicates but every lookup of it is refused', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const anchorP0 = '0'.repeat(64)
+  const p0 = randomP0()
+  await core.store.put(anchorP0, Buffer.from('{"v":2,"type":"clavitor.audit.anchor"}'))
+  await core.addBlobs(1, [p0])
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-anchor')
+  await pop.sync.run()
+  t.equal(pop.store.versions(anchorP0).length, 1, 'the anchor replicated like any blob')
+  const app = await buildPopApp({ pop })
+  t.teardown(() => app.close())
+  for (const url of [
+    `/api/v1/wl3/${anchorP0}`,
+    `/api/v1/wl3/${anchorP0}/cla`,
+    `/api/v1/wl3/${anchorP0}/versions`,
+  ]) {
+    const r = await app.inject({ url })
+    t.equal(r.statusCode, 400, `${url}: ${r.body}`)
+    t.equal(r.json().error.code, 'CLA_ERR_P0_RESERVED', url)
+  }
+  t.equal((await app.inject({ url: `/api/v1/wl3/${p0}` })).statusCode, 200, 'a WL3 is served')
 })

@@ -395,6 +395,32 @@ t.test('every bad register gets its error and changes nothing', async (t) => {
   t.equal(ok.statusCode, 201, 'trialing, WL3 of exactly 64 KiB is accepted')
 })
 
+// Issue 11, item 1: the P0 of the audit anchors (64 zeros) is the core's own; a vault that
+// could place a file there made `audit verify` fail and stopped the anchor writer.
+t.test(
+  'the reserved audit-anchor P0: register and download refuse it, nothing changes',
+  async (t) => {
+    const env = await setup(t)
+    const anchorP0 = '0'.repeat(64)
+    await env.core.store.put(anchorP0, Buffer.from('an anchor the core wrote'))
+    const before = env.counts()
+    const reg = await register(env, env.acmeKey, { p0: anchorP0, wl3: b64('forged anchor') })
+    t.equal(reg.statusCode, 400, reg.body)
+    t.equal(reg.json().error.code, 'CLA_ERR_P0_RESERVED')
+    t.match(reg.json().error.message, /reserved for the core's own records \(audit anchors\)/)
+    t.match(reg.json().error.details, { field: 'p0' })
+    const get = await env.app.inject({
+      url: `/api/v1/credentials/wl3?p0=${anchorP0}`,
+      headers: auth(env.acmeKey),
+    })
+    t.equal(get.statusCode, 400, get.body)
+    t.equal(get.json().error.code, 'CLA_ERR_P0_RESERVED')
+    t.same(env.counts(), before, 'nothing changed')
+    const other = await register(env, env.acmeKey, { p0: '0'.repeat(62) + '01', wl3: b64('ok') })
+    t.equal(other.statusCode, 201, 'a P0 next to it is an ordinary P0')
+  },
+)
+
 t.test('reads: customer scoping, bad queries, unknown P0s', async (t) => {
   const env = await setup(t)
   await register(env, env.acmeKey, { p0: p0Of(1), wl3: b64('acme wl3') })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import Database from 'better-sqlite3'
 import { openCore } from '../../../lib/core.js'
-import { AUDIT_ANCHOR_P0, loadAnchors, writeAnchor } from '../../../lib/audit/anchor.js'
+import { AUDIT_ANCHOR_P0, scanAnchors, writeAnchor } from '../../../lib/audit/anchor.js'
 import { verifyChain } from '../../../lib/audit/log.js'
 
 const CLI = new URL('../../../scripts/clavitor', import.meta.url).pathname
@@ -44,12 +44,22 @@ t.test('anchors are written only when the head moved, and read back verified', a
   t.equal(await writeAnchor(core.db, core.store), undefined, 'head unchanged')
   core.audit.append({ kind: 'k', actor: 'a', outcome: 'ok' })
   await writeAnchor(core.db, core.store)
-  const anchors = loadAnchors(dataDir, core.store)
+  const scan = scanAnchors(dataDir, core.store)
   t.same(
-    anchors.map((a) => a.id),
+    scan.trusted.map((a) => a.id),
     [1, 2],
   )
-  t.equal(verifyChain(core.db, { anchors }).ok, true)
+  t.same(scan.legacy, [])
+  t.same(scan.skipped, [])
+  t.equal(verifyChain(core.db, { anchors: scan.trusted }).ok, true)
+  const payload = JSON.parse((await core.store.readPayload(b!)).toString('utf8'))
+  t.match(payload, {
+    v: 2,
+    type: 'clavitor.audit.anchor',
+    id: 1,
+    key_id: core.store.keyId,
+    sig: /^[0-9a-f]{128}$/,
+  })
 })
 
 t.test('audit verify: intact chain exits 0', async (t) => {

@@ -1,5 +1,12 @@
 import t from 'tap'
-import { isValidP0, shardOf, validateP0 } from '../../../lib/store/p0.js'
+import {
+  AUDIT_ANCHOR_P0,
+  RESERVED_P0S,
+  isValidP0,
+  shardOf,
+  validateClientP0,
+  validateP0,
+} from '../../../lib/store/p0.js'
 
 t.test('accepts lowercase hex of even length 32..128', async (t) => {
   for (const p of [
@@ -37,4 +44,19 @@ t.test('refuses everything else with CLA_ERR_INVALID_P0, no normalising', async 
     t.notOk(isValidP0(p), JSON.stringify(p))
     t.throws(() => validateP0(p), { code: 'CLA_ERR_INVALID_P0' })
   }
+})
+
+t.test('a P0 from outside: the reserved ones are refused with CLA_ERR_P0_RESERVED', async (t) => {
+  t.equal(AUDIT_ANCHOR_P0, '0'.repeat(64))
+  t.ok(RESERVED_P0S.has(AUDIT_ANCHOR_P0))
+  t.equal(validateP0(AUDIT_ANCHOR_P0), AUDIT_ANCHOR_P0, 'the store itself takes it (anchor writer)')
+  t.throws(() => validateClientP0(AUDIT_ANCHOR_P0), {
+    code: 'CLA_ERR_P0_RESERVED',
+    status: 400,
+    message: /reserved for the core's own records/,
+  })
+  for (const p of ['0'.repeat(32), '0'.repeat(62) + '01', '0'.repeat(128), 'ab'.repeat(16)]) {
+    t.equal(validateClientP0(p), p, `${p} is an ordinary P0`)
+  }
+  t.throws(() => validateClientP0('A'.repeat(32)), { code: 'CLA_ERR_INVALID_P0' })
 })
