@@ -2,12 +2,20 @@
 // layer, lib/billing) and `clavitor paddle fake` (the local fake Paddle for tests and demos).
 // Paddle is configured by flags or CLAVITOR_PADDLE_* (see docs/billing.md, docs/cli.md).
 import { Option, type Command } from 'commander'
-import { openCore, type Core } from '../../lib/core.js'
+import type { Core } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { splitSecrets, type PaddleConfig } from '../../lib/billing/config.js'
 import { ENTITY_NAMES } from '../../lib/billing/entities.js'
 import { startFakePaddle } from '../fake-paddle/server.js'
-import { action, dataOption, printJson } from './common.js'
+import {
+  action,
+  dataOption,
+  jsonOption,
+  onShutdown,
+  parseListen,
+  printJson,
+  withCore,
+} from './common.js'
 
 export interface PaddleFlags {
   paddleApiUrl?: string
@@ -80,17 +88,6 @@ export function paddleConfigFromFlags(o: PaddleFlags): PaddleConfig {
 }
 
 /** HOST:PORT or [v6]:PORT → {host, port}. */
-export function parseListen(v: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v)
-  const port = Number(m?.[3])
-  if (!m || port > 65535)
-    throw claError(
-      'CLA_ERR_INVALID_OPTION',
-      `--listen must be HOST:PORT (e.g. 127.0.0.1:8080), got "${v}"`,
-    )
-  return { host: (m[1] ?? m[2])!, port }
-}
-
 function parseJsonArg(v: string): unknown {
   try {
     return JSON.parse(v)
@@ -103,20 +100,13 @@ function parseJsonArg(v: string): unknown {
   }
 }
 
-async function withCore<T>(
+/** Opens the core with the Paddle flags, runs `fn`, always closes. */
+const withBillingCore = <T>(
   o: PaddleFlags & { data: string },
   fn: (core: Core) => Promise<T> | T,
-): Promise<T> {
-  const core = await openCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) })
-  try {
-    return await fn(core)
-  } finally {
-    await core.close()
-  }
-}
+) => withCore({ dataDir: o.data, paddle: paddleConfigFromFlags(o) }, fn)
 
 const entityHelp = `one of ${ENTITY_NAMES.join(', ')}`
-const jsonOut = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
 
 export function register(program: Command): void {
   const billing = program
@@ -134,7 +124,7 @@ export function register(program: Command): void {
       .requiredOption('--json <object>', 'the row as JSON, e.g. \'{"email":"a@example.com"}\''),
   ).action(
     action(async (entity: string, o: PaddleFlags & { data: string; json: string }) => {
-      await withCore(o, async (core) =>
+      await withBillingCore(o, async (core) =>
         printJson(await core.billing.create(entity, parseJsonArg(o.json))),
       )
     }),
@@ -150,7 +140,7 @@ export function register(program: Command): void {
       .requiredOption('--json <object>', 'the fields to change as JSON'),
   ).action(
     action(async (entity: string, id: string, o: PaddleFlags & { data: string; json: string }) => {
-      await withCore(o, async (core) =>
+      await withBillingCore(o, async (core) =>
         printJson(await core.billing.update(entity, id, parseJsonArg(o.json))),
       )
     }),
@@ -164,7 +154,7 @@ export function register(program: Command): void {
     .addOption(dataOption())
     .action(
       action(async (entity: string, id: string, o: { data: string }) => {
-        await withCore(o, (core) => printJson(core.billing.get(entity, id)))
+        await withBillingCore(o, (core) => printJson(core.billing.get(entity, id)))
       }),
     )
 
@@ -187,7 +177,7 @@ export function register(program: Command): void {
           entity: string,
           o: { data: string; state?: 'synced' | 'pending' | 'failed'; limit: string },
         ) => {
-          await withCore(o, (core) =>
+          await withBillingCore(o, (core) =>
             printJson(
               core.billing.list(entity, {
                 limit: whole('--limit', o.limit, 100),
@@ -205,10 +195,10 @@ export function register(program: Command): void {
       'rows not yet in sync with Paddle: pending (retried) and failed (not retried), with attempts and last error',
     )
     .addOption(dataOption())
-    .addOption(jsonOut())
+    .addOption(jsonOption())
     .action(
       action(async (o: { data: string; json?: boolean }) => {
-        await withCore(o, (core) => {
+        await withBillingCore(o, (core) => {
           const rows = core.billing.pending()
           if (o.json) return printJson(rows)
           if (rows.length === 0) return void process.stdout.write('nothing pending\n')
@@ -234,7 +224,7 @@ export function register(program: Command): void {
         '--force',
         'ignore --retry-after-ms and the per-row backoff: try every pending row now',
       )
-      .addOption(jsonOut()),
+      .addOption(jsonOption()),
   ).action(
     action(
       async (
@@ -245,7 +235,7 @@ export function register(program: Command): void {
             'CLA_ERR_INVALID_OPTION',
             'use --once for a single pass; `clavitor core serve` runs the retry worker',
           )
-        await withCore(o, async (core) => {
+        await withBillingCore(o, async (core) => {
           if (!core.billing.paddle)
             throw claError(
               'CLA_ERR_PADDLE_NOT_CONFIGURED',
@@ -267,7 +257,7 @@ export function register(program: Command): void {
     .addOption(dataOption())
     .action(
       action(async (o: { data: string }) =>
-        withCore(o, (core) => printJson(core.billing.customerTree())),
+        withBillingCore(o, (core) => printJson(core.billing.customerTree())),
       ),
     )
 
@@ -277,7 +267,7 @@ export function register(program: Command): void {
     .addOption(dataOption())
     .action(
       action(async (o: { data: string }) =>
-        withCore(o, (core) => printJson(core.billing.revenueByDiscount())),
+        withBillingCore(o, (core) => printJson(core.billing.revenueByDiscount())),
       ),
     )
 
@@ -315,12 +305,10 @@ export function register(program: Command): void {
             ...(o.apiKey ? { apiKey: o.apiKey } : {}),
           })
           process.stdout.write(`fake paddle listening on ${fake.url}\n`)
-          const stop = (sig: string) => {
+          onShutdown(async (sig) => {
             process.stderr.write(`fake paddle: ${sig}, closing\n`)
-            void fake.close().then(() => process.exit(0))
-          }
-          process.once('SIGINT', () => stop('SIGINT'))
-          process.once('SIGTERM', () => stop('SIGTERM'))
+            await fake.close()
+          })
         },
       ),
     )

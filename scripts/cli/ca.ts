@@ -14,9 +14,8 @@ import {
   popInit,
   revokeCert,
 } from '../../lib/auth/ca.js'
-import { action, dataOption, printJson, subcommand } from './common.js'
+import { action, dataOption, jsonOption, printJson, subcommand } from './common.js'
 
-const jsonOption = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
 const collect = (v: string, prev: string[] = []) => [...prev, v]
 
 export function register(program: Command): void {

@@ -3,11 +3,65 @@
 import { readFileSync, statSync } from 'node:fs'
 import { Option, type Command } from 'commander'
 import { ClavitorError, claError } from '../../lib/errors.js'
+import { openCore, type Core, type CoreOptions } from '../../lib/core.js'
 
 export const dataOption = () =>
   new Option('--data <dir>', 'data folder ({data}/store, {data}/meta.db, {data}/keys)')
     .env('CLAVITOR_DATA')
     .makeOptionMandatory()
+
+/** `--json` (also CLAVITOR_JSON) of the commands that print a result. */
+export const jsonOption = (help = 'print JSON') => new Option('--json', help).env('CLAVITOR_JSON')
+
+/** Opens the core at `opts` (a data folder or the full options), runs `fn`, always closes. */
+export async function withCore<T>(
+  opts: string | CoreOptions,
+  fn: (core: Core) => T | Promise<T>,
+): Promise<T> {
+  const core = await openCore(typeof opts === 'string' ? { dataDir: opts } : opts)
+  try {
+    return await fn(core)
+  } finally {
+    await core.close()
+  }
+}
+
+/** `--listen HOST:PORT` (or `[IPv6]:PORT`). */
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v)
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535)
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `--listen must be HOST:PORT (e.g. 127.0.0.1:8080, or [IPv6]:PORT); got ${v}`,
+    )
+  return { host: (m[1] ?? m[2])!, port }
+}
+
+/**
+ * SIGTERM and SIGINT (a second signal while stopping is ignored) run `stop`, then exit 0;
+ * a failure goes to `onError` (a log line; default: failWith's line on stderr) and exit 1.
+ * For the serving commands.
+ */
+export function onShutdown(
+  stop: (signal: string) => Promise<void>,
+  onError: (err: unknown) => void = failWith,
+): void {
+  let stopping = false
+  const handle = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    stop(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        onError(err)
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGTERM', () => handle('SIGTERM'))
+  process.once('SIGINT', () => handle('SIGINT'))
+}
 
 /** Prints one JSON document on stdout. */
 export function printJson(value: unknown): void {

@@ -7,14 +7,16 @@ import { buildCoreApp } from '../../server/app.js'
 import { startAnchorTimer } from '../../lib/audit/anchor.js'
 import { parseTrustProxy } from '../../lib/auth/trust-proxy.js'
 import { startRsyncAuditTimer } from '../../lib/sync/rsync-audit.js'
-import {
-  addPaddleOptions,
-  paddleConfigFromFlags,
-  parseListen,
-  type PaddleFlags,
-} from './billing.js'
+import { addPaddleOptions, paddleConfigFromFlags, type PaddleFlags } from './billing.js'
 import { subcommand } from './common.js'
-import { action, dataOption, metricsTokenOption, readMetricsToken } from './common.js'
+import {
+  action,
+  dataOption,
+  metricsTokenOption,
+  onShutdown,
+  parseListen,
+  readMetricsToken,
+} from './common.js'
 
 export function register(program: Command): void {
   const core = subcommand(program, 'core', 'core administration')
@@ -116,26 +118,16 @@ export function register(program: Command): void {
           },
           'core listening',
         )
-        let closing = false
-        const shutdown = (sig: string) => {
-          if (closing) return
-          closing = true
-          log.info({ signal: sig }, 'shutting down')
-          void (async () => {
-            try {
-              stopAnchors()
-              stopRsyncAudit()
-              await app.close()
-              await c.close() // stops the retry worker, waits for a pass in progress
-              process.exit(0)
-            } catch (err) {
-              log.error({ err }, 'shutdown failed')
-              process.exit(1)
-            }
-          })()
-        }
-        process.once('SIGTERM', () => shutdown('SIGTERM'))
-        process.once('SIGINT', () => shutdown('SIGINT'))
+        onShutdown(
+          async (signal) => {
+            log.info({ signal }, 'shutting down')
+            stopAnchors()
+            stopRsyncAudit()
+            await app.close()
+            await c.close() // stops the retry worker, waits for a pass in progress
+          },
+          (err) => log.error({ err }, 'shutdown failed'),
+        )
       },
     ),
   )

@@ -9,8 +9,15 @@ import { appendEvent } from '../../lib/audit/log.js'
 import { addPop, listPops, removePop, rotatePopCert, setPopAllowlist } from '../../lib/auth/pops.js'
 import { rotateTokenSecret } from '../../lib/auth/tokens.js'
 import { dropRsyncSecret, issueRsyncSecret } from '../../lib/sync/rsync-auth.js'
-import { action, dataOption, printJson } from './common.js'
-import { parseListen } from './billing.js'
+import {
+  action,
+  dataOption,
+  jsonOption,
+  onShutdown,
+  parseListen,
+  printJson,
+  withCore,
+} from './common.js'
 import { createLogger } from '../../lib/log.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { subcommand } from './common.js'
@@ -22,7 +29,6 @@ const collect = (v: string, prev: string[] = []) => [
     .map((s) => s.trim())
     .filter(Boolean),
 ]
-const jsonOption = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
 
 function readCert(file: string): string {
   try {
@@ -57,18 +63,6 @@ const passwordOutOption = () =>
     '--rsync-password-out <file>',
     "write the POP's new rsync password to this new file (mode 0600) instead of printing it",
   )
-
-async function withCore<T>(
-  dataDir: string,
-  fn: (core: Awaited<ReturnType<typeof openCore>>) => T | Promise<T>,
-): Promise<T> {
-  const core = await openCore({ dataDir })
-  try {
-    return await fn(core)
-  } finally {
-    await core.close()
-  }
-}
 
 export function register(program: Command): void {
   const core = subcommand(program, 'core', 'core administration')
@@ -339,24 +333,14 @@ export function register(program: Command): void {
           throw err
         }
         log.info({ listen: o.listen, data: o.data }, 'POP API listening')
-        let closing = false
-        const shutdown = (signal: string) => {
-          if (closing) return
-          closing = true
-          log.info({ signal }, 'shutting down')
-          void app
-            .close()
-            .then(() => c.close())
-            .then(
-              () => process.exit(0),
-              (err: unknown) => {
-                log.error({ err }, 'shutdown failed')
-                process.exit(1)
-              },
-            )
-        }
-        process.once('SIGTERM', () => shutdown('SIGTERM'))
-        process.once('SIGINT', () => shutdown('SIGINT'))
+        onShutdown(
+          async (signal) => {
+            log.info({ signal }, 'shutting down')
+            await app.close()
+            await c.close()
+          },
+          (err) => log.error({ err }, 'shutdown failed'),
+        )
       }),
     )
 }

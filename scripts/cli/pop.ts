@@ -22,8 +22,9 @@ import { SyncScheduler } from '../../lib/sync/scheduler.js'
 import { parseTrustProxy, type TrustProxy } from '../../lib/auth/trust-proxy.js'
 import {
   action,
-  failWith,
   metricsTokenOption,
+  onShutdown,
+  parseListen,
   printJson,
   readMetricsToken,
   subcommand,
@@ -98,17 +99,6 @@ function intOpt(name: string, v: unknown, min: number, max: number): number | un
     )
   }
   return n
-}
-
-export function parseListen(v: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v)
-  const port = m ? Number(m[3]) : NaN
-  if (!m || port > 65535)
-    throw claError(
-      'CLA_ERR_INVALID_OPTION',
-      `--listen must be HOST:PORT (or [IPv6]:PORT); got ${v}`,
-    )
-  return { host: (m[1] ?? m[2])!, port }
 }
 
 /** Merges flags/env (commander) over the config file; validates once. */
@@ -233,6 +223,7 @@ function popOptions(cmd: Command, withListen: boolean): Command {
           'a proxy in front of the lookups: its address(es)/CIDRs or loopback (default off)',
         ).env('CLAVITOR_TRUST_PROXY'),
       )
+      .addOption(metricsTokenOption())
   return cmd
 }
 
@@ -372,22 +363,12 @@ export function register(program: Command): void {
             'sync scheduled',
           ),
       })
-      let stopping = false
-      const stop = async (sig: string) => {
-        if (stopping) return
-        stopping = true
+      onShutdown(async (sig) => {
         log.info({ sig }, 'stopping: aborting a pull in flight, closing the server')
-        try {
-          await scheduler.stop()
-          await app.close()
-          await p.close()
-          process.exit(0)
-        } catch (err) {
-          failWith(err)
-        }
-      }
-      process.on('SIGTERM', () => void stop('SIGTERM'))
-      process.on('SIGINT', () => void stop('SIGINT'))
+        await scheduler.stop()
+        await app.close()
+        await p.close()
+      })
       // SIGUSR2: a manual run now
       process.on('SIGUSR2', () => void scheduler.runNow())
       await app.listen({ host: listen.host, port: listen.port })

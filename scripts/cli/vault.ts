@@ -1,19 +1,7 @@
 // `clavitor vault create|key|revoke-key|list`: vaults and their API keys (lib/credentials),
 // for operators and the demo, without the admin UI.
 import { Option, type Command } from 'commander'
-import { openCore, type Core } from '../../lib/core.js'
-import { action, dataOption, printJson } from './common.js'
-
-const jsonOption = () => new Option('--json', 'print JSON').env('CLAVITOR_JSON')
-
-async function withCore<T>(dataDir: string, fn: (core: Core) => T | Promise<T>): Promise<T> {
-  const core = await openCore({ dataDir })
-  try {
-    return await fn(core)
-  } finally {
-    await core.close()
-  }
-}
+import { action, dataOption, jsonOption, printJson, withCore } from './common.js'
 
 export function register(program: Command): void {
   const vault = program

@@ -2,6 +2,7 @@
 // cleanly (exit 0, nothing half-done counted); the next start catches up and serves.
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
@@ -106,8 +107,10 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   t.ok((await mid.verify()).ok, 'nothing half-done')
   await mid.close()
 
-  // 2. restart: runs at start, catches up, serves lookups
-  const b = await start([])
+  // 2. restart: runs at start, catches up, serves lookups (and /metrics behind its token)
+  const tokenFile = join(popDir, 'metrics.token')
+  writeFileSync(tokenFile, 'metrics-token-for-the-test\n', { mode: 0o600 })
+  const b = await start(['--metrics-token-file', tokenFile])
   const h = await waitFor(async () => {
     const x = await health(b.url)
     return x && x.blobs === 1202 && x.syncing === false && x.lag_us === 0 ? x : null
@@ -117,6 +120,12 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   t.equal(res.status, 200)
   t.equal(res.headers.get('etag'), `"${core.store.latest(p0)!.sha256}"`)
   t.same(Buffer.from(await res.arrayBuffer()), await core.store.readPayload(core.store.latest(p0)!))
+  t.equal((await fetch(`${b.url}/metrics`)).status, 401, '/metrics is not anonymous')
+  const m = await fetch(`${b.url}/metrics`, {
+    headers: { authorization: 'Bearer metrics-token-for-the-test' },
+  })
+  t.equal(m.status, 200, '/metrics with the token of --metrics-token-file')
+  t.match(await m.text(), /clavitor_blobs\{role="pop"\} 1202/)
   b.child.kill('SIGTERM')
   t.equal(await b.exited, 0)
 })
