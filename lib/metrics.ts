@@ -170,7 +170,7 @@ export class Metrics {
         },
       })
       const keyRefusals = db.prepare(
-        "SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM events WHERE kind = 'credentials.auth' AND outcome = 'refused' GROUP BY reason",
+        "SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM events WHERE kind = 'credential.auth' AND outcome = 'refused' GROUP BY reason",
       )
       new Gauge({
         name: 'clavitor_credential_auth_refusals',

@@ -309,7 +309,7 @@ export interface KeyCheckFacts {
 
 /**
  * Authenticates an `Authorization` header value. A refusal (no key, malformed, unknown,
- * wrong secret, revoked) is audited (kind `credentials.auth`, outcome `refused`, reason
+ * wrong secret, revoked) is audited (kind `credential.auth`, outcome `refused`, reason
  * = the error code, with the client address and the key id it named, if any) before it
  * is thrown: guessing keys leaves a trail, and `clavitor_credential_auth_refusals`
  * counts it.
@@ -332,7 +332,7 @@ export function authenticateVaultRequest(
     if (err instanceof ClavitorError) {
       const keyId = key === undefined ? undefined : apiKeyIdOf(key)
       appendEvent(db, {
-        kind: 'credentials.auth',
+        kind: 'credential.auth',
         actor: keyId ? `key:${keyId}` : 'unknown',
         outcome: 'refused',
         reason: err.code,

@@ -80,8 +80,8 @@ async function setup(
       credentials: one('SELECT COUNT(*) AS n FROM credentials'),
       blobs: one('SELECT COUNT(*) AS n FROM blobs'),
       files: core.store.status().blobs,
-      // a refused key check is audited (credentials.auth); nothing else may change
-      events: one("SELECT COUNT(*) AS n FROM events WHERE kind != 'credentials.auth'"),
+      // a refused key check is audited (credential.auth); nothing else may change
+      events: one("SELECT COUNT(*) AS n FROM events WHERE kind != 'credential.auth'"),
     }),
   }
 }
@@ -608,7 +608,7 @@ t.test('failed key checks are audited and counted', async (t) => {
     })
     t.equal(res.json().error.code, code)
   }
-  const rows = listEvents(env.core.db, { kind: 'credentials.auth', order: 'asc' })
+  const rows = listEvents(env.core.db, { kind: 'credential.auth', order: 'asc' })
   t.same(
     rows.map((r) => [r.outcome, r.reason, r.ip, r.route]),
     cases.map(([, code]) => ['refused', code, '198.51.100.9', 'GET /api/v1/credentials']),
@@ -631,7 +631,7 @@ t.test('failed key checks are audited and counted', async (t) => {
   })
   t.equal(ok.statusCode, 200)
   t.equal(
-    listEvents(env.core.db, { kind: 'credentials.auth' }).length,
+    listEvents(env.core.db, { kind: 'credential.auth' }).length,
     4,
     'a good key writes no row',
   )
