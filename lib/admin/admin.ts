@@ -102,6 +102,16 @@ interface RegisterCeremony {
   userId: string
 }
 
+/** `created_by` of a first-admin setup link (an invite names its owner, or 'system'). */
+const SETUP_LINK = 'setup'
+/**
+ * SQL over a setup_tokens row: it is a first-admin setup link. Links printed by builds
+ * before SETUP_LINK existed were made by 'system' like a host invite; their issue was
+ * audited as 'setup.token' with the same expiresAt, which tells the two apart.
+ */
+const IS_SETUP_LINK = `(created_by = '${SETUP_LINK}' OR (created_by = 'system' AND role_id = 'owner'
+  AND EXISTS (SELECT 1 FROM events e WHERE e.kind = 'admin.action' AND e.reason = 'setup.token'
+              AND json_extract(e.data, '$.expiresAt') = setup_tokens.expires_at)))`
 const NAME_RE = /^[\p{L}\p{N}][\p{L}\p{N} ._@'-]{0,63}$/u
 const MS = 1000 // µs per ms
 /** A session's last use is written at most this often (µs): one write a minute, not per page. */
@@ -181,14 +191,22 @@ export class Admin {
   // --- setup and invite tokens -----------------------------------------------------------
 
   /**
-   * At start: with no admin yet, issues a one-time owner token (the setup URL carries it)
-   * and returns it; with admins, returns null. A new call issues a new token (the old one
+   * At start: with no admin yet, issues a one-time owner link (the setup URL carries it)
+   * and returns it; with admins, returns null. A new call issues a new link (an older one
    * stays valid until it expires or is used): only the hash is stored, so a lost URL
-   * cannot be printed again.
+   * cannot be printed again. Every first-admin link dies once an admin exists: the first
+   * enrollment voids the others in its own transaction, and a link used after that is
+   * refused, voided and audited (checkToken, finishEnrollment).
    */
   firstAdminToken(): IssuedToken | null {
-    if (this.hasAdmins()) return null
-    return this.issueToken('owner', 'system', this.setupTokenTtlMs, 'setup.token')
+    // check and insert in one immediate transaction: no link is issued after an enrollment
+    return this.db
+      .transaction(() =>
+        this.hasAdmins()
+          ? null
+          : this.issueToken('owner', SETUP_LINK, this.setupTokenTtlMs, 'setup.token'),
+      )
+      .immediate()
   }
 
   /** An owner invites a further admin with `role`. Audited; refused (and audited) for others. */
@@ -355,16 +373,57 @@ export class Admin {
     return { token, role, expiresAt }
   }
 
-  /** The role a token would enroll; throws CLA_ERR_ADMIN_SETUP_TOKEN when unusable. */
-  checkToken(token: unknown): { role: Role; expiresAt: number } {
+  /**
+   * The role a token would enroll; throws CLA_ERR_ADMIN_SETUP_TOKEN when unusable. A
+   * first-admin link shown after an admin exists is voided and the refusal audited.
+   */
+  checkToken(token: unknown, facts: Partial<RequestFacts> = {}): { role: Role; expiresAt: number } {
     if (typeof token !== 'string' || token.length < 16 || token.length > 128) throw badToken()
+    const hash = sha256hex(token)
     const row = this.db
-      .prepare('SELECT role_id, expires_at, used_at FROM setup_tokens WHERE token_hash = ?')
-      .get(sha256hex(token)) as
-      { role_id: string; expires_at: number; used_at: number | null } | undefined
-    if (!row || row.used_at !== null || row.expires_at <= this.now() || !isRole(row.role_id))
+      .prepare(
+        `SELECT role_id, expires_at, used_at, used_by, ${IS_SETUP_LINK} AS setup FROM setup_tokens WHERE token_hash = ?`,
+      )
+      .get(hash) as
+      | {
+          role_id: string
+          expires_at: number
+          used_at: number | null
+          used_by: string | null
+          setup: number
+        }
+      | undefined
+    if (!row) throw badToken()
+    // A real first-admin link that enrolled nobody, shown once an admin exists (voided at
+    // the first enrollment, or now): refused and audited. Unknown tokens are not audited,
+    // so guessing cannot flood the audit log (the endpoints are rate-limited per IP).
+    if (row.setup && row.used_by === null && this.hasAdmins()) {
+      this.db.transaction(() => this.voidSetupLink(hash, facts, {})).immediate()
+      throw badToken()
+    }
+    if (row.used_at !== null || row.expires_at <= this.now() || !isRole(row.role_id))
       throw badToken()
     return { role: row.role_id, expiresAt: row.expires_at }
+  }
+
+  /**
+   * A first-admin link used while an admin exists: spent without enrolling anyone
+   * (used_at set if it was not, used_by NULL) and the refusal audited. Runs inside the
+   * caller's transaction.
+   */
+  private voidSetupLink(
+    tokenHash: string,
+    facts: Partial<RequestFacts>,
+    data: Record<string, unknown>,
+  ): void {
+    this.db
+      .prepare('UPDATE setup_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL')
+      .run(this.now(), tokenHash)
+    this.auditAuth('unknown', 'refused', 'CLA_ERR_ADMIN_SETUP_TOKEN', facts, {
+      action: 'enroll',
+      ...data,
+      why: 'first-admin setup link used after an admin exists',
+    })
   }
 
   // --- WebAuthn: enrollment --------------------------------------------------------------
@@ -373,7 +432,7 @@ export class Admin {
     input: { token: unknown; name: unknown },
     facts: RequestFacts,
   ): Promise<{ ceremonyId: string; options: PublicKeyCredentialCreationOptionsJSON }> {
-    const { role } = this.checkToken(input.token)
+    const { role } = this.checkToken(input.token, facts)
     const name = validateAdminName(input.name)
     if (this.db.prepare('SELECT 1 FROM humans WHERE name = ?').get(name)) {
       throw claError(
@@ -439,15 +498,26 @@ export class Admin {
     const now = this.now()
     const session = randomToken()
     const expiresAt = now + this.sessionTtlMs * MS
+    let voided = false
     try {
       this.db
         .transaction(() => {
           const tok = this.db
             .prepare(
-              'UPDATE setup_tokens SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING created_by',
+              `SELECT created_by, ${IS_SETUP_LINK} AS setup FROM setup_tokens
+                WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?`,
             )
-            .get(now, humanId, data.tokenHash, now) as { created_by: string } | undefined
+            .get(data.tokenHash, now) as { created_by: string; setup: number } | undefined
           if (!tok) throw badToken()
+          if (tok.setup && this.hasAdmins()) {
+            // committed (the link stays spent), then refused below
+            this.voidSetupLink(data.tokenHash, facts, { name: data.name })
+            voided = true
+            return
+          }
+          this.db
+            .prepare('UPDATE setup_tokens SET used_at = ?, used_by = ? WHERE token_hash = ?')
+            .run(now, humanId, data.tokenHash)
           this.db
             .prepare(
               'INSERT INTO humans (id, name, webauthn_user_id, created_at) VALUES (?, ?, ?, ?)',
@@ -488,6 +558,13 @@ export class Admin {
               invitedBy: tok.created_by,
             },
           })
+          // An admin exists now: every other first-admin link is void (used_at, no used_by).
+          // Same transaction, so two links racing cannot both enroll.
+          this.db
+            .prepare(
+              `UPDATE setup_tokens SET used_at = ? WHERE used_at IS NULL AND ${IS_SETUP_LINK}`,
+            )
+            .run(now)
         })
         .immediate()
     } catch (err) {
@@ -518,6 +595,7 @@ export class Admin {
       }
       throw err
     }
+    if (voided) throw badToken()
     return { token: session, expiresAt, human: { humanId, name: data.name, role: data.role } }
   }
 

@@ -30,6 +30,14 @@ import { CUSTOM_ID_KEY, newId } from './ids.js'
 import { paddleDetails, type PaddleClient } from './paddle-client.js'
 import { handlePaddleWebhook, type WebhookResult } from './webhooks.js'
 
+/** A webhook snapshot not applied because it breaks a rule (webhooks.ts parks its event). */
+export interface ParkedSnapshot {
+  /** Stable reason: paddle_events.outcome is `parked: <reason>`. */
+  parked: string
+  /** What is wrong, for the alarm (audit row and log). */
+  message: string
+}
+
 export interface AuditSink {
   append(ev: {
     kind: string
@@ -868,13 +876,22 @@ export class Billing {
    * Applies a Paddle snapshot to our row: found by paddle_id, else by our id in
    * custom_data (linking a row whose create answer was lost), else (subscriptions) by the
    * transaction that made it; unknown objects are inserted as mirrors. Applied only when
-   * `occurredAt` is newer than the row's paddle_occurred_at. Call inside a transaction.
+   * `occurredAt` (RFC 3339; CLA_ERR_INVALID_INPUT otherwise) is newer than the row's
+   * paddle_occurred_at. A snapshot that would change a reference the entity keeps fixed
+   * (`webhookFixed`: a subscription's customer) is not applied: the answer says why, for
+   * the caller to park the event. Call inside a transaction.
    */
   applySnapshot(
     spec: EntitySpec,
     obj: PaddleObj,
     occurredAt: string,
-  ): 'applied' | 'linked' | 'stale' | 'inserted' {
+  ): 'applied' | 'linked' | 'stale' | 'inserted' | ParkedSnapshot {
+    const at = rfc3339Micros(occurredAt)
+    if (Number.isNaN(at))
+      throw claError(
+        'CLA_ERR_INVALID_INPUT',
+        `occurred_at is not an RFC 3339 timestamp: ${JSON.stringify(occurredAt).slice(0, 80)}`,
+      )
     const byPaddle = this.db.prepare(`SELECT * FROM ${spec.table} WHERE paddle_id = ?`)
     let row = byPaddle.get(obj.id) as Row | undefined
     const cd = (obj.custom_data ?? {}) as Record<string, unknown>
@@ -934,11 +951,20 @@ export class Billing {
         .run(all)
       return 'inserted'
     }
-    if (
-      row.paddle_occurred_at &&
-      rfc3339Micros(String(row.paddle_occurred_at)) >= rfc3339Micros(occurredAt)
-    )
-      return 'stale'
+    for (const k of spec.webhookFixed ?? []) {
+      if (mapped[k] != null && row[k] != null && mapped[k] !== row[k]) {
+        return {
+          parked: `${k.replace(/_id$/, '')}_changed`,
+          message: `${spec.name} ${obj.id}: Paddle names ${k} ${String(obj[k])}, our row ${String(row.id)} has ${String(row[k])}; a webhook never changes it`,
+        }
+      }
+    }
+    if (row.paddle_occurred_at) {
+      const last = rfc3339Micros(String(row.paddle_occurred_at))
+      // A row marked with a non-timestamp (by a build that did not check) has no order to
+      // keep: this valid event replaces the mark, and order holds from here on.
+      if (!Number.isNaN(last) && last >= at) return 'stale'
+    }
     const linking = row.paddle_id == null
     const cols: Record<string, unknown> = {}
     const source = row.pending_since != null ? spec.paddleOwned : Object.keys(mapped)

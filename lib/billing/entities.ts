@@ -60,6 +60,12 @@ export interface EntitySpec {
   perPage: number
   /** Paddle cannot change it after creation (adjustments): update() refuses. */
   immutable?: boolean
+  /**
+   * References a webhook never changes on a row we hold: a subscription, an address, a
+   * business stays with its customer. A snapshot naming another is parked, not applied
+   * (billing.applySnapshot; docs/billing.md "Parked events").
+   */
+  webhookFixed?: readonly string[]
   /** Extra query for find-before-create lists (e.g. transaction_id). */
   findQuery?(row: Row, ctx: MapCtx): Record<string, string>
   /**
@@ -336,6 +342,7 @@ const addresses: EntitySpec = {
     status: str(o.status) ?? 'active',
     custom_data: userCustomData(o.custom_data),
   }),
+  webhookFixed: ['customer_id'],
   paddleOwned: [],
   perPage: 200,
 }
@@ -382,6 +389,7 @@ const businesses: EntitySpec = {
     status: str(o.status) ?? 'active',
     custom_data: userCustomData(o.custom_data),
   }),
+  webhookFixed: ['customer_id'],
   paddleOwned: [],
   perPage: 200,
 }
@@ -849,6 +857,7 @@ const subscriptions: EntitySpec = {
       custom_data: userCustomData(o.custom_data),
     }
   },
+  webhookFixed: ['customer_id'],
   paddleOwned: [
     'status',
     'billing_cycle_interval',

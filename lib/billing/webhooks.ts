@@ -1,10 +1,13 @@
 // Paddle webhooks: verify Paddle-Signature on the raw bytes before anything is stored,
 // record event_id (a duplicate is a no-op that still answers 200), then apply the entity
 // snapshot only when its occurred_at is newer than what the row last applied. Unknown
-// event types are stored and acknowledged (Paddle retries anything but a 2xx).
+// event types are stored and acknowledged (Paddle retries anything but a 2xx). A signed
+// event that breaks a rule (occurred_at not a timestamp, a subscription moved to another
+// customer) is parked: stored with the reason, not applied, raised as an alarm, answered 200.
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { claError } from '../errors.js'
 import type { Billing } from './billing.js'
+import { isRfc3339 } from './clock.js'
 import { ENTITIES, type EntitySpec, type PaddleObj } from './entities.js'
 
 export interface VerifyOptions {
@@ -65,9 +68,17 @@ export interface WebhookResult {
   status: 200
   event_id: string
   event_type: string
-  /** applied | linked | inserted | stale | duplicate | stored (unknown type) | error: … (kept, not applied) */
+  /**
+   * applied | linked | inserted | stale | duplicate | stored (unknown type) | error: … (kept,
+   * not applied) | parked: <reason> (kept, not applied, alarm)
+   */
   outcome: string
+  /** Set when the event was parked: what is wrong, for a loud log line beside the audit row. */
+  alarm?: string
 }
+
+/** The reason an event is parked for: a signed envelope whose occurred_at is no RFC 3339 time. */
+export const PARKED_OCCURRED_AT = 'occurred_at_invalid'
 
 const EVENT_ENTITIES: Record<string, EntitySpec> = Object.fromEntries(
   Object.values(ENTITIES).map((s) => [s.eventName, s]),
@@ -101,19 +112,16 @@ export function handlePaddleWebhook(
   } catch (cause) {
     throw claError('CLA_ERR_INVALID_INPUT', 'webhook body is not JSON', { cause })
   }
-  if (
-    typeof ev?.event_id !== 'string' ||
-    typeof ev.event_type !== 'string' ||
-    typeof ev.occurred_at !== 'string'
-  ) {
-    throw claError(
-      'CLA_ERR_INVALID_INPUT',
-      'webhook body lacks event_id, event_type or occurred_at',
-    )
+  if (typeof ev?.event_id !== 'string' || typeof ev.event_type !== 'string') {
+    throw claError('CLA_ERR_INVALID_INPUT', 'webhook body lacks event_id or event_type')
   }
   const eventId = ev.event_id
   const eventType = ev.event_type
-  const occurredAt = ev.occurred_at
+  // Order rests on occurred_at: without a real timestamp the event cannot be placed (a
+  // NaN compares as neither older nor newer), so it is parked, never applied.
+  const timed = isRfc3339(ev.occurred_at)
+  const occurredAt =
+    typeof ev.occurred_at === 'string' ? ev.occurred_at : JSON.stringify(ev.occurred_at ?? null)
   const db = billing.db
   return db
     .transaction((): WebhookResult => {
@@ -123,7 +131,11 @@ export function handlePaddleWebhook(
       const spec = EVENT_ENTITIES[eventType.split('.')[0] ?? '']
       const data = ev.data as PaddleObj | undefined
       let outcome = 'stored'
-      if (
+      let alarm: string | undefined
+      if (!timed) {
+        outcome = `parked: ${PARKED_OCCURRED_AT}`
+        alarm = `${eventType} ${eventId}: occurred_at ${occurredAt.slice(0, 80)} is not an RFC 3339 timestamp; parked, not applied`
+      } else if (
         spec &&
         data &&
         typeof data === 'object' &&
@@ -133,7 +145,12 @@ export function handlePaddleWebhook(
         // A snapshot we cannot apply (a shape we do not expect) is kept with its error and
         // acknowledged: answering 5xx would make Paddle retry a delivery that cannot succeed.
         try {
-          outcome = db.transaction(() => billing.applySnapshot(spec, data, occurredAt))()
+          const r = db.transaction(() => billing.applySnapshot(spec, data, occurredAt))()
+          if (typeof r === 'string') outcome = r
+          else {
+            outcome = `parked: ${r.parked}`
+            alarm = `${eventType} ${eventId}: ${r.message}; parked, not applied`
+          }
         } catch (err) {
           outcome = `error: ${(err as Error)?.message ?? String(err)}`.slice(0, 500)
         }
@@ -150,22 +167,30 @@ export function handlePaddleWebhook(
         outcome,
         rawBody.toString('utf8'),
       )
+      const failed = outcome.startsWith('error')
       billing.audit?.append({
         kind: 'webhook',
         actor: 'paddle',
-        outcome: outcome.startsWith('error') ? 'error' : 'ok',
-        reason: outcome.startsWith('error') ? 'error' : outcome,
+        outcome: alarm ? 'alarm' : failed ? 'error' : 'ok',
+        reason: alarm ? 'parked' : failed ? 'error' : outcome,
         route: 'POST /webhooks/paddle',
         data: {
           event_id: eventId,
           event_type: eventType,
-          occurred_at: occurredAt,
-          entity_id: data?.id ?? null,
-          ...(outcome.startsWith('error') ? { error: outcome } : {}),
+          occurred_at: occurredAt.slice(0, 200),
+          entity_id: typeof data?.id === 'string' ? data.id : null,
+          ...(failed ? { error: outcome } : {}),
+          ...(alarm ? { parked: outcome.slice('parked: '.length), message: alarm } : {}),
         },
         at: billing.clock.now() * 1000,
       })
-      return { status: 200, event_id: eventId, event_type: eventType, outcome }
+      return {
+        status: 200,
+        event_id: eventId,
+        event_type: eventType,
+        outcome,
+        ...(alarm ? { alarm } : {}),
+      }
     })
     .immediate()
 }

@@ -262,7 +262,7 @@ export default async function adminRoutes(
   // logLevel warn: the one-time token is in the query string; keep it out of the request logs
   app.get('/setup', { ...pubLimited, logLevel: 'warn' }, (req, reply) => {
     const token = str((req.query as Record<string, unknown>).token)
-    const { role } = admin.checkToken(token)
+    const { role } = admin.checkToken(token, facts(req))
     return page(reply, v.setupPage(csrf(req, reply), token, role))
   })
   app.post('/setup/options', pubJson, async (req) => {

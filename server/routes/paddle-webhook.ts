@@ -30,10 +30,15 @@ export const paddleWebhookRoutes: FastifyPluginAsync<PaddleWebhookRoutesOptions>
       raw,
       Array.isArray(sig) ? sig.join(';') : sig,
     )
-    req.log.info(
-      { event_id: result.event_id, event_type: result.event_type, outcome: result.outcome },
-      'paddle webhook',
-    )
+    const facts = {
+      event_id: result.event_id,
+      event_type: result.event_type,
+      outcome: result.outcome,
+    }
+    // A parked event is an alarm (its audit row is written): loud here too. Still 200, so
+    // Paddle does not retry a delivery that will never be applied.
+    if (result.alarm) req.log.error({ ...facts, alarm: true }, result.alarm)
+    else req.log.info(facts, 'paddle webhook')
     return reply.status(200).send({ ok: true, outcome: result.outcome })
   })
 }

@@ -194,3 +194,102 @@ t.test(
     t.ok(outcomes.length > 0)
   },
 )
+
+t.test(
+  'parked over HTTP: a bad occurred_at or a customer move is answered 200, kept, audited and logged loudly',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clavitor-webhook-'))
+    const core = await openCore({ dataDir: dir, paddle: { webhookSecrets: [SECRET] } })
+    const lines: string[] = []
+    const app = await buildCoreApp({
+      core,
+      fastify: { logger: { level: 'info', stream: { write: (l: string) => lines.push(l) } } },
+    })
+    t.teardown(async () => {
+      await app.close()
+      await core.close()
+      removeDir(dir)
+    })
+    const post = (ev: Record<string, unknown>) => {
+      const body = JSON.stringify(ev)
+      return app.inject({
+        method: 'POST',
+        url: '/webhooks/paddle',
+        headers: { 'content-type': 'application/json', 'paddle-signature': sign(body) },
+        payload: body,
+      })
+    }
+    // mirrors made at Paddle: two customers and a subscription of the first
+    for (const [i, id] of ['ctm_01first', 'ctm_01second'].entries())
+      t.equal(
+        (
+          await post({
+            event_id: `evt_c${i}`,
+            event_type: 'customer.created',
+            occurred_at: '2026-01-01T00:00:00.000001Z',
+            data: { id, email: `${id}@example.com`, status: 'active' },
+          })
+        ).json().outcome,
+        'inserted',
+      )
+    const sub = {
+      id: 'sub_01mirror',
+      status: 'active',
+      customer_id: 'ctm_01first',
+      currency_code: 'EUR',
+      collection_mode: 'automatic',
+    }
+    const made = await post({
+      event_id: 'evt_s0',
+      event_type: 'subscription.created',
+      occurred_at: '2026-01-01T00:00:00.000002Z',
+      data: sub,
+    })
+    t.equal(made.json().outcome, 'inserted', made.body)
+
+    const bad = await post({
+      event_id: 'evt_bad_time',
+      event_type: 'subscription.updated',
+      occurred_at: 'soon',
+      data: { ...sub, status: 'paused' },
+    })
+    t.equal(bad.statusCode, 200, 'answered 200: Paddle does not retry it')
+    t.same(bad.json(), { ok: true, outcome: 'parked: occurred_at_invalid' })
+    const moved = await post({
+      event_id: 'evt_moved',
+      event_type: 'subscription.updated',
+      occurred_at: '2026-01-02T00:00:00.000000Z',
+      data: { ...sub, customer_id: 'ctm_01second', status: 'paused' },
+    })
+    t.equal(moved.statusCode, 200)
+    t.same(moved.json(), { ok: true, outcome: 'parked: customer_changed' })
+
+    const row = core.db
+      .prepare(
+        'SELECT s.status, c.paddle_id AS customer FROM subscriptions s JOIN customers c ON c.id = s.customer_id WHERE s.paddle_id = ?',
+      )
+      .get('sub_01mirror')
+    t.same(row, { status: 'active', customer: 'ctm_01first' }, 'neither applied')
+    t.same(
+      core.db
+        .prepare(
+          "SELECT event_id, outcome FROM paddle_events WHERE outcome LIKE 'parked:%' ORDER BY event_id",
+        )
+        .all(),
+      [
+        { event_id: 'evt_bad_time', outcome: 'parked: occurred_at_invalid' },
+        { event_id: 'evt_moved', outcome: 'parked: customer_changed' },
+      ],
+    )
+    t.equal(
+      core.audit.list({ kind: 'webhook', limit: 100 }).filter((e) => e.outcome === 'alarm').length,
+      2,
+      'two alarm rows',
+    )
+    const loud = lines.map((l) => JSON.parse(l)).filter((l) => l.alarm === true)
+    t.match(loud, [
+      { level: 50, event_id: 'evt_bad_time', outcome: 'parked: occurred_at_invalid' },
+      { level: 50, event_id: 'evt_moved', msg: /ctm_01second/ },
+    ])
+  },
+)

@@ -371,3 +371,179 @@ t.test(
     })
   },
 )
+
+// --- parked events (issue 11, item 8) -------------------------------------------------------
+
+const paddleEvent = (rig: BillingRig, id: string) =>
+  rig.db
+    .prepare('SELECT outcome, occurred_at, payload FROM paddle_events WHERE event_id = ?')
+    .get(id) as { outcome: string; occurred_at: string; payload: string } | undefined
+
+t.test(
+  'a signed event whose occurred_at is not a timestamp is parked, and order still holds after it',
+  async (t) => {
+    const rig = await billingRig({ audit: true })
+    t.teardown(rig.close)
+    const audit = new AuditLog(rig.db)
+    const b = rig.billing
+    const s = await seed(b)
+    const sub = await b.create('subscriptions', {
+      customer_id: s.customer.id,
+      address_id: s.address.id,
+      currency_code: 'EUR',
+      items: [{ price_id: s.price.id }],
+    })
+    const sid = String(sub.paddle_id)
+    // two real updates at Paddle: past_due (older), then active again (newer)
+    const older = rig.fake
+      .setSubscriptionStatus(sid, 'past_due')
+      .find((e) => e.event_type === 'subscription.updated')!
+    const newer = rig.fake
+      .setSubscriptionStatus(sid, 'active')
+      .find((e) => e.event_type === 'subscription.updated')!
+    t.match(deliver(rig, newer), { outcome: 'applied' })
+    const before = b.get('subscriptions', sub.id)
+
+    const snapshot = { ...(rig.fake.state.subscriptions.get(sid) as object), status: 'paused' }
+    const bad = [
+      ['evt_word', 'yesterday'],
+      ['evt_feb30', '2099-02-30T00:00:00Z'], // Date.parse would roll it over to 1 March
+      ['evt_hour24', '2099-01-01T24:00:00Z'],
+      ['evt_number', 4102444800],
+      ['evt_missing', undefined],
+    ] as const
+    for (const [id, occurred_at] of bad) {
+      if (id === 'evt_feb30') {
+        // the row's order is intact: the older real event is still older
+        t.match(deliver(rig, older), { outcome: 'stale' }, 'an older event after parked ones')
+        t.equal(b.get('subscriptions', sub.id).status, 'active', 'no roll back')
+      }
+      const res = deliver(rig, {
+        event_id: id,
+        event_type: 'subscription.updated',
+        ...(occurred_at === undefined ? {} : { occurred_at }),
+        data: snapshot,
+      })
+      t.match(
+        res,
+        { status: 200, outcome: 'parked: occurred_at_invalid', alarm: /not an RFC 3339/ },
+        `${id}: parked, answered 200`,
+      )
+      t.match(paddleEvent(rig, id), { outcome: 'parked: occurred_at_invalid' }, 'kept')
+      t.ok(paddleEvent(rig, id)!.payload.includes('"paused"'), 'with its payload')
+    }
+    t.same(b.get('subscriptions', sub.id), before, 'nothing of them applied')
+    t.match(
+      deliver(rig, { event_id: 'evt_word', event_type: 'subscription.updated', data: snapshot }),
+      { outcome: 'duplicate' },
+      'a redelivery of a parked event is a duplicate',
+    )
+
+    const alarms = audit.list({ kind: 'webhook', limit: 100 }).filter((e) => e.outcome === 'alarm')
+    t.equal(alarms.length, bad.length, 'one alarm row per parked event')
+    t.match(alarms[0], {
+      actor: 'paddle',
+      reason: 'parked',
+      data: /"parked":"occurred_at_invalid"/,
+    })
+    t.equal(audit.verify().ok, true)
+  },
+)
+
+t.test('a row marked with a non-timestamp by an older build recovers order', async (t) => {
+  const rig = await billingRig()
+  t.teardown(rig.close)
+  const b = rig.billing
+  const s = await seed(b)
+  const sub = await b.create('subscriptions', {
+    customer_id: s.customer.id,
+    address_id: s.address.id,
+    currency_code: 'EUR',
+    items: [{ price_id: s.price.id }],
+  })
+  const sid = String(sub.paddle_id)
+  rig.db.prepare("UPDATE subscriptions SET paddle_occurred_at = 'garbage' WHERE id = ?").run(sub.id)
+  const older = rig.fake
+    .setSubscriptionStatus(sid, 'past_due')
+    .find((e) => e.event_type === 'subscription.updated')!
+  const newer = rig.fake
+    .setSubscriptionStatus(sid, 'canceled')
+    .find((e) => e.event_type === 'subscription.updated')!
+  t.match(deliver(rig, newer), { outcome: 'applied' }, 'a valid event replaces the mark')
+  t.equal(b.get('subscriptions', sub.id).paddle_occurred_at, newer.occurred_at)
+  t.match(deliver(rig, older), { outcome: 'stale' }, 'and order holds from there on')
+})
+
+t.test(
+  'a signed snapshot never moves a subscription (or an address) to another customer',
+  async (t) => {
+    const rig = await billingRig({ audit: true })
+    t.teardown(rig.close)
+    const audit = new AuditLog(rig.db)
+    const b = rig.billing
+    const s = await seed(b)
+    const other = await b.create('customers', { email: 'other@example.com', parent_id: s.msp.id })
+    t.match(other.paddle_id, /^ctm_/)
+    const sub = await b.create('subscriptions', {
+      customer_id: s.customer.id,
+      address_id: s.address.id,
+      currency_code: 'EUR',
+      items: [{ price_id: s.price.id }],
+    })
+    const sid = String(sub.paddle_id)
+    const before = b.get('subscriptions', sub.id)
+    const snap = rig.fake.state.subscriptions.get(sid) as Record<string, unknown>
+    const cases = [
+      ['evt_move_ours', String(other.paddle_id)], // another of our customers
+      ['evt_move_foreign', 'ctm_01unknowntous000000000000'], // a customer we do not know
+    ] as const
+    for (const [id, customer] of cases) {
+      const res = deliver(rig, {
+        event_id: id,
+        event_type: 'subscription.updated',
+        occurred_at: '2099-01-01T00:00:00.000001Z',
+        data: { ...snap, customer_id: customer, status: 'paused' },
+      })
+      t.match(
+        res,
+        { status: 200, outcome: 'parked: customer_changed', alarm: new RegExp(customer) },
+        `${id}: parked`,
+      )
+      t.match(paddleEvent(rig, id), { outcome: 'parked: customer_changed' })
+    }
+    const now = b.get('subscriptions', sub.id)
+    t.equal(now.customer_id, s.customer.id, 'still our customer')
+    t.same(now, before, 'nothing of the snapshot applied')
+    // the same snapshot with our customer applies as usual
+    t.match(
+      deliver(rig, {
+        event_id: 'evt_same_customer',
+        event_type: 'subscription.updated',
+        occurred_at: '2099-01-01T00:00:00.000002Z',
+        data: { ...snap, status: 'paused' },
+      }),
+      { outcome: 'applied' },
+    )
+    t.equal(b.get('subscriptions', sub.id).status, 'paused')
+
+    // an address belongs to one customer at Paddle too
+    const addr = rig.fake.state.addresses.get(String(s.address.paddle_id)) as Record<
+      string,
+      unknown
+    >
+    t.match(
+      deliver(rig, {
+        event_id: 'evt_move_address',
+        event_type: 'address.updated',
+        occurred_at: '2099-01-01T00:00:00.000003Z',
+        data: { ...addr, customer_id: String(other.paddle_id), city: 'Elsewhere' },
+      }),
+      { outcome: 'parked: customer_changed' },
+    )
+    t.match(b.get('addresses', s.address.id), { customer_id: s.customer.id, city: 'Berlin' })
+
+    const alarms = audit.list({ kind: 'webhook', limit: 100 }).filter((e) => e.outcome === 'alarm')
+    t.equal(alarms.length, 3)
+    t.match(alarms.at(-1), { reason: 'parked', data: /"parked":"customer_changed"/ })
+  },
+)

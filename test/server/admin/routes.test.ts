@@ -9,6 +9,7 @@ import { nowMicros } from '../../../lib/db/open.js'
 import { listEvents } from '../../../lib/audit/log.js'
 import { buildCoreApp } from '../../../server/app.js'
 import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
+import { SoftAuthenticator } from '../../fixtures/soft-authenticator.js'
 
 // The core opens its WORM store too: keep it outside the repo, unsealed.
 process.env.CLAVITOR_PROTECTION = 'off'
@@ -169,6 +170,77 @@ t.test('first start prints a setup URL; the setup page checks its token', async 
   )
 })
 
+t.test('two starts print two setup links: the first enrolls, the second is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'clavitor-admin-'))
+  const core: Core = await openCore({ dataDir: dir })
+  const origin = 'http://localhost:8080'
+  const urls: string[] = []
+  const start = async () => {
+    const app = await buildCoreApp({
+      core,
+      admin: { secret: 'x'.repeat(43), origin, onSetupUrl: (u) => urls.push(u) },
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    return app
+  }
+  await (await start()).close() // first start, nobody enrolls
+  const app = await start() // a restart prints a new link
+  t.teardown(async () => {
+    await app.close()
+    await core.close()
+    spawnSync('chattr', ['-R', '-i', '-a', dir])
+    rmSync(dir, { recursive: true, force: true })
+  })
+  t.equal(urls.length, 2)
+  const [first, second] = urls.map((u) => new URL(u)) as [URL, URL]
+  t.not(first.search, second.search)
+
+  // enroll the first owner with the first link
+  const page = await app.inject(first.pathname + first.search)
+  t.equal(page.statusCode, 200)
+  const csrf = /data-csrf="([^"]+)"/.exec(page.body)![1]!
+  const cookie = page.cookies.map((c) => `${c.name}=${c.value}`).join('; ')
+  const headers = { cookie, 'x-csrf-token': csrf }
+  const opt = await app.inject({
+    method: 'POST',
+    url: '/admin/setup/options',
+    headers,
+    payload: { token: first.searchParams.get('token'), name: 'Ada' },
+  })
+  t.equal(opt.statusCode, 200)
+  const verify = await app.inject({
+    method: 'POST',
+    url: '/admin/setup/verify',
+    headers,
+    payload: {
+      ceremonyId: opt.json().ceremonyId,
+      response: new SoftAuthenticator().register(opt.json().options, origin),
+    },
+  })
+  t.equal(verify.statusCode, 200)
+  t.match(verify.json(), { ok: true, role: 'owner' })
+
+  // the older link from the other start enrolls nobody
+  const again = await app.inject(second.pathname + second.search)
+  t.equal(again.statusCode, 403)
+  t.match(again.body, /unknown, expired or already used/)
+  const opt2 = await app.inject({
+    method: 'POST',
+    url: '/admin/setup/options',
+    headers,
+    payload: { token: second.searchParams.get('token'), name: 'Mallory' },
+  })
+  t.equal(opt2.statusCode, 403)
+  t.equal(opt2.json().error.code, 'CLA_ERR_ADMIN_SETUP_TOKEN')
+  t.equal(count(core, 'humans'), 1, 'one owner')
+  t.match(
+    listEvents(core.db, { kind: 'admin.auth', outcome: 'refused' }).filter(
+      (e) => e.reason === 'CLA_ERR_ADMIN_SETUP_TOKEN',
+    ),
+    [{ route: 'POST /admin/setup/options' }, { route: 'GET /admin/setup' }],
+    'both refusals audited with their route',
+  )
+})
 t.test(
   'CSRF: a form POST without or with a wrong token is refused and changes nothing',
   async (t) => {
