@@ -20,13 +20,14 @@ import { createHash } from 'node:crypto'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
 import { claError } from '../errors.js'
+import { isAuditKind, type AuditKind } from './kinds.js'
 
 export const GENESIS_HASH = '0'.repeat(64)
 export const CANONICAL_PREFIX = 'clavitor-audit-v1\n'
 
 export interface AuditEventInput {
-  /** What happened: pop.request | pop.token | admin.action | sync.alarm | webhook | … */
-  kind: string
+  /** What happened: one of AUDIT_KINDS (lib/audit/kinds.ts). */
+  kind: AuditKind
   /** Who: a POP id, a human id, 'system' or 'unknown'. */
   actor: string
   /** allowed | refused | ok | error | alarm | … */
@@ -138,6 +139,11 @@ export function appendEvent(db: Db, ev: AuditEventInput): EventRow {
     fingerprint: str('fingerprint', ev.fingerprint, false),
     data: ev.data === undefined ? null : (JSON.stringify(ev.data) ?? null),
   }
+  if (!isAuditKind(base.kind))
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `audit event: unknown kind ${JSON.stringify(base.kind)}; add it to lib/audit/kinds.ts`,
+    )
   if (!Number.isSafeInteger(base.at))
     throw claError('CLA_ERR_INVALID_INPUT', 'audit event: at must be an integer (µs)')
   try {

@@ -9,6 +9,7 @@
 // takes rows pending longer than `minAgeMs`, with per-row backoff, and never creates a
 // second object at Paddle: a row that was tried before is first looked for by our id in
 // custom_data (and customers by 409 customer_already_exists). See docs/billing.md.
+import type { AuditKind } from '../audit/kinds.js'
 import { randomBytes } from 'node:crypto'
 import { Value } from '@sinclair/typebox/value'
 import type { Db } from '../db/open.js'
@@ -40,7 +41,7 @@ export interface ParkedSnapshot {
 
 export interface AuditSink {
   append(ev: {
-    kind: string
+    kind: AuditKind
     actor: string
     outcome: string
     reason?: string

@@ -38,11 +38,11 @@ t.test('anchors are written only when the head moved, and read back verified', a
   const core = await openCore({ dataDir, protection: 'off' })
   t.teardown(() => core.close())
   t.equal(await writeAnchor(core.db, core.store), undefined, 'nothing to anchor in an empty log')
-  core.audit.append({ kind: 'k', actor: 'a', outcome: 'ok' })
+  core.audit.append({ kind: 'admin.action', actor: 'a', outcome: 'ok' })
   const b = await writeAnchor(core.db, core.store)
   t.equal(b?.p0, AUDIT_ANCHOR_P0)
   t.equal(await writeAnchor(core.db, core.store), undefined, 'head unchanged')
-  core.audit.append({ kind: 'k', actor: 'a', outcome: 'ok' })
+  core.audit.append({ kind: 'admin.action', actor: 'a', outcome: 'ok' })
   await writeAnchor(core.db, core.store)
   const scan = scanAnchors(dataDir, core.store)
   t.same(
@@ -109,7 +109,7 @@ t.test(
     db.close()
     // the attacker writes a fresh, internally valid chain
     const core = await openCore({ dataDir, protection: 'off' })
-    for (let i = 0; i < 8; i++) core.audit.append({ kind: 'k', actor: 'x', outcome: 'ok' })
+    for (let i = 0; i < 8; i++) core.audit.append({ kind: 'admin.action', actor: 'x', outcome: 'ok' })
     t.equal(verifyChain(core.db).ok, true, 'the table alone looks fine')
     await core.close()
     const r = await verify(dataDir)

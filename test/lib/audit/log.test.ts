@@ -1,3 +1,4 @@
+import type { AuditKind } from '../../../lib/audit/kinds.js'
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
 import { openDb, type Db } from '../../../lib/db/open.js'
@@ -151,28 +152,35 @@ t.test('appendEvent inside a caller transaction is rolled back with it', async (
   fill(db, 2)
   t.throws(() =>
     db.transaction(() => {
-      appendEvent(db, { kind: 'k', actor: 'a', outcome: 'ok' })
+      appendEvent(db, { kind: 'admin.action', actor: 'a', outcome: 'ok' })
       throw new Error('caller fails')
     })(),
   )
-  const ok = db.transaction(() => appendEvent(db, { kind: 'k', actor: 'a', outcome: 'ok' }))()
+  const ok = db.transaction(() =>
+    appendEvent(db, { kind: 'admin.action', actor: 'a', outcome: 'ok' }),
+  )()
   t.equal(ok.id, 3)
   t.equal(verifyChain(db).ok, true)
 })
 
 t.test('bad input and a failing write throw coded errors', async (t) => {
   const db = freshDb(t)
-  t.throws(() => appendEvent(db, { kind: '', actor: 'a', outcome: 'ok' }), {
+  t.throws(() => appendEvent(db, { kind: '' as AuditKind, actor: 'a', outcome: 'ok' }), {
     code: 'CLA_ERR_INVALID_INPUT',
   })
-  t.throws(() => appendEvent(db, { kind: 'k', actor: 'a', outcome: 'ok', at: 1.5 }), {
+  t.throws(
+    () => appendEvent(db, { kind: 'made.up' as AuditKind, actor: 'a', outcome: 'ok' }),
+    { code: 'CLA_ERR_INVALID_INPUT', message: /unknown kind "made.up"/ },
+    'only the kinds of lib/audit/kinds.ts',
+  )
+  t.throws(() => appendEvent(db, { kind: 'admin.action', actor: 'a', outcome: 'ok', at: 1.5 }), {
     code: 'CLA_ERR_INVALID_INPUT',
   })
   db.exec(
     "CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
   )
   try {
-    appendEvent(db, { kind: 'k', actor: 'a', outcome: 'ok' })
+    appendEvent(db, { kind: 'admin.action', actor: 'a', outcome: 'ok' })
     t.fail('should throw')
   } catch (err) {
     t.ok(isClavitorError(err, 'CLA_ERR_AUDIT_WRITE_FAILED'))
