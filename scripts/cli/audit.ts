@@ -32,7 +32,9 @@ export function register(program: Command): void {
               process.stdout.write(
                 `audit chain intact: ${r.count} events` +
                   (r.head ? `, head #${r.head.id} ${r.head.hash}` : '') +
-                  `, ${r.anchors} anchors checked` +
+                  (r.coreAnchors !== undefined
+                    ? `, a POP: ${r.coreAnchors} anchors of the core's log held, not checked against this one`
+                    : `, ${r.anchors} anchors checked`) +
                   (r.legacy.count ? `, ${r.legacy.count} legacy anchors not trusted` : '') +
                   (r.skipped.length ? `, ${r.skipped.length} foreign files skipped` : '') +
                   '\n',
