@@ -202,6 +202,18 @@ export function rsyncError(
       details: { rsync_exit: exitCode, reason: 'disk_full' },
     })
   }
+  // the daemon's slots are all taken (rsyncd claims one per connection before the login)
+  const busy = /@ERROR: max connections \((\d+)\) reached/.exec(stderr)
+  if (busy) {
+    return claError(
+      'CLA_ERR_SYNC_RSYNC_BUSY',
+      `the core's rsync daemon is at its limit of ${busy[1]} connections (other clients hold every slot; see its log and the firewall's per-address limit); the next run retries`,
+      {
+        cause,
+        details: { rsync_exit: exitCode ?? null, reason: 'max_connections', max: Number(busy[1]) },
+      },
+    )
+  }
   // the daemon's refusals (exit 5): a wrong/missing password, or an address outside
   // `hosts allow` (with `list = no`, rsync 3.2+ answers "Unknown module" to hide it)
   const refused = /@ERROR: (auth failed|access denied|Unknown module)/.exec(stderr)

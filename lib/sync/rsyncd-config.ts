@@ -31,6 +31,12 @@ export interface RsyncdConfigOptions {
   port?: number
   /** pid file. Default unset. */
   pidFile?: string
+  /**
+   * The module's own lock file for `max connections` (rsyncd's default,
+   * /var/run/rsyncd.lock, is shared by every daemon on the host and needs root).
+   * Default unset: rsyncd's default.
+   */
+  lockFile?: string
   /** Log file. Default unset (syslog). */
   logFile?: string
   /** Unprivileged user the module runs as. Default 'nobody'. */
@@ -78,6 +84,7 @@ export function rsyncdModule(o: RsyncdConfigOptions): Array<[string, string]> {
     )
   }
   check('storeRoot', o.storeRoot)
+  check('lockFile', o.lockFile)
   const lines: Array<[string, string]> = [
     ['path', o.storeRoot],
     ['comment', 'Clavitor WORM store (read-only replica source for POPs)'],
@@ -90,6 +97,7 @@ export function rsyncdModule(o: RsyncdConfigOptions): Array<[string, string]> {
     ['uid', o.uid ?? 'nobody'],
     ['gid', o.gid ?? 'nogroup'],
     ['max connections', String(o.maxConnections ?? 20)],
+    ...(o.lockFile ? ([['lock file', o.lockFile]] as Array<[string, string]>) : []),
     ['timeout', String(o.timeout ?? 60)],
     ['refuse options', RSYNCD_REFUSED_OPTIONS.join(' ')],
     ['exclude', '/.* /tmp/ /*.db /*.db-*'],

@@ -126,7 +126,8 @@ export async function startRsyncd(storeRoot: string, dir: string): Promise<Rsync
     uid: 'nobody',
     gid: 'nogroup',
     useChroot: root,
-    maxConnections: root ? 20 : 0,
+    lockFile: join(dir, 'rsyncd.lock'),
+    maxConnections: 20,
   })
   writeFileSync(conf, root ? text : text.replace(/^\s*(uid|gid) = .*\n/gm, ''))
   const child: ChildProcess = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`], {

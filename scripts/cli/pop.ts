@@ -2,8 +2,8 @@
 // `clavitor core pops|rsyncd-config` (the core's view of POP replication, the rsync daemon
 // config). Small blocks, each joining its parent command whoever made it first
 // (`pop init` lives in ca.ts, `core pop …` in pop-admin.ts).
-import { readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { Option, type Command } from 'commander'
 import cliProgress from 'cli-progress'
 import { openCore, dataPaths } from '../../lib/core.js'
@@ -426,6 +426,10 @@ export function register(program: Command): void {
       'daemon log file, created 0600 for this user if missing; give the same file to core serve --rsync-log to audit each session (default: syslog)',
     )
     .option('--max-connections <n>', 'concurrent connections', '20')
+    .option(
+      '--lock-file <file>',
+      "the module's own lock file for max connections (default {data}/rsyncd/rsyncd.lock; rsyncd's own default is shared host-wide)",
+    )
     .option('--out <file>', 'write the config to this file (atomically) instead of stdout')
     .option(
       '--hosts-allow <cidr...>',
@@ -444,6 +448,7 @@ export function register(program: Command): void {
           gid: string
           chroot: boolean
           pidFile?: string
+          lockFile?: string
           logFile?: string
           maxConnections: string
           out?: string
@@ -453,6 +458,8 @@ export function register(program: Command): void {
         }) => {
           const port = intOpt('port', o.port, 1, 65535)!
           const maxConnections = intOpt('max-connections', o.maxConnections, 1, 10000)!
+          const lockFile = resolve(o.lockFile ?? join(o.data, 'rsyncd', 'rsyncd.lock'))
+          mkdirSync(dirname(lockFile), { recursive: true, mode: 0o700 })
           const manual = Boolean(o.hostsAllow || o.authUser || o.secretsFile)
           let auth: RsyncdAuth
           if (manual) {
@@ -488,6 +495,7 @@ export function register(program: Command): void {
             gid: o.gid,
             useChroot: o.chroot,
             maxConnections,
+            lockFile,
             ...(o.address ? { address: o.address } : {}),
             ...(o.pidFile ? { pidFile: o.pidFile } : {}),
             ...(o.logFile ? { logFile: o.logFile } : {}),

@@ -333,8 +333,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           uid: 'nobody',
           gid: 'nogroup',
           useChroot: root,
-          // the connection limit needs a lock file (default under /var/run): root only
-          maxConnections: root ? 20 : 0,
+          // its own lock file: the connection limit works without root too
+          lockFile: join(rsyncDir, 'rsyncd.lock'),
+          maxConnections: 20,
           auth: {
             hostsAllow: ['127.0.0.1/32'],
             authUsers: [...popPasswords.keys()],
