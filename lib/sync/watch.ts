@@ -38,6 +38,11 @@ export class TreeWatch {
   private readonly byPath
   private readonly timers = new Set<NodeJS.Timeout>()
   readonly alarms: TreeAlarm[] = []
+  /**
+   * Paths whose `add` has been judged (alarm or not), in order: lets a caller wait for
+   * the verdict on its own writes instead of sleeping past the settle delay.
+   */
+  readonly judged: string[] = []
 
   constructor(o: TreeWatchOptions) {
     this.o = o
@@ -81,6 +86,14 @@ export class TreeWatch {
     this.expect(paths, (this.o.settleMs ?? 2000) + 1000)
   }
 
+  /** Announced paths still within their window (a change to them would not be an alarm). */
+  expecting(): number {
+    const now = Date.now()
+    let n = 0
+    for (const until of this.expected.values()) if (until >= now) n++
+    return n
+  }
+
   private isExpected(rel: string): boolean {
     const until = this.expected.get(rel)
     if (until === undefined) return false
@@ -117,6 +130,7 @@ export class TreeWatch {
           if (r) await this.checkContent(event, rel, r)
           else if (!this.isExpected(rel) && existsSync(abs))
             this.alarm({ event, path: rel, reason: 'foreign_file' })
+          this.judged.push(rel)
         }, this.o.settleMs ?? 2000)
         return
       case 'addDir':

@@ -32,10 +32,14 @@ t.test(
     const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-w', { watch: true })
     const w = pop.watcher!
     await pop.sync.run()
-    await core.addBlobs(3)
+    const later = await core.addBlobs(3)
     await pop.sync.run()
-    await new Promise((r) => setTimeout(r, 3500)) // past the settle delay of the agent's adds
+    // wait for the watcher's verdict on every file the agent added, then look
+    const added = [...infos, ...later].map((i) => i.path)
+    await until(() => added.every((p) => w.judged.includes(p)))
     t.same(w.alarms, [], 'the agent’s own ingests raise nothing')
+    // and until the agent's announcements are over: from here every change is foreign
+    await until(() => w.expecting() === 0)
 
     const removed = join(pop.store.root, infos[1]!.path)
     openUp(removed)
