@@ -5,10 +5,15 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
-import { appendEvent } from '../../lib/audit/log.js'
-import { addPop, listPops, removePop, rotatePopCert, setPopAllowlist } from '../../lib/auth/pops.js'
-import { rotateTokenSecret } from '../../lib/auth/tokens.js'
-import { dropRsyncSecret, issueRsyncSecret } from '../../lib/sync/rsync-auth.js'
+import { listPops } from '../../lib/auth/pops.js'
+import {
+  enrolPop,
+  rebindPopCert,
+  renewRsyncSecret,
+  renewTokenSecret,
+  replacePopAllowlist,
+  retirePop,
+} from '../../lib/sync/pop-registry.js'
 import {
   action,
   dataOption,
@@ -29,6 +34,9 @@ const collect = (v: string, prev: string[] = []) => [
     .map((s) => s.trim())
     .filter(Boolean),
 ]
+
+/** The audit actor of these commands (run on the core host). */
+const CLI = { actor: 'cli' }
 
 function readCert(file: string): string {
   try {
@@ -96,34 +104,23 @@ export function register(program: Command): void {
           json?: boolean
         }) => {
           checkPasswordOut(o.rsyncPasswordOut)
-          let secret: { user: string; password: string } | undefined
-          const rec = await withCore(o.data, (c) => {
-            const r = addPop(c.db, {
-              id: o.id,
-              certPem: readCert(o.cert),
-              allowlist: o.allow,
-              name: o.name,
-            })
-            appendEvent(c.db, {
-              kind: 'admin.action',
-              actor: 'cli',
-              outcome: 'ok',
-              reason: 'pop_add',
-              fingerprint: r.certFingerprint,
-              data: { pop: r.id, allowlist: r.allowlist },
-            })
-            // the POP's rsync daemon password (lib/sync/rsync-auth.ts), handed over once
-            secret = issueRsyncSecret(c.db, o.data, r.id)
-            return r
-          })
-          const handed = handOverPassword(secret!, o.rsyncPasswordOut)
+          const { pop: rec, rsync: secret } = await withCore(o.data, (c) =>
+            enrolPop(
+              c.db,
+              o.data,
+              { id: o.id, certPem: readCert(o.cert), allowlist: o.allow, name: o.name },
+              CLI,
+            ),
+          )
+          // the POP's rsync daemon password, handed over once
+          const handed = handOverPassword(secret, o.rsyncPasswordOut)
           if (o.json)
             return printJson({
               ...rec,
-              rsyncUser: secret!.user,
+              rsyncUser: secret.user,
               ...(o.rsyncPasswordOut
                 ? { rsyncPasswordFile: o.rsyncPasswordOut }
-                : { rsyncPassword: secret!.password }),
+                : { rsyncPassword: secret.password }),
             })
           process.stdout.write(
             `registered POP ${rec.id}: fingerprint ${rec.certFingerprint}, allow ${rec.allowlist.join(', ')}\n` +
@@ -162,18 +159,7 @@ export function register(program: Command): void {
     .requiredOption('--id <pop>', 'POP id')
     .action(
       action(async (o: { data: string; id: string }) => {
-        await withCore(o.data, (c) => {
-          removePop(c.db, o.id)
-          // its rsync password stops working at once (rsyncd reads the secrets per login)
-          dropRsyncSecret(o.data, o.id)
-          appendEvent(c.db, {
-            kind: 'admin.action',
-            actor: 'cli',
-            outcome: 'ok',
-            reason: 'pop_remove',
-            data: { pop: o.id },
-          })
-        })
+        await withCore(o.data, (c) => retirePop(c.db, o.data, o.id, CLI))
         process.stdout.write(
           `removed POP ${o.id} (regenerate the rsyncd config: \`clavitor core rsyncd-config\`)\n`,
         )
@@ -192,17 +178,7 @@ export function register(program: Command): void {
     .action(
       action(async (o: { data: string; id: string; rsyncPasswordOut?: string; json?: boolean }) => {
         checkPasswordOut(o.rsyncPasswordOut)
-        const s = await withCore(o.data, (c) => {
-          const r = issueRsyncSecret(c.db, o.data, o.id)
-          appendEvent(c.db, {
-            kind: 'admin.action',
-            actor: 'cli',
-            outcome: 'ok',
-            reason: 'pop_rsync_secret',
-            data: { pop: o.id, rsync_user: r.user },
-          })
-          return r
-        })
+        const s = await withCore(o.data, (c) => renewRsyncSecret(c.db, o.data, o.id, CLI))
         const handed = handOverPassword(s, o.rsyncPasswordOut)
         if (o.json)
           return printJson({
@@ -226,18 +202,7 @@ export function register(program: Command): void {
     .requiredOption('--cert <file>', 'the new certificate (PEM)')
     .action(
       action(async (o: { data: string; id: string; cert: string }) => {
-        const r = await withCore(o.data, (c) => {
-          const rec = rotatePopCert(c.db, o.id, readCert(o.cert))
-          appendEvent(c.db, {
-            kind: 'admin.action',
-            actor: 'cli',
-            outcome: 'ok',
-            reason: 'pop_rotate_cert',
-            fingerprint: rec.certFingerprint,
-            data: { pop: o.id },
-          })
-          return rec
-        })
+        const r = await withCore(o.data, (c) => rebindPopCert(c.db, o.id, readCert(o.cert), CLI))
         process.stdout.write(`POP ${r.id} now bound to ${r.certFingerprint}\n`)
       }),
     )
@@ -254,17 +219,7 @@ export function register(program: Command): void {
     )
     .action(
       action(async (o: { data: string; id: string; allow: string[] }) => {
-        const r = await withCore(o.data, (c) => {
-          const rec = setPopAllowlist(c.db, o.id, o.allow)
-          appendEvent(c.db, {
-            kind: 'admin.action',
-            actor: 'cli',
-            outcome: 'ok',
-            reason: 'pop_allowlist',
-            data: { pop: o.id, allowlist: rec.allowlist },
-          })
-          return rec
-        })
+        const r = await withCore(o.data, (c) => replacePopAllowlist(c.db, o.id, o.allow, CLI))
         process.stdout.write(`POP ${r.id} allow ${r.allowlist.join(', ')}\n`)
       }),
     )
@@ -277,15 +232,7 @@ export function register(program: Command): void {
     .addOption(dataOption())
     .action(
       action(async (o: { data: string }) => {
-        await withCore(o.data, (c) => {
-          rotateTokenSecret(o.data)
-          appendEvent(c.db, {
-            kind: 'admin.action',
-            actor: 'cli',
-            outcome: 'ok',
-            reason: 'pop_token_secret_rotated',
-          })
-        })
+        await withCore(o.data, (c) => renewTokenSecret(c.db, o.data, CLI))
         process.stdout.write(
           'token secret rotated; the POP API picks it up on its next token check\n',
         )

@@ -2,7 +2,7 @@
 // `clavitor core pops|rsyncd-config` (the core's view of POP replication, the rsync daemon
 // config). Small blocks, each joining its parent command whoever made it first
 // (`pop init` lives in ca.ts, `core pop …` in pop-admin.ts).
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { Option, type Command } from 'commander'
 import cliProgress from 'cli-progress'
@@ -459,7 +459,9 @@ export function register(program: Command): void {
           const port = intOpt('port', o.port, 1, 65535)!
           const maxConnections = intOpt('max-connections', o.maxConnections, 1, 10000)!
           const lockFile = resolve(o.lockFile ?? join(o.data, 'rsyncd', 'rsyncd.lock'))
-          mkdirSync(dirname(lockFile), { recursive: true, mode: 0o700 })
+          // its folder beside the core's data (not the data folder itself: manual mode may
+          // render a config for a core that is not set up here yet)
+          if (existsSync(o.data)) mkdirSync(dirname(lockFile), { recursive: true, mode: 0o700 })
           const manual = Boolean(o.hostsAllow || o.authUser || o.secretsFile)
           let auth: RsyncdAuth
           if (manual) {

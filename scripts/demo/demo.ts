@@ -4,7 +4,7 @@
 //   {data}/core/      the core (meta.db, store/, keys/, ca/)
 //   {data}/pop-a/     POP a (its key, certificate, replica store)
 //   {data}/pop-b/     POP b
-//   {data}/rsyncd/    the rsync daemon's config, secrets, pid and log (outside the store)
+//   {data}/rsyncd/    the rsync daemon's config, lock, pid and log (outside the store)
 //   {data}/demo.log   every component's JSON log (pino)
 //
 // Every step goes through the same code paths as production: the fake Paddle over HTTP,
@@ -15,7 +15,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import {
-  chmodSync,
   copyFileSync,
   createWriteStream,
   mkdirSync,
@@ -28,7 +27,8 @@ import type { FastifyInstance } from 'fastify'
 import { openCore, dataPaths, type Core } from '../../lib/core.js'
 import { createLogger, type Logger } from '../../lib/log.js'
 import { caPaths, initCa, issuePopCert, popAuthPaths, popInit } from '../../lib/auth/ca.js'
-import { addPop } from '../../lib/auth/pops.js'
+import { enrolPop } from '../../lib/sync/pop-registry.js'
+import { popRsyncPasswordFile, rsyncdSecretsFile } from '../../lib/sync/rsync-auth.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
 import { scanAnchors, startAnchorTimer, writeAnchor } from '../../lib/audit/anchor.js'
 import { verifyChain } from '../../lib/audit/log.js'
@@ -278,7 +278,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
     )
 
     // POP enrolment: key + CSR on the POP, certificate from the CA, registry on the core ----
-    const popPasswords = new Map<string, string>()
+    const rsyncUsers = new Map<string, string>() // POP id → its rsync user
     for (const id of POP_IDS) {
       await steps.run(
         `enroll ${id}`,
@@ -290,19 +290,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           const pp = popAuthPaths(popDir)
           writeFileSync(pp.cert, issued.certPem)
           copyFileSync(caPaths(coreDir).cert, pp.ca)
-          const rec = addPop(core.db, { id, certPem: issued.certPem, allowlist: ['127.0.0.1/32'] })
-          core.audit.append({
-            kind: 'admin.action',
-            actor: 'demo',
-            outcome: 'ok',
-            reason: 'pop_add',
-            fingerprint: rec.certFingerprint,
-            data: { pop: id, allowlist: rec.allowlist },
-          })
-          // its rsync account (rsyncd `auth users`): a random password, 0600 on both sides
-          const pw = randomBytes(24).toString('hex')
-          popPasswords.set(id, pw)
-          writeFileSync(join(pp.dir, 'rsync.password'), pw + '\n', { mode: 0o600 })
+          // the same library call as `clavitor core pop add`: registry, audit row, and its
+          // rsync account (a random password in the core's secrets file, 0600 on both sides)
+          const { pop: rec, rsync } = enrolPop(
+            core.db,
+            coreDir,
+            { id, certPem: issued.certPem, allowlist: ['127.0.0.1/32'] },
+            { actor: 'demo' },
+          )
+          rsyncUsers.set(id, rsync.user)
+          writeFileSync(popRsyncPasswordFile(popDir), rsync.password + '\n', { mode: 0o600 })
           return rec
         },
         (r) => `certificate ${r.certFingerprint.slice(0, 16)}…, allow ${r.allowlist.join(', ')}`,
@@ -315,11 +312,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
     await steps.run(
       'rsync daemon',
       async () => {
-        const secrets = join(rsyncDir, 'rsyncd.secrets')
-        writeFileSync(secrets, [...popPasswords].map(([u, p]) => `${u}:${p}\n`).join(''), {
-          mode: 0o600,
-        })
-        chmodSync(secrets, 0o600)
+        const secrets = rsyncdSecretsFile(coreDir) // written by enrolPop, 0600
         const root = process.getuid?.() === 0
         const conf = join(rsyncDir, 'rsyncd.conf')
         const text = renderRsyncdConfig({
@@ -338,7 +331,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           maxConnections: 20,
           auth: {
             hostsAllow: ['127.0.0.1/32'],
-            authUsers: [...popPasswords.keys()],
+            authUsers: [...rsyncUsers.values()],
             secretsFile: secrets,
           },
         })
@@ -370,7 +363,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           throw new Error(`${messageOf(err)}${stderr ? `: ${stderr.trim()}` : ''}`, { cause: err })
         }
       },
-      () => `${rsyncBase} (users ${POP_IDS.join(', ')}, hosts allow 127.0.0.1/32)`,
+      () => `${rsyncBase} (users ${[...rsyncUsers.values()].join(', ')}, hosts allow 127.0.0.1/32)`,
     )
 
     // billing: MSP → customer → department, product + price, address ------------------------
@@ -534,9 +527,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
             dataDir: popDir,
             popId: id,
             feed: requestFeedClient(client),
-            rsyncSource: `rsync://${id}@127.0.0.1:${rsyncPort}/${RSYNC_MODULE}/`,
+            rsyncSource: `rsync://${rsyncUsers.get(id)!}@127.0.0.1:${rsyncPort}/${RSYNC_MODULE}/`,
             rsync: {
-              extraArgs: [`--password-file=${join(popAuthPaths(popDir).dir, 'rsync.password')}`],
+              extraArgs: [`--password-file=${popRsyncPasswordFile(popDir)}`],
             },
             initTrustKeys: [trust],
             log: lg.child({ pop: id }),

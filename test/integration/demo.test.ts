@@ -127,11 +127,11 @@ t.test('demo --exit-after-report --json: every check passes', async (t) => {
 
   // the rsync daemon ran with per-POP users and is gone after the exit
   const conf = readFileSync(join(dir, 'rsyncd', 'rsyncd.conf'), 'utf8')
-  t.match(conf, /auth users = pop-a:ro, pop-b:ro/)
+  t.match(conf, /auth users = clavitor-pop-pop-a:ro, clavitor-pop-pop-b:ro/)
   t.match(conf, /hosts allow = 127\.0\.0\.1\/32/)
   const log = readFileSync(join(dir, 'rsyncd', 'rsyncd.log'), 'utf8')
-  t.match(log, /from pop-a@/, 'pop-a pulled as its own rsync user')
-  t.match(log, /from pop-b@/, 'pop-b pulled as its own rsync user')
+  t.match(log, /from clavitor-pop-pop-a@/, 'pop-a pulled as its own rsync user')
+  t.match(log, /from clavitor-pop-pop-b@/, 'pop-b pulled as its own rsync user')
   t.notOk(existsSync(join(dir, 'rsyncd', 'rsyncd.pid')), 'rsyncd stopped (its pid file is gone)')
 })
 
