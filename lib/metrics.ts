@@ -36,6 +36,7 @@ export class Metrics {
   readonly syncRuns: Counter<string>
   readonly syncRunErrors: Counter<'reason'>
   readonly syncBlobs: Counter<string>
+  readonly refusalsCounted: Counter<'stage' | 'reason'>
 
   constructor(opts: MetricsOptions) {
     const { db, role } = opts
@@ -65,6 +66,13 @@ export class Metrics {
     this.syncBlobs = new Counter({
       name: 'clavitor_sync_blobs_total',
       help: 'Blobs verified, sealed and indexed by POP pulls',
+      registers,
+    })
+
+    this.refusalsCounted = new Counter({
+      name: 'clavitor_pop_api_refusals_counted_total',
+      help: 'POP API refusals before any credential, counted instead of audited one by one (summarized as pop.refusals rows), by stage and reason',
+      labelNames: ['stage', 'reason'],
       registers,
     })
 

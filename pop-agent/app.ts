@@ -7,6 +7,7 @@ import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import { wl3Routes } from './routes/wl3.js'
 import { metricsPlugin, type MetricsExposure } from '../server/plugins/metrics.js'
 import { strictBodyOptions } from '../server/plugins/strict-body.js'
+import { timeoutOptions } from '../server/plugins/timeouts.js'
 import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
 
 export interface PopAppOptions {
@@ -25,10 +26,8 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
   const app = Fastify({
     ...requestIdOptions,
     ...strictBodyOptions,
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
     ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
-    ...opts.fastify,
+    ...timeoutOptions(opts.fastify),
   })
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = errorResponse(err)

@@ -10,6 +10,7 @@ import { openApiRoute } from './openapi.js'
 import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
 import { metricsPlugin, type MetricsExposure } from './plugins/metrics.js'
 import { strictBodyOptions } from './plugins/strict-body.js'
+import { timeoutOptions } from './plugins/timeouts.js'
 import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
 
 export interface CoreAppOptions {
@@ -38,12 +39,9 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
   const app = Fastify({
     ...requestIdOptions,
     ...strictBodyOptions,
-    // Fastify leaves these off; a slow client must not hold a socket forever.
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
     bodyLimit: 1024 * 1024,
     ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
-    ...opts.fastify,
+    ...timeoutOptions(opts.fastify),
   })
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = errorResponse(err)

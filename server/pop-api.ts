@@ -1,10 +1,15 @@
 // The POP API: a separate Fastify app on HTTPS with mutual TLS, for POPs only.
 // Thin: every decision is lib/auth (PopAuthenticator); this file wires it to Fastify.
 //
-//  - TLS: requestCert + rejectUnauthorized against our CA and CRL; handshake failures
-//    (no certificate, another CA, revoked at start) are audited from 'tlsClientError'.
-//  - Before TLS: a connection from an address in no live POP's allowlist is audited and
-//    dropped ('connection' event), so nothing else runs for it.
+//  - Before TLS ('connection'): an address in no live POP's allowlist, or one over its
+//    refusal limit, is dropped; counted and summarized (lib/auth/refusal-guard.ts), not
+//    audited per socket. Nothing else runs for it, and the echo of a socket we dropped
+//    ourselves (Node's tlsClientError/clientError for it) is ignored.
+//  - TLS: requestCert against our CA and CRL, the verdict read by us at
+//    'secureConnection' (lib/auth/tls-refusal.ts): a refused certificate is audited with
+//    its real reason (cert_missing, cert_untrusted, cert_expired, cert_revoked) and the
+//    address; a socket that never finishes its handshake (handshakeTimeoutMs) is counted.
+//  - onRequest: an address over its refusal limit gets 429 before authentication.
 //  - preValidation: authenticatePopRequest on the raw bytes (content-digest), then JSON.
 //  - preHandler: @fastify/rate-limit keyed on the authenticated POP id (429 + Retry-After).
 //  - Routes: POST /pop/v1/token, POST /pop/v1/token/refresh, and the sync plugin
@@ -26,7 +31,9 @@ import type { Core } from '../lib/core.js'
 import { appendEvent } from '../lib/audit/log.js'
 import { PopAuthenticator, reasonOf } from '../lib/auth/pop-auth.js'
 import { normalizeIp } from '../lib/auth/allowlist.js'
-import { caPaths } from '../lib/auth/ca.js'
+import { caPaths, certFingerprint } from '../lib/auth/ca.js'
+import { RefusalGuard } from '../lib/auth/refusal-guard.js'
+import { certificateRefusal, handshakeRefusal } from '../lib/auth/tls-refusal.js'
 import {
   ACCESS_TOKEN_TTL_SEC,
   issueAccessToken,
@@ -67,6 +74,14 @@ export interface PopApiOptions {
   connectionTimeoutMs?: number
   /** How often Node checks the two timeouts above, ms. Default 1000. */
   connectionsCheckingIntervalMs?: number
+  /** Time for the TLS handshake from the first byte of the connection, ms. Default 10000. */
+  handshakeTimeoutMs?: number
+  /**
+   * Refusals counted instead of audited (summary rows every `summaryIntervalMs`, default
+   * 60000) and the per-address refusal limit (`maxRefusals` audited refusals per
+   * `windowMs`, defaults 60 per 60000), see lib/auth/refusal-guard.ts.
+   */
+  refusals?: { summaryIntervalMs?: number; maxRefusals?: number; windowMs?: number }
   /** How often the TLS context reloads a changed CRL file for new handshakes, ms. Default 30000. */
   crlReloadMs?: number
   /** Signature window: max age / future skew in seconds. Defaults 300 / 30. */
@@ -125,26 +140,6 @@ function tokenSecretLoader(dataDir: string): () => readonly Buffer[] {
   }
 }
 
-function tlsReason(err: Error & { code?: string }): string {
-  const s = `${err.code ?? ''} ${err.message}`
-  if (
-    /PEER_DID_NOT_RETURN_A_CERTIFICATE|did not return a certificate|CERTIFICATE_REQUIRED/i.test(s)
-  )
-    return 'cert_missing'
-  if (/REVOKED/i.test(s)) return 'cert_revoked'
-  if (/EXPIRED|NOT_YET_VALID|not yet valid/i.test(s)) return 'cert_expired'
-  // another CA (even one with our CA's name), self-signed, wrong purpose, bad signature
-  if (
-    /UNKNOWN_CA|ISSUER|VERIFY_FAILED|SELF.SIGNED|PURPOSE|SIGNATURE|PUBLIC_KEY|UNSUPPORTED_CERTIFICATE|BAD_CERTIFICATE/i.test(
-      s,
-    )
-  ) {
-    return 'cert_untrusted'
-  }
-  if (/ECONNRESET|socket hang up/i.test(s)) return 'tls_aborted'
-  return 'tls_failed'
-}
-
 function fileStamp(file: string): string {
   try {
     const st = statSync(file)
@@ -165,6 +160,12 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   const now = opts.now ?? Date.now
   const tokenSecrets = tokenSecretLoader(core.dataDir)
   tokenSecrets() // create the secret now, not on the first request
+  const refusals = new RefusalGuard({
+    db,
+    now,
+    ...opts.refusals,
+    onCount: (stage, reason) => core.metrics.refusalsCounted.inc({ stage, reason }),
+  })
   const auth = new PopAuthenticator({
     db,
     caCertPem: opts.tls.ca.toString(),
@@ -172,7 +173,23 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
     tokenSecrets,
     window: opts.window,
     now,
+    refusals,
   })
+  // Sockets whose refusal is already recorded (dropped by us, or a handshake error we
+  // handled): Node's later errors for them are echoes, not new events.
+  const settled = new WeakSet<object>()
+  // Sockets whose client certificate Node accepted: HTTP-level errors on them are audited.
+  const authorized = new WeakSet<object>()
+  // The address of each raw socket, taken at connect: a TLS socket that fails has none.
+  const addressOf = new WeakMap<object, string | undefined>()
+  const rawOf = (s: object): object => (s as { _parent?: object })._parent ?? s
+  const ipOf = (s: Socket): string | undefined =>
+    addressOf.get(rawOf(s)) ?? addressOf.get(s) ?? s.remoteAddress
+  const drop = (s: Socket): void => {
+    settled.add(s)
+    settled.add(rawOf(s))
+    s.destroy()
+  }
   const headersTimeout = opts.headersTimeoutMs ?? 10_000
   const requestTimeout = opts.requestTimeoutMs ?? 30_000
   const checking = opts.connectionsCheckingIntervalMs ?? 1000
@@ -191,26 +208,34 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
       ca: opts.tls.ca,
       crl: readFileSync(opts.tls.crlFile),
       requestCert: true,
-      rejectUnauthorized: true,
+      // the verdict is read at 'secureConnection' below, so a refusal has its reason
+      rejectUnauthorized: false,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
       minVersion: 'TLSv1.2',
       // http.Server options honoured by https.Server
       ...({ headersTimeout, requestTimeout, connectionsCheckingInterval: checking } as object),
     },
     clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      if (settled.has(socket) || settled.has(rawOf(socket))) {
+        socket.destroy() // already recorded (dropped by us, or its handshake failed)
+        return
+      }
       const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      // TLS failures are audited once, from 'tlsClientError'
-      const tls = typeof err.code === 'string' && err.code.startsWith('ERR_SSL_')
+      const reason = timeout ? 'request_timeout' : 'bad_request'
+      const ip = normalizeIp(ipOf(socket))
       try {
-        if (!tls) {
+        if (authorized.has(socket)) {
+          // a certificate holder: this refusal is audited and counts towards its limit
+          refusals.noteAudited(ip)
           appendEvent(db, {
             kind: 'pop.request',
             actor: 'unknown',
             outcome: 'refused',
-            reason: timeout ? 'request_timeout' : 'bad_request',
-            ip: normalizeIp(socket.remoteAddress),
+            reason,
+            ip,
             data: { code: err.code ?? null },
           })
-        }
+        } else refusals.count(ip, 'http', reason)
       } catch {
         // refused anyway; nothing more we can do for this socket
       }
@@ -250,28 +275,54 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
 
   // 1. address screen before TLS: nothing else runs for an address no POP may use.
   server.on('connection', (socket: Socket) => {
+    addressOf.set(socket, socket.remoteAddress)
+    let refused: string | null = 'internal_error'
     try {
-      auth.screenIp(socket.remoteAddress) // audits a refusal
+      refused = auth.screenConnection(socket.remoteAddress) // counts a refusal
     } catch {
-      socket.destroy() // refused, or the audit could not be written: dropped either way
+      // cannot tell: dropped
     }
+    if (refused) drop(socket)
   })
-  // TLS handshake failures: no client certificate, another CA, revoked (CRL at start).
-  server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
-    const reason = tlsReason(err)
+  // 2. the client certificate, as Node's TLS judged it against our CA and CRL. Prepended:
+  // the HTTP layer must not see a socket whose certificate is refused.
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    if (socket.authorized) {
+      authorized.add(socket)
+      return
+    }
+    const peer = socket.getPeerCertificate(false)
+    const hadCertificate = peer !== null && typeof peer === 'object' && 'raw' in peer
     try {
-      appendEvent(db, {
-        kind: 'pop.request',
-        actor: 'unknown',
-        outcome: 'refused',
-        reason,
-        ip: normalizeIp(socket.remoteAddress),
-        data: { stage: 'tls', code: err.code ?? null },
-      })
+      auth.refuseCertificate(
+        ipOf(socket),
+        certificateRefusal(socket.authorizationError, hadCertificate),
+        {
+          code: String(socket.authorizationError ?? 'NO_CERTIFICATE'),
+          fingerprint: hadCertificate ? certFingerprint(peer.raw) : undefined,
+        },
+      )
+    } catch {
+      // the audit log failed: refused all the same
+    }
+    drop(socket)
+  })
+  // Handshake errors. Prepended so the socket is settled before https.Server re-emits
+  // the same error as 'clientError'.
+  server.prependListener('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    if (settled.has(socket) || settled.has(rawOf(socket))) return
+    settled.add(socket)
+    const r = handshakeRefusal(err)
+    try {
+      if (r.kind === 'certificate')
+        auth.refuseCertificate(ipOf(socket), r.reason, { code: err.code ?? null })
+      else refusals.count(ipOf(socket), 'tls', r.reason)
     } catch {
       // the handshake failed anyway
     }
   })
+  refusals.start()
+  app.addHook('onClose', async () => refusals.stop())
 
   // Raw bytes for every content type: the digest is checked on exactly what arrived.
   app.removeAllContentTypeParsers()
@@ -290,10 +341,26 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
       .send({ error: { code: 'CLA_ERR_NOT_FOUND', message: 'no such POP API route' } }),
   )
 
+  // An address over its refusal limit is refused before authentication, only counted.
+  app.addHook('onRequest', async (req, reply) => {
+    const ip = ipOf(req.socket)
+    const wait = refusals.limitedFor(ip)
+    if (wait === 0) return
+    refusals.count(ip, 'http', 'refusals_limited')
+    req.clavitorAudited = true
+    reply.header('retry-after', String(wait))
+    throw claError(
+      'CLA_ERR_AUTH_RATE_LIMITED',
+      `too many refused requests from this address; retry in ${wait} s`,
+      { details: { reason: 'refusals_limited', retryAfterSec: wait } },
+    )
+  })
+
   // Audit whatever was answered without an authentication decision (e.g. 413, 400).
   app.addHook('onSend', async (req, reply, payload) => {
     if (req.clavitorAudited) return payload
     req.clavitorAudited = true
+    if (reply.statusCode >= 400) refusals.noteAudited(ipOf(req.socket))
     const err = req.clavitorError as { code?: string } | undefined
     const reason =
       err?.code === 'FST_ERR_CTP_BODY_TOO_LARGE'

@@ -5,6 +5,8 @@
 export const AUDIT_KINDS = {
   'pop.request':
     'A POP API request, allowed or refused with its reason (server/pop-api.ts, lib/auth)',
+  'pop.refusals':
+    'A summary per source address, reason and interval of POP API refusals before any credential (lib/auth/refusal-guard.ts)',
   'pop.token': 'POP access tokens: refresh-token reuse and chain revocation (lib/auth/tokens.ts)',
   'pop.rsync':
     'An rsync session of a POP (files, bytes, feed page), a failed rsync login, a summary of refused addresses (lib/sync/rsync-audit.ts)',

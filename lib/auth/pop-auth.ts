@@ -17,6 +17,9 @@
 //      is one of the token routes
 // Every decision, allowed or refused, is appended to the audit log (kind pop.request)
 // with the reason code; if that write fails the request is refused (fail closed).
+// Refusals before any credential (an address at connect, a socket that never finished
+// TLS) are counted and summarized instead (lib/auth/refusal-guard.ts), and an address
+// past its refusal limit is refused before authentication until its window ends.
 //
 // Reason codes (events.reason, error details.reason): ip_not_allowed, bad_path,
 // cert_missing, cert_untrusted, cert_expired, cert_revoked, cert_no_pop, pop_unknown,
@@ -38,6 +41,7 @@ import {
 import { getPop, listPops, popPublicKey, type PopRecord } from './pops.js'
 import { NonceStore, checkWindow, type WindowOptions } from './replay.js'
 import { verifyAccessToken, type AccessClaims } from './tokens.js'
+import { RefusalGuard } from './refusal-guard.js'
 
 export interface PopAuthOptions {
   db: Db
@@ -50,6 +54,11 @@ export interface PopAuthOptions {
   window?: WindowOptions
   /** Clock, ms since the epoch. Default Date.now. */
   now?: () => number
+  /**
+   * Refusals counted instead of audited, and the per-address refusal limit
+   * (lib/auth/refusal-guard.ts). Default: a guard with its defaults, without a metric.
+   */
+  refusals?: RefusalGuard
 }
 
 /** What Node's TLS socket gives (getPeerCertificate()) or any object with the DER. */
@@ -103,6 +112,8 @@ export class PopAuthenticator {
   private readonly crl: CrlCache
   private readonly nonces: NonceStore
   private readonly now: () => number
+  /** What is counted instead of audited, and who is over the refusal limit. */
+  readonly refusals: RefusalGuard
 
   constructor(readonly opts: PopAuthOptions) {
     this.db = opts.db
@@ -110,6 +121,7 @@ export class PopAuthenticator {
     this.crl = new CrlCache(opts.crlFile)
     this.nonces = new NonceStore(opts.db)
     this.now = opts.now ?? Date.now
+    this.refusals = opts.refusals ?? new RefusalGuard({ db: opts.db, now: this.now })
   }
 
   /** Appends an audit row; a failure becomes CLA_ERR_AUDIT_WRITE_FAILED (refuse). */
@@ -118,31 +130,50 @@ export class PopAuthenticator {
   }
 
   /**
-   * Step 1 alone, cheap, for a new connection before its TLS handshake: refuses an
-   * address no live POP may use (audited, kind pop.request, data.stage "connect").
-   * Throws CLA_ERR_AUTH_IP_NOT_ALLOWED, or CLA_ERR_AUDIT_WRITE_FAILED.
+   * Step 1 alone, cheap, for a new connection before its TLS handshake. Returns null
+   * when the connection may go on, else the reason to drop it: `ip_not_allowed` (an
+   * address no live POP may use) or `refusals_limited` (an address over its refusal
+   * limit, lib/auth/refusal-guard.ts). Such drops are counted and summarized, never
+   * audited one by one: no credential was presented.
    */
-  screenIp(ip: string | undefined): void {
+  screenConnection(ip: string | undefined): 'ip_not_allowed' | 'refusals_limited' | null {
     let allowed = false
     try {
       allowed = this.anyPopAllows(ip)
     } catch {
       allowed = false
     }
-    if (allowed) return
+    const reason = !allowed
+      ? 'ip_not_allowed'
+      : this.refusals.limitedFor(ip) > 0
+        ? 'refusals_limited'
+        : null
+    if (reason) this.refusals.count(ip, 'connect', reason)
+    return reason
+  }
+
+  /**
+   * A certificate refused by the TLS handshake (missing, another CA, expired, revoked):
+   * a credential was presented, so it has its own audit row, with the address recorded
+   * when the connection opened, and counts towards that address's refusal limit.
+   * Throws CLA_ERR_AUDIT_WRITE_FAILED if the row cannot be written.
+   */
+  refuseCertificate(
+    ip: string | undefined,
+    reason: string,
+    detail: { code?: string | null; fingerprint?: string },
+  ): void {
+    const addr = normalizeIp(ip) ?? ip
+    this.refusals.noteAudited(addr)
     this.audit({
       kind: 'pop.request',
       actor: 'unknown',
       outcome: 'refused',
-      reason: 'ip_not_allowed',
-      ip: normalizeIp(ip) ?? ip,
-      data: { stage: 'connect' },
+      reason,
+      ip: addr,
+      fingerprint: detail.fingerprint,
+      data: { stage: 'tls', code: detail.code ?? null },
     })
-    throw refuse(
-      'CLA_ERR_AUTH_IP_NOT_ALLOWED',
-      'ip_not_allowed',
-      `address ${ip ?? '?'} is not allowed`,
-    )
   }
 
   private anyPopAllows(ip: string | undefined): boolean {
@@ -171,6 +202,7 @@ export class PopAuthenticator {
     } catch (err) {
       if (err instanceof ClavitorError && err.code === 'CLA_ERR_AUDIT_WRITE_FAILED') throw err
       const reason = reasonOf(err)
+      this.refusals.noteAudited(ip)
       // write the refusal first; if that fails, the audit error is what the caller sees
       this.audit({
         kind: 'pop.request',

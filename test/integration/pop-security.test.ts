@@ -18,7 +18,7 @@ import { listEvents, verifyChain, type EventRow } from '../../lib/audit/log.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
 import { requestFeedClient } from '../../lib/sync/transport.js'
-import { makePki, type Pki, type PopPki } from '../fixtures/pki.js'
+import { makeExpiredPop, makePki, makeSelfSigned, type Pki, type PopPki } from '../fixtures/pki.js'
 
 const SECRET = 'the-secret-data-only-pops-may-see'
 const root = mkdtempSync(join(tmpdir(), 'cla-popsec-'))
@@ -51,6 +51,8 @@ t.before(async () => {
     requestTimeoutMs: 2000,
     connectionsCheckingIntervalMs: 100,
     crlReloadMs: 100,
+    // summaries written at once; no refusal limit here (it has its own tests below)
+    refusals: { summaryIntervalMs: 50, maxRefusals: 100_000 },
     routes: (a: FastifyInstance) => {
       a.get('/pop/v1/secret', async (req) => ({ secret: SECRET, pop: req.popId }))
       a.post('/pop/v1/echo', async (req) => ({ secret: SECRET, got: req.body }))
@@ -202,6 +204,7 @@ function refused(
   status: number | 'tls',
   reason: string,
   actor?: string,
+  ip = '127.0.0.1',
 ): void {
   if (status === 'tls')
     t.ok(r instanceof Error, `TLS refused (${r instanceof Error ? r.message : (r as Res).status})`)
@@ -209,10 +212,33 @@ function refused(
   if (!(r instanceof Error)) t.notMatch(r.body, SECRET, 'no data served')
   const rows = since().filter((e) => e.outcome === 'refused')
   t.ok(
-    rows.some((e) => e.reason === reason && (actor === undefined || e.actor === actor)),
-    `audit row with reason ${reason}${actor ? ` for ${actor}` : ''} (got ${rows.map((e) => `${e.actor}:${e.reason}`).join(', ')})`,
+    rows.some(
+      (e) =>
+        e.kind === 'pop.request' &&
+        e.reason === reason &&
+        (actor === undefined || e.actor === actor) &&
+        e.ip === ip,
+    ),
+    `audit row with reason ${reason}${actor ? ` for ${actor}` : ''} and the address (got ${rows.map((e) => `${e.actor}:${e.reason}@${e.ip}`).join(', ')})`,
+  )
+  t.notOk(
+    rows.some((e) => e.reason === 'tls_aborted' || e.reason === 'bad_request'),
+    'no echo of the dropped socket',
   )
 }
+
+/** Waits (bounded) until `pred` holds for the rows since the mark; returns them. */
+async function rowsWhen(pred: (rows: EventRow[]) => boolean): Promise<EventRow[]> {
+  for (let i = 0; i < 500; i++) {
+    const rows = since()
+    if (pred(rows)) return rows
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return since()
+}
+
+const countOf = (e: EventRow): number =>
+  (JSON.parse(e.data ?? '{}') as { count?: number }).count ?? 0
 
 const settle = () => new Promise((r) => setTimeout(r, 50))
 
@@ -247,6 +273,24 @@ t.test('attack: no client certificate', async (t) => {
 
 t.test('attack: a certificate from another CA', async (t) => {
   const r = await send({ pop: pki.foreign }).catch((e: Error) => e)
+  await settle()
+  refused(t, r, 'tls', 'cert_untrusted')
+})
+
+t.test('attack: an expired certificate of our CA', async (t) => {
+  const expired = await makeExpiredPop(pki.coreDir, root, 'pop-a')
+  const r = await send({ tlsKey: expired.keyPem, tlsCert: expired.certPem }).catch((e: Error) => e)
+  await settle()
+  refused(t, r, 'tls', 'cert_expired')
+  t.ok(
+    since().some((e) => e.reason === 'cert_expired' && e.fingerprint === expired.fingerprint),
+    'the certificate presented is recorded',
+  )
+})
+
+t.test('attack: a self-signed certificate naming a POP', async (t) => {
+  const self = await makeSelfSigned(root, 'pop-a')
+  const r = await send({ tlsKey: self.keyPem, tlsCert: self.certPem }).catch((e: Error) => e)
   await settle()
   refused(t, r, 'tls', 'cert_untrusted')
 })
@@ -384,17 +428,18 @@ t.test('attack: a timestamp too old and too new', async (t) => {
 })
 
 t.test('attack: a disallowed IP', async (t) => {
-  // 127.0.0.3 is in no POP's allowlist: dropped before TLS
+  // 127.0.0.3 is in no POP's allowlist: dropped before TLS, counted in a summary row
   const r = await send({ localAddress: '127.0.0.3' }).catch((e: Error) => e)
-  await settle()
-  refused(t, r, 'tls', 'ip_not_allowed')
-  t.ok(
-    since().some((e) => e.reason === 'ip_not_allowed' && e.ip === '127.0.0.3'),
-    'the address is recorded',
+  t.ok(r instanceof Error, 'dropped before TLS')
+  const rows = await rowsWhen((rs) => rs.some((e) => e.kind === 'pop.refusals'))
+  t.same(
+    rows.map((e) => [e.kind, e.reason, e.ip, countOf(e)]),
+    [['pop.refusals', 'ip_not_allowed', '127.0.0.3', 1]],
+    'one summary row with the address, and nothing for the dropped socket',
   )
   // 127.0.0.2 is allowed for pop-c only: pop-a from there is refused
   const r2 = await send({ localAddress: '127.0.0.2', headers: sign({}) })
-  refused(t, r2, 403, 'ip_not_allowed', 'pop-a')
+  refused(t, r2, 403, 'ip_not_allowed', 'pop-a', '127.0.0.2')
   // and pop-c from its own address gets in
   const tk = await token(C).catch((e: Error) => e)
   t.ok(tk instanceof Error, 'pop-c cannot get a token from 127.0.0.1')
@@ -767,5 +812,93 @@ t.test(
     core.db.exec('DROP TRIGGER pop_sec_no_audit')
     const ok = await send({ headers: { authorization: `Bearer ${tk.access_token}`, ...sign({}) } })
     t.equal(ok.status, 200, 'served again once the log is writable')
+  },
+)
+
+// Regression (issue 11, item 2): a client without any credential bought three fsynced
+// audit rows per TCP connection (~2,000 rows/s from one loopback client).
+t.test(
+  'attack: a flood of anonymous connections costs one row per source and reason',
+  async (t) => {
+    const flood = await buildPopApiApp({
+      core,
+      tls: popApiTlsFromCa(pki.coreDir),
+      refusals: { summaryIntervalMs: 3_600_000 }, // written at close, for this test
+    })
+    await flood.listen({ host: '127.0.0.1', port: 0 })
+    const p = (flood.server.address() as AddressInfo).port
+    const { connect } = await import('node:net')
+    const open = (localAddress: string) =>
+      new Promise<void>((resolve) => {
+        const s = connect({ port: p, host: '127.0.0.1', localAddress }, () => s.end())
+        s.on('error', () => {})
+        s.on('close', () => resolve())
+      })
+    for (let i = 0; i < 100; i++) await open('127.0.0.3') // in no allowlist
+    for (let i = 0; i < 40; i++) await open('127.0.0.1') // allowed, closes before TLS
+    await settle()
+    t.same(
+      since().filter((e) => e.kind.startsWith('pop.')),
+      [],
+      'no audit row per connection',
+    )
+    await flood.close()
+    const rows = since()
+    t.same(
+      rows.map((e) => [e.kind, e.reason, e.ip, countOf(e)]).sort(),
+      [
+        ['pop.refusals', 'ip_not_allowed', '127.0.0.3', 100],
+        ['pop.refusals', 'tls_aborted', '127.0.0.1', 40],
+      ],
+      'one summary row per source and reason, with the count',
+    )
+    const metrics = (await core.metrics.render()).body
+    t.match(
+      metrics,
+      /clavitor_pop_api_refusals_counted_total\{stage="connect",reason="ip_not_allowed"[^}]*\} \d+/,
+      'counted on /metrics',
+    )
+  },
+)
+
+t.test(
+  'attack: a certificate holder sending unsigned requests is limited, then counted',
+  async (t) => {
+    const guarded = await buildPopApiApp({
+      core,
+      tls: popApiTlsFromCa(pki.coreDir),
+      refusals: { summaryIntervalMs: 3_600_000, maxRefusals: 5, windowMs: 600_000 },
+    })
+    await guarded.listen({ host: '127.0.0.1', port: 0 })
+    const p = (guarded.server.address() as AddressInfo).port
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    t.teardown(() => agent.destroy())
+    const statuses: number[] = []
+    let last: Res | undefined
+    for (let i = 0; i < 30; i++) {
+      last = await send({ port: p, agent }) // A's certificate, no signature
+      statuses.push(last.status)
+    }
+    t.same(statuses, [...Array(5).fill(401), ...Array(25).fill(429)], '5 refusals, then 429')
+    t.match(String(last!.headers['retry-after']), /^\d+$/, 'Retry-After')
+    t.match(JSON.parse(last!.body), { error: { code: 'CLA_ERR_AUTH_RATE_LIMITED' } })
+    t.notMatch(last!.body, SECRET, 'no data served')
+    const fresh = await send({ port: p }).catch((e: Error) => e)
+    t.ok(fresh instanceof Error, 'a new connection from that address is dropped at connect')
+    const audited = since().filter((e) => e.kind === 'pop.request')
+    t.equal(audited.length, 5, 'each refusal that reached authentication has its row')
+    t.ok(audited.every((e) => e.reason === 'sig_missing' && e.ip === '127.0.0.1'))
+    await guarded.close()
+    const summaries = since()
+      .filter((e) => e.kind === 'pop.refusals')
+      .map((e) => [e.reason, JSON.parse(e.data ?? '{}').stage, e.ip, countOf(e)])
+    t.same(
+      summaries.sort(),
+      [
+        ['refusals_limited', 'connect', '127.0.0.1', 1],
+        ['refusals_limited', 'http', '127.0.0.1', 25],
+      ],
+      'the limited ones are counted in summary rows',
+    )
   },
 )
