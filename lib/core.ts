@@ -6,8 +6,8 @@
 //   {data}/keys/     signing key and other secrets, outside the store root
 //
 // Each area adds its handle here (one field, one line in openCore/close).
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { ensureDataDir } from './db/data-dir.js'
 import { openDb, type Db } from './db/open.js'
 import { BlobStore, type Protection } from './store/index.js'
 import { AuditLog } from './audit/log.js'
@@ -56,7 +56,7 @@ export function dataPaths(dataDir: string) {
 
 export async function openCore(opts: CoreOptions): Promise<Core> {
   const paths = dataPaths(opts.dataDir)
-  mkdirSync(opts.dataDir, { recursive: true })
+  ensureDataDir(opts.dataDir)
   const db = openDb(paths.db)
   const billing = openBilling(db, opts.paddle ?? paddleConfigFromEnv(), new AuditLog(db))
   const store = await BlobStore.init({

@@ -1,7 +1,8 @@
 // Host checks for `clavitor doctor`: what an operator wants to know before trusting a core
 // or a POP on this machine. Each check is independent and returns a verdict; none throws.
 import { X509Certificate } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, statfsSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, statSync, statfsSync } from 'node:fs'
+import { ensureDataDir, openBits } from './db/data-dir.js'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { caPaths, popAuthPaths } from './auth/ca.js'
@@ -76,6 +77,24 @@ export async function checkSealing(dataDir: string): Promise<Check> {
         verdict: 'warn',
         detail: `sealing not honoured: ${probe.reason}; only best-effort or off will run`,
       }
+}
+
+/** {data} 0700 and meta.db 0600 (lib/db/data-dir.ts): others must not read what is there. */
+export function checkModes(dataDir: string): Check {
+  const open: string[] = []
+  const dirBits = openBits(dataDir)
+  if (dirBits) open.push(`${dataDir} is mode ${modeOf(dataDir)} (chmod 700 it)`)
+  for (const f of ['meta.db', 'meta.db-wal', 'meta.db-shm']) {
+    const file = join(dataDir, f)
+    if (openBits(file)) open.push(`${file} is mode ${modeOf(file)} (chmod 600 it)`)
+  }
+  return open.length === 0
+    ? { name: 'modes', verdict: 'ok', detail: 'the data folder and meta.db are private' }
+    : { name: 'modes', verdict: 'warn', detail: open.join('; ') }
+}
+
+function modeOf(path: string): string {
+  return (statSync(path).mode & 0o777).toString(8).padStart(3, '0')
 }
 
 export function checkDisk(dataDir: string, minFreeBytes = 1024 ** 3): Check {
@@ -169,8 +188,9 @@ export async function checkClockSkew(
 }
 
 export async function runDoctor(opts: DoctorOptions): Promise<{ ok: boolean; checks: Check[] }> {
-  mkdirSync(opts.dataDir, { recursive: true })
+  ensureDataDir(opts.dataDir)
   const checks: Check[] = [
+    checkModes(opts.dataDir),
     await checkRsync(),
     await checkSealing(opts.dataDir),
     checkDisk(opts.dataDir, opts.minFreeBytes),

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { claError } from '../errors.js'
+import { makePrivateFile } from './data-dir.js'
 
 export type Db = Database.Database
 
@@ -25,6 +26,8 @@ export interface OpenDbOptions {
 export function openDb(file: string, opts: OpenDbOptions = {}): Db {
   let db: Db
   try {
+    // 0600 before SQLite opens it: its -wal and -shm are then born 0600 too
+    if (!opts.readonly && file !== ':memory:') makePrivateFile(file, { sqlite: true })
     db = new Database(file, {
       readonly: opts.readonly ?? false,
       fileMustExist: opts.readonly ?? false,

@@ -20,6 +20,7 @@ import {
   readFileSync,
   renameSync,
   chmodSync,
+  fchmodSync,
   constants as fsConstants,
   fstatSync,
   lstatSync,
@@ -41,6 +42,7 @@ import fg from 'fast-glob'
 import { dirtyBytes } from './dirty.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import type { Statement } from 'better-sqlite3'
+import { ensureDataDir } from '../db/data-dir.js'
 import { openDb, type Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
 import {
@@ -261,6 +263,21 @@ export function storePaths(dataDir: string) {
   }
 }
 
+/**
+ * The store's folders are 0755 and its blobs 0444, set explicitly: the rsync daemon reads
+ * them as `nobody` inside a chroot of the store root, and the services run with
+ * `UMask=0077`, which would make them 0700/0400 (lib/db/data-dir.ts says why {data}
+ * above them is 0700 all the same).
+ */
+const STORE_DIR_MODE = 0o755
+const BLOB_FILE_MODE = 0o444
+
+/** mkdir, then the exact mode (mkdir's own is masked by the umask). EEXIST is thrown. */
+function publicDir(dir: string): void {
+  mkdirSync(dir)
+  chmodSync(dir, STORE_DIR_MODE)
+}
+
 const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
 function checkProtection(p: unknown): Protection {
   if (p === undefined) return 'best-effort'
@@ -462,14 +479,18 @@ export class BlobStore {
         "a POP store needs the core's public key: pass --trust-key FILE",
       )
     }
-    mkdirSync(p.root, { recursive: true })
+    ensureDataDir(opts.dataDir)
+    if (!existsSync(p.root)) {
+      mkdirSync(p.root)
+      chmodSync(p.root, STORE_DIR_MODE) // exact, whatever the umask (see publicDir)
+    }
     mkdirSync(p.staging, { recursive: true })
     mkdirSync(p.trusted, { recursive: true, mode: 0o700 })
     const newShards: string[] = []
     for (const s of SHARDS) {
       const dir = join(p.root, s)
       if (!existsSync(dir)) {
-        mkdirSync(dir)
+        publicDir(dir)
         newShards.push(dir)
       }
     }
@@ -1101,8 +1122,9 @@ export class BlobStore {
       const fds: number[] = []
       try {
         for (const it of items) {
-          const fd = openSync(it.tmp, 'wx', 0o444)
+          const fd = openSync(it.tmp, 'wx', BLOB_FILE_MODE)
           fds.push(fd)
+          fchmodSync(fd, BLOB_FILE_MODE) // exact, whatever the umask (see publicDir)
           writeAllSync(fd, it.bytes)
         }
         await Promise.all(fds.map((fd) => fsyncFd(fd)))
@@ -1208,7 +1230,7 @@ export class BlobStore {
     for (const p0 of new Set(p0s)) {
       const dir = join(this.root, shardOf(p0), p0)
       try {
-        mkdirSync(dir)
+        publicDir(dir)
         created.push(dir)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err

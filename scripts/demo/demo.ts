@@ -175,7 +175,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       () => {
         mkdirSync(coreDir, { recursive: true })
         mkdirSync(rsyncDir, { recursive: true, mode: 0o700 })
-        logStream = createWriteStream(logFile, { flags: 'a' })
+        logStream = createWriteStream(logFile, { flags: 'a', mode: 0o600 })
         log = createLogger({
           level: process.env.CLAVITOR_LOG_LEVEL ?? 'info',
           base: { demo: true },

@@ -22,6 +22,10 @@ const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
 const env = { ...process.env, CLAVITOR_PROTECTION: 'off', CLAVITOR_LOG_LEVEL: 'warn' }
 const cla = (...args: string[]) => execa(CLI, args, { env })
 
+// As the units run the core (UMask=0077): the daemon, as `nobody` in its chroot, must
+// still read the store (issue 11, item 10).
+process.umask(0o077)
+
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root: the rsync daemon chroots into the store (use chroot = yes)')
   process.exit(0)

@@ -94,7 +94,7 @@ t.test('runDoctor and the CLI exit code', async (t) => {
   t.equal(r.ok, true)
   t.same(
     r.checks.map((c) => c.name),
-    ['rsync', 'chattr', 'disk', 'certificates', 'clock'],
+    ['modes', 'rsync', 'chattr', 'disk', 'certificates', 'clock'],
   )
   const cli = spawnSync(
     'scripts/clavitor',
