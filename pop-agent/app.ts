@@ -1,14 +1,12 @@
 // The POP's Fastify app factory: WL3 lookups for vaults, health. Thin; never listens.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import { claError, errorResponse } from '../lib/errors.js'
+import { claError } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
 import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import { wl3Routes } from './routes/wl3.js'
-import { metricsPlugin, type MetricsExposure } from '../server/plugins/metrics.js'
-import { strictBodyOptions } from '../server/plugins/strict-body.js'
-import { timeoutOptions } from '../server/plugins/timeouts.js'
-import { requestIdOptions, requestIdPlugin } from '../server/plugins/request-id.js'
+import { createBaseApp } from '../http/base.js'
+import { metricsPlugin, type MetricsExposure } from '../http/metrics.js'
 
 export interface PopAppOptions {
   /** The POP library instance (lib/pop.ts). Without it only /healthz answers. */
@@ -23,18 +21,7 @@ export interface PopAppOptions {
 }
 
 export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({
-    ...requestIdOptions,
-    ...strictBodyOptions,
-    ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
-    ...timeoutOptions(opts.fastify),
-  })
-  app.setErrorHandler((err, req, reply) => {
-    const { status, body } = errorResponse(err)
-    if (status >= 500) req.log.error({ err }, 'request failed')
-    return reply.status(status).send(body)
-  })
-  await app.register(requestIdPlugin)
+  const app = await createBaseApp({ fastify: opts.fastify, trustProxy: opts.trustProxy })
   const pop = opts.pop
   app.get('/healthz', async () => {
     if (!pop) return { ok: true }

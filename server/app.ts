@@ -1,17 +1,14 @@
 // The core's Fastify app factory. Thin: routes parse, call lib/, map errors. It never
 // listens; server/main.ts (or `clavitor core serve`) does, and handles signals.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { errorResponse } from '../lib/errors.js'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Core } from '../lib/core.js'
 import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
 import { openApiRoute } from './openapi.js'
 import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
-import { metricsPlugin, type MetricsExposure } from './plugins/metrics.js'
-import { strictBodyOptions } from './plugins/strict-body.js'
-import { timeoutOptions } from './plugins/timeouts.js'
-import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
+import { createBaseApp } from '../http/base.js'
+import { metricsPlugin, type MetricsExposure } from '../http/metrics.js'
 
 export interface CoreAppOptions {
   /** The library instance this app serves. */
@@ -36,19 +33,11 @@ export interface CoreAppOptions {
 }
 
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
-  const app = Fastify({
-    ...requestIdOptions,
-    ...strictBodyOptions,
+  const app = await createBaseApp({
+    fastify: opts.fastify,
+    trustProxy: opts.trustProxy,
     bodyLimit: 1024 * 1024,
-    ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
-    ...timeoutOptions(opts.fastify),
   })
-  app.setErrorHandler((err, req, reply) => {
-    const { status, body } = errorResponse(err)
-    if (status >= 500) req.log.error({ err }, 'request failed')
-    return reply.status(status).send(body)
-  })
-  await app.register(requestIdPlugin)
   app.get('/healthz', async () => ({ ok: true }))
   await app.register(metricsPlugin, { metrics: opts.core.metrics, expose: opts.metrics })
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })

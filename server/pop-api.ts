@@ -26,7 +26,7 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import { ClavitorError, claError, errorResponse } from '../lib/errors.js'
+import { ClavitorError, claError } from '../lib/errors.js'
 import type { Core } from '../lib/core.js'
 import { appendEvent } from '../lib/audit/log.js'
 import { PopAuthenticator, reasonOf } from '../lib/auth/pop-auth.js'
@@ -43,8 +43,9 @@ import {
   tokenSecretPaths,
 } from '../lib/auth/tokens.js'
 import { syncRoutes } from './routes/sync.js'
-import { strictBodyOptions } from './plugins/strict-body.js'
-import { requestIdOptions, requestIdPlugin } from './plugins/request-id.js'
+import { requestIdOptions, requestIdPlugin } from '../http/request-id.js'
+import { strictBodyOptions } from '../http/strict-body.js'
+import { jsonErrorHandler } from '../http/error-handler.js'
 
 export interface PopApiTls {
   /** Server private key (PEM). */
@@ -328,12 +329,12 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
 
-  app.setErrorHandler((err, req, reply) => {
-    req.clavitorError = err
-    const { status, body } = errorResponse(err)
-    if (status >= 500 && !(err instanceof ClavitorError)) req.log.error({ err }, 'request failed')
-    return reply.status(status).send(body)
-  })
+  app.setErrorHandler(
+    jsonErrorHandler({
+      logCoded: false, // a coded 5xx (the audit log failed) is logged where it happened
+      seen: (err, req) => (req.clavitorError = err), // for the onSend audit row
+    }),
+  )
   await app.register(requestIdPlugin)
   app.setNotFoundHandler((_req, reply) =>
     reply

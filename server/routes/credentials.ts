@@ -13,7 +13,8 @@
 // in audit rows and the admin UI) cannot spend it, and random ids meet the IP limit.
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
-import { claError, errorResponse, type ErrorCode } from '../../lib/errors.js'
+import { claError, type ErrorCode } from '../../lib/errors.js'
+import { jsonErrorHandler } from '../../http/error-handler.js'
 import type { Credentials, VaultAuth } from '../../lib/credentials/index.js'
 import {
   ROUTE_ERRORS,
@@ -109,11 +110,7 @@ export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = a
   const creds = opts.core.credentials
   const maxWl3 = creds.maxWl3Bytes
 
-  app.setErrorHandler((err: FastifyError, req, reply) => {
-    const { status, body } = errorResponse(mapError(err))
-    if (status >= 500) req.log.error({ err }, 'credentials request failed')
-    return reply.status(status).send(body)
-  })
+  app.setErrorHandler(jsonErrorHandler({ message: 'credentials request failed', map: mapError }))
 
   const window = opts.rateLimitWindowMs ?? 60_000
   const limited = (_req: FastifyRequest, ctx: { max: number; after: string; ttl: number }) =>

@@ -39,7 +39,8 @@ function runAndKill(
         dataDir,
         ...extraArgs,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      // no coverage from this tsx-run child: tap cannot merge it (see scripts/clavitor)
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' } },
     )
     const acks: Ack[] = []
     let buf = ''

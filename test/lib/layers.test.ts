@@ -33,6 +33,22 @@ t.test('lib/ never imports server/, pop-agent/ or scripts/', async (t) => {
   }
 })
 
+// The two apps share their plumbing through http/, never through each other's folder.
+t.test('the apps: http/ is shared, server/ and pop-agent/ never import each other', async (t) => {
+  const rules: Array<[string, RegExp]> = [
+    ['http/**/*.ts', /(^|\/)(server|pop-agent|scripts)\//],
+    ['server/**/*.ts', /(^|\/)(pop-agent|scripts)\//],
+    ['pop-agent/**/*.ts', /(^|\/)(server|scripts)\//],
+  ]
+  for (const [glob, forbidden] of rules) {
+    const files = await fg(glob, { cwd: root.pathname })
+    t.ok(files.length > 0, `found ${glob}`)
+    for (const f of files) {
+      for (const spec of importsOf(f)) t.notMatch(spec, forbidden, `${f} imports ${spec}`)
+    }
+  }
+})
+
 t.test('each lib/ layer imports only what docs/architecture.md allows', async (t) => {
   for (const [layer, allowed] of Object.entries(ALLOWED)) {
     const files = await fg(`lib/${layer}/**/*.ts`, { cwd: root.pathname })

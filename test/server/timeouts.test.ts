@@ -15,7 +15,7 @@ import { listEvents } from '../../lib/audit/log.js'
 import { buildCoreApp } from '../../server/app.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { buildPopApp } from '../../pop-agent/app.js'
-import { CONNECTIONS_CHECKING_INTERVAL_MS } from '../../server/plugins/timeouts.js'
+import { CONNECTIONS_CHECKING_INTERVAL_MS } from '../../http/timeouts.js'
 import { makePki } from '../fixtures/pki.js'
 
 process.env.CLAVITOR_PROTECTION = 'off'

@@ -8,8 +8,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { claError } from '../../lib/errors.js'
-import type { Metrics } from '../../lib/metrics.js'
+import { claError } from '../lib/errors.js'
+import type { Metrics } from '../lib/metrics.js'
 
 /** How an app serves /metrics: absent = not at all; `token` = behind that bearer token. */
 export interface MetricsExposure {
