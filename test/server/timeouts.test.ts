@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { openCore } from '../../lib/core.js'
 import { addPop } from '../../lib/auth/pops.js'
@@ -46,6 +46,15 @@ function stall(port: number, bytes: string): Promise<string> {
   })
 }
 
+/** Checked every second, and a request that never ends gets its 408. */
+async function expectTimelyTimeouts(t: Test, app: FastifyInstance): Promise<void> {
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.equal(checkingInterval(app), CONNECTIONS_CHECKING_INTERVAL_MS, 'checked every second')
+  const port = (app.server.address() as AddressInfo).port
+  const answer = await stall(port, 'GET /healthz HTTP/1.1\r\n')
+  t.match(answer, /^HTTP\/1\.1 408/, 'the request timeout fired')
+}
+
 t.test('core app: a stalled request gets its 408; timeouts checked every second', async (t) => {
   const core = await openCore({ dataDir: join(root, 'core') })
   const app = await buildCoreApp({
@@ -57,25 +66,13 @@ t.test('core app: a stalled request gets its 408; timeouts checked every second'
     await app.close()
     await core.close()
   })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.equal(checkingInterval(app), CONNECTIONS_CHECKING_INTERVAL_MS, 'checked every second')
-  const answer = await stall(
-    (app.server.address() as AddressInfo).port,
-    'GET /healthz HTTP/1.1\r\n',
-  )
-  t.match(answer, /^HTTP\/1\.1 408/, 'the request timeout fired')
+  await expectTimelyTimeouts(t, app)
 })
 
 t.test('POP lookup app: timeouts checked every second', async (t) => {
   const app = await buildPopApp({ fastify: { requestTimeout: 300 } })
   t.teardown(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.equal(checkingInterval(app), CONNECTIONS_CHECKING_INTERVAL_MS, 'checked every second')
-  const answer = await stall(
-    (app.server.address() as AddressInfo).port,
-    'GET /healthz HTTP/1.1\r\n',
-  )
-  t.match(answer, /^HTTP\/1\.1 408/, 'the request timeout fired')
+  await expectTimelyTimeouts(t, app)
 })
 
 t.test(
