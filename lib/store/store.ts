@@ -589,7 +589,7 @@ export class BlobStore {
     let recoverNeeded = false
     try {
       const metaId = getMeta(db, 'store_id')
-      if (metaId === undefined) {
+      if (metaId === null) {
         // A fresh meta.db beside an existing store: adopt it and rebuild the index first thing.
         db.transaction(() => {
           setMeta(db, 'store_id', identity.store_id)

@@ -6,25 +6,16 @@
 //   sync.core_generation that store's generation when last seen
 //   sync.last_run        JSON of the last run's outcome (for /healthz and reports)
 import type { Db } from '../db/open.js'
+import { getMeta, setMeta } from '../db/meta.js'
 
 export const K_CURSOR = 'sync.cursor'
 export const K_STORE_ID = 'sync.core_store_id'
 export const K_GENERATION = 'sync.core_generation'
 export const K_LAST_RUN = 'sync.last_run'
 
-export function getMeta(db: Db, key: string): string | null {
-  const r = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as
-    { value: string } | undefined
-  return r?.value ?? null
-}
-
-export function setMeta(db: Db, key: string, value: string | null): void {
-  if (value === null) db.prepare('DELETE FROM meta WHERE key = ?').run(key)
-  else
-    db.prepare(
-      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-    ).run(key, value)
-}
+// the one meta store (lib/db/meta.ts), re-exported for the replication code
+// the one meta store (lib/db/meta.ts); re-exported for the replication code
+export { getMeta, setMeta }
 
 export interface LastRun {
   at: number
