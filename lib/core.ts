@@ -6,8 +6,7 @@
 //   {data}/keys/     signing key and other secrets, outside the store root
 //
 // Each area adds its handle here (one field, one line in openCore/close).
-import { join } from 'node:path'
-import { ensureDataDir } from './db/data-dir.js'
+import { dataLayout, ensureDataDir } from './db/data-dir.js'
 import { openDb, type Db } from './db/open.js'
 import { BlobStore, type Protection } from './store/index.js'
 import { AuditLog } from './audit/log.js'
@@ -48,9 +47,9 @@ export interface Core {
 
 export function dataPaths(dataDir: string) {
   return {
-    db: join(dataDir, 'meta.db'),
-    store: join(dataDir, 'store'),
-    keys: join(dataDir, 'keys'),
+    db: dataLayout(dataDir).db,
+    store: dataLayout(dataDir).store,
+    keys: dataLayout(dataDir).keys.dir,
   }
 }
 

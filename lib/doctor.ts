@@ -2,7 +2,7 @@
 // or a POP on this machine. Each check is independent and returns a verdict; none throws.
 import { X509Certificate } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, statSync, statfsSync } from 'node:fs'
-import { ensureDataDir, openBits } from './db/data-dir.js'
+import { dataLayout, ensureDataDir, openBits } from './db/data-dir.js'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { caPaths, popAuthPaths } from './auth/ca.js'
@@ -55,7 +55,7 @@ export async function checkRsync(): Promise<Check> {
 }
 
 export async function checkSealing(dataDir: string): Promise<Check> {
-  const dir = join(dataDir, 'staging')
+  const dir = dataLayout(dataDir).staging
   try {
     mkdirSync(dir, { recursive: true })
   } catch (err) {
@@ -84,8 +84,8 @@ export function checkModes(dataDir: string): Check {
   const open: string[] = []
   const dirBits = openBits(dataDir)
   if (dirBits) open.push(`${dataDir} is mode ${modeOf(dataDir)} (chmod 700 it)`)
-  for (const f of ['meta.db', 'meta.db-wal', 'meta.db-shm']) {
-    const file = join(dataDir, f)
+  const db = dataLayout(dataDir).db
+  for (const file of [db, `${db}-wal`, `${db}-shm`]) {
     if (openBits(file)) open.push(`${file} is mode ${modeOf(file)} (chmod 600 it)`)
   }
   return open.length === 0

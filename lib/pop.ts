@@ -6,7 +6,7 @@
 //   {data}/sync-staging/  plain folder rsync writes into (never sealed)
 //   {data}/quarantine/    damaged files moved aside by repair (evidence, never served)
 //   {data}/keys/trusted/  the core's public key(s)
-import { join } from 'node:path'
+import { dataLayout } from './db/data-dir.js'
 import { POP_ID_RE } from './auth/ca.js'
 import { claError } from './errors.js'
 import type { Db } from './db/open.js'
@@ -69,7 +69,8 @@ export interface Pop {
 export { POP_ID_RE }
 
 export function popPaths(dataDir: string) {
-  return { staging: join(dataDir, 'sync-staging'), quarantine: join(dataDir, 'quarantine') }
+  const d = dataLayout(dataDir)
+  return { staging: d.syncStaging, quarantine: d.quarantine }
 }
 
 /**

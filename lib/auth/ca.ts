@@ -13,6 +13,7 @@
 // On the POP: {data}/pop-auth/key.pem (Ed25519, 0600), csr.pem, and once issued cert.pem
 // and ca.pem (copied by the operator).
 import { X509Certificate, createPublicKey, createHash, randomBytes } from 'node:crypto'
+import { dataLayout } from '../db/data-dir.js'
 import {
   chmodSync,
   existsSync,
@@ -30,32 +31,15 @@ import { claError } from '../errors.js'
 export const POP_ID_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
 export const POP_URI_PREFIX = 'urn:clavitor:pop:'
 
+/** The CA's files under {data}/ca/ (absolute; lib/db/data-dir.ts has the whole layout). */
 export function caPaths(dataDir: string) {
-  const dir = resolve(dataDir, 'ca')
-  return {
-    dir,
-    key: join(dir, 'ca.key'),
-    cert: join(dir, 'ca.pem'),
-    crl: join(dir, 'crl.pem'),
-    config: join(dir, 'openssl.cnf'),
-    index: join(dir, 'index.txt'),
-    serial: join(dir, 'serial'),
-    crlnumber: join(dir, 'crlnumber'),
-    certs: join(dir, 'certs'),
-    serverKey: join(dir, 'server.key'),
-    serverCert: join(dir, 'server.pem'),
-  }
+  return dataLayout(resolve(dataDir)).ca
 }
 
+/** A POP's credentials under {data}/pop-auth/ (absolute). */
 export function popAuthPaths(dataDir: string) {
-  const dir = resolve(dataDir, 'pop-auth')
-  return {
-    dir,
-    key: join(dir, 'key.pem'),
-    csr: join(dir, 'csr.pem'),
-    cert: join(dir, 'cert.pem'),
-    ca: join(dir, 'ca.pem'),
-  }
+  const { dir, key, csr, cert, ca } = dataLayout(resolve(dataDir)).popAuth
+  return { dir, key, csr, cert, ca }
 }
 
 export function assertPopId(id: string): void {

@@ -12,8 +12,8 @@
 // issues the next of the same chain; presenting a consumed (or revoked) token revokes the
 // whole chain (the POP must then trade its certificate + signature for a new pair).
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { dataLayout } from '../db/data-dir.js'
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 
@@ -22,8 +22,8 @@ export const REFRESH_TOKEN_TTL_SEC = 24 * 3600
 const PREFIX = 'cpt1'
 
 export function tokenSecretPaths(dataDir: string) {
-  const dir = join(dataDir, 'keys')
-  return { dir, current: join(dir, 'pop-token.key'), previous: join(dir, 'pop-token.key.prev') }
+  const k = dataLayout(dataDir).keys
+  return { dir: k.dir, current: k.popToken, previous: k.popTokenPrevious }
 }
 
 /** Loads the token secrets (creating the current one if missing): [current, previous?]. */

@@ -18,6 +18,72 @@ import {
   openSync,
   statSync,
 } from 'node:fs'
+import { join } from 'node:path'
+
+/**
+ * Every path in a data folder, core or POP, in one place. The modules that own a part
+ * keep their own accessors (storePaths, caPaths, popAuthPaths, tokenSecretPaths, the
+ * rsync secrets, popPaths, dataPaths), each a view of this.
+ *
+ *   {data}/meta.db (+ -wal, -shm)   the metadata database, 0600
+ *   {data}/store/<shard>/<p0>/…     sealed .cla blobs (lib/store)
+ *   {data}/staging/                 the store's temp files (same filesystem)
+ *   {data}/store.json, store.lock   store identity, writer lock
+ *   {data}/keys/                    0700: signing key, trusted keys, POP token secret,
+ *                                   rsyncd secrets, admin cookie key
+ *   {data}/ca/                      the private CA and the POP API's TLS key (core)
+ *   {data}/pop-auth/                a POP's key, CSR, certificate, CA, rsync password
+ *   {data}/rsyncd/                  the rsync daemon's lock and log (core)
+ *   {data}/sync-staging/, quarantine/  a POP's pull staging and refused files
+ */
+export function dataLayout(dataDir: string) {
+  const keys = join(dataDir, 'keys')
+  const ca = join(dataDir, 'ca')
+  const popAuth = join(dataDir, 'pop-auth')
+  const rsyncd = join(dataDir, 'rsyncd')
+  return {
+    root: dataDir,
+    db: join(dataDir, 'meta.db'),
+    store: join(dataDir, 'store'),
+    staging: join(dataDir, 'staging'),
+    storeLock: join(dataDir, 'store.lock'),
+    storeIdentity: join(dataDir, 'store.json'),
+    keys: {
+      dir: keys,
+      signingKey: join(keys, 'signing.key'),
+      signingPub: join(keys, 'signing.pub'),
+      trusted: join(keys, 'trusted'),
+      popToken: join(keys, 'pop-token.key'),
+      popTokenPrevious: join(keys, 'pop-token.key.prev'),
+      rsyncdSecrets: join(keys, 'rsyncd.secrets'),
+      adminCookie: join(keys, 'admin-cookie.key'),
+    },
+    ca: {
+      dir: ca,
+      key: join(ca, 'ca.key'),
+      cert: join(ca, 'ca.pem'),
+      crl: join(ca, 'crl.pem'),
+      config: join(ca, 'openssl.cnf'),
+      index: join(ca, 'index.txt'),
+      serial: join(ca, 'serial'),
+      crlnumber: join(ca, 'crlnumber'),
+      certs: join(ca, 'certs'),
+      serverKey: join(ca, 'server.key'),
+      serverCert: join(ca, 'server.pem'),
+    },
+    popAuth: {
+      dir: popAuth,
+      key: join(popAuth, 'key.pem'),
+      csr: join(popAuth, 'csr.pem'),
+      cert: join(popAuth, 'cert.pem'),
+      ca: join(popAuth, 'ca.pem'),
+      rsyncPassword: join(popAuth, 'rsync.password'),
+    },
+    rsyncd: { dir: rsyncd, lock: join(rsyncd, 'rsyncd.lock'), log: join(rsyncd, 'rsyncd.log') },
+    syncStaging: join(dataDir, 'sync-staging'),
+    quarantine: join(dataDir, 'quarantine'),
+  }
+}
 
 export const PRIVATE_DIR_MODE = 0o700
 export const PRIVATE_FILE_MODE = 0o600

@@ -42,7 +42,7 @@ import fg from 'fast-glob'
 import { dirtyBytes } from './dirty.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import type { Statement } from 'better-sqlite3'
-import { ensureDataDir } from '../db/data-dir.js'
+import { dataLayout, ensureDataDir } from '../db/data-dir.js'
 import { openDb, type Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
 import {
@@ -248,18 +248,19 @@ interface PendingPut {
   reject: (err: unknown) => void
 }
 
+/** The store's part of the data folder (lib/db/data-dir.ts has the whole layout). */
 export function storePaths(dataDir: string) {
-  const keys = join(dataDir, 'keys')
+  const d = dataLayout(dataDir)
   return {
-    root: join(dataDir, 'store'),
-    staging: join(dataDir, 'staging'),
-    keys,
-    signingKey: join(keys, 'signing.key'),
-    signingPub: join(keys, 'signing.pub'),
-    trusted: join(keys, 'trusted'),
-    db: join(dataDir, 'meta.db'),
-    lock: join(dataDir, 'store.lock'),
-    identity: join(dataDir, 'store.json'),
+    root: d.store,
+    staging: d.staging,
+    keys: d.keys.dir,
+    signingKey: d.keys.signingKey,
+    signingPub: d.keys.signingPub,
+    trusted: d.keys.trusted,
+    db: d.db,
+    lock: d.storeLock,
+    identity: d.storeIdentity,
   }
 }
 

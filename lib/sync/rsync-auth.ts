@@ -12,11 +12,11 @@
 // (`rrsync -ro STORE`, shipped by Debian's rsync package) and `from=` set to the POP's
 // allowlist (sshAuthorizedKeyLine).
 import { randomBytes } from 'node:crypto'
+import { dataLayout } from '../db/data-dir.js'
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { popAuthPaths } from '../auth/ca.js'
 import { getPop, listPops } from '../auth/pops.js'
 import type { RsyncdAuth } from './rsyncd-config.js'
 
@@ -27,12 +27,12 @@ export function rsyncUserFor(popId: string): string {
 
 /** The core's rsyncd secrets file: `{data}/keys/rsyncd.secrets`. */
 export function rsyncdSecretsFile(coreDataDir: string): string {
-  return resolve(coreDataDir, 'keys', 'rsyncd.secrets')
+  return dataLayout(resolve(coreDataDir)).keys.rsyncdSecrets
 }
 
 /** The POP's rsync password file: `{popdata}/pop-auth/rsync.password`. */
 export function popRsyncPasswordFile(popDataDir: string): string {
-  return join(popAuthPaths(popDataDir).dir, 'rsync.password')
+  return dataLayout(resolve(popDataDir)).popAuth.rsyncPassword
 }
 
 /** Reads `user:password` lines (missing file = empty). Comments and blank lines are skipped. */

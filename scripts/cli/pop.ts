@@ -3,6 +3,7 @@
 // config). Small blocks, each joining its parent command whoever made it first
 // (`pop init` lives in ca.ts, `core pop …` in pop-admin.ts).
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { dataLayout } from '../../lib/db/data-dir.js'
 import { dirname, join, resolve } from 'node:path'
 import { Option, type Command } from 'commander'
 import cliProgress from 'cli-progress'
@@ -458,7 +459,7 @@ export function register(program: Command): void {
         }) => {
           const port = intOpt('port', o.port, 1, 65535)!
           const maxConnections = intOpt('max-connections', o.maxConnections, 1, 10000)!
-          const lockFile = resolve(o.lockFile ?? join(o.data, 'rsyncd', 'rsyncd.lock'))
+          const lockFile = resolve(o.lockFile ?? dataLayout(o.data).rsyncd.lock)
           // its folder beside the core's data (not the data folder itself: manual mode may
           // render a config for a core that is not set up here yet)
           if (existsSync(o.data)) mkdirSync(dirname(lockFile), { recursive: true, mode: 0o700 })

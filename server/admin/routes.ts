@@ -3,6 +3,7 @@
 // layer, renders server-side HTML (views.ts). Every page and action needs a session except
 // the login and setup pages, their WebAuthn JSON endpoints and the static assets.
 import { readFileSync } from 'node:fs'
+import { dataLayout } from '../../lib/db/data-dir.js'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -30,7 +31,7 @@ import { createCustomer, createMspMargin } from '../../lib/admin/customers.js'
 import { parseRole } from '../../lib/admin/roles.js'
 import { loadOrCreateSecret } from '../../lib/admin/secrets.js'
 import { listEvents, verifyChain } from '../../lib/audit/log.js'
-import { dataPaths, type Core } from '../../lib/core.js'
+import type { Core } from '../../lib/core.js'
 import { claError, errorResponse } from '../../lib/errors.js'
 import * as v from './views.js'
 
@@ -80,8 +81,7 @@ export default async function adminRoutes(
 ): Promise<void> {
   const { core } = opts
   const admin = core.admin
-  const secret =
-    opts.secret ?? loadOrCreateSecret(join(dataPaths(core.dataDir).keys, 'admin-cookie.key'))
+  const secret = opts.secret ?? loadOrCreateSecret(dataLayout(core.dataDir).keys.adminCookie)
   const fixedOrigin = opts.origin ? new URL(opts.origin) : undefined
   const assets = {
     css: readFileSync(join(ASSETS, 'admin.css'), 'utf8'),
