@@ -28,20 +28,13 @@ import Fastify, {
 import rateLimit from '@fastify/rate-limit'
 import { ClavitorError, claError } from '../lib/errors.js'
 import type { Core } from '../lib/core.js'
-import { appendEvent } from '../lib/audit/log.js'
 import { PopAuthenticator, reasonOf } from '../lib/auth/pop-auth.js'
 import { normalizeIp } from '../lib/auth/allowlist.js'
 import { caPaths, certFingerprint } from '../lib/auth/ca.js'
 import { RefusalGuard } from '../lib/auth/refusal-guard.js'
 import { certificateRefusal, handshakeRefusal } from '../lib/auth/tls-refusal.js'
-import {
-  ACCESS_TOKEN_TTL_SEC,
-  issueAccessToken,
-  issueRefreshToken,
-  loadTokenSecrets,
-  rotateRefreshToken,
-  tokenSecretPaths,
-} from '../lib/auth/tokens.js'
+import { loadTokenSecrets, tokenSecretPaths } from '../lib/auth/tokens.js'
+import { grantTokens, refreshTokens } from '../lib/auth/token-grant.js'
 import { syncRoutes } from './routes/sync.js'
 import { requestIdOptions, requestIdPlugin } from '../http/request-id.js'
 import { strictBodyOptions } from '../http/strict-body.js'
@@ -227,15 +220,7 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
       try {
         if (authorized.has(socket)) {
           // a certificate holder: this refusal is audited and counts towards its limit
-          refusals.noteAudited(ip)
-          appendEvent(db, {
-            kind: 'pop.request',
-            actor: 'unknown',
-            outcome: 'refused',
-            reason,
-            ip,
-            data: { code: err.code ?? null },
-          })
+          auth.refuseUnauthenticated({ ip, reason, code: err.code ?? null })
         } else refusals.count(ip, 'http', reason)
       } catch {
         // refused anyway; nothing more we can do for this socket
@@ -361,21 +346,18 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   app.addHook('onSend', async (req, reply, payload) => {
     if (req.clavitorAudited) return payload
     req.clavitorAudited = true
-    if (reply.statusCode >= 400) refusals.noteAudited(ipOf(req.socket))
     const err = req.clavitorError as { code?: string } | undefined
-    const reason =
-      err?.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-        ? 'body_too_large'
-        : err instanceof ClavitorError
-          ? reasonOf(err)
-          : (err?.code ?? `status_${reply.statusCode}`)
-    appendEvent(db, {
-      kind: 'pop.request',
-      actor: req.popId ?? 'unknown',
-      outcome: reply.statusCode < 400 ? 'allowed' : 'refused',
-      reason,
-      ip: normalizeIp(req.socket.remoteAddress),
-      route: `${req.method} ${splitUrl(req.url).path}`.slice(0, 300),
+    auth.auditAnswer({
+      status: reply.statusCode,
+      reason:
+        err?.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? 'body_too_large'
+          : err instanceof ClavitorError
+            ? reasonOf(err)
+            : (err?.code ?? `status_${reply.statusCode}`),
+      popId: req.popId,
+      ip: ipOf(req.socket),
+      route: `${req.method} ${splitUrl(req.url).path}`,
       fingerprint: req.popFingerprint,
     })
     return payload
@@ -430,14 +412,14 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
     },
     onExceeded: (req: FastifyRequest) => {
       // fail closed: if this cannot be written the request is refused with 503 anyway
-      appendEvent(db, {
-        kind: 'pop.request',
-        actor: req.popId ?? 'unknown',
-        outcome: 'refused',
+      auth.auditAnswer({
+        status: 429,
         reason: 'rate_limited',
-        ip: normalizeIp(req.socket.remoteAddress),
+        popId: req.popId,
+        ip: req.socket.remoteAddress,
         route: `${req.method} ${splitUrl(req.url).path}`,
         fingerprint: req.popFingerprint,
+        counted: false, // a POP over its request rate, not a refusal of its credentials
       })
     },
     errorResponseBuilder: (_req: FastifyRequest, ctx: { after: string; ttl: number }) =>
@@ -446,76 +428,23 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
       }),
   })
 
-  // --- token routes ---------------------------------------------------------------
-  app.post('/pop/v1/token', async (req) => {
-    const popId = req.popId!
-    const fp = req.popFingerprint!
-    const nowSec = Math.floor(now() / 1000)
-    const access = issueAccessToken(tokenSecrets()[0]!, popId, fp, nowSec)
-    const refresh = issueRefreshToken(db, popId, fp, nowSec)
-    appendEvent(db, {
-      kind: 'pop.token',
-      actor: popId,
-      outcome: 'ok',
-      reason: 'token_issued',
-      fingerprint: fp,
-      ip: normalizeIp(req.socket.remoteAddress),
-    })
-    return tokenResponse(access, refresh, nowSec)
+  // --- token routes (decisions and audit rows in lib/auth/token-grant.ts) -------------
+  const grant = (req: FastifyRequest) => ({
+    popId: req.popId!,
+    fingerprint: req.popFingerprint!,
+    ip: req.socket.remoteAddress,
+    nowSec: Math.floor(now() / 1000),
+    secret: tokenSecrets()[0]!,
   })
-
+  app.post('/pop/v1/token', async (req) => grantTokens(db, grant(req)))
   app.post('/pop/v1/token/refresh', async (req) => {
-    const popId = req.popId!
-    const fp = req.popFingerprint!
-    const nowSec = Math.floor(now() / 1000)
     const body = req.body as { refresh_token?: unknown } | undefined
     const presented = typeof body?.refresh_token === 'string' ? body.refresh_token : ''
-    let refresh
-    try {
-      refresh = rotateRefreshToken(db, presented, { popId, fingerprint: fp, nowSec })
-    } catch (err) {
-      appendEvent(db, {
-        kind: 'pop.token',
-        actor: popId,
-        outcome: 'refused',
-        reason: reasonOf(err),
-        fingerprint: fp,
-        ip: normalizeIp(req.socket.remoteAddress),
-        data: err instanceof ClavitorError ? { chainId: err.details?.chainId ?? null } : undefined,
-      })
-      throw err
-    }
-    const access = issueAccessToken(tokenSecrets()[0]!, popId, fp, nowSec)
-    appendEvent(db, {
-      kind: 'pop.token',
-      actor: popId,
-      outcome: 'ok',
-      reason: 'token_refreshed',
-      fingerprint: fp,
-      ip: normalizeIp(req.socket.remoteAddress),
-      data: { chainId: refresh.chainId },
-    })
-    return tokenResponse(access, refresh, nowSec)
+    return refreshTokens(db, presented, grant(req))
   })
 
   // --- the data routes, behind the token --------------------------------------------
   if (opts.syncRoutes ?? true) await app.register(syncRoutes, { core })
   if (opts.routes) await opts.routes(app)
   return app
-}
-
-function tokenResponse(
-  access: { token: string; expiresAt: number },
-  refresh: { token: string; expiresAt: number },
-  nowSec: number,
-) {
-  return {
-    access_token: access.token,
-    token_type: 'Bearer',
-    expires_in: ACCESS_TOKEN_TTL_SEC,
-    expires_at: access.expiresAt,
-    refresh_token: refresh.token,
-    refresh_expires_at: refresh.expiresAt,
-    now: nowSec,
-  }
 }

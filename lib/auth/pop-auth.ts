@@ -176,6 +176,51 @@ export class PopAuthenticator {
     })
   }
 
+  /**
+   * A request refused before any authentication decision on a socket whose certificate
+   * TLS accepted (a request timeout, bytes that are not HTTP): audited, and counted
+   * towards the address's refusal limit.
+   */
+  refuseUnauthenticated(r: { ip: string | undefined; reason: string; code: string | null }): void {
+    const ip = normalizeIp(r.ip) ?? r.ip
+    this.refusals.noteAudited(ip)
+    this.audit({
+      kind: 'pop.request',
+      actor: 'unknown',
+      outcome: 'refused',
+      reason: r.reason,
+      ip,
+      data: { code: r.code },
+    })
+  }
+
+  /**
+   * The row of a request answered without an authentication decision of its own (a 413,
+   * a 404 before the check, a rate limit): a refusal (status >= 400) also counts towards
+   * the address's refusal limit unless `counted` is false.
+   */
+  auditAnswer(a: {
+    status: number
+    reason: string
+    popId: string | undefined
+    ip: string | undefined
+    route: string
+    fingerprint: string | undefined
+    counted?: boolean
+  }): void {
+    const ip = normalizeIp(a.ip) ?? a.ip
+    if (a.status >= 400 && a.counted !== false) this.refusals.noteAudited(ip)
+    this.audit({
+      kind: 'pop.request',
+      actor: a.popId ?? 'unknown',
+      outcome: a.status < 400 ? 'allowed' : 'refused',
+      reason: a.reason,
+      ip,
+      route: a.route.slice(0, 300),
+      fingerprint: a.fingerprint,
+    })
+  }
+
   private anyPopAllows(ip: string | undefined): boolean {
     return listPops(this.db).some((p) => ipAllowed(ip, parseAllowlist(p.allowlist)))
   }

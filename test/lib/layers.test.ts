@@ -79,3 +79,18 @@ t.test('the table in docs/architecture.md says the same', async (t) => {
     )
   }
 })
+
+// Audit rows are decisions: they are built in lib/ (the apps and the CLI call the library).
+t.test('no audit row is built outside lib/', async (t) => {
+  const files = await fg(
+    ['server/**/*.ts', 'pop-agent/**/*.ts', 'http/**/*.ts', 'scripts/**/*.ts'],
+    {
+      cwd: root.pathname,
+    },
+  )
+  t.ok(files.length > 20, 'found the apps and scripts')
+  for (const f of files) {
+    const src = readFileSync(new URL(f, root), 'utf8')
+    t.notMatch(src, /\bappendEvent\s*\(/, `${f} calls appendEvent`)
+  }
+})
