@@ -127,7 +127,7 @@ export interface PopListing {
 }
 
 /** Every POP with its sync state (for `clavitor core pops`). */
-export function listPops(db: Db): PopListing[] {
+export function listPopSyncStates(db: Db): PopListing[] {
   const rows = db
     .prepare(
       `SELECT p.id, p.name, p.removed_at, s.cursor, s.last_success_at, s.last_error, s.last_error_at,

@@ -13,7 +13,7 @@ import { createLogger } from '../../lib/log.js'
 import { checkCoreUrl, openPop, type Pop, type PopOptions } from '../../lib/pop.js'
 import { PROTECTIONS, type Protection } from '../../lib/store/index.js'
 import type { RunOutcome } from '../../lib/sync/agent.js'
-import { listPops } from '../../lib/sync/pop-state.js'
+import { listPopSyncStates } from '../../lib/sync/pop-state.js'
 import type { PullProgress } from '../../lib/sync/pull.js'
 import { renderRsyncdConfig, type RsyncdAuth } from '../../lib/sync/rsyncd-config.js'
 import { auditRsyncLog, prepareRsyncdLogFile } from '../../lib/sync/rsync-audit.js'
@@ -397,7 +397,7 @@ export function register(program: Command): void {
       action(async (o: { data: string }) => {
         const c = await openCore({ dataDir: o.data })
         try {
-          printJson(listPops(c.db))
+          printJson(listPopSyncStates(c.db))
         } finally {
           await c.close()
         }

@@ -35,7 +35,7 @@ import { verifyChain } from '../../lib/audit/log.js'
 import { openPop, type Pop } from '../../lib/pop.js'
 import { makeKeyRing } from '../../lib/store/keys.js'
 import type { RunOutcome } from '../../lib/sync/agent.js'
-import { listPops as listPopSync } from '../../lib/sync/pop-state.js'
+import { listPopSyncStates } from '../../lib/sync/pop-state.js'
 import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
 import { requestFeedClient } from '../../lib/sync/transport.js'
 import { buildCoreApp } from '../../server/app.js'
@@ -613,7 +613,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       const anchors = scanAnchors(coreDir, core.store).trusted
       const chain = verifyChain(core.db, { anchors })
       const popChains = pops.map((p) => verifyChain(p.pop.db))
-      const view = new Map(listPopSync(core.db).map((x) => [x.id, x.sync]))
+      const view = new Map(listPopSyncStates(core.db).map((x) => [x.id, x.sync]))
       const pending = b.pending().length
       const popReports: PopReport[] = []
       for (const p of pops) {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { buildPopApp } from '../../pop-agent/app.js'
-import { listPops } from '../../lib/sync/pop-state.js'
+import { listPopSyncStates } from '../../lib/sync/pop-state.js'
 import { listEvents } from '../../lib/audit/log.js'
 import { indexOf, isRoot, openTestPop, randomP0, startCore, tempDir } from '../fixtures/sync.js'
 
@@ -30,7 +30,7 @@ t.test('core and two POPs converge; incremental runs fetch only the new blobs', 
   if (isRoot && a.store.sealing) t.equal(va.unsealed.length, 0, 'pop-a files sealed')
 
   // the core sees both POPs
-  const pops = listPops(core.store.db)
+  const pops = listPopSyncStates(core.store.db)
   t.same(
     pops.map((p) => [p.id, p.sync?.lag_us, p.sync?.blobs]),
     [

@@ -3,7 +3,12 @@ import { join } from 'node:path'
 import { openDb, type Db } from '../../../lib/db/open.js'
 import { decodeCursor, encodeCursor, compareCursor } from '../../../lib/store/cursor.js'
 import { feedPage, FEED_MAX_LIMIT } from '../../../lib/sync/feed.js'
-import { lagMicros, listPops, recordReport, validateReport } from '../../../lib/sync/pop-state.js'
+import {
+  lagMicros,
+  listPopSyncStates,
+  recordReport,
+  validateReport,
+} from '../../../lib/sync/pop-state.js'
 import { isClavitorError } from '../../../lib/errors.js'
 
 // The feed reads the store's index table; rows are inserted the way the store indexes them.
@@ -155,7 +160,7 @@ t.test('reports: state row, lag sample, unknown POP refused, listing', async (t)
     { code: 'CLA_ERR_SYNC_UNKNOWN_POP' },
     'removed POP',
   )
-  const list = listPops(db)
+  const list = listPopSyncStates(db)
   t.equal(list.length, 2)
   t.equal(list[0]!.id, 'pop-a')
   t.equal(list[0]!.sync!.lag_us, 0)
