@@ -29,7 +29,6 @@ import {
 } from './entities.js'
 import { CUSTOM_ID_KEY, newId } from './ids.js'
 import { paddleDetails, type PaddleClient } from './paddle-client.js'
-import { handlePaddleWebhook, type WebhookResult } from './webhooks.js'
 
 /** A webhook snapshot not applied because it breaks a rule (webhooks.ts parks its event). */
 export interface ParkedSnapshot {
@@ -868,11 +867,6 @@ export class Billing {
   }
 
   // --- webhooks (called by webhooks.ts) ---------------------------------------------------
-  /** Verifies, records and applies one Paddle delivery (see webhooks.ts: handlePaddleWebhook). */
-  applyWebhook(rawBody: Buffer, signatureHeader: string | undefined): WebhookResult {
-    return handlePaddleWebhook(this, rawBody, signatureHeader)
-  }
-
   /**
    * Applies a Paddle snapshot to our row: found by paddle_id, else by our id in
    * custom_data (linking a row whose create answer was lost), else (subscriptions) by the
