@@ -16,7 +16,6 @@ import type { Db } from '../db/open.js'
 import { claError, isClavitorError, ClavitorError } from '../errors.js'
 import { systemClock, rfc3339Micros, type Clock } from './clock.js'
 import {
-  DEFAULT_BILLING_DETAILS,
   ENTITIES,
   ENTITY_NAMES,
   entitySpec,
@@ -27,6 +26,7 @@ import {
   type PaddleObj,
   type Row,
 } from './entities.js'
+import type { PushCtx, WriteCtx } from './entity-spec.js'
 import { CUSTOM_ID_KEY, newId } from './ids.js'
 import { paddleDetails, type PaddleClient } from './paddle-client.js'
 
@@ -205,6 +205,26 @@ export class Billing {
     }
   }
 
+  /** What an entity's insertNew hook may use (entity-spec.ts). */
+  private get writeCtx(): WriteCtx {
+    return {
+      db: this.db,
+      nowMs: () => this.clock.now(),
+      insert: (spec, id, cols, now) => this.insert(spec, id, cols, now),
+    }
+  }
+
+  /** What an entity's push hooks may use (entity-spec.ts). */
+  private pushCtx(paddle: PaddleClient): PushCtx {
+    return {
+      paddle,
+      map: this.ctx,
+      load: (spec, id) => this.load(spec, id),
+      push: (entity, id) => this.push(entity, id),
+      merge: (spec, row, obj, clear) => this.merge(spec, row, obj, clear),
+    }
+  }
+
   private nowUs(): number {
     return this.clock.now() * 1000
   }
@@ -219,13 +239,7 @@ export class Billing {
     for (const c of [...spec.json, 'raw']) if (c in out) out[c] = parseJson(out[c])
     for (const c of spec.bool) if (c in out) out[c] = Boolean(out[c])
     out.state = row.failed_at != null ? 'failed' : row.pending_since != null ? 'pending' : 'synced'
-    if (spec.name === 'subscriptions') {
-      out.items = this.db
-        .prepare(
-          'SELECT price_id, quantity, status, recurring FROM subscription_items WHERE subscription_id = ?',
-        )
-        .all(row.id)
-    }
+    if (spec.present) Object.assign(out, spec.present(this.db, row))
     return out as PublicRow
   }
 
@@ -257,13 +271,8 @@ export class Billing {
       where.push('id < ?')
       args.push(opts.after)
     }
-    if (
-      opts.customer_id &&
-      spec.name !== 'products' &&
-      spec.name !== 'prices' &&
-      spec.name !== 'discounts'
-    ) {
-      where.push(spec.name === 'customers' ? 'parent_id = ?' : 'customer_id = ?')
+    if (opts.customer_id && spec.customerColumn) {
+      where.push(`${spec.customerColumn} = ?`)
       args.push(opts.customer_id)
     }
     if (opts.state === 'failed') where.push('failed_at IS NOT NULL')
@@ -360,63 +369,19 @@ export class Billing {
     const cols = this.toColumns(spec, this.validate(spec, spec.create, input, 'create'))
     const now = this.nowUs()
     const id = newId(spec.prefix, this.clock.now())
-    let pushId = id
-    let pushEntity: EntityName = spec.name
+    let pushed: { entity: EntityName; id: string } = { entity: spec.name, id }
     try {
       this.db
         .transaction(() => {
           spec.prepare?.(this.db, cols, undefined)
-          if (spec.name === 'subscriptions') {
-            // Ours: a subscription is pushed as a billed manual-collection transaction with
-            // recurring prices; Paddle makes the subscription, linked when its sub_ id appears.
-            const txnId = newId(ENTITIES.transactions.prefix, this.clock.now())
-            const items = JSON.stringify(cols.items)
-            const billingDetails = JSON.stringify(cols.billing_details ?? DEFAULT_BILLING_DETAILS)
-            delete cols.items
-            delete cols.billing_details
-            this.insert(
-              spec,
-              id,
-              { ...cols, origin_transaction_id: txnId, collection_mode: 'manual' },
-              now,
-            )
-            const ins = this.db.prepare(
-              'INSERT INTO subscription_items (subscription_id, price_id, quantity, recurring) VALUES (?, ?, ?, ?)',
-            )
-            for (const it of JSON.parse(items) as Array<{ price_id: string; quantity?: number }>) {
-              const p = this.db
-                .prepare('SELECT billing_interval FROM prices WHERE id = ?')
-                .get(it.price_id) as { billing_interval: string | null }
-              ins.run(id, it.price_id, it.quantity ?? 1, p.billing_interval ? 1 : 0)
-            }
-            this.insert(
-              ENTITIES.transactions,
-              txnId,
-              {
-                customer_id: cols.customer_id,
-                address_id: cols.address_id,
-                business_id: cols.business_id ?? null,
-                discount_id: cols.discount_id ?? null,
-                subscription_id: id,
-                status: 'billed',
-                collection_mode: 'manual',
-                currency_code: cols.currency_code,
-                items,
-                billing_details: billingDetails,
-              },
-              now,
-            )
-            pushId = txnId
-            pushEntity = 'transactions'
-          } else {
-            this.insert(spec, id, cols, now)
-          }
+          if (spec.insertNew) pushed = spec.insertNew(this.writeCtx, id, cols, now)
+          else this.insert(spec, id, cols, now)
         })
         .immediate()
     } catch (err) {
       this.sqlError(err)
     }
-    await this.push(pushEntity, pushId)
+    await this.push(pushed.entity, pushed.id)
     return this.get(spec.name, id)
   }
 
@@ -519,8 +484,8 @@ export class Billing {
     this.db.prepare(`UPDATE ${spec.table} SET attempts = attempts + 1 WHERE id = ?`).run(id)
     row.attempts = Number(row.attempts) + 1
     try {
-      if (spec.name === 'subscriptions' && !row.paddle_id) {
-        await this.pushSubscription(row)
+      if (spec.pushNew && !row.paddle_id) {
+        await spec.pushNew(this.pushCtx(paddle), row)
         return
       }
       let obj: PaddleObj
@@ -532,7 +497,7 @@ export class Billing {
         if (found) {
           // An earlier attempt did reach Paddle (its answer was lost): never create a second.
           obj =
-            spec.name === 'transactions' || spec.immutable
+            spec.adoptAsIs || spec.immutable
               ? found
               : (
                   await paddle.patch<PaddleObj>(
@@ -545,9 +510,8 @@ export class Billing {
             obj = (await paddle.post<PaddleObj>(collection, spec.toPaddle(row, this.ctx, 'create')))
               .data
           } catch (err) {
-            const d = paddleDetails(err)
-            if (spec.name !== 'customers' || d?.code !== 'customer_already_exists') throw err
-            obj = await this.adoptCustomer(row, err as ClavitorError)
+            if (!spec.recoverCreate) throw err
+            obj = await spec.recoverCreate(this.pushCtx(paddle), row, err)
           }
         }
       } else if (spec.immutable) {
@@ -561,48 +525,10 @@ export class Billing {
         ).data
       }
       this.merge(spec, row, obj, true)
-      if (spec.name === 'transactions' && row.subscription_id) {
-        await this.push('subscriptions', String(row.subscription_id))
-      }
+      await spec.afterPush?.(this.pushCtx(paddle), row)
     } catch (err) {
       this.recordFailure(spec, row, err)
     }
-  }
-
-  /** A subscription without a sub_ id: make sure its transaction is at Paddle, then look for the subscription. */
-  private async pushSubscription(sub: Row): Promise<void> {
-    const paddle = this.paddle!
-    const txnSpec = ENTITIES.transactions
-    let txn = this.load(txnSpec, String(sub.origin_transaction_id))
-    if (!txn) throw claError('CLA_ERR_INTERNAL', `subscription ${sub.id} has no origin transaction`)
-    if (!txn.paddle_id) {
-      // The transaction's own push (its failure is recorded on the transaction row).
-      await this.push('transactions', txn.id)
-      txn = this.load(txnSpec, txn.id)!
-      if (!txn.paddle_id) {
-        throw claError(
-          'CLA_ERR_BILLING_DEPENDENCY_PENDING',
-          `waiting for transaction ${txn.id} to reach Paddle first`,
-          {
-            details: { entity: 'transactions', id: txn.id },
-          },
-        )
-      }
-    }
-    const t = (await paddle.get<PaddleObj>(`/transactions/${String(txn.paddle_id)}`)).data
-    this.merge(txnSpec, txn, t, false)
-    const subId = typeof t.subscription_id === 'string' ? t.subscription_id : null
-    if (!subId) {
-      throw claError(
-        'CLA_ERR_BILLING_DEPENDENCY_PENDING',
-        `Paddle has not made the subscription for transaction ${String(txn.paddle_id)} yet`,
-        {
-          details: { entity: 'transactions', id: txn.id, paddle_id: txn.paddle_id },
-        },
-      )
-    }
-    const s = (await paddle.get<PaddleObj>(`/subscriptions/${subId}`)).data
-    this.merge(ENTITIES.subscriptions, this.load(ENTITIES.subscriptions, sub.id)!, s, true)
   }
 
   /** Looks for our id in custom_data among recent objects (id[DESC], following `next`). */
@@ -616,8 +542,7 @@ export class Billing {
       per_page: String(spec.perPage),
       ...spec.findQuery?.(row, this.ctx),
     }
-    if (spec.name !== 'transactions' && spec.name !== 'adjustments')
-      query.status = 'active,archived'
+    if (spec.findStatus) query.status = spec.findStatus
     const oldest = Number(row.created_at) / 1000 - 3_600_000 // our row's time minus an hour of clock skew
     let pages = 0
     for await (const page of this.paddle!.pages(collection, query)) {
@@ -636,33 +561,6 @@ export class Billing {
         break
     }
     return undefined
-  }
-
-  /** 409 customer_already_exists: adopt the existing customer unless another row of ours owns it. */
-  private async adoptCustomer(row: Row, err: ClavitorError): Promise<PaddleObj> {
-    const d = paddleDetails(err)
-    const m = /ctm_[a-z0-9]{26}/.exec(d?.detail ?? '')
-    if (!m) throw err
-    const existing = (await this.paddle!.get<PaddleObj>(`/customers/${m[0]}`)).data
-    const owner = (existing.custom_data as Record<string, unknown> | null | undefined)?.[
-      CUSTOM_ID_KEY
-    ]
-    if (owner && owner !== row.id) {
-      throw claError(
-        'CLA_ERR_BILLING_CONFLICT',
-        `email ${String(row.email)} belongs to Paddle customer ${m[0]}, which is our ${String(owner)}`,
-        {
-          cause: err,
-          details: { paddle_id: m[0], owner },
-        },
-      )
-    }
-    return (
-      await this.paddle!.patch<PaddleObj>(
-        `/customers/${m[0]}`,
-        ENTITIES.customers.toPaddle(row, this.ctx, 'update'),
-      )
-    ).data
   }
 
   /**
@@ -894,21 +792,7 @@ export class Billing {
       const r = this.load(spec, cd[CUSTOM_ID_KEY])
       if (r && (r.paddle_id == null || r.paddle_id === obj.id)) row = r
     }
-    if (!row && spec.name === 'subscriptions') {
-      const viaTxn =
-        typeof obj.transaction_id === 'string'
-          ? (this.db
-              .prepare('SELECT subscription_id FROM transactions WHERE paddle_id = ?')
-              .get(obj.transaction_id) as { subscription_id: string | null } | undefined)
-          : undefined
-      const ourSub =
-        viaTxn?.subscription_id ??
-        (typeof cd.clavitor_subscription_id === 'string' ? cd.clavitor_subscription_id : undefined)
-      if (ourSub) {
-        const r = this.load(spec, ourSub)
-        if (r && r.paddle_id == null) row = r
-      }
-    }
+    if (!row && spec.snapshotRow) row = spec.snapshotRow(this.db, obj)
     const mapped = spec.fromPaddle(obj, this.ctx)
     const now = this.nowUs()
     if (!row) {
@@ -918,17 +802,7 @@ export class Billing {
         raw: JSON.stringify(obj),
         paddle_occurred_at: occurredAt,
       }
-      if (spec.name === 'customers') {
-        // Created at Paddle directly: a top-level customer (level 1) until someone files it.
-        cols.level = 1
-        cols.parent_id = null
-        cols.email = cols.email ?? 'unknown@invalid'
-      }
-      if (spec.name === 'transactions')
-        cols.subscription_id = this.ctx.ourIdOf(
-          'subscriptions',
-          typeof obj.subscription_id === 'string' ? obj.subscription_id : null,
-        )
+      spec.mirror?.(cols, obj, this.ctx)
       const id = newId(spec.prefix, this.clock.now())
       const all: Record<string, unknown> = {
         ...cols,
@@ -974,12 +848,12 @@ export class Billing {
       )
         delete cols[k]
     }
-    if (spec.name === 'subscriptions' && row.status === 'canceled' && cols.status !== undefined)
-      cols.status = 'canceled' // final
+    if (spec.finalStatuses?.includes(String(row.status)) && cols.status !== undefined)
+      cols.status = row.status
     cols.paddle_id = obj.id
     cols.raw = JSON.stringify(obj)
     cols.paddle_occurred_at = occurredAt
-    const clear = linking && spec.name === 'subscriptions'
+    const clear = linking && spec.linkCompletesPush === true
     const keys = Object.keys(cols)
     this.db
       .prepare(

@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox'
 import { claError } from '../errors.js'
 import type { EntitySpec } from './entity-spec.js'
-import { clean, customData, userCustomData, str, bool } from './mapping.js'
+import { ACTIVE_AND_ARCHIVED, clean, customData, userCustomData, str, bool } from './mapping.js'
 import { requireRow } from './references.js'
 import {
   Currency,
@@ -57,6 +57,7 @@ export const products: EntitySpec = {
   }),
   paddleOwned: ['type'],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
 }
 
 const priceProps = {
@@ -147,6 +148,7 @@ export const prices: EntitySpec = {
   },
   paddleOwned: [],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
 }
 
 // --- discounts ---------------------------------------------------------------------------
@@ -252,4 +254,5 @@ export const discounts: EntitySpec = {
   }),
   paddleOwned: [],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
 }

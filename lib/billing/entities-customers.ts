@@ -1,9 +1,19 @@
 // Whom we bill: customers (the MSP → customer → department hierarchy), their addresses and
 // businesses. One description each (see entity-spec.ts for what the fields mean).
 import { Type } from '@sinclair/typebox'
-import { claError } from '../errors.js'
-import type { EntitySpec } from './entity-spec.js'
-import { clean, customData, parseJson, userCustomData, str, bool } from './mapping.js'
+import { claError, type ClavitorError } from '../errors.js'
+import type { EntitySpec, PaddleObj, PushCtx, Row } from './entity-spec.js'
+import { CUSTOM_ID_KEY } from './ids.js'
+import {
+  ACTIVE_AND_ARCHIVED,
+  clean,
+  customData,
+  parseJson,
+  userCustomData,
+  str,
+  bool,
+} from './mapping.js'
+import { paddleDetails } from './paddle-client.js'
 import { ancestors, requireRow } from './references.js'
 import { CustomData, Country, Email, Id, Text, partialUpdate, strict } from './schemas.js'
 
@@ -119,6 +129,44 @@ export const customers: EntitySpec = {
   }),
   paddleOwned: ['marketing_consent'],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  // A customer's children are the customers under it.
+  customerColumn: 'parent_id',
+  async recoverCreate(p, row, err) {
+    // Paddle refuses a second customer with one email (409 customer_already_exists).
+    if (paddleDetails(err)?.code !== 'customer_already_exists') throw err
+    return adoptCustomer(p, row, err as ClavitorError)
+  },
+  mirror(cols) {
+    // Created at Paddle directly: a top-level customer (level 1) until someone files it.
+    cols.level = 1
+    cols.parent_id = null
+    cols.email = cols.email ?? 'unknown@invalid'
+  },
+}
+
+/** 409 customer_already_exists: adopt the existing customer unless another row of ours owns it. */
+async function adoptCustomer(p: PushCtx, row: Row, err: ClavitorError): Promise<PaddleObj> {
+  const d = paddleDetails(err)
+  const m = /ctm_[a-z0-9]{26}/.exec(d?.detail ?? '')
+  if (!m) throw err
+  const existing = (await p.paddle.get<PaddleObj>(`/customers/${m[0]}`)).data
+  const owner = (existing.custom_data as Record<string, unknown> | null | undefined)?.[
+    CUSTOM_ID_KEY
+  ]
+  if (owner && owner !== row.id) {
+    throw claError(
+      'CLA_ERR_BILLING_CONFLICT',
+      `email ${String(row.email)} belongs to Paddle customer ${m[0]}, which is our ${String(owner)}`,
+      {
+        cause: err,
+        details: { paddle_id: m[0], owner },
+      },
+    )
+  }
+  return (
+    await p.paddle.patch<PaddleObj>(`/customers/${m[0]}`, customers.toPaddle(row, p.map, 'update'))
+  ).data
 }
 
 // --- addresses / businesses --------------------------------------------------------------
@@ -175,6 +223,8 @@ export const addresses: EntitySpec = {
   webhookFixed: ['customer_id'],
   paddleOwned: [],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  customerColumn: 'customer_id',
 }
 
 const Contact = Type.Object({ name: Type.Optional(Text(200)), email: Email }, strict)
@@ -222,4 +272,6 @@ export const businesses: EntitySpec = {
   webhookFixed: ['customer_id'],
   paddleOwned: [],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  customerColumn: 'customer_id',
 }

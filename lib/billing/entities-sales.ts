@@ -134,6 +134,20 @@ export const transactions: EntitySpec = {
   },
   paddleOwned: ['status', 'origin', 'details', 'total', 'tax', 'grand_total', 'billed_at'],
   perPage: 30,
+  customerColumn: 'customer_id',
+  // An earlier attempt's create already sent these fields: the transaction is taken as
+  // Paddle made it, not PATCHed again.
+  adoptAsIs: true,
+  async afterPush(p, row) {
+    // The transaction that makes a subscription: the subscription can be linked now.
+    if (row.subscription_id) await p.push('subscriptions', String(row.subscription_id))
+  },
+  mirror(cols, obj, ctx) {
+    cols.subscription_id = ctx.ourIdOf(
+      'subscriptions',
+      typeof obj.subscription_id === 'string' ? obj.subscription_id : null,
+    )
+  },
 }
 
 // --- adjustments (refunds, credits) -------------------------------------------------------
@@ -219,6 +233,7 @@ export const adjustments: EntitySpec = {
   },
   paddleOwned: ['status', 'total', 'currency_code'],
   perPage: 50,
+  customerColumn: 'customer_id',
   findQuery: (r, ctx) => ({
     transaction_id: ctx.paddleIdOf('transactions', String(r.transaction_id)),
   }),

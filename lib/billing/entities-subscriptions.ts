@@ -3,9 +3,18 @@
 // "Subscriptions"). The description (see entity-spec.ts for what the fields mean).
 import { Type } from '@sinclair/typebox'
 import { claError } from '../errors.js'
-import type { EntitySpec } from './entity-spec.js'
-import { clean, customData, parseJson, userCustomData, str } from './mapping.js'
-import { checkRefs, mspDiscountFor } from './references.js'
+import type { EntitySpec, PaddleObj, Row } from './entity-spec.js'
+import { DEFAULT_BILLING_DETAILS, transactions } from './entities-sales.js'
+import { newId } from './ids.js'
+import {
+  ACTIVE_AND_ARCHIVED,
+  clean,
+  customData,
+  parseJson,
+  userCustomData,
+  str,
+} from './mapping.js'
+import { checkRefs, loadRow, mspDiscountFor } from './references.js'
 import { BillingDetails, Currency, CustomData, Id, Item, strict } from './schemas.js'
 
 export const subscriptions: EntitySpec = {
@@ -60,7 +69,7 @@ export const subscriptions: EntitySpec = {
       if (d) c.discount_id = d
     }
   },
-  // Not created directly: pushed as a manual-collection transaction (see billing.ts).
+  // Not created directly: pushed as a manual-collection transaction (insertNew, pushNew).
   collection: () => null,
   item: (_r, _c, pid) => `/subscriptions/${pid}`,
   toPaddle: (r) => clean({ custom_data: customData(r) }),
@@ -105,4 +114,108 @@ export const subscriptions: EntitySpec = {
     'collection_mode',
   ],
   perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  customerColumn: 'customer_id',
+  present: (db, row) => ({
+    items: db
+      .prepare(
+        'SELECT price_id, quantity, status, recurring FROM subscription_items WHERE subscription_id = ?',
+      )
+      .all(row.id),
+  }),
+  insertNew(w, id, cols, now) {
+    // Ours: a subscription is pushed as a billed manual-collection transaction with
+    // recurring prices; Paddle makes the subscription, linked when its sub_ id appears.
+    const txnId = newId(transactions.prefix, w.nowMs())
+    const items = JSON.stringify(cols.items)
+    const billingDetails = JSON.stringify(cols.billing_details ?? DEFAULT_BILLING_DETAILS)
+    delete cols.items
+    delete cols.billing_details
+    w.insert(
+      subscriptions,
+      id,
+      { ...cols, origin_transaction_id: txnId, collection_mode: 'manual' },
+      now,
+    )
+    const ins = w.db.prepare(
+      'INSERT INTO subscription_items (subscription_id, price_id, quantity, recurring) VALUES (?, ?, ?, ?)',
+    )
+    for (const it of JSON.parse(items) as Array<{ price_id: string; quantity?: number }>) {
+      const p = w.db
+        .prepare('SELECT billing_interval FROM prices WHERE id = ?')
+        .get(it.price_id) as { billing_interval: string | null }
+      ins.run(id, it.price_id, it.quantity ?? 1, p.billing_interval ? 1 : 0)
+    }
+    w.insert(
+      transactions,
+      txnId,
+      {
+        customer_id: cols.customer_id,
+        address_id: cols.address_id,
+        business_id: cols.business_id ?? null,
+        discount_id: cols.discount_id ?? null,
+        subscription_id: id,
+        status: 'billed',
+        collection_mode: 'manual',
+        currency_code: cols.currency_code,
+        items,
+        billing_details: billingDetails,
+      },
+      now,
+    )
+    return { entity: 'transactions', id: txnId }
+  },
+  /** Without a sub_ id: make sure its transaction is at Paddle, then look for the subscription. */
+  async pushNew(p, sub) {
+    let txn = p.load(transactions, String(sub.origin_transaction_id))
+    if (!txn) throw claError('CLA_ERR_INTERNAL', `subscription ${sub.id} has no origin transaction`)
+    if (!txn.paddle_id) {
+      // The transaction's own push (its failure is recorded on the transaction row).
+      await p.push('transactions', txn.id)
+      txn = p.load(transactions, txn.id)!
+      if (!txn.paddle_id) {
+        throw claError(
+          'CLA_ERR_BILLING_DEPENDENCY_PENDING',
+          `waiting for transaction ${txn.id} to reach Paddle first`,
+          {
+            details: { entity: 'transactions', id: txn.id },
+          },
+        )
+      }
+    }
+    const t = (await p.paddle.get<PaddleObj>(`/transactions/${String(txn.paddle_id)}`)).data
+    p.merge(transactions, txn, t, false)
+    const subId = typeof t.subscription_id === 'string' ? t.subscription_id : null
+    if (!subId) {
+      throw claError(
+        'CLA_ERR_BILLING_DEPENDENCY_PENDING',
+        `Paddle has not made the subscription for transaction ${String(txn.paddle_id)} yet`,
+        {
+          details: { entity: 'transactions', id: txn.id, paddle_id: txn.paddle_id },
+        },
+      )
+    }
+    const s = (await p.paddle.get<PaddleObj>(`/subscriptions/${subId}`)).data
+    p.merge(subscriptions, p.load(subscriptions, sub.id)!, s, true)
+  },
+  snapshotRow(db, obj) {
+    // Made by Paddle from our transaction: its transaction_id (or our id that Paddle copied
+    // from the transaction's custom_data) names our subscription, not yet linked.
+    const cd = (obj.custom_data ?? {}) as Record<string, unknown>
+    const viaTxn =
+      typeof obj.transaction_id === 'string'
+        ? (db
+            .prepare('SELECT subscription_id FROM transactions WHERE paddle_id = ?')
+            .get(obj.transaction_id) as { subscription_id: string | null } | undefined)
+        : undefined
+    const ourSub =
+      viaTxn?.subscription_id ??
+      (typeof cd.clavitor_subscription_id === 'string' ? cd.clavitor_subscription_id : undefined)
+    if (!ourSub) return undefined
+    const r: Row | undefined = loadRow(db, 'subscriptions', ourSub)
+    return r && r.paddle_id == null ? r : undefined
+  },
+  finalStatuses: ['canceled'],
+  // Linked means Paddle made it from our transaction: nothing of ours is left to send.
+  linkCompletesPush: true,
 }

@@ -4,6 +4,7 @@
 // entities-*.ts files and the registry in entities.ts.
 import type { TSchema } from '@sinclair/typebox'
 import type { Db } from '../db/open.js'
+import type { PaddleClient } from './paddle-client.js'
 
 export const ENTITY_NAMES = [
   'products',
@@ -61,7 +62,7 @@ export interface EntitySpec {
   /**
    * References a webhook never changes on a row we hold: a subscription, an address, a
    * business stays with its customer. A snapshot naming another is parked, not applied
-   * (billing.applySnapshot; docs/billing.md "Parked events").
+   * (snapshots.ts; docs/billing.md "Parked events").
    */
   webhookFixed?: readonly string[]
   /** Extra query for find-before-create lists (e.g. transaction_id). */
@@ -71,4 +72,62 @@ export interface EntitySpec {
    * row.id. Entities without custom_data (adjustments) compare their fields instead.
    */
   matches?(row: Row, o: PaddleObj, ctx: MapCtx): boolean
+
+  // --- hooks: where an entity differs from the common flow (all optional) -----------------
+  // The mechanism (crud.ts, push.ts, snapshots.ts) never asks which entity it holds; what
+  // one entity does differently is said here, so a new entity is a description only.
+
+  /** Column `list({ customer_id })` filters on; unset: the entity has no customer and the filter is ignored. */
+  customerColumn?: string
+  /** More fields for the API's view of a row (subscriptions: their items). */
+  present?(db: Db, row: Row): Record<string, unknown>
+  /**
+   * Writes a new object's rows inside create's transaction (default: one pending row) and
+   * names the row to push (subscriptions: their row, items and the transaction that makes
+   * them at Paddle, which is pushed).
+   */
+  insertNew?(
+    w: WriteCtx,
+    id: string,
+    cols: Record<string, unknown>,
+    nowUs: number,
+  ): { entity: EntityName; id: string }
+  /** Brings a row without a Paddle id to Paddle instead of POSTing to `collection` (subscriptions). */
+  pushNew?(p: PushCtx, row: Row): Promise<void>
+  /** Paddle refused a create: the existing object to adopt, or rethrows (customers: 409 on the email). */
+  recoverCreate?(p: PushCtx, row: Row, err: unknown): Promise<PaddleObj>
+  /** After a push merged Paddle's answer: what else to push (a transaction's subscription). */
+  afterPush?(p: PushCtx, row: Row): Promise<void>
+  /** An object an earlier attempt created is merged as found, not PATCHed with our fields (transactions). */
+  adoptAsIs?: boolean
+  /** `status=` for find-before-create lists: Paddle lists only active objects unless told. */
+  findStatus?: string
+  /** Our row for a snapshot that neither paddle_id nor custom_data links (subscriptions: via their transaction). */
+  snapshotRow?(db: Db, obj: PaddleObj): Row | undefined
+  /** Completes the columns of an object unknown to us, inserted as a mirror from a webhook. */
+  mirror?(cols: Record<string, unknown>, obj: PaddleObj, ctx: MapCtx): void
+  /** Statuses a webhook never changes: once there, the row stays (a canceled subscription). */
+  finalStatuses?: readonly string[]
+  /** A webhook that links this row (gives it its Paddle id) completes its push: nothing else to send. */
+  linkCompletesPush?: boolean
+}
+
+/** What an insertNew hook may use: the open transaction's database and the one row insert. */
+export interface WriteCtx {
+  db: Db
+  /** The billing clock, ms: for new ids. */
+  nowMs(): number
+  /** Inserts a new pending row (created_at = updated_at = pending_since = nowUs, attempts 0). */
+  insert(spec: EntitySpec, id: string, cols: Record<string, unknown>, nowUs: number): void
+}
+
+/** What the push hooks may use; they run only when Paddle is configured. */
+export interface PushCtx {
+  paddle: PaddleClient
+  map: MapCtx
+  load(spec: EntitySpec, id: string): Row | undefined
+  /** One leased attempt for another row (its failure is recorded on that row). */
+  push(entity: EntityName, id: string): Promise<boolean>
+  /** Merges Paddle's answer into a row (clears pending when `clear` and the row is unchanged). */
+  merge(spec: EntitySpec, row: Row, obj: PaddleObj, clear: boolean): void
 }

@@ -37,3 +37,6 @@ export function userCustomData(cd: unknown): string | null {
 export const str = (v: unknown): string | null =>
   typeof v === 'string' ? v : v === null || v === undefined ? null : String(v)
 export const bool = (v: unknown): number => (v ? 1 : 0)
+
+/** Paddle's lists show active objects only unless told: a retry looks among archived ones too. */
+export const ACTIVE_AND_ARCHIVED = 'active,archived'

@@ -56,3 +56,8 @@ export function checkRefs(db: Db, c: Record<string, unknown>): void {
   const items = parseJson(c.items) as Array<{ price_id: string }> | null
   for (const it of items ?? []) requireRow(db, 'prices', it.price_id, 'items.price_id')
 }
+
+/** One row of `table` by our id, as stored. */
+export function loadRow(db: Db, table: string, id: string): Row | undefined {
+  return db.prepare(`SELECT * FROM ${table} WHERE id = ?`).get(id) as Row | undefined
+}
