@@ -94,3 +94,42 @@ t.test('no audit row is built outside lib/', async (t) => {
     t.notMatch(src, /\bappendEvent\s*\(/, `${f} calls appendEvent`)
   }
 })
+
+// An import circle among lib/ files (type-only imports included: they still tie the two
+// designs together) means neither side can be read, tested or moved alone. The walk
+// resolves relative imports to files and follows them depth-first; a file met again while
+// still on the path closes a circle, reported with the whole path.
+t.test('no import cycles among lib/ files', async (t) => {
+  const files = new Set(await fg('lib/**/*.ts', { cwd: root.pathname }))
+  const edges = new Map<string, string[]>()
+  for (const f of files) {
+    const deps: string[] = []
+    for (const spec of importsOf(f)) {
+      const target = new URL(spec.replace(/\.js$/, '.ts'), new URL(f, root)).pathname.slice(
+        root.pathname.length,
+      )
+      if (files.has(target)) deps.push(target)
+    }
+    edges.set(f, deps)
+  }
+  t.ok(edges.size > 20, 'found the library sources')
+  const cycles: string[] = []
+  const done = new Set<string>()
+  const path: string[] = []
+  const onPath = new Set<string>()
+  const visit = (f: string): void => {
+    if (onPath.has(f)) {
+      cycles.push([...path.slice(path.indexOf(f)), f].join(' → '))
+      return
+    }
+    if (done.has(f)) return
+    onPath.add(f)
+    path.push(f)
+    for (const d of edges.get(f) ?? []) visit(d)
+    path.pop()
+    onPath.delete(f)
+    done.add(f)
+  }
+  for (const f of [...files].sort()) visit(f)
+  t.same(cycles, [], 'no file imports itself through others')
+})

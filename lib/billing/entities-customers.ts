@@ -1,0 +1,277 @@
+// Whom we bill: customers (the MSP → customer → department hierarchy), their addresses and
+// businesses. One description each (see entity-spec.ts for what the fields mean).
+import { Type } from '@sinclair/typebox'
+import { claError, type ClavitorError } from '../errors.js'
+import type { EntitySpec, PaddleObj, PushCtx, Row } from './entity-spec.js'
+import { CUSTOM_ID_KEY } from './ids.js'
+import {
+  ACTIVE_AND_ARCHIVED,
+  clean,
+  customData,
+  parseJson,
+  userCustomData,
+  str,
+  bool,
+} from './mapping.js'
+import { paddleDetails } from './paddle-client.js'
+import { ancestors, requireRow } from './references.js'
+import { CustomData, Country, Email, Id, Text, partialUpdate, strict } from './schemas.js'
+
+// --- customers ---------------------------------------------------------------------------
+const customerProps = {
+  email: Email,
+  name: Type.Optional(Text(200)),
+  locale: Type.Optional(Type.String({ pattern: '^[a-z]{2}([-_][A-Za-z]{2,4})?$' })),
+  marketing_consent: Type.Optional(Type.Boolean()),
+  custom_data: Type.Optional(CustomData),
+}
+
+export const customers: EntitySpec = {
+  name: 'customers',
+  table: 'customers',
+  prefix: 'cus',
+  paddlePrefix: 'ctm',
+  eventName: 'customer',
+  create: Type.Object(
+    {
+      ...customerProps,
+      parent_id: Type.Optional(Type.Union([Id, Type.Null()])),
+      level: Type.Optional(Type.Integer()),
+    },
+    strict,
+  ),
+  update: partialUpdate({
+    ...customerProps,
+    email: Email,
+    parent_id: Type.Union([Id, Type.Null()]),
+  }),
+  json: ['custom_data'],
+  bool: ['marketing_consent'],
+  prepare(db, c, existing) {
+    const parentId = (c.parent_id === undefined ? existing?.parent_id : c.parent_id) as
+      string | null | undefined
+    if (existing && c.level !== undefined && c.level !== existing.level) {
+      throw claError(
+        'CLA_ERR_BILLING_HIERARCHY',
+        'a customer keeps its level (1 MSP, 2 customer, 3 department)',
+        {
+          details: { id: existing.id },
+        },
+      )
+    }
+    let level: number
+    if (!parentId) {
+      level = 1
+    } else {
+      const parent = db.prepare('SELECT id, level FROM customers WHERE id = ?').get(parentId) as
+        { id: string; level: number } | undefined
+      if (!parent)
+        throw claError('CLA_ERR_BILLING_HIERARCHY', `parent customer ${parentId} does not exist`, {
+          details: { parent_id: parentId },
+        })
+      if (parent.level >= 3) {
+        throw claError(
+          'CLA_ERR_BILLING_HIERARCHY',
+          `customer ${parentId} is a department (level 3); a department has no children`,
+          {
+            details: { parent_id: parentId, level: parent.level + 1 },
+          },
+        )
+      }
+      if (existing) {
+        const chain = ancestors(db, parentId)
+        if (chain.some((a) => a.id === existing.id)) {
+          throw claError(
+            'CLA_ERR_BILLING_HIERARCHY',
+            `moving ${existing.id} under ${parentId} would make a cycle`,
+            {
+              details: { id: existing.id, parent_id: parentId },
+            },
+          )
+        }
+      }
+      level = parent.level + 1
+    }
+    const wanted = c.level ?? existing?.level
+    if (wanted !== undefined && wanted !== level) {
+      throw claError(
+        'CLA_ERR_BILLING_HIERARCHY',
+        `level must be ${level} (parent level + 1; 1 MSP, 2 customer, 3 department), got ${String(wanted)}`,
+        {
+          details: { level: wanted, expected: level },
+        },
+      )
+    }
+    if (c.parent_id !== undefined || !existing) c.parent_id = parentId ?? null
+    if (!existing) c.level = level
+    else delete c.level
+  },
+  collection: () => '/customers',
+  item: (_r, _c, pid) => `/customers/${pid}`,
+  toPaddle: (r, _ctx, op) =>
+    clean({
+      email: r.email,
+      name: r.name,
+      locale: r.locale,
+      custom_data: customData(r, {
+        clavitor_level: r.level,
+        ...(r.parent_id ? { clavitor_parent_id: r.parent_id } : {}),
+      }),
+      ...(op === 'update' ? { status: r.status } : {}),
+    }),
+  fromPaddle: (o) => ({
+    email: str(o.email),
+    name: str(o.name),
+    locale: str(o.locale) ?? 'en',
+    marketing_consent: bool(o.marketing_consent),
+    status: str(o.status) ?? 'active',
+    custom_data: userCustomData(o.custom_data),
+  }),
+  paddleOwned: ['marketing_consent'],
+  perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  // A customer's children are the customers under it.
+  customerColumn: 'parent_id',
+  async recoverCreate(p, row, err) {
+    // Paddle refuses a second customer with one email (409 customer_already_exists).
+    if (paddleDetails(err)?.code !== 'customer_already_exists') throw err
+    return adoptCustomer(p, row, err as ClavitorError)
+  },
+  mirror(cols) {
+    // Created at Paddle directly: a top-level customer (level 1) until someone files it.
+    cols.level = 1
+    cols.parent_id = null
+    cols.email = cols.email ?? 'unknown@invalid'
+  },
+}
+
+/** 409 customer_already_exists: adopt the existing customer unless another row of ours owns it. */
+async function adoptCustomer(p: PushCtx, row: Row, err: ClavitorError): Promise<PaddleObj> {
+  const d = paddleDetails(err)
+  const m = /ctm_[a-z0-9]{26}/.exec(d?.detail ?? '')
+  if (!m) throw err
+  const existing = (await p.paddle.get<PaddleObj>(`/customers/${m[0]}`)).data
+  const owner = (existing.custom_data as Record<string, unknown> | null | undefined)?.[
+    CUSTOM_ID_KEY
+  ]
+  if (owner && owner !== row.id) {
+    throw claError(
+      'CLA_ERR_BILLING_CONFLICT',
+      `email ${String(row.email)} belongs to Paddle customer ${m[0]}, which is our ${String(owner)}`,
+      {
+        cause: err,
+        details: { paddle_id: m[0], owner },
+      },
+    )
+  }
+  return (
+    await p.paddle.patch<PaddleObj>(`/customers/${m[0]}`, customers.toPaddle(row, p.map, 'update'))
+  ).data
+}
+
+// --- addresses / businesses --------------------------------------------------------------
+const addressProps = {
+  description: Type.Optional(Text(200)),
+  first_line: Type.Optional(Text(200)),
+  second_line: Type.Optional(Text(200)),
+  city: Type.Optional(Text(200)),
+  postal_code: Type.Optional(Text(40)),
+  region: Type.Optional(Text(200)),
+  custom_data: Type.Optional(CustomData),
+}
+export const addresses: EntitySpec = {
+  name: 'addresses',
+  table: 'addresses',
+  prefix: 'adr',
+  paddlePrefix: 'add',
+  eventName: 'address',
+  create: Type.Object({ customer_id: Id, country_code: Country, ...addressProps }, strict),
+  update: partialUpdate({ ...addressProps, country_code: Country }),
+  json: ['custom_data'],
+  bool: [],
+  prepare(db, c, existing) {
+    if (!existing) requireRow(db, 'customers', c.customer_id, 'customer_id')
+  },
+  collection: (r, ctx) =>
+    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/addresses`,
+  item: (r, ctx, pid) =>
+    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/addresses/${pid}`,
+  toPaddle: (r, _ctx, op) =>
+    clean({
+      description: r.description,
+      first_line: r.first_line,
+      second_line: r.second_line,
+      city: r.city,
+      postal_code: r.postal_code,
+      region: r.region,
+      country_code: r.country_code,
+      custom_data: customData(r),
+      ...(op === 'update' ? { status: r.status } : {}),
+    }),
+  fromPaddle: (o, ctx) => ({
+    customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+    description: str(o.description),
+    first_line: str(o.first_line),
+    second_line: str(o.second_line),
+    city: str(o.city),
+    postal_code: str(o.postal_code),
+    region: str(o.region),
+    country_code: str(o.country_code) ?? 'ZZ',
+    status: str(o.status) ?? 'active',
+    custom_data: userCustomData(o.custom_data),
+  }),
+  webhookFixed: ['customer_id'],
+  paddleOwned: [],
+  perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  customerColumn: 'customer_id',
+}
+
+const Contact = Type.Object({ name: Type.Optional(Text(200)), email: Email }, strict)
+const businessProps = {
+  company_number: Type.Optional(Text(100)),
+  tax_identifier: Type.Optional(Text(100)),
+  contacts: Type.Optional(Type.Array(Contact, { maxItems: 50 })),
+  custom_data: Type.Optional(CustomData),
+}
+export const businesses: EntitySpec = {
+  name: 'businesses',
+  table: 'businesses',
+  prefix: 'bus',
+  paddlePrefix: 'biz',
+  eventName: 'business',
+  create: Type.Object({ customer_id: Id, name: Text(200), ...businessProps }, strict),
+  update: partialUpdate({ ...businessProps, name: Text(200) }),
+  json: ['custom_data', 'contacts'],
+  bool: [],
+  prepare(db, c, existing) {
+    if (!existing) requireRow(db, 'customers', c.customer_id, 'customer_id')
+  },
+  collection: (r, ctx) =>
+    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/businesses`,
+  item: (r, ctx, pid) =>
+    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/businesses/${pid}`,
+  toPaddle: (r, _ctx, op) =>
+    clean({
+      name: r.name,
+      company_number: r.company_number,
+      tax_identifier: r.tax_identifier,
+      contacts: parseJson(r.contacts),
+      custom_data: customData(r),
+      ...(op === 'update' ? { status: r.status } : {}),
+    }),
+  fromPaddle: (o, ctx) => ({
+    customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+    name: str(o.name) ?? '',
+    company_number: str(o.company_number),
+    tax_identifier: str(o.tax_identifier),
+    contacts: o.contacts ? JSON.stringify(o.contacts) : null,
+    status: str(o.status) ?? 'active',
+    custom_data: userCustomData(o.custom_data),
+  }),
+  webhookFixed: ['customer_id'],
+  paddleOwned: [],
+  perPage: 200,
+  findStatus: ACTIVE_AND_ARCHIVED,
+  customerColumn: 'customer_id',
+}
