@@ -2,6 +2,7 @@
 // implementation here serves tests and the demo; the authenticated client (mTLS + signed
 // requests, lib/auth/pop-client.ts) plugs in through `requestFeedClient`.
 import { claError, isClavitorError } from '../errors.js'
+import { parseBlobPath } from '../store/format.js'
 import type { FeedPage } from './feed.js'
 import type { PopReport } from './pop-state.js'
 
@@ -36,10 +37,9 @@ export function checkPage(json: unknown): FeedPage {
       (i) =>
         i &&
         typeof i.path === 'string' &&
-        /^[0-9a-f]{2}\/[0-9a-f]{32,128}\/[A-Za-z0-9_.-]+\.cla$/.test(i.path) &&
-        !i.path.includes('..') &&
         typeof i.p0 === 'string' &&
-        i.path.split('/')[1] === i.p0 &&
+        // the store's own path rule (lib/store/format.ts), not a looser copy of it
+        parseBlobPath(i.path)?.p0 === i.p0 &&
         /^[0-9a-f]{64}$/.test(i.sha256) &&
         Number.isSafeInteger(i.size) &&
         Number.isSafeInteger(i.file_size) &&

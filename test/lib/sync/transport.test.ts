@@ -1,0 +1,48 @@
+// lib/sync/transport.ts: the POP's feed client refuses a page that the core's store could
+// not have produced, with the store's own path rule (not a looser copy of it).
+import t from 'tap'
+import { checkPage, requestFeedClient } from '../../../lib/sync/transport.js'
+import { blobFileName } from '../../../lib/store/format.js'
+
+const p0 = 'ab'.repeat(16)
+const item = (path: string, over: Record<string, unknown> = {}) => ({
+  seq: 1,
+  created_at: 1_700_000_000_000_000,
+  p0,
+  path,
+  sha256: 'f'.repeat(64),
+  size: 10,
+  file_size: 200,
+  ...over,
+})
+const page = (items: unknown[]) => ({
+  store_id: 's',
+  generation: 1,
+  items,
+  more: false,
+  next: null,
+})
+const good = `ab/${p0}/${blobFileName(1_700_000_000_000_000, '0123456789abcdef')}`
+
+t.test('a page of store-shaped items passes', async (t) => {
+  t.equal(checkPage(page([item(good)])).items.length, 1)
+})
+
+t.test('paths the store never makes are refused', async (t) => {
+  for (const [why, path, over] of [
+    ['another shard', `cd/${p0}/${good.split('/')[2]}`, {}],
+    ['an odd-length p0 folder', `ab/${p0}a/${good.split('/')[2]}`, { p0: `${p0}a` }],
+    ['a file name not of a blob', `ab/${p0}/notes.cla`, {}],
+    ['a traversal', `ab/${p0}/../x.cla`, {}],
+    ['a p0 other than its folder', good, { p0: 'cd'.repeat(16) }],
+  ] as Array<[string, string, Record<string, unknown>]>) {
+    t.throws(() => checkPage(page([item(path, over)])), { code: 'CLA_ERR_SYNC_FEED' }, why)
+  }
+})
+
+t.test('the client maps HTTP failures to CLA_ERR_SYNC_FEED', async (t) => {
+  const client = requestFeedClient({
+    request: async () => ({ status: 503, json: { error: { code: 'CLA_ERR_X', message: 'down' } } }),
+  })
+  await t.rejects(client.page(null, 10), { code: 'CLA_ERR_SYNC_FEED' })
+})
