@@ -6,6 +6,7 @@
 // auth refusals) are computed on scrape from SQLite rather than kept twice in memory.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Db } from './db/open.js'
+import { blobIndex } from './store/blob-index.js'
 
 export type Role = 'core' | 'pop'
 
@@ -76,15 +77,13 @@ export class Metrics {
       registers,
     })
 
-    const blobStats = db.prepare(
-      'SELECT count(*) AS n, coalesce(sum(file_size), 0) AS bytes FROM blobs',
-    )
+    const blobs = blobIndex(db)
     new Gauge({
       name: 'clavitor_blobs',
       help: 'Sealed .cla blobs in the index',
       registers,
       collect() {
-        this.set((blobStats.get() as { n: number }).n)
+        this.set(blobs.totals().count)
       },
     })
     new Gauge({
@@ -92,7 +91,7 @@ export class Metrics {
       help: 'Bytes of .cla files in the index',
       registers,
       collect() {
-        this.set((blobStats.get() as { bytes: number }).bytes)
+        this.set(blobs.totals().bytes)
       },
     })
 

@@ -34,7 +34,7 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
       last_run: s.last_run,
       repairs_pending: s.repairs_pending,
       syncing: s.running,
-      blobs: pop.store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number,
+      blobs: pop.store.index.count(),
     }
   })
   if (pop) {

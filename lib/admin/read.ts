@@ -1,6 +1,7 @@
 // Read models for the admin pages: plain SELECTs over the metadata tables, paged. No
 // decisions and no writes here (writes go through Admin.perform and the billing layer).
 import type { Db } from '../db/open.js'
+import { blobIndex } from '../store/blob-index.js'
 
 export interface Page<T> {
   rows: T[]
@@ -58,10 +59,7 @@ export function dashboardFacts(db: Db): DashboardFacts {
     },
     vaults: one('SELECT count(*) FROM vaults'),
     credentials: one('SELECT count(*) FROM credentials'),
-    blobs: {
-      count: one('SELECT count(*) FROM blobs'),
-      bytes: one('SELECT coalesce(sum(file_size), 0) FROM blobs'),
-    },
+    blobs: blobIndex(db).totals(),
     pops: one('SELECT count(*) FROM pops WHERE removed_at IS NULL'),
     events: one('SELECT count(*) FROM events'),
     admins: one('SELECT count(*) FROM humans WHERE disabled_at IS NULL'),
@@ -73,17 +71,12 @@ export function blobGrowth(
   db: Db,
   buckets = 30,
 ): Array<{ at: number; count: number; bytes: number }> {
-  const span = db
-    .prepare('SELECT min(created_at) AS lo, max(created_at) AS hi FROM blobs')
-    .get() as { lo: number | null; hi: number | null }
+  const index = blobIndex(db)
+  const span = index.createdRange()
   if (span.lo === null || span.hi === null) return []
   const lo = span.lo
   const width = Math.max(1, Math.ceil((span.hi - lo + 1) / buckets))
-  const rows = db
-    .prepare(
-      `SELECT CAST((created_at - ?) / ? AS INTEGER) AS b, count(*) AS n, sum(file_size) AS bytes FROM blobs GROUP BY b ORDER BY b`,
-    )
-    .all(lo, width) as Array<{ b: number; n: number; bytes: number }>
+  const rows = index.histogram(lo, width)
   let count = 0
   let bytes = 0
   return rows.map((r) => {

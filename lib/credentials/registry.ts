@@ -17,6 +17,7 @@
 // fails when two processes race on one P0; then the blob stays in the store (it is WORM)
 // without a credentials row and the error says which seq, for an operator to look at.
 import { claError, isClavitorError } from '../errors.js'
+import type { BlobIndex } from '../store/blob-index.js'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
 import { appendEvent } from '../audit/log.js'
@@ -28,6 +29,8 @@ import { requireActiveSubscription, requireVault } from './vaults.js'
 export interface RegistryStore {
   put(p0: string, payload: Buffer): Promise<BlobInfo>
   readPayload(info: BlobInfo): Promise<Buffer>
+  /** The store's index (lib/store/blob-index.ts): the blob of a credentials row. */
+  readonly index: Pick<BlobIndex, 'bySeq'>
 }
 
 export const DEFAULT_MAX_WL3_BYTES = 64 * 1024
@@ -228,21 +231,26 @@ export class CredentialRegistry {
            SELECT p0, COUNT(*) AS versions, MAX(blob_seq) AS seq, MIN(created_at) AS first_at
            FROM credentials WHERE customer_id = @customer AND p0 > @after
            GROUP BY p0 ORDER BY p0 LIMIT @limit)
-         SELECT agg.p0, agg.versions, agg.seq, agg.first_at, b.created_at, b.sha256, b.size, b.path, c.vault_id
-         FROM agg JOIN blobs b ON b.seq = agg.seq JOIN credentials c ON c.blob_seq = agg.seq
+         SELECT agg.p0, agg.versions, agg.seq, agg.first_at, c.vault_id
+         FROM agg JOIN credentials c ON c.blob_seq = agg.seq
          ORDER BY agg.p0`,
       )
-      .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 }) as Array<{
-      p0: string
-      versions: number
-      seq: number
-      first_at: number
-      created_at: number
-      sha256: string
-      size: number
-      path: string
-      vault_id: string
-    }>
+      .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 })
+      // the latest version's blob from the store's index (it owns `blobs`); a row whose
+      // blob the index lacks is left out, as the join it replaces did
+      .flatMap((r) => {
+        const row = r as {
+          p0: string
+          versions: number
+          seq: number
+          first_at: number
+          vault_id: string
+        }
+        const b = this.store.index.bySeq(row.seq)
+        return b
+          ? [{ ...row, created_at: b.created_at, sha256: b.sha256, size: b.size, path: b.path }]
+          : []
+      })
     const page = rows.slice(0, limit)
     return {
       items: page.map((r) => ({
@@ -289,11 +297,7 @@ export class CredentialRegistry {
       )
     }
     const seq = seqs[version - 1]!.blob_seq
-    const blob = this.db
-      .prepare(
-        'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE seq = ?',
-      )
-      .get(seq) as BlobInfo | undefined
+    const blob = this.store.index.bySeq(seq)
     if (!blob)
       throw claError(
         'CLA_ERR_INTERNAL',

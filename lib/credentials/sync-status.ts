@@ -6,6 +6,7 @@
 // cursor is opaque; lib/store's decodeCursor reads it. A POP without a cursor holds nothing; removed
 // POPs are left out.
 import type { Db } from '../db/open.js'
+import { blobIndex } from '../store/blob-index.js'
 import { claError } from '../errors.js'
 import { decodeCursor, type CursorPos } from '../store/index.js'
 import { clampLimit } from './registry.js'
@@ -75,19 +76,29 @@ export function syncStatus(
     }
   })
   const limit = clampLimit(opts.limit)
-  const rows = db
-    .prepare(
-      `SELECT c.p0, COUNT(*) AS versions, MAX(c.blob_seq) AS seq, b.created_at
-       FROM credentials c JOIN blobs b ON b.seq = (SELECT MAX(blob_seq) FROM credentials WHERE p0 = c.p0)
-       WHERE c.customer_id = @customer AND c.p0 > @after
-       GROUP BY c.p0 ORDER BY c.p0 LIMIT @limit`,
-    )
-    .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 }) as Array<{
-    p0: string
-    versions: number
-    seq: number
-    created_at: number
-  }>
+  const index = blobIndex(db)
+  const rows = (
+    db
+      .prepare(
+        `SELECT c.p0, COUNT(*) AS versions, MAX(c.blob_seq) AS seq,
+                (SELECT MAX(blob_seq) FROM credentials WHERE p0 = c.p0) AS latest_seq
+         FROM credentials c
+         WHERE c.customer_id = @customer AND c.p0 > @after
+         GROUP BY c.p0 ORDER BY c.p0 LIMIT @limit`,
+      )
+      .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 }) as Array<{
+      p0: string
+      versions: number
+      seq: number
+      latest_seq: number
+    }>
+  )
+    // when the P0's latest blob was made, from the store's index (it owns `blobs`); a P0
+    // whose latest blob the index lacks is left out, as the join it replaces did
+    .flatMap(({ latest_seq, ...r }) => {
+      const b = index.bySeq(latest_seq)
+      return b ? [{ ...r, created_at: b.created_at }] : []
+    })
   const page = rows.slice(0, limit)
   const items = page.map((r): CredentialSyncStatus => {
     const held_by: string[] = []

@@ -36,13 +36,14 @@ import {
   writeSync,
   type BigIntStats,
 } from 'node:fs'
-import { copyFile, open, readFile, unlink } from 'node:fs/promises'
+import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import fg from 'fast-glob'
 import { dirtyBytes } from './dirty.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import type { Statement } from 'better-sqlite3'
 import { dataLayout, ensureDataDir } from '../db/data-dir.js'
+import { blobIndex, INFO_COLS, rowToInfo, type BlobIndex, type BlobInfo } from './blob-index.js'
 import { openDb, type Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
 import {
@@ -76,27 +77,15 @@ import {
   Sealer,
   unsealTree,
   type ProbeResult,
+  sealFiles,
+  chattr,
 } from './seal.js'
 
 export type Protection = 'enforce' | 'best-effort' | 'off'
 export const PROTECTIONS: readonly Protection[] = ['enforce', 'best-effort', 'off']
 export type StoreRole = 'core' | 'pop'
 
-export interface BlobInfo {
-  seq: number
-  /** µs since the Unix epoch; strictly increasing with seq. */
-  created_at: number
-  p0: string
-  /** Relative to the store root: {shard}/{p0}/{name}.cla */
-  path: string
-  /** Payload bytes. */
-  size: number
-  /** Whole .cla file bytes. */
-  file_size: number
-  /** Payload sha256, lowercase hex. */
-  sha256: string
-  key_id: string
-}
+export type { BlobInfo } from './blob-index.js'
 
 export interface StoreOptions {
   /** The data folder ({data}/store, {data}/staging, {data}/keys, {data}/meta.db). */
@@ -348,19 +337,6 @@ async function mapLimit<T, R>(
   return out
 }
 
-function rowToInfo(r: Record<string, unknown>): BlobInfo {
-  return {
-    seq: r.seq as number,
-    created_at: r.created_at as number,
-    p0: r.p0 as string,
-    path: r.path as string,
-    size: r.size as number,
-    file_size: r.file_size as number,
-    sha256: r.sha256 as string,
-    key_id: r.key_id as string,
-  }
-}
-
 function infoOf(d: DecodedCla, path: string): BlobInfo {
   return {
     seq: d.seq,
@@ -373,8 +349,6 @@ function infoOf(d: DecodedCla, path: string): BlobInfo {
     key_id: d.keyId,
   }
 }
-
-const INFO_COLS = 'seq, created_at, p0, path, size, file_size, sha256, key_id'
 
 export class BlobStore {
   readonly dataDir: string
@@ -704,8 +678,48 @@ export class BlobStore {
     return this.protection !== 'off' && this.probe.honoured
   }
 
+  /**
+   * Seals again what lost its flags (a repair, an intruder): `files` +i, `dirs` +a, both
+   * relative to the store root. Idempotent; nothing when the store does not seal.
+   */
+  /**
+   * Moves a damaged blob file aside to {data}/quarantine/ (unsealing it and its folder for
+   * the move, then sealing the folder again) so a good copy can take its place. The index
+   * row stays. Returns where the file went.
+   */
+  async quarantine(info: BlobInfo): Promise<string> {
+    this.checkOpen()
+    const file = join(this.root, info.path)
+    const dir = dirname(file)
+    const qdir = dataLayout(this.dataDir).quarantine
+    await mkdir(qdir, { recursive: true })
+    const dest = join(qdir, `${Date.now()}_${info.seq}_${basename(file)}`)
+    if (this.sealing) {
+      await chattr(['-i'], [file])
+      await chattr(['-a'], [dir])
+    }
+    try {
+      await rename(file, dest)
+    } finally {
+      if (this.sealing) await chattr(['+a'], [dir])
+    }
+    return dest
+  }
+
+  async reseal(files: readonly string[], dirs: readonly string[]): Promise<void> {
+    this.checkOpen()
+    if (!this.sealing) return
+    if (files.length) await sealFiles(files.map((f) => join(this.root, f)))
+    if (dirs.length) await sealDirs(dirs.map((d) => join(this.root, d)))
+  }
+
   // ---------------------------------------------------------------------------------
   // reads
+
+  /** The index (`blobs`) for reads other code needs: counts, lookups, the feed. */
+  get index(): BlobIndex {
+    return blobIndex(this.db)
+  }
 
   latest(p0: string): BlobInfo | undefined {
     validateP0(p0)

@@ -265,7 +265,7 @@ export class PopSync {
   private async report(ok: boolean, err: ClavitorError | null): Promise<string | null> {
     const db = this.opts.store.db
     try {
-      const blobs = (db.prepare('SELECT count(*) FROM blobs').pluck().get() as number) ?? 0
+      const blobs = this.opts.store.index.count()
       await this.opts.feed.report({
         cursor: getMeta(db, K_CURSOR),
         ok,

@@ -1,8 +1,9 @@
 // The core's change feed: the page of indexed blobs after a cursor, in (created_at, seq)
 // order, with the core store's identity so a POP can tell a restored or different store.
-// Reads the `blobs` index (lib/store keeps it); never touches the files.
+// Reads the store's index through lib/store/blob-index.ts; never touches the files.
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
+import { blobIndex } from '../store/blob-index.js'
 import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
 export const FEED_DEFAULT_LIMIT = 1000
@@ -51,37 +52,6 @@ export interface FeedQuery {
   limit?: number
 }
 
-const stmts = new WeakMap<
-  Db,
-  {
-    after: import('better-sqlite3').Statement
-    first: import('better-sqlite3').Statement
-    head: import('better-sqlite3').Statement
-    countAfter: import('better-sqlite3').Statement
-    countAll: import('better-sqlite3').Statement
-  }
->()
-
-function prepared(db: Db) {
-  let s = stmts.get(db)
-  if (!s) {
-    const cols = 'path, p0, size, file_size, sha256, key_id, created_at, seq'
-    s = {
-      after: db.prepare(
-        `SELECT ${cols} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
-      ),
-      first: db.prepare(`SELECT ${cols} FROM blobs ORDER BY created_at, seq LIMIT ?`),
-      head: db.prepare(
-        'SELECT created_at, seq FROM blobs ORDER BY created_at DESC, seq DESC LIMIT 1',
-      ),
-      countAfter: db.prepare('SELECT count(*) FROM blobs WHERE (created_at, seq) > (?, ?)').pluck(),
-      countAll: db.prepare('SELECT count(*) FROM blobs').pluck(),
-    }
-    stmts.set(db, s)
-  }
-  return s
-}
-
 export function parseLimit(limit: unknown): number {
   if (limit === undefined || limit === null || limit === '') return FEED_DEFAULT_LIMIT
   const n =
@@ -98,21 +68,17 @@ export function parseLimit(limit: unknown): number {
 
 /** The core's newest (created_at, seq), or null. */
 export function feedHead(db: Db): CursorPos | null {
-  return (prepared(db).head.get() as CursorPos | undefined) ?? null
+  return blobIndex(db).head()
 }
 
 /** One page of the feed. Reads in one implicit read transaction (a consistent snapshot). */
 export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
   const pos = decodeCursor(q.cursor)
   const limit = parseLimit(q.limit)
-  const s = prepared(src.db)
+  const ix = blobIndex(src.db)
   const read = src.db.transaction(() => {
-    const rows = (
-      pos ? s.after.all(pos.created_at, pos.seq, limit + 1) : s.first.all(limit + 1)
-    ) as FeedItem[]
-    const head = (s.head.get() as CursorPos | undefined) ?? null
-    const remaining = (pos ? s.countAfter.get(pos.created_at, pos.seq) : s.countAll.get()) as number
-    return { rows, head, remaining }
+    const rows: FeedItem[] = ix.feedAfter(pos, limit + 1)
+    return { rows, head: ix.head(), remaining: ix.countAfter(pos) }
   })
   const { rows, head, remaining } = read.deferred()
   const more = rows.length > limit

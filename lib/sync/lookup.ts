@@ -45,7 +45,6 @@ export class Wl3Lookup {
   private bytes = 0
   private readonly onDamaged: LookupOptions['onDamaged']
   private readonly cache = new Map<string, Wl3Answer>()
-  private readonly latestStmt: Statement
   private readonly versionStmt: Statement
   private readonly changesStmt: Statement
   private stamp = ''
@@ -57,9 +56,6 @@ export class Wl3Lookup {
     this.max = opts.maxBytes ?? 256 * 1024 * 1024
     this.verifySignature = opts.verifySignature ?? false
     this.onDamaged = opts.onDamaged
-    this.latestStmt = store.db.prepare(
-      'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1',
-    )
     this.versionStmt = store.db.prepare('PRAGMA data_version').pluck()
     this.changesStmt = store.db.prepare('SELECT total_changes()').pluck()
   }
@@ -120,7 +116,7 @@ export class Wl3Lookup {
       return hit
     }
     this.misses++
-    const info = this.latestStmt.get(p0) as BlobInfo | undefined
+    const info = this.store.index.latest(p0)
     if (!info)
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
     const answer = await this.load(info)

@@ -2,7 +2,13 @@
 // relabel it), a full disk, or a blob from the core that this POP refused (audited).
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import type { FeedItem } from './feed.js'
-import type { PullOptions } from './pull.js'
+import type { AuditEventInput } from '../audit/log.js'
+
+/** Where a refusal is reported: the POP and its audit sink (PullOptions has both). */
+export interface FaultSink {
+  popId: string
+  audit?: (ev: AuditEventInput) => void
+}
 
 /** A fault of this host (not of a file): retrying file by file would only relabel it. */
 export function isHostFault(err: unknown): boolean {
@@ -16,7 +22,7 @@ export function isHostFault(err: unknown): boolean {
 }
 
 /** CLA_ERR_SYNC_VERIFY for a blob the core served that this POP refused, audited. */
-export function refusedError(o: PullOptions, it: FeedItem, err: unknown): ClavitorError {
+export function refusedError(o: FaultSink, it: FeedItem, err: unknown): ClavitorError {
   const e = isClavitorError(err) ? err : null
   const refused = claError(
     'CLA_ERR_SYNC_VERIFY',

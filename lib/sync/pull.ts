@@ -8,10 +8,10 @@ import { mkdir, rm } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { AuditEventInput } from '../audit/log.js'
 import type { Db } from '../db/open.js'
-import type { Statement } from 'better-sqlite3'
 import { nowMicros } from '../db/open.js'
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
+import { blobIndex, type BlobIndex } from '../store/blob-index.js'
 import { removeStagingTree } from '../store/seal.js'
 import type { VerifiedStaged, VerifyStagedResult } from '../store/store.js'
 import type { FeedItem } from './feed.js'
@@ -98,14 +98,6 @@ export interface PullResult {
   alarms: ClavitorError[]
 }
 
-interface HeldRow {
-  seq: number
-  created_at: number
-  path: string
-  sha256: string
-  size: number
-}
-
 function checkAbort(signal: AbortSignal | undefined): void {
   if (signal?.aborted)
     throw claError(
@@ -164,8 +156,7 @@ interface PullRun {
   o: PullOptions
   cursor: PopCursor
   pageSize: number
-  heldByPath: Statement
-  heldBySeq: Statement
+  index: BlobIndex
   /** An identity alarm re-baselined this run: the pages after it are not checked again. */
   rebaselined: boolean
 }
@@ -182,10 +173,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
     o,
     cursor: new PopCursor(o.db),
     pageSize: o.pageSize ?? 1000,
-    heldByPath: o.db.prepare(
-      'SELECT seq, created_at, path, sha256, size FROM blobs WHERE path = ?',
-    ),
-    heldBySeq: o.db.prepare('SELECT seq, created_at, path, sha256, size FROM blobs WHERE seq = ?'),
+    index: blobIndex(o.db),
     rebaselined: false,
   }
   const res: PullResult = {
@@ -266,8 +254,7 @@ async function stagePage(
         `the core listed ${it.path} at or before the cursor ${reqTok}`,
       )
     }
-    const byPath = run.heldByPath.get(it.path) as HeldRow | undefined
-    const h = byPath ?? (run.heldBySeq.get(it.seq) as HeldRow | undefined)
+    const h = run.index.byPath(it.path) ?? run.index.bySeq(it.seq)
     if (h) {
       if (
         h.path !== it.path ||

@@ -17,7 +17,6 @@ import type { Db } from '../db/open.js'
 import { claError, isClavitorError } from '../errors.js'
 import type { BlobInfo, BlobStore } from '../store/index.js'
 import { verifyCla } from '../store/format.js'
-import { chattr } from '../store/seal.js'
 import { runRsync } from './rsync.js'
 import type { RsyncSettings } from './pull.js'
 import { getMeta, setMeta } from './state.js'
@@ -59,11 +58,7 @@ function dropRepairs(db: Db, paths: readonly string[]): void {
  */
 export function quickCheck(store: BlobStore): Array<{ path: string; reason: string }> {
   const bad: Array<{ path: string; reason: string }> = []
-  const rows = store.db.prepare('SELECT path, file_size FROM blobs').iterate() as IterableIterator<{
-    path: string
-    file_size: number
-  }>
-  for (const r of rows) {
+  for (const r of store.index.files()) {
     let size: number
     try {
       size = statSync(join(store.root, r.path)).size
@@ -82,7 +77,7 @@ export async function fullVerify(
   store: BlobStore,
 ): Promise<Array<{ path: string; reason: string }>> {
   const rep = await store.verify()
-  const indexed = new Set(store.db.prepare('SELECT path FROM blobs').pluck().all() as string[])
+  const indexed = new Set(store.index.paths())
   const bad = [
     ...rep.missing.map((path) => ({ path, reason: 'missing' })),
     ...rep.corrupt
@@ -98,16 +93,7 @@ export async function fullVerify(
       (p) => p.endsWith('.cla') && indexed.has(p) && !damaged.has(p),
     )
     const dirs = rep.unsealed.filter((p) => !p.endsWith('.cla'))
-    if (files.length)
-      await chattr(
-        ['+i'],
-        files.map((f) => join(store.root, f)),
-      )
-    if (dirs.length)
-      await chattr(
-        ['+a'],
-        dirs.map((d) => join(store.root, d)),
-      )
+    await store.reseal(files, dirs)
   }
   return bad
 }
@@ -141,20 +127,7 @@ async function isIntact(store: BlobStore, row: BlobInfo): Promise<boolean> {
 
 /** Moves a damaged file of this store aside (the +i rule above), re-sealing its folder. */
 async function quarantine(o: RepairOptions, row: BlobInfo): Promise<void> {
-  const file = join(o.store.root, row.path)
-  const dir = dirname(file)
-  const qdir = join(o.store.dataDir, 'quarantine')
-  await mkdir(qdir, { recursive: true })
-  const dest = join(qdir, `${Date.now()}_${row.seq}_${basename(file)}`)
-  if (o.store.sealing) {
-    await chattr(['-i'], [file])
-    await chattr(['-a'], [dir])
-  }
-  try {
-    await rename(file, dest)
-  } finally {
-    if (o.store.sealing) await chattr(['+a'], [dir])
-  }
+  const dest = await o.store.quarantine(row)
   o.audit?.({
     kind: 'sync.repair',
     actor: o.popId,
@@ -171,13 +144,10 @@ export async function repairQueued(o: RepairOptions): Promise<RepairResult> {
   const q = pendingRepairs(db)
   const paths = Object.keys(q).sort()
   if (paths.length === 0) return res
-  const byPath = db.prepare(
-    'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE path = ?',
-  )
   const todo: BlobInfo[] = []
   const gone: string[] = []
   for (const p of paths) {
-    const row = byPath.get(p) as BlobInfo | undefined
+    const row = o.store.index.byPath(p)
     if (!row) {
       gone.push(p)
       continue
@@ -253,9 +223,7 @@ export async function repairQueued(o: RepairOptions): Promise<RepairResult> {
   }
   await rm(dir, { recursive: true, force: true })
   // The folders of repaired blobs are sealed again (+a) whatever an intruder left them as.
-  if (o.store.sealing && res.repaired.length) {
-    await chattr(['+a'], [...new Set(res.repaired.map((p) => dirname(join(o.store.root, p))))])
-  }
+  if (res.repaired.length) await o.store.reseal([], [...new Set(res.repaired.map(dirname))])
   if (res.failed.length)
     o.warn?.(`repair: ${res.failed.length} blob(s) could not be repaired yet`, {
       failed: res.failed.slice(0, 5),

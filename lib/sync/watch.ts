@@ -35,7 +35,6 @@ export class TreeWatch {
   private readonly o: TreeWatchOptions
   private watcher: FSWatcher | null = null
   private readonly expected = new Map<string, number>()
-  private readonly byPath
   private readonly timers = new Set<NodeJS.Timeout>()
   readonly alarms: TreeAlarm[] = []
   /**
@@ -46,9 +45,6 @@ export class TreeWatch {
 
   constructor(o: TreeWatchOptions) {
     this.o = o
-    this.byPath = o.store.db.prepare(
-      'SELECT seq, created_at, p0, path, size, file_size, sha256, key_id FROM blobs WHERE path = ?',
-    )
   }
 
   /** Resolves once the initial scan is done and events are live. */
@@ -115,7 +111,7 @@ export class TreeWatch {
   private onEvent(event: TreeAlarm['event'], abs: string): void {
     const rel = relative(this.o.store.root, abs).split(sep).join('/')
     if (!rel || rel.startsWith('..')) return
-    const row = this.byPath.get(rel) as BlobInfo | undefined
+    const row = this.o.store.index.byPath(rel)
     switch (event) {
       case 'unlink':
         if (row && !this.isExpected(rel)) this.alarm({ event, path: rel, reason: 'removed' }, row)
@@ -126,7 +122,7 @@ export class TreeWatch {
         return
       case 'add':
         this.later(async () => {
-          const r = this.byPath.get(rel) as BlobInfo | undefined
+          const r = this.o.store.index.byPath(rel)
           if (r) await this.checkContent(event, rel, r)
           else if (!this.isExpected(rel) && existsSync(abs))
             this.alarm({ event, path: rel, reason: 'foreign_file' })
@@ -136,9 +132,7 @@ export class TreeWatch {
       case 'addDir':
         // p0 folders are made by the agent's ingest just before the link
         this.later(() => {
-          const inIndex = this.o.store.db
-            .prepare('SELECT 1 FROM blobs WHERE path LIKE ? LIMIT 1')
-            .get(rel + '/%')
+          const inIndex = this.o.store.index.holdsUnder(rel)
           const shard = /^[0-9a-f]{2}$/.test(rel)
           if (
             !inIndex &&

@@ -25,6 +25,7 @@ import { connect, createServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { openCore, dataPaths, type Core } from '../../lib/core.js'
+import { blobIndex } from '../../lib/store/blob-index.js'
 import { createLogger, type Logger } from '../../lib/log.js'
 import { caPaths, initCa, issuePopCert, popAuthPaths, popInit } from '../../lib/auth/ca.js'
 import { enrolPop } from '../../lib/sync/pop-registry.js'
@@ -724,7 +725,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
 }
 
 function blobPaths(db: Core['db']): string[] {
-  return db.prepare('SELECT path FROM blobs ORDER BY path').pluck().all() as string[]
+  return blobIndex(db).paths()
 }
 
 async function answers(url: string, bearer: string): Promise<boolean> {

@@ -12,7 +12,7 @@ const ALLOWED: Record<string, string[]> = {
   auth: ['audit', 'db', 'errors'],
   sync: ['audit', 'auth', 'db', 'errors', 'log', 'store'],
   credentials: ['audit', 'db', 'errors', 'store'],
-  admin: ['audit', 'billing', 'db', 'errors'],
+  admin: ['audit', 'billing', 'db', 'errors', 'store'],
 }
 
 const root = new URL('../../', import.meta.url)
@@ -132,4 +132,31 @@ t.test('no import cycles among lib/ files', async (t) => {
   }
   for (const f of [...files].sort()) visit(f)
   t.same(cycles, [], 'no file imports itself through others')
+})
+
+// The store owns its index and its files: no SQL on `blobs` and no sealing outside
+// lib/store/ (reads go through lib/store/blob-index.ts, re-seals and quarantine through
+// BlobStore). Benchmarks and tests may clear flags on their own temp trees.
+t.test('only lib/store/ touches blobs and seals files', async (t) => {
+  const files = await fg(
+    [
+      'lib/**/*.ts',
+      'server/**/*.ts',
+      'pop-agent/**/*.ts',
+      'http/**/*.ts',
+      'scripts/cli/**/*.ts',
+      'scripts/demo/**/*.ts',
+    ],
+    { cwd: root.pathname, ignore: ['lib/store/**'] },
+  )
+  t.ok(files.length > 50, 'found the sources')
+  for (const f of files) {
+    const src = readFileSync(new URL(f, root), 'utf8')
+    t.notMatch(src, /\b(FROM|JOIN|INTO|UPDATE)\s+blobs\b/i, `${f} queries blobs`)
+    t.notMatch(
+      src,
+      /\b(execa|execFile|execFileSync|spawn|spawnSync)\(\s*['"]chattr['"]|import\s*\{[^}]*\b(chattr|sealFiles|sealDirs|unsealTree)\b[^}]*\}\s*from\s*'[^']*store\/seal\.js'/,
+      `${f} seals files itself`,
+    )
+  }
 })
