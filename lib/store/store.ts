@@ -21,19 +21,12 @@ import {
   renameSync,
   chmodSync,
   fchmodSync,
-  constants as fsConstants,
-  fstatSync,
   lstatSync,
   statSync,
   rmSync,
-  writeFileSync,
   openSync,
-  fsyncSync,
   closeSync,
-  fsync,
-  linkSync,
   unlinkSync,
-  writeSync,
   type BigIntStats,
 } from 'node:fs'
 import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
@@ -44,6 +37,17 @@ import { claError, isClavitorError, type ClavitorError } from '../errors.js'
 import type { Statement } from 'better-sqlite3'
 import { dataLayout, ensureDataDir } from '../db/data-dir.js'
 import { blobIndex, INFO_COLS, rowToInfo, type BlobIndex, type BlobInfo } from './blob-index.js'
+import { checkExpect, infoOf, problemOf, type VerifyProblem } from './checks.js'
+import {
+  fsyncDir,
+  fsyncDirSync,
+  fsyncFd,
+  linkNoClobber,
+  mapLimit,
+  readRegularFileSync,
+  writeAllSync,
+  writeFileDurable,
+} from './durable.js'
 import { openDb, type Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
 import {
@@ -53,7 +57,6 @@ import {
   parseBlobPath,
   verifyCla,
   verifyClaAsync,
-  type DecodedCla,
 } from './format.js'
 import {
   generateSigningKey,
@@ -136,11 +139,7 @@ export interface ChangesPage {
   more: boolean
 }
 
-export interface VerifyProblem {
-  path: string
-  code: string
-  message: string
-}
+export type { VerifyProblem } from './checks.js'
 
 export interface VerifyReport {
   ok: boolean
@@ -277,77 +276,6 @@ function checkProtection(p: unknown): Protection {
     'CLA_ERR_INVALID_OPTION',
     `protection must be one of ${PROTECTIONS.join(', ')}; got ${String(p)}`,
   )
-}
-
-function writeFileDurable(file: string, data: Buffer | string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`
-  const fd = openSync(tmp, 'w', mode)
-  try {
-    writeFileSync(fd, data)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-  renameSync(tmp, file)
-  fsyncDirSync(join(file, '..'))
-}
-
-function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-function fsyncFd(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())))
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fd = openSync(dir, 'r')
-  try {
-    await fsyncFd(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-function writeAllSync(fd: number, buf: Buffer): void {
-  let off = 0
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off)
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (x: T, i: number) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length)
-  let next = 0
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i]!, i)
-    }
-  })
-  await Promise.all(workers)
-  return out
-}
-
-function infoOf(d: DecodedCla, path: string): BlobInfo {
-  return {
-    seq: d.seq,
-    created_at: d.createdAt,
-    p0: d.p0,
-    path,
-    size: d.size,
-    file_size: d.fileSize,
-    sha256: d.sha256,
-    key_id: d.keyId,
-  }
 }
 
 export class BlobStore {
@@ -1538,66 +1466,6 @@ function checkDataDir(dataDir: unknown): void {
 
 /** Below this many files an fsync each is cheaper than two `sync -f` forks anyway. */
 const SYNCFS_SMALL_MIN = 16
-
-function problemOf(path: string, err: unknown): VerifyProblem {
-  if (isClavitorError(err)) return { path, code: err.code, message: err.message }
-  return { path, code: 'CLA_ERR_INTERNAL', message: (err as Error).message }
-}
-
-/** Every given field of `expect` must equal the decoded header; the path must fit p0 and created_at. */
-function checkExpect(d: DecodedCla, name: string, expect: Partial<BlobInfo>): void {
-  const actual = infoOf(d, expect.path ?? '')
-  for (const k of ['seq', 'created_at', 'p0', 'size', 'file_size', 'sha256', 'key_id'] as const) {
-    if (expect[k] !== undefined && expect[k] !== actual[k]) {
-      throw claError(
-        'CLA_ERR_HEADER_MISMATCH',
-        `${name}: header ${k} is ${actual[k]}, expected ${expect[k]}`,
-        {
-          details: { file: name, field: k },
-        },
-      )
-    }
-  }
-  if (expect.path !== undefined) {
-    const p = parseBlobPath(expect.path)
-    if (!p || p.p0 !== d.p0 || p.createdAt !== d.createdAt) {
-      throw claError(
-        'CLA_ERR_HEADER_MISMATCH',
-        `${name}: path ${expect.path} does not fit p0 ${d.p0} and created_at ${d.createdAt}`,
-        {
-          details: { file: name, field: 'path' },
-        },
-      )
-    }
-  }
-}
-
-/** Reads a staged file; a symlink or anything but a regular file is refused (ELOOP/EISDIR). */
-function readRegularFileSync(file: string): { buf: Buffer; st: BigIntStats } {
-  const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
-  try {
-    const st = fstatSync(fd, { bigint: true })
-    if (!st.isFile())
-      throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EISDIR' })
-    return { buf: readFileSync(fd), st }
-  } finally {
-    closeSync(fd)
-  }
-}
-
-function linkNoClobber(from: string, to: string): void {
-  try {
-    linkSync(from, to)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw claError('CLA_ERR_EXISTS', `${to} exists; nothing is ever overwritten`, {
-        cause: err,
-        details: { path: to },
-      })
-    }
-    throw err
-  }
-}
 
 /** Empties the staging folder (temp files of a dead writer, a stuck seal probe). */
 export async function cleanStaging(dir: string): Promise<number> {
