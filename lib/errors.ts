@@ -50,7 +50,7 @@ export const ERRORS = {
   CLA_ERR_PADDLE_SIGNATURE: { status: 401, exit: 1, description: 'A webhook has a missing, malformed, stale or non-matching Paddle-Signature.' },
   CLA_ERR_PADDLE_UNAVAILABLE: { status: 503, exit: 1, description: 'Paddle could not be reached, timed out, or answered 5xx; the write stays pending and is retried.' },
 
-  // --- sync (lib/sync) ---------------------------------------------------------
+  // --- sync (lib/core-sync, lib/pop-sync) ---------------------------------------------------------
   CLA_ERR_SYNC_ABORTED: { status: 503, exit: 1, description: 'A pull was stopped (shutdown signal); it resumes from the cursor on the next run.' },
   CLA_ERR_SYNC_CONFLICT: { status: 409, exit: 1, description: 'The core lists a blob whose path or sequence number this POP holds with different content; an operator must re-seed the POP.' },
   CLA_ERR_SYNC_CURSOR_AHEAD: { status: 409, exit: 1, description: "The POP's cursor is ahead of the core's newest blob (core restored from a backup); the POP re-baselines." },

@@ -13,15 +13,15 @@ import type { Db } from './db/open.js'
 import type { Logger } from './log.js'
 import { silentLogger } from './log.js'
 import { BlobStore, type Protection } from './store/index.js'
-import { PopSync } from './sync/agent.js'
-import { Wl3Lookup } from './sync/lookup.js'
-import type { RsyncSettings } from './sync/pull.js'
-import { plainHttpFeedClient, requestFeedClient, type FeedClient } from './sync/transport.js'
+import { PopSync } from './pop-sync/agent.js'
+import { Wl3Lookup } from './pop-sync/lookup.js'
+import type { RsyncSettings } from './pop-sync/pull.js'
+import { plainHttpFeedClient, requestFeedClient, type FeedClient } from './pop-sync/transport.js'
 import { PopApiClient } from './auth/pop-client.js'
-import { TreeWatch } from './sync/watch.js'
-import { queueRepair } from './sync/repair.js'
+import { TreeWatch } from './pop-sync/watch.js'
+import { queueRepair } from './pop-sync/repair.js'
 import { Metrics } from './metrics.js'
-import { popRsyncAuthArgs } from './sync/rsync-auth.js'
+import { popRsyncAuthArgs } from './core-sync/rsync-auth.js'
 
 export interface PopOptions {
   /** The POP's data folder. */
@@ -46,7 +46,7 @@ export interface PopOptions {
   pageSize?: number
   /** Full verify cadence, ms. Default daily. */
   fullVerifyEveryMs?: number
-  /** WL3 lookup cache size and read checks (lib/sync/lookup.ts). Default 256 MiB, no signature re-check on the payload route. */
+  /** WL3 lookup cache size and read checks (lib/pop-sync/lookup.ts). Default 256 MiB, no signature re-check on the payload route. */
   lookup?: { maxBytes?: number; verifySignature?: boolean }
   /** Watch the sealed tree (chokidar). Default false; `pop run` turns it on. */
   watch?: boolean
@@ -126,7 +126,7 @@ export function checkCoreUrl(url: string, insecurePlainHttp: boolean): void {
 
 /**
  * The POP's extra rsync arguments plus `--password-file={data}/pop-auth/rsync.password`
- * for a daemon source when that file exists (lib/sync/rsync-auth.ts), unless the caller
+ * for a daemon source when that file exists (lib/core-sync/rsync-auth.ts), unless the caller
  * passed a --password-file of its own.
  */
 function rsyncArgsWithAuth(opts: PopOptions): string[] {

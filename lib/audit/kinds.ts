@@ -9,10 +9,10 @@ export const AUDIT_KINDS = {
     'A summary per source address, reason and interval of POP API refusals before any credential (lib/auth/refusal-guard.ts)',
   'pop.token': 'POP access tokens: refresh-token reuse and chain revocation (lib/auth/tokens.ts)',
   'pop.rsync':
-    'An rsync session of a POP (files, bytes, feed page), a failed rsync login, a summary of refused addresses (lib/sync/rsync-audit.ts)',
+    'An rsync session of a POP (files, bytes, feed page), a failed rsync login, a summary of refused addresses (lib/core-sync/rsync-audit.ts)',
   'sync.alarm':
-    "A POP's alarm: a tree change it did not make, a bad blob that stopped a pull (lib/sync)",
-  'sync.repair': 'A POP repaired a missing or damaged blob from the core (lib/sync/repair.ts)',
+    "A POP's alarm: a tree change it did not make, a bad blob that stopped a pull (lib/pop-sync)",
+  'sync.repair': 'A POP repaired a missing or damaged blob from the core (lib/pop-sync/repair.ts)',
   'credential.register': 'A device credential (WL3 version) registered (lib/credentials)',
   'credential.auth': 'A credentials API request whose vault API key was refused (lib/credentials)',
   'vault.create': 'A vault created (lib/credentials/vaults.ts)',

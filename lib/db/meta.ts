@@ -1,5 +1,5 @@
 // The one key/value store of a data folder (table `meta`): store identity and generation,
-// a POP's cursor and replication state (lib/sync/state.ts names its keys), the rsync log
+// a POP's cursor and replication state (lib/pop-sync/state.ts names its keys), the rsync log
 // position. Absent is null; setting null deletes the key.
 import type { Db } from './open.js'
 

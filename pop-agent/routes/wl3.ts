@@ -1,5 +1,5 @@
 // WL3 lookups for vaults: the latest WL3 of a P0 (raw payload, sha256 ETag, 304 on
-// If-None-Match), the signed .cla itself, every version. Thin: lib/sync/lookup.ts decides.
+// If-None-Match), the signed .cla itself, every version. Thin: lib/pop-sync/lookup.ts decides.
 import type { FastifyPluginAsync } from 'fastify'
 import type { Pop } from '../../lib/pop.js'
 

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
+import { renderRsyncdConfig } from '../../lib/core-sync/rsyncd-config.js'
 
 export interface WorkFs {
   dir: string
@@ -110,7 +110,7 @@ export interface Rsyncd {
   close(): void
 }
 
-/** The generated rsyncd.conf (lib/sync/rsyncd-config.ts) over `storeRoot`, on 127.0.0.1. */
+/** The generated rsyncd.conf (lib/core-sync/rsyncd-config.ts) over `storeRoot`, on 127.0.0.1. */
 export async function startRsyncd(storeRoot: string, dir: string): Promise<Rsyncd> {
   const port = await freePort()
   const root = process.getuid?.() === 0

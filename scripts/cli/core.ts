@@ -6,7 +6,7 @@ import { createLogger } from '../../lib/log.js'
 import { buildCoreApp } from '../../server/app.js'
 import { startAnchorTimer } from '../../lib/audit/anchor.js'
 import { parseTrustProxy } from '../../lib/auth/trust-proxy.js'
-import { startRsyncAuditTimer } from '../../lib/sync/rsync-audit.js'
+import { startRsyncAuditTimer } from '../../lib/core-sync/rsync-audit.js'
 import { addPaddleOptions, paddleConfigFromFlags, type PaddleFlags } from './billing.js'
 import { subcommand } from './common.js'
 import {
@@ -101,7 +101,7 @@ export function register(program: Command): void {
               'files at the audit anchor P0 that the anchor writer did not make: skipped (audit.alarm anchor_foreign)',
             ),
         })
-        // the rsync channel's sessions into the audit trail (lib/sync/rsync-audit.ts)
+        // the rsync channel's sessions into the audit trail (lib/core-sync/rsync-audit.ts)
         const stopRsyncAudit = o.rsyncLog
           ? startRsyncAuditTimer(c.db, o.rsyncLog, {
               onError: (err) => log.error({ err, alarm: true }, 'rsync audit pass failed'),

@@ -13,7 +13,7 @@ import {
   renewTokenSecret,
   replacePopAllowlist,
   retirePop,
-} from '../../lib/sync/pop-registry.js'
+} from '../../lib/core-sync/pop-registry.js'
 import {
   action,
   dataOption,

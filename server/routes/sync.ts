@@ -1,11 +1,11 @@
 // The POP sync API routes (registered by server/pop-api.ts behind mTLS + signed requests).
-// Thin: parse, call lib/sync, answer. The POP id comes from `request.popId`, set by the
+// Thin: parse, call lib/core-sync, answer. The POP id comes from `request.popId`, set by the
 // auth hook of the app that registers this plugin; a request without one is refused.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { Db } from '../../lib/db/open.js'
 import { claError } from '../../lib/errors.js'
-import { feedPage } from '../../lib/sync/feed.js'
-import { recordReport, validateReport } from '../../lib/sync/pop-state.js'
+import { feedPage } from '../../lib/core-sync/feed.js'
+import { recordReport, validateReport } from '../../lib/core-sync/pop-state.js'
 
 /** What the routes need from the core instance. */
 export interface SyncCore {

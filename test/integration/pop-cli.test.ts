@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openDb } from '../../lib/db/open.js'
-import { recordReport } from '../../lib/sync/pop-state.js'
+import { recordReport } from '../../lib/core-sync/pop-state.js'
 import { tempDir } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname

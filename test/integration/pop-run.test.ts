@@ -7,7 +7,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
 import { decodeCursor } from '../../lib/store/cursor.js'
-import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
+import { getMeta, K_CURSOR } from '../../lib/pop-sync/state.js'
 import { startCore, tempDir, randomP0 } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname

@@ -17,7 +17,7 @@ import { issueAccessToken, loadTokenSecrets, rotateTokenSecret } from '../../lib
 import { listEvents, verifyChain, type EventRow } from '../../lib/audit/log.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { PopApiClient } from '../../lib/auth/pop-client.js'
-import { requestFeedClient } from '../../lib/sync/transport.js'
+import { requestFeedClient } from '../../lib/pop-sync/transport.js'
 import { makeExpiredPop, makePki, makeSelfSigned, type Pki, type PopPki } from '../fixtures/pki.js'
 
 const SECRET = 'the-secret-data-only-pops-may-see'

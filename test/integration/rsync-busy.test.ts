@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { rsyncError } from '../../lib/sync/rsync.js'
-import { renderRsyncdConfig } from '../../lib/sync/rsyncd-config.js'
+import { rsyncError } from '../../lib/pop-sync/rsync.js'
+import { renderRsyncdConfig } from '../../lib/core-sync/rsyncd-config.js'
 import { tempDir } from '../fixtures/sync.js'
 
 const dir = tempDir(t, 'cla-rsync-busy-')

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { buildPopApp } from '../../pop-agent/app.js'
-import { listPopSyncStates } from '../../lib/sync/pop-state.js'
+import { listPopSyncStates } from '../../lib/core-sync/pop-state.js'
 import { listEvents } from '../../lib/audit/log.js'
 import { indexOf, isRoot, openTestPop, randomP0, startCore, tempDir } from '../fixtures/sync.js'
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isClavitorError } from '../../lib/errors.js'
 import { decodeCursor } from '../../lib/store/cursor.js'
-import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
+import { getMeta, K_CURSOR } from '../../lib/pop-sync/state.js'
 import { indexOf, isRoot, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
 
 function canMount(): string | false {

@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process'
 import { listEvents } from '../../lib/audit/log.js'
 import { isClavitorError } from '../../lib/errors.js'
 import { decodeCursor, encodeCursor } from '../../lib/store/cursor.js'
-import { getMeta, K_CURSOR } from '../../lib/sync/state.js'
-import { plainHttpFeedClient, type FeedClient } from '../../lib/sync/transport.js'
+import { getMeta, K_CURSOR } from '../../lib/pop-sync/state.js'
+import { plainHttpFeedClient, type FeedClient } from '../../lib/pop-sync/transport.js'
 import { indexOf, openTestPop, startCore, tempDir, unseal } from '../fixtures/sync.js'
 
 function unsealFile(file: string): void {

@@ -10,7 +10,8 @@ const ALLOWED: Record<string, string[]> = {
   audit: ['db', 'errors', 'store'],
   billing: ['audit', 'db', 'errors'],
   auth: ['audit', 'db', 'errors'],
-  sync: ['audit', 'auth', 'db', 'errors', 'log', 'store'],
+  'core-sync': ['audit', 'auth', 'db', 'errors', 'store'],
+  'pop-sync': ['audit', 'core-sync', 'db', 'errors', 'log', 'store'],
   credentials: ['audit', 'db', 'errors', 'store'],
   admin: ['audit', 'billing', 'db', 'errors', 'store'],
 }

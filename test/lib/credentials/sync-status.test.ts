@@ -2,7 +2,7 @@ import t from 'tap'
 import { credFixture, p0Of } from '../../fixtures/credentials.js'
 import { nowMicros } from '../../../lib/db/open.js'
 import { encodeCursor } from '../../../lib/store/cursor.js'
-import { recordReport } from '../../../lib/sync/pop-state.js'
+import { recordReport } from '../../../lib/core-sync/pop-state.js'
 
 t.test('sync status: which POPs hold each P0 latest version, from their cursors', async (t) => {
   const f = await credFixture((fn) => t.teardown(fn))

@@ -150,7 +150,7 @@ export function renderRsyncdConfig(o: RsyncdConfigOptions): string {
   ]
   if (o.address) out.push(`address = ${o.address}`)
   out.push(`port = ${o.port ?? 873}`)
-  // A POP's client sets the same (lib/sync/rsync.ts): without it each protocol round trip can
+  // A POP's client sets the same (lib/pop-sync/rsync.ts): without it each protocol round trip can
   // wait out a 40 ms delayed ACK; a 100-file pull over loopback took 140–180 ms, with it 10–30.
   out.push('socket options = TCP_NODELAY')
   if (o.pidFile) out.push(`pid file = ${o.pidFile}`)

@@ -1,10 +1,10 @@
 // Where a POP stands in the core's feed, and which core store (and generation) it follows:
-// the only writer of those meta keys (named in lib/sync/state.ts). The cursor moves in the
+// the only writer of those meta keys (named in lib/pop-sync/state.ts). The cursor moves in the
 // same SQLite transaction as the index rows of the blobs it covers (moveWithin), so it
 // never passes a blob that is not sealed here; a re-baseline sends it back to the start.
 import type { Db } from '../db/open.js'
 import { claError, type ClavitorError } from '../errors.js'
-import type { FeedPage } from './feed.js'
+import type { FeedPage } from '../core-sync/feed.js'
 import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 import { getMeta, K_CURSOR, K_GENERATION, K_STORE_ID, setMeta } from './state.js'
 

@@ -2,13 +2,13 @@ import t from 'tap'
 import { join } from 'node:path'
 import { openDb, type Db } from '../../../lib/db/open.js'
 import { decodeCursor, encodeCursor, compareCursor } from '../../../lib/store/cursor.js'
-import { feedPage, FEED_MAX_LIMIT } from '../../../lib/sync/feed.js'
+import { feedPage, FEED_MAX_LIMIT } from '../../../lib/core-sync/feed.js'
 import {
   lagMicros,
   listPopSyncStates,
   recordReport,
   validateReport,
-} from '../../../lib/sync/pop-state.js'
+} from '../../../lib/core-sync/pop-state.js'
 import { isClavitorError } from '../../../lib/errors.js'
 
 // The feed reads the store's index table; rows are inserted the way the store indexes them.

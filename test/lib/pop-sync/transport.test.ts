@@ -1,7 +1,7 @@
-// lib/sync/transport.ts: the POP's feed client refuses a page that the core's store could
+// lib/pop-sync/transport.ts: the POP's feed client refuses a page that the core's store could
 // not have produced, with the store's own path rule (not a looser copy of it).
 import t from 'tap'
-import { checkPage, requestFeedClient } from '../../../lib/sync/transport.js'
+import { checkPage, requestFeedClient } from '../../../lib/pop-sync/transport.js'
 import { blobFileName } from '../../../lib/store/format.js'
 
 const p0 = 'ab'.repeat(16)

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { listEvents } from '../../../lib/audit/log.js'
-import { pendingRepairs } from '../../../lib/sync/repair.js'
+import { pendingRepairs } from '../../../lib/pop-sync/repair.js'
 import { buildPopApp } from '../../../pop-agent/app.js'
 import { openTestPop, randomP0, startCore, tempDir } from '../../fixtures/sync.js'
 

@@ -1,4 +1,4 @@
-// The POP registry operations (lib/sync/pop-registry.ts) that the CLI and the demo share:
+// The POP registry operations (lib/core-sync/pop-registry.ts) that the CLI and the demo share:
 // each changes the registry and the rsync secrets as one step and leaves its audit row.
 import t from 'tap'
 import { join } from 'node:path'
@@ -6,7 +6,7 @@ import { openDb } from '../../../lib/db/open.js'
 import { getPop } from '../../../lib/auth/pops.js'
 import { loadTokenSecrets } from '../../../lib/auth/tokens.js'
 import { listEvents, verifyChain } from '../../../lib/audit/log.js'
-import { readRsyncdSecrets, rsyncdSecretsFile } from '../../../lib/sync/rsync-auth.js'
+import { readRsyncdSecrets, rsyncdSecretsFile } from '../../../lib/core-sync/rsync-auth.js'
 import {
   enrolPop,
   rebindPopCert,
@@ -14,7 +14,7 @@ import {
   renewTokenSecret,
   replacePopAllowlist,
   retirePop,
-} from '../../../lib/sync/pop-registry.js'
+} from '../../../lib/core-sync/pop-registry.js'
 import { makePki } from '../../fixtures/pki.js'
 import { tempDir } from '../../fixtures/sync.js'
 

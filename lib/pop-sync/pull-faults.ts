@@ -1,7 +1,7 @@
 // How a pull names what stopped it: a fault of this host (retrying file by file would only
 // relabel it), a full disk, or a blob from the core that this POP refused (audited).
 import { claError, isClavitorError, type ClavitorError } from '../errors.js'
-import type { FeedItem } from './feed.js'
+import type { FeedItem } from '../core-sync/feed.js'
 import type { AuditEventInput } from '../audit/log.js'
 
 /** Where a refusal is reported: the POP and its audit sink (PullOptions has both). */

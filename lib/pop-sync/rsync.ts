@@ -6,7 +6,7 @@ import { basename } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { execa } from 'execa'
 import { claError, type ClavitorError, type ErrorCode } from '../errors.js'
-import { isDaemonSource } from './rsync-auth.js'
+import { isDaemonSource } from '../core-sync/rsync-auth.js'
 
 /** rsync(1) EXIT VALUES → reason code and error class. */
 export const RSYNC_EXIT: Readonly<
@@ -179,7 +179,7 @@ export function rsyncArgs(
     args.push('--contimeout=' + timeout)
     // Without it every protocol round trip over TCP can wait out a delayed ACK (Nagle):
     // measured on loopback, 100 files took 140–180 ms instead of 10–30 ms. The daemon
-    // side needs the same (`socket options` in lib/sync/rsyncd-config.ts).
+    // side needs the same (`socket options` in lib/core-sync/rsyncd-config.ts).
     args.push('--sockopts=TCP_NODELAY')
   }
   args.push(...(opts.extraArgs ?? []))

@@ -1,10 +1,10 @@
-// lib/sync/pop-cursor.ts: the one writer of a POP's feed cursor and followed core.
+// lib/pop-sync/pop-cursor.ts: the one writer of a POP's feed cursor and followed core.
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import fg from 'fast-glob'
 import { openDb } from '../../../lib/db/open.js'
-import { PopCursor } from '../../../lib/sync/pop-cursor.js'
+import { PopCursor } from '../../../lib/pop-sync/pop-cursor.js'
 
 t.test('move, move within a transaction, follow, re-baseline', async (t) => {
   const db = openDb(join(t.testdir(), 'meta.db'))
@@ -42,7 +42,7 @@ t.test('nothing else writes the cursor or the followed core', async (t) => {
     },
   )
   for (const f of files) {
-    if (f === 'lib/sync/pop-cursor.ts') continue
+    if (f === 'lib/pop-sync/pop-cursor.ts') continue
     const src = readFileSync(new URL(f, root), 'utf8')
     t.notMatch(src, /setMeta\([^)]*K_(CURSOR|STORE_ID|GENERATION)/, f)
   }

@@ -5,8 +5,8 @@ import { spawn, execFileSync } from 'node:child_process'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { RSYNC_EXIT, rsyncArgs, rsyncError, runRsync } from '../../../lib/sync/rsync.js'
-import { renderRsyncdConfig, rsyncdModule } from '../../../lib/sync/rsyncd-config.js'
+import { RSYNC_EXIT, rsyncArgs, rsyncError, runRsync } from '../../../lib/pop-sync/rsync.js'
+import { renderRsyncdConfig, rsyncdModule } from '../../../lib/core-sync/rsyncd-config.js'
 import { isRoot, tempDir } from '../../fixtures/sync.js'
 
 async function freePort(): Promise<number> {

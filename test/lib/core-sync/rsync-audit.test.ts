@@ -1,4 +1,4 @@
-// The rsync channel in the audit trail (lib/sync/rsync-audit.ts): one pop.rsync row per
+// The rsync channel in the audit trail (lib/core-sync/rsync-audit.ts): one pop.rsync row per
 // session from the daemon's own log, per failed login, per refused address and pass;
 // never a row per file, never a line twice (the position is kept with the rows).
 // The log lines are the ones rsyncd 3.x writes with our `log format`.
@@ -8,13 +8,13 @@ import { join } from 'node:path'
 import { openDb } from '../../../lib/db/open.js'
 import { addPop } from '../../../lib/auth/pops.js'
 import { appendEvent, listEvents, verifyChain } from '../../../lib/audit/log.js'
-import { issueRsyncSecret } from '../../../lib/sync/rsync-auth.js'
+import { issueRsyncSecret } from '../../../lib/core-sync/rsync-auth.js'
 import {
   auditRsyncLog,
   prepareRsyncdLogFile,
   RSYNCD_XFER_LOG_FORMAT,
-} from '../../../lib/sync/rsync-audit.js'
-import { renderRsyncdConfig } from '../../../lib/sync/rsyncd-config.js'
+} from '../../../lib/core-sync/rsync-audit.js'
+import { renderRsyncdConfig } from '../../../lib/core-sync/rsyncd-config.js'
 import { makePki } from '../../fixtures/pki.js'
 import { tempDir } from '../../fixtures/sync.js'
 

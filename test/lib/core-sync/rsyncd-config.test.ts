@@ -7,7 +7,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'nod
 import { join } from 'node:path'
 import { openDb } from '../../../lib/db/open.js'
 import { addPop, removePop } from '../../../lib/auth/pops.js'
-import { renderRsyncdConfig, rsyncdModule } from '../../../lib/sync/rsyncd-config.js'
+import { renderRsyncdConfig, rsyncdModule } from '../../../lib/core-sync/rsyncd-config.js'
 import {
   dropRsyncSecret,
   isDaemonSource,
@@ -19,7 +19,7 @@ import {
   rsyncdSecretsFile,
   rsyncUserFor,
   sshAuthorizedKeyLine,
-} from '../../../lib/sync/rsync-auth.js'
+} from '../../../lib/core-sync/rsync-auth.js'
 import { makePki } from '../../fixtures/pki.js'
 import { tempDir } from '../../fixtures/sync.js'
 
@@ -196,7 +196,7 @@ t.test('ssh: authorized_keys line with the read-only forced command', async (t) 
 })
 
 t.test('daemon refusals map to CLA_ERR_SYNC_RSYNC_AUTH with a reason', async (t) => {
-  const { rsyncError } = await import('../../../lib/sync/rsync.js')
+  const { rsyncError } = await import('../../../lib/pop-sync/rsync.js')
   const cases: Array<[string, string]> = [
     ['@ERROR: auth failed on module clavitor-store', 'auth_failed'],
     ['@ERROR: access denied to clavitor-store from localhost (127.0.0.2)', 'access_denied'],

@@ -3,8 +3,8 @@
 // requests, lib/auth/pop-client.ts) plugs in through `requestFeedClient`.
 import { claError, isClavitorError } from '../errors.js'
 import { parseBlobPath } from '../store/format.js'
-import type { FeedPage } from './feed.js'
-import type { PopReport } from './pop-state.js'
+import type { FeedPage } from '../core-sync/feed.js'
+import type { PopReport } from '../core-sync/pop-state.js'
 
 export interface FeedClient {
   /** The page of blobs after `cursor` (null = from the start). */

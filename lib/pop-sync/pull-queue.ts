@@ -1,9 +1,9 @@
-// The hand-over between the two halves of a pull (lib/sync/pull.ts): a producer stages
+// The hand-over between the two halves of a pull (lib/pop-sync/pull.ts): a producer stages
 // pages ahead (feed page, rsync into a folder of its own, verification started) while the
 // consumer seals and indexes the page before. Nothing staged is visible until sealed.
 import type { ClavitorError } from '../errors.js'
 import type { VerifyStagedResult } from '../store/store.js'
-import type { FeedItem, FeedPage } from './feed.js'
+import type { FeedItem, FeedPage } from '../core-sync/feed.js'
 
 /** One page made ready to seal. */
 export interface Staged {

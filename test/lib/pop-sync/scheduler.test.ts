@@ -5,7 +5,7 @@ import {
   nextRegularRun,
   slotOf,
   slotOffsetMs,
-} from '../../../lib/sync/scheduler.js'
+} from '../../../lib/pop-sync/scheduler.js'
 import { FakeClock } from '../../fixtures/fake-clock.js'
 
 const HOUR = 3_600_000

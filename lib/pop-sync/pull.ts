@@ -14,7 +14,7 @@ import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../st
 import { blobIndex, type BlobIndex } from '../store/blob-index.js'
 import { removeStagingTree } from '../store/seal.js'
 import type { VerifiedStaged, VerifyStagedResult } from '../store/store.js'
-import type { FeedItem } from './feed.js'
+import type { FeedItem } from '../core-sync/feed.js'
 import { runRsync } from './rsync.js'
 import { identityCheck, PopCursor } from './pop-cursor.js'
 import { AHEAD, PageQueue, type Staged } from './pull-queue.js'
@@ -441,7 +441,7 @@ async function ingestStaged(
 
 /**
  * Where rsync put a listed blob: flat in the page's folder under its file name (rsync runs
- * with `flat`, see lib/sync/rsync.ts). Names are unique within a store (created_at is
+ * with `flat`, see lib/pop-sync/rsync.ts). Names are unique within a store (created_at is
  * strictly increasing); runRsync refuses a page that lists one name twice.
  */
 function stagedPath(runDir: string, it: FeedItem): string {
