@@ -57,6 +57,7 @@ import {
   parseBlobPath,
   verifyCla,
   verifyClaAsync,
+  type DecodedCla,
 } from './format.js'
 import {
   generateSigningKey,
@@ -677,6 +678,16 @@ export class BlobStore {
 
   /** The whole signed .cla bytes, verified (hash, signature, header equals `info`). */
   async readFile(info: BlobInfo): Promise<Buffer> {
+    return (await this.readVerified(info)).buf
+  }
+
+  /** The payload of a blob, after full verification. */
+  async readPayload(info: BlobInfo): Promise<Buffer> {
+    return Buffer.from((await this.readVerified(info)).decoded.payload)
+  }
+
+  /** Reads a blob's file and verifies it once (hash, signature, header equals `info`). */
+  private async readVerified(info: BlobInfo): Promise<{ buf: Buffer; decoded: DecodedCla }> {
     this.checkOpen()
     const parsed = parseBlobPath(info.path)
     if (!parsed)
@@ -694,16 +705,9 @@ export class BlobStore {
       }
       throw cause
     }
-    const d = verifyCla(buf, this.ring, info.path)
-    checkExpect(d, info.path, info)
-    return buf
-  }
-
-  /** The payload of a blob, after full verification. */
-  async readPayload(info: BlobInfo): Promise<Buffer> {
-    const buf = await this.readFile(info)
-    const d = verifyCla(buf, this.ring, info.path)
-    return Buffer.from(d.payload)
+    const decoded = verifyCla(buf, this.ring, info.path)
+    checkExpect(decoded, info.path, info)
+    return { buf, decoded }
   }
 
   /**
@@ -715,12 +719,10 @@ export class BlobStore {
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
       throw claError('CLA_ERR_INVALID_INPUT', `limit must be an integer 1..100000; got ${limit}`)
     }
-    const after = decodeCursor(cursor) ?? { created_at: -1, seq: -1 }
-    const rows = this.stmt(
-      `SELECT ${INFO_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
-    ).all(after.created_at, after.seq, limit + 1) as Record<string, unknown>[]
+    // the feed's own query (lib/store/blob-index.ts), as BlobInfo
+    const rows = this.index.feedAfter(decodeCursor(cursor), limit + 1)
     const more = rows.length > limit
-    const items = rows.slice(0, limit).map(rowToInfo)
+    const items = rows.slice(0, limit).map((r) => rowToInfo({ ...r }))
     const last = items[items.length - 1]
     return { items, next: last ? encodeCursor(last) : cursor, more }
   }
