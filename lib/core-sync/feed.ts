@@ -3,27 +3,15 @@
 // Reads the store's index through lib/store/blob-index.ts; never touches the files.
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { blobIndex } from '../store/blob-index.js'
+import { blobIndex, type FeedRow } from '../store/blob-index.js'
 import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
 export const FEED_DEFAULT_LIMIT = 1000
 /** Upper bound of a page: the list file rsync reads a byte at a time stays small. */
 export const FEED_MAX_LIMIT = 5000
 
-export interface FeedItem {
-  /** Relative to the store root: {shard}/{p0}/{name}.cla */
-  path: string
-  p0: string
-  /** payload bytes */
-  size: number
-  /** whole .cla file bytes */
-  file_size: number
-  /** payload sha256, lowercase hex */
-  sha256: string
-  key_id: string
-  created_at: number
-  seq: number
-}
+/** One blob of a feed page, in the feed's field order (lib/store/blob-index.ts). */
+export type FeedItem = FeedRow
 
 export interface FeedPage {
   /** The core store's identity; a POP replicates exactly one. */

@@ -36,7 +36,7 @@ t.test('latest, cache, invalidation on a new version, damage', async (t) => {
   const file = join(store.root, v2.path)
   chmodSync(file, 0o644)
   const buf = readFileSync(file)
-  buf[buf.length - 70] ^= 0xff
+  buf[buf.length - 70] = buf[buf.length - 70]! ^ 0xff
   writeFileSync(file, buf)
   lookup.invalidate()
   await t.rejects(lookup.latest(p0))
