@@ -179,6 +179,25 @@ const addressProps = {
   region: Type.Optional(Text(200)),
   custom_data: Type.Optional(CustomData),
 }
+
+/**
+ * Addresses and businesses live under their customer at Paddle (and must have one here):
+ * the same check and the same URLs, only the collection name differs.
+ */
+function underCustomer(
+  sub: 'addresses' | 'businesses',
+): Pick<EntitySpec, 'prepare' | 'collection' | 'item'> {
+  return {
+    prepare(db, c, existing) {
+      if (!existing) requireRow(db, 'customers', c.customer_id, 'customer_id')
+    },
+    collection: (r, ctx) =>
+      `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/${sub}`,
+    item: (r, ctx, pid) =>
+      `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/${sub}/${pid}`,
+  }
+}
+
 export const addresses: EntitySpec = {
   name: 'addresses',
   table: 'addresses',
@@ -189,13 +208,7 @@ export const addresses: EntitySpec = {
   update: partialUpdate({ ...addressProps, country_code: Country }),
   json: ['custom_data'],
   bool: [],
-  prepare(db, c, existing) {
-    if (!existing) requireRow(db, 'customers', c.customer_id, 'customer_id')
-  },
-  collection: (r, ctx) =>
-    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/addresses`,
-  item: (r, ctx, pid) =>
-    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/addresses/${pid}`,
+  ...underCustomer('addresses'),
   toPaddle: (r, _ctx, op) =>
     clean({
       description: r.description,
@@ -244,13 +257,7 @@ export const businesses: EntitySpec = {
   update: partialUpdate({ ...businessProps, name: Text(200) }),
   json: ['custom_data', 'contacts'],
   bool: [],
-  prepare(db, c, existing) {
-    if (!existing) requireRow(db, 'customers', c.customer_id, 'customer_id')
-  },
-  collection: (r, ctx) =>
-    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/businesses`,
-  item: (r, ctx, pid) =>
-    `/customers/${ctx.paddleIdOf('customers', String(r.customer_id))}/businesses/${pid}`,
+  ...underCustomer('businesses'),
   toPaddle: (r, _ctx, op) =>
     clean({
       name: r.name,

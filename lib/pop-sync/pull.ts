@@ -121,16 +121,12 @@ async function fetchPage(
   try {
     const r = await runRsync(
       {
-        source: o.rsync.source,
+        ...o.rsync, // source, timeout, rsync binary, extra args, env: as configured
         files: toFetch.map((i) => i.path),
         listFile,
         dest: runDir,
         flat: true,
-        ...(o.rsync.ioTimeoutSec !== undefined ? { ioTimeoutSec: o.rsync.ioTimeoutSec } : {}),
-        ...(o.rsync.extraArgs ? { extraArgs: o.rsync.extraArgs } : {}),
-        ...(o.rsync.env ? { env: o.rsync.env } : {}),
-        ...(o.rsync.rsyncPath ? { rsyncPath: o.rsync.rsyncPath } : {}),
-        ...(o.signal ? { signal: o.signal } : {}),
+        signal: o.signal,
       },
       { partial: true },
     )

@@ -173,15 +173,11 @@ export async function repairQueued(o: RepairOptions): Promise<RepairResult> {
   try {
     await runRsync(
       {
-        source: o.rsync.source,
+        ...o.rsync, // source, timeout, rsync binary, extra args, env: as configured
         files: todo.map((r) => r.path),
         listFile: join(o.stagingDir, 'repair.list'),
         dest: dir,
-        ...(o.rsync.ioTimeoutSec !== undefined ? { ioTimeoutSec: o.rsync.ioTimeoutSec } : {}),
-        ...(o.rsync.extraArgs ? { extraArgs: o.rsync.extraArgs } : {}),
-        ...(o.rsync.env ? { env: o.rsync.env } : {}),
-        ...(o.rsync.rsyncPath ? { rsyncPath: o.rsync.rsyncPath } : {}),
-        ...(o.signal ? { signal: o.signal } : {}),
+        signal: o.signal,
       },
       { partial: true },
     )
