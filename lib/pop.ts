@@ -48,7 +48,7 @@ export interface PopOptions {
   fullVerifyEveryMs?: number
   /** WL3 lookup cache size and read checks (lib/pop-sync/lookup.ts). Default 256 MiB, no signature re-check on the payload route. */
   lookup?: { maxBytes?: number; verifySignature?: boolean }
-  /** Watch the sealed tree (chokidar). Default false; `pop run` turns it on. */
+  /** Watch the sealed tree (lib/pop-sync/watch.ts: 257 inotify watches and a sweep). Default false; `pop run` turns it on. */
   watch?: boolean
   log?: Logger
 }

@@ -11,6 +11,7 @@ import type { BlobStore } from '../store/index.js'
 import { pullOnce, type PullProgress, type PullResult, type RsyncSettings } from './pull.js'
 import {
   fullVerify,
+  K_LAST_CHECK,
   pendingRepairs,
   quickCheck,
   repairQueued,
@@ -44,9 +45,10 @@ export interface PopSyncOptions {
   /** Told which paths the agent is about to write (the tree watcher ignores them)... */
   onAgentWrite?: (paths: readonly string[]) => void
   /**
-   * True while a tree watcher sees every change live: runs after the first then skip the
-   * per-file quick check (one stat per blob); the first run still does it (changes made
-   * while nothing watched), and the full verify keeps its cadence.
+   * True while a tree watcher runs (live watches on the root and shard folders, and a sweep
+   * of the whole tree every few minutes: lib/pop-sync/watch.ts): runs after the first then
+   * skip their own quick check; the first run still does it (changes made while nothing
+   * watched), and the full verify keeps its cadence.
    */
   watching?: () => boolean
   /** ...and when that write is over (the watcher stops ignoring them shortly after). */
@@ -132,11 +134,25 @@ export class PopSync {
       if (opts.verify || every === 0 || started - last >= every) {
         const bad = await fullVerify(o.store)
         setMeta(db, K_LAST_VERIFY, String(started))
+        setMeta(db, K_LAST_CHECK, String(started)) // every file was just read
         checked = { mode: 'full', bad: bad.length }
       } else if (this.checkedRuns > 0 && o.watching?.()) {
         checked = { mode: 'watch', bad: 0 }
       } else {
-        checked = { mode: 'quick', bad: quickCheck(o.store).length }
+        const q = await quickCheck(o.store, opts.signal ? { signal: opts.signal } : {})
+        checked = { mode: 'quick', bad: q.bad.length }
+        if (q.foreign.length > 0) {
+          warn(`${q.foreign.length} entr(ies) in the sealed tree were not written by the agent`, {
+            foreign: q.foreign.slice(0, 20),
+          })
+          audit({
+            kind: 'sync.alarm',
+            actor: o.popId,
+            outcome: 'alarm',
+            reason: 'tree_foreign',
+            data: { count: q.foreign.length, paths: q.foreign.slice(0, 20).map((f) => f.path) },
+          })
+        }
       }
       this.checkedRuns++
       if (checked.bad > 0) {

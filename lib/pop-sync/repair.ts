@@ -9,7 +9,7 @@
 // never deletes it: the damaged file is moved to {data}/quarantine/ (evidence), the p0
 // folder is re-sealed +a at once, and the only thing that may take the name again is a
 // core-signed file whose header equals the index row.
-import { existsSync, statSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { mkdir, readFile, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { AuditEventInput } from '../audit/log.js'
@@ -20,6 +20,7 @@ import { verifyCla } from '../store/format.js'
 import { runRsync } from './rsync.js'
 import type { RsyncSettings } from './pull.js'
 import { getMeta, setMeta } from './state.js'
+import { checkTree, type TreeCheckResult } from './tree-check.js'
 
 export const K_REPAIR = 'sync.repair'
 
@@ -51,25 +52,27 @@ function dropRepairs(db: Db, paths: readonly string[]): void {
   setMeta(db, K_REPAIR, Object.keys(q).length ? JSON.stringify(q) : null)
 }
 
+export const K_LAST_CHECK = 'sync.last_quick_check'
+
 /**
- * Cheap check of every indexed file (one stat each): missing, or a size other than the
- * index row's. Same-size corruption is found by the watcher, the lookup path or a full
- * verify. Returns what it queued.
+ * Cheap check of the whole tree before each pull (tree-check.ts): one stat per indexed file
+ * and p0 folder; files changed since the previous check (ctime) are read and verified, so a
+ * same-size edit is found by the next run, not only by a full verify. Queues missing and
+ * damaged blobs; returns them and the foreign entries (the caller alarms).
  */
-export function quickCheck(store: BlobStore): Array<{ path: string; reason: string }> {
-  const bad: Array<{ path: string; reason: string }> = []
-  for (const r of store.index.files()) {
-    let size: number
-    try {
-      size = statSync(join(store.root, r.path)).size
-    } catch {
-      bad.push({ path: r.path, reason: 'missing' })
-      continue
-    }
-    if (size !== r.file_size) bad.push({ path: r.path, reason: 'size' })
-  }
-  queueRepair(store.db, bad)
-  return bad
+export async function quickCheck(
+  store: BlobStore,
+  opts: { signal?: AbortSignal } = {},
+): Promise<TreeCheckResult> {
+  const started = Date.now()
+  const since = Number(getMeta(store.db, K_LAST_CHECK) ?? 0)
+  const r = await checkTree(store, {
+    sinceMs: Number.isFinite(since) ? since : 0,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  })
+  queueRepair(store.db, r.bad)
+  setMeta(store.db, K_LAST_CHECK, String(started))
+  return r
 }
 
 /** Full verify (every file's hash and signature); queues missing and corrupt indexed files. */

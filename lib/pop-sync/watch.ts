@@ -1,17 +1,27 @@
-// Watches a POP's sealed tree (chokidar). A change the agent did not announce is an
+// Watches a POP's sealed tree in bounded memory. A change the agent did not announce is an
 // alarm: logged, audited (kind sync.alarm), and — for an indexed blob that went missing
 // or no longer verifies — queued for repair, so the next pull puts it back from the core.
-// Events are checked against the files themselves, so attribute changes (our own chattr)
-// and the agent's own ingests are not alarms.
-import { existsSync } from 'node:fs'
-import { relative, sep } from 'node:path'
-import { watch, type FSWatcher } from 'chokidar'
+//
+// Two parts, because a watch per folder does not scale (chokidar cost ~22 KB of RSS per p0
+// folder: 385 MB at 10,000 P0s, nearly 2 GB at 59,000; and inotify limits the number of
+// watches per user):
+// - live: one inotify watch (fs.watch) on the store root and one on each of the 256 shard
+//   folders, 257 in all at any size. A p0 folder made or removed, or anything foreign at
+//   those two levels, is judged within the settle delay.
+// - sweep: every sweepMs, lib/pop-sync/tree-check.ts stats each indexed file and p0 folder
+//   page by page and reads only what changed since the previous sweep (a sealed file cannot
+//   change without its ctime changing). Inside p0 folders changes are found at the next
+//   sweep instead of at once.
+// Paths the agent announced (expect/done) are not judged while it writes them.
+import { existsSync, watch, type FSWatcher } from 'node:fs'
+import { join } from 'node:path'
 import type { AuditEventInput } from '../audit/log.js'
-import type { BlobInfo, BlobStore } from '../store/index.js'
-import { queueRepair } from './repair.js'
+import type { BlobStore } from '../store/index.js'
+import { pendingRepairs, queueRepair } from './repair.js'
+import { checkTree, type TreeCheckResult } from './tree-check.js'
 
 export interface TreeAlarm {
-  event: 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir'
+  event: 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir' | 'sweep'
   path: string
   reason: 'damaged' | 'removed' | 'foreign_file' | 'foreign_dir' | 'dir_removed'
 }
@@ -25,21 +35,31 @@ export interface TreeWatchOptions {
   onAlarm?: (a: TreeAlarm) => void
   /** How long an announced path is expected to change, ms. Default 120,000. */
   expectMs?: number
-  /** Delay before an `add` is judged (the agent indexes right after linking), ms. Default 2000. */
+  /** Delay before a live event is judged (the agent indexes right after linking), ms. Default 2000. */
   settleMs?: number
-  /** Use polling (for filesystems without inotify). Default false. */
-  usePolling?: boolean
+  /** Time between sweeps of the whole tree, ms. Default 600,000 (10 minutes); 0: no timer. */
+  sweepMs?: number
+  /** Index rows per sweep page (memory bound). Default 2000. */
+  sweepPageSize?: number
 }
+
+const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
 
 export class TreeWatch {
   private readonly o: TreeWatchOptions
-  private watcher: FSWatcher | null = null
+  private watchers: FSWatcher[] = []
   private readonly expected = new Map<string, number>()
   private readonly timers = new Set<NodeJS.Timeout>()
+  private sweepTimer: NodeJS.Timeout | null = null
+  private sweeping: Promise<TreeCheckResult> | null = null
+  private lastSweepStart = 0
+  /** Foreign entries already alarmed (one alarm each, not one per sweep). */
+  private readonly alarmed = new Set<string>()
+  private closed = false
   readonly alarms: TreeAlarm[] = []
   /**
-   * Paths whose `add` has been judged (alarm or not), in order: lets a caller wait for
-   * the verdict on its own writes instead of sleeping past the settle delay.
+   * Live paths judged (alarm or not), in order: lets a caller wait for the verdict on a
+   * change instead of sleeping past the settle delay.
    */
   readonly judged: string[] = []
 
@@ -47,28 +67,40 @@ export class TreeWatch {
     this.o = o
   }
 
-  /** Resolves once the initial scan is done and events are live. */
+  /** Starts the live watches; the first sweep counts changes from now. */
   async start(): Promise<void> {
-    const w = watch(this.o.store.root, {
-      ignoreInitial: true,
-      persistent: true,
-      usePolling: this.o.usePolling ?? false,
-      ignored: (p: string) => p.includes(`${sep}.`),
-      awaitWriteFinish: false,
-    })
-    this.watcher = w
-    w.on('all', (event, p) => this.onEvent(event as TreeAlarm['event'], p))
-    await new Promise<void>((resolve, reject) => {
-      w.once('ready', () => resolve())
-      w.once('error', reject)
-    })
+    this.lastSweepStart = Date.now()
+    const root = this.o.store.root
+    try {
+      this.watchers.push(this.watchDir(root, ''))
+      for (const s of SHARDS) this.watchers.push(this.watchDir(join(root, s), s))
+    } catch (err) {
+      await this.close()
+      throw err
+    }
+    const every = this.o.sweepMs ?? 600_000
+    if (every > 0) {
+      this.sweepTimer = setInterval(() => {
+        void this.sweep().catch(() => undefined)
+      }, every)
+      this.sweepTimer.unref()
+    }
   }
 
   async close(): Promise<void> {
+    this.closed = true
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
-    await this.watcher?.close()
-    this.watcher = null
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.sweepTimer = null
+    for (const w of this.watchers) w.close()
+    this.watchers = []
+    await this.sweeping?.catch(() => undefined)
+  }
+
+  /** Number of live inotify watches (257 at any store size). */
+  get watchCount(): number {
+    return this.watchers.length
   }
 
   /** The agent announces paths (relative to the store root) it is about to write. */
@@ -86,8 +118,61 @@ export class TreeWatch {
   expecting(): number {
     const now = Date.now()
     let n = 0
-    for (const until of this.expected.values()) if (until >= now) n++
+    for (const [p, until] of this.expected) {
+      if (until >= now) n++
+      else this.expected.delete(p)
+    }
     return n
+  }
+
+  /**
+   * One pass over the whole tree (tree-check.ts): alarms for what changed since the previous
+   * sweep began (`full`: reads every file). Joins a sweep in flight.
+   */
+  sweep(opts: { full?: boolean } = {}): Promise<TreeCheckResult> {
+    if (!this.sweeping) {
+      const started = Date.now()
+      this.sweeping = checkTree(this.o.store, {
+        sinceMs: opts.full ? 0 : this.lastSweepStart,
+        skip: (rel) => this.isExpected(rel) || this.isExpectedUnder(rel),
+        ...(this.o.sweepPageSize ? { pageSize: this.o.sweepPageSize } : {}),
+      })
+        .then((r) => {
+          this.lastSweepStart = started
+          // a foreign entry that went away may alarm again if it comes back
+          for (const p of this.alarmed)
+            if (!existsSync(join(this.o.store.root, p))) this.alarmed.delete(p)
+          // a blob already queued for repair was alarmed when it was queued
+          const queued = pendingRepairs(this.o.store.db)
+          for (const b of r.bad) {
+            if (queued[b.path]) continue
+            const reason = b.reason === 'damaged' || b.reason === 'size' ? 'damaged' : 'removed'
+            this.alarm({ event: 'sweep', path: b.path, reason }, true)
+          }
+          for (const f of r.foreign) {
+            if (this.alarmed.has(f.path)) continue
+            this.alarmed.add(f.path)
+            this.alarm({
+              event: 'sweep',
+              path: f.path,
+              reason: f.reason === 'foreign_dir' ? 'foreign_dir' : 'foreign_file',
+            })
+          }
+          return r
+        })
+        .finally(() => {
+          this.sweeping = null
+        })
+    }
+    return this.sweeping
+  }
+
+  private watchDir(abs: string, rel: string): FSWatcher {
+    const w = watch(abs, { persistent: false }, (_event, name) => {
+      if (name && !name.startsWith('.')) this.onEntry(rel ? `${rel}/${name}` : name)
+    })
+    w.on('error', () => undefined) // a shard folder removed: its own entry event alarms
+    return w
   }
 
   private isExpected(rel: string): boolean {
@@ -100,71 +185,62 @@ export class TreeWatch {
     return true
   }
 
-  private later(fn: () => void | Promise<void>, ms: number): void {
+  /** Whether the agent announced a path under the folder `rel` (a p0 folder it makes). */
+  private isExpectedUnder(rel: string): boolean {
+    const prefix = rel + '/'
+    const now = Date.now()
+    for (const [p, until] of this.expected) if (until >= now && p.startsWith(prefix)) return true
+    return false
+  }
+
+  private later(fn: () => void, ms: number): void {
     const t = setTimeout(() => {
       this.timers.delete(t)
-      void fn()
+      if (!this.closed) fn()
     }, ms)
     this.timers.add(t)
   }
 
-  private onEvent(event: TreeAlarm['event'], abs: string): void {
-    const rel = relative(this.o.store.root, abs).split(sep).join('/')
-    if (!rel || rel.startsWith('..')) return
-    const row = this.o.store.index.byPath(rel)
-    switch (event) {
-      case 'unlink':
-        if (row && !this.isExpected(rel)) this.alarm({ event, path: rel, reason: 'removed' }, row)
-        return
-      case 'change':
-        // attribute changes (chattr) also arrive as change: judge the content
-        if (row) void this.checkContent(event, rel, row)
-        return
-      case 'add':
-        this.later(async () => {
-          const r = this.o.store.index.byPath(rel)
-          if (r) await this.checkContent(event, rel, r)
-          else if (!this.isExpected(rel) && existsSync(abs))
-            this.alarm({ event, path: rel, reason: 'foreign_file' })
-          this.judged.push(rel)
-        }, this.o.settleMs ?? 2000)
-        return
-      case 'addDir':
-        // p0 folders are made by the agent's ingest just before the link
-        this.later(() => {
-          const inIndex = this.o.store.index.holdsUnder(rel)
-          const shard = /^[0-9a-f]{2}$/.test(rel)
-          if (
-            !inIndex &&
-            !shard &&
-            existsSync(abs) &&
-            ![...this.expected.keys()].some((p) => p.startsWith(rel + '/'))
-          )
-            this.alarm({ event, path: rel, reason: 'foreign_dir' })
-        }, this.o.settleMs ?? 2000)
-        return
-      case 'unlinkDir':
-        this.alarm({ event, path: rel, reason: 'dir_removed' })
-        return
-    }
+  /** An entry of the root or of a shard folder appeared or went away: judge it once settled. */
+  private onEntry(rel: string): void {
+    this.later(() => {
+      this.judgeEntry(rel)
+      this.judged.push(rel)
+    }, this.o.settleMs ?? 2000)
   }
 
-  private async checkContent(event: TreeAlarm['event'], rel: string, row: BlobInfo): Promise<void> {
-    try {
-      await this.o.store.readFile(row)
-    } catch {
-      if (!existsSync(`${this.o.store.root}/${rel}`)) {
-        if (!this.isExpected(rel)) this.alarm({ event, path: rel, reason: 'removed' }, row)
-        return
-      }
-      this.alarm({ event, path: rel, reason: 'damaged' }, row)
+  private judgeEntry(rel: string): void {
+    const ix = this.o.store.index
+    const abs = join(this.o.store.root, rel)
+    const there = existsSync(abs)
+    const top = !rel.includes('/')
+    if (top) {
+      // the root holds the 256 shard folders and nothing else
+      if (/^[0-9a-f]{2}$/.test(rel)) {
+        if (!there) this.alarm({ event: 'unlinkDir', path: rel, reason: 'dir_removed' })
+      } else if (there) this.alarmForeign({ event: 'add', path: rel, reason: 'foreign_file' })
+      return
     }
+    const held = ix.holdsUnder(rel)
+    if (!there) {
+      if (held && !this.isExpectedUnder(rel))
+        this.alarm({ event: 'unlinkDir', path: rel, reason: 'dir_removed' })
+      return
+    }
+    if (held || this.isExpected(rel) || this.isExpectedUnder(rel)) return
+    this.alarmForeign({ event: 'addDir', path: rel, reason: 'foreign_dir' })
   }
 
-  private alarm(a: TreeAlarm, row?: BlobInfo): void {
+  private alarmForeign(a: TreeAlarm): void {
+    if (this.alarmed.has(a.path)) return
+    this.alarmed.add(a.path)
+    this.alarm(a)
+  }
+
+  private alarm(a: TreeAlarm, repair = false): void {
     this.alarms.push(a)
     try {
-      if (row) queueRepair(this.o.store.db, [{ path: a.path, reason: `watch:${a.reason}` }])
+      if (repair) queueRepair(this.o.store.db, [{ path: a.path, reason: `watch:${a.reason}` }])
       this.o.audit({
         kind: 'sync.alarm',
         actor: this.o.popId,

@@ -119,6 +119,21 @@ export class BlobIndex {
     }>
   }
 
+  /** Up to `limit` paths and file sizes after `path` in path order (a bounded page of files()). */
+  filesAfter(path: string, limit: number): Array<{ path: string; file_size: number }> {
+    return this.stmt('SELECT path, file_size FROM blobs WHERE path > ? ORDER BY path LIMIT ?').all(
+      path,
+      limit,
+    ) as Array<{ path: string; file_size: number }>
+  }
+
+  /** Up to `limit` distinct P0s after `p0`, sorted (the folders a store holds, page by page). */
+  p0sAfter(p0: string, limit: number): string[] {
+    return this.stmt('SELECT DISTINCT p0 FROM blobs WHERE p0 > ? ORDER BY p0 LIMIT ?')
+      .pluck()
+      .all(p0, limit) as string[]
+  }
+
   /** Every path, sorted. */
   paths(): string[] {
     return this.stmt('SELECT path FROM blobs ORDER BY path').pluck().all() as string[]

@@ -302,7 +302,7 @@ async function benchOne(N: number, work: string): Promise<Figures> {
     const incr_run_s = secs(t0)
     if (again.sealed !== NEW) throw new Error(`second run sealed ${again.sealed}, expected ${NEW}`)
     t0 = now()
-    quickCheck(pop.store)
+    await quickCheck(pop.store)
     const quick_check_s = secs(t0)
     await app.close()
 

@@ -209,7 +209,7 @@ function popOptions(cmd: Command, withListen: boolean): Command {
   if (withListen)
     cmd.option(
       '--no-watch',
-      'do not watch the sealed tree (chokidar: one inotify watch per folder)',
+      'do not watch the sealed tree (live watches on the shard folders, a sweep every 10 minutes)',
     )
   if (withListen)
     cmd

@@ -119,4 +119,19 @@ t.test('a POP whose store lost or damaged a file gets it back from the core', as
   t.equal(r2.checked.mode, 'quick')
   t.same(r2.repair.repaired, [infos[0]!.path])
   t.ok((await pop.store.verify()).ok)
+
+  // same-size damage (one byte flipped in 5 files) is found by the next plain run too:
+  // changing a sealed file moves its ctime, and the quick check reads what moved
+  const flipped = infos.slice(3, 8).map((i) => i.path)
+  for (const rel of flipped) {
+    const f = join(pop.store.root, rel)
+    execFileSync('chattr', ['-i', f], { stdio: 'ignore' })
+    const bytes = readFileSync(f)
+    bytes[bytes.length - 90] = bytes[bytes.length - 90]! ^ 0x20
+    writeFileSync(f, bytes)
+  }
+  const r3 = await pop.sync.run()
+  t.same([r3.checked.mode, r3.checked.bad], ['quick', 5], 'the quick check finds all 5')
+  t.same(r3.repair.repaired.sort(), [...flipped].sort(), '5 of 5 repaired without --verify')
+  t.ok((await pop.store.verify()).ok)
 })

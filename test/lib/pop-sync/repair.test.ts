@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { appendFileSync, chmodSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { checkTree } from '../../../lib/pop-sync/tree-check.js'
 import {
   fullVerify,
   pendingRepairs,
@@ -24,6 +25,8 @@ t.test('find, queue, quarantine and fetch again', async (t) => {
   await pop.sync.run()
   const store = pop.store
   const file = (i: number) => join(store.root, blobs[i]!.path)
+  const first = await quickCheck(store) // the first check reads every file once
+  t.same([first.bad, first.read], [[], blobs.length], 'a first check reads every file')
   for (const i of [0, 1, 2]) {
     unseal(file(i))
     unseal(join(file(i), '..'))
@@ -35,14 +38,22 @@ t.test('find, queue, quarantine and fetch again', async (t) => {
   same[same.length - 70] = same[same.length - 70]! ^ 0xff
   writeFileSync(file(2), same)
 
-  const quick = quickCheck(store)
+  const quick = await quickCheck(store)
   t.same(
-    quick.map((q) => [q.path, q.reason]).sort(),
+    quick.bad.map((q) => [q.path, q.reason]).sort(),
     [
       [blobs[0]!.path, 'missing'],
       [blobs[1]!.path, 'size'],
+      [blobs[2]!.path, 'damaged'],
     ].sort(),
-    'the quick check sees missing and resized files, not same-size damage',
+    'the quick check sees missing and resized files, and same-size damage (its ctime moved)',
+  )
+  // what the check reads is what changed since: nothing changed after a time to come
+  const none = await checkTree(store, { sinceMs: Date.now() + 60_000 })
+  t.same(
+    [none.read, none.bad.map((b) => b.reason).sort()],
+    [0, ['missing', 'size']],
+    'files older than the last check are stat’ed, not read',
   )
   const full = await fullVerify(store)
   t.ok(

@@ -1,9 +1,10 @@
-// chokidar on a POP's sealed tree: changes the agent did not make are alarms (audited,
-// queued for repair); the agent's own ingest is not; the next run repairs. Also: a lookup
-// that meets a damaged file answers 503 and queues the repair.
+// The watch of a POP's sealed tree (live watches on the root and shard folders, sweeps of
+// the whole tree): changes the agent did not make are alarms (audited, queued for repair);
+// the agent's own ingest is not; the next run repairs. Also: a lookup that meets a damaged
+// file answers 503 and queues the repair.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { listEvents } from '../../../lib/audit/log.js'
 import { pendingRepairs } from '../../../lib/pop-sync/repair.js'
@@ -31,15 +32,18 @@ t.test(
     const infos = await core.addBlobs(6)
     const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-w', { watch: true })
     const w = pop.watcher!
+    t.equal(w.watchCount, 257, 'one watch on the root and one per shard folder, at any size')
     await pop.sync.run()
     const later = await core.addBlobs(3)
     await pop.sync.run()
-    // wait for the watcher's verdict on every file the agent added, then look
-    const added = [...infos, ...later].map((i) => i.path)
-    await until(() => added.every((p) => w.judged.includes(p)))
+    // wait for the watcher's verdict on every p0 folder the agent made, then look
+    const dirs = [...new Set([...infos, ...later].map((i) => i.path.replace(/\/[^/]+$/, '')))]
+    await until(() => dirs.every((d) => w.judged.includes(d)))
     t.same(w.alarms, [], 'the agent’s own ingests raise nothing')
     // and until the agent's announcements are over: from here every change is foreign
     await until(() => w.expecting() === 0)
+    const quiet = await w.sweep()
+    t.same([quiet.bad, quiet.foreign, w.alarms], [[], [], []], 'a sweep of the intact tree')
 
     const removed = join(pop.store.root, infos[1]!.path)
     openUp(removed)
@@ -55,7 +59,22 @@ t.test(
     )
     openUp(join(pop.store.root, infos[3]!.path))
     writeFileSync(foreign, 'not a blob')
-    await until(() => w.alarms.length >= 3)
+    const foreignRel = foreign.slice(pop.store.root.length + 1)
+    // a folder nobody indexed, live at the shard level
+    const strayDir = join(pop.store.root, infos[0]!.path.slice(0, 2), 'not-a-p0')
+    execFileSync('chattr', ['-a', join(strayDir, '..')], { stdio: 'ignore' })
+    mkdirSync(strayDir)
+    const strayRel = strayDir.slice(pop.store.root.length + 1)
+    await until(() => w.alarms.some((a) => a.reason === 'foreign_dir'))
+    t.same(
+      w.alarms.map((a) => [a.event, a.reason, a.path]),
+      [['addDir', 'foreign_dir', strayDir.slice(pop.store.root.length + 1)]],
+      'the live watch judges the shard level only',
+    )
+    // inside p0 folders: the next sweep (ctime tells it which files to read)
+    const swept = await w.sweep()
+    t.ok(swept.read < infos.length + later.length, 'only changed files were read')
+    t.equal(w.alarms.length, 4)
     const reasons = w.alarms.map((a) => `${a.reason}:${a.path}`)
     t.ok(reasons.includes(`removed:${infos[1]!.path}`), 'removal')
     t.ok(reasons.includes(`damaged:${infos[2]!.path}`), 'edit')
@@ -71,7 +90,16 @@ t.test(
       'audited',
     )
 
+    // a sweep that reads everything finds them again, but each alarms once
+    const all = await w.sweep({ full: true })
+    t.same(all.foreign.map((f) => f.path).sort(), [foreignRel, strayRel].sort(), 'found again')
+    t.equal(
+      w.alarms.length,
+      4,
+      'an entry alarms once, not at every sweep, until it is repaired or gone',
+    )
     rmSync(foreign)
+    rmSync(strayDir, { recursive: true })
     const r = await pop.sync.run({ verify: true }) // full verify also re-seals what lost its flags
     t.same(r.repair.repaired.sort(), [infos[1]!.path, infos[2]!.path].sort())
     t.same(pendingRepairs(pop.db), {})
