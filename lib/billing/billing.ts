@@ -146,7 +146,9 @@ export class Billing {
   /**
    * One pass over rows pending longer than minAgeMs whose backoff has passed (`force`:
    * every pending row now, for an operator's `billing retry --once --force`). Failed rows
-   * are never retried; an update to the row makes it pending again.
+   * are never retried; an update to the row makes it pending again. Even forced, a row
+   * pushed elsewhere right now is skipped and a create that may still land at Paddle
+   * (no answer came) is only looked for, never sent again (`report.settling`).
    */
   retryOnce(opts: { force?: boolean } = {}): Promise<RetryReport> {
     return this.worker.retryOnce(opts)

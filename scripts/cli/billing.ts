@@ -222,7 +222,7 @@ export function register(program: Command): void {
       .option('--once', 'one pass, then exit (the core serve process runs the worker continuously)')
       .option(
         '--force',
-        'ignore --retry-after-ms and the per-row backoff: try every pending row now',
+        'ignore --retry-after-ms and the per-row backoff: try every pending row now (a create still settling is only looked for)',
       )
       .addOption(jsonOption()),
   ).action(
@@ -244,7 +244,7 @@ export function register(program: Command): void {
           const r = await core.billing.retryOnce({ force: Boolean(o.force) })
           if (o.json) return printJson(r)
           process.stdout.write(
-            `attempted ${r.attempted}, synced ${r.synced}, still pending ${r.pending}, failed ${r.failed}${r.rateLimitedUntil ? `, rate limited until ${new Date(r.rateLimitedUntil / 1000).toISOString()}` : ''}\n`,
+            `attempted ${r.attempted}, synced ${r.synced}, still pending ${r.pending} (settling ${r.settling}), failed ${r.failed}${r.rateLimitedUntil ? `, rate limited until ${new Date(r.rateLimitedUntil / 1000).toISOString()}` : ''}\n`,
           )
         })
       },
