@@ -44,6 +44,7 @@ export const ERRORS = {
   CLA_ERR_BILLING_CONFLICT: { status: 409, exit: 1, description: 'The billing row conflicts with an existing one (e.g. a second discount for one MSP).' },
   CLA_ERR_BILLING_DEPENDENCY_PENDING: { status: 409, exit: 1, description: 'A billing row waits for the row it refers to (its customer, product, …) to reach Paddle first.' },
   CLA_ERR_BILLING_HIERARCHY: { status: 400, exit: 2, description: 'The customer hierarchy rule is broken: level = parent level + 1, at most 3 levels, no cycles.' },
+  CLA_ERR_BILLING_UNSETTLED: { status: 409, exit: 1, description: "A billing row's earlier create got no answer (timeout, broken connection) and Paddle may still apply it: not sent again until the settle window has passed, unless Paddle shows the object first." },
   CLA_ERR_PADDLE_NOT_CONFIGURED: { status: 503, exit: 2, description: 'Paddle is not configured: set CLAVITOR_PADDLE_API_URL/API_KEY (or WEBHOOK_SECRET for webhooks).' },
   CLA_ERR_PADDLE_RATE_LIMITED: { status: 429, exit: 1, description: 'Paddle answered 429 (or our 240/min budget is spent); retry after Retry-After seconds.' },
   CLA_ERR_PADDLE_REJECTED: { status: 502, exit: 1, description: 'Paddle refused the request with a 4xx; details carry its code, type and request_id.' },

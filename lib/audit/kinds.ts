@@ -23,6 +23,8 @@ export const AUDIT_KINDS = {
     'Admin authentication: WebAuthn enrollment and login, allowed or refused (lib/admin)',
   'admin.action': 'An admin action (web UI or CLI), done or refused (lib/admin, the CLI)',
   webhook: 'A Paddle webhook delivery: applied, stale, duplicate, parked or failed (lib/billing)',
+  'billing.duplicate':
+    'More than one Paddle object for one billing row: the unused extras archived, or an alarm when a person is needed (a second transaction, an object in use) (lib/billing/duplicates.ts)',
   'audit.alarm': 'A file at the audit anchor P0 that the anchor writer did not make (lib/audit)',
 } as const
 

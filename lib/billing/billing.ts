@@ -7,14 +7,17 @@
 //   retry-worker.ts  rows still pending: pushed again, with backoff
 //   snapshots.ts     Paddle's snapshots (webhook data) applied to our rows
 //   reports.ts       the customer tree and revenue by discount
+//   duplicates.ts    more than one Paddle object for one row: found, the safe ones archived
 //
 // What differs per entity is in its description (entities.ts and the entities-*.ts files),
 // never in these.
 import type { AuditKind } from '../audit/kinds.js'
 import type { Db } from '../db/open.js'
+import { claError } from '../errors.js'
 import { systemClock, type Clock } from './clock.js'
 import { mapCtx, retryDefaults, type BillingContext, type RetryOptions } from './context.js'
 import { Crud, type PendingRow, type PublicRow } from './crud.js'
+import { findDuplicates, type DuplicateReport } from './duplicates.js'
 import type { EntityName, EntitySpec, PaddleObj } from './entities.js'
 import type { PaddleClient } from './paddle-client.js'
 import { Pusher } from './push.js'
@@ -24,6 +27,7 @@ import { applySnapshot, type ParkedSnapshot } from './snapshots.js'
 
 export type { RetryOptions } from './context.js'
 export type { PendingRow, PublicRow } from './crud.js'
+export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
 export type { CustomerNode, RevenueRow } from './reports.js'
 export type { RetryReport } from './retry-worker.js'
 export type { ParkedSnapshot } from './snapshots.js'
@@ -146,7 +150,9 @@ export class Billing {
   /**
    * One pass over rows pending longer than minAgeMs whose backoff has passed (`force`:
    * every pending row now, for an operator's `billing retry --once --force`). Failed rows
-   * are never retried; an update to the row makes it pending again.
+   * are never retried; an update to the row makes it pending again. Even forced, a row
+   * pushed elsewhere right now is skipped and a create that may still land at Paddle
+   * (no answer came) is only looked for, never sent again (`report.settling`).
    */
   retryOnce(opts: { force?: boolean } = {}): Promise<RetryReport> {
     return this.worker.retryOnce(opts)
@@ -160,6 +166,28 @@ export class Billing {
   /** Stops the worker and waits for a pass in progress. */
   stop(): Promise<void> {
     return this.worker.stop()
+  }
+
+  // --- duplicates at Paddle --------------------------------------------------------------
+  /**
+   * Finds Paddle objects that share one clavitor_id (products, prices, discounts,
+   * transactions), keeps the one our row is linked to, archives unused extra products,
+   * prices and discounts (`resolve`; otherwise a dry run) and reports the rest; each group
+   * is audited (`billing.duplicate`, outcome alarm when a person is needed).
+   */
+  async duplicates(opts: { resolve?: boolean } = {}): Promise<DuplicateReport> {
+    if (!this.paddle)
+      throw claError('CLA_ERR_PADDLE_NOT_CONFIGURED', 'Paddle is not configured: nothing to scan')
+    return findDuplicates(this.ctx, {
+      resolve: opts.resolve ?? false,
+      alarm: (ev) =>
+        this.audit?.append({
+          kind: 'billing.duplicate',
+          actor: 'billing',
+          ...ev,
+          at: this.clock.now() * 1000,
+        }),
+    })
   }
 
   // --- queries ---------------------------------------------------------------------------

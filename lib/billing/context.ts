@@ -22,6 +22,12 @@ export interface RetryOptions {
   intervalMs?: number
   /** Pages of a list scanned when looking for our id before re-creating. Default 5. */
   findPages?: number
+  /**
+   * After a create got no answer (timeout, broken connection, 502/504) Paddle may still
+   * apply it: for this long after we gave up, the row is only looked for at Paddle, never
+   * sent again, forced retry included (push.ts, "settling"). Default 300000 (5 min).
+   */
+  settleMs?: number
 }
 
 export interface BillingContext {
@@ -41,6 +47,7 @@ export function retryDefaults(o: RetryOptions = {}): Required<RetryOptions> {
     batch: o.batch ?? 100,
     intervalMs: o.intervalMs ?? 30_000,
     findPages: o.findPages ?? 5,
+    settleMs: o.settleMs ?? 300_000,
   }
 }
 

@@ -29,7 +29,18 @@ export interface PaddleErrorDetails {
   errors?: Array<{ field: string; message: string }>
   method: string
   path: string
+  /**
+   * True when the request may have been done at Paddle although we have no answer saying
+   * so: it was sent and then timed out, the connection broke, or a gateway answered
+   * 502/504. A create with an unknown outcome may still land later (push.ts settles it).
+   */
+  unknownOutcome?: boolean
 }
+
+/** Network errors raised before a request is sent: its outcome is known (nothing done). */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH'])
+/** Gateway answers: Paddle's side may have done the work behind them. */
+const GATEWAY = new Set([502, 504])
 
 export interface PaddleResponse<T = Record<string, unknown>> {
   data: T
@@ -131,6 +142,8 @@ export class PaddleClient {
       })
     } catch (cause) {
       const timedOut = (cause as Error)?.name === 'TimeoutError'
+      const sysCode = (cause as { cause?: { code?: unknown } })?.cause?.code
+      const notSent = !timedOut && typeof sysCode === 'string' && NOT_SENT.has(sysCode)
       throw claError(
         'CLA_ERR_PADDLE_UNAVAILABLE',
         timedOut
@@ -138,7 +151,13 @@ export class PaddleClient {
           : `Paddle unreachable for ${method} ${path}: ${(cause as Error)?.message ?? String(cause)}`,
         {
           cause,
-          details: { status: 0, code: timedOut ? 'timeout' : 'network_error', method, path },
+          details: {
+            status: 0,
+            code: timedOut ? 'timeout' : 'network_error',
+            method,
+            path,
+            unknownOutcome: !notSent,
+          },
         },
       )
     }
@@ -151,7 +170,13 @@ export class PaddleClient {
         `Paddle connection dropped while answering ${method} ${path}`,
         {
           cause,
-          details: { status: res.status, code: 'connection_dropped', method, path },
+          details: {
+            status: res.status,
+            code: 'connection_dropped',
+            method,
+            path,
+            unknownOutcome: true,
+          },
         },
       )
     }
@@ -180,6 +205,7 @@ export class PaddleClient {
       ...(Array.isArray(e.errors) ? { errors: e.errors as PaddleErrorDetails['errors'] } : {}),
       method,
       path,
+      ...(GATEWAY.has(res.status) ? { unknownOutcome: true } : {}),
     }
     const what = `Paddle ${res.status} ${details.code ?? ''} for ${method} ${path}${details.detail ? `: ${details.detail}` : ''}${requestId ? ` (request_id ${requestId})` : ''}`
     if (res.status === 429) {

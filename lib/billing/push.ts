@@ -1,8 +1,10 @@
 // The second half of the dual write: bringing a pending row to Paddle. One leased attempt
 // per row: never two at once, even across processes; a row tried before is first looked
-// for at Paddle by our id, so a lost answer never makes a second object; Paddle's failures
-// are recorded on the row (pending with backoff, or failed when a 4xx can never succeed),
-// never thrown. Which entity it is matters only through its description's hooks.
+// for at Paddle by our id, so a lost answer never makes a second object; a create whose
+// outcome is unknown (no answer) is never sent again while Paddle may still apply it
+// (settling); Paddle's failures are recorded on the row (pending with backoff, or failed
+// when a 4xx can never succeed), never thrown. Which entity it is matters only through its
+// description's hooks.
 import { randomBytes } from 'node:crypto'
 import { claError, isClavitorError, ClavitorError } from '../errors.js'
 import { load, nowMicros, type BillingContext } from './context.js'
@@ -13,6 +15,17 @@ import { paddleDetails, type PaddleClient } from './paddle-client.js'
 
 /** Paddle's 4xx that may succeed later (a key to fix, a timeout), so the row stays pending. */
 const NEVER_PERMANENT = new Set([401, 403, 408, 425])
+
+/**
+ * A create sent to Paddle whose outcome we do not know yet is marked in billing_leases
+ * under `unsettled:<entity>:<our id>` (next to the push leases `<entity>:<our id>`): set
+ * before the POST leaves (until the request timeout + settleMs, so a crash mid-request
+ * leaves it), removed on an answer that says what happened, and moved to settleMs after
+ * we gave up when no answer came. While it holds, a push of that row only looks for the
+ * object at Paddle (adopting it when found) and never POSTs again: a lookup that finds
+ * nothing proves nothing while Paddle may still be working on the request.
+ */
+export const unsettledKey = (entity: EntityName, id: string): string => `unsettled:${entity}:${id}`
 
 export class Pusher {
   /** Identifies this instance's leases in billing_leases. */
@@ -81,7 +94,11 @@ export class Pusher {
         const collection = spec.collection(row, this.ctx.map)
         if (!collection)
           throw claError('CLA_ERR_INTERNAL', `${spec.name} cannot be created at Paddle directly`)
-        const found = triedBefore ? await this.findByOurId(spec, row, collection) : undefined
+        const key = unsettledKey(spec.name, id)
+        const settlingUntil = this.unsettledUntil(key)
+        const settling = settlingUntil > nowMicros(this.ctx)
+        const found =
+          triedBefore || settling ? await this.findByOurId(spec, row, collection) : undefined
         if (found) {
           // An earlier attempt did reach Paddle (its answer was lost): never create a second.
           obj =
@@ -93,16 +110,26 @@ export class Pusher {
                     spec.toPaddle(row, this.ctx.map, 'update'),
                   )
                 ).data
+        } else if (settling) {
+          throw claError(
+            'CLA_ERR_BILLING_UNSETTLED',
+            `an earlier create of ${spec.name} ${id} got no answer and Paddle may still apply it; not found at Paddle yet, not sent again before ${new Date(settlingUntil / 1000).toISOString()}`,
+            { details: { entity: spec.name, id, until: settlingUntil } },
+          )
         } else {
+          const body = spec.toPaddle(row, this.ctx.map, 'create')
+          this.setUnsettled(key, this.ctx.clock.now() + paddle.timeoutMs + this.ctx.retry.settleMs)
           try {
-            obj = (
-              await paddle.post<PaddleObj>(collection, spec.toPaddle(row, this.ctx.map, 'create'))
-            ).data
+            obj = (await paddle.post<PaddleObj>(collection, body)).data
           } catch (err) {
+            if (paddleDetails(err)?.unknownOutcome)
+              this.setUnsettled(key, this.ctx.clock.now() + this.ctx.retry.settleMs)
+            else this.clearUnsettled(key)
             if (!spec.recoverCreate) throw err
             obj = await spec.recoverCreate(this.pushCtx(paddle), row, err)
           }
         }
+        this.clearUnsettled(key)
       } else if (spec.immutable) {
         obj = (await paddle.get<PaddleObj>(spec.item(row, this.ctx.map, String(row.paddle_id))))
           .data
@@ -119,6 +146,26 @@ export class Pusher {
     } catch (err) {
       this.recordFailure(spec, row, err)
     }
+  }
+
+  /** µs epoch until which a create of this row may still land at Paddle (0: none). */
+  private unsettledUntil(key: string): number {
+    const r = this.ctx.db.prepare('SELECT until FROM billing_leases WHERE key = ?').get(key) as
+      { until: number } | undefined
+    return r?.until ?? 0
+  }
+
+  private setUnsettled(key: string, untilMs: number): void {
+    this.ctx.db
+      .prepare(
+        `INSERT INTO billing_leases (key, holder, until) VALUES (?, ?, ?)
+         ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until`,
+      )
+      .run(key, this.holder, untilMs * 1000)
+  }
+
+  private clearUnsettled(key: string): void {
+    this.ctx.db.prepare('DELETE FROM billing_leases WHERE key = ?').run(key)
   }
 
   /** Looks for our id in custom_data among recent objects (id[DESC], following `next`). */
@@ -206,6 +253,9 @@ export class Pusher {
     )
     if (isClavitorError(err, 'CLA_ERR_PADDLE_RATE_LIMITED'))
       delay = Math.max(delay, (d?.retryAfterS ?? 60) * 1000)
+    // a create that may still land: the next attempt not before it has settled
+    const settling = this.unsettledUntil(unsettledKey(spec.name, row.id)) / 1000
+    delay = Math.max(delay, settling - this.ctx.clock.now())
     const code = err instanceof ClavitorError ? err.code : 'CLA_ERR_INTERNAL'
     const message = `${code}: ${(err as Error)?.message ?? String(err)}`
     const now = this.ctx.clock.now()

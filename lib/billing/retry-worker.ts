@@ -14,6 +14,11 @@ export interface RetryReport {
   pending: number
   /** Rows marked failed in this pass (a 4xx that will never succeed). */
   failed: number
+  /**
+   * Of the pending rows: creates whose earlier attempt got no answer and may still land at
+   * Paddle; looked for, not found yet, not sent again (push.ts, settling; --force too).
+   */
+  settling: number
   /** Set when Paddle rate-limited us; the pass stopped early. µs epoch. */
   rateLimitedUntil?: number
 }
@@ -30,10 +35,16 @@ export class RetryWorker {
   /**
    * One pass over rows pending longer than minAgeMs whose backoff has passed (`force`:
    * every pending row now, for an operator's `billing retry --once --force`). Failed rows
-   * are never retried; an update to the row makes it pending again.
+   * are never retried; an update to the row makes it pending again. `force` bypasses
+   * neither a push in progress elsewhere (its lease) nor a create still settling: those
+   * are only looked for at Paddle, never sent again (push.ts).
    */
   async retryOnce(opts: { force?: boolean } = {}): Promise<RetryReport> {
-    const report: RetryReport = { attempted: 0, synced: 0, pending: 0, failed: 0 }
+    const report: RetryReport = { attempted: 0, synced: 0, pending: 0, failed: 0, settling: 0 }
+    // settle marks past their window (the row was linked by a webhook meanwhile, or left)
+    this.ctx.db
+      .prepare(`DELETE FROM billing_leases WHERE key LIKE 'unsettled:%' AND until <= ?`)
+      .run(nowMicros(this.ctx))
     const nowUs = opts.force ? Number.MAX_SAFE_INTEGER : nowMicros(this.ctx)
     const cutoff = opts.force ? Number.MAX_SAFE_INTEGER : nowUs - this.ctx.retry.minAgeMs * 1000
     let budget = this.ctx.retry.batch
@@ -59,7 +70,11 @@ export class RetryWorker {
         const after = load(this.ctx, spec, id)!
         if (after.failed_at != null) report.failed += 1
         else if (after.pending_since == null) report.synced += 1
-        else report.pending += 1
+        else {
+          report.pending += 1
+          if (String(after.last_error ?? '').startsWith('CLA_ERR_BILLING_UNSETTLED'))
+            report.settling += 1
+        }
       }
       if (report.rateLimitedUntil || budget <= 0) break
     }

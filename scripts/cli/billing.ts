@@ -1,4 +1,4 @@
-// `clavitor billing create|update|show|list|pending|retry|tree|revenue` (the dual-write
+// `clavitor billing create|update|show|list|pending|retry|duplicates|tree|revenue` (the dual-write
 // layer, lib/billing) and `clavitor paddle fake` (the local fake Paddle for tests and demos).
 // Paddle is configured by flags or CLAVITOR_PADDLE_* (see docs/billing.md, docs/cli.md).
 import { Option, type Command } from 'commander'
@@ -222,7 +222,7 @@ export function register(program: Command): void {
       .option('--once', 'one pass, then exit (the core serve process runs the worker continuously)')
       .option(
         '--force',
-        'ignore --retry-after-ms and the per-row backoff: try every pending row now',
+        'ignore --retry-after-ms and the per-row backoff: try every pending row now (a create still settling is only looked for)',
       )
       .addOption(jsonOption()),
   ).action(
@@ -244,11 +244,41 @@ export function register(program: Command): void {
           const r = await core.billing.retryOnce({ force: Boolean(o.force) })
           if (o.json) return printJson(r)
           process.stdout.write(
-            `attempted ${r.attempted}, synced ${r.synced}, still pending ${r.pending}, failed ${r.failed}${r.rateLimitedUntil ? `, rate limited until ${new Date(r.rateLimitedUntil / 1000).toISOString()}` : ''}\n`,
+            `attempted ${r.attempted}, synced ${r.synced}, still pending ${r.pending} (settling ${r.settling}), failed ${r.failed}${r.rateLimitedUntil ? `, rate limited until ${new Date(r.rateLimitedUntil / 1000).toISOString()}` : ''}\n`,
           )
         })
       },
     ),
+  )
+
+  addPaddleOptions(
+    billing
+      .command('duplicates')
+      .description(
+        'find Paddle objects sharing one clavitor_id (products, prices, discounts, transactions); archive unused extra products/prices/discounts, report the rest; exit 1 when a person is needed',
+      )
+      .addOption(dataOption())
+      .option('--dry-run', 'report only: archive nothing')
+      .addOption(jsonOption()),
+  ).action(
+    action(async (o: PaddleFlags & { data: string; dryRun?: boolean; json?: boolean }) => {
+      await withBillingCore(o, async (core) => {
+        const r = await core.billing.duplicates({ resolve: !o.dryRun })
+        if (r.needs_attention > 0) process.exitCode = 1
+        if (o.json) return printJson(r)
+        const scanned = Object.entries(r.scanned)
+          .map(([e, n]) => `${n} ${e}`)
+          .join(', ')
+        process.stdout.write(
+          `scanned ${scanned}: ${r.groups.length} duplicated, ${r.archived} archived, ${r.needs_attention} need a person\n`,
+        )
+        for (const g of r.groups)
+          for (const x of g.extras)
+            process.stdout.write(
+              `${x.action.padEnd(16)} ${g.entity.padEnd(12)} ${g.clavitor_id} ${x.paddle_id} (kept ${g.kept ?? '-'}): ${x.reason}\n`,
+            )
+      })
+    }),
   )
 
   billing

@@ -2,8 +2,9 @@
 // loopback that answers Paddle's documented endpoints with Paddle's response and error
 // shapes, ids and pagination, keeps its own state in memory, turns a billed manual
 // transaction with recurring prices into a subscription, and sends signed webhooks.
-// It can be told to fail: 5xx, 429 with Retry-After, a hang, or "did the work, then
-// dropped the connection". See docs/billing.md ("The fake Paddle").
+// It can be told to fail: 5xx, 429 with Retry-After, a hang, "did the work, then dropped
+// the connection", or "did the work late" (after the client gave up). See docs/billing.md
+// ("The fake Paddle").
 import { createHmac, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
@@ -22,7 +23,7 @@ const DISCOUNT_FIELDS = [
   'expires_at',
   'custom_data',
 ]
-export type FailureKind = '5xx' | '429' | 'hang' | 'drop' | 'reject'
+export type FailureKind = '5xx' | '429' | 'hang' | 'drop' | 'reject' | 'late'
 
 export interface FailureRule {
   kind: FailureKind
@@ -38,6 +39,8 @@ export interface FailureRule {
   status?: number
   /** Paddle error code for 'reject'. Default 'bad_request'. */
   code?: string
+  /** For 'late': the request is held this long, then done (and answered if anyone still listens). Default 1000. */
+  delayMs?: number
 }
 
 export interface FakePaddleOptions {
@@ -99,6 +102,8 @@ export interface FakePaddle {
   sign(body: string, ts?: number): string
   /** Moves a subscription's status as Paddle would (emits subscription.updated + the status event). */
   setSubscriptionStatus(id: string, status: string): WebhookEvent[]
+  /** Resolves when every request held by a 'late' rule has been done. */
+  settle(): Promise<void>
   /** Count of objects at the fake whose custom_data.clavitor_id equals `ourId`. */
   countByCustomId(
     collection: keyof Omit<FakePaddleState, 'requests' | 'events'>,
@@ -179,6 +184,8 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
   let mode: WebhookMode = {}
   const outbox: WebhookEvent[] = []
   const inflight = new Set<Promise<unknown>>()
+  /** Requests held by a 'late' rule, done when their delay has passed. */
+  const late = new Set<Promise<unknown>>()
   const sockets = new Set<Socket>()
   let url = ''
 
@@ -960,7 +967,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
       })
     }
     if (method === 'POST' && what === 'fail') {
-      const kinds = ['5xx', '429', 'hang', 'drop', 'reject']
+      const kinds = ['5xx', '429', 'hang', 'drop', 'reject', 'late']
       if (!kinds.includes(String(body.kind)))
         return send(400, { error: `kind must be one of ${kinds.join(', ')}` })
       const rule = body as unknown as FailureRule
@@ -997,6 +1004,8 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     return send(404, { error: `no control endpoint ${method} ${pathname}` })
   }
 
+  /** Requests whose answer a 'drop' rule loses after the work. */
+  const dropAnswer = new WeakSet<IncomingMessage>()
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -1050,6 +1059,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           (!f.path || u.pathname.startsWith(f.path)),
       )
       if (rule) {
+        if (rule.kind === 'drop') dropAnswer.add(req)
         rule.left -= 1
         failures = failures.filter((f) => f.left > 0)
         if (rule.kind === '5xx')
@@ -1084,7 +1094,48 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           )
         }
         if (rule.kind === 'hang') return // never answer; the client times out, close() destroys the socket
+        if (rule.kind === 'late') {
+          // Paddle got the request but does the work only later, typically after the
+          // client's timeout: the object appears after the client has given up on it.
+          const p: Promise<void> = new Promise<void>((resolve) =>
+            setTimeout(() => {
+              try {
+                work()
+              } finally {
+                resolve()
+              }
+            }, rule.delayMs ?? 1000),
+          ).finally(() => late.delete(p))
+          late.add(p)
+          return
+        }
       }
+      work()
+    })
+    function work(): void {
+      const u = new URL(req.url ?? '/', 'http://fake')
+      const method = req.method ?? 'GET'
+      const requestId = randomUUIDish()
+      const send = (status: number, payload: unknown) => {
+        if (res.destroyed || res.writableEnded) return // the client gave up (late)
+        const body = JSON.stringify(payload)
+        res.writeHead(status, {
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+        })
+        res.end(body)
+      }
+      const sendError = (e: HttpError) =>
+        send(e.status, {
+          error: {
+            type: e.type,
+            code: e.code,
+            detail: e.detail,
+            documentation_url: `https://developer.paddle.com/errors/shared/${e.code}`,
+            ...(e.errors ? { errors: e.errors } : {}),
+          },
+          meta: { request_id: requestId },
+        })
       let parsed: Record<string, unknown> = {}
       if (chunks.length) {
         try {
@@ -1097,7 +1148,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
       }
       try {
         const out = handle(method, u.pathname, u.searchParams, parsed)
-        if (rule?.kind === 'drop') {
+        if (dropAnswer.has(req)) {
           // The work is done (state changed, events emitted); the answer is lost.
           req.socket.destroy()
           return
@@ -1107,7 +1158,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
         if (e instanceof HttpError) return sendError(e)
         return sendError(new HttpError(500, 'api_error', 'internal_error', (e as Error).message))
       }
-    })
+    }
   })
   server.on('connection', (s: Socket) => {
     sockets.add(s)
@@ -1151,12 +1202,16 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
       setStatus(get('subscriptions', id), status)
       return state.events.slice(before)
     },
+    async settle() {
+      while (late.size) await Promise.allSettled([...late])
+    },
     countByCustomId(coll, ourId) {
       return [...state[coll].values()].filter(
         (o) => (o.custom_data as Record<string, unknown> | null)?.clavitor_id === ourId,
       ).length
     },
     async close() {
+      while (late.size) await Promise.allSettled([...late])
       await Promise.allSettled([...inflight])
       for (const s of sockets) s.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))

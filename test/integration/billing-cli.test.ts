@@ -100,6 +100,65 @@ t.test('billing create / show / pending / retry --once', async (t) => {
   t.match(missing.stderr, /CLA_ERR_NOT_FOUND/)
 })
 
+t.test('billing duplicates: archives an unused twin, exit 1 when a person is needed', async (t) => {
+  const fake = await startFakePaddle()
+  t.teardown(() => fake.close())
+  const data = tempDir(t)
+  const env = {
+    ...process.env,
+    CLAVITOR_PADDLE_API_URL: fake.url,
+    CLAVITOR_PADDLE_API_KEY: 'k',
+    CLAVITOR_DATA: data,
+  }
+  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  const atPaddle = async (body: Record<string, unknown>) => {
+    const res = await fetch(`${fake.url}/products`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    return ((await res.json()) as { data: { id: string } }).data.id
+  }
+
+  const p = JSON.parse(
+    (await run('billing', 'create', 'products', '--json', '{"name":"Vault"}')).stdout,
+  )
+  const twin = await atPaddle({
+    name: 'Vault',
+    tax_category: 'standard',
+    custom_data: { clavitor_id: p.id },
+  })
+  const dry = await run('billing', 'duplicates', '--dry-run', '--json')
+  t.equal(dry.exitCode, 0, dry.stderr)
+  t.match(JSON.parse(dry.stdout), {
+    archived: 0,
+    needs_attention: 0,
+    groups: [
+      {
+        entity: 'products',
+        kept: p.paddle_id,
+        extras: [{ paddle_id: twin, action: 'would_archive' }],
+      },
+    ],
+  })
+  const done = await run('billing', 'duplicates')
+  t.equal(done.exitCode, 0, done.stderr)
+  t.match(done.stdout, /1 duplicated, 1 archived, 0 need a person/)
+  t.match(done.stdout, new RegExp(`archived\\s+products\\s+${p.id} ${twin}`))
+  t.equal(fake.state.products.get(twin)?.status, 'archived')
+
+  // twins of a row this core does not have: reported, exit 1
+  for (let i = 0; i < 2; i++)
+    await atPaddle({
+      name: 'x',
+      tax_category: 'standard',
+      custom_data: { clavitor_id: 'prd_elsewhere' },
+    })
+  const alarm = await run('billing', 'duplicates', '--json')
+  t.equal(alarm.exitCode, 1, 'a person is needed')
+  t.match(JSON.parse(alarm.stdout), { needs_attention: 2 })
+})
+
 t.test('core serve: webhooks over HTTP, SIGTERM shuts down cleanly', async (t) => {
   const data = tempDir(t)
   // pick a free port for the core first, so the fake can be told where to deliver
