@@ -40,7 +40,10 @@ function runAndKill(
         ...extraArgs,
       ],
       // no coverage from this tsx-run child: tap cannot merge it (see scripts/clavitor)
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' } },
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
+      },
     )
     const acks: Ack[] = []
     let buf = ''

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { spawnSync } from 'node:child_process'
 import { openDb } from '../../../lib/db/open.js'
 import { backupDb } from '../../../lib/db/backup.js'
 import { isClavitorError } from '../../../lib/errors.js'
 
+// the CLI (`clavitor core backup`): test/integration/core-backup-cli.test.ts
 t.test('online backup is a consistent, openable copy and never overwrites', async (t) => {
   const dir = t.testdir()
   const db = openDb(join(dir, 'meta.db'))
@@ -30,23 +30,4 @@ t.test('online backup is a consistent, openable copy and never overwrites', asyn
     (e: unknown) => e,
   )
   t.ok(isClavitorError(err, 'CLA_ERR_EXISTS'), 'an existing file is never overwritten')
-})
-
-t.test('clavitor core backup (CLI)', async (t) => {
-  const dir = t.testdir()
-  openDb(join(dir, 'meta.db')).close()
-  const ok = spawnSync(
-    'scripts/clavitor',
-    ['core', 'backup', '--data', dir, '--out', join(dir, 'b.db')],
-    { encoding: 'utf8' },
-  )
-  t.equal(ok.status, 0, ok.stderr)
-  t.equal(JSON.parse(ok.stdout).out, join(dir, 'b.db'))
-  const again = spawnSync(
-    'scripts/clavitor',
-    ['core', 'backup', '--data', dir, '--out', join(dir, 'b.db')],
-    { encoding: 'utf8' },
-  )
-  t.equal(again.status, 1)
-  t.match(again.stderr, /CLA_ERR_EXISTS/)
 })
