@@ -670,7 +670,9 @@ t.test('a small batch uses syncfs only while the page cache is nearly clean', as
       return { file: f, expect: i }
     })
     // count the store's `sync -f` runs through its sealer shell
-    const sealer = (pop as unknown as { sealer: { syncfs: (p: string[]) => Promise<void> } }).sealer
+    const sealer = (
+      pop as unknown as { ctx: { sealer: { syncfs: (p: string[]) => Promise<void> } } }
+    ).ctx.sealer
     let syncfsRuns = 0
     const orig = sealer.syncfs.bind(sealer)
     sealer.syncfs = (p: string[]) => {
