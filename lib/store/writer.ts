@@ -14,8 +14,7 @@ import type { BlobInfo } from './blob-index.js'
 import { insertRows, makeP0Dirs, sealBatch, syncDirs } from './batch.js'
 import { checkOpen, exclusive, type PendingPut, type StoreContext } from './context.js'
 import { fsyncFd, linkNoClobber, writeAllSync } from './durable.js'
-import { blobFileName, decodeCla, encodeCla } from './format.js'
-import { infoOf } from './checks.js'
+import { blobFileName, encodeClaWithDigest } from './format.js'
 import { BLOB_FILE_MODE } from './open.js'
 import { shardOf, validateP0 } from './p0.js'
 import { ensureWriter } from './rebuild.js'
@@ -95,10 +94,27 @@ async function writeBatch(
     const seq = ++ctx.lastSeq
     const createdAt = nextCreatedAt(ctx)
     const name = blobFileName(createdAt, randomBytes(8).toString('hex'))
-    const bytes = encodeCla({ p0: b.p0, createdAt, seq, payload: b.payload, key })
-    const d = decodeCla(bytes) // header fields for the index row (no crypto)
+    const { bytes, sha256 } = encodeClaWithDigest({
+      p0: b.p0,
+      createdAt,
+      seq,
+      payload: b.payload,
+      key,
+    })
     const path = `${shardOf(b.p0)}/${b.p0}/${name}`
-    const info = infoOf(d, path)
+    // The index row from what was just encoded, field for field what infoOf(decodeCla(bytes))
+    // gives (test/lib/store/store.test.ts checks they agree): size is the payload's length,
+    // sha256 the payload's digest in the header, file_size the whole file.
+    const info: BlobInfo = {
+      seq,
+      created_at: createdAt,
+      p0: b.p0,
+      path,
+      size: b.payload.length,
+      file_size: bytes.length,
+      sha256,
+      key_id: key.keyId,
+    }
     return { info, bytes, tmp: join(ctx.paths.staging, `${name}.tmp`) }
   })
   let linked = false
