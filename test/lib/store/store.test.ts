@@ -503,7 +503,7 @@ t.test(
       const c1 = await core.put(P0C, Buffer.from('c1'))
       const c2 = await core.put(P0C, Buffer.from('c2'))
       let run = 0
-      // staged like lib/pop-sync/pull.ts: {run}/{shard}/{p0}/{name}
+      // staged like lib/pop-sync/repair.ts: {run}/{shard}/{p0}/{name} (the pull stages flat)
       const stage = (infos: BlobInfo[], tamper?: BlobInfo) => {
         const dir = join(popData, '..', `run-${run++}`)
         return infos.map((i) => {
