@@ -58,6 +58,14 @@ function checkU53(name: string, v: number): void {
 
 /** Builds the whole signed file. */
 export function encodeCla(input: EncodeInput): Buffer {
+  return encodeClaWithDigest(input).bytes
+}
+
+/**
+ * encodeCla, also returning the payload's sha256 (hex) it wrote into the header, so a
+ * writer can make the index row without decoding the file it just built.
+ */
+export function encodeClaWithDigest(input: EncodeInput): { bytes: Buffer; sha256: string } {
   const p0 = validateP0(input.p0)
   checkU53('createdAt', input.createdAt)
   checkU53('seq', input.seq)
@@ -72,14 +80,15 @@ export function encodeCla(input: EncodeInput): Buffer {
   buf.writeBigUInt64BE(BigInt(input.createdAt), 8)
   buf.writeBigUInt64BE(BigInt(input.seq), 16)
   buf.writeBigUInt64BE(BigInt(size), 24)
-  createHash('sha256').update(input.payload).digest().copy(buf, 32)
+  const digest = createHash('sha256').update(input.payload).digest()
+  digest.copy(buf, 32)
   Buffer.from(input.key.keyId, 'hex').copy(buf, 64)
   p0Bytes.copy(buf, CLA_HEADER_FIXED)
   input.payload.copy(buf, CLA_HEADER_FIXED + p0Bytes.length)
   const signedEnd = total - CLA_SIGNATURE_BYTES
   const sig = sign(null, buf.subarray(0, signedEnd), input.key.privateKeyObject)
   sig.copy(buf, signedEnd)
-  return buf
+  return { bytes: buf, sha256: digest.toString('hex') }
 }
 
 function bad(message: string, name?: string): never {

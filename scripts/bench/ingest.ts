@@ -1,8 +1,9 @@
 // scripts/clavitor-ts scripts/bench/ingest.ts [--n 5000] [--page 1000] [--rounds 2] [--before DIR]
 //
 // BlobStore.ingest alone, without rsync competing for the CPU: builds a core store of N
-// blobs of 2 KiB (one p0 each), stages them page by page as lib/pop-sync/pull.ts does
-// ({run}/{shard}/{p0}/{name}, plain copies), and ingests each page into a fresh POP store
+// blobs of 2 KiB (one p0 each), stages them page by page ({run}/{shard}/{p0}/{name}, plain
+// copies: whole p0 folders renamed into place; lib/pop-sync/pull.ts now stages flat, each
+// file renamed into a p0 folder made for the batch), and ingests each page into a fresh POP store
 // (sealed when the machine allows). Prints blobs/s and the Node process's CPU per blob.
 // --before DIR: also run the store code of another checkout (e.g. a `git archive` of an
 // older commit with node_modules linked in), alternating with this one, for a before/after.

@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process'
 import nacl from 'tweetnacl'
 import { BlobStore, Sealer, decodeCla, syncfs, type BlobInfo } from '../../../lib/store/index.js'
 import { dirtyBytes, parseDirtyBytes } from '../../../lib/store/dirty.js'
+import { infoOf } from '../../../lib/store/checks.js'
 import { openDb } from '../../../lib/db/open.js'
 import { getMeta } from '../../../lib/db/meta.js'
 import { tempData, manualClock, P0A, P0B, P0C } from '../../fixtures/store/helpers.js'
@@ -90,6 +91,25 @@ t.test('put, latest, versions, verified reads', async (t) => {
   t.throws(() => s.latest('ZZ'), { code: 'CLA_ERR_INVALID_P0' })
   await t.rejects(s.readPayload({ ...a1, seq: 99 }), { code: 'CLA_ERR_HEADER_MISMATCH' })
   await t.rejects(s.readPayload({ ...a1, path: '../x' }), { code: 'CLA_ERR_INVALID_INPUT' })
+})
+
+// put builds its index row from what it encoded, without decoding the file again: the row
+// must be exactly what the stored file's header says (lib/store/writer.ts)
+t.test("a put's BlobInfo equals infoOf(decodeCla(file)) of the stored file", async (t) => {
+  const data = tempData(t)
+  const s = await BlobStore.init({ dataDir: data, protection: 'off' })
+  t.teardown(() => s.close())
+  const puts = await Promise.all([
+    s.put(P0A, Buffer.from('one')),
+    s.put(P0B, Buffer.alloc(0)),
+    s.put('ef'.repeat(64), Buffer.alloc(100_000, 7)),
+    s.put(P0A, Buffer.from('two')),
+  ])
+  for (const info of puts) {
+    const file = readFileSync(join(data, 'store', info.path))
+    t.strictSame(info, infoOf(decodeCla(file), info.path), info.path)
+  }
+  t.strictSame(s.versions(P0A), [puts[0], puts[3]], 'and the index rows are the same')
 })
 
 t.test('bad input writes nothing', async (t) => {
@@ -483,7 +503,7 @@ t.test(
       const c1 = await core.put(P0C, Buffer.from('c1'))
       const c2 = await core.put(P0C, Buffer.from('c2'))
       let run = 0
-      // staged like lib/pop-sync/pull.ts: {run}/{shard}/{p0}/{name}
+      // staged like lib/pop-sync/repair.ts: {run}/{shard}/{p0}/{name} (the pull stages flat)
       const stage = (infos: BlobInfo[], tamper?: BlobInfo) => {
         const dir = join(popData, '..', `run-${run++}`)
         return infos.map((i) => {
@@ -670,7 +690,9 @@ t.test('a small batch uses syncfs only while the page cache is nearly clean', as
       return { file: f, expect: i }
     })
     // count the store's `sync -f` runs through its sealer shell
-    const sealer = (pop as unknown as { sealer: { syncfs: (p: string[]) => Promise<void> } }).sealer
+    const sealer = (
+      pop as unknown as { ctx: { sealer: { syncfs: (p: string[]) => Promise<void> } } }
+    ).ctx.sealer
     let syncfsRuns = 0
     const orig = sealer.syncfs.bind(sealer)
     sealer.syncfs = (p: string[]) => {

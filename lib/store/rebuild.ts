@@ -1,0 +1,178 @@
+// The files checked against the index, and the index rebuilt from the files (the .cla
+// files are the truth): verify (missing, corrupt, unindexed, unsealed), rebuildLocked
+// (index every valid file that has no row), and the writer's start (ensureWriter: take the
+// writer lock once and, after a dead writer or with a fresh meta.db, rebuild first).
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import fg from 'fast-glob'
+import { claError } from '../errors.js'
+import { INFO_COLS, rowToInfo, type BlobInfo } from './blob-index.js'
+import { insertRow, sealBatch } from './batch.js'
+import { checkExpect, infoOf, problemOf, type VerifyProblem } from './checks.js'
+import { isSealing, stmt, type StoreContext } from './context.js'
+import { mapLimit } from './durable.js'
+import { parseBlobPath, verifyCla } from './format.js'
+import { acquireWriterLock } from './lock.js'
+import { SHARDS } from './open.js'
+import { shardOf } from './p0.js'
+import { hasFlag, readAttrs } from './seal.js'
+import { cleanStaging } from './staging.js'
+
+export interface VerifyReport {
+  ok: boolean
+  /** .cla files found on disk. */
+  files: number
+  /** Index rows. */
+  indexed: number
+  /** Index rows whose file is absent. */
+  missing: string[]
+  /** Files that fail structure, hash, signature, or disagree with their index row. */
+  corrupt: VerifyProblem[]
+  /** Files (valid or not) with no index row. */
+  unindexed: string[]
+  /** Files without +i and folders without +a, when sealing is in force. */
+  unsealed: string[]
+  /** False when sealing is not in force, so `unsealed` was not checked. */
+  sealChecked: boolean
+}
+
+export interface RebuildReport {
+  scanned: number
+  alreadyIndexed: number
+  indexed: number
+  corrupt: VerifyProblem[]
+  /** Valid files whose seq or (created_at, seq) is taken by another indexed file. */
+  conflicts: string[]
+}
+
+/** Every blob path under the root ({shard}/{p0}/{name}.cla; fast-glob over the tree). */
+export async function listFiles(ctx: StoreContext): Promise<string[]> {
+  return fg('*/*/*.cla', {
+    cwd: ctx.root,
+    onlyFiles: true,
+    dot: false,
+    followSymbolicLinks: false,
+  })
+}
+
+/** Checks every file and row: missing, corrupt (hash/signature/header), unindexed, unsealed. */
+export async function verifyStore(ctx: StoreContext): Promise<VerifyReport> {
+  const files = await listFiles(ctx)
+  const rows = (stmt(ctx, `SELECT ${INFO_COLS} FROM blobs`).all() as Record<string, unknown>[]).map(
+    rowToInfo,
+  )
+  const byPath = new Map(rows.map((r) => [r.path, r]))
+  const onDisk = new Set(files)
+  const missing = rows.filter((r) => !onDisk.has(r.path)).map((r) => r.path)
+  const unindexed = files.filter((f) => !byPath.has(f))
+  const corrupt: VerifyProblem[] = []
+  await mapLimit(files, 16, async (rel) => {
+    try {
+      const parsed = parseBlobPath(rel)
+      if (!parsed) throw claError('CLA_ERR_BAD_FORMAT', `${rel}: not a blob path`)
+      const d = verifyCla(await readFile(join(ctx.root, rel)), ctx.ring, rel)
+      checkExpect(d, rel, byPath.get(rel) ?? { p0: parsed.p0, created_at: parsed.createdAt })
+    } catch (err) {
+      corrupt.push(problemOf(rel, err))
+    }
+  })
+  const sealing = isSealing(ctx)
+  let unsealed: string[] = []
+  if (sealing) {
+    const dirs = [...new Set(files.map((f) => f.slice(0, f.lastIndexOf('/'))))]
+    const targets = [...files, ...dirs, ...SHARDS]
+    const attrs = await readAttrs(targets.map((t) => join(ctx.root, t)))
+    unsealed = targets.filter(
+      (t, i) => !hasFlag(attrs.get(join(ctx.root, t)), i < files.length ? 'i' : 'a'),
+    )
+  }
+  corrupt.sort((a, b) => a.path.localeCompare(b.path))
+  return {
+    ok: missing.length + corrupt.length + unindexed.length + unsealed.length === 0,
+    files: files.length,
+    indexed: rows.length,
+    missing: missing.sort(),
+    corrupt,
+    unindexed: unindexed.sort(),
+    unsealed: unsealed.sort(),
+    sealChecked: sealing,
+  }
+}
+
+/** Indexes every valid .cla file that has no index row. The caller holds the writer lock. */
+export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
+  const files = await listFiles(ctx)
+  const indexed = new Set(
+    (stmt(ctx, 'SELECT path FROM blobs').all() as Array<{ path: string }>).map((r) => r.path),
+  )
+  const todo = files.filter((f) => !indexed.has(f))
+  const corrupt: VerifyProblem[] = []
+  const found: BlobInfo[] = []
+  await mapLimit(todo, 16, async (rel) => {
+    try {
+      const parsed = parseBlobPath(rel)
+      if (!parsed) throw claError('CLA_ERR_BAD_FORMAT', `${rel}: not a blob path`)
+      const d = verifyCla(await readFile(join(ctx.root, rel)), ctx.ring, rel)
+      checkExpect(d, rel, { p0: parsed.p0, created_at: parsed.createdAt })
+      found.push(infoOf(d, rel))
+    } catch (err) {
+      corrupt.push(problemOf(rel, err))
+    }
+  })
+  found.sort((a, b) => a.created_at - b.created_at || a.seq - b.seq)
+  const dirs = [...new Set(found.map((f) => join(ctx.root, shardOf(f.p0), f.p0)))]
+  const sealed = await sealBatch(
+    ctx,
+    found.map((f) => join(ctx.root, f.path)),
+    dirs,
+  )
+  const conflicts: string[] = []
+  let n = 0
+  ctx.db.transaction(() => {
+    for (const i of found) {
+      try {
+        insertRow(ctx, i, sealed.sealed)
+        n++
+        ctx.lastSeq = Math.max(ctx.lastSeq, i.seq)
+        ctx.lastCreatedAt = Math.max(ctx.lastCreatedAt, i.created_at)
+      } catch (err) {
+        if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) conflicts.push(i.path)
+        else throw err
+      }
+    }
+  })()
+  corrupt.sort((a, b) => a.path.localeCompare(b.path))
+  return {
+    scanned: files.length,
+    alreadyIndexed: files.length - todo.length,
+    indexed: n,
+    corrupt,
+    conflicts,
+  }
+}
+
+/** Takes the writer lock once; after a dead writer (or a fresh meta.db), recovers first. */
+export async function ensureWriter(ctx: StoreContext): Promise<void> {
+  if (!ctx.lock) {
+    ctx.lock = acquireWriterLock(ctx.paths.lock)
+    await cleanStaging(ctx.paths.staging)
+    if (ctx.lock.stale) ctx.recoverNeeded = true
+  }
+  if (ctx.recoverNeeded) {
+    await ctx.stage2
+    ctx.recoverNeeded = false
+    try {
+      await rebuildLocked(ctx)
+      ctx.stage2Failure = undefined
+    } catch (err) {
+      ctx.recoverNeeded = true
+      throw err
+    }
+  }
+  const r = stmt(ctx, 'SELECT max(seq) AS s, max(created_at) AS c FROM blobs').get() as {
+    s: number | null
+    c: number | null
+  }
+  ctx.lastSeq = Math.max(ctx.lastSeq, r.s ?? 0)
+  ctx.lastCreatedAt = Math.max(ctx.lastCreatedAt, r.c ?? 0)
+}
