@@ -92,6 +92,7 @@ export const ERRORS = {
   CLA_ERR_CREDENTIAL_FORBIDDEN: { status: 403, exit: 2, description: "The API key's customer is not the customer asked for; a key sees only its own customer." },
   CLA_ERR_CREDENTIAL_P0_TAKEN: { status: 409, exit: 2, description: 'This P0 is registered by another customer; it cannot be registered here.' },
   CLA_ERR_CREDENTIAL_RATE_LIMITED: { status: 429, exit: 1, description: 'Too many credentials API requests for this key; retry after the Retry-After delay.' },
+  CLA_ERR_IDEMPOTENCY_CONFLICT: { status: 409, exit: 2, description: 'This idempotency key was used by this vault for another registration (another P0 or WL3); use a new key for a new registration.' },
   CLA_ERR_METRICS_UNAUTHORIZED: { status: 401, exit: 2, description: '/metrics needs `Authorization: Bearer <token>` with the configured metrics token.' },
   CLA_ERR_SUBSCRIPTION_INACTIVE: { status: 402, exit: 2, description: "The vault's subscription is missing or not active/trialing; it cannot register credentials." },
   CLA_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, exit: 2, description: 'The request body has a content type this route does not take (send application/json).' },

@@ -192,6 +192,23 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     onAgentWriteDone: (paths) => watcher?.done(paths),
     watching: () => watcher !== null,
   })
+  if (store.healed?.adopted) {
+    // meta.db was lost (or replaced): the index is rebuilt from the files this POP holds, so
+    // the next pull fetches only what is missing, but the audit chain and the cursor are
+    // gone: say so loudly, and start the new chain with the fact.
+    const data = { recovered: store.healed.recovered, corrupt: store.healed.corrupt }
+    log.error(
+      { alarm: true, ...data },
+      "this POP's meta.db was lost: the index was rebuilt from the store; earlier audit history is gone",
+    )
+    sync.audit({
+      kind: 'sync.alarm',
+      actor: opts.popId,
+      outcome: 'alarm',
+      reason: 'meta_lost',
+      data,
+    })
+  }
   const lookup = new Wl3Lookup(store, {
     ...opts.lookup,
     onDamaged: (info, err) => {

@@ -11,7 +11,7 @@ export const AUDIT_KINDS = {
   'pop.rsync':
     'An rsync session of a POP (files, bytes, feed page), a failed rsync login, a summary of refused addresses (lib/core-sync/rsync-audit.ts)',
   'sync.alarm':
-    "A POP's alarm: a tree change it did not make, a bad blob that stopped a pull (lib/pop-sync)",
+    "A POP's alarm: a tree change it did not make, a bad blob that stopped a pull, its meta.db lost (lib/pop-sync, lib/pop.ts)",
   'sync.repair': 'A POP repaired a missing or damaged blob from the core (lib/pop-sync/repair.ts)',
   'credential.register': 'A device credential (WL3 version) registered (lib/credentials)',
   'credential.auth': 'A credentials API request whose vault API key was refused (lib/credentials)',

@@ -90,12 +90,14 @@ export class Credentials {
     p0: string
     wl3: Buffer
     actor?: string
+    idempotencyKey?: string
   }): Promise<RegisteredCredential> {
     return this.registry.register({
       vaultId: input.vault,
       p0: input.p0,
       wl3: input.wl3,
       ...(input.actor ? { actor: input.actor } : {}),
+      ...(input.idempotencyKey !== undefined ? { idempotencyKey: input.idempotencyKey } : {}),
     })
   }
   listCredentials(

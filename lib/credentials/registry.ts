@@ -8,26 +8,36 @@
 // vault is refused (CLA_ERR_CREDENTIAL_P0_TAKEN); any vault of the same customer may add
 // a version.
 //
-// Order of a registration, so that bad input changes nothing:
-//   1. check P0 (reserved ones refused), WL3 size, vault, subscription status and
-//      ownership (no writes);
-//   2. store.put (the sealed .cla and its blobs row);
-//   3. one transaction: re-check ownership, insert the credentials row, audit event.
-// Registrations of the same P0 are serialised in this process, so step 3's re-check only
-// fails when two processes race on one P0; then the blob stays in the store (it is WORM)
-// without a credentials row and the error says which seq, for an operator to look at.
+// A registration is visible everywhere or nowhere. Its order, so that bad input changes
+// nothing:
+//   1. check P0 (reserved ones refused), WL3 size, vault, a replayed idempotency key,
+//      subscription status and ownership (no writes);
+//   2. store.put with an inTransaction hook: the blob's index row, the credentials row and
+//      the audit event commit in ONE transaction. If the hook fails (ownership lost to a
+//      racing process, a constraint, the disk full), the put rejects and the blob — a sealed
+//      file by then, WORM — stays indexed but unpublished: never in the feed, never a P0's
+//      latest, so no POP serves what the client was told failed. A crash before that
+//      transaction leaves a file no put acknowledged; the store's recovery indexes it
+//      unpublished too.
+// Registrations of the same P0 are serialised in this process.
+//
+// Idempotency: a client that lost the answer retries with the same key (header
+// `Idempotency-Key`); the key is stored on the credentials row (unique per vault), and a
+// retry with the same P0 and WL3 answers the first registration (replayed: true) instead
+// of adding a version. The same key with another P0 or WL3 is refused (409).
+import { createHash } from 'node:crypto'
 import { claError, isClavitorError } from '../errors.js'
 import type { BlobIndex } from '../store/blob-index.js'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
 import { appendEvent } from '../audit/log.js'
 import { validateClientP0 } from '../store/p0.js'
-import type { BlobInfo } from '../store/index.js'
+import type { BlobInfo, PutOptions } from '../store/index.js'
 import { requireActiveSubscription, requireVault } from './vaults.js'
 
 /** The part of lib/store's BlobStore the registry uses. */
 export interface RegistryStore {
-  put(p0: string, payload: Buffer): Promise<BlobInfo>
+  put(p0: string, payload: Buffer, opts?: PutOptions): Promise<BlobInfo>
   readPayload(info: BlobInfo): Promise<Buffer>
   /** The store's index (lib/store/blob-index.ts): the blob of a credentials row. */
   readonly index: Pick<BlobIndex, 'bySeq'>
@@ -49,6 +59,8 @@ export interface RegisteredCredential {
   size: number
   path: string
   version: number
+  /** True when an idempotency key matched an earlier registration, which this is. */
+  replayed: boolean
 }
 
 export interface CredentialSummary {
@@ -152,36 +164,44 @@ export class CredentialRegistry {
 
   /**
    * Registers a WL3 for a P0 through a vault: a new P0, or a new version of a known one.
-   * `actor` (default `vault:<id>`) is written to the audit event.
+   * `actor` (default `vault:<id>`) is written to the audit event. With `idempotencyKey`,
+   * a retry of the same registration answers the first one (replayed: true).
    */
   async register(input: {
     vaultId: string
     p0: string
     wl3: Buffer
     actor?: string
+    idempotencyKey?: string
   }): Promise<RegisteredCredential> {
     const p0 = input.p0
     validateClientP0(p0)
     this.checkWl3(input.wl3)
+    const key = input.idempotencyKey
+    if (key !== undefined) checkIdempotencyKey(key)
     const vault = requireVault(this.db, input.vaultId)
+    const sha256 = createHash('sha256').update(input.wl3).digest('hex')
+    const replay = () => (key === undefined ? undefined : this.#replay(vault.id, key, p0, sha256))
+    const earlier = replay()
+    if (earlier) return earlier
     requireActiveSubscription(this.db, vault)
     return this.#serial(p0, async () => {
+      const raced = replay() // a retry that waited behind its first attempt
+      if (raced) return raced
       this.#refuseIfTaken(p0, vault.customer_id)
-      const info = await this.store.put(p0, input.wl3)
+      let done: RegisteredCredential | undefined
+      let info: BlobInfo
       try {
-        return this.db
-          .transaction((): RegisteredCredential => {
+        info = await this.store.put(p0, input.wl3, {
+          // runs in the transaction that indexes the blob: all of it commits, or none
+          inTransaction: (blob) => {
             this.#refuseIfTaken(p0, vault.customer_id)
             this.db
               .prepare(
-                'INSERT INTO credentials (p0, vault_id, customer_id, blob_seq, created_at) VALUES (?, ?, ?, ?, ?)',
+                'INSERT INTO credentials (p0, vault_id, customer_id, blob_seq, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)',
               )
-              .run(p0, vault.id, vault.customer_id, info.seq, nowMicros())
-            const { n } = this.db
-              .prepare('SELECT COUNT(*) AS n FROM credentials WHERE p0 = ? AND blob_seq <= ?')
-              .get(p0, info.seq) as {
-              n: number
-            }
+              .run(p0, vault.id, vault.customer_id, blob.seq, nowMicros(), key ?? null)
+            const version = this.#versionOf(p0, blob.seq)
             appendEvent(this.db, {
               kind: 'credential.register',
               actor: input.actor ?? `vault:${vault.id}`,
@@ -190,36 +210,59 @@ export class CredentialRegistry {
                 p0,
                 vault: vault.id,
                 customer: vault.customer_id,
-                seq: info.seq,
-                version: n,
-                sha256: info.sha256,
+                seq: blob.seq,
+                version,
+                sha256: blob.sha256,
               },
             })
-            return {
-              p0,
-              vault_id: vault.id,
-              seq: info.seq,
-              created_at: info.created_at,
-              sha256: info.sha256,
-              size: info.size,
-              path: info.path,
-              version: n,
-            }
-          })
-          .immediate()
+            done = registered(blob, vault.id, version, false)
+          },
+        })
       } catch (cause) {
         // Our own refusals (P0 taken by a racing process, audit log down) keep their code.
         if (isClavitorError(cause)) throw cause
+        // A second attempt with the same key that another process committed first.
+        const other = replay()
+        if (other) return other
         throw claError(
           'CLA_ERR_INTERNAL',
-          `blob ${info.seq} was stored but its credentials row could not be written`,
-          {
-            cause,
-            details: { p0, seq: info.seq },
-          },
+          'the credential could not be registered; nothing was published',
+          { cause, details: { p0 } },
         )
       }
+      if (!done)
+        throw claError('CLA_ERR_INTERNAL', `blob ${info.seq} was indexed without its registration`)
+      return done
     })
+  }
+
+  /** The registration an idempotency key names, if the same P0 and WL3; a conflict otherwise. */
+  #replay(
+    vaultId: string,
+    key: string,
+    p0: string,
+    sha256: string,
+  ): RegisteredCredential | undefined {
+    const row = this.db
+      .prepare('SELECT p0, blob_seq FROM credentials WHERE vault_id = ? AND idempotency_key = ?')
+      .get(vaultId, key) as { p0: string; blob_seq: number } | undefined
+    if (!row) return undefined
+    const blob = this.store.index.bySeq(row.blob_seq)
+    if (row.p0 !== p0 || !blob || blob.sha256 !== sha256) {
+      throw claError(
+        'CLA_ERR_IDEMPOTENCY_CONFLICT',
+        'this idempotency key was used for another registration; use a new key',
+        { details: { p0, registered_p0: row.p0 } },
+      )
+    }
+    return registered(blob, vaultId, this.#versionOf(p0, blob.seq), true)
+  }
+
+  #versionOf(p0: string, seq: number): number {
+    return this.db
+      .prepare('SELECT COUNT(*) FROM credentials WHERE p0 = ? AND blob_seq <= ?')
+      .pluck()
+      .get(p0, seq) as number
   }
 
   /** A customer's credentials, one entry per P0 (latest version's metadata), by P0. */
@@ -314,6 +357,36 @@ export class CredentialRegistry {
       size: blob.size,
       payload,
     }
+  }
+}
+
+function registered(
+  blob: BlobInfo,
+  vaultId: string,
+  version: number,
+  replayed: boolean,
+): RegisteredCredential {
+  return {
+    p0: blob.p0,
+    vault_id: vaultId,
+    seq: blob.seq,
+    created_at: blob.created_at,
+    sha256: blob.sha256,
+    size: blob.size,
+    path: blob.path,
+    version,
+    replayed,
+  }
+}
+
+/** An idempotency key: 1 to 255 visible ASCII characters (a UUID, say). */
+export function checkIdempotencyKey(key: string): void {
+  if (typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      'an idempotency key is 1 to 255 visible ASCII characters',
+      { details: { field: 'idempotency_key' } },
+    )
   }
 }
 

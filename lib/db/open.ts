@@ -12,6 +12,18 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
   { version: 1, sql: () => readFileSync(new URL('./schema.sql', import.meta.url), 'utf8') },
   // admin idle timeout: when a session was last used (NULL = not since it was made)
   { version: 2, sql: () => 'ALTER TABLE admin_sessions ADD COLUMN last_seen_at INTEGER;' },
+  // registration atomicity (lib/store/store.ts put's inTransaction, lib/credentials/registry.ts):
+  // a blob no put acknowledged (its caller's rows failed, or a crash before its row) is kept,
+  // WORM, with published = 0: never in the feed nor a P0's latest. A client's idempotency key
+  // makes a retried registration answer the first one instead of adding a version.
+  {
+    version: 3,
+    sql: () => `
+      ALTER TABLE blobs ADD COLUMN published INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE credentials ADD COLUMN idempotency_key TEXT;
+      CREATE UNIQUE INDEX credentials_idempotency ON credentials (vault_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;`,
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -55,13 +55,55 @@ export async function sealBatch(
   }
 }
 
-/** One index row (inside the caller's transaction). */
-export function insertRow(ctx: StoreContext, i: BlobInfo, sealed: boolean): void {
+/**
+ * One index row (inside the caller's transaction). `published` false: the file is kept (WORM)
+ * but no put acknowledged it, so it is never in the feed nor a P0's latest (blob-index.ts).
+ */
+export function insertRow(ctx: StoreContext, i: BlobInfo, sealed: boolean, published = true): void {
   stmt(
     ctx,
-    `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  ).run(i.seq, i.created_at, i.p0, i.path, i.size, i.file_size, i.sha256, i.key_id, sealed ? 1 : 0)
+    `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed, published)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    i.seq,
+    i.created_at,
+    i.p0,
+    i.path,
+    i.size,
+    i.file_size,
+    i.sha256,
+    i.key_id,
+    sealed ? 1 : 0,
+    published ? 1 : 0,
+  )
+}
+
+/**
+ * A put group's rows, each put's own inTransaction in a savepoint of the group's transaction:
+ * a put whose hook throws keeps its row unpublished and gets the hook's error; the others
+ * commit. Returns each put's error (undefined: committed and published).
+ */
+export function insertPutRows(
+  ctx: StoreContext,
+  infos: BlobInfo[],
+  hooks: ReadonlyArray<((info: BlobInfo, db: Db) => void) | undefined>,
+  sealed: { sealed: boolean },
+): unknown[] {
+  const errors: unknown[] = infos.map(() => undefined)
+  ctx.db.transaction(() => {
+    infos.forEach((info, i) => {
+      insertRow(ctx, info, sealed.sealed)
+      const hook = hooks[i]
+      if (!hook) return
+      try {
+        ctx.db.transaction(() => hook(info, ctx.db))() // nested: a savepoint
+      } catch (err) {
+        errors[i] = err ?? new Error('inTransaction failed')
+        stmt(ctx, 'UPDATE blobs SET published = 0 WHERE seq = ?').run(info.seq)
+      }
+    })
+  })()
+  return errors
 }
 
 /** A batch's rows and the caller's `inTx` in one transaction. */

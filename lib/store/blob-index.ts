@@ -74,7 +74,16 @@ export class BlobIndex {
     return r ? rowToInfo(r) : undefined
   }
 
-  /** Blobs indexed. */
+  /**
+   * Blobs no put acknowledged (published = 0): sealed files kept (WORM) but never in the
+   * feed nor a P0's latest — a registration that failed after its file was written, or a
+   * file a dead writer linked before its row committed.
+   */
+  unpublished(): number {
+    return this.stmt('SELECT count(*) FROM blobs WHERE published = 0').pluck().get() as number
+  }
+
+  /** Blobs indexed (published or not). */
   count(): number {
     return this.stmt('SELECT count(*) FROM blobs').pluck().get() as number
   }
@@ -95,10 +104,10 @@ export class BlobIndex {
     return this.info(`SELECT ${INFO_COLS} FROM blobs WHERE path = ?`, path)
   }
 
-  /** The newest version of `p0` (no validation: callers check the P0 first). */
+  /** The newest published version of `p0` (no validation: callers check the P0 first). */
   latest(p0: string): BlobInfo | undefined {
     return this.info(
-      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1`,
+      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? AND published = 1 ORDER BY created_at DESC, seq DESC LIMIT 1`,
       p0,
     )
   }
@@ -156,34 +165,36 @@ export class BlobIndex {
 
   // --- the change feed, in (created_at, seq) order ------------------------------------
 
-  /** The newest (created_at, seq), or null. */
+  /** The newest published (created_at, seq), or null. */
   head(): CursorPos | null {
     return (
       (this.stmt(
-        'SELECT created_at, seq FROM blobs ORDER BY created_at DESC, seq DESC LIMIT 1',
+        'SELECT created_at, seq FROM blobs WHERE published = 1 ORDER BY created_at DESC, seq DESC LIMIT 1',
       ).get() as CursorPos | undefined) ?? null
     )
   }
 
-  /** Up to `limit` rows after `pos` (null: from the start), in feed order and fields. */
+  /** Up to `limit` published rows after `pos` (null: from the start), in feed order and fields. */
   feedAfter(pos: CursorPos | null, limit: number): FeedRow[] {
     return (
       pos
         ? this.stmt(
-            `SELECT ${FEED_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) ORDER BY created_at, seq LIMIT ?`,
+            `SELECT ${FEED_COLS} FROM blobs WHERE (created_at, seq) > (?, ?) AND published = 1 ORDER BY created_at, seq LIMIT ?`,
           ).all(pos.created_at, pos.seq, limit)
-        : this.stmt(`SELECT ${FEED_COLS} FROM blobs ORDER BY created_at, seq LIMIT ?`).all(limit)
+        : this.stmt(
+            `SELECT ${FEED_COLS} FROM blobs WHERE published = 1 ORDER BY created_at, seq LIMIT ?`,
+          ).all(limit)
     ) as FeedRow[]
   }
 
-  /** Blobs after `pos` (null: all). */
+  /** Published blobs after `pos` (null: all). */
   countAfter(pos: CursorPos | null): number {
     return (
       pos
-        ? this.stmt('SELECT count(*) FROM blobs WHERE (created_at, seq) > (?, ?)')
+        ? this.stmt('SELECT count(*) FROM blobs WHERE (created_at, seq) > (?, ?) AND published = 1')
             .pluck()
             .get(pos.created_at, pos.seq)
-        : this.stmt('SELECT count(*) FROM blobs').pluck().get()
+        : this.stmt('SELECT count(*) FROM blobs WHERE published = 1').pluck().get()
     ) as number
   }
 }

@@ -17,6 +17,8 @@ import { Sealer, type ProbeResult } from './seal.js'
 export interface PendingPut {
   p0: string
   payload: Buffer
+  /** The caller's rows, committed with the blob's (PutOptions.inTransaction). */
+  inTransaction?: ((info: BlobInfo, db: Db) => void) | undefined
   resolve: (info: BlobInfo) => void
   reject: (err: unknown) => void
 }
@@ -50,6 +52,12 @@ export interface StoreContext {
   sealFailure: string | undefined
   lock: WriterLock | null
   recoverNeeded: boolean
+  /**
+   * The index was adopted by a fresh meta.db (open.ts): its first rebuild publishes the files
+   * it finds (nothing else says which were acknowledged). Any other recovery on a core store
+   * indexes found files unpublished: no put acknowledged them (rebuild.ts).
+   */
+  adopted: boolean
   lastSeq: number
   lastCreatedAt: number
   mutex: Promise<unknown>
@@ -99,6 +107,7 @@ export function makeContext(args: {
     sealFailure: undefined,
     lock: null,
     recoverNeeded: args.recoverNeeded,
+    adopted: args.recoverNeeded,
     lastSeq: 0,
     lastCreatedAt: 0,
     mutex: Promise.resolve(),

@@ -7,6 +7,8 @@ export {
   storePaths,
   type BlobInfo,
   type ChangesPage,
+  type HealReport,
+  type PutOptions,
   type IngestOptions,
   type InitOptions,
   type Protection,

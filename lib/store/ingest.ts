@@ -344,11 +344,18 @@ export async function ingestLocked(
       items.map((it) => it.info.p0),
       newDirs,
     )
-  // 5. seal, 6. index + inTransaction (the POP's cursor) in one transaction
+  // 5. seal (every p0 folder the batch touched, not only new ones: a folder a crash or a full
+  //    disk left without +a is sealed by the next batch into it; +a again is harmless),
+  // 6. index + inTransaction (the POP's cursor) in one transaction
   const sealed = await sealBatch(
     ctx,
     items.map((it) => join(ctx.root, it.info.path)),
-    newDirs,
+    [
+      ...new Set([
+        ...newDirs,
+        ...items.map((it) => join(ctx.root, shardOf(it.info.p0), it.info.p0)),
+      ]),
+    ],
   )
   if (sealed.error) throw sealed.error
   try {

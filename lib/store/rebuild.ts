@@ -2,6 +2,7 @@
 // files are the truth): verify (missing, corrupt, unindexed, unsealed), rebuildLocked
 // (index every valid file that has no row), and the writer's start (ensureWriter: take the
 // writer lock once and, after a dead writer or with a fresh meta.db, rebuild first).
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import fg from 'fast-glob'
@@ -9,10 +10,10 @@ import { claError } from '../errors.js'
 import { INFO_COLS, rowToInfo, type BlobInfo } from './blob-index.js'
 import { insertRow, sealBatch } from './batch.js'
 import { checkExpect, infoOf, problemOf, type VerifyProblem } from './checks.js'
-import { isSealing, stmt, type StoreContext } from './context.js'
+import { exclusive, isSealing, stmt, warnOnce, type StoreContext } from './context.js'
 import { mapLimit } from './durable.js'
 import { parseBlobPath, verifyCla } from './format.js'
-import { acquireWriterLock } from './lock.js'
+import { acquireWriterLock, liveLockHolder, type WriterLock } from './lock.js'
 import { SHARDS } from './open.js'
 import { shardOf } from './p0.js'
 import { hasFlag, readAttrs } from './seal.js'
@@ -128,10 +129,15 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
   )
   const conflicts: string[] = []
   let n = 0
+  // Which found files are published: on a POP every file came from the core's feed (it was
+  // published there); on a core no put acknowledged a file that has no row (its writer died
+  // between link and index, or its caller's rows failed), so it stays unpublished — unless
+  // a fresh meta.db adopted the store and nothing else tells which puts were acknowledged.
+  const published = ctx.identity.role === 'pop' || ctx.adopted
   ctx.db.transaction(() => {
     for (const i of found) {
       try {
-        insertRow(ctx, i, sealed.sealed)
+        insertRow(ctx, i, sealed.sealed, published)
         n++
         ctx.lastSeq = Math.max(ctx.lastSeq, i.seq)
         ctx.lastCreatedAt = Math.max(ctx.lastCreatedAt, i.created_at)
@@ -151,6 +157,48 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
   }
 }
 
+export interface HealReport {
+  /** A fresh meta.db adopted the store: the index was rebuilt from the files. */
+  adopted: boolean
+  /** Files indexed by this recovery (published on a POP or when adopted, else unpublished). */
+  recovered: number
+  /** Files that failed verification (left for `clavitor store verify`). */
+  corrupt: number
+}
+
+/**
+ * At open, with no live writer: what a dead writer left (its lock file is still there) or a
+ * fresh meta.db lacks is recovered now rather than at the next write, so `store verify`,
+ * lookups and the feed see a whole store at once. Best effort: a failure (a full disk, say)
+ * is left for the next writer, which recovers first; a writer that starts meanwhile wins.
+ */
+export async function healAtOpen(ctx: StoreContext): Promise<HealReport | null> {
+  if (!ctx.recoverNeeded && !existsSync(ctx.paths.lock)) return null
+  if (liveLockHolder(ctx.paths.lock) !== undefined) return null
+  let lock: WriterLock
+  try {
+    lock = acquireWriterLock(ctx.paths.lock)
+  } catch {
+    return null // a writer got there first: it recovers before its first write
+  }
+  const adopted = ctx.adopted
+  try {
+    const r = await exclusive(ctx, () => rebuildLocked(ctx))
+    ctx.adopted = false
+    ctx.recoverNeeded = false
+    return { adopted, recovered: r.indexed, corrupt: r.corrupt.length }
+  } catch (err) {
+    ctx.recoverNeeded = true
+    warnOnce(
+      ctx,
+      `the store could not recover at open, the next write will: ${(err as Error).message}`,
+    )
+    return null
+  } finally {
+    lock.release()
+  }
+}
+
 /** Takes the writer lock once; after a dead writer (or a fresh meta.db), recovers first. */
 export async function ensureWriter(ctx: StoreContext): Promise<void> {
   if (!ctx.lock) {
@@ -163,6 +211,7 @@ export async function ensureWriter(ctx: StoreContext): Promise<void> {
     ctx.recoverNeeded = false
     try {
       await rebuildLocked(ctx)
+      ctx.adopted = false
       ctx.stage2Failure = undefined
     } catch (err) {
       ctx.recoverNeeded = true

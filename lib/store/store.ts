@@ -53,19 +53,22 @@ import {
   ensureWriter,
   rebuildLocked,
   verifyStore,
+  healAtOpen,
+  type HealReport,
   type RebuildReport,
   type VerifyReport,
 } from './rebuild.js'
 import { chattr, sealDirs, sealFiles } from './seal.js'
-import { put } from './writer.js'
+import { put, type PutOptions } from './writer.js'
 
 export { PROTECTIONS, storePaths } from './open.js'
 export type { InitOptions, Protection, StoreOptions, StoreRole } from './open.js'
 export { cleanStaging } from './staging.js'
 export type { BlobInfo } from './blob-index.js'
 export type { VerifyProblem } from './checks.js'
-export type { RebuildReport, VerifyReport } from './rebuild.js'
+export type { HealReport, RebuildReport, VerifyReport } from './rebuild.js'
 export type { IngestOptions, StagedFile, VerifiedStaged, VerifyStagedResult } from './ingest.js'
+export type { PutOptions } from './writer.js'
 
 export interface ChangesPage {
   items: BlobInfo[]
@@ -87,6 +90,8 @@ export interface StoreStatus {
   payload_bytes: number
   file_bytes: number
   unsealed_rows: number
+  /** Blobs kept but never published: no put acknowledged them (blob-index.ts unpublished()). */
+  unpublished: number
   last_seq: number | null
   last_created_at: number | null
   protection: { mode: Protection; honoured: boolean; sealing: boolean; reason?: string }
@@ -136,8 +141,10 @@ export class BlobStore {
 
   /**
    * Opens an initialised store (CLA_ERR_STORE_NOT_INITIALIZED otherwise), probes once
-   * whether the filesystem honours chattr, and cleans the staging folder when no live
-   * writer holds the lock. The writer lock itself is taken at the first write.
+   * whether the filesystem honours chattr, and — when no live writer holds the lock —
+   * cleans the staging folder and heals what a dead writer left or a fresh meta.db lacks
+   * (rebuild.ts healAtOpen), so the store is whole from its first read. The writer lock
+   * itself is taken at the first write.
    */
   static async open(opts: StoreOptions): Promise<BlobStore> {
     const opened = await openStore(opts)
@@ -148,8 +155,17 @@ export class BlobStore {
         `protection best-effort: files are NOT sealed on this filesystem (${opened.probe.reason})`,
       )
     }
+    store.healed = await healAtOpen(store.ctx)
     return store
   }
+
+  /**
+   * What opening healed: `adopted` when a fresh meta.db took over an existing store (its
+   * index rebuilt from the files; the old database's other tables are gone — callers alarm),
+   * `recovered` the files a dead writer left unindexed; null when nothing needed it or a
+   * live writer will do it.
+   */
+  healed: HealReport | null = null
 
   /** Waits for queued writes, releases the writer lock, closes the database if owned. */
   async close(): Promise<void> {
@@ -279,7 +295,7 @@ export class BlobStore {
     checkOpen(this.ctx)
     const r = stmt(
       this.ctx,
-      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at DESC, seq DESC LIMIT 1`,
+      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? AND published = 1 ORDER BY created_at DESC, seq DESC LIMIT 1`,
     ).get(p0) as Record<string, unknown> | undefined
     return r ? rowToInfo(r) : undefined
   }
@@ -290,7 +306,7 @@ export class BlobStore {
     checkOpen(this.ctx)
     const rows = stmt(
       this.ctx,
-      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? ORDER BY created_at, seq`,
+      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? AND published = 1 ORDER BY created_at, seq`,
     ).all(p0) as Record<string, unknown>[]
     return rows.map(rowToInfo)
   }
@@ -360,6 +376,7 @@ export class BlobStore {
       ctx,
       `SELECT count(*) AS n, count(DISTINCT p0) AS p0s, coalesce(sum(size), 0) AS payload,
                 coalesce(sum(file_size), 0) AS file, coalesce(sum(sealed = 0), 0) AS unsealed,
+                coalesce(sum(published = 0), 0) AS unpublished,
                 max(seq) AS last_seq, max(created_at) AS last_at FROM blobs`,
     ).get() as Record<string, number | null>
     const reason = !ctx.probe.honoured ? ctx.probe.reason : ctx.sealFailure
@@ -375,6 +392,7 @@ export class BlobStore {
       payload_bytes: r.payload ?? 0,
       file_bytes: r.file ?? 0,
       unsealed_rows: r.unsealed ?? 0,
+      unpublished: r.unpublished ?? 0,
       last_seq: r.last_seq ?? null,
       last_created_at: r.last_at ?? null,
       protection: {
@@ -391,8 +409,8 @@ export class BlobStore {
   // writes (lib/store/writer.ts, ingest.ts, rebuild.ts)
 
   /** Stores a new version of `p0`. Resolves once the file is durable, sealed and indexed. */
-  put(p0: string, payload: Buffer): Promise<BlobInfo> {
-    return put(this.ctx, p0, payload)
+  put(p0: string, payload: Buffer, opts?: PutOptions): Promise<BlobInfo> {
+    return put(this.ctx, p0, payload, opts)
   }
 
   /**

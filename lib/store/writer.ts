@@ -5,13 +5,14 @@
 // (stage 1, writeBatch); then sealed (one chattr for files, one for new folders) and
 // indexed in one SQLite transaction (stage 2), chained behind the previous group's stage 2
 // so rows commit in seq order while the next group writes. A put resolves only after its
-// row commits.
+// row commits, with its caller's rows (PutOptions.inTransaction) in the same transaction.
 import { randomBytes } from 'node:crypto'
 import { closeSync, fchmodSync, openSync, rmSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { claError, type ClavitorError } from '../errors.js'
 import type { BlobInfo } from './blob-index.js'
-import { insertRows, makeP0Dirs, sealBatch, syncDirs } from './batch.js'
+import type { Db } from '../db/open.js'
+import { insertPutRows, makeP0Dirs, sealBatch, syncDirs } from './batch.js'
 import { checkOpen, exclusive, type PendingPut, type StoreContext } from './context.js'
 import { fsyncFd, linkNoClobber, writeAllSync } from './durable.js'
 import { blobFileName, encodeClaWithDigest } from './format.js'
@@ -19,8 +20,24 @@ import { BLOB_FILE_MODE } from './open.js'
 import { shardOf, validateP0 } from './p0.js'
 import { ensureWriter } from './rebuild.js'
 
+export interface PutOptions {
+  /**
+   * The caller's own rows, written in the transaction that indexes this blob (a savepoint of
+   * its group's), so they and the blob become visible together or not at all. If it throws,
+   * the put rejects with its error and the blob — a sealed file by then, WORM — stays indexed
+   * but unpublished: never in the feed nor a P0's latest. Synchronous, like every
+   * better-sqlite3 transaction.
+   */
+  inTransaction?: (info: BlobInfo, db: Db) => void
+}
+
 /** BlobStore.put: checks the put, then queues it for the next group. */
-export function put(ctx: StoreContext, p0: string, payload: Buffer): Promise<BlobInfo> {
+export function put(
+  ctx: StoreContext,
+  p0: string,
+  payload: Buffer,
+  opts: PutOptions = {},
+): Promise<BlobInfo> {
   try {
     checkOpen(ctx)
     validateP0(p0)
@@ -43,7 +60,7 @@ export function put(ctx: StoreContext, p0: string, payload: Buffer): Promise<Blo
     return Promise.reject(err)
   }
   return new Promise<BlobInfo>((resolve, reject) => {
-    ctx.pending.push({ p0, payload, resolve, reject })
+    ctx.pending.push({ p0, payload, inTransaction: opts.inTransaction, resolve, reject })
     scheduleFlush(ctx)
   })
 }
@@ -58,7 +75,7 @@ function scheduleFlush(ctx: StoreContext): void {
     const batch = ctx.pending.splice(0, ctx.maxBatch)
     if (ctx.pending.length > 0) scheduleFlush(ctx)
     if (batch.length === 0) return
-    let sealed: { done: Promise<BlobInfo[]> }
+    let sealed: { done: Promise<Array<{ info: BlobInfo; error: unknown }>> }
     try {
       sealed = await writeBatch(ctx, batch)
     } catch (err) {
@@ -67,7 +84,12 @@ function scheduleFlush(ctx: StoreContext): void {
     }
     // Not awaited here: the next group writes while this one is sealed and indexed.
     sealed.done.then(
-      (infos) => batch.forEach((item, i) => item.resolve(infos[i]!)),
+      (out) =>
+        batch.forEach((item, i) => {
+          const r = out[i]!
+          if (r.error === undefined) item.resolve(r.info)
+          else item.reject(r.error)
+        }),
       (err: unknown) => batch.forEach((item) => item.reject(err)),
     )
   })
@@ -87,7 +109,7 @@ function nextCreatedAt(ctx: StoreContext): number {
 async function writeBatch(
   ctx: StoreContext,
   batch: PendingPut[],
-): Promise<{ done: Promise<BlobInfo[]> }> {
+): Promise<{ done: Promise<Array<{ info: BlobInfo; error: unknown }>> }> {
   await ensureWriter(ctx)
   const key = ctx.signing!
   const items = batch.map((b) => {
@@ -167,20 +189,28 @@ async function writeBatch(
       )
     }
     let sealed: { sealed: boolean; error?: ClavitorError }
+    let errors: unknown[]
     try {
+      // every p0 folder the group touched, not only new ones: a folder a crash left without
+      // +a is sealed by the next write into it (chattr +a again is harmless)
       sealed = await sealBatch(
         ctx,
         infos.map((i) => join(ctx.root, i.path)),
-        newDirs,
+        [...new Set([...newDirs, ...infos.map((i) => join(ctx.root, shardOf(i.p0), i.p0))])],
       )
-      insertRows(ctx, infos, sealed)
+      errors = insertPutRows(
+        ctx,
+        infos,
+        batch.map((b) => b.inTransaction),
+        sealed,
+      )
     } catch (err) {
       ctx.stage2Failure = err
       ctx.recoverNeeded = true
       throw err
     }
     if (sealed.error) throw sealed.error
-    return infos
+    return infos.map((info, i) => ({ info, error: errors[i] }))
   })
   ctx.stage2 = done.catch(() => undefined)
   return { done }

@@ -48,6 +48,17 @@ export function registerBody(maxWl3Bytes = DEFAULT_MAX_WL3_BYTES) {
 }
 export type RegisterBody = Static<ReturnType<typeof registerBody>>
 
+/** Optional request header of the register route (lib/credentials/registry.ts checkIdempotencyKey). */
+export const RegisterHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      pattern: '^[\\x21-\\x7e]{1,255}$',
+      description:
+        'A key per registration (a UUID, say): a retry with the same key answers the first registration instead of adding a version.',
+    }),
+  ),
+})
+
 export const Registered = Type.Object(
   {
     p0: P0,
@@ -64,6 +75,10 @@ export const Registered = Type.Object(
     }),
     size: Type.Integer({ description: 'WL3 size in bytes.' }),
     path: Type.String({ description: 'The .cla path relative to the store root.' }),
+    replayed: Type.Boolean({
+      description:
+        'True when the Idempotency-Key matched an earlier registration of this vault: this is that registration, nothing new was stored.',
+    }),
   },
   { additionalProperties: false },
 )
@@ -196,6 +211,7 @@ export const ROUTE_ERRORS: Record<'register' | 'list' | 'wl3' | 'sync', readonly
     'CLA_ERR_UNSUPPORTED_MEDIA_TYPE',
     'CLA_ERR_SUBSCRIPTION_INACTIVE',
     'CLA_ERR_CREDENTIAL_P0_TAKEN',
+    'CLA_ERR_IDEMPOTENCY_CONFLICT',
     'CLA_ERR_NOT_FOUND',
     'CLA_ERR_AUDIT_WRITE_FAILED',
   ],

@@ -1,7 +1,7 @@
 // The credentials API (vaults enrolling devices). Thin: TypeBox schemas validate, the
 // preParsing hook authenticates the vault API key, lib/credentials decides.
 //
-//   POST /api/v1/credentials/register   {p0, wl3: base64} → 201 Registered
+//   POST /api/v1/credentials/register   {p0, wl3: base64} [Idempotency-Key] → 201 Registered
 //   GET  /api/v1/credentials?customer=… → {items, next}
 //   GET  /api/v1/credentials/wl3?p0=…[&version=N] → raw WL3 bytes, ETag "sha256"
 //   GET  /api/v1/credentials/sync       → {pops, items, next}
@@ -21,6 +21,7 @@ import {
   ListQuery,
   ListResponse,
   Registered,
+  RegisterHeaders,
   SyncQuery,
   SyncResponse,
   Wl3Binary,
@@ -159,6 +160,7 @@ export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = a
     {
       bodyLimit: registerBodyLimit(maxWl3),
       schema: {
+        headers: RegisterHeaders,
         body: registerBody(maxWl3),
         response: { 201: Registered, ...errorResponses(ROUTE_ERRORS.register) },
       },
@@ -166,12 +168,20 @@ export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = a
     async (req, reply) => {
       const auth = authOf(req)
       const wl3 = Buffer.from(req.body.wl3, 'base64')
+      const key = req.headers['idempotency-key']
+      if (Array.isArray(key))
+        throw claError('CLA_ERR_INVALID_INPUT', 'send one Idempotency-Key header', {
+          details: { field: 'idempotency_key' },
+        })
       const out = await creds.registerCredential({
         vault: auth.vaultId,
         p0: req.body.p0,
         wl3,
         actor: `key:${auth.keyId}`,
+        ...(key !== undefined ? { idempotencyKey: key } : {}),
       })
+      // a replay answers as the first attempt did, and says so (as Stripe's API does)
+      if (out.replayed) reply.header('idempotent-replayed', 'true')
       return reply.status(201).send(out)
     },
   )

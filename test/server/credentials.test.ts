@@ -114,6 +114,7 @@ t.test('register, versions, list, download, sync status', async (t) => {
     'created_at',
     'p0',
     'path',
+    'replayed',
     'seq',
     'sha256',
     'size',
@@ -217,6 +218,33 @@ t.test('register, versions, list, download, sync status', async (t) => {
   })
   t.same(rivalSync.json().items, [], "the rival key sees none of acme's P0s")
 })
+
+t.test(
+  'Idempotency-Key: a retry answers the first registration, a reused key is refused',
+  async (t) => {
+    const env = await setup(t)
+    const p0 = p0Of(7)
+    const body = { p0, wl3: b64(Buffer.from('once')) }
+    const key = { 'idempotency-key': '7b0f4c1e-8d1a-4a53-9f55-2c0e2f2b8c11' }
+    const r1 = await register(env, env.acmeKey, body, key)
+    t.equal(r1.statusCode, 201, r1.body)
+    t.equal(r1.headers['idempotent-replayed'], undefined)
+    const r2 = await register(env, env.acmeKey, body, key)
+    t.equal(r2.statusCode, 201, r2.body)
+    t.equal(r2.headers['idempotent-replayed'], 'true')
+    t.same(
+      { ...r2.json(), replayed: false },
+      r1.json(),
+      'the first registration, not a new version',
+    )
+    const r3 = await register(env, env.acmeKey, { p0, wl3: b64(Buffer.from('twice')) }, key)
+    t.equal(r3.statusCode, 409, r3.body)
+    t.equal(r3.json().error.code, 'CLA_ERR_IDEMPOTENCY_CONFLICT')
+    const r4 = await register(env, env.acmeKey, body, { 'idempotency-key': 'ü' })
+    t.equal(r4.statusCode, 400, r4.body)
+    t.equal(r4.json().error.code, 'CLA_ERR_INVALID_INPUT')
+  },
+)
 
 t.test('every bad register gets its error and changes nothing', async (t) => {
   const env = await setup(t)

@@ -6,6 +6,7 @@ import { credFixture, p0Of } from '../../fixtures/credentials.js'
 import { listEvents } from '../../../lib/audit/log.js'
 import { decodeCla, readAttrs } from '../../../lib/store/index.js'
 import { CredentialRegistry } from '../../../lib/credentials/registry.js'
+import { Credentials } from '../../../lib/credentials/index.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
@@ -253,4 +254,96 @@ t.test('listCredentials: metadata only, per customer, one entry per P0, paged', 
     f.credentials.listVaults({ customerId: 'acme' }).find((v) => v.id === vault.id)!.credentials,
     3,
   )
+})
+
+t.test('a registration that fails after its file was written is never published', async (t) => {
+  const { f, vault, rival } = await setup(t)
+  const p0 = p0Of(4)
+  // two registries over one store stand for two core processes: nothing serialises them,
+  // so the ownership re-check inside the blob's own transaction is what refuses the loser
+  const other = new Credentials(f.db, f.store)
+  const results = await Promise.allSettled([
+    f.credentials.registerCredential({ vault: vault.id, p0, wl3: Buffer.from('acme') }),
+    other.registerCredential({ vault: rival.id, p0, wl3: Buffer.from('rival') }),
+  ])
+  t.same(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected'],
+  )
+  t.match((results[1] as PromiseRejectedResult).reason, { code: 'CLA_ERR_CREDENTIAL_P0_TAKEN' })
+  t.equal(f.counts().blobs, 2, 'both files were written (WORM: the loser cannot be removed)')
+  t.equal(f.store.status().unpublished, 1, 'the loser is kept unpublished')
+  const feed = f.store.changesAfter(null, 100).items
+  t.same(
+    feed.map((b) => b.sha256),
+    [sha(Buffer.from('acme'))],
+    'the feed lists only the registration that committed',
+  )
+  t.equal(f.store.latest(p0)!.sha256, sha(Buffer.from('acme')), 'and it is the latest')
+  t.equal(f.counts().credentials, 1)
+})
+
+t.test('an idempotency key answers a retry with the first registration', async (t) => {
+  const { f, vault, vault2 } = await setup(t)
+  const p0 = p0Of(5)
+  const wl3 = Buffer.from('first')
+  const first = await f.credentials.registerCredential({
+    vault: vault.id,
+    p0,
+    wl3,
+    idempotencyKey: 'k-1',
+  })
+  t.equal(first.replayed, false)
+  const again = await f.credentials.registerCredential({
+    vault: vault.id,
+    p0,
+    wl3,
+    idempotencyKey: 'k-1',
+  })
+  t.same({ ...again, replayed: false }, first, 'the same registration')
+  t.equal(again.replayed, true)
+  t.equal(f.counts().blobs, 1, 'no second version')
+  // the key is the vault's: another vault may use the same key for its own registration
+  const v2 = await f.credentials.registerCredential({
+    vault: vault2.id,
+    p0,
+    wl3,
+    idempotencyKey: 'k-1',
+  })
+  t.same([v2.replayed, v2.version], [false, 2])
+  // the same key for another WL3 or P0 is a client bug: refused, nothing stored
+  await t.rejects(
+    f.credentials.registerCredential({
+      vault: vault.id,
+      p0,
+      wl3: Buffer.from('other'),
+      idempotencyKey: 'k-1',
+    }),
+    { code: 'CLA_ERR_IDEMPOTENCY_CONFLICT' },
+  )
+  await t.rejects(
+    f.credentials.registerCredential({ vault: vault.id, p0: p0Of(6), wl3, idempotencyKey: 'k-1' }),
+    { code: 'CLA_ERR_IDEMPOTENCY_CONFLICT' },
+  )
+  await t.rejects(
+    f.credentials.registerCredential({ vault: vault.id, p0, wl3, idempotencyKey: 'has space' }),
+    { code: 'CLA_ERR_INVALID_INPUT' },
+  )
+  t.equal(f.counts().blobs, 2)
+  // retries racing their first attempt wait behind it and answer it
+  const raced = await Promise.all(
+    [1, 2, 3].map(() =>
+      f.credentials.registerCredential({
+        vault: vault.id,
+        p0,
+        wl3: Buffer.from('third'),
+        idempotencyKey: 'k-3',
+      }),
+    ),
+  )
+  t.same(
+    raced.map((r) => r.replayed),
+    [false, true, true],
+  )
+  t.equal(new Set(raced.map((r) => r.seq)).size, 1, 'one blob for three attempts')
 })
