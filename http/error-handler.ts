@@ -20,6 +20,8 @@ export function jsonErrorHandler(opts: ErrorHandlerOptions = {}) {
   return (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     opts.seen?.(err, req)
     const { status, body } = errorResponse(opts.map ? opts.map(err) : err)
+    // a full disk is retryable: tell clients when to come back
+    if (body.error.code === 'CLA_ERR_STORAGE_FULL') reply.header('retry-after', '60')
     if (status >= 500 && (opts.logCoded !== false || !(err instanceof ClavitorError)))
       req.log.error({ err }, message)
     return reply.status(status).send(body)

@@ -8,6 +8,11 @@
 // Each area adds its handle here (one field, one line in openCore/close).
 import { dataLayout, ensureDataDir } from './db/data-dir.js'
 import { openDb, type Db } from './db/open.js'
+import {
+  StorageMonitor,
+  type StorageHealth,
+  type StorageHealthOptions,
+} from './db/storage-health.js'
 import { BlobStore, type Protection } from './store/index.js'
 import { AuditLog } from './audit/log.js'
 import type { Billing } from './billing/billing.js'
@@ -25,6 +30,8 @@ export interface CoreOptions {
   protection?: Protection
   /** Credentials registry options (lib/credentials): maxWl3Bytes, default 65536. */
   credentials?: CredentialsOptions
+  /** When the data folder counts as full for /healthz (lib/db/storage-health.ts). */
+  storage?: StorageHealthOptions
 }
 
 export interface Core {
@@ -42,6 +49,8 @@ export interface Core {
   readonly credentials: Credentials
   /** Prometheus registry of this instance (lib/metrics.ts), served at /metrics. */
   readonly metrics: Metrics
+  /** Room to write in the data folder (lib/db/storage-health.ts): what /healthz answers. */
+  health(): { ok: boolean; storage: StorageHealth }
   close(): Promise<void>
 }
 
@@ -63,6 +72,7 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     db,
     protection: opts.protection ?? (process.env.CLAVITOR_PROTECTION as Protection | undefined),
   })
+  const storageMonitor = new StorageMonitor(opts.dataDir, opts.storage)
   return {
     dataDir: opts.dataDir,
     db,
@@ -72,6 +82,10 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     admin: new Admin(db),
     credentials: new Credentials(db, store, opts.credentials),
     metrics: new Metrics({ role: 'core', db }),
+    health() {
+      const storage = storageMonitor.check(store.lastFullAt)
+      return { ok: storage.ok, storage }
+    },
     async close() {
       await billing.stop()
       await store.close()

@@ -20,6 +20,7 @@ export const ERRORS = {
   CLA_ERR_INVALID_INPUT: { status: 400, exit: 2, description: 'A request body or argument failed validation.' },
   CLA_ERR_NOT_FOUND: { status: 404, exit: 1, description: 'The requested object does not exist.' },
   CLA_ERR_INTERNAL: { status: 500, exit: 1, description: 'An unexpected internal failure.' },
+  CLA_ERR_STORAGE_FULL: { status: 503, exit: 1, description: 'The data folder\'s disk is full (no space or no inodes): nothing was stored. Free space; retry after the Retry-After delay.' },
 
   // --- store (lib/store) -------------------------------------------------------
   CLA_ERR_INVALID_P0: { status: 400, exit: 2, description: 'P0 is not lowercase hex of even length, 32 to 128 characters.' },
@@ -139,6 +140,27 @@ export function claError(
   return new ClavitorError(code, message, opts)
 }
 
+/** The errno/SQLite codes that mean "the disk is full" (space, inodes or quota). */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL'])
+
+/** Whether `err`, or any error in its `cause` chain, says the disk is full. */
+export function isNoSpace(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isClavitorError(e, 'CLA_ERR_STORAGE_FULL')) return true
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && NO_SPACE.has(code)) return true
+  }
+  return false
+}
+
+/** `err` as CLA_ERR_STORAGE_FULL when the disk is full, else unchanged. */
+export function storageFullOr(err: unknown, what = 'the write'): unknown {
+  if (!isNoSpace(err) || isClavitorError(err, 'CLA_ERR_STORAGE_FULL')) return err
+  return claError('CLA_ERR_STORAGE_FULL', `${what} failed: the disk is full; nothing was stored`, {
+    cause: err,
+  })
+}
+
 /**
  * The HTTP answer for any error, used by both apps' error handlers: a ClavitorError keeps
  * its status and code; Fastify's own 4xx (validation, body too large) keep theirs under a
@@ -148,6 +170,10 @@ export function errorResponse(err: unknown): {
   status: number
   body: { error: { code: string; message: string; details?: Record<string, unknown> } }
 } {
+  // a full disk under any other error (an internal one wrapping ENOSPC, say) is a clear,
+  // retryable 503, not a 500
+  if ((!(err instanceof ClavitorError) || err.code === 'CLA_ERR_INTERNAL') && isNoSpace(err))
+    err = storageFullOr(err, 'the request')
   if (err instanceof ClavitorError) {
     return {
       status: err.status,

@@ -38,7 +38,11 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
     trustProxy: opts.trustProxy,
     bodyLimit: 1024 * 1024,
   })
-  app.get('/healthz', async () => ({ ok: true }))
+  // 503 when the data folder cannot take writes (a full disk): a balancer or monitor sees it
+  app.get('/healthz', async (_req, reply) => {
+    const h = opts.core.health()
+    return reply.status(h.ok ? 200 : 503).send(h)
+  })
   await app.register(metricsPlugin, { metrics: opts.core.metrics, expose: opts.metrics })
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
   await app.register(credentialsRoutes, { core: opts.core, ...opts.credentials })

@@ -26,7 +26,7 @@
 // retry with the same P0 and WL3 answers the first registration (replayed: true) instead
 // of adding a version. The same key with another P0 or WL3 is refused (409).
 import { createHash } from 'node:crypto'
-import { claError, isClavitorError } from '../errors.js'
+import { claError, isClavitorError, isNoSpace, storageFullOr } from '../errors.js'
 import type { BlobIndex } from '../store/blob-index.js'
 import type { Db } from '../db/open.js'
 import { nowMicros } from '../db/open.js'
@@ -219,8 +219,10 @@ export class CredentialRegistry {
           },
         })
       } catch (cause) {
-        // Our own refusals (P0 taken by a racing process, audit log down) keep their code.
+        // Our own refusals (P0 taken by a racing process, audit log down, disk full) keep
+        // their code; a full disk met by the credentials row is the same retryable refusal.
         if (isClavitorError(cause)) throw cause
+        if (isNoSpace(cause)) throw storageFullOr(cause, 'the registration')
         // A second attempt with the same key that another process committed first.
         const other = replay()
         if (other) return other

@@ -58,6 +58,8 @@ export interface StoreContext {
    * indexes found files unpublished: no put acknowledged them (rebuild.ts).
    */
   adopted: boolean
+  /** ms epoch of the last write refused for want of space (lib/db/storage-health.ts). */
+  lastFullAt: number | null
   lastSeq: number
   lastCreatedAt: number
   mutex: Promise<unknown>
@@ -108,6 +110,7 @@ export function makeContext(args: {
     lock: null,
     recoverNeeded: args.recoverNeeded,
     adopted: args.recoverNeeded,
+    lastFullAt: null,
     lastSeq: 0,
     lastCreatedAt: 0,
     mutex: Promise.resolve(),

@@ -279,7 +279,7 @@ export async function openStore(opts: StoreOptions): Promise<OpenedStore> {
   mkdirSync(p.staging, { recursive: true })
   const holder = liveLockHolder(p.lock)
   if (holder === undefined) await cleanStaging(p.staging)
-  const probe: ProbeResult = await probeSealing(p.staging)
+  const probe: ProbeResult = await probeSealing(p.staging, p.root)
   if (protection === 'enforce' && !probe.honoured) {
     throw claError(
       'CLA_ERR_SEAL_UNSUPPORTED',

@@ -16,7 +16,7 @@ import {
 } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { execa } from 'execa'
-import { claError } from '../errors.js'
+import { claError, isNoSpace } from '../errors.js'
 import { decodeCla } from './format.js'
 import { isValidP0, shardOf } from './p0.js'
 
@@ -113,9 +113,19 @@ export interface ProbeResult {
  * Checks once whether this filesystem honours chattr +i for us: seals a probe file in
  * `dir`, checks that unlink is refused, then unseals and removes it.
  */
-export async function probeSealing(dir: string): Promise<ProbeResult> {
+export async function probeSealing(dir: string, sealedDir?: string): Promise<ProbeResult> {
   const probe = join(dir, `.seal-probe-${randomBytes(6).toString('hex')}`)
-  writeFileSync(probe, 'probe')
+  try {
+    writeFileSync(probe, 'probe')
+  } catch (err) {
+    rmSync(probe, { force: true }) // created empty, then the write failed: no leftover
+    if (!isNoSpace(err)) throw err
+    // A full disk has no room for a probe file, and read-only work (verify, status, a
+    // lookup) needs none: judge from a folder the store sealed at init (+a on its root).
+    if (sealedDir && hasFlag((await readAttrs([sealedDir])).get(sealedDir), 'a'))
+      return { honoured: true }
+    return { honoured: false, reason: 'the disk is full: no room to probe chattr' }
+  }
   try {
     try {
       await execa('chattr', ['+i', '--', probe], { stdin: 'ignore' })

@@ -167,6 +167,11 @@ export class BlobStore {
    */
   healed: HealReport | null = null
 
+  /** ms epoch of the last put refused because the disk was full (CLA_ERR_STORAGE_FULL), or null. */
+  get lastFullAt(): number | null {
+    return this.ctx.lastFullAt
+  }
+
   /** Waits for queued writes, releases the writer lock, closes the database if owned. */
   async close(): Promise<void> {
     const ctx = this.ctx

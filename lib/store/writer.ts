@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import { closeSync, fchmodSync, openSync, rmSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { claError, type ClavitorError } from '../errors.js'
+import { claError, isNoSpace, storageFullOr, type ClavitorError } from '../errors.js'
 import type { BlobInfo } from './blob-index.js'
 import type { Db } from '../db/open.js'
 import { insertPutRows, makeP0Dirs, sealBatch, syncDirs } from './batch.js'
@@ -79,7 +79,8 @@ function scheduleFlush(ctx: StoreContext): void {
     try {
       sealed = await writeBatch(ctx, batch)
     } catch (err) {
-      for (const item of batch) item.reject(err)
+      const e = noSpace(ctx, err)
+      for (const item of batch) item.reject(e)
       return
     }
     // Not awaited here: the next group writes while this one is sealed and indexed.
@@ -90,9 +91,19 @@ function scheduleFlush(ctx: StoreContext): void {
           if (r.error === undefined) item.resolve(r.info)
           else item.reject(r.error)
         }),
-      (err: unknown) => batch.forEach((item) => item.reject(err)),
+      (err: unknown) => {
+        const e = noSpace(ctx, err)
+        batch.forEach((item) => item.reject(e))
+      },
     )
   })
+}
+
+/** A write the disk had no room for is CLA_ERR_STORAGE_FULL (retryable), and remembered. */
+function noSpace(ctx: StoreContext, err: unknown): unknown {
+  if (!isNoSpace(err)) return err
+  ctx.lastFullAt = Date.now()
+  return storageFullOr(err, 'the put')
 }
 
 function nextCreatedAt(ctx: StoreContext): number {

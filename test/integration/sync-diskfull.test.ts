@@ -3,28 +3,13 @@
 // blobs; after space is freed (the tmpfs grows), the next run completes.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { isClavitorError } from '../../lib/errors.js'
 import { decodeCursor } from '../../lib/store/cursor.js'
 import { getMeta, K_CURSOR } from '../../lib/pop-sync/state.js'
-import { indexOf, isRoot, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
-
-function canMount(): string | false {
-  if (!isRoot) return 'needs root to mount a small tmpfs'
-  const probe = mkdtempSync(join(tmpdir(), 'clavitor-mount-probe-'))
-  try {
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], {
-      encoding: 'utf8',
-    })
-    if (m.status !== 0) return `cannot mount a tmpfs here: ${m.stderr.trim()}`
-    spawnSync('umount', [probe])
-    return false
-  } finally {
-    rmSync(probe, { recursive: true, force: true })
-  }
-}
+import { indexOf, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
+import { canMount } from '../fixtures/mount.js'
 
 t.test('disk full mid-pull, then space freed', { skip: canMount() }, async (t) => {
   const dir = tempDir(t)
