@@ -31,6 +31,12 @@ export interface VerifyReport {
   corrupt: VerifyProblem[]
   /** Files (valid or not) with no index row. */
   unindexed: string[]
+  /**
+   * Of those, valid signed files whose header matches their name: a live writer's files not
+   * indexed yet, or a dead writer's leftovers (the next open or write indexes them,
+   * unpublished). Not damage: `ok` does not count them.
+   */
+  recoverable: string[]
   /** Files without +i and folders without +a, when sealing is in force. */
   unsealed: string[]
   /** False when sealing is not in force, so `unsealed` was not checked. */
@@ -67,12 +73,14 @@ export async function verifyStore(ctx: StoreContext): Promise<VerifyReport> {
   const missing = rows.filter((r) => !onDisk.has(r.path)).map((r) => r.path)
   const unindexed = files.filter((f) => !byPath.has(f))
   const corrupt: VerifyProblem[] = []
+  const recoverable: string[] = []
   await mapLimit(files, 16, async (rel) => {
     try {
       const parsed = parseBlobPath(rel)
       if (!parsed) throw claError('CLA_ERR_BAD_FORMAT', `${rel}: not a blob path`)
       const d = verifyCla(await readFile(join(ctx.root, rel)), ctx.ring, rel)
       checkExpect(d, rel, byPath.get(rel) ?? { p0: parsed.p0, created_at: parsed.createdAt })
+      if (!byPath.has(rel)) recoverable.push(rel)
     } catch (err) {
       corrupt.push(problemOf(rel, err))
     }
@@ -89,12 +97,21 @@ export async function verifyStore(ctx: StoreContext): Promise<VerifyReport> {
   }
   corrupt.sort((a, b) => a.path.localeCompare(b.path))
   return {
-    ok: missing.length + corrupt.length + unindexed.length + unsealed.length === 0,
+    // a recoverable file (valid, not indexed yet) is a writer's, not damage; its folder or the
+    // file itself may be unsealed until its batch seals: not counted either
+    ok:
+      missing.length +
+        corrupt.length +
+        (unindexed.length - recoverable.length) +
+        unsealed.filter((u) => !recoverable.some((r) => r === u || r.startsWith(u + '/')))
+          .length ===
+      0,
     files: files.length,
     indexed: rows.length,
     missing: missing.sort(),
     corrupt,
     unindexed: unindexed.sort(),
+    recoverable: recoverable.sort(),
     unsealed: unsealed.sort(),
     sealChecked: sealing,
   }

@@ -196,7 +196,7 @@ export function register(program: Command): void {
   store
     .command('verify')
     .description(
-      'check every file and index row; prints a JSON report; exit 0 if all is well, 1 if anything is missing, corrupt, unindexed or unsealed',
+      'check every file and index row; prints a JSON report; exit 0 if all is well, 1 if anything is missing, corrupt, unindexed or unsealed (valid files a writer has not indexed yet are listed as recoverable, not damage)',
     )
     .addOption(dataOption())
     .addOption(protectionOption())
@@ -204,9 +204,13 @@ export function register(program: Command): void {
       action(async (opts: Common) => {
         const r = await withStore(opts, (s) => s.verify())
         printJson(r)
+        if (r.recoverable.length > 0)
+          process.stderr.write(
+            `clavitor: store verify: ${r.recoverable.length} recoverable: valid files a writer has not indexed yet (indexed, unpublished, at the next open or write); not damage\n`,
+          )
         if (!r.ok) {
           process.stderr.write(
-            `clavitor: store verify: ${r.missing.length} missing, ${r.corrupt.length} corrupt, ${r.unindexed.length} unindexed, ${r.unsealed.length} unsealed\n`,
+            `clavitor: store verify: ${r.missing.length} missing, ${r.corrupt.length} corrupt, ${r.unindexed.length - r.recoverable.length} unindexed, ${r.unsealed.length} unsealed\n`,
           )
           process.exitCode = 1
         }

@@ -241,10 +241,18 @@ t.test(
     t.notOk(r.ok)
     t.same(r.missing, [infos[5]!.path])
     t.same(r.unindexed, [infos[1]!.path, infos[4]!.path].sort())
+    t.same(r.recoverable, r.unindexed, 'valid files without a row: a writer’s, not damage')
     t.same(
       r.corrupt.map((c) => [c.path, c.code]),
       [[infos[2]!.path, 'CLA_ERR_BAD_HASH']],
     )
+    // damage aside, recoverable files alone leave the store "ok"
+    const alone = await BlobStore.init({ dataDir: tempData(t), protection: 'off' })
+    t.teardown(() => alone.close())
+    const one = await alone.put(P0A, Buffer.from('in flight'))
+    alone.db.prepare('DELETE FROM blobs WHERE seq = ?').run(one.seq)
+    const v = await alone.verify()
+    t.same([v.ok, v.recoverable, v.unindexed], [true, [one.path], [one.path]])
     t.equal(r.sealChecked, false)
     const rb = await s.rebuildIndex()
     t.match(rb, { indexed: 2, alreadyIndexed: 3, scanned: 5, corrupt: [], conflicts: [] })
