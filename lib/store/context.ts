@@ -10,7 +10,7 @@ import { claError } from '../errors.js'
 import type { BlobInfo } from './blob-index.js'
 import type { SigningKey, TrustedKey } from './keys.js'
 import type { WriterLock } from './lock.js'
-import type { Identity, Protection, StoreOptions, StorePaths } from './open.js'
+import type { Identity, OpenedStore, Protection, StorePaths } from './open.js'
 import { Sealer, type ProbeResult } from './seal.js'
 
 /** One put() waiting for its group (writer.ts). */
@@ -71,18 +71,7 @@ export interface StoreContext {
 }
 
 /** The context of a store just opened (lib/store/open.ts made the parts). */
-export function makeContext(args: {
-  opts: StoreOptions
-  paths: StorePaths
-  identity: Identity
-  db: Db
-  ownsDb: boolean
-  signing: SigningKey | undefined
-  ring: Map<string, TrustedKey>
-  probe: ProbeResult
-  protection: Protection
-  recoverNeeded: boolean
-}): StoreContext {
+export function makeContext(args: OpenedStore): StoreContext {
   const { opts } = args
   return {
     dataDir: opts.dataDir,
