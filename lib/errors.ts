@@ -95,6 +95,8 @@ export const ERRORS = {
   CLA_ERR_CREDENTIAL_RATE_LIMITED: { status: 429, exit: 1, description: 'Too many credentials API requests for this key; retry after the Retry-After delay.' },
   CLA_ERR_IDEMPOTENCY_CONFLICT: { status: 409, exit: 2, description: 'This idempotency key was used by this vault for another registration (another P0 or WL3); use a new key for a new registration.' },
   CLA_ERR_METRICS_UNAUTHORIZED: { status: 401, exit: 2, description: '/metrics needs `Authorization: Bearer <token>` with the configured metrics token.' },
+  CLA_ERR_PLAN_DEVICE_LIMIT: { status: 402, exit: 1, description: "The vault has enrolled as many devices as its subscription's plan allows; a new version of an enrolled device's WL3 is still accepted. Upgrade the plan or its quantity." },
+  CLA_ERR_PLAN_VAULT_LIMIT: { status: 402, exit: 1, description: "The subscription pays for as many vaults as its plan and quantity allow; link the vault to another subscription or raise the plan or quantity." },
   CLA_ERR_SUBSCRIPTION_INACTIVE: { status: 402, exit: 2, description: "The vault's subscription is missing or not active/trialing; it cannot register credentials." },
   CLA_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, exit: 2, description: 'The request body has a content type this route does not take (send application/json).' },
   CLA_ERR_WEBAUTHN_FAILED: { status: 401, exit: 2, description: 'A WebAuthn ceremony failed: unknown or expired challenge, or the response did not verify.' },

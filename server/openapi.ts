@@ -15,6 +15,7 @@ import {
   Registered,
   SyncQuery,
   SyncResponse,
+  VaultStatusResponse,
   Wl3Binary,
   Wl3Query,
   registerBody,
@@ -182,6 +183,22 @@ export function buildOpenApi(opts: { maxWl3Bytes?: number } = {}): Record<string
               content: { 'application/json': { schema: json(SyncResponse) } },
             },
             ...errors(ROUTE_ERRORS.sync),
+          },
+        },
+      },
+      '/api/v1/vault/status': {
+        get: {
+          operationId: 'vaultStatus',
+          summary:
+            "The key's vault: its subscription (status, period, scheduled change), plan, limits and usage",
+          security,
+          responses: {
+            '200': {
+              description:
+                'What the vault needs to show "your subscription ends on …" or "3 of 5 devices" without billing logic of its own.',
+              content: { 'application/json': { schema: json(VaultStatusResponse) } },
+            },
+            ...errors(ROUTE_ERRORS.vaultStatus),
           },
         },
       },

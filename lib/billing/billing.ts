@@ -8,6 +8,8 @@
 //   snapshots.ts     Paddle's snapshots (webhook data) applied to our rows
 //   reports.ts       the customer tree and revenue by discount
 //   duplicates.ts    more than one Paddle object for one row: found, the safe ones archived
+//   plans.ts         plans (tiers): prices and limits, ours only
+//   entitlements.ts  what a subscription's items entitle it to (lib/credentials enforces)
 //
 // What differs per entity is in its description (entities.ts and the entities-*.ts files),
 // never in these.
@@ -18,8 +20,10 @@ import { systemClock, type Clock } from './clock.js'
 import { mapCtx, retryDefaults, type BillingContext, type RetryOptions } from './context.js'
 import { Crud, type PendingRow, type PublicRow } from './crud.js'
 import { findDuplicates, type DuplicateReport } from './duplicates.js'
+import { entitlementsOf, type Entitlements } from './entitlements.js'
 import type { EntityName, EntitySpec, PaddleObj } from './entities.js'
 import type { PaddleClient } from './paddle-client.js'
+import { createPlan, getPlan, listPlans, updatePlan, type Plan } from './plans.js'
 import { Pusher } from './push.js'
 import { customerTree, revenueByDiscount, type CustomerNode, type RevenueRow } from './reports.js'
 import { RetryWorker, type RetryReport } from './retry-worker.js'
@@ -28,6 +32,8 @@ import { applySnapshot, type ParkedSnapshot } from './snapshots.js'
 export type { RetryOptions } from './context.js'
 export type { PendingRow, PublicRow } from './crud.js'
 export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
+export type { Entitlements, PlanUse } from './entitlements.js'
+export type { Plan, PlanCreate, PlanUpdate } from './plans.js'
 export type { CustomerNode, RevenueRow } from './reports.js'
 export type { RetryReport } from './retry-worker.js'
 export type { ParkedSnapshot } from './snapshots.js'
@@ -188,6 +194,30 @@ export class Billing {
           at: this.clock.now() * 1000,
         }),
     })
+  }
+
+  // --- plans (ours only, never at Paddle) -----------------------------------------------
+  /** Creates a plan: a name, the recurring prices that sell it, its limits (plans.ts). */
+  createPlan(input: unknown, opts: { actor?: string } = {}): Plan {
+    return createPlan(this.db, input, { ...opts, clock: this.clock })
+  }
+
+  /** Changes a plan's name, prices, limits or status (archived: sold no more). */
+  updatePlan(id: string, patch: unknown, opts: { actor?: string } = {}): Plan {
+    return updatePlan(this.db, id, patch, { ...opts, clock: this.clock })
+  }
+
+  getPlan(id: string): Plan | undefined {
+    return getPlan(this.db, id)
+  }
+
+  listPlans(opts: { archived?: boolean } = {}): Plan[] {
+    return listPlans(this.db, opts)
+  }
+
+  /** A subscription's limits from its items' plans; undefined when it does not exist. */
+  entitlements(subscriptionId: string): Entitlements | undefined {
+    return entitlementsOf(this.db, subscriptionId)
   }
 
   // --- queries ---------------------------------------------------------------------------

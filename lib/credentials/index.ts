@@ -12,6 +12,7 @@ import {
   type Wl3,
 } from './registry.js'
 import { syncStatus, type SyncStatus } from './sync-status.js'
+import { vaultStatus, type VaultStatus } from './vault-status.js'
 import {
   authenticateVaultKey,
   authenticateVaultRequest,
@@ -31,6 +32,8 @@ import {
 } from './vaults.js'
 
 export * from './keys.js'
+export * from './limits.js'
+export * from './vault-status.js'
 export * from './registry.js'
 export * from './sync-status.js'
 export * from './vaults.js'
@@ -72,6 +75,10 @@ export class Credentials {
   }
   revokeApiKey(keyId: string, opts?: ActorOption): ApiKeyInfo {
     return revokeApiKey(this.db, keyId, opts)
+  }
+  /** The vault's subscription, plan, limits and usage (GET /api/v1/vault/status). */
+  vaultStatus(vaultId: string): VaultStatus {
+    return vaultStatus(this.db, vaultId)
   }
   listApiKeys(vaultId: string): ApiKeyInfo[] {
     return listApiKeys(this.db, vaultId)

@@ -11,7 +11,7 @@
 // A registration is visible everywhere or nowhere. Its order, so that bad input changes
 // nothing:
 //   1. check P0 (reserved ones refused), WL3 size, vault, a replayed idempotency key,
-//      subscription status and ownership (no writes);
+//      subscription status, ownership and the plan's device limit (no writes);
 //   2. store.put with an inTransaction hook: the blob's index row, the credentials row and
 //      the audit event commit in ONE transaction. If the hook fails (ownership lost to a
 //      racing process, a constraint, the disk full), the put rejects and the blob — a sealed
@@ -33,6 +33,7 @@ import { nowMicros } from '../db/open.js'
 import { appendEvent } from '../audit/log.js'
 import { validateClientP0 } from '../store/p0.js'
 import type { BlobInfo, PutOptions } from '../store/index.js'
+import { requireDeviceRoom } from './limits.js'
 import { requireActiveSubscription, requireVault } from './vaults.js'
 
 /** The part of lib/store's BlobStore the registry uses. */
@@ -189,6 +190,7 @@ export class CredentialRegistry {
       const raced = replay() // a retry that waited behind its first attempt
       if (raced) return raced
       this.#refuseIfTaken(p0, vault.customer_id)
+      requireDeviceRoom(this.db, vault, p0) // before writing: a refusal stores nothing
       let done: RegisteredCredential | undefined
       let info: BlobInfo
       try {
@@ -196,6 +198,8 @@ export class CredentialRegistry {
           // runs in the transaction that indexes the blob: all of it commits, or none
           inTransaction: (blob) => {
             this.#refuseIfTaken(p0, vault.customer_id)
+            // again where it counts: two new devices racing for the last place
+            requireDeviceRoom(this.db, vault, p0)
             this.db
               .prepare(
                 'INSERT INTO credentials (p0, vault_id, customer_id, blob_seq, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)',

@@ -1,6 +1,7 @@
 // Vaults and their API keys (tables `vaults`, `vault_api_keys`).
 //
-// A vault belongs to one customer and is paid for by one subscription. Each vault has
+// A vault belongs to one customer and is paid for by one subscription, within the vault
+// limit of that subscription's plan (limits.ts). Each vault has
 // any number of API keys; a key authenticates as its vault and is scoped to the vault's
 // customer. Keys are stored hashed and shown once (lib/credentials/keys.ts).
 //
@@ -14,6 +15,7 @@ import { nowMicros } from '../db/open.js'
 import { ClavitorError, claError } from '../errors.js'
 import { appendEvent } from '../audit/log.js'
 import { apiKeyIdOf, bearerToken, generateApiKey, parseApiKey, secretMatches } from './keys.js'
+import { requireVaultRoom } from './limits.js'
 
 /** Subscription statuses that allow registering credentials. */
 export const ACTIVE_SUBSCRIPTION_STATUSES: readonly string[] = ['active', 'trialing']
@@ -144,6 +146,7 @@ export function createVault(
       }
     }
     if (getVault(db, id)) throw claError('CLA_ERR_EXISTS', `vault ${id} exists already`)
+    if (subscriptionId !== null) requireVaultRoom(db, subscriptionId)
     const vault: Vault = {
       id,
       customer_id: customerId,
@@ -187,6 +190,8 @@ export function setVaultSubscription(
             `subscription ${subscriptionId} does not belong to the vault's customer or its parents`,
           )
         }
+        // re-linking to the subscription it has already is no new vault for the plan
+        if (v.subscription_id !== subscriptionId) requireVaultRoom(db, subscriptionId)
       }
       db.prepare('UPDATE vaults SET subscription_id = ? WHERE id = ?').run(subscriptionId, vaultId)
       appendEvent(db, {

@@ -24,6 +24,26 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
       CREATE UNIQUE INDEX credentials_idempotency ON credentials (vault_id, idempotency_key)
         WHERE idempotency_key IS NOT NULL;`,
   },
+  // plans (tiers, lib/billing/plans.ts): ours only, never at Paddle. A price sells at most
+  // one plan (price_id is the key), so a subscription item names its plan without doubt.
+  {
+    version: 4,
+    sql: () => `
+      CREATE TABLE plans (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT,
+        max_vaults INTEGER,                -- per unit of quantity; NULL = no limit
+        max_devices_per_vault INTEGER,     -- NULL = no limit
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'archived')),
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE plan_prices (
+        price_id TEXT PRIMARY KEY,         -- our price id
+        plan_id TEXT NOT NULL REFERENCES plans (id)
+      ) STRICT;
+      CREATE INDEX plan_prices_plan ON plan_prices (plan_id);`,
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -1,11 +1,12 @@
-// `clavitor billing create|update|show|list|pending|retry|duplicates|tree|revenue` (the dual-write
-// layer, lib/billing) and `clavitor paddle fake` (the local fake Paddle for tests and demos).
+// `clavitor billing create|update|show|list|pending|retry|duplicates|tree|revenue|plan|entitlements`
+// (the dual-write layer and plans, lib/billing) and `clavitor paddle fake` (the local fake Paddle for tests and demos).
 // Paddle is configured by flags or CLAVITOR_PADDLE_* (see docs/billing.md, docs/cli.md).
 import { Option, type Command } from 'commander'
 import type { Core } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { splitSecrets, type PaddleConfig } from '../../lib/billing/config.js'
 import { ENTITY_NAMES } from '../../lib/billing/entities.js'
+import type { Plan } from '../../lib/billing/plans.js'
 import { startFakePaddle } from '../fake-paddle/server.js'
 import {
   action,
@@ -301,6 +302,8 @@ export function register(program: Command): void {
       ),
     )
 
+  registerPlans(billing)
+
   const paddle = program.command('paddle').description('Paddle tools')
   paddle
     .command('fake')
@@ -341,5 +344,142 @@ export function register(program: Command): void {
           })
         },
       ),
+    )
+}
+
+/** A limit flag: a whole number, or "none" for no limit. */
+function limitOption(name: string, v: string | undefined): number | null | undefined {
+  if (v === undefined) return undefined
+  if (v === 'none') return null
+  if (!/^\d+$/.test(v))
+    throw claError('CLA_ERR_INVALID_OPTION', `${name} must be a whole number or "none", got "${v}"`)
+  return Number(v)
+}
+
+interface PlanFlags {
+  data: string
+  name?: string
+  price?: string[]
+  maxVaults?: string
+  maxDevicesPerVault?: string
+  description?: string
+  json?: boolean
+}
+
+function planInput(o: PlanFlags): Record<string, unknown> {
+  const input: Record<string, unknown> = {}
+  if (o.name !== undefined) input.name = o.name
+  if (o.price !== undefined) input.price_ids = o.price
+  const vaults = limitOption('--max-vaults', o.maxVaults)
+  if (vaults !== undefined) input.max_vaults = vaults
+  const devices = limitOption('--max-devices-per-vault', o.maxDevicesPerVault)
+  if (devices !== undefined) input.max_devices_per_vault = devices
+  if (o.description !== undefined) input.description = o.description
+  return input
+}
+
+function printPlan(p: Plan): void {
+  const lim = (n: number | null) => (n === null ? 'none' : String(n))
+  process.stdout.write(
+    `${p.id}  ${p.status.padEnd(8)} ${p.name}  vaults/unit=${lim(p.max_vaults)} devices/vault=${lim(p.max_devices_per_vault)}  prices=${p.price_ids.join(',')}\n`,
+  )
+}
+
+/** `clavitor billing plan create|update|archive|list|show` and `billing entitlements`. */
+function registerPlans(billing: Command): void {
+  const plan = billing
+    .command('plan')
+    .description('plans (tiers): the prices that sell them and their limits; ours, never at Paddle')
+  const limitFlags = (c: Command) =>
+    c
+      .option('--max-vaults <n|none>', 'vaults one unit (quantity 1) pays for')
+      .option('--max-devices-per-vault <n|none>', 'device P0s each vault may enrol')
+      .option('--description <text>', 'a note for admins')
+      .addOption(dataOption())
+      .addOption(jsonOption())
+
+  limitFlags(
+    plan
+      .command('create')
+      .description('create a plan; prints it')
+      .requiredOption('--name <name>', 'the plan name, e.g. "Team"')
+      .requiredOption('--price <id...>', "recurring price id(s) that sell it (ours or Paddle's)"),
+  ).action(
+    action(async (o: PlanFlags) => {
+      const input = planInput(o)
+      for (const [flag, key] of [
+        ['--max-vaults', 'max_vaults'],
+        ['--max-devices-per-vault', 'max_devices_per_vault'],
+      ] as const) {
+        if (!(key in input))
+          throw claError('CLA_ERR_INVALID_OPTION', `${flag} is required (a number, or "none")`)
+      }
+      const p = await withCore(o.data, (core) => core.billing.createPlan(input, { actor: 'cli' }))
+      if (o.json) return printJson(p)
+      printPlan(p)
+    }),
+  )
+
+  limitFlags(
+    plan
+      .command('update')
+      .description('change a plan; a lower limit keeps what exists and refuses new vaults/devices')
+      .argument('<plan-id>', 'pln_…')
+      .option('--name <name>', 'new name')
+      .option('--price <id...>', 'the whole new list of prices'),
+  ).action(
+    action(async (id: string, o: PlanFlags) => {
+      const p = await withCore(o.data, (core) =>
+        core.billing.updatePlan(id, planInput(o), { actor: 'cli' }),
+      )
+      if (o.json) return printJson(p)
+      printPlan(p)
+    }),
+  )
+
+  plan
+    .command('archive')
+    .description('stop selling a plan; subscriptions on it keep their limits')
+    .argument('<plan-id>', 'pln_…')
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (id: string, o: { data: string; json?: boolean }) => {
+        const p = await withCore(o.data, (core) =>
+          core.billing.updatePlan(id, { status: 'archived' }, { actor: 'cli' }),
+        )
+        if (o.json) return printJson(p)
+        printPlan(p)
+      }),
+    )
+
+  plan
+    .command('list')
+    .description('plans by name')
+    .option('--archived', 'include archived plans')
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (o: { data: string; archived?: boolean; json?: boolean }) => {
+        const rows = await withCore(o.data, (core) =>
+          core.billing.listPlans({ archived: Boolean(o.archived) }),
+        )
+        if (o.json) return printJson(rows)
+        if (rows.length === 0) return void process.stdout.write('no plans\n')
+        for (const p of rows) printPlan(p)
+      }),
+    )
+
+  billing
+    .command('entitlements')
+    .description("a subscription's limits from its items' plans, as JSON")
+    .argument('<subscription-id>', 'our id (sbs_…)')
+    .addOption(dataOption())
+    .action(
+      action(async (id: string, o: { data: string }) => {
+        const e = await withCore(o.data, (core) => core.billing.entitlements(id))
+        if (!e) throw claError('CLA_ERR_NOT_FOUND', `subscription ${id} does not exist`)
+        printJson(e)
+      }),
     )
 }

@@ -1,4 +1,4 @@
-// `clavitor vault create|key|revoke-key|list`: vaults and their API keys (lib/credentials),
+// `clavitor vault create|key|revoke-key|list|status`: vaults and their API keys (lib/credentials),
 // for operators and the demo, without the admin UI.
 import { Option, type Command } from 'commander'
 import { action, dataOption, jsonOption, printJson, withCore } from './common.js'
@@ -107,6 +107,35 @@ export function register(program: Command): void {
               `credentials=${v.credentials} keys=${v.active_keys}  ${v.name}\n`,
           )
         }
+      }),
+    )
+
+  vault
+    .command('status')
+    .description(
+      "what the vault's own key reads at GET /api/v1/vault/status: subscription, plan, limits, usage",
+    )
+    .argument('<vault-id>', 'the vault (vlt_…)')
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (vaultId: string, opts: { data: string; json?: boolean }) => {
+        const s = await withCore(opts.data, (core) => core.credentials.vaultStatus(vaultId))
+        if (opts.json) return printJson(s)
+        const lim = (n: number | null) => (n === null ? 'no limit' : String(n))
+        const sub = s.subscription
+        const plans = s.plans.map((p) => (p.quantity > 1 ? `${p.name} ×${p.quantity}` : p.name))
+        process.stdout.write(
+          [
+            `vault ${s.vault.id} (${s.vault.name}) of ${s.vault.customer_id}`,
+            sub
+              ? `subscription ${sub.id}: ${sub.status}${sub.current_period_ends_at ? `, period ends ${sub.current_period_ends_at}` : ''}${sub.scheduled_change ? `, scheduled ${JSON.stringify(sub.scheduled_change)}` : ''}`
+              : 'subscription: none (cannot register)',
+            `plan: ${plans.length ? plans.join(', ') : 'none (no limits enforced)'}`,
+            `vaults: ${s.usage.vaults} of ${lim(s.limits.max_vaults)}`,
+            `devices: ${s.usage.devices} of ${lim(s.limits.max_devices_per_vault)} (new device ${s.can_enrol_device ? 'allowed' : 'refused'})`,
+          ].join('\n') + '\n',
+        )
       }),
     )
 }

@@ -189,6 +189,80 @@ export const SyncResponse = Type.Object(
   { additionalProperties: false },
 )
 
+const NullableText = Type.Union([Type.String(), Type.Null()])
+
+export const VaultStatusResponse = Type.Object(
+  {
+    vault: Type.Object(
+      { id: Type.String(), name: Type.String(), customer_id: Type.String() },
+      { additionalProperties: false },
+    ),
+    subscription: Type.Union(
+      [
+        Type.Object(
+          {
+            id: Type.String(),
+            status: Type.String({
+              description: "Paddle's status: active, trialing, past_due, paused, canceled.",
+            }),
+            collection_mode: Type.String({ description: 'automatic (card) or manual (invoice).' }),
+            current_period_starts_at: NullableText,
+            current_period_ends_at: NullableText,
+            next_billed_at: NullableText,
+            canceled_at: NullableText,
+            paused_at: NullableText,
+            scheduled_change: Type.Union(
+              [Type.Object({}, { additionalProperties: true }), Type.Null()],
+              {
+                description:
+                  'A change Paddle will make ({action: cancel | pause | resume, effective_at, resume_at}), or null.',
+              },
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        Type.Null(),
+      ],
+      { description: 'Null when the vault has no subscription (it cannot register).' },
+    ),
+    active: Type.Boolean({
+      description: 'The subscription lets the vault register (active or trialing).',
+    }),
+    plans: Type.Array(
+      Type.Object(
+        { id: Type.String(), name: Type.String(), quantity: Type.Integer({ minimum: 1 }) },
+        { additionalProperties: false },
+      ),
+      {
+        description: "The plans the subscription's items sell; empty: no plan, no limits enforced.",
+      },
+    ),
+    limits: Type.Object(
+      {
+        max_vaults: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+          description: 'Vaults the subscription pays for; null = no limit.',
+        }),
+        max_devices_per_vault: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+          description: 'Devices (P0s) each vault may enrol; null = no limit.',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+    usage: Type.Object(
+      {
+        vaults: Type.Integer({ minimum: 0, description: 'Vaults on this subscription.' }),
+        devices: Type.Integer({ minimum: 0, description: 'Devices (P0s) enrolled in this vault.' }),
+      },
+      { additionalProperties: false },
+    ),
+    can_enrol_device: Type.Boolean({
+      description:
+        'A new device may be enrolled now (active and under the device limit). New versions of enrolled devices are never refused for a limit.',
+    }),
+  },
+  { additionalProperties: false },
+)
+
 const KEY_ERRORS = [
   'CLA_ERR_API_KEY_MISSING',
   'CLA_ERR_API_KEY_INVALID',
@@ -202,7 +276,10 @@ const COMMON = [
 ] as const
 
 /** The error codes each route can answer (all with ErrorBody), for the schemas and the docs. */
-export const ROUTE_ERRORS: Record<'register' | 'list' | 'wl3' | 'sync', readonly ErrorCode[]> = {
+export const ROUTE_ERRORS: Record<
+  'register' | 'list' | 'wl3' | 'sync' | 'vaultStatus',
+  readonly ErrorCode[]
+> = {
   register: [
     ...COMMON,
     'CLA_ERR_INVALID_P0',
@@ -210,6 +287,7 @@ export const ROUTE_ERRORS: Record<'register' | 'list' | 'wl3' | 'sync', readonly
     'CLA_ERR_PAYLOAD_TOO_LARGE',
     'CLA_ERR_UNSUPPORTED_MEDIA_TYPE',
     'CLA_ERR_SUBSCRIPTION_INACTIVE',
+    'CLA_ERR_PLAN_DEVICE_LIMIT',
     'CLA_ERR_CREDENTIAL_P0_TAKEN',
     'CLA_ERR_IDEMPOTENCY_CONFLICT',
     'CLA_ERR_NOT_FOUND',
@@ -218,6 +296,7 @@ export const ROUTE_ERRORS: Record<'register' | 'list' | 'wl3' | 'sync', readonly
   list: [...COMMON, 'CLA_ERR_CREDENTIAL_FORBIDDEN'],
   wl3: [...COMMON, 'CLA_ERR_INVALID_P0', 'CLA_ERR_P0_RESERVED', 'CLA_ERR_NOT_FOUND'],
   sync: [...COMMON],
+  vaultStatus: [...COMMON],
 }
 
 /** The HTTP statuses of a list of codes, ascending, each once. */

@@ -5,6 +5,7 @@
 //   GET  /api/v1/credentials?customer=… → {items, next}
 //   GET  /api/v1/credentials/wl3?p0=…[&version=N] → raw WL3 bytes, ETag "sha256"
 //   GET  /api/v1/credentials/sync       → {pops, items, next}
+//   GET  /api/v1/vault/status           → the key's vault: subscription, plan, limits, usage
 //
 // Hook order per request: rate limit per client IP (onRequest) → key check (preParsing,
 // before the body is read; refusals audited by lib/credentials) → rate limit per verified
@@ -24,6 +25,7 @@ import {
   RegisterHeaders,
   SyncQuery,
   SyncResponse,
+  VaultStatusResponse,
   Wl3Binary,
   Wl3Query,
   errorResponses,
@@ -241,6 +243,20 @@ export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = a
       },
     },
     async (req) => creds.syncStatus(authOf(req).customerId, pageOpts(req.query)),
+  )
+
+  app.get(
+    '/api/v1/vault/status',
+    {
+      schema: {
+        response: { 200: VaultStatusResponse, ...errorResponses(ROUTE_ERRORS.vaultStatus) },
+      },
+    },
+    async (req, reply) => {
+      // what the vault shows its users changes with billing: never from a cache
+      reply.header('cache-control', 'private, no-store')
+      return creds.vaultStatus(authOf(req).vaultId)
+    },
   )
 }
 

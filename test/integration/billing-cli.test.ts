@@ -220,3 +220,147 @@ t.test('core serve: webhooks over HTTP, SIGTERM shuts down cleanly', async (t) =
   )
   t.match(res.stdout, /shutting down/)
 })
+
+t.test('billing plan create / update / list / archive, entitlements, vault status', async (t) => {
+  const fake = await startFakePaddle()
+  t.teardown(() => fake.close())
+  const data = tempDir(t)
+  const env = {
+    ...process.env,
+    CLAVITOR_PADDLE_API_URL: fake.url,
+    CLAVITOR_PADDLE_API_KEY: 'k',
+    CLAVITOR_DATA: data,
+  }
+  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  const json = async (...args: string[]) => {
+    const r = await run(...args)
+    t.equal(r.exitCode, 0, `${args.slice(0, 3).join(' ')}: ${r.stderr}`)
+    return JSON.parse(r.stdout)
+  }
+  const product = await json(
+    'billing',
+    'create',
+    'products',
+    '--json',
+    '{"name":"Vault","tax_category":"saas"}',
+  )
+  const price = await json(
+    'billing',
+    'create',
+    'prices',
+    '--json',
+    JSON.stringify({
+      product_id: product.id,
+      description: 'Team monthly',
+      unit_amount: '900',
+      currency_code: 'EUR',
+      billing_interval: 'month',
+    }),
+  )
+  const plan = await json(
+    'billing',
+    'plan',
+    'create',
+    '--name',
+    'Team',
+    '--price',
+    price.id,
+    '--max-vaults',
+    '1',
+    '--max-devices-per-vault',
+    'none',
+    '--json',
+  )
+  t.match(plan, { name: 'Team', max_vaults: 1, max_devices_per_vault: null, price_ids: [price.id] })
+
+  const missing = await run(
+    'billing',
+    'plan',
+    'create',
+    '--name',
+    'X',
+    '--price',
+    price.id,
+    '--max-vaults',
+    '1',
+  )
+  t.equal(missing.exitCode, 2)
+  t.match(missing.stderr, /^clavitor: CLA_ERR_INVALID_OPTION: --max-devices-per-vault is required/)
+  const badLimit = await run('billing', 'plan', 'update', plan.id, '--max-vaults', 'lots')
+  t.equal(badLimit.exitCode, 2)
+  t.match(badLimit.stderr, /--max-vaults must be a whole number or "none"/)
+
+  const updated = await run('billing', 'plan', 'update', plan.id, '--max-devices-per-vault', '4')
+  t.equal(updated.exitCode, 0, updated.stderr)
+  t.match(
+    updated.stdout,
+    new RegExp(`^${plan.id}  active   Team  vaults/unit=1 devices/vault=4  prices=${price.id}$`),
+  )
+
+  const customer = await json(
+    'billing',
+    'create',
+    'customers',
+    '--json',
+    '{"email":"team@example.com","name":"T"}',
+  )
+  const address = await json(
+    'billing',
+    'create',
+    'addresses',
+    '--json',
+    JSON.stringify({ customer_id: customer.id, country_code: 'DE' }),
+  )
+  const sub = await json(
+    'billing',
+    'create',
+    'subscriptions',
+    '--json',
+    JSON.stringify({
+      customer_id: customer.id,
+      address_id: address.id,
+      currency_code: 'EUR',
+      items: [{ price_id: price.id, quantity: 1 }],
+    }),
+  )
+  t.match(await json('billing', 'entitlements', sub.id), {
+    subscription_id: sub.id,
+    planned: true,
+    max_vaults: 1,
+    max_devices_per_vault: 4,
+  })
+  const v = await json(
+    'vault',
+    'create',
+    '--customer',
+    customer.id,
+    '--subscription',
+    sub.id,
+    '--name',
+    'one',
+    '--json',
+  )
+  const second = await run(
+    'vault',
+    'create',
+    '--customer',
+    customer.id,
+    '--subscription',
+    sub.id,
+    '--name',
+    'two',
+  )
+  t.equal(second.exitCode, 1)
+  t.match(
+    second.stderr,
+    /^clavitor: CLA_ERR_PLAN_VAULT_LIMIT: subscription .* pays for 1 vault\(s\) on plan Team and has 1/,
+  )
+  const status = await run('vault', 'status', v.id)
+  t.equal(status.exitCode, 0, status.stderr)
+  t.match(status.stdout, /plan: Team\nvaults: 1 of 1\ndevices: 0 of 4 \(new device allowed\)/)
+
+  const archived = await json('billing', 'plan', 'archive', plan.id, '--json')
+  t.equal(archived.status, 'archived')
+  t.equal((await json('billing', 'plan', 'list', '--archived', '--json')).length, 1)
+  t.equal((await json('billing', 'entitlements', sub.id)).max_vaults, 1, 'archived: limits kept')
+})

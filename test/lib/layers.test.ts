@@ -12,7 +12,7 @@ const ALLOWED: Record<string, string[]> = {
   auth: ['audit', 'db', 'errors'],
   'core-sync': ['audit', 'auth', 'db', 'errors', 'store'],
   'pop-sync': ['audit', 'core-sync', 'db', 'errors', 'log', 'store'],
-  credentials: ['audit', 'db', 'errors', 'store'],
+  credentials: ['audit', 'billing', 'db', 'errors', 'store'],
   admin: ['audit', 'billing', 'db', 'errors', 'store'],
 }
 

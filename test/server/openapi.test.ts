@@ -21,6 +21,7 @@ t.test('every credentials route is documented with auth, request and responses',
     ['/api/v1/credentials', 'get', ROUTE_ERRORS.list],
     ['/api/v1/credentials/wl3', 'get', ROUTE_ERRORS.wl3],
     ['/api/v1/credentials/sync', 'get', ROUTE_ERRORS.sync],
+    ['/api/v1/vault/status', 'get', ROUTE_ERRORS.vaultStatus],
   ] as const
   for (const [path, method, codes] of ops) {
     const op = doc.paths[path]?.[method]

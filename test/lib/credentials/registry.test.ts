@@ -57,7 +57,7 @@ t.test('register stores a sealed .cla and links it; a second WL3 adds a version'
   t.equal(r2.version, 2)
   t.ok(r2.seq > r1.seq)
   t.ok(r2.created_at > r1.created_at)
-  t.same(f.counts(), { credentials: 2, blobs: 2, files: 2, vaults: 3, keys: 0 })
+  t.same(f.counts(), { credentials: 2, blobs: 2, published: 2, files: 2, vaults: 3, keys: 0 })
 
   const latest = await f.credentials.latestWl3('acme', p0)
   t.match(latest, { version: 2, versions: 2, seq: r2.seq, sha256: sha(w2) })
