@@ -34,6 +34,7 @@ import { PopApiClient } from '../../lib/auth/pop-client.js'
 import { scanAnchors, startAnchorTimer, writeAnchor } from '../../lib/audit/anchor.js'
 import { verifyChain } from '../../lib/audit/log.js'
 import { openPop, type Pop } from '../../lib/pop.js'
+import type { VaultStatus } from '../../lib/credentials/vault-status.js'
 import { makeKeyRing } from '../../lib/store/keys.js'
 import type { RunOutcome } from '../../lib/pop-sync/agent.js'
 import { listPopSyncStates } from '../../lib/core-sync/pop-state.js'
@@ -420,6 +421,23 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (t) => `${t.msp} → ${t.customer} → ${t.department}; ${t.price}`,
     )
 
+    // a plan (tier): the price sells it, with its limits ----------------------------------
+    const nP0 = opts.credentials ?? 5
+    const plan = await steps.run(
+      'plan "Team" sold by the price (limits: 1 vault, devices per vault)',
+      () =>
+        b.createPlan(
+          {
+            name: 'Team',
+            price_ids: [tree.price],
+            max_vaults: 1,
+            max_devices_per_vault: nP0 + 1,
+          },
+          { actor: 'demo' },
+        ),
+      (p) => `${p.id}: ${p.max_vaults} vault, ${p.max_devices_per_vault} devices per vault`,
+    )
+
     // subscription through a billed transaction; wait until linked and active ---------------
     const sub = await steps.run(
       'subscription (Billing → fake Paddle → webhook), linked and active',
@@ -467,7 +485,6 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
     )
 
     // credentials over HTTP ----------------------------------------------------------
-    const nP0 = opts.credentials ?? 5
     const latest = new Map<string, Registered>()
     let registrations = 0
     await steps.run(
@@ -504,6 +521,32 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
         }
       },
       () => `${registrations} registrations, ${latest.size} P0s (one with 2 versions)`,
+    )
+
+    // the plan's limits: what the vault reads, and a second vault refused ------------------
+    const limits = await steps.run(
+      'plan limits (GET /api/v1/vault/status; a second vault refused)',
+      async () => {
+        const res = await fetch(`${coreLocal}/api/v1/vault/status`, {
+          headers: { authorization: `Bearer ${vault.key}` },
+        })
+        const status = (await res.json()) as VaultStatus
+        if (res.status !== 200) throw new Error(`vault status: HTTP ${res.status}`)
+        let refused = ''
+        try {
+          core.credentials.createVault({
+            customerId: tree.customer,
+            subscriptionId: String(sub.id),
+            name: 'one vault too many',
+            actor: 'demo',
+          })
+        } catch (err) {
+          refused = (err as { code?: string }).code ?? String(err)
+        }
+        return { status, refused }
+      },
+      (l) =>
+        `${l.status.plans.map((p) => p.name).join(', ')}: vaults ${l.status.usage.vaults}/${l.status.limits.max_vaults}, devices ${l.status.usage.devices}/${l.status.limits.max_devices_per_vault}; 2nd vault: ${l.refused || 'NOT refused'}`,
     )
 
     // an audit anchor into the WORM store (what `core serve` does every 10 minutes) -------
@@ -647,6 +690,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           detail: `${String(subRow.id)} ${String(subRow.status)}, ${String(subRow.state)} as ${String(subRow.paddle_id)}`,
         },
         { name: 'no pending dual-writes', ok: pending === 0, detail: `${pending} pending` },
+        {
+          name: 'plan limits enforced',
+          ok:
+            limits.refused === 'CLA_ERR_PLAN_VAULT_LIMIT' &&
+            limits.status.plans[0]?.id === plan.id &&
+            limits.status.usage.devices === latest.size &&
+            limits.status.can_enrol_device,
+          detail: `${plan.name}: 2nd vault ${limits.refused || 'not refused'}, ${limits.status.usage.devices}/${String(limits.status.limits.max_devices_per_vault)} devices`,
+        },
         ...popReports.map((p) => ({
           name: `${p.id} converged`,
           ok: p.converged && p.lag_us === 0,
