@@ -27,6 +27,8 @@ export const AUDIT_KINDS = {
     'More than one Paddle object for one billing row: the unused extras archived, or an alarm when a person is needed (a second transaction, an object in use) (lib/billing/duplicates.ts)',
   'plan.create': 'A plan (tier: prices and limits) created (lib/billing/plans.ts)',
   'plan.update': "A plan's name, prices, limits or status changed (lib/billing/plans.ts)",
+  'subscription.change':
+    'A subscription action decided here (cancel, pause, resume, items, discount) or a waiting one discarded (lib/billing/subscription-lifecycle.ts)',
   'audit.alarm': 'A file at the audit anchor P0 that the anchor writer did not make (lib/audit)',
 } as const
 

@@ -25,6 +25,9 @@ import type { EntityName, EntitySpec, PaddleObj } from './entities.js'
 import type { PaddleClient } from './paddle-client.js'
 import { createPlan, getPlan, listPlans, updatePlan, type Plan } from './plans.js'
 import { Pusher } from './push.js'
+import { load } from './context.js'
+import { subscriptions } from './entities-subscriptions.js'
+import { discardChange, parseAction, writeChange } from './subscription-lifecycle.js'
 import { customerTree, revenueByDiscount, type CustomerNode, type RevenueRow } from './reports.js'
 import { RetryWorker, type RetryReport } from './retry-worker.js'
 import { applySnapshot, type ParkedSnapshot } from './snapshots.js'
@@ -34,6 +37,7 @@ export type { PendingRow, PublicRow } from './crud.js'
 export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
 export type { Entitlements, PlanUse } from './entitlements.js'
 export type { Plan, PlanCreate, PlanUpdate } from './plans.js'
+export type { SubscriptionAction } from './subscription-lifecycle.js'
 export type { CustomerNode, RevenueRow } from './reports.js'
 export type { RetryReport } from './retry-worker.js'
 export type { ParkedSnapshot } from './snapshots.js'
@@ -194,6 +198,55 @@ export class Billing {
           at: this.clock.now() * 1000,
         }),
     })
+  }
+
+  // --- the subscription's life, led by us -------------------------------------------------
+  /**
+   * Cancels, pauses, resumes, changes the items of, or sets the discount of a subscription
+   * (subscription-lifecycle.ts): checked against our row, written there first (pending,
+   * audited), then pushed to Paddle; Paddle failing leaves it pending (retried) or failed.
+   * `input` is `{action: 'cancel', effective_from}`, `{action: 'pause', effective_from,
+   * resume_at?}`, `{action: 'resume'}`, `{action: 'change_items', items,
+   * proration_billing_mode}` or `{action: 'set_discount', discount_id, effective_from}`.
+   */
+  async changeSubscription(
+    id: string,
+    input: unknown,
+    opts: { actor?: string } = {},
+  ): Promise<PublicRow> {
+    const a = parseAction(input)
+    this.db
+      .transaction(() => {
+        const row = load(this.ctx, subscriptions, id)
+        if (!row)
+          throw claError('CLA_ERR_NOT_FOUND', `subscription ${id} does not exist`, {
+            details: { entity: 'subscriptions', id },
+          })
+        writeChange(this.db, row, a, {
+          nowUs: this.clock.now() * 1000,
+          actor: opts.actor ?? 'system',
+        })
+      })
+      .immediate()
+    await this.pusher.push('subscriptions', id)
+    return this.rows.get('subscriptions', id)
+  }
+
+  /**
+   * Gives up a waiting subscription action (typically one Paddle refused): our row takes
+   * Paddle's state again. Needs Paddle.
+   */
+  async discardSubscriptionChange(id: string, opts: { actor?: string } = {}): Promise<PublicRow> {
+    if (!this.paddle)
+      throw claError(
+        'CLA_ERR_PADDLE_NOT_CONFIGURED',
+        "Paddle is not configured: its state can't be read",
+      )
+    const row = load(this.ctx, subscriptions, id)
+    if (!row) throw claError('CLA_ERR_NOT_FOUND', `subscription ${id} does not exist`)
+    const o = await discardChange(this.paddle, this.ctx.map, row, opts.actor ?? 'system')
+    this.pusher.merge(subscriptions, load(this.ctx, subscriptions, id)!, o, true)
+    return this.rows.get('subscriptions', id)
   }
 
   // --- plans (ours only, never at Paddle) -----------------------------------------------

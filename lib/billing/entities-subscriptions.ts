@@ -15,6 +15,8 @@ import {
   str,
 } from './mapping.js'
 import { checkRefs, loadRow, mspDiscountFor } from './references.js'
+import { HELD_WHILE_CHANGING, sendChange } from './subscription-lifecycle.js'
+import { syncItemsFromPaddle } from './subscription-items.js'
 import { BillingDetails, Currency, CustomData, Id, Item, strict } from './schemas.js'
 
 export const subscriptions: EntitySpec = {
@@ -44,7 +46,7 @@ export const subscriptions: EntitySpec = {
     },
     { ...strict, minProperties: 1 },
   ),
-  json: ['custom_data', 'scheduled_change'],
+  json: ['custom_data', 'scheduled_change', 'pending_change'],
   bool: [],
   prepare(db, c, existing) {
     if (existing) return
@@ -196,8 +198,16 @@ export const subscriptions: EntitySpec = {
       )
     }
     const s = (await p.paddle.get<PaddleObj>(`/subscriptions/${subId}`)).data
-    p.merge(subscriptions, p.load(subscriptions, sub.id)!, s, true)
+    const linked = p.load(subscriptions, sub.id)!
+    if (linked.pending_change == null) return p.merge(subscriptions, linked, s, true)
+    // an action of ours was decided before Paddle made the subscription: link, then send it
+    p.merge(subscriptions, linked, s, false)
+    const withId = p.load(subscriptions, sub.id)!
+    p.merge(subscriptions, withId, (await sendChange(p, withId)) ?? s, true)
   },
+  pushChange: sendChange,
+  heldWhileChanging: HELD_WHILE_CHANGING,
+  afterMerge: syncItemsFromPaddle,
   snapshotRow(db, obj) {
     // Made by Paddle from our transaction: its transaction_id (or our id that Paddle copied
     // from the transaction's custom_data) names our subscription, not yet linked.

@@ -110,6 +110,19 @@ export interface EntitySpec {
   finalStatuses?: readonly string[]
   /** A webhook that links this row (gives it its Paddle id) completes its push: nothing else to send. */
   linkCompletesPush?: boolean
+  /**
+   * Sends a change of ours that is more than a PATCH of the row's fields (a subscription's
+   * cancel, pause, resume, items, discount) and returns Paddle's object to merge; undefined
+   * when there is none waiting (the default PATCH runs).
+   */
+  pushChange?(p: PushCtx, row: Row): Promise<PaddleObj | undefined>
+  /**
+   * Columns that stay ours while the row's `pending_change` is set (an action decided here
+   * and not yet confirmed by Paddle): neither a push's merge nor a webhook changes them.
+   */
+  heldWhileChanging?: readonly string[]
+  /** After Paddle's object was merged into our row (push or webhook): child rows to follow it (subscription items). */
+  afterMerge?(db: Db, row: Row, obj: PaddleObj, ctx: MapCtx): void
 }
 
 /** What an insertNew hook may use: the open transaction's database and the one row insert. */

@@ -134,12 +134,14 @@ export class Pusher {
         obj = (await paddle.get<PaddleObj>(spec.item(row, this.ctx.map, String(row.paddle_id))))
           .data
       } else {
-        obj = (
-          await paddle.patch<PaddleObj>(
-            spec.item(row, this.ctx.map, String(row.paddle_id)),
-            spec.toPaddle(row, this.ctx.map, 'update'),
-          )
-        ).data
+        obj =
+          (await spec.pushChange?.(this.pushCtx(paddle), row)) ??
+          (
+            await paddle.patch<PaddleObj>(
+              spec.item(row, this.ctx.map, String(row.paddle_id)),
+              spec.toPaddle(row, this.ctx.map, 'update'),
+            )
+          ).data
       }
       this.merge(spec, row, obj, true)
       await spec.afterPush?.(this.pushCtx(paddle), row)
@@ -209,7 +211,6 @@ export class Pusher {
     for (const k of spec.paddleOwned) if (k in mapped) cols[k] = mapped[k]
     cols.paddle_id = obj.id
     cols.raw = JSON.stringify(obj)
-    const keys = Object.keys(cols)
     this.ctx.db
       .transaction(() => {
         const cur = load(this.ctx, spec, row.id)
@@ -225,13 +226,17 @@ export class Pusher {
           )
         }
         const unchanged = cur.updated_at === row.updated_at
+        const changing = cur.pending_change != null
+        if (changing) for (const k of spec.heldWhileChanging ?? []) delete cols[k]
+        const keys = Object.keys(cols)
         this.ctx.db
           .prepare(
             `UPDATE ${spec.table} SET ${keys.map((k) => `${k} = @${k}`).join(', ')}
-             ${clear && unchanged ? ', pending_since = NULL, attempts = 0, last_error = NULL, next_attempt_at = NULL, failed_at = NULL' : ''}
+             ${clear && unchanged && !changing ? ', pending_since = NULL, attempts = 0, last_error = NULL, next_attempt_at = NULL, failed_at = NULL' : ''}
              WHERE id = @__id`,
           )
           .run({ ...cols, __id: row.id })
+        if (!changing) spec.afterMerge?.(this.ctx.db, cur, obj, this.ctx.map)
       })
       .immediate()
   }

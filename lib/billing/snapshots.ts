@@ -74,6 +74,7 @@ export function applySnapshot(
         `INSERT INTO ${spec.table} (${keys.join(', ')}) VALUES (${keys.map((k) => '@' + k).join(', ')})`,
       )
       .run(all)
+    spec.afterMerge?.(ctx.db, all as Row, obj, ctx.map)
     return 'inserted'
   }
   for (const k of spec.webhookFixed ?? []) {
@@ -102,6 +103,9 @@ export function applySnapshot(
   }
   if (spec.finalStatuses?.includes(String(row.status)) && cols.status !== undefined)
     cols.status = row.status
+  // an action of ours waits for Paddle: what we decided stays until Paddle confirms it
+  const changing = row.pending_change != null
+  if (changing) for (const k of spec.heldWhileChanging ?? []) delete cols[k]
   cols.paddle_id = obj.id
   cols.raw = JSON.stringify(obj)
   cols.paddle_occurred_at = occurredAt
@@ -113,5 +117,6 @@ export function applySnapshot(
        ${clear ? ', pending_since = NULL, attempts = 0, last_error = NULL, next_attempt_at = NULL' : ''} WHERE id = @__id`,
     )
     .run({ ...cols, __id: row.id })
+  if (!changing) spec.afterMerge?.(ctx.db, row, obj, ctx.map)
   return linking ? 'linked' : 'applied'
 }

@@ -44,6 +44,10 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
       ) STRICT;
       CREATE INDEX plan_prices_plan ON plan_prices (plan_id);`,
   },
+  // the subscription's life led by us (lib/billing/subscription-lifecycle.ts): the action
+  // (cancel, pause, resume, items, discount) decided and written here, not yet confirmed
+  // by Paddle; NULL when none waits
+  { version: 5, sql: () => 'ALTER TABLE subscriptions ADD COLUMN pending_change TEXT;' },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -560,7 +560,6 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
       ['cancel', 'pause', 'resume', 'activate'].includes(sub)
     ) {
       const s = get('subscriptions', id)
-      const to = sub === 'cancel' ? 'canceled' : sub === 'pause' ? 'paused' : 'active'
       if (s.status === 'canceled')
         throw new HttpError(
           400,
@@ -568,7 +567,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           'subscription_locked_canceled',
           'subscription is canceled',
         )
-      return ok(setStatus(s, to))
+      return ok(lifecycle(s, sub, body))
     }
     if (sub)
       throw new HttpError(404, 'request_error', 'not_found', `No route ${method} ${pathname}`)
@@ -888,7 +887,53 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           }
           return ok(publicTxn(o))
         }
-        case 'subscriptions':
+        case 'subscriptions': {
+          if (o.status === 'canceled')
+            throw new HttpError(
+              400,
+              'request_error',
+              'subscription_locked_canceled',
+              'subscription is canceled',
+            )
+          const items = body.items
+          if (items !== undefined) {
+            // Paddle: proration_billing_mode is required when items change
+            if (typeof body.proration_billing_mode !== 'string')
+              throw new HttpError(
+                400,
+                'request_error',
+                'invalid_field',
+                'proration_billing_mode is required when updating items',
+                [{ field: 'proration_billing_mode', message: 'required when items are sent' }],
+              )
+            if (!Array.isArray(items) || items.length === 0)
+              throw new HttpError(
+                400,
+                'request_error',
+                'invalid_field',
+                'items must not be empty',
+                [{ field: 'items', message: 'at least one item' }],
+              )
+            o.items = (items as Array<{ price_id: string; quantity?: number }>).map((it) => {
+              const price = get('prices', String(it.price_id))
+              return {
+                status: 'active',
+                quantity: it.quantity ?? 1,
+                recurring: price.billing_cycle != null,
+                price,
+              }
+            })
+          }
+          if (body.discount !== undefined) {
+            const d = body.discount as { id?: string } | null
+            o.discount = d
+              ? {
+                  id: get('discounts', String(d.id)).id,
+                  starts_at: new Date().toISOString(),
+                  ends_at: null,
+                }
+              : null
+          }
           return ok(
             patchIn(coll, o, body, [
               'custom_data',
@@ -896,10 +941,10 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
               'next_billed_at',
               'address_id',
               'business_id',
-              'discount',
               'scheduled_change',
             ]),
           )
+        }
         default:
           throw new HttpError(
             405,
@@ -915,6 +960,61 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
       'method_not_allowed',
       `${method} ${pathname} is not allowed`,
     )
+  }
+
+  /**
+   * POST /subscriptions/{id}/cancel|pause|resume|activate as Paddle does them: cancel and
+   * pause default to the end of the billing period (a scheduled_change, status unchanged);
+   * `effective_from: immediately` changes the status now. Resume takes `immediately` or a
+   * date (a scheduled resume).
+   */
+  function lifecycle(s: Obj, action: string, body: Record<string, unknown>): Obj {
+    const from = body.effective_from ?? (action === 'resume' ? undefined : 'next_billing_period')
+    const periodEnd =
+      ((s.current_billing_period as Record<string, unknown> | null)?.ends_at as
+        string | undefined) ??
+      (s.next_billed_at as string | null) ??
+      new Date().toISOString()
+    if (action === 'activate') return setStatus(s, 'active')
+    if (action === 'resume') {
+      if (from === undefined)
+        throw new HttpError(400, 'request_error', 'invalid_field', 'effective_from is required', [
+          { field: 'effective_from', message: 'required' },
+        ])
+      if (s.status !== 'paused')
+        throw new HttpError(
+          400,
+          'request_error',
+          'subscription_is_not_paused',
+          'only a paused subscription can be resumed',
+        )
+      if (from === 'immediately') {
+        s.scheduled_change = null
+        return setStatus(s, 'active')
+      }
+      s.scheduled_change = { action: 'resume', effective_at: String(from), resume_at: null }
+      stamp(s, false)
+      emit('subscription.updated', s)
+      return s
+    }
+    if (action === 'pause' && s.status === 'paused')
+      throw new HttpError(400, 'request_error', 'subscription_is_paused', 'subscription is paused')
+    const resumeAt = typeof body.resume_at === 'string' ? body.resume_at : null
+    if (from === 'immediately') {
+      s.scheduled_change =
+        action === 'pause' && resumeAt
+          ? { action: 'resume', effective_at: resumeAt, resume_at: null }
+          : null
+      return setStatus(s, action === 'cancel' ? 'canceled' : 'paused')
+    }
+    s.scheduled_change = {
+      action,
+      effective_at: periodEnd,
+      resume_at: action === 'pause' ? resumeAt : null,
+    }
+    stamp(s, false)
+    emit('subscription.updated', s)
+    return s
   }
 
   function setStatus(s: Obj, to: string): Obj {
