@@ -7,6 +7,7 @@ import { claError } from '../../lib/errors.js'
 import { splitSecrets, type PaddleConfig } from '../../lib/billing/config.js'
 import { ENTITY_NAMES } from '../../lib/billing/entities.js'
 import type { Plan } from '../../lib/billing/plans.js'
+import { PRORATION_MODES } from '../../lib/billing/subscription-lifecycle.js'
 import { startFakePaddle } from '../fake-paddle/server.js'
 import {
   action,
@@ -303,6 +304,7 @@ export function register(program: Command): void {
     )
 
   registerPlans(billing)
+  registerSubscriptionActions(billing)
 
   const paddle = program.command('paddle').description('Paddle tools')
   paddle
@@ -482,4 +484,156 @@ function registerPlans(billing: Command): void {
         printJson(e)
       }),
     )
+}
+
+/** `--item PRICE:QTY` → {price_id, quantity}. */
+function parseItem(v: string): { price_id: string; quantity: number } {
+  const m = /^([^:\s]+):(\d+)$/.exec(v)
+  if (!m) throw claError('CLA_ERR_INVALID_OPTION', `--item must be PRICE_ID:QUANTITY, got "${v}"`)
+  return { price_id: m[1]!, quantity: Number(m[2]) }
+}
+
+/**
+ * `clavitor billing subscription cancel|pause|resume|change|discount|discard SUB`: the
+ * subscription's life, led by us (written here first, then at Paddle).
+ */
+function registerSubscriptionActions(billing: Command): void {
+  const sub = billing
+    .command('subscription')
+    .description(
+      "a subscription's life, led by us: written here first, then at Paddle (see docs/billing.md)",
+    )
+  const run = (
+    o: PaddleFlags & { data: string; json?: boolean },
+    fn: (core: Core) => Promise<Record<string, unknown>>,
+  ) =>
+    withBillingCore(o, async (core) => {
+      const row = await fn(core)
+      if (o.json) return printJson(row)
+      process.stdout.write(
+        `${String(row.id)}  ${String(row.status)}  ${String(row.state)}${row.scheduled_change ? `  scheduled ${JSON.stringify(row.scheduled_change)}` : ''}${row.last_error ? `  ${String(row.last_error)}` : ''}\n`,
+      )
+    })
+  const when = (c: Command) =>
+    c.option('--immediately', 'now, instead of at the end of the billing period')
+  type Flags = PaddleFlags & { data: string; json?: boolean; actor?: string }
+  const common = (c: Command) =>
+    addPaddleOptions(
+      c
+        .argument('<subscription-id>', 'our id (sbs_…)')
+        .addOption(dataOption())
+        .addOption(jsonOption()),
+    )
+
+  common(
+    when(sub.command('cancel').description('cancel at the period end (or --immediately)')),
+  ).action(
+    action(async (id: string, o: Flags & { immediately?: boolean }) =>
+      run(o, (core) =>
+        core.billing.changeSubscription(
+          id,
+          {
+            action: 'cancel',
+            effective_from: o.immediately ? 'immediately' : 'next_billing_period',
+          },
+          { actor: 'cli' },
+        ),
+      ),
+    ),
+  )
+  common(
+    when(
+      sub
+        .command('pause')
+        .description('pause at the period end (or --immediately)')
+        .option('--resume-at <rfc3339>', 'resume on this date (else until resumed)'),
+    ),
+  ).action(
+    action(async (id: string, o: Flags & { immediately?: boolean; resumeAt?: string }) =>
+      run(o, (core) =>
+        core.billing.changeSubscription(
+          id,
+          {
+            action: 'pause',
+            effective_from: o.immediately ? 'immediately' : 'next_billing_period',
+            ...(o.resumeAt ? { resume_at: o.resumeAt } : {}),
+          },
+          { actor: 'cli' },
+        ),
+      ),
+    ),
+  )
+  common(
+    sub
+      .command('resume')
+      .description('resume a paused subscription now, or drop a scheduled pause or cancel'),
+  ).action(
+    action(async (id: string, o: Flags) =>
+      run(o, (core) => core.billing.changeSubscription(id, { action: 'resume' }, { actor: 'cli' })),
+    ),
+  )
+  common(
+    sub
+      .command('change')
+      .description('replace the items (the whole list) with a proration mode')
+      .requiredOption('--item <price:qty...>', 'PRICE_ID:QUANTITY, once per item')
+      .addOption(
+        new Option('--proration <mode>', 'how Paddle bills the change')
+          .choices([...PRORATION_MODES])
+          .makeOptionMandatory(),
+      ),
+  ).action(
+    action(async (id: string, o: Flags & { item: string[]; proration: string }) =>
+      run(o, (core) =>
+        core.billing.changeSubscription(
+          id,
+          {
+            action: 'change_items',
+            items: o.item.map(parseItem),
+            proration_billing_mode: o.proration,
+          },
+          { actor: 'cli' },
+        ),
+      ),
+    ),
+  )
+  common(
+    when(
+      sub
+        .command('discount')
+        .description('set (--set DISCOUNT_ID) or remove (--remove) the discount')
+        .option('--set <discount-id>', 'our discount id (dsc_…)')
+        .option('--remove', 'no discount'),
+    ),
+  ).action(
+    action(
+      async (id: string, o: Flags & { set?: string; remove?: boolean; immediately?: boolean }) => {
+        if (Boolean(o.set) === Boolean(o.remove))
+          throw claError(
+            'CLA_ERR_INVALID_OPTION',
+            'give exactly one of --set DISCOUNT_ID or --remove',
+          )
+        return run(o, (core) =>
+          core.billing.changeSubscription(
+            id,
+            {
+              action: 'set_discount',
+              discount_id: o.set ?? null,
+              effective_from: o.immediately ? 'immediately' : 'next_billing_period',
+            },
+            { actor: 'cli' },
+          ),
+        )
+      },
+    ),
+  )
+  common(
+    sub
+      .command('discard')
+      .description("give up a waiting action (e.g. one Paddle refused): take Paddle's state again"),
+  ).action(
+    action(async (id: string, o: Flags) =>
+      run(o, (core) => core.billing.discardSubscriptionChange(id, { actor: 'cli' })),
+    ),
+  )
 }

@@ -359,8 +359,41 @@ t.test('billing plan create / update / list / archive, entitlements, vault statu
   t.equal(status.exitCode, 0, status.stderr)
   t.match(status.stdout, /plan: Team\nvaults: 1 of 1\ndevices: 0 of 4 \(new device allowed\)/)
 
+  // the subscription's life from the CLI: a cancel at the period end, a quantity change
+  const cancel = await run('billing', 'subscription', 'cancel', sub.id)
+  t.equal(cancel.exitCode, 0, cancel.stderr)
+  t.match(cancel.stdout, new RegExp(`^${sub.id}  active  synced  scheduled \\{"action":"cancel"`))
+  const changed = await json(
+    'billing',
+    'subscription',
+    'change',
+    sub.id,
+    '--item',
+    `${price.id}:2`,
+    '--proration',
+    'prorated_immediately',
+    '--json',
+  )
+  t.match(changed, { state: 'synced', items: [{ price_id: price.id, quantity: 2 }] })
+  const badItem = await run(
+    'billing',
+    'subscription',
+    'change',
+    sub.id,
+    '--item',
+    'nope',
+    '--proration',
+    'do_not_bill',
+  )
+  t.equal(badItem.exitCode, 2)
+  t.match(badItem.stderr, /--item must be PRICE_ID:QUANTITY/)
+
   const archived = await json('billing', 'plan', 'archive', plan.id, '--json')
   t.equal(archived.status, 'archived')
   t.equal((await json('billing', 'plan', 'list', '--archived', '--json')).length, 1)
-  t.equal((await json('billing', 'entitlements', sub.id)).max_vaults, 1, 'archived: limits kept')
+  t.equal(
+    (await json('billing', 'entitlements', sub.id)).max_vaults,
+    2,
+    'archived: limits kept (quantity 2)',
+  )
 })
