@@ -29,6 +29,8 @@ export const AUDIT_KINDS = {
   'plan.update': "A plan's name, prices, limits or status changed (lib/billing/plans.ts)",
   'subscription.change':
     'A subscription action decided here (cancel, pause, resume, items, discount) or a waiting one discarded (lib/billing/subscription-lifecycle.ts)',
+  'billing.margin':
+    'MSP margins brought to existing subscriptions: after a margin was made or a customer moved, or by hand; what changed and what was left (lib/billing/billing.ts, margins.ts)',
   'audit.alarm': 'A file at the audit anchor P0 that the anchor writer did not make (lib/audit)',
 } as const
 

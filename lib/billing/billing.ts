@@ -21,14 +21,22 @@ import { mapCtx, retryDefaults, type BillingContext, type RetryOptions } from '.
 import { Crud, type PendingRow, type PublicRow } from './crud.js'
 import { findDuplicates, type DuplicateReport } from './duplicates.js'
 import { entitlementsOf, type Entitlements } from './entitlements.js'
-import type { EntityName, EntitySpec, PaddleObj } from './entities.js'
+import { ENTITIES, type EntityName, type EntitySpec, type PaddleObj, type Row } from './entities.js'
 import type { PaddleClient } from './paddle-client.js'
 import { createPlan, getPlan, listPlans, updatePlan, type Plan } from './plans.js'
+import { planMargins, type MarginChange, type MarginPlan } from './margins.js'
 import { Pusher } from './push.js'
+import { appendEvent } from '../audit/log.js'
 import { load } from './context.js'
 import { subscriptions } from './entities-subscriptions.js'
 import { discardChange, parseAction, writeChange } from './subscription-lifecycle.js'
-import { customerTree, revenueByDiscount, type CustomerNode, type RevenueRow } from './reports.js'
+import {
+  customerTree,
+  revenueByDiscount,
+  type CustomerNode,
+  type RevenueOptions,
+  type RevenueRow,
+} from './reports.js'
 import { RetryWorker, type RetryReport } from './retry-worker.js'
 import { applySnapshot, type ParkedSnapshot } from './snapshots.js'
 
@@ -36,11 +44,17 @@ export type { RetryOptions } from './context.js'
 export type { PendingRow, PublicRow } from './crud.js'
 export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
 export type { Entitlements, PlanUse } from './entitlements.js'
+export type { MarginChange, MarginPlan, MarginSkip } from './margins.js'
 export type { Plan, PlanCreate, PlanUpdate } from './plans.js'
 export type { SubscriptionAction } from './subscription-lifecycle.js'
-export type { CustomerNode, RevenueRow } from './reports.js'
+export type { CustomerNode, RevenueOptions, RevenueRow } from './reports.js'
 export type { RetryReport } from './retry-worker.js'
 export type { ParkedSnapshot } from './snapshots.js'
+
+export interface MarginReport extends MarginPlan {
+  /** Changes made (our row written, pushed: `state` synced, pending or failed). */
+  applied: Array<MarginChange & { state: string }>
+}
 
 export interface AuditSink {
   append(ev: {
@@ -135,17 +149,83 @@ export class Billing {
    * Paddle failing does not fail the call: the row comes back with state "pending" (or
    * "failed") and last_error. Bad input throws a typed error and writes nothing.
    */
-  async create(entity: string, input: unknown): Promise<PublicRow> {
+  async create(entity: string, input: unknown, opts: { actor?: string } = {}): Promise<PublicRow> {
     const written = this.rows.writeNew(entity, input)
     await this.pusher.push(written.push.entity, written.push.id)
-    return this.rows.get(written.entity, written.id)
+    const row = this.rows.get(written.entity, written.id)
+    await this.followMargins(written.entity, row, undefined, opts.actor)
+    return row
   }
 
   /** Validates a partial change, writes it (pending) and pushes it to Paddle. */
-  async update(entity: string, id: string, patch: unknown): Promise<PublicRow> {
+  async update(
+    entity: string,
+    id: string,
+    patch: unknown,
+    opts: { actor?: string } = {},
+  ): Promise<PublicRow> {
+    const before = this.rows.get(entity, id)
     const name = this.rows.writeChange(entity, id, patch)
     await this.pusher.push(name, id)
-    return this.rows.get(name, id)
+    const row = this.rows.get(name, id)
+    await this.followMargins(name, row, before, opts.actor)
+    return row
+  }
+
+  /** After a write whose description names a margin scope: the affected subscriptions follow. */
+  private async followMargins(
+    entity: EntityName,
+    row: PublicRow,
+    before: PublicRow | undefined,
+    actor = 'system',
+  ): Promise<void> {
+    const scope = ENTITIES[entity].marginScope?.(row as Row, before as Row | undefined)
+    if (scope) await this.applyMargins({ customerId: scope, actor, reason: `${entity} ${row.id}` })
+  }
+
+  /**
+   * Brings existing subscriptions to their MSP's margin (margins.ts): under one customer
+   * (an MSP: its whole tree) or everywhere. Each change is a `set_discount` action from the
+   * next billing period (our row first, then Paddle, audited); promotions and subscriptions
+   * with an action waiting are reported, not changed. One `billing.margin` audit event
+   * sums it up. `dryRun`: only the plan.
+   */
+  async applyMargins(
+    opts: { customerId?: string; dryRun?: boolean; actor?: string; reason?: string } = {},
+  ): Promise<MarginReport> {
+    const plan = planMargins(this.db, opts.customerId ? { customerId: opts.customerId } : undefined)
+    const report: MarginReport = { ...plan, applied: [] }
+    if (opts.dryRun) return report
+    for (const c of plan.changes) {
+      try {
+        const row = await this.changeSubscription(
+          c.subscription_id,
+          { action: 'set_discount', discount_id: c.to, effective_from: 'next_billing_period' },
+          { actor: opts.actor ?? 'system' },
+        )
+        report.applied.push({ ...c, state: String(row.state) })
+      } catch (err) {
+        report.skipped.push({
+          subscription_id: c.subscription_id,
+          reason: 'failed',
+          detail: (err as Error).message,
+        })
+      }
+    }
+    if (plan.changes.length > 0 || plan.skipped.length > 0) {
+      appendEvent(this.db, {
+        kind: 'billing.margin',
+        actor: opts.actor ?? 'system',
+        outcome: report.skipped.some((s) => s.reason === 'failed') ? 'partial' : 'ok',
+        data: {
+          scope: opts.customerId ?? null,
+          reason: opts.reason ?? null,
+          applied: report.applied.map((a) => [a.subscription_id, a.from, a.to]),
+          skipped: report.skipped.map((s) => [s.subscription_id, s.reason]),
+        },
+      })
+    }
+    return report
   }
 
   /**
@@ -279,9 +359,9 @@ export class Billing {
     return customerTree(this.db)
   }
 
-  /** Revenue by discount (the MSP margins): billed/paid/completed transactions' totals, summed exactly. */
-  revenueByDiscount(): RevenueRow[] {
-    return revenueByDiscount(this.db)
+  /** Revenue by discount (the MSP margins) and currency, net of adjustments, optionally in a period (reports.ts). */
+  revenueByDiscount(opts: RevenueOptions = {}): RevenueRow[] {
+    return revenueByDiscount(this.db, opts)
   }
 
   // --- webhooks (called by webhooks.ts) ---------------------------------------------------

@@ -173,6 +173,8 @@ export const discounts: EntitySpec = {
   eventName: 'discount',
   create: Type.Object({ ...discountProps, msp_id: Type.Optional(Id) }, strict),
   update: partialUpdate({ ...discountProps }),
+  // a margin made for an MSP reaches the subscriptions its customers already have
+  marginScope: (row, before) => (!before && row.msp_id ? String(row.msp_id) : null),
   json: ['custom_data'],
   bool: ['enabled_for_checkout', 'recur'],
   prepare(db, c, existing) {

@@ -47,6 +47,9 @@ export const customers: EntitySpec = {
   }),
   json: ['custom_data'],
   bool: ['marketing_consent'],
+  // a customer moved under another parent (another MSP): its tree takes that MSP's margin
+  marginScope: (row, before) =>
+    before && before.parent_id !== row.parent_id ? String(row.id) : null,
   prepare(db, c, existing) {
     const parentId = (c.parent_id === undefined ? existing?.parent_id : c.parent_id) as
       string | null | undefined

@@ -121,6 +121,12 @@ export interface EntitySpec {
    * and not yet confirmed by Paddle): neither a push's merge nor a webhook changes them.
    */
   heldWhileChanging?: readonly string[]
+  /**
+   * After a create or update of ours: the customer whose tree's subscriptions must have
+   * their MSP margin re-evaluated (margins.ts), or null (a discount made for an MSP; a
+   * customer moved to another parent).
+   */
+  marginScope?(row: Row, before: Row | undefined): string | null
   /** After Paddle's object was merged into our row (push or webhook): child rows to follow it (subscription items). */
   afterMerge?(db: Db, row: Row, obj: PaddleObj, ctx: MapCtx): void
 }

@@ -2,6 +2,7 @@
 // with each MSP's discount, and revenue by discount (the MSP margins). Read-only, local:
 // they never wait for Paddle.
 import type { Db } from '../db/open.js'
+import { claError } from '../errors.js'
 
 export interface CustomerNode {
   id: string
@@ -21,8 +22,14 @@ export interface RevenueRow {
   msp_id: string | null
   currency_code: string
   /** Sum of transaction totals, minor units, as a decimal string. */
+  gross: string
+  /** Approved refunds, credits and chargebacks (negative) and their reversals, summed. */
+  adjustments: string
+  /** Net: gross + adjustments. */
   revenue: string
   transactions: number
+  /** Adjustments counted. */
+  adjusted: number
 }
 
 /** Transaction statuses that count as revenue. */
@@ -59,11 +66,58 @@ export function customerTree(db: Db): CustomerNode[] {
   return roots
 }
 
-/** Revenue by discount (the MSP margins): billed/paid/completed transactions' totals, summed exactly. */
-export function revenueByDiscount(db: Db): RevenueRow[] {
-  const rows = db
+/** Adjustment actions and the sign they give revenue (Paddle's `action`). */
+const ADJUSTMENT_SIGN: Record<string, -1 | 1> = {
+  refund: -1,
+  credit: -1,
+  chargeback: -1,
+  credit_reverse: 1,
+  chargeback_reverse: 1,
+  // chargeback_warning moves no money
+}
+
+export interface RevenueOptions {
+  /** RFC 3339; transactions billed, adjustments made at or after it. */
+  from?: string
+  /** RFC 3339; before it. */
+  to?: string
+}
+
+function periodBound(name: string, v: string | undefined): number | null {
+  if (v === undefined) return null
+  const ms = Date.parse(v)
+  if (!/^\d{4}-\d{2}-\d{2}/.test(v) || Number.isNaN(ms))
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `${name} must be an RFC 3339 date or date-time, got "${v}"`,
+      {
+        details: { field: name },
+      },
+    )
+  return ms
+}
+
+/**
+ * Revenue by discount (the MSP margins) and currency, net of adjustments, exact (BigInt
+ * over the minor-unit strings): the totals of billed, paid, completed and past-due
+ * transactions (`gross`), minus approved refunds, credits and chargebacks on them plus
+ * their reversals (`adjustments`, signed), = `revenue`. Within a period: transactions by
+ * `billed_at`, adjustments by when Paddle made them; an adjustment counts under its
+ * transaction's discount and its own currency.
+ */
+export function revenueByDiscount(db: Db, opts: RevenueOptions = {}): RevenueRow[] {
+  const from = periodBound('from', opts.from)
+  const to = periodBound('to', opts.to)
+  const inPeriod = (at: string | null | undefined, fallbackUs?: number): boolean => {
+    if (from === null && to === null) return true
+    const ms = at ? Date.parse(at) : fallbackUs !== undefined ? fallbackUs / 1000 : Number.NaN
+    if (Number.isNaN(ms)) return false
+    return (from === null || ms >= from) && (to === null || ms < to)
+  }
+  const txns = db
     .prepare(
-      `SELECT t.discount_id, d.msp_id, t.currency_code, t.total FROM transactions t LEFT JOIN discounts d ON d.id = t.discount_id
+      `SELECT t.discount_id, d.msp_id, t.currency_code, t.total, t.billed_at, t.created_at
+       FROM transactions t LEFT JOIN discounts d ON d.id = t.discount_id
        WHERE t.status IN (${BILLED_STATUSES.map(() => '?').join(', ')}) AND t.total IS NOT NULL`,
     )
     .all(...BILLED_STATUSES) as Array<{
@@ -71,25 +125,76 @@ export function revenueByDiscount(db: Db): RevenueRow[] {
     msp_id: string | null
     currency_code: string
     total: string
+    billed_at: string | null
+    created_at: number
   }>
-  const sums = new Map<string, RevenueRow & { sum: bigint }>()
-  for (const r of rows) {
-    if (!/^-?[0-9]+$/.test(r.total)) continue
+  const adjustments = db
+    .prepare(
+      `SELECT t.discount_id, d.msp_id, COALESCE(a.currency_code, t.currency_code) AS currency_code,
+         a.total, a.action, a.raw, a.created_at
+       FROM adjustments a JOIN transactions t ON t.id = a.transaction_id
+       LEFT JOIN discounts d ON d.id = t.discount_id
+       WHERE a.status = 'approved' AND a.total IS NOT NULL`,
+    )
+    .all() as Array<{
+    discount_id: string | null
+    msp_id: string | null
+    currency_code: string
+    total: string
+    action: string
+    raw: string | null
+    created_at: number
+  }>
+  const sums = new Map<string, RevenueRow & { g: bigint; a: bigint }>()
+  const slot = (r: {
+    discount_id: string | null
+    msp_id: string | null
+    currency_code: string
+  }) => {
     const key = `${r.discount_id ?? ''}|${r.currency_code}`
-    const cur = sums.get(key) ?? {
-      discount_id: r.discount_id,
-      msp_id: r.msp_id,
-      currency_code: r.currency_code,
-      revenue: '0',
-      transactions: 0,
-      sum: 0n,
+    let cur = sums.get(key)
+    if (!cur) {
+      cur = {
+        discount_id: r.discount_id,
+        msp_id: r.msp_id,
+        currency_code: r.currency_code,
+        gross: '0',
+        adjustments: '0',
+        revenue: '0',
+        transactions: 0,
+        adjusted: 0,
+        g: 0n,
+        a: 0n,
+      }
+      sums.set(key, cur)
     }
-    cur.sum += BigInt(r.total)
+    return cur
+  }
+  const minor = /^-?[0-9]+$/
+  for (const r of txns) {
+    if (!minor.test(r.total) || !inPeriod(r.billed_at, r.created_at)) continue
+    const cur = slot(r)
+    cur.g += BigInt(r.total)
     cur.transactions += 1
-    sums.set(key, cur)
+  }
+  for (const r of adjustments) {
+    const sign = ADJUSTMENT_SIGN[r.action]
+    if (sign === undefined || !minor.test(r.total)) continue
+    const madeAt = r.raw
+      ? ((JSON.parse(r.raw) as { created_at?: string }).created_at ?? null)
+      : null
+    if (!inPeriod(madeAt, r.created_at)) continue
+    const cur = slot(r)
+    cur.a += BigInt(sign) * BigInt(r.total)
+    cur.adjusted += 1
   }
   return [...sums.values()]
-    .map(({ sum, ...r }) => ({ ...r, revenue: sum.toString() }))
+    .map(({ g, a, ...r }) => ({
+      ...r,
+      gross: g.toString(),
+      adjustments: a.toString(),
+      revenue: (g + a).toString(),
+    }))
     .sort(
       (a, b) =>
         String(a.discount_id).localeCompare(String(b.discount_id)) ||

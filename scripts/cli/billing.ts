@@ -295,11 +295,48 @@ export function register(program: Command): void {
 
   billing
     .command('revenue')
-    .description('revenue by discount id (MSP margins), minor units as strings, as JSON')
+    .description(
+      'revenue by discount id (MSP margins) and currency, net of refunds/credits/chargebacks, minor units as strings, as JSON',
+    )
+    .addOption(dataOption())
+    .option('--from <date>', 'RFC 3339: transactions billed (adjustments made) at or after')
+    .option('--to <date>', 'RFC 3339: before')
+    .action(
+      action(async (o: { data: string; from?: string; to?: string }) =>
+        withBillingCore(o, (core) =>
+          printJson(
+            core.billing.revenueByDiscount({
+              ...(o.from ? { from: o.from } : {}),
+              ...(o.to ? { to: o.to } : {}),
+            }),
+          ),
+        ),
+      ),
+    )
+
+  billing
+    .command('margins')
+    .description(
+      "bring existing subscriptions to their MSP's margin (set_discount from the next period); promotions are left alone",
+    )
+    .argument('[customer-id]', 'only under this customer (an MSP: its whole tree)')
+    .option('--dry-run', 'only print what would change')
     .addOption(dataOption())
     .action(
-      action(async (o: { data: string }) =>
-        withBillingCore(o, (core) => printJson(core.billing.revenueByDiscount())),
+      action(
+        async (
+          customerId: string | undefined,
+          o: PaddleFlags & { data: string; dryRun?: boolean },
+        ) =>
+          withBillingCore(o, async (core) =>
+            printJson(
+              await core.billing.applyMargins({
+                ...(customerId ? { customerId } : {}),
+                dryRun: Boolean(o.dryRun),
+                actor: 'cli',
+              }),
+            ),
+          ),
       ),
     )
 

@@ -216,7 +216,9 @@ export function dashboardPage(
               r.msp_id ? html`<a href="/admin/customers/${String(r.msp_id)}">${r.msp_id}</a>` : '',
           ],
           ['Transactions', (r) => r.transactions],
-          ['Revenue', (r) => money(String(r.revenue), String(r.currency_code))],
+          ['Billed', (r) => money(String(r.gross), String(r.currency_code))],
+          ['Refunds and credits', (r) => money(String(r.adjustments), String(r.currency_code))],
+          ['Revenue (net)', (r) => money(String(r.revenue), String(r.currency_code))],
         ],
         d.revenue as unknown as Array<Record<string, unknown>>,
       )}
