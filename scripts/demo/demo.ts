@@ -549,6 +549,30 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
         `${l.status.plans.map((p) => p.name).join(', ')}: vaults ${l.status.usage.vaults}/${l.status.limits.max_vaults}, devices ${l.status.usage.devices}/${l.status.limits.max_devices_per_vault}; 2nd vault: ${l.refused || 'NOT refused'}`,
     )
 
+    // the subscription's life led by us: a cancel at the period's end; the revenue report --
+    const lifecycle = await steps.run(
+      'cancel at period end (ours first, then Paddle); revenue by MSP margin',
+      async () => {
+        const row = await b.changeSubscription(
+          String(sub.id),
+          { action: 'cancel', effective_from: 'next_billing_period' },
+          { actor: 'demo' },
+        )
+        const atPaddle = fake.state.subscriptions.get(String(sub.paddle_id))
+        const scheduled = (atPaddle?.scheduled_change ?? null) as { action?: string } | null
+        if (row.state !== 'synced' || scheduled?.action !== 'cancel')
+          throw new Error(
+            `cancel not at Paddle: state ${String(row.state)}, Paddle ${JSON.stringify(scheduled)}, ${String(row.last_error)}`,
+          )
+        return { row, revenue: b.revenueByDiscount() }
+      },
+      (l) =>
+        `ends ${String((l.row.scheduled_change as { effective_at?: string } | null)?.effective_at)}; ` +
+        l.revenue
+          .map((r) => `${r.discount_id ?? 'no discount'} ${r.revenue} ${r.currency_code}`)
+          .join(', '),
+    )
+
     // an audit anchor into the WORM store (what `core serve` does every 10 minutes) -------
     await steps.run(
       'audit anchor',
@@ -690,6 +714,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           detail: `${String(subRow.id)} ${String(subRow.status)}, ${String(subRow.state)} as ${String(subRow.paddle_id)}`,
         },
         { name: 'no pending dual-writes', ok: pending === 0, detail: `${pending} pending` },
+        {
+          name: 'cancel at period end, led by us',
+          ok:
+            (lifecycle.row.scheduled_change as { action?: string } | null)?.action === 'cancel' &&
+            subRow.status === 'active',
+          detail: `scheduled ${JSON.stringify(lifecycle.row.scheduled_change)}`,
+        },
         {
           name: 'plan limits enforced',
           ok:
