@@ -231,6 +231,7 @@ export const adjustments: EntitySpec = {
       status: str(o.status) ?? 'pending_approval',
     }
   },
+  mirrorNeeds: ['transaction_id'],
   paddleOwned: ['status', 'total', 'currency_code'],
   perPage: 50,
   customerColumn: 'customer_id',

@@ -101,6 +101,7 @@ export const subscriptions: EntitySpec = {
     }
   },
   webhookFixed: ['customer_id'],
+  mirrorNeeds: ['customer_id', 'currency_code'],
   paddleOwned: [
     'status',
     'billing_cycle_interval',

@@ -106,6 +106,12 @@ export interface EntitySpec {
   snapshotRow?(db: Db, obj: PaddleObj): Row | undefined
   /** Completes the columns of an object unknown to us, inserted as a mirror from a webhook. */
   mirror?(cols: Record<string, unknown>, obj: PaddleObj, ctx: MapCtx): void
+  /**
+   * References a mirror of an object made at Paddle cannot do without (an address's
+   * customer): a snapshot lacking one is parked with the reason (and can be replayed once
+   * it can be placed), never a failed insert.
+   */
+  mirrorNeeds?: readonly string[]
   /** Statuses a webhook never changes: once there, the row stays (a canceled subscription). */
   finalStatuses?: readonly string[]
   /** A webhook that links this row (gives it its Paddle id) completes its push: nothing else to send. */

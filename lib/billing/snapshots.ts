@@ -59,6 +59,14 @@ export function applySnapshot(
       paddle_occurred_at: occurredAt,
     }
     spec.mirror?.(cols, obj, ctx.map)
+    for (const k of spec.mirrorNeeds ?? []) {
+      if (cols[k] == null) {
+        return {
+          parked: `${k.replace(/_id$/, '')}_unknown`,
+          message: `${spec.name} ${obj.id} is not known here and its snapshot names no ${k}; it cannot be placed (replay it once it can: clavitor billing events replay)`,
+        }
+      }
+    }
     const id = newId(spec.prefix, ctx.clock.now())
     const all: Record<string, unknown> = {
       ...cols,

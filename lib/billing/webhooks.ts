@@ -128,33 +128,15 @@ export function handlePaddleWebhook(
       const seen = db.prepare('SELECT outcome FROM paddle_events WHERE event_id = ?').get(eventId)
       if (seen)
         return { status: 200, event_id: eventId, event_type: eventType, outcome: 'duplicate' }
-      const spec = EVENT_ENTITIES[eventType.split('.')[0] ?? '']
       const data = ev.data as PaddleObj | undefined
-      let outcome = 'stored'
-      let alarm: string | undefined
-      if (!timed) {
-        outcome = `parked: ${PARKED_OCCURRED_AT}`
-        alarm = `${eventType} ${eventId}: occurred_at ${occurredAt.slice(0, 80)} is not an RFC 3339 timestamp; parked, not applied`
-      } else if (
-        spec &&
-        data &&
-        typeof data === 'object' &&
-        typeof data.id === 'string' &&
-        data.id.startsWith(`${spec.paddlePrefix}_`)
-      ) {
-        // A snapshot we cannot apply (a shape we do not expect) is kept with its error and
-        // acknowledged: answering 5xx would make Paddle retry a delivery that cannot succeed.
-        try {
-          const r = db.transaction(() => billing.applySnapshot(spec, data, occurredAt))()
-          if (typeof r === 'string') outcome = r
-          else {
-            outcome = `parked: ${r.parked}`
-            alarm = `${eventType} ${eventId}: ${r.message}; parked, not applied`
-          }
-        } catch (err) {
-          outcome = `error: ${(err as Error)?.message ?? String(err)}`.slice(0, 500)
-        }
-      }
+      const { outcome, alarm } = applyEvent(
+        billing,
+        eventType,
+        eventId,
+        data,
+        timed ? occurredAt : null,
+        occurredAt,
+      )
       db.prepare(
         `INSERT INTO paddle_events (event_id, event_type, occurred_at, notification_id, received_at, outcome, payload)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -191,6 +173,130 @@ export function handlePaddleWebhook(
         outcome,
         ...(alarm ? { alarm } : {}),
       }
+    })
+    .immediate()
+}
+
+/**
+ * Applies one verified event's snapshot (inside the caller's transaction): its outcome
+ * (`applied`, `linked`, `stale`, `inserted`, `stored` for a type we do not mirror,
+ * `parked: <reason>` with an alarm, or `error: <message>` for a snapshot that could not be
+ * applied). Shared by deliveries and replays.
+ */
+function applyEvent(
+  billing: Billing,
+  eventType: string,
+  eventId: string,
+  rawData: unknown,
+  timedAt: string | null,
+  occurredAt: string,
+): { outcome: string; alarm?: string } {
+  const db = billing.db
+  const spec = EVENT_ENTITIES[eventType.split('.')[0] ?? '']
+  const data = rawData as PaddleObj | undefined
+  if (timedAt === null) {
+    return {
+      outcome: `parked: ${PARKED_OCCURRED_AT}`,
+      alarm: `${eventType} ${eventId}: occurred_at ${occurredAt.slice(0, 80)} is not an RFC 3339 timestamp; parked, not applied`,
+    }
+  }
+  if (
+    !spec ||
+    !data ||
+    typeof data !== 'object' ||
+    typeof data.id !== 'string' ||
+    !data.id.startsWith(`${spec.paddlePrefix}_`)
+  )
+    return { outcome: 'stored' }
+  // A snapshot we cannot apply (a shape we do not expect) is kept with its error and
+  // acknowledged: answering 5xx would make Paddle retry a delivery that cannot succeed;
+  // `billing events replay` applies it again after a fix.
+  try {
+    const r = db.transaction(() => billing.applySnapshot(spec, data, timedAt))()
+    if (typeof r === 'string') return { outcome: r }
+    return {
+      outcome: `parked: ${r.parked}`,
+      alarm: `${eventType} ${eventId}: ${r.message}; parked, not applied`,
+    }
+  } catch (err) {
+    return { outcome: `error: ${(err as Error)?.message ?? String(err)}`.slice(0, 500) }
+  }
+}
+
+export interface StoredEvent {
+  event_id: string
+  event_type: string
+  occurred_at: string
+  received_at: number
+  outcome: string
+}
+
+/** Stored deliveries, newest first; `failed`: only those not applied (error or parked). */
+export function listEvents(
+  billing: Billing,
+  opts: { failed?: boolean; limit?: number } = {},
+): StoredEvent[] {
+  const limit = Math.min(Math.max(Math.trunc(opts.limit ?? 100), 1), 1000)
+  return billing.db
+    .prepare(
+      `SELECT event_id, event_type, occurred_at, received_at, outcome FROM paddle_events
+       WHERE (@failed = 0 OR outcome LIKE 'error:%' OR outcome LIKE 'parked:%')
+       ORDER BY received_at DESC, event_id DESC LIMIT @limit`,
+    )
+    .all({ failed: opts.failed ? 1 : 0, limit }) as StoredEvent[]
+}
+
+/**
+ * Applies a stored event that was not applied (error or parked) again, after a fix (a
+ * parent created, a bug fixed): the same rules as a delivery (order by occurred_at, parks).
+ * Its outcome is updated and the replay audited (kind `webhook`, reason `replayed`).
+ * CLA_ERR_NOT_FOUND for an unknown event, CLA_ERR_INVALID_INPUT for one that was applied.
+ */
+export function replayEvent(billing: Billing, eventId: string): StoredEvent & { before: string } {
+  const db = billing.db
+  return db
+    .transaction(() => {
+      const row = db
+        .prepare(
+          'SELECT event_id, event_type, occurred_at, received_at, outcome, payload FROM paddle_events WHERE event_id = ?',
+        )
+        .get(eventId) as (StoredEvent & { payload: string }) | undefined
+      if (!row)
+        throw claError('CLA_ERR_NOT_FOUND', `no stored Paddle event ${eventId}`, {
+          details: { event_id: eventId },
+        })
+      if (!row.outcome.startsWith('error:') && !row.outcome.startsWith('parked:'))
+        throw claError(
+          'CLA_ERR_INVALID_INPUT',
+          `event ${eventId} was not left unapplied (outcome ${row.outcome}); only failed or parked events are replayed`,
+          { details: { event_id: eventId, outcome: row.outcome } },
+        )
+      const ev = JSON.parse(row.payload) as { data?: unknown }
+      const timed = isRfc3339(row.occurred_at)
+      const { outcome, alarm } = applyEvent(
+        billing,
+        row.event_type,
+        eventId,
+        ev.data,
+        timed ? row.occurred_at : null,
+        row.occurred_at,
+      )
+      db.prepare('UPDATE paddle_events SET outcome = ? WHERE event_id = ?').run(outcome, eventId)
+      billing.audit?.append({
+        kind: 'webhook',
+        actor: 'billing',
+        outcome: alarm ? 'alarm' : outcome.startsWith('error') ? 'error' : 'ok',
+        reason: 'replayed',
+        data: {
+          event_id: eventId,
+          event_type: row.event_type,
+          before: row.outcome,
+          after: outcome,
+        },
+        at: billing.clock.now() * 1000,
+      })
+      const { payload: _payload, ...rest } = row
+      return { ...rest, outcome, before: row.outcome }
     })
     .immediate()
 }

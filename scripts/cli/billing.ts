@@ -8,6 +8,7 @@ import { splitSecrets, type PaddleConfig } from '../../lib/billing/config.js'
 import { ENTITY_NAMES } from '../../lib/billing/entities.js'
 import type { Plan } from '../../lib/billing/plans.js'
 import { PRORATION_MODES } from '../../lib/billing/subscription-lifecycle.js'
+import { listEvents as listStoredEvents, replayEvent } from '../../lib/billing/webhooks.js'
 import { startFakePaddle } from '../fake-paddle/server.js'
 import {
   action,
@@ -311,6 +312,47 @@ export function register(program: Command): void {
             }),
           ),
         ),
+      ),
+    )
+
+  const events = billing
+    .command('events')
+    .description(
+      "Paddle's webhook deliveries as stored: newest first; --failed: not applied (error or parked)",
+    )
+    .option('--failed', 'only events not applied')
+    .option('--limit <n>', 'at most this many', '100')
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (o: { data: string; failed?: boolean; limit: string; json?: boolean }) =>
+        withBillingCore(o, (core) => {
+          const rows = listStoredEvents(core.billing, {
+            failed: Boolean(o.failed),
+            limit: whole('--limit', o.limit, 100),
+          })
+          if (o.json) return printJson(rows)
+          if (rows.length === 0) return void process.stdout.write('no events\n')
+          for (const r of rows)
+            process.stdout.write(
+              `${r.event_id}  ${r.event_type.padEnd(24)} ${r.occurred_at}  ${r.outcome}\n`,
+            )
+        }),
+      ),
+    )
+  events
+    .command('replay')
+    .description('apply a stored event that was not applied (error or parked) again, after a fix')
+    .argument('<event-id>', "Paddle's event id (evt_…)")
+    .addOption(dataOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (id: string, o: { data: string; json?: boolean }) =>
+        withBillingCore(o, (core) => {
+          const r = replayEvent(core.billing, id)
+          if (o.json) return printJson(r)
+          process.stdout.write(`${r.event_id}  ${r.before} -> ${r.outcome}\n`)
+        }),
       ),
     )
 
