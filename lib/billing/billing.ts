@@ -26,6 +26,7 @@ import type { PaddleClient } from './paddle-client.js'
 import { createPlan, getPlan, listPlans, updatePlan, type Plan } from './plans.js'
 import { planMargins, type MarginChange, type MarginPlan } from './margins.js'
 import { Pusher } from './push.js'
+import { reconcile, resyncOne, type ReconcileReport } from './reconcile.js'
 import { appendEvent } from '../audit/log.js'
 import { load } from './context.js'
 import { subscriptions } from './entities-subscriptions.js'
@@ -45,6 +46,7 @@ export type { PendingRow, PublicRow } from './crud.js'
 export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
 export type { Entitlements, PlanUse } from './entitlements.js'
 export type { MarginChange, MarginPlan, MarginSkip } from './margins.js'
+export type { ReconcileCounts, ReconcileReport } from './reconcile.js'
 export type { Plan, PlanCreate, PlanUpdate } from './plans.js'
 export type { SubscriptionAction } from './subscription-lifecycle.js'
 export type { CustomerNode, RevenueOptions, RevenueRow } from './reports.js'
@@ -96,6 +98,8 @@ export class Billing {
   private readonly rows: Crud
   private readonly pusher: Pusher
   private readonly worker: RetryWorker
+  private reconcileTimer: NodeJS.Timeout | undefined
+  private reconcileRun: Promise<void> | undefined
 
   constructor(opts: BillingOptions) {
     this.db = opts.db
@@ -253,9 +257,12 @@ export class Billing {
     this.worker.start(onReport, onError)
   }
 
-  /** Stops the worker and waits for a pass in progress. */
-  stop(): Promise<void> {
-    return this.worker.stop()
+  /** Stops the retry worker and the reconcile timer, and waits for passes in progress. */
+  async stop(): Promise<void> {
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer)
+    this.reconcileTimer = undefined
+    await this.reconcileRun
+    await this.worker.stop()
   }
 
   // --- duplicates at Paddle --------------------------------------------------------------
@@ -327,6 +334,52 @@ export class Billing {
     const o = await discardChange(this.paddle, this.ctx.map, row, opts.actor ?? 'system')
     this.pusher.merge(subscriptions, load(this.ctx, subscriptions, id)!, o, true)
     return this.rows.get('subscriptions', id)
+  }
+
+  // --- reconcile: converge with Paddle ----------------------------------------------------
+  /**
+   * One pass over Paddle's lists (reconcile.ts): unknown objects mirrored, rows older than
+   * Paddle's object repaired, lost links made, rule breakers parked; `dryRun`: the report
+   * only. Needs Paddle.
+   */
+  async reconcile(
+    opts: { dryRun?: boolean; entities?: readonly EntityName[] } = {},
+  ): Promise<ReconcileReport> {
+    if (!this.paddle)
+      throw claError(
+        'CLA_ERR_PADDLE_NOT_CONFIGURED',
+        'Paddle is not configured: nothing to reconcile',
+      )
+    return reconcile(this.ctx, opts)
+  }
+
+  /** Re-syncs one object by its Paddle id (read from Paddle, applied as a snapshot). */
+  async resync(paddleId: string): Promise<Awaited<ReturnType<typeof resyncOne>>> {
+    if (!this.paddle)
+      throw claError('CLA_ERR_PADDLE_NOT_CONFIGURED', 'Paddle is not configured: nothing to read')
+    return resyncOne(this.ctx, paddleId)
+  }
+
+  /**
+   * Runs a reconcile pass every `intervalMs` in this process (`core serve`), one at a time;
+   * stopped by stop().
+   */
+  startReconcile(
+    intervalMs: number,
+    onReport?: (r: ReconcileReport) => void,
+    onError?: (err: unknown) => void,
+  ): void {
+    if (this.reconcileTimer || !this.paddle || intervalMs <= 0) return
+    this.reconcileTimer = setInterval(() => {
+      if (this.reconcileRun) return
+      this.reconcileRun = this.reconcile()
+        .then((r) => onReport?.(r))
+        .catch((err) => onError?.(err))
+        .finally(() => {
+          this.reconcileRun = undefined
+        })
+    }, intervalMs)
+    this.reconcileTimer.unref()
   }
 
   // --- plans (ours only, never at Paddle) -----------------------------------------------

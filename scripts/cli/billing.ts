@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander'
 import type { Core } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { splitSecrets, type PaddleConfig } from '../../lib/billing/config.js'
-import { ENTITY_NAMES } from '../../lib/billing/entities.js'
+import { ENTITY_NAMES, type EntityName } from '../../lib/billing/entities.js'
 import type { Plan } from '../../lib/billing/plans.js'
 import { PRORATION_MODES } from '../../lib/billing/subscription-lifecycle.js'
 import { listEvents as listStoredEvents, replayEvent } from '../../lib/billing/webhooks.js'
@@ -314,6 +314,56 @@ export function register(program: Command): void {
         ),
       ),
     )
+
+  addPaddleOptions(
+    billing
+      .command('reconcile')
+      .description(
+        "converge with Paddle: page through Paddle's lists, mirror what we lack, repair rows older than Paddle's object, link lost creates (core serve runs it every --reconcile-interval-ms)",
+      )
+      .option('--dry-run', 'report only: change nothing')
+      .option('--entity <name...>', 'only these entities (default: all, parents first)')
+      .option('--id <paddle-id>', 're-sync one object by its Paddle id')
+      .addOption(dataOption())
+      .addOption(jsonOption()),
+  ).action(
+    action(
+      async (
+        o: PaddleFlags & {
+          data: string
+          dryRun?: boolean
+          entity?: string[]
+          id?: string
+          json?: boolean
+        },
+      ) =>
+        withBillingCore(o, async (core) => {
+          if (o.id) {
+            const r = await core.billing.resync(o.id)
+            if (o.json) return printJson(r)
+            return void process.stdout.write(`${r.entity} ${r.paddle_id}: ${r.outcome}\n`)
+          }
+          for (const e of o.entity ?? [])
+            if (!(ENTITY_NAMES as readonly string[]).includes(e))
+              throw claError('CLA_ERR_INVALID_OPTION', `--entity ${e}: ${entityHelp}`)
+          const r = await core.billing.reconcile({
+            dryRun: Boolean(o.dryRun),
+            ...(o.entity ? { entities: o.entity as EntityName[] } : {}),
+          })
+          if (o.json) return printJson(r)
+          for (const [name, c] of Object.entries(r.entities))
+            process.stdout.write(
+              `${name.padEnd(13)} seen ${c.seen}, inserted ${c.inserted}, applied ${c.applied}, linked ${c.linked}, unchanged ${c.unchanged}, parked ${c.parked}\n`,
+            )
+          for (const [entity, pid, what] of r.changes)
+            process.stdout.write(
+              `${r.dry_run ? 'would be ' : ''}${what.padEnd(8)} ${entity} ${pid}\n`,
+            )
+          for (const p of r.parked)
+            process.stdout.write(`parked   ${p.entity} ${p.paddle_id}: ${p.message}\n`)
+        }),
+    ),
+  )
 
   const events = billing
     .command('events')

@@ -2,6 +2,7 @@
 // block in register() below (or from its own module via `subcommand(program, 'core', …)`).
 import { Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
+import { claError } from '../../lib/errors.js'
 import { createLogger } from '../../lib/log.js'
 import { buildCoreApp } from '../../server/app.js'
 import { startAnchorTimer } from '../../lib/audit/anchor.js'
@@ -49,6 +50,14 @@ export function register(program: Command): void {
       .addOption(metricsTokenOption())
       .addOption(
         new Option(
+          '--reconcile-interval-ms <ms>',
+          "a billing reconcile pass (Paddle's lists into our rows) this often; 0 = never",
+        )
+          .env('CLAVITOR_BILLING_RECONCILE_MS')
+          .default('3600000'),
+      )
+      .addOption(
+        new Option(
           '--rsync-log <file>',
           "the rsync daemon's log file (rsyncd-config --log-file): every minute, one audit row per POP rsync session",
         ).env('CLAVITOR_RSYNC_LOG'),
@@ -63,8 +72,14 @@ export function register(program: Command): void {
           trustProxy?: string
           metricsTokenFile?: string
           rsyncLog?: string
+          reconcileIntervalMs: string
         },
       ) => {
+        if (!/^\d+$/.test(o.reconcileIntervalMs))
+          throw claError(
+            'CLA_ERR_INVALID_OPTION',
+            `--reconcile-interval-ms must be a whole number, got "${o.reconcileIntervalMs}"`,
+          )
         const { host, port } = parseListen(o.listen)
         const trustProxy = parseTrustProxy(o.trustProxy)
         const metrics = readMetricsToken(o.metricsTokenFile)
@@ -90,6 +105,14 @@ export function register(program: Command): void {
             if (r.attempted) blog.info({ report: r }, 'billing retry pass')
           },
           (err) => blog.error({ err }, 'billing retry pass failed'),
+        )
+        c.billing.startReconcile(
+          Number(o.reconcileIntervalMs),
+          (r) => {
+            if (r.changes.length || r.parked.length)
+              blog.info({ changes: r.changes.length, parked: r.parked }, 'billing reconcile pass')
+          },
+          (err) => blog.error({ err }, 'billing reconcile pass failed'),
         )
         // audit anchors (lib/audit/anchor.ts): the chain head into the WORM store every
         // 10 minutes, from this process because it is the store's writer.
