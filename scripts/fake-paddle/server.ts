@@ -317,6 +317,73 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     }
   }
 
+  /**
+   * A transaction's `details` as Paddle gives them: totals, the tax rates used and one line
+   * item per item (with its product), so Paddle's own SDK parses it. Tax is 0 here: the
+   * fake computes no tax.
+   */
+  function transactionDetails(
+    items: Array<Record<string, unknown>>,
+    discountId: unknown,
+    currency: string,
+  ): Record<string, unknown> {
+    const t = totals(items, discountId, currency)
+    const lineItems = items.map((it) => {
+      const price = get('prices', String(it.price_id))
+      const q = Number(it.quantity ?? 1)
+      const unit = (price.unit_price as { amount: string }).amount
+      const sub = String(BigInt(unit) * BigInt(q))
+      return {
+        id: paddleId('txnitm'),
+        price_id: price.id,
+        quantity: q,
+        proration: null,
+        tax_rate: '0',
+        unit_totals: { subtotal: unit, discount: '0', tax: '0', total: unit },
+        totals: { subtotal: sub, discount: '0', tax: '0', total: sub },
+        product: state.products.get(String(price.product_id)) ?? null,
+      }
+    })
+    return {
+      tax_rates_used: [
+        {
+          tax_rate: '0',
+          totals: { subtotal: t.subtotal, discount: t.discount, tax: '0', total: t.total },
+        },
+      ],
+      totals: t,
+      adjusted_totals: {
+        subtotal: t.subtotal,
+        tax: '0',
+        total: t.total,
+        grand_total: t.grand_total,
+        fee: '0',
+        earnings: '0',
+        currency_code: currency,
+      },
+      payout_totals: null,
+      adjusted_payout_totals: null,
+      line_items: lineItems,
+    }
+  }
+
+  /** A subscription item as Paddle shows it: its price and product objects, timestamps. */
+  function subscriptionItem(priceId: string, quantity: number, now = new Date().toISOString()) {
+    const price = get('prices', priceId)
+    return {
+      status: 'active',
+      quantity,
+      recurring: price.billing_cycle != null,
+      created_at: now,
+      updated_at: now,
+      previously_billed_at: null,
+      next_billed_at: null,
+      trial_dates: null,
+      price,
+      product: state.products.get(String(price.product_id)) ?? null,
+    }
+  }
+
   function maybeCreateSubscription(txn: Obj): Obj | undefined {
     if (
       txn.status !== 'billed' ||
@@ -361,12 +428,10 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
         discount: txn.discount_id
           ? { id: txn.discount_id, starts_at: now.toISOString(), ends_at: null }
           : null,
-        items: recurring.map((it) => ({
-          status: 'active',
-          quantity: it.quantity ?? 1,
-          recurring: true,
-          price: it.price,
-        })),
+        items: recurring.map((it) =>
+          subscriptionItem(String((it.price as Obj).id), Number(it.quantity ?? 1)),
+        ),
+        management_urls: null,
         custom_data: txn.custom_data ?? null,
         transaction_id: txn.id,
       },
@@ -747,8 +812,19 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
             origin: 'api',
             collection_mode: body.collection_mode ?? 'automatic',
             billing_details: body.billing_details ?? null,
-            items: items.map((it) => ({ price_id: it.price_id, quantity: it.quantity ?? 1 })),
-            details: { totals: totals(items, body.discount_id, currency) },
+            items: items.map((it) => ({
+              price_id: it.price_id,
+              quantity: it.quantity ?? 1,
+              proration: null,
+              price: get('prices', String(it.price_id)),
+            })),
+            details: transactionDetails(items, body.discount_id, currency),
+            payments: [],
+            invoice_id: null,
+            invoice_number: null,
+            billing_period: null,
+            checkout: { url: null },
+            revised_at: null,
             billed_at: requested === 'billed' ? new Date().toISOString() : null,
             custom_data: body.custom_data ?? null,
             subscription_id: null,
@@ -779,13 +855,29 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
             createIn('adjustments', {
               id: paddleId('adj'),
               type: 'partial',
-              ...pick(body, ['action', 'transaction_id', 'reason', 'items', 'type']),
+              ...pick(body, ['action', 'transaction_id', 'reason', 'type']),
+              items: items.map((it) => ({
+                id: paddleId('adjitm'),
+                item_id: it.item_id,
+                type: it.type ?? 'partial',
+                amount: it.amount ?? null,
+                proration: null,
+                totals: {
+                  subtotal: String(it.amount ?? '0'),
+                  tax: '0',
+                  total: String(it.amount ?? '0'),
+                },
+              })),
               totals: {
                 subtotal: full ? txnTotal : String(total),
                 tax: '0',
                 total: full ? txnTotal : String(total),
+                fee: '0',
+                earnings: '0',
                 currency_code: t.currency_code,
               },
+              payout_totals: null,
+              credit_applied_to_balance: null,
               subscription_id: t._subscription_id ?? null,
               customer_id: t.customer_id,
               currency_code: t.currency_code,
@@ -914,15 +1006,9 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
                 'items must not be empty',
                 [{ field: 'items', message: 'at least one item' }],
               )
-            o.items = (items as Array<{ price_id: string; quantity?: number }>).map((it) => {
-              const price = get('prices', String(it.price_id))
-              return {
-                status: 'active',
-                quantity: it.quantity ?? 1,
-                recurring: price.billing_cycle != null,
-                price,
-              }
-            })
+            o.items = (items as Array<{ price_id: string; quantity?: number }>).map((it) =>
+              subscriptionItem(String(it.price_id), it.quantity ?? 1),
+            )
           }
           if (body.discount !== undefined) {
             const d = body.discount as { id?: string } | null
@@ -1139,10 +1225,12 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
           headers,
         )
       if (u.pathname.startsWith('/__fake/')) return control(method, u.pathname, chunks, send)
-      if (opts.apiKey && req.headers.authorization !== `Bearer ${opts.apiKey}`) {
+      // the auth scheme is case-insensitive (RFC 9110 §11.1): Paddle's own SDK sends `bearer`
+      const auth = /^bearer (.+)$/i.exec(req.headers.authorization ?? '')
+      if (opts.apiKey && auth?.[1] !== opts.apiKey) {
         return sendError(new HttpError(403, 'request_error', 'forbidden', 'Invalid API key'))
       }
-      if (!req.headers.authorization?.startsWith('Bearer ')) {
+      if (!auth) {
         return sendError(
           new HttpError(
             403,
