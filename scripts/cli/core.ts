@@ -49,6 +49,19 @@ export function register(program: Command): void {
       )
       .addOption(metricsTokenOption())
       .addOption(
+        new Option('--rate-limit-key <n>', 'credentials API requests per vault API key per minute')
+          .env('CLAVITOR_RATE_LIMIT_KEY')
+          .default('120'),
+      )
+      .addOption(
+        new Option(
+          '--rate-limit-ip <n>',
+          'credentials API requests per client address per minute (many devices may share one NAT address)',
+        )
+          .env('CLAVITOR_RATE_LIMIT_IP')
+          .default('1200'),
+      )
+      .addOption(
         new Option(
           '--reconcile-interval-ms <ms>',
           "a billing reconcile pass (Paddle's lists into our rows) this often; 0 = never",
@@ -73,8 +86,20 @@ export function register(program: Command): void {
           metricsTokenFile?: string
           rsyncLog?: string
           reconcileIntervalMs: string
+          rateLimitKey: string
+          rateLimitIp: string
         },
       ) => {
+        for (const [flag, v] of [
+          ['--rate-limit-key', o.rateLimitKey],
+          ['--rate-limit-ip', o.rateLimitIp],
+        ] as const) {
+          if (!/^[1-9]\d*$/.test(v))
+            throw claError(
+              'CLA_ERR_INVALID_OPTION',
+              `${flag} must be a whole number ≥ 1, got "${v}"`,
+            )
+        }
         if (!/^\d+$/.test(o.reconcileIntervalMs))
           throw claError(
             'CLA_ERR_INVALID_OPTION',
@@ -89,6 +114,10 @@ export function register(program: Command): void {
           core: c,
           fastify: { loggerInstance: log },
           trustProxy,
+          credentials: {
+            rateLimitMax: Number(o.rateLimitKey),
+            ipRateLimitMax: Number(o.rateLimitIp),
+          },
           ...(metrics ? { metrics } : {}),
           ...(o.adminOrigin ? { admin: { origin: o.adminOrigin } } : {}),
         })
