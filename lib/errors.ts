@@ -22,6 +22,10 @@ export const ERRORS = {
   CLA_ERR_INTERNAL: { status: 500, exit: 1, description: 'An unexpected internal failure.' },
   CLA_ERR_STORAGE_FULL: { status: 503, exit: 1, description: 'The data folder\'s disk is full (no space or no inodes): nothing was stored. Free space; retry after the Retry-After delay.' },
 
+  CLA_ERR_REPLICA_EMPTY: { status: 404, exit: 1, description: 'The meta.db replica holds no database to restore (wrong URL, or replication never ran).' },
+  CLA_ERR_REPLICA_UNAVAILABLE: { status: 503, exit: 1, description: 'Litestream is missing or failed (no binary, an unreadable replica): the message has its output.' },
+  CLA_ERR_RESTORE_NO_KEYS: { status: 400, exit: 2, description: "A restore needs the core's keys (signing key, token secret) from their offline backup: pass --keys-from or put them in {data}/keys first." },
+
   // --- store (lib/store) -------------------------------------------------------
   CLA_ERR_INVALID_P0: { status: 400, exit: 2, description: 'P0 is not lowercase hex of even length, 32 to 128 characters.' },
   CLA_ERR_P0_RESERVED: { status: 400, exit: 2, description: "This P0 is reserved for the core's own records (the audit anchors, 64 zeros); no device P0 takes it: check how the P0 is derived." },

@@ -31,6 +31,8 @@ export const AUDIT_KINDS = {
     'A subscription action decided here (cancel, pause, resume, items, discount) or a waiting one discarded (lib/billing/subscription-lifecycle.ts)',
   'billing.margin':
     'MSP margins brought to existing subscriptions: after a margin was made or a customer moved, or by hand; what changed and what was left (lib/billing/billing.ts, margins.ts)',
+  'core.restore':
+    "The core restored from a replica of meta.db and a POP's copy of the store: what came back, what was forgotten, the generation (lib/restore.ts)",
   'audit.alarm': 'A file at the audit anchor P0 that the anchor writer did not make (lib/audit)',
 } as const
 

@@ -399,3 +399,16 @@ export function checkIdempotencyKey(key: string): void {
 export function clampLimit(limit: number | undefined, dflt = 100, max = 1000): number {
   return Math.min(Math.max(Math.trunc(limit ?? dflt), 1), max)
 }
+
+/**
+ * Removes the registrations of blobs a restore found gone (lib/restore.ts): run inside
+ * the store's forgetMissing transaction, so the credentials rows and their blobs' rows go
+ * together. Returns how many rows went. The devices re-register (their client sees the
+ * P0's older version, or 404 for a P0 registered only then).
+ */
+export function forgetRegistrations(db: Db, seqs: readonly number[]): number {
+  const del = db.prepare('DELETE FROM credentials WHERE blob_seq = ?')
+  let n = 0
+  for (const seq of seqs) n += del.run(seq).changes
+  return n
+}

@@ -76,3 +76,4 @@ export {
   removeStagingTree,
   type ProbeResult,
 } from './seal.js'
+export { restoreIdentityFile, type Identity } from './open.js'

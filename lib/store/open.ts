@@ -307,3 +307,39 @@ export async function openStore(opts: StoreOptions): Promise<OpenedStore> {
   }
   return { opts, paths: p, identity, db, ownsDb, signing, ring, probe, protection, recoverNeeded }
 }
+
+/**
+ * Writes {data}/store.json from the identity meta.db holds (store_id, generation, role):
+ * a core restored from a replica of meta.db lost the file with its disk. With
+ * `bumpGeneration` the generation goes up by one, in both places: the restored store went
+ * back in time (blobs its POPs may hold are gone), so every POP re-baselines instead of
+ * trusting its cursor (lib/pop-sync/pop-cursor.ts). CLA_ERR_EXISTS when the file exists;
+ * CLA_ERR_STORE_NOT_INITIALIZED when meta.db holds no store identity.
+ */
+export function restoreIdentityFile(
+  dataDir: string,
+  db: Db,
+  opts: { bumpGeneration?: boolean } = {},
+): Identity {
+  const p = storePaths(dataDir)
+  if (existsSync(p.identity))
+    throw claError('CLA_ERR_EXISTS', `${p.identity} exists; a restore never overwrites it`)
+  const storeId = getMeta(db, 'store_id')
+  const generation = Number(getMeta(db, 'store_generation') ?? 'NaN')
+  const role = getMeta(db, 'store_role') as StoreRole | null
+  if (!storeId || !Number.isSafeInteger(generation) || (role !== 'core' && role !== 'pop'))
+    throw claError(
+      'CLA_ERR_STORE_NOT_INITIALIZED',
+      `${p.db} holds no store identity (store_id, store_generation, store_role)`,
+    )
+  const identity: Identity = {
+    format: 1,
+    store_id: storeId,
+    generation: opts.bumpGeneration ? generation + 1 : generation,
+    role,
+    created_at: Date.now() * 1000,
+  }
+  writeIdentityMeta(db, identity)
+  writeFileDurable(p.identity, JSON.stringify(identity, null, 2) + '\n', 0o644)
+  return identity
+}

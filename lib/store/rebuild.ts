@@ -242,3 +242,29 @@ export async function ensureWriter(ctx: StoreContext): Promise<void> {
   ctx.lastSeq = Math.max(ctx.lastSeq, r.s ?? 0)
   ctx.lastCreatedAt = Math.max(ctx.lastCreatedAt, r.c ?? 0)
 }
+
+/**
+ * Forgets index rows whose file is gone: a core restored with an older store than its
+ * meta.db (the POP it was copied from had not pulled the newest blobs yet). `inTransaction`
+ * runs first in the same transaction with the forgotten blobs (the credentials that name
+ * them go with them), so no row is left pointing at a blob that is not there. Returns the
+ * forgotten blobs, in seq order. A file that exists is never forgotten.
+ */
+export function forgetMissing(
+  ctx: StoreContext,
+  inTransaction?: (forgotten: readonly BlobInfo[]) => void,
+): BlobInfo[] {
+  const rows = (
+    stmt(ctx, `SELECT ${INFO_COLS} FROM blobs ORDER BY seq`).all() as Record<string, unknown>[]
+  ).map(rowToInfo)
+  const gone = rows.filter((b) => !existsSync(join(ctx.root, b.path)))
+  if (gone.length === 0) return []
+  ctx.db
+    .transaction(() => {
+      inTransaction?.(gone)
+      const del = stmt(ctx, 'DELETE FROM blobs WHERE seq = ?')
+      for (const b of gone) del.run(b.seq)
+    })
+    .immediate()
+  return gone
+}

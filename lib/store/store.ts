@@ -57,6 +57,7 @@ import {
   type HealReport,
   type RebuildReport,
   type VerifyReport,
+  forgetMissing,
 } from './rebuild.js'
 import { chattr, sealDirs, sealFiles } from './seal.js'
 import { put, type PutOptions } from './writer.js'
@@ -280,6 +281,16 @@ export class BlobStore {
    * Seals again what lost its flags (a repair, an intruder): `files` +i, `dirs` +a, both
    * relative to the store root. Idempotent; nothing when the store does not seal.
    */
+  /**
+   * Forgets index rows whose file is gone (a restore from an older copy of the store;
+   * rebuild.ts forgetMissing): `inTransaction` removes what names them in the same
+   * transaction. Returns the forgotten blobs.
+   */
+  forgetMissing(inTransaction?: (forgotten: readonly BlobInfo[]) => void): BlobInfo[] {
+    checkOpen(this.ctx)
+    return forgetMissing(this.ctx, inTransaction)
+  }
+
   async reseal(files: readonly string[], dirs: readonly string[]): Promise<void> {
     checkOpen(this.ctx)
     if (!this.sealing) return

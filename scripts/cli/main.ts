@@ -16,6 +16,7 @@ const modules: Array<Promise<{ register: Register }>> = [
   import('./doctor.js'),
   import('./demo.js'),
   import('./backup.js'),
+  import('./replica.js'),
   // `core pop …` joins the `core` command if another module made it: keep this line last.
   import('./pop-admin.js'),
 ]
