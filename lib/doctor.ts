@@ -3,6 +3,7 @@
 import { X509Certificate } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, statSync, statfsSync } from 'node:fs'
 import { dataLayout, ensureDataDir, openBits } from './db/data-dir.js'
+import { configuredReplica, replicaStatus } from './db/replica.js'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { caPaths, popAuthPaths } from './auth/ca.js'
@@ -26,6 +27,8 @@ export interface DoctorOptions {
   certWarnDays?: number
   /** Skew above this many seconds fails (signed requests have a window). Default 30. */
   maxSkewSeconds?: number
+  /** meta.db's Litestream replica further behind than this many seconds fails. Default 60. */
+  maxReplicaLagSeconds?: number
   /** Injectable clock for tests (ms). */
   now?: () => number
   /** Injectable fetch for the skew check (defaults to the global fetch). */
@@ -187,6 +190,41 @@ export async function checkClockSkew(
   }
 }
 
+/**
+ * meta.db's replica (lib/db/replica.ts): skipped where none is configured (a POP, or a core
+ * without `core replica init`); fails when Litestream is missing or the replica is more
+ * than `maxLagS` behind the last change to meta.db (Litestream stopped, the target full or
+ * unreachable). The lag has a resolution of one second.
+ */
+export async function checkReplica(dataDir: string, maxLagS = 60): Promise<Check> {
+  if (configuredReplica(dataDir) === null)
+    return {
+      name: 'replica',
+      verdict: 'skip',
+      detail: 'meta.db is not replicated here (on a core: clavitor core replica init)',
+    }
+  try {
+    const s = await replicaStatus(dataDir)
+    const lag = s.lag_ms ?? 0
+    const when = s.last_replicated_at
+      ? new Date(s.last_replicated_at / 1000).toISOString()
+      : 'never'
+    if (s.last_replicated_at === null || lag > maxLagS * 1000)
+      return {
+        name: 'replica',
+        verdict: 'fail',
+        detail: `${s.url}: ${lag / 1000} s behind meta.db (last replicated ${when}); is clavitor-litestream running?`,
+      }
+    return {
+      name: 'replica',
+      verdict: 'ok',
+      detail: `${s.url}: ${lag / 1000} s behind (last ${when})`,
+    }
+  } catch (err) {
+    return { name: 'replica', verdict: 'fail', detail: (err as Error).message }
+  }
+}
+
 export async function runDoctor(opts: DoctorOptions): Promise<{ ok: boolean; checks: Check[] }> {
   ensureDataDir(opts.dataDir)
   const checks: Check[] = [
@@ -195,6 +233,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<{ ok: boolean; che
     await checkSealing(opts.dataDir),
     checkDisk(opts.dataDir, opts.minFreeBytes),
     ...checkCertificates(opts.dataDir, opts.certWarnDays, (opts.now ?? Date.now)()),
+    await checkReplica(opts.dataDir, opts.maxReplicaLagSeconds),
   ]
   if (opts.coreUrl)
     checks.push(await checkClockSkew(opts.coreUrl, opts.maxSkewSeconds, opts.now, opts.fetch))

@@ -18,9 +18,11 @@ import { execa } from 'execa'
 import { appendEvent } from './audit/log.js'
 import { forgetRegistrations } from './credentials/registry.js'
 import { dataLayout, ensureDataDir } from './db/data-dir.js'
+import { getMeta } from './db/meta.js'
 import { openDb } from './db/open.js'
 import { restoreFromReplica } from './db/replica.js'
 import { claError } from './errors.js'
+import { blobIndex } from './store/blob-index.js'
 import { BlobStore, restoreIdentityFile, type Protection } from './store/index.js'
 
 export interface RestoreOptions {
@@ -91,13 +93,12 @@ export async function restoreCore(o: RestoreOptions): Promise<RestoreReport> {
   const db = openDb(d.db)
   let store: BlobStore | undefined
   try {
-    const before = Number(
-      db.prepare("SELECT value FROM meta WHERE key = 'store_generation'").pluck().get() ?? 0,
-    )
-    // rows whose file the POP did not have go first (with their registrations), so the
-    // generation decision below knows whether the store went back in time
-    const indexedBefore = new Set(db.prepare('SELECT path FROM blobs').pluck().all() as string[])
-    const missing = [...indexedBefore].filter((p) => !existsSync(join(d.store, p)))
+    const before = Number(getMeta(db, 'store_generation') ?? 0)
+    // rows whose file the POP did not have: the store went back in time (they are
+    // forgotten below, with their registrations)
+    const missing = blobIndex(db)
+      .paths()
+      .filter((p) => !existsSync(join(d.store, p)))
     const identity = restoreIdentityFile(o.dataDir, db, { bumpGeneration: missing.length > 0 })
     store = await BlobStore.open({
       dataDir: o.dataDir,

@@ -7,7 +7,9 @@ import { action, dataOption, printJson } from './common.js'
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('check this host: rsync, chattr support, disk space, certificates, clock skew')
+    .description(
+      'check this host: rsync, chattr support, disk space, certificates, clock skew, the meta.db replica',
+    )
     .addOption(dataOption())
     .addOption(
       new Option('--core <url>', "the core's URL, to measure clock skew (POPs)").env(
@@ -25,6 +27,14 @@ export function register(program: Command): void {
         .argParser(Number),
     )
     .addOption(
+      new Option(
+        '--max-replica-lag <s>',
+        "fail when meta.db's Litestream replica is further behind (cores with core replica init)",
+      )
+        .default('60')
+        .argParser(Number),
+    )
+    .addOption(
       new Option('--json', 'print JSON: {ok, checks: [{name, verdict, detail}]}').env(
         'CLAVITOR_JSON',
       ),
@@ -36,6 +46,7 @@ export function register(program: Command): void {
           core?: string
           minFree: number
           certWarnDays: number
+          maxReplicaLag: number
           json?: boolean
         }) => {
           const report = await runDoctor({
@@ -43,6 +54,7 @@ export function register(program: Command): void {
             ...(o.core ? { coreUrl: o.core } : {}),
             minFreeBytes: o.minFree * 1024 ** 3,
             certWarnDays: o.certWarnDays,
+            maxReplicaLagSeconds: o.maxReplicaLag,
           })
           if (o.json) printJson(report)
           else {

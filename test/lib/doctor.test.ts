@@ -2,11 +2,15 @@ import t from 'tap'
 import { createServer } from 'node:http'
 import { mkdirSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
 import { caPaths } from '../../lib/auth/ca.js'
+import { openDb } from '../../lib/db/open.js'
+import { initReplica, renderLitestreamConfig } from '../../lib/db/replica.js'
 import {
   checkCertificates,
   checkClockSkew,
   checkDisk,
+  checkReplica,
   checkRsync,
   checkSealing,
   runDoctor,
@@ -95,6 +99,40 @@ t.test('runDoctor runs every check', async (t) => {
   t.equal(r.ok, true)
   t.same(
     r.checks.map((c) => c.name),
-    ['modes', 'rsync', 'chattr', 'disk', 'certificates', 'clock'],
+    ['modes', 'rsync', 'chattr', 'disk', 'certificates', 'replica', 'clock'],
   )
+})
+
+t.test("meta.db's replica: skipped when not set up, failed when behind", async (t) => {
+  const dir = t.testdir()
+  t.match(await checkReplica(dir), { verdict: 'skip', detail: /core replica init/ })
+  const db = openDb(join(dir, 'meta.db'))
+  db.close()
+  initReplica(dir, { replica: join(dir, 'replica') })
+  // configured, but Litestream never ran: nothing replicated
+  t.match(await checkReplica(dir, 60), {
+    name: 'replica',
+    verdict: 'fail',
+    detail: /last replicated never\); is clavitor-litestream running\?/,
+  })
+})
+
+t.test('the Litestream config: targets checked, the sync interval is the RPO', async (t) => {
+  const y = renderLitestreamConfig('/var/lib/clavitor/meta.db', {
+    replica: '/mnt/backup/meta',
+    syncIntervalMs: 500,
+  })
+  t.match(y, /- path: "\/var\/lib\/clavitor\/meta.db"/)
+  t.match(y, /- url: "file:\/\/\/mnt\/backup\/meta"/)
+  t.match(y, /sync-interval: 500ms/)
+  t.match(
+    renderLitestreamConfig('/d/meta.db', { replica: 's3://bucket/clavitor' }),
+    /url: "s3:\/\/bucket\/clavitor"/,
+  )
+  t.throws(() => renderLitestreamConfig('/d', { replica: 'backup/meta' }), {
+    code: 'CLA_ERR_INVALID_OPTION',
+  })
+  t.throws(() => renderLitestreamConfig('/d', { replica: '/x', syncIntervalMs: 5 }), {
+    code: 'CLA_ERR_INVALID_OPTION',
+  })
 })
