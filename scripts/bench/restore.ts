@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { Command } from 'commander'
-import { appendEvent } from '../../lib/audit/log.js'
 import { openDb } from '../../lib/db/open.js'
 import {
   initReplica,
@@ -118,14 +117,16 @@ try {
   // --- RPO: a steady writer and Litestream killed together ------------------------------
   const rpoDir = join(base, 'rpo')
   mkdirSync(rpoDir)
-  const rdb = openDb(join(rpoDir, 'meta.db'))
+  const rdb = openDb(join(rpoDir, 'meta.db')) // WAL, synchronous=FULL: as the core writes
+  rdb.exec('CREATE TABLE bench_rows (n INTEGER PRIMARY KEY, at INTEGER NOT NULL)')
+  const ins = rdb.prepare('INSERT INTO bench_rows (n, at) VALUES (?, ?)')
   initReplica(rpoDir, { replica: join(base, 'rpo-replica'), syncIntervalMs: 1000 })
   ls = replicate(rpoDir)
   let written = 0
   const startAt = Date.now()
   const stopAt = startAt + 15_000
   while (Date.now() < stopAt) {
-    appendEvent(rdb, { kind: 'admin.action', actor: 'bench', outcome: 'ok', data: { n: written } })
+    ins.run(written, Date.now())
     written++
     await sleep(1000 / rate)
   }
