@@ -135,7 +135,7 @@ try {
   await restoreFromReplica(join(base, 'rpo-replica'), join(base, 'rpo-restored.db'))
   const back = new Database(join(base, 'rpo-restored.db'), { readonly: true })
   const kept = back
-    .prepare("SELECT COUNT(*) FROM events WHERE kind = 'admin.action'")
+    .prepare('SELECT COUNT(*) FROM bench_rows')
     .pluck()
     .get() as number
   back.close()
