@@ -15,6 +15,7 @@ import {
 } from './entities.js'
 import type { WriteCtx } from './entity-spec.js'
 import { newId } from './ids.js'
+import { schemaErrors } from './schemas.js'
 
 export type PublicRow = Record<string, unknown> & {
   id: string
@@ -126,16 +127,7 @@ export class Crud {
     what: string,
   ): Record<string, unknown> {
     if (!Value.Check(schema, input)) {
-      const errors = [...Value.Errors(schema, input)]
-        .slice(0, 10)
-        // a field's own description says what to fix better than "Expected string to match …"
-        .map((e) => ({
-          path: e.path || '/',
-          message:
-            typeof e.schema.description === 'string' && e.value !== undefined
-              ? e.schema.description
-              : e.message,
-        }))
+      const errors = schemaErrors(schema, input)
       const first = errors[0]
       throw claError(
         'CLA_ERR_INVALID_INPUT',

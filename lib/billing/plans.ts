@@ -11,14 +11,14 @@
 // Archiving a plan stops selling it (no new price may join, `billing plan list` hides it
 // unless asked) but keeps every existing subscription's limits: a customer keeps what they
 // bought. Every change is audited (plan.create, plan.update) in the same transaction.
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { appendEvent } from '../audit/log.js'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import { systemClock, type Clock } from './clock.js'
 import { newId } from './ids.js'
-import { Id, strict } from './schemas.js'
+import { Id, schemaErrors, strict } from './schemas.js'
 
 export const PLAN_PREFIX = 'pln'
 
@@ -77,15 +77,9 @@ export interface PlanWriteOptions {
   clock?: Clock
 }
 
-function check<T>(schema: Parameters<typeof Value.Check>[0], input: unknown, what: string): T {
+function check<T>(schema: TSchema, input: unknown, what: string): T {
   if (Value.Check(schema, input)) return structuredClone(input) as T
-  const errors = [...Value.Errors(schema, input)].slice(0, 10).map((e) => ({
-    path: e.path || '/',
-    message:
-      typeof e.schema.description === 'string' && e.value !== undefined
-        ? e.schema.description
-        : e.message,
-  }))
+  const errors = schemaErrors(schema, input)
   const first = errors[0]
   throw claError(
     'CLA_ERR_INVALID_INPUT',

@@ -1,6 +1,7 @@
 // TypeBox pieces the entity input schemas share: money as minor-unit strings, ISO codes,
 // ids, free text, and the "any subset of the create fields" shape of an update.
 import { Type, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 
 export const Money = Type.String({
   pattern: '^(0|[1-9][0-9]{0,17})$',
@@ -42,3 +43,21 @@ export const Item = Type.Object(
   strict,
 )
 export const BillingDetails = Type.Record(Type.String(), Type.Unknown())
+
+/**
+ * A failed check's errors as a person can act on them: at most 10, each a path and a
+ * message; a field's own `description` says what to fix better than "Expected string to
+ * match …", so it wins when the field was given.
+ */
+export function schemaErrors(
+  schema: TSchema,
+  input: unknown,
+): Array<{ path: string; message: string }> {
+  return [...Value.Errors(schema, input)].slice(0, 10).map((e) => ({
+    path: e.path || '/',
+    message:
+      typeof e.schema.description === 'string' && e.value !== undefined
+        ? e.schema.description
+        : e.message,
+  }))
+}

@@ -19,7 +19,7 @@ import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import type { MapCtx, PaddleObj, PushCtx, Row } from './entity-spec.js'
 import type { PaddleClient } from './paddle-client.js'
-import { Id, strict } from './schemas.js'
+import { Id, schemaErrors, strict } from './schemas.js'
 
 const EffectiveFrom = Type.Union([Type.Literal('immediately'), Type.Literal('next_billing_period')])
 const Rfc3339 = Type.String({
@@ -92,15 +92,12 @@ export function parseAction(input: unknown): SubscriptionAction {
   const variant = SubscriptionAction.anyOf.find(
     (v) => (v.properties.action as { const: string }).const === action,
   )!
-  const first = [...Value.Errors(variant, input)][0]
-  const message =
-    first && typeof first.schema.description === 'string' && first.value !== undefined
-      ? first.schema.description
-      : first?.message
+  const errors = schemaErrors(variant, input)
+  const first = errors[0]
   throw claError(
     'CLA_ERR_INVALID_INPUT',
-    `subscription ${action}: ${first ? `${first.path || '/'} ${message}` : 'invalid'}`,
-    { details: { field: first?.path ?? '/' } },
+    `subscription ${action}: ${first ? `${first.path} ${first.message}` : 'invalid'}`,
+    { details: { field: first?.path ?? '/', errors } },
   )
 }
 
