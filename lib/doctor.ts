@@ -3,6 +3,7 @@
 import { X509Certificate } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, statSync, statfsSync } from 'node:fs'
 import { dataLayout, ensureDataDir, openBits } from './db/data-dir.js'
+import { systemClock, type Clock } from './clock.js'
 import { configuredReplica, replicaStatus } from './db/replica.js'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -29,8 +30,8 @@ export interface DoctorOptions {
   maxSkewSeconds?: number
   /** meta.db's Litestream replica further behind than this many seconds fails. Default 60. */
   maxReplicaLagSeconds?: number
-  /** Injectable clock for tests (ms). */
-  now?: () => number
+  /** The clock (lib/clock.ts). Default the system's. */
+  clock?: Clock
   /** Injectable fetch for the skew check (defaults to the global fetch). */
   fetch?: typeof fetch
 }
@@ -232,11 +233,18 @@ export async function runDoctor(opts: DoctorOptions): Promise<{ ok: boolean; che
     await checkRsync(),
     await checkSealing(opts.dataDir),
     checkDisk(opts.dataDir, opts.minFreeBytes),
-    ...checkCertificates(opts.dataDir, opts.certWarnDays, (opts.now ?? Date.now)()),
+    ...checkCertificates(opts.dataDir, opts.certWarnDays, (opts.clock ?? systemClock).now()),
     await checkReplica(opts.dataDir, opts.maxReplicaLagSeconds),
   ]
   if (opts.coreUrl)
-    checks.push(await checkClockSkew(opts.coreUrl, opts.maxSkewSeconds, opts.now, opts.fetch))
+    checks.push(
+      await checkClockSkew(
+        opts.coreUrl,
+        opts.maxSkewSeconds,
+        () => (opts.clock ?? systemClock).now(),
+        opts.fetch,
+      ),
+    )
   else checks.push({ name: 'clock', verdict: 'skip', detail: 'no --core URL given' })
   return { ok: checks.every((c) => c.verdict !== 'fail'), checks }
 }

@@ -17,6 +17,7 @@
 //  - Timeouts: headers, request, connection and keep-alive are all bounded.
 // Every request that gets an answer has an audit row (refusals before authentication,
 // such as an oversized body, are written from onSend).
+import { systemClock, type Clock } from '../lib/clock.js'
 import { readFileSync, statSync } from 'node:fs'
 import type { TLSSocket } from 'node:tls'
 import type { Socket } from 'node:net'
@@ -84,8 +85,8 @@ export interface PopApiOptions {
   syncRoutes?: boolean
   /** Extra routes (tests). Registered behind the same authentication. */
   routes?: (app: FastifyInstance) => void | Promise<void>
-  /** Clock, ms (tests). */
-  now?: () => number
+  /** The clock (lib/clock.ts; tests). Default the system's. */
+  clock?: Clock
   fastify?: FastifyServerOptions
 }
 
@@ -151,12 +152,13 @@ function splitUrl(url: string): { path: string; query: string } {
 export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstance> {
   const { core } = opts
   const db = core.db
-  const now = opts.now ?? Date.now
+  const clock = opts.clock ?? systemClock
+  const now = () => clock.now()
   const tokenSecrets = tokenSecretLoader(core.dataDir)
   tokenSecrets() // create the secret now, not on the first request
   const refusals = new RefusalGuard({
     db,
-    now,
+    clock,
     ...opts.refusals,
     onCount: (stage, reason) => core.metrics.refusalsCounted.inc({ stage, reason }),
   })
@@ -166,7 +168,7 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
     crlFile: opts.tls.crlFile,
     tokenSecrets,
     window: opts.window,
-    now,
+    clock,
     refusals,
   })
   // Sockets whose refusal is already recorded (dropped by us, or a handshake error we

@@ -14,7 +14,8 @@ import type {
   PublicKeyCredentialCreationOptionsJSON,
   PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/server'
-import { nowMicros, type Db } from '../db/open.js'
+import { micros, type Clock } from '../clock.js'
+import type { Db } from '../db/open.js'
 import * as authz from './authorize.js'
 import { positive, type Actor, type AdminContext, type RequestFacts } from './context.js'
 import * as humans from './humans.js'
@@ -46,8 +47,8 @@ export interface AdminOptions {
   inviteTtlMs?: number
   /** Time a WebAuthn ceremony may take, in ms. Default 5 minutes. */
   ceremonyTtlMs?: number
-  /** Clock in µs since the epoch (tests). Default lib/db nowMicros. */
-  now?: () => number
+  /** The clock (lib/clock.ts); sessions, challenges and tokens count in µs from it. */
+  clock?: Clock
 }
 
 export class Admin {
@@ -70,7 +71,7 @@ export class Admin {
     this.ceremonyTtlMs = positive('ceremonyTtlMs', opts.ceremonyTtlMs ?? 5 * 60_000)
     this.ctx = {
       db,
-      now: opts.now ?? nowMicros,
+      now: () => micros(opts.clock),
       rpName: this.rpName,
       sessionTtlMs: this.sessionTtlMs,
       sessionIdleMs: this.sessionIdleMs,

@@ -26,6 +26,7 @@
 // cert_not_bound, sig_* and digest_* (lib/auth/http-signature.ts), sig_keyid_mismatch,
 // ts_too_old, ts_in_future, nonce_invalid, nonce_replayed, token_missing, token_invalid,
 // token_expired, token_wrong_cert, internal_error.
+import { systemClock, type Clock } from '../clock.js'
 import { X509Certificate } from 'node:crypto'
 import type { Db } from '../db/open.js'
 import { appendEvent, type AuditEventInput } from '../audit/log.js'
@@ -52,8 +53,8 @@ export interface PopAuthOptions {
   /** Current token secrets (first signs; all verify). */
   tokenSecrets: () => readonly Buffer[]
   window?: WindowOptions
-  /** Clock, ms since the epoch. Default Date.now. */
-  now?: () => number
+  /** The clock (lib/clock.ts). Default the system's. */
+  clock?: Clock
   /**
    * Refusals counted instead of audited, and the per-address refusal limit
    * (lib/auth/refusal-guard.ts). Default: a guard with its defaults, without a metric.
@@ -120,8 +121,9 @@ export class PopAuthenticator {
     this.ca = new X509Certificate(opts.caCertPem)
     this.crl = new CrlCache(opts.crlFile)
     this.nonces = new NonceStore(opts.db)
-    this.now = opts.now ?? Date.now
-    this.refusals = opts.refusals ?? new RefusalGuard({ db: opts.db, now: this.now })
+    const clock = opts.clock ?? systemClock
+    this.now = () => clock.now()
+    this.refusals = opts.refusals ?? new RefusalGuard({ db: opts.db, clock })
   }
 
   /** Appends an audit row; a failure becomes CLA_ERR_AUDIT_WRITE_FAILED (refuse). */

@@ -9,6 +9,7 @@
 //
 // Files ({pop data}/pop-auth/, see lib/auth/ca.ts): key.pem (made by `clavitor pop init`),
 // cert.pem (issued by `clavitor ca issue-pop`), ca.pem (our CA).
+import { systemClock, type Clock } from '../clock.js'
 import { Agent, request as httpsRequest } from 'node:https'
 import { createPrivateKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -37,8 +38,8 @@ export interface PopApiClientOptions {
   timeoutMs?: number
   /** Refresh the access token when it has less than this left, seconds. Default 60. */
   refreshMarginSec?: number
-  /** Clock, ms. Default Date.now. */
-  now?: () => number
+  /** The clock (lib/clock.ts). Default the system's. */
+  clock?: Clock
 }
 
 export interface PopApiResponse<T = unknown> {
@@ -108,7 +109,8 @@ export class PopApiClient {
       minVersion: 'TLSv1.2',
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
     })
-    this.now = opts.now ?? Date.now
+    const clock = opts.clock ?? systemClock
+    this.now = () => clock.now()
   }
 
   /** A client from a POP data folder ({data}/pop-auth/key.pem, cert.pem, ca.pem). */

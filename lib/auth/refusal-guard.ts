@@ -16,6 +16,7 @@
 //    connections are answered 429 before authentication, both only counted.
 // So the trail stays complete for anything that reached authentication, and an anonymous
 // flood costs one row per source and interval.
+import { systemClock, type Clock } from '../clock.js'
 import type { Db } from '../db/open.js'
 import { appendEvent } from '../audit/log.js'
 import { normalizeIp } from './allowlist.js'
@@ -32,8 +33,8 @@ export interface RefusalGuardOptions {
   maxSources?: number
   /** Called on every counted refusal (a metric). */
   onCount?: (stage: RefusalStage, reason: string) => void
-  /** Clock, ms. Default Date.now. */
-  now?: () => number
+  /** The clock (lib/clock.ts). Default the system's. */
+  clock?: Clock
 }
 
 /** Where a counted refusal happened: at connect, in the TLS handshake, or on HTTP. */
@@ -67,7 +68,8 @@ export class RefusalGuard {
 
   constructor(opts: RefusalGuardOptions) {
     this.db = opts.db
-    this.now = opts.now ?? Date.now
+    const clock = opts.clock ?? systemClock
+    this.now = () => clock.now()
     this.intervalMs = opts.summaryIntervalMs ?? 60_000
     this.maxRefusals = opts.maxRefusals ?? 60
     this.windowMs = opts.windowMs ?? 60_000

@@ -16,7 +16,7 @@
 import type { AuditKind } from '../audit/kinds.js'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { systemClock, type Clock } from './clock.js'
+import { systemClock, type Clock } from '../clock.js'
 import { mapCtx, retryDefaults, type BillingContext, type RetryOptions } from './context.js'
 import { Crud, type PendingRow, type PublicRow } from './crud.js'
 import { findDuplicates, type DuplicateReport } from './duplicates.js'

@@ -4,7 +4,7 @@
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import { Billing, type AuditSink, type RetryOptions } from './billing.js'
-import type { Clock } from './clock.js'
+import type { Clock } from '../clock.js'
 import { PaddleClient } from './paddle-client.js'
 
 export interface PaddleConfig {

@@ -4,7 +4,7 @@
 // re-creating) and the id translation the entity descriptions map with.
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import type { Clock } from './clock.js'
+import type { Clock } from '../clock.js'
 import { ENTITIES, type EntitySpec, type MapCtx, type Row } from './entities.js'
 import type { PaddleClient } from './paddle-client.js'
 import { loadRow } from './references.js'

@@ -4,7 +4,7 @@
 // token bucket that keeps us under Paddle's 240 requests a minute. After a 429 the client
 // refuses further calls until Retry-After has passed (without touching the network).
 import { claError, ClavitorError } from '../errors.js'
-import { systemClock, type Clock } from './clock.js'
+import { systemClock, type Clock } from '../clock.js'
 
 export interface PaddleClientOptions {
   /** e.g. https://sandbox-api.paddle.com or the fake's http://127.0.0.1:PORT. */

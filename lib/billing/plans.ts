@@ -16,7 +16,7 @@ import { Value } from '@sinclair/typebox/value'
 import { appendEvent } from '../audit/log.js'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
-import { systemClock, type Clock } from './clock.js'
+import { systemClock, type Clock } from '../clock.js'
 import { newId } from './ids.js'
 import { Id, schemaErrors, strict } from './schemas.js'
 

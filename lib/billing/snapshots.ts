@@ -3,7 +3,7 @@
 // mirror rows for objects made at Paddle directly. webhooks.ts verifies and records the
 // event, and calls this inside its transaction.
 import { claError } from '../errors.js'
-import { rfc3339Micros } from './clock.js'
+import { rfc3339Micros } from './rfc3339.js'
 import { load, nowMicros, type BillingContext } from './context.js'
 import type { EntitySpec, PaddleObj, Row } from './entities.js'
 import { CUSTOM_ID_KEY, newId } from './ids.js'

@@ -7,7 +7,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { claError } from '../errors.js'
 import type { Billing } from './billing.js'
-import { isRfc3339 } from './clock.js'
+import { isRfc3339 } from './rfc3339.js'
 import { ENTITIES, type EntitySpec, type PaddleObj } from './entities.js'
 
 export interface VerifyOptions {

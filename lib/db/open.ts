@@ -2,6 +2,7 @@
 // brings its schema up to date. One file per data folder: {data}/meta.db.
 import { readFileSync } from 'node:fs'
 import Database from 'better-sqlite3'
+import { micros, systemClock } from '../clock.js'
 import { claError } from '../errors.js'
 import { makePrivateFile } from './data-dir.js'
 
@@ -110,7 +111,7 @@ export function migrate(db: Db): void {
   }
 }
 
-/** Microseconds since the Unix epoch, as an integer. */
+/** Microseconds since the Unix epoch, as an integer: the system clock (lib/clock.ts). */
 export function nowMicros(): number {
-  return Date.now() * 1000
+  return micros(systemClock)
 }

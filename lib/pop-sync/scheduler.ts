@@ -3,22 +3,9 @@
 // failure, exponential backoff (capped) instead of waiting for the next hour; a manual
 // run at any time. Clock, timers and randomness are injected so tests never wait.
 import { createHash } from 'node:crypto'
+import { systemClock, type Clock } from '../clock.js'
 
-export interface Clock {
-  now(): number
-  setTimeout(fn: () => void, ms: number): unknown
-  clearTimeout(handle: unknown): void
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const h = setTimeout(fn, ms)
-    h.unref?.()
-    return h
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-}
+export { systemClock, type Clock }
 
 export interface ScheduleOptions {
   /** Time between regular runs, ms. Default 3,600,000 (hourly). */

@@ -5,15 +5,15 @@ import fg from 'fast-glob'
 import { readFileSync } from 'node:fs'
 
 const ALLOWED: Record<string, string[]> = {
-  db: ['errors'],
-  store: ['db', 'errors'],
-  audit: ['db', 'errors', 'store'],
-  billing: ['audit', 'db', 'errors'],
-  auth: ['audit', 'db', 'errors'],
-  'core-sync': ['audit', 'auth', 'db', 'errors', 'store'],
-  'pop-sync': ['audit', 'core-sync', 'db', 'errors', 'log', 'store'],
-  credentials: ['audit', 'billing', 'db', 'errors', 'store'],
-  admin: ['audit', 'billing', 'db', 'errors', 'store'],
+  db: ['clock', 'errors'],
+  store: ['clock', 'db', 'errors'],
+  audit: ['clock', 'db', 'errors', 'store'],
+  billing: ['audit', 'clock', 'db', 'errors'],
+  auth: ['audit', 'clock', 'db', 'errors'],
+  'core-sync': ['audit', 'auth', 'clock', 'db', 'errors', 'store'],
+  'pop-sync': ['audit', 'clock', 'core-sync', 'db', 'errors', 'log', 'store'],
+  credentials: ['audit', 'billing', 'clock', 'db', 'errors', 'store'],
+  admin: ['audit', 'billing', 'clock', 'db', 'errors', 'store'],
 }
 
 const root = new URL('../../', import.meta.url)
@@ -159,5 +159,19 @@ t.test('only lib/store/ touches blobs and seals files', async (t) => {
       /\b(execa|execFile|execFileSync|spawn|spawnSync)\(\s*['"]chattr['"]|import\s*\{[^}]*\b(chattr|sealFiles|sealDirs|unsealTree)\b[^}]*\}\s*from\s*'[^']*store\/seal\.js'/,
       `${f} seals files itself`,
     )
+  }
+})
+
+// One clock (lib/clock.ts): no module keeps a clock type of its own or takes a bare
+// `now` function; time comes through `clock?: Clock`.
+t.test('one clock: no other Clock type, no `now?: () => number` option', async (t) => {
+  const files = await fg(['lib/**/*.ts', 'server/**/*.ts', 'pop-agent/**/*.ts', 'http/**/*.ts'], {
+    cwd: root.pathname,
+  })
+  for (const f of files) {
+    if (f === 'lib/clock.ts') continue
+    const src = readFileSync(new URL(f, root), 'utf8')
+    t.notMatch(src, /^\s*now\?: \(\) => number/m, `${f} takes a bare now function`)
+    t.notMatch(src, /^export interface Clock\b/m, `${f} declares a Clock of its own`)
   }
 })

@@ -1,6 +1,7 @@
 // The refusal guard (lib/auth/refusal-guard.ts): refusals before any credential are
 // counted and summarized per source, reason and interval, in bounded memory; audited
 // refusals count towards a per-address limit that ends with its window.
+import { clockOf } from '../../../lib/clock.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -31,7 +32,7 @@ t.test('one row per source, stage and reason per interval, with the count and sp
   const counted: string[] = []
   const g = new RefusalGuard({
     db: d,
-    now: () => now,
+    clock: clockOf(() => now),
     onCount: (s, r) => counted.push(`${s}:${r}`),
   })
   for (let i = 0; i < 500; i++) g.count('192.0.2.7', 'connect', 'ip_not_allowed')
@@ -92,7 +93,7 @@ t.test('memory is bounded: sources past maxSources share one row without an addr
 t.test('the refusal limit: audited refusals per address and window', async (t) => {
   const d = db()
   let now = 0
-  const g = new RefusalGuard({ db: d, now: () => now, maxRefusals: 3, windowMs: 10_000 })
+  const g = new RefusalGuard({ db: d, clock: clockOf(() => now), maxRefusals: 3, windowMs: 10_000 })
   t.equal(g.limitedFor('192.0.2.1'), 0, 'an unknown address is not limited')
   g.noteAudited('192.0.2.1')
   g.noteAudited('192.0.2.1')

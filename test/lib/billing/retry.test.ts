@@ -256,7 +256,7 @@ t.test('without Paddle configured the write stands and says why', async (t) => {
 
 t.test('the token bucket keeps to the per-minute budget (clock-driven)', async (t) => {
   const { PaddleClient } = await import('../../../lib/billing/paddle-client.js')
-  const { ManualClock } = await import('../../../lib/billing/clock.js')
+  const { ManualClock } = await import('../../../lib/clock.js')
   const rig = await billingRig()
   t.teardown(rig.close)
   const clock = new ManualClock()

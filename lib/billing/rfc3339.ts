@@ -1,35 +1,5 @@
-// An injectable clock: every time decision in lib/billing goes through one of these, so
-// tests can move time past the retry delay or a webhook's tolerance window.
-export interface Clock {
-  /** Milliseconds since the Unix epoch. */
-  now(): number
-  /** Resolves after `ms` milliseconds (a test clock may resolve at once). */
-  sleep(ms: number): Promise<void>
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-}
-
-/** A clock that only moves when told to; sleep() advances it instead of waiting. */
-export class ManualClock implements Clock {
-  constructor(private t: number = Date.now()) {}
-  now(): number {
-    return this.t
-  }
-  advance(ms: number): void {
-    this.t += ms
-  }
-  set(ms: number): void {
-    this.t = ms
-  }
-  async sleep(ms: number): Promise<void> {
-    this.t += ms
-  }
-}
-
-export const micros = (clock: Clock): number => clock.now() * 1000
+// RFC 3339 times as Paddle sends them, read strictly (the webhook order rests on them).
+// The clock itself is lib/clock.ts.
 
 const RFC3339 =
   /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/
