@@ -3,8 +3,10 @@
 // it, in milliseconds since the epoch, and every timer goes through it, so a test moves
 // time instead of waiting. Modules take `clock?: Clock` in their options (default
 // `systemClock`); a bare `now?: () => number` option is refused by test/lib/layers.test.ts.
-// Columns of ours stay in µs (`micros`); wall-clock times for logs and file names may
-// still use Date directly, and say so.
+// Columns of ours stay in µs (`micros`). What reads Date directly on purpose: elapsed
+// times in reports (restore, a POP run, a repair, rsync's idle watchdog), stamps in file
+// names, comparisons with file mtimes (staging clean-up, the replica's lag) and the POP
+// watch's own sweep timer: wall-clock measurements, not decisions a test needs to move.
 
 export interface Clock {
   /** Milliseconds since the Unix epoch. */

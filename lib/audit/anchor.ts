@@ -12,6 +12,7 @@
 // work carries on. scanAnchors reads the .cla files from the store folder itself
 // ({store}/00/000…0/*.cla), each verified, NOT the blobs index, which lives in the same
 // SQLite file an attacker would edit.
+import { micros } from '../clock.js'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Db } from '../db/open.js'
@@ -100,7 +101,7 @@ export async function writeAnchor(
   ) {
     return undefined
   }
-  return store.put(AUDIT_ANCHOR_P0, encodeAnchor({ ...head, at: Date.now() * 1000 }, store))
+  return store.put(AUDIT_ANCHOR_P0, encodeAnchor({ ...head, at: micros() }, store))
 }
 
 /**

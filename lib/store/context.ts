@@ -4,6 +4,7 @@
 // state (lock, last seq and created_at, the in-process mutex, the put groups' stage-2
 // chain). Built once by the constructor; no decisions here beyond the small helpers every
 // part needs (prepared statements, the open check, the one-time warning, the mutex).
+import { micros } from '../clock.js'
 import type { Statement } from 'better-sqlite3'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
@@ -84,7 +85,7 @@ export function makeContext(args: OpenedStore): StoreContext {
     signing: args.signing,
     ring: args.ring,
     probe: args.probe,
-    clock: opts.clock ?? (() => Date.now() * 1000),
+    clock: () => micros(opts.clock),
     warn: opts.onWarning ?? ((m) => process.emitWarning(m, { code: 'CLAVITOR_PROTECTION' })),
     maxPayloadBytes: opts.maxPayloadBytes ?? 1024 * 1024,
     maxBatch: opts.maxBatch ?? 512,

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Clock } from '../clock.js'
 import { dataLayout, ensureDataDir } from '../db/data-dir.js'
 import { getMeta, setMeta } from '../db/meta.js'
 import { openDb, type Db } from '../db/open.js'
@@ -37,8 +38,8 @@ export interface StoreOptions {
   protection?: Protection
   /** Extra trusted public keys (raw 32 bytes) on top of {data}/keys/trusted/*.pub and the own key. */
   trustedKeys?: Buffer[]
-  /** µs clock for created_at; default Date.now() * 1000. */
-  clock?: () => number
+  /** The clock (lib/clock.ts) created_at is read from (µs); default the system's. */
+  clock?: Clock
   /** Where the one-time protection warning goes; default process.emitWarning. */
   onWarning?: (message: string) => void
   /** Largest payload put() accepts, in bytes; default 1 MiB. */

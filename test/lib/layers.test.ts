@@ -171,7 +171,7 @@ t.test('one clock: no other Clock type, no `now?: () => number` option', async (
   for (const f of files) {
     if (f === 'lib/clock.ts') continue
     const src = readFileSync(new URL(f, root), 'utf8')
-    t.notMatch(src, /^\s*now\?: \(\) => number/m, `${f} takes a bare now function`)
+    t.notMatch(src, /^\s*(now|clock)\?: \(\) => number/m, `${f} takes a bare clock function`)
     t.notMatch(src, /^export interface Clock\b/m, `${f} declares a Clock of its own`)
   }
 })

@@ -153,7 +153,11 @@ t.test(
 t.test('created_at stays strictly increasing when the clock stalls or steps back', async (t) => {
   const data = tempData(t)
   const clock = manualClock(1_800_000_000_000_000)
-  const s = await BlobStore.init({ dataDir: data, protection: 'off', clock: clock.fn })
+  const s = await BlobStore.init({
+    dataDir: data,
+    protection: 'off',
+    clock: clock.clock,
+  })
   t.teardown(() => s.close())
   const got: BlobInfo[] = []
   // many writes in the same millisecond (the clock does not move at all)
@@ -176,7 +180,7 @@ t.test('created_at stays strictly increasing when the clock stalls or steps back
   // a reopened store continues above the newest indexed created_at
   await s.close()
   clock.now -= 10_000_000_000
-  const s2 = await BlobStore.open({ dataDir: data, protection: 'off', clock: clock.fn })
+  const s2 = await BlobStore.open({ dataDir: data, protection: 'off', clock: clock.clock })
   const next = await s2.put(P0A, Buffer.from('after reopen'))
   t.ok(next.created_at > got[70]!.created_at)
   t.equal(next.seq, 72)
@@ -186,7 +190,11 @@ t.test('created_at stays strictly increasing when the clock stalls or steps back
 t.test('changesAfter pages never skip or repeat, also while writes go on', async (t) => {
   const data = tempData(t)
   const clock = manualClock(1_800_000_000_000_000)
-  const s = await BlobStore.init({ dataDir: data, protection: 'off', clock: clock.fn })
+  const s = await BlobStore.init({
+    dataDir: data,
+    protection: 'off',
+    clock: clock.clock,
+  })
   t.teardown(() => s.close())
   for (let i = 0; i < 23; i++) await s.put(i % 2 ? P0A : P0B, Buffer.from(`v${i}`))
   clock.now -= 1_000_000 // step back: must not reorder the feed
