@@ -36,6 +36,11 @@ export const subscriptions: EntitySpec = {
       items: Type.Array(Item, { minItems: 1, maxItems: 100 }),
       billing_details: Type.Optional(BillingDetails),
       custom_data: Type.Optional(CustomData),
+      // manual: an invoice (net terms), active at once; automatic: a card checkout, the
+      // subscription exists once the customer has paid
+      collection_mode: Type.Optional(
+        Type.Union([Type.Literal('manual'), Type.Literal('automatic')]),
+      ),
     },
     strict,
   ),
@@ -120,6 +125,7 @@ export const subscriptions: EntitySpec = {
   findStatus: ACTIVE_AND_ARCHIVED,
   customerColumn: 'customer_id',
   present: (db, row) => ({
+    checkout_url: checkoutUrl(db, row),
     items: db
       .prepare(
         'SELECT price_id, quantity, status, recurring FROM subscription_items WHERE subscription_id = ?',
@@ -131,13 +137,23 @@ export const subscriptions: EntitySpec = {
     // recurring prices; Paddle makes the subscription, linked when its sub_ id appears.
     const txnId = newId(transactions.prefix, w.nowMs())
     const items = JSON.stringify(cols.items)
-    const billingDetails = JSON.stringify(cols.billing_details ?? DEFAULT_BILLING_DETAILS)
+    const card = cols.collection_mode === 'automatic'
+    const billingDetails = card
+      ? null
+      : JSON.stringify(cols.billing_details ?? DEFAULT_BILLING_DETAILS)
     delete cols.items
     delete cols.billing_details
     w.insert(
       subscriptions,
       id,
-      { ...cols, origin_transaction_id: txnId, collection_mode: 'manual' },
+      {
+        ...cols,
+        origin_transaction_id: txnId,
+        collection_mode: card ? 'automatic' : 'manual',
+        // ours until Paddle's first snapshot: a card subscription is not active before
+        // the customer has paid at checkout (no vault may register on it meanwhile)
+        ...(card ? { status: 'incomplete' } : {}),
+      },
       now,
     )
     const ins = w.db.prepare(
@@ -158,8 +174,8 @@ export const subscriptions: EntitySpec = {
         business_id: cols.business_id ?? null,
         discount_id: cols.discount_id ?? null,
         subscription_id: id,
-        status: 'billed',
-        collection_mode: 'manual',
+        status: card ? 'ready' : 'billed',
+        collection_mode: card ? 'automatic' : 'manual',
         currency_code: cols.currency_code,
         items,
         billing_details: billingDetails,
@@ -189,6 +205,13 @@ export const subscriptions: EntitySpec = {
     const t = (await p.paddle.get<PaddleObj>(`/transactions/${String(txn.paddle_id)}`)).data
     p.merge(transactions, txn, t, false)
     const subId = typeof t.subscription_id === 'string' ? t.subscription_id : null
+    if (!subId && t.collection_mode === 'automatic') {
+      throw claError(
+        'CLA_ERR_BILLING_DEPENDENCY_PENDING',
+        `waiting for the customer to pay at checkout (transaction ${String(txn.paddle_id)}); the subscription.created webhook links it`,
+        { details: { entity: 'transactions', id: txn.id, paddle_id: txn.paddle_id } },
+      )
+    }
     if (!subId) {
       throw claError(
         'CLA_ERR_BILLING_DEPENDENCY_PENDING',
@@ -229,4 +252,19 @@ export const subscriptions: EntitySpec = {
   finalStatuses: ['canceled'],
   // Linked means Paddle made it from our transaction: nothing of ours is left to send.
   linkCompletesPush: true,
+}
+
+/** A card subscription's checkout link: Paddle's `checkout.url` of its origin transaction. */
+function checkoutUrl(
+  db: Parameters<NonNullable<EntitySpec['present']>>[0],
+  row: Row,
+): string | null {
+  if (row.collection_mode !== 'automatic' || !row.origin_transaction_id) return null
+  const raw = db
+    .prepare('SELECT raw FROM transactions WHERE id = ?')
+    .pluck()
+    .get(row.origin_transaction_id) as string | null | undefined
+  if (!raw) return null
+  const url = (JSON.parse(raw) as { checkout?: { url?: unknown } | null }).checkout?.url
+  return typeof url === 'string' ? url : null
 }

@@ -100,6 +100,8 @@ export interface FakePaddle {
   flushWebhooks(opts?: { reverse?: boolean; duplicate?: boolean }): Promise<number[]>
   /** Signs a body like Paddle does: `ts=…;h1=…`. */
   sign(body: string, ts?: number): string
+  /** The customer pays a card (automatic) transaction at checkout: completed, subscription made. */
+  payTransaction(id: string): WebhookEvent[]
   /** Moves a subscription's status as Paddle would (emits subscription.updated + the status event). */
   setSubscriptionStatus(id: string, status: string): WebhookEvent[]
   /** Resolves when every request held by a 'late' rule has been done. */
@@ -385,13 +387,12 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
   }
 
   function maybeCreateSubscription(txn: Obj): Obj | undefined {
-    if (
-      txn.status !== 'billed' ||
-      txn.collection_mode !== 'manual' ||
-      !txn.billing_details ||
-      txn.subscription_id
-    )
-      return undefined
+    // Paddle makes a subscription from a billed invoice (manual) transaction, or from a
+    // card (automatic) one once it is paid (completed)
+    const invoice =
+      txn.status === 'billed' && txn.collection_mode === 'manual' && txn.billing_details
+    const paid = txn.status === 'completed' && txn.collection_mode === 'automatic'
+    if ((!invoice && !paid) || txn.subscription_id) return undefined
     const items = (txn.items as Array<Record<string, unknown>>).map(
       (it) => ({ ...it, price: state.prices.get(String(it.price_id)) }) as Record<string, unknown>,
     )
@@ -415,8 +416,8 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
         address_id: txn.address_id,
         business_id: txn.business_id ?? null,
         currency_code: txn.currency_code,
-        collection_mode: 'manual',
-        billing_details: txn.billing_details,
+        collection_mode: txn.collection_mode,
+        billing_details: txn.billing_details ?? null,
         billing_cycle: cycle,
         current_billing_period: { starts_at: now.toISOString(), ends_at: end.toISOString() },
         next_billed_at: end.toISOString(),
@@ -823,12 +824,16 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
             invoice_id: null,
             invoice_number: null,
             billing_period: null,
-            checkout: { url: null },
+            checkout: { url: null as string | null },
             revised_at: null,
             billed_at: requested === 'billed' ? new Date().toISOString() : null,
             custom_data: body.custom_data ?? null,
             subscription_id: null,
           }
+          // a card transaction gets Paddle's checkout link (its default payment link + _ptxn)
+          if (t.collection_mode === 'automatic')
+            (t.checkout as { url: string | null }).url =
+              `https://pay.fake-paddle.invalid/checkout?_ptxn=${t.id}`
           createIn('transactions', t)
           if (t.status === 'billed') emit('transaction.billed', publicTxn(t))
           maybeCreateSubscription(t)
@@ -1103,6 +1108,23 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     return s
   }
 
+  /**
+   * The customer pays a card transaction at checkout (a control of the fake, what Paddle's
+   * checkout does): paid, then completed, and Paddle makes the subscription.
+   */
+  function pay(txnId: string): void {
+    const t = get('transactions', txnId)
+    if (t.collection_mode !== 'automatic' || !['ready', 'draft'].includes(String(t.status)))
+      throw new Error(`transaction ${txnId} is not awaiting a card payment`)
+    t.status = 'paid'
+    stamp(t, false)
+    emit('transaction.paid', publicTxn(t))
+    t.status = 'completed'
+    t.billed_at = new Date().toISOString()
+    emit('transaction.completed', publicTxn(t))
+    maybeCreateSubscription(t)
+  }
+
   function setStatus(s: Obj, to: string): Obj {
     s.status = to
     const now = new Date().toISOString()
@@ -1126,6 +1148,7 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
   //   POST /__fake/fail {kind, count?, method?, path?, retryAfterS?, status?, code?}
   //   POST /__fake/clear            POST /__fake/webhooks {hold?, duplicate?}
   //   POST /__fake/flush {reverse?, duplicate?}        GET /__fake/state → counts
+  //   POST /__fake/pay {transaction_id}   the customer pays a card transaction at checkout
   function control(
     method: string,
     pathname: string,
@@ -1166,6 +1189,14 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
               ? Infinity
               : Number(rule.count),
       })
+      return send(200, { ok: true })
+    }
+    if (method === 'POST' && what === 'pay') {
+      try {
+        pay(String(body.transaction_id))
+      } catch (err) {
+        return send(404, { error: (err as Error).message })
+      }
       return send(200, { ok: true })
     }
     if (method === 'POST' && what === 'clear') {
@@ -1385,6 +1416,11 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
       return statuses
     },
     sign,
+    payTransaction(id) {
+      const before = state.events.length
+      pay(id)
+      return state.events.slice(before)
+    },
     setSubscriptionStatus(id, status) {
       const before = state.events.length
       setStatus(get('subscriptions', id), status)
