@@ -2,20 +2,12 @@
 // then a Paddle transaction with automatic collection whose checkout link we return; no
 // vault registers before the customer pays; once paid, the subscription.created webhook
 // links Paddle's subscription to our row and it is active.
-import { createHmac } from 'node:crypto'
 import t from 'tap'
-import { handlePaddleWebhook } from '../../../lib/billing/webhooks.js'
-import { billingRig, seed, type BillingRig } from '../../fixtures/billing.js'
+import { billingRig, deliverSigned, seed, type BillingRig } from '../../fixtures/billing.js'
 import type { WebhookEvent } from '../../../scripts/fake-paddle/server.js'
 
-function deliver(rig: BillingRig, events: WebhookEvent[]): string[] {
-  return events.map((ev) => {
-    const body = Buffer.from(JSON.stringify(ev))
-    const ts = Math.floor(rig.clock.now() / 1000)
-    const sig = `ts=${ts};h1=${createHmac('sha256', rig.fake.secret).update(`${ts}:`).update(body).digest('hex')}`
-    return handlePaddleWebhook(rig.billing, body, sig).outcome
-  })
-}
+const deliver = (rig: BillingRig, events: WebhookEvent[]): string[] =>
+  events.map((ev) => deliverSigned(rig, ev).outcome)
 
 t.test(
   'a card subscription: checkout link, inactive until paid, linked by the webhook',

@@ -3,23 +3,16 @@
 // and then at Paddle, the webhooks that follow agreeing, a lost answer never sent twice,
 // an action decided before Paddle made the subscription, a refusal discarded, and the
 // items following Paddle's snapshots.
-import { createHmac } from 'node:crypto'
 import t from 'tap'
-import { handlePaddleWebhook } from '../../../lib/billing/webhooks.js'
 import { listEvents } from '../../../lib/audit/log.js'
 import { entitlementsOf } from '../../../lib/billing/entitlements.js'
 import { createPlan } from '../../../lib/billing/plans.js'
-import { billingRig, seed, type BillingRig } from '../../fixtures/billing.js'
+import { billingRig, deliverSigned, seed, type BillingRig } from '../../fixtures/billing.js'
 import type { WebhookEvent } from '../../../scripts/fake-paddle/server.js'
 
 /** Delivers the fake's events emitted since `from` (its index), signed, to our handler. */
 function deliverSince(rig: BillingRig, from: number): string[] {
-  return rig.fake.state.events.slice(from).map((ev: WebhookEvent) => {
-    const body = Buffer.from(JSON.stringify(ev))
-    const ts = Math.floor(rig.clock.now() / 1000)
-    const sig = `ts=${ts};h1=${createHmac('sha256', rig.fake.secret).update(`${ts}:`).update(body).digest('hex')}`
-    return handlePaddleWebhook(rig.billing, body, sig).outcome
-  })
+  return rig.fake.state.events.slice(from).map((ev: WebhookEvent) => deliverSigned(rig, ev).outcome)
 }
 
 const calls = (rig: BillingRig, method: string, path: RegExp) =>
