@@ -421,6 +421,8 @@ export class Billing {
   /**
    * Applies a Paddle snapshot to our row (snapshots.ts): linked, applied when newer,
    * inserted as a mirror, stale, or parked (the answer says why). Call inside a transaction.
+   * @internal the webhook and reconcile paths' step; embedders deliver Paddle's events
+   * through the core app's webhook route (server/routes/paddle-webhook.ts).
    */
   applySnapshot(
     spec: EntitySpec,

@@ -134,10 +134,7 @@ try {
   rdb.close()
   await restoreFromReplica(join(base, 'rpo-replica'), join(base, 'rpo-restored.db'))
   const back = new Database(join(base, 'rpo-restored.db'), { readonly: true })
-  const kept = back
-    .prepare('SELECT COUNT(*) FROM bench_rows')
-    .pluck()
-    .get() as number
+  const kept = back.prepare('SELECT COUNT(*) FROM bench_rows').pluck().get() as number
   back.close()
   const lost = written - kept
   const measured = written / ((stopAt - startAt) / 1000) // the rate actually reached

@@ -2,9 +2,9 @@
 // Whoever runs these has the data folder, so they act as 'system' in the audit log.
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { isRole, ROLES, type Role } from '../../lib/admin/roles.js'
-import { openCore, type Core } from '../../lib/core.js'
+import type { Core } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
-import { action, dataOption, printJson } from './common.js'
+import { action, dataOption, openCore, printJson } from './common.js'
 
 const originOption = () =>
   new Option('--origin <url>', 'public origin of the admin UI, used to print the link')

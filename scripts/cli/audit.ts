@@ -1,11 +1,10 @@
 // `clavitor audit verify|list`: the hash-chained audit log (lib/audit).
 import { InvalidArgumentError, Option, type Command } from 'commander'
-import { openCore } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { listEvents } from '../../lib/audit/log.js'
 import { writeAnchor } from '../../lib/audit/anchor.js'
 import { verifyAuditTrail, type AuditTrailReport } from '../../lib/audit/verify-trail.js'
-import { action, dataOption, printJson } from './common.js'
+import { action, dataOption, openCore, printJson } from './common.js'
 
 export function register(program: Command): void {
   const audit = program.command('audit').description('the tamper-evident audit log (events table)')

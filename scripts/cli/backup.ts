@@ -2,7 +2,7 @@
 import type { Command } from 'commander'
 import { backupDb } from '../../lib/db/backup.js'
 import { openDb } from '../../lib/db/open.js'
-import { dataPaths } from '../../lib/core.js'
+import { dataLayout } from '../../lib/db/data-dir.js'
 import { action, dataOption, printJson, subcommand } from './common.js'
 
 export function register(program: Command): void {
@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .requiredOption('--out <file>', 'destination file (must not exist)')
     .action(
       action(async (o: { data: string; out: string }) => {
-        const db = openDb(dataPaths(o.data).db, { readonly: true })
+        const db = openDb(dataLayout(o.data).db, { readonly: true })
         try {
           const r = await backupDb(db, o.out)
           printJson({ out: o.out, pages: r.pages })

@@ -3,7 +3,7 @@
 import { readFileSync, statSync } from 'node:fs'
 import { Option, type Command } from 'commander'
 import { ClavitorError, claError } from '../../lib/errors.js'
-import { openCore, type Core, type CoreOptions } from '../../lib/core.js'
+import type { Core, CoreOptions } from '../../lib/core.js'
 
 export const dataOption = () =>
   new Option('--data <dir>', 'data folder ({data}/store, {data}/meta.db, {data}/keys)')
@@ -12,6 +12,14 @@ export const dataOption = () =>
 
 /** `--json` (also CLAVITOR_JSON) of the commands that print a result. */
 export const jsonOption = (help = 'print JSON') => new Option('--json', help).env('CLAVITOR_JSON')
+
+/**
+ * lib/core.js's openCore, imported on first use: the whole engine loads only for the
+ * commands that open a core (see areas.ts).
+ */
+export async function openCore(opts: CoreOptions): Promise<Core> {
+  return (await import('../../lib/core.js')).openCore(opts)
+}
 
 /** Opens the core at `opts` (a data folder or the full options), runs `fn`, always closes. */
 export async function withCore<T>(

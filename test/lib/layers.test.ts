@@ -50,6 +50,28 @@ t.test('the apps: http/ is shared, server/ and pop-agent/ never import each othe
   }
 })
 
+// The public surface (exports/, package.json "exports") is for users of the package: the
+// code inside it imports the files directly, so an entry point can change freely and a
+// user never depends on something only reachable by accident.
+t.test(
+  'exports/ re-exports lib/, server/ and pop-agent/ only, and nothing imports it',
+  async (t) => {
+    const entries = await fg('exports/*.ts', { cwd: root.pathname })
+    t.ok(entries.length >= 8, 'found the entry points')
+    for (const f of entries)
+      for (const spec of importsOf(f))
+        t.match(spec, /^\.\.\/(lib|server|pop-agent|http)\//, `${f} imports ${spec}`)
+    const inside = await fg(
+      ['lib/**/*.ts', 'http/**/*.ts', 'server/**/*.ts', 'pop-agent/**/*.ts', 'scripts/**/*.ts'],
+      {
+        cwd: root.pathname,
+      },
+    )
+    for (const f of inside)
+      for (const spec of importsOf(f)) t.notMatch(spec, /(^|\/)exports\//, `${f} imports ${spec}`)
+  },
+)
+
 t.test('each lib/ layer imports only what docs/architecture.md allows', async (t) => {
   for (const [layer, allowed] of Object.entries(ALLOWED)) {
     const files = await fg(`lib/${layer}/**/*.ts`, { cwd: root.pathname })

@@ -1,0 +1,52 @@
+/**
+ * Replication: the core's change feed and a POP's pull with rsync, verified file by file
+ * (docs/replication.md). `openPop` (the root entry) wires these together; use them alone
+ * to run a pull from your own scheduler or to serve the feed from your own HTTP app.
+ *
+ * @packageDocumentation
+ */
+export {
+  FEED_DEFAULT_LIMIT,
+  FEED_MAX_LIMIT,
+  feedHead,
+  feedPage,
+  type FeedItem,
+  type FeedPage,
+  type FeedQuery,
+  type FeedSource,
+} from '../lib/core-sync/feed.js'
+export {
+  checkPage,
+  plainHttpFeedClient,
+  requestFeedClient,
+  type FeedClient,
+  type JsonRequester,
+} from '../lib/pop-sync/transport.js'
+export {
+  PopSync,
+  type PopSyncOptions,
+  type RunOptions,
+  type RunOutcome,
+} from '../lib/pop-sync/agent.js'
+export {
+  pullOnce,
+  type PullOptions,
+  type PullProgress,
+  type PullResult,
+  type RsyncSettings,
+} from '../lib/pop-sync/pull.js'
+export {
+  SyncScheduler,
+  nextRegularRun,
+  slotOffsetMs,
+  type ScheduleOptions,
+  type SchedulerOptions,
+} from '../lib/pop-sync/scheduler.js'
+export { Wl3Lookup, type LookupOptions, type Wl3Answer } from '../lib/pop-sync/lookup.js'
+export { listPopSyncStates, type PopReport, type PopSyncRow } from '../lib/core-sync/pop-state.js'
+export type { FeedRow } from '../lib/store/blob-index.js'
+export type { LastRun } from '../lib/pop-sync/state.js'
+export type { PopListing } from '../lib/core-sync/pop-state.js'
+export type { PullStore } from '../lib/pop-sync/pull.js'
+export type { RepairResult } from '../lib/pop-sync/repair.js'
+export type { IngestExpect } from '../lib/pop-sync/pull.js'
