@@ -49,6 +49,15 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
   // (cancel, pause, resume, items, discount) decided and written here, not yet confirmed
   // by Paddle; NULL when none waits
   { version: 5, sql: () => 'ALTER TABLE subscriptions ADD COLUMN pending_change TEXT;' },
+  // a department billed through its parent's Paddle customer (docs/billing.md "Departments
+  // billed through their parent"): Paddle's customer emails are unique, so a department with
+  // its parent's email has no Paddle customer of its own. Only a department (level 3) may.
+  {
+    version: 6,
+    sql: () => `
+      ALTER TABLE customers ADD COLUMN bill_to_parent INTEGER NOT NULL DEFAULT 0
+        CHECK (bill_to_parent IN (0, 1) AND (bill_to_parent = 0 OR level = 3));`,
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
