@@ -56,9 +56,12 @@ export const customers: EntitySpec = {
   bool: ['marketing_consent', 'bill_to_parent'],
   // a department billed through its parent has no Paddle customer of its own
   billedThrough: (r) => (r.bill_to_parent ? String(r.parent_id) : null),
-  // a customer moved under another parent (another MSP): its tree takes that MSP's margin
+  // a customer moved under another parent (another MSP), or an unplaced one filed: its
+  // tree takes that MSP's margin
   marginScope: (row, before) =>
-    before && before.parent_id !== row.parent_id ? String(row.id) : null,
+    before && (before.parent_id !== row.parent_id || before.level !== row.level)
+      ? String(row.id)
+      : null,
   prepare(db, c, existing) {
     const parentId = (c.parent_id === undefined ? existing?.parent_id : c.parent_id) as
       string | null | undefined
@@ -72,7 +75,10 @@ export const customers: EntitySpec = {
       )
     }
     let level: number
-    if (!parentId) {
+    if (existing?.level === 0 && c.parent_id === undefined) {
+      // unplaced (made at Paddle) and not being filed: it stays unplaced
+      level = 0
+    } else if (!parentId) {
       level = 1
     } else {
       const parent = db.prepare('SELECT id, level FROM customers WHERE id = ?').get(parentId) as
@@ -81,6 +87,13 @@ export const customers: EntitySpec = {
         throw claError('CLA_ERR_BILLING_HIERARCHY', `parent customer ${parentId} does not exist`, {
           details: { parent_id: parentId },
         })
+      if (parent.level === 0) {
+        throw claError(
+          'CLA_ERR_BILLING_HIERARCHY',
+          `customer ${parentId} is unplaced (made at Paddle); file it first (update its parent_id), an unplaced customer has no children`,
+          { details: { parent_id: parentId, level: 0 } },
+        )
+      }
       if (parent.level >= 3) {
         throw claError(
           'CLA_ERR_BILLING_HIERARCHY',
@@ -104,7 +117,9 @@ export const customers: EntitySpec = {
       }
       level = parent.level + 1
     }
-    const wanted = c.level ?? existing?.level
+    // an unplaced customer takes the level of the place it is filed at, once
+    const filing = existing?.level === 0
+    const wanted = c.level ?? (filing ? undefined : existing?.level)
     if (wanted !== undefined && wanted !== level) {
       throw claError(
         'CLA_ERR_BILLING_HIERARCHY',
@@ -116,7 +131,7 @@ export const customers: EntitySpec = {
     }
     billToParent(db, c, existing, level, parentId ?? null)
     if (c.parent_id !== undefined || !existing) c.parent_id = parentId ?? null
-    if (!existing) c.level = level
+    if (!existing || (filing && level !== 0)) c.level = level
     else delete c.level
   },
   collection: () => '/customers',
@@ -151,8 +166,9 @@ export const customers: EntitySpec = {
     return adoptCustomer(p, row, err as ClavitorError)
   },
   mirror(cols) {
-    // Created at Paddle directly: a top-level customer (level 1) until someone files it.
-    cols.level = 1
+    // Created at Paddle directly: unplaced (level 0: not an MSP, no margin, no children)
+    // until someone files it (update parent_id: null for an MSP, or its parent).
+    cols.level = 0
     cols.parent_id = null
     cols.email = cols.email ?? 'unknown@invalid'
   },
