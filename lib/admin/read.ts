@@ -35,7 +35,8 @@ function paged<T>(
 }
 
 export interface DashboardFacts {
-  customers: { msp: number; customer: number; department: number }
+  /** unplaced: made at Paddle, not filed under a parent yet (level 0), counted apart */
+  customers: { msp: number; customer: number; department: number; unplaced: number }
   subscriptions: { total: number; active: number }
   vaults: number
   credentials: number
@@ -52,7 +53,7 @@ export function dashboardFacts(db: Db): DashboardFacts {
     .all() as Array<{ level: number; n: number }>
   const lv = (l: number) => levels.find((x) => x.level === l)?.n ?? 0
   return {
-    customers: { msp: lv(1), customer: lv(2), department: lv(3) },
+    customers: { msp: lv(1), customer: lv(2), department: lv(3), unplaced: lv(0) },
     subscriptions: {
       total: one('SELECT count(*) FROM subscriptions'),
       active: one("SELECT count(*) FROM subscriptions WHERE status = 'active'"),

@@ -5,7 +5,7 @@
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import type { Clock } from '../clock.js'
-import { ENTITIES, type EntitySpec, type MapCtx, type Row } from './entities.js'
+import { ENTITIES, type EntityName, type EntitySpec, type MapCtx, type Row } from './entities.js'
 import type { PaddleClient } from './paddle-client.js'
 import { loadRow } from './references.js'
 
@@ -53,27 +53,38 @@ export function retryDefaults(o: RetryOptions = {}): Required<RetryOptions> {
 
 /** Our ids ↔ Paddle's for the entity descriptions' mapping. */
 export function mapCtx(db: Db): MapCtx {
+  const billedThrough = (entity: EntityName, ourId: string): string | null => {
+    const spec = ENTITIES[entity]
+    if (!spec.billedThrough) return null
+    const row = loadRow(db, spec.table, ourId)
+    return row ? spec.billedThrough(row) : null
+  }
+  const paddleIdOf = (entity: EntityName, ourId: string): string => {
+    // a department billed through its parent: the parent's Paddle object is the one
+    const via = billedThrough(entity, ourId)
+    if (via !== null) return paddleIdOf(entity, via)
+    const r = db
+      .prepare(`SELECT paddle_id FROM ${ENTITIES[entity].table} WHERE id = ?`)
+      .get(ourId) as { paddle_id: string | null } | undefined
+    if (!r)
+      throw claError('CLA_ERR_NOT_FOUND', `${entity} ${ourId} does not exist`, {
+        details: { entity, id: ourId },
+      })
+    if (!r.paddle_id) {
+      throw claError(
+        'CLA_ERR_BILLING_DEPENDENCY_PENDING',
+        `waiting for ${entity} ${ourId} to reach Paddle first`,
+        {
+          details: { entity, id: ourId },
+        },
+      )
+    }
+    return r.paddle_id
+  }
   return {
     db,
-    paddleIdOf(entity, ourId) {
-      const r = db
-        .prepare(`SELECT paddle_id FROM ${ENTITIES[entity].table} WHERE id = ?`)
-        .get(ourId) as { paddle_id: string | null } | undefined
-      if (!r)
-        throw claError('CLA_ERR_NOT_FOUND', `${entity} ${ourId} does not exist`, {
-          details: { entity, id: ourId },
-        })
-      if (!r.paddle_id) {
-        throw claError(
-          'CLA_ERR_BILLING_DEPENDENCY_PENDING',
-          `waiting for ${entity} ${ourId} to reach Paddle first`,
-          {
-            details: { entity, id: ourId },
-          },
-        )
-      }
-      return r.paddle_id
-    },
+    billedThrough,
+    paddleIdOf,
     ourIdOf(entity, paddleId) {
       if (!paddleId) return null
       const r = db

@@ -2,12 +2,15 @@
 // businesses. One description each (see entity-spec.ts for what the fields mean).
 import { Type } from '@sinclair/typebox'
 import { claError, type ClavitorError } from '../errors.js'
+import type { Db } from '../db/open.js'
 import type { EntitySpec, PaddleObj, PushCtx, Row } from './entity-spec.js'
 import { CUSTOM_ID_KEY } from './ids.js'
 import {
   ACTIVE_AND_ARCHIVED,
   clean,
   customData,
+  customerCustomData,
+  customerFromPaddle,
   parseJson,
   userCustomData,
   str,
@@ -37,6 +40,9 @@ export const customers: EntitySpec = {
       ...customerProps,
       parent_id: Type.Optional(Type.Union([Id, Type.Null()])),
       level: Type.Optional(Type.Integer()),
+      // a department billed through its parent's Paddle customer; default: when its email
+      // is its parent's (Paddle's customer emails are unique)
+      bill_to_parent: Type.Optional(Type.Boolean()),
     },
     strict,
   ),
@@ -44,12 +50,18 @@ export const customers: EntitySpec = {
     ...customerProps,
     email: Email,
     parent_id: Type.Union([Id, Type.Null()]),
+    bill_to_parent: Type.Boolean(),
   }),
   json: ['custom_data'],
-  bool: ['marketing_consent'],
-  // a customer moved under another parent (another MSP): its tree takes that MSP's margin
+  bool: ['marketing_consent', 'bill_to_parent'],
+  // a department billed through its parent has no Paddle customer of its own
+  billedThrough: (r) => (r.bill_to_parent ? String(r.parent_id) : null),
+  // a customer moved under another parent (another MSP), or an unplaced one filed: its
+  // tree takes that MSP's margin
   marginScope: (row, before) =>
-    before && before.parent_id !== row.parent_id ? String(row.id) : null,
+    before && (before.parent_id !== row.parent_id || before.level !== row.level)
+      ? String(row.id)
+      : null,
   prepare(db, c, existing) {
     const parentId = (c.parent_id === undefined ? existing?.parent_id : c.parent_id) as
       string | null | undefined
@@ -63,7 +75,10 @@ export const customers: EntitySpec = {
       )
     }
     let level: number
-    if (!parentId) {
+    if (existing?.level === 0 && c.parent_id === undefined) {
+      // unplaced (made at Paddle) and not being filed: it stays unplaced
+      level = 0
+    } else if (!parentId) {
       level = 1
     } else {
       const parent = db.prepare('SELECT id, level FROM customers WHERE id = ?').get(parentId) as
@@ -72,6 +87,13 @@ export const customers: EntitySpec = {
         throw claError('CLA_ERR_BILLING_HIERARCHY', `parent customer ${parentId} does not exist`, {
           details: { parent_id: parentId },
         })
+      if (parent.level === 0) {
+        throw claError(
+          'CLA_ERR_BILLING_HIERARCHY',
+          `customer ${parentId} is unplaced (made at Paddle); file it first (update its parent_id), an unplaced customer has no children`,
+          { details: { parent_id: parentId, level: 0 } },
+        )
+      }
       if (parent.level >= 3) {
         throw claError(
           'CLA_ERR_BILLING_HIERARCHY',
@@ -95,7 +117,9 @@ export const customers: EntitySpec = {
       }
       level = parent.level + 1
     }
-    const wanted = c.level ?? existing?.level
+    // an unplaced customer takes the level of the place it is filed at, once
+    const filing = existing?.level === 0
+    const wanted = c.level ?? (filing ? undefined : existing?.level)
     if (wanted !== undefined && wanted !== level) {
       throw claError(
         'CLA_ERR_BILLING_HIERARCHY',
@@ -105,8 +129,9 @@ export const customers: EntitySpec = {
         },
       )
     }
+    billToParent(db, c, existing, level, parentId ?? null)
     if (c.parent_id !== undefined || !existing) c.parent_id = parentId ?? null
-    if (!existing) c.level = level
+    if (!existing || (filing && level !== 0)) c.level = level
     else delete c.level
   },
   collection: () => '/customers',
@@ -141,11 +166,82 @@ export const customers: EntitySpec = {
     return adoptCustomer(p, row, err as ClavitorError)
   },
   mirror(cols) {
-    // Created at Paddle directly: a top-level customer (level 1) until someone files it.
-    cols.level = 1
+    // Created at Paddle directly: unplaced (level 0: not an MSP, no margin, no children)
+    // until someone files it (update parent_id: null for an MSP, or its parent).
+    cols.level = 0
     cols.parent_id = null
     cols.email = cols.email ?? 'unknown@invalid'
   },
+}
+
+const sameEmail = (a: unknown, b: unknown): boolean =>
+  typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase()
+
+/**
+ * Whether a department is billed through its parent's Paddle customer (docs/billing.md
+ * "Departments billed through their parent"). Paddle's customer emails are unique: a
+ * department with its parent's email cannot be a Paddle customer of its own, so it is
+ * billed through the parent unless told otherwise (which is refused: it would fail at
+ * Paddle forever). Chosen at creation; a department billed through its parent moves to
+ * another parent only while nothing of it is at Paddle under the old one.
+ */
+function billToParent(
+  db: Db,
+  c: Record<string, unknown>,
+  existing: Row | undefined,
+  level: number,
+  parentId: string | null,
+): void {
+  const given = c.bill_to_parent === undefined ? undefined : c.bill_to_parent === 1
+  const parentEmail = parentId
+    ? (db.prepare('SELECT email FROM customers WHERE id = ?').pluck().get(parentId) as string)
+    : undefined
+  const conflict = (message: string, details: Record<string, unknown>): never => {
+    throw claError('CLA_ERR_BILLING_CONFLICT', message, { details })
+  }
+  if (!existing) {
+    if (given === true && level !== 3) {
+      throw claError(
+        'CLA_ERR_BILLING_HIERARCHY',
+        `only a department (level 3) is billed through its parent; this customer would be level ${level}`,
+        { details: { field: 'bill_to_parent', level } },
+      )
+    }
+    const shares = level === 3 && sameEmail(c.email, parentEmail)
+    if (given === false && shares) {
+      conflict(
+        `email ${String(c.email)} is the parent's, and Paddle's customer emails are unique: bill this department through its parent (bill_to_parent: true, the default) or give it its own email`,
+        { field: 'email', parent_id: parentId },
+      )
+    }
+    c.bill_to_parent = (given ?? shares) ? 1 : 0
+    return
+  }
+  const was = existing.bill_to_parent === 1
+  if (given !== undefined && given !== was) {
+    conflict(
+      `bill_to_parent is chosen when a department is created (it is ${String(was)} for ${existing.id}): Paddle cannot move subscriptions between customers`,
+      { field: 'bill_to_parent', id: existing.id },
+    )
+  }
+  delete c.bill_to_parent
+  if (!was && level === 3 && c.email !== undefined && sameEmail(c.email, parentEmail)) {
+    conflict(
+      `${existing.id} has a Paddle customer of its own, and Paddle's customer emails are unique: it cannot take its parent's email ${String(c.email)}`,
+      { field: 'email', id: existing.id, parent_id: parentId },
+    )
+  }
+  if (was && parentId !== existing.parent_id) {
+    const atPaddle = ['addresses', 'businesses', 'transactions', 'subscriptions'].find((t) =>
+      db.prepare(`SELECT 1 FROM ${t} WHERE customer_id = ? LIMIT 1`).get(existing.id),
+    )
+    if (atPaddle) {
+      conflict(
+        `${existing.id} is billed through its parent ${String(existing.parent_id)}, and its ${atPaddle} are at Paddle under that customer (Paddle cannot move them): it cannot move`,
+        { id: existing.id, parent_id: parentId, entity: atPaddle },
+      )
+    }
+  }
 }
 
 /** 409 customer_already_exists: adopt the existing customer unless another row of ours owns it. */
@@ -212,7 +308,7 @@ export const addresses: EntitySpec = {
   json: ['custom_data'],
   bool: [],
   ...underCustomer('addresses'),
-  toPaddle: (r, _ctx, op) =>
+  toPaddle: (r, ctx, op) =>
     clean({
       description: r.description,
       first_line: r.first_line,
@@ -221,11 +317,11 @@ export const addresses: EntitySpec = {
       postal_code: r.postal_code,
       region: r.region,
       country_code: r.country_code,
-      custom_data: customData(r),
+      custom_data: customData(r, customerCustomData(ctx, r.customer_id)),
       ...(op === 'update' ? { status: r.status } : {}),
     }),
   fromPaddle: (o, ctx) => ({
-    customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+    customer_id: customerFromPaddle(o, ctx),
     description: str(o.description),
     first_line: str(o.first_line),
     second_line: str(o.second_line),
@@ -262,17 +358,17 @@ export const businesses: EntitySpec = {
   json: ['custom_data', 'contacts'],
   bool: [],
   ...underCustomer('businesses'),
-  toPaddle: (r, _ctx, op) =>
+  toPaddle: (r, ctx, op) =>
     clean({
       name: r.name,
       company_number: r.company_number,
       tax_identifier: r.tax_identifier,
       contacts: parseJson(r.contacts),
-      custom_data: customData(r),
+      custom_data: customData(r, customerCustomData(ctx, r.customer_id)),
       ...(op === 'update' ? { status: r.status } : {}),
     }),
   fromPaddle: (o, ctx) => ({
-    customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+    customer_id: customerFromPaddle(o, ctx),
     name: str(o.name) ?? '',
     company_number: str(o.company_number),
     tax_identifier: str(o.tax_identifier),

@@ -4,7 +4,15 @@
 import { Type } from '@sinclair/typebox'
 import { claError } from '../errors.js'
 import type { EntitySpec, MapCtx } from './entity-spec.js'
-import { clean, customData, parseJson, userCustomData, str } from './mapping.js'
+import {
+  clean,
+  customData,
+  customerCustomData,
+  customerFromPaddle,
+  parseJson,
+  userCustomData,
+  str,
+} from './mapping.js'
 import { checkRefs, mspDiscountFor, requireRow } from './references.js'
 import {
   BillingDetails,
@@ -95,10 +103,10 @@ export const transactions: EntitySpec = {
       collection_mode: r.collection_mode,
       billing_details: parseJson(r.billing_details),
       status: r.status === 'billed' || r.status === 'canceled' ? r.status : null,
-      custom_data: customData(
-        r,
-        r.subscription_id ? { clavitor_subscription_id: r.subscription_id } : {},
-      ),
+      custom_data: customData(r, {
+        ...(r.subscription_id ? { clavitor_subscription_id: r.subscription_id } : {}),
+        ...customerCustomData(ctx, r.customer_id),
+      }),
     }),
   fromPaddle: (o, ctx) => {
     const totals = ((o.details as Record<string, unknown> | undefined)?.totals ?? {}) as Record<
@@ -106,7 +114,7 @@ export const transactions: EntitySpec = {
       unknown
     >
     return {
-      customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+      customer_id: customerFromPaddle(o, ctx),
       address_id: ctx.ourIdOf('addresses', str(o.address_id)),
       business_id: ctx.ourIdOf('businesses', str(o.business_id)),
       discount_id: ctx.ourIdOf('discounts', str(o.discount_id)),
@@ -218,10 +226,19 @@ export const adjustments: EntitySpec = {
     }),
   fromPaddle: (o, ctx) => {
     const totals = (o.totals ?? {}) as Record<string, unknown>
+    const transactionId = ctx.ourIdOf('transactions', str(o.transaction_id))
+    // no custom_data at Paddle: the customer is its transaction's (a department's, when
+    // billed through its parent's ctm_)
+    const txnCustomer = transactionId
+      ? (ctx.db
+          .prepare('SELECT customer_id FROM transactions WHERE id = ?')
+          .pluck()
+          .get(transactionId) as string | null | undefined)
+      : undefined
     return {
-      transaction_id: ctx.ourIdOf('transactions', str(o.transaction_id)),
+      transaction_id: transactionId,
       subscription_id: ctx.ourIdOf('subscriptions', str(o.subscription_id)),
-      customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+      customer_id: txnCustomer ?? ctx.ourIdOf('customers', str(o.customer_id)),
       action: str(o.action) ?? 'refund',
       type: str(o.type),
       reason: str(o.reason) ?? '',

@@ -10,6 +10,8 @@ import {
   ACTIVE_AND_ARCHIVED,
   clean,
   customData,
+  customerCustomData,
+  customerFromPaddle,
   parseJson,
   userCustomData,
   str,
@@ -79,13 +81,14 @@ export const subscriptions: EntitySpec = {
   // Not created directly: pushed as a manual-collection transaction (insertNew, pushNew).
   collection: () => null,
   item: (_r, _c, pid) => `/subscriptions/${pid}`,
-  toPaddle: (r) => clean({ custom_data: customData(r) }),
+  toPaddle: (r, ctx) =>
+    clean({ custom_data: customData(r, customerCustomData(ctx, r.customer_id)) }),
   fromPaddle: (o, ctx) => {
     const bc = (o.billing_cycle ?? null) as Record<string, unknown> | null
     const period = (o.current_billing_period ?? null) as Record<string, unknown> | null
     const disc = (o.discount ?? null) as Record<string, unknown> | null
     return {
-      customer_id: ctx.ourIdOf('customers', str(o.customer_id)),
+      customer_id: customerFromPaddle(o, ctx),
       address_id: ctx.ourIdOf('addresses', str(o.address_id)),
       business_id: ctx.ourIdOf('businesses', str(o.business_id)),
       discount_id: disc ? ctx.ourIdOf('discounts', str(disc.id)) : null,

@@ -29,6 +29,12 @@ export interface MapCtx {
   paddleIdOf(entity: EntityName, ourId: string): string
   /** Our id for a Paddle id, or Paddle's id itself when the object is unknown here. */
   ourIdOf(entity: EntityName, paddleId: string | null | undefined): string | null
+  /**
+   * The row whose Paddle object stands for this one (the entity's `billedThrough` hook: a
+   * department billed through its parent's customer), or null when it has its own (or
+   * does not exist). `paddleIdOf` already follows it.
+   */
+  billedThrough(entity: EntityName, ourId: string): string | null
 }
 
 export interface EntitySpec {
@@ -45,6 +51,13 @@ export interface EntitySpec {
   json: string[]
   /** Columns stored as 0/1. */
   bool: string[]
+  /**
+   * A row with no object of its own at Paddle: our id of the row (same entity) whose Paddle
+   * object stands for it (customers: a department billed through its parent's customer,
+   * docs/billing.md). Its push sends nothing; `paddleIdOf` answers with that row's id, so
+   * its children (addresses, subscriptions…) are made under that object at Paddle.
+   */
+  billedThrough?(row: Row): string | null
   /** Extra checks and derived columns beyond the schema (throws typed errors). */
   prepare?(db: Db, cols: Record<string, unknown>, existing: Row | undefined): void
   /** Paddle collection path for this row (may need a parent's Paddle id). Null = not created directly. */

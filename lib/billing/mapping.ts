@@ -1,7 +1,7 @@
 // Helpers for mapping our rows to Paddle's request bodies and Paddle's snapshots back to
 // columns: dropping unset fields, JSON columns, custom_data with and without our keys.
 import { CUSTOM_ID_KEY } from './ids.js'
-import type { Row } from './entity-spec.js'
+import type { MapCtx, PaddleObj, Row } from './entity-spec.js'
 
 /** Removes null/undefined so Paddle gets only what we set. */
 export function clean(o: Record<string, unknown>): Record<string, unknown> {
@@ -33,6 +33,33 @@ export function userCustomData(cd: unknown): string | null {
     if (!k.startsWith('clavitor_')) out[k] = v
   return Object.keys(out).length ? JSON.stringify(out) : null
 }
+
+/**
+ * custom_data naming the customer of ours a row belongs to, when Paddle knows that customer
+ * only through another (a department billed through its parent's ctm_): the way back from
+ * Paddle's snapshot to the department (`customerFromPaddle`). Empty otherwise.
+ */
+export function customerCustomData(ctx: MapCtx, customerId: unknown): Record<string, unknown> {
+  return typeof customerId === 'string' && ctx.billedThrough('customers', customerId) !== null
+    ? { [CUSTOMER_KEY]: customerId }
+    : {}
+}
+
+/**
+ * Our customer for a snapshot's `customer_id`: the customer named in its custom_data when
+ * that one is billed through this Paddle customer (a department under its parent's ctm_),
+ * else whoever holds the ctm_ here (or Paddle's id when nobody does).
+ */
+export function customerFromPaddle(o: PaddleObj, ctx: MapCtx): string | null {
+  const holder = ctx.ourIdOf('customers', str(o.customer_id))
+  const named = (o.custom_data as Record<string, unknown> | null | undefined)?.[CUSTOMER_KEY]
+  if (holder && typeof named === 'string' && ctx.billedThrough('customers', named) === holder)
+    return named
+  return holder
+}
+
+/** The custom_data key that names our customer of a row billed through another's ctm_. */
+export const CUSTOMER_KEY = 'clavitor_customer_id'
 
 export const str = (v: unknown): string | null =>
   typeof v === 'string' ? v : v === null || v === undefined ? null : String(v)

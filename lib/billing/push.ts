@@ -74,6 +74,17 @@ export class Pusher {
   private async pushRow(spec: EntitySpec, id: string): Promise<void> {
     const row = load(this.ctx, spec, id)
     if (!row || row.pending_since == null || row.failed_at != null) return
+    if (spec.billedThrough?.(row) != null) {
+      // no object of its own at Paddle (a department billed through its parent's
+      // customer): nothing to send, in sync as written
+      this.ctx.db
+        .prepare(
+          `UPDATE ${spec.table} SET pending_since = NULL, attempts = 0, last_error = NULL, next_attempt_at = NULL
+           WHERE id = ? AND updated_at = ?`,
+        )
+        .run(id, row.updated_at)
+      return
+    }
     if (!this.ctx.paddle) {
       this.ctx.db
         .prepare(`UPDATE ${spec.table} SET last_error = ? WHERE id = ?`)

@@ -35,12 +35,15 @@ export interface RevenueRow {
 /** Transaction statuses that count as revenue. */
 const BILLED_STATUSES = ['billed', 'paid', 'completed', 'past_due']
 
-/** The whole customer hierarchy (MSPs with their customers and departments). */
+/**
+ * The whole customer hierarchy: MSPs with their customers and departments, then the
+ * unplaced customers (level 0: made at Paddle, not filed yet; never an MSP, no children).
+ */
 export function customerTree(db: Db): CustomerNode[] {
   const rows = db
     .prepare(
       `SELECT c.id, c.paddle_id, c.level, c.name, c.email, c.status, c.parent_id, c.pending_since, c.failed_at, d.id AS discount_id
-       FROM customers c LEFT JOIN discounts d ON d.msp_id = c.id ORDER BY c.level, c.id`,
+       FROM customers c LEFT JOIN discounts d ON d.msp_id = c.id ORDER BY c.level = 0, c.level, c.id`,
     )
     .all() as Array<Record<string, unknown>>
   const nodes = new Map<string, CustomerNode>()

@@ -85,8 +85,14 @@ export function applySnapshot(
     spec.afterMerge?.(ctx.db, all as Row, obj, ctx.map)
     return 'inserted'
   }
+  // Paddle names the parent's ctm_ for a department billed through it: the same customer
+  const billedVia = (k: string, v: unknown): boolean =>
+    k === 'customer_id' &&
+    typeof row[k] === 'string' &&
+    v != null &&
+    ctx.map.billedThrough('customers', row[k]) === v
   for (const k of spec.webhookFixed ?? []) {
-    if (mapped[k] != null && row[k] != null && mapped[k] !== row[k]) {
+    if (mapped[k] != null && row[k] != null && mapped[k] !== row[k] && !billedVia(k, mapped[k])) {
       return {
         parked: `${k.replace(/_id$/, '')}_changed`,
         message: `${spec.name} ${obj.id}: Paddle names ${k} ${String(obj[k])}, our row ${String(row.id)} has ${String(row[k])}; a webhook never changes it`,
@@ -103,10 +109,15 @@ export function applySnapshot(
   const cols: Record<string, unknown> = {}
   const source = row.pending_since != null ? spec.paddleOwned : Object.keys(mapped)
   for (const k of source) if (k in mapped) cols[k] = mapped[k]
-  // Our hierarchy and the references we resolved stay ours when Paddle does not know them.
+  // Our hierarchy and the references we resolved stay ours when Paddle does not know them
+  // (or names the customer a department is billed through).
   for (const k of ['customer_id', 'address_id', 'business_id', 'discount_id', 'product_id']) {
     const v = cols[k]
-    if (k in cols && row[k] != null && (v == null || (typeof v === 'string' && PADDLE_ID.test(v))))
+    if (
+      k in cols &&
+      row[k] != null &&
+      (v == null || (typeof v === 'string' && PADDLE_ID.test(v)) || billedVia(k, v))
+    )
       delete cols[k]
   }
   if (spec.finalStatuses?.includes(String(row.status)) && cols.status !== undefined)

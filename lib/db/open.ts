@@ -8,8 +8,14 @@ import { makePrivateFile } from './data-dir.js'
 
 export type Db = Database.Database
 
-/** Migration 1 is schema.sql; later versions append here, never edit a shipped one. */
-const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
+/**
+ * Migration 1 is schema.sql; later versions append here, never edit a shipped one. A
+ * migration with `rebuild` remakes a table (SQLite's 12-step procedure, for a change ALTER
+ * TABLE cannot make, such as a CHECK): it runs with foreign keys off (they cannot be
+ * switched inside a transaction), and `PRAGMA foreign_key_check` must find nothing before
+ * it commits.
+ */
+const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string; rebuild?: true }> = [
   { version: 1, sql: () => readFileSync(new URL('./schema.sql', import.meta.url), 'utf8') },
   // admin idle timeout: when a session was last used (NULL = not since it was made)
   { version: 2, sql: () => 'ALTER TABLE admin_sessions ADD COLUMN last_seen_at INTEGER;' },
@@ -49,7 +55,96 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string }> = [
   // (cancel, pause, resume, items, discount) decided and written here, not yet confirmed
   // by Paddle; NULL when none waits
   { version: 5, sql: () => 'ALTER TABLE subscriptions ADD COLUMN pending_change TEXT;' },
+  // a department billed through its parent's Paddle customer (docs/billing.md "Departments
+  // billed through their parent"): Paddle's customer emails are unique, so a department with
+  // its parent's email has no Paddle customer of its own. Only a department (level 3) may.
+  {
+    version: 6,
+    sql: () => `
+      ALTER TABLE customers ADD COLUMN bill_to_parent INTEGER NOT NULL DEFAULT 0
+        CHECK (bill_to_parent IN (0, 1) AND (bill_to_parent = 0 OR level = 3));`,
+  },
+  // unplaced customers (docs/billing.md "Customers made at Paddle: unplaced"): level 0, no
+  // parent, no children, not an MSP, until someone files it (under an MSP: level 2; under a
+  // customer: 3; at the top: an MSP). The CHECKs change, so the table is rebuilt (SQLite's
+  // 12-step procedure: new table, copy, drop, rename, index and triggers again).
+  {
+    version: 7,
+    rebuild: true,
+    sql: () => `
+      CREATE TABLE customers_v7 (
+        id TEXT PRIMARY KEY, paddle_id TEXT UNIQUE,
+        parent_id TEXT REFERENCES customers (id),
+        level INTEGER NOT NULL CHECK (level IN (0, 1, 2, 3)),
+        name TEXT, email TEXT NOT NULL, locale TEXT NOT NULL DEFAULT 'en',
+        marketing_consent INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'active',
+        custom_data TEXT, raw TEXT,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+        pending_since INTEGER, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, failed_at INTEGER,
+        next_attempt_at INTEGER, paddle_occurred_at TEXT,
+        bill_to_parent INTEGER NOT NULL DEFAULT 0
+          CHECK (bill_to_parent IN (0, 1) AND (bill_to_parent = 0 OR level = 3)),
+        CHECK ((level IN (0, 1)) = (parent_id IS NULL)),
+        CHECK (parent_id IS NULL OR parent_id <> id)
+      ) STRICT;
+      INSERT INTO customers_v7 (${CUSTOMER_COLUMNS}) SELECT ${CUSTOMER_COLUMNS} FROM customers;
+      DROP TABLE customers;
+      ALTER TABLE customers_v7 RENAME TO customers;
+      CREATE INDEX customers_parent ON customers (parent_id);
+      -- A child's level is its parent's plus one; a department (3) has no children, nor
+      -- does an unplaced customer (0). With "parent exists before child" and "level is
+      -- fixed once placed" this also rules out cycles.
+      CREATE TRIGGER customers_level_insert BEFORE INSERT ON customers
+      WHEN NEW.parent_id IS NOT NULL
+      BEGIN
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: parent does not exist')
+          WHERE NOT EXISTS (SELECT 1 FROM customers WHERE id = NEW.parent_id);
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: an unplaced customer has no children; file it first')
+          WHERE (SELECT level FROM customers WHERE id = NEW.parent_id) = 0;
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: level must be parent level + 1')
+          WHERE NEW.level <> (SELECT level FROM customers WHERE id = NEW.parent_id) + 1;
+      END;
+      -- A placed customer keeps its level; it may move to another parent of the same level.
+      -- An unplaced one (0) is filed once: at the top (1) or under a parent (its level + 1).
+      CREATE TRIGGER customers_level_update BEFORE UPDATE OF parent_id, level ON customers
+      WHEN NEW.parent_id IS NOT OLD.parent_id OR NEW.level <> OLD.level
+      BEGIN
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: level cannot change')
+          WHERE NEW.level <> OLD.level AND OLD.level <> 0;
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: parent does not exist')
+          WHERE NEW.parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE id = NEW.parent_id);
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: an unplaced customer has no children; file it first')
+          WHERE NEW.parent_id IS NOT NULL AND (SELECT level FROM customers WHERE id = NEW.parent_id) = 0;
+        SELECT RAISE(ABORT, 'CLA_HIERARCHY: level must be parent level + 1')
+          WHERE NEW.parent_id IS NOT NULL AND NEW.level <> (SELECT level FROM customers WHERE id = NEW.parent_id) + 1;
+      END;`,
+  },
 ]
+
+/** The customers table's columns as of migration 6, copied by the rebuild of migration 7. */
+const CUSTOMER_COLUMNS = [
+  'id',
+  'paddle_id',
+  'parent_id',
+  'level',
+  'name',
+  'email',
+  'locale',
+  'marketing_consent',
+  'status',
+  'custom_data',
+  'raw',
+  'created_at',
+  'updated_at',
+  'pending_since',
+  'attempts',
+  'last_error',
+  'failed_at',
+  'next_attempt_at',
+  'paddle_occurred_at',
+  'bill_to_parent',
+].join(', ')
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
 
@@ -94,7 +189,8 @@ export function openDb(file: string, opts: OpenDbOptions = {}): Db {
   return db
 }
 
-export function migrate(db: Db): void {
+/** Brings the schema to `target` (default: this build's), one transaction per migration. */
+export function migrate(db: Db, target: number = SCHEMA_VERSION): void {
   const current = db.pragma('user_version', { simple: true }) as number
   if (current > SCHEMA_VERSION) {
     throw claError(
@@ -103,11 +199,27 @@ export function migrate(db: Db): void {
     )
   }
   for (const m of MIGRATIONS) {
-    if (m.version <= current) continue
-    db.transaction(() => {
-      db.exec(m.sql())
-      db.pragma(`user_version = ${m.version}`)
-    }).immediate()
+    if (m.version <= current || m.version > target) continue
+    const foreignKeys = m.rebuild === true && db.pragma('foreign_keys', { simple: true }) === 1
+    if (foreignKeys) db.pragma('foreign_keys = OFF')
+    try {
+      db.transaction(() => {
+        db.exec(m.sql())
+        if (m.rebuild) {
+          const broken = db.pragma('foreign_key_check') as Array<Record<string, unknown>>
+          if (broken.length) {
+            throw claError(
+              'CLA_ERR_INTERNAL',
+              `schema migration ${m.version} would leave ${broken.length} broken foreign key(s); nothing was changed`,
+              { details: { version: m.version, broken: broken.slice(0, 10) } },
+            )
+          }
+        }
+        db.pragma(`user_version = ${m.version}`)
+      }).immediate()
+    } finally {
+      if (foreignKeys) db.pragma('foreign_keys = ON')
+    }
   }
 }
 

@@ -185,7 +185,7 @@ export function dashboardPage(
     ctx,
     'Dashboard',
     html`<section class="cards">
-        ${card('MSPs', f.customers.msp, `${f.customers.customer} customers · ${f.customers.department} departments`)}
+        ${card('MSPs', f.customers.msp, `${f.customers.customer} customers · ${f.customers.department} departments${f.customers.unplaced ? ` · ${f.customers.unplaced} unplaced` : ''}`)}
         ${card('Subscriptions', f.subscriptions.total, `${f.subscriptions.active} active`)}
         ${card('Vaults', f.vaults, `${f.credentials} credentials`)}
         ${card('Blobs', f.blobs.count, fmtBytes(f.blobs.bytes))} ${card('POPs', f.pops)}
@@ -262,7 +262,15 @@ export function popsPage(ctx: PageCtx, pops: PopStateRow[]): string {
 }
 
 const levelName = (level: unknown) =>
-  level === 1 ? 'MSP' : level === 2 ? 'customer' : level === 3 ? 'department' : '?'
+  level === 1
+    ? 'MSP'
+    : level === 2
+      ? 'customer'
+      : level === 3
+        ? 'department'
+        : level === 0
+          ? 'unplaced'
+          : '?'
 const CHILD = { 1: 'customer', 2: 'department' } as const
 
 function treeList(nodes: CustomerNode[]): SafeHtml {
@@ -358,7 +366,10 @@ export function customerPage(
         <dt>Id</dt>
         <dd><code>${c.id}</code></dd>
         <dt>Paddle id</dt>
-        <dd><code>${c.paddle_id ?? '—'}</code></dd>
+        <dd>
+          <code>${c.paddle_id ?? '—'}</code
+          >${c.bill_to_parent ? ' (billed through its parent)' : ''}
+        </dd>
         <dt>Level</dt>
         <dd>${levelName(level)}</dd>
         <dt>Email</dt>
@@ -371,10 +382,16 @@ export function customerPage(
         </dd>
       </dl>
       ${
-        level < 3
-          ? html`<h2>${level === 1 ? 'Customers' : 'Departments'}</h2>
-              ${children.length ? treeList(children) : html`<p class="muted">None yet.</p>`}`
-          : html`<p class="muted">A department has no children.</p>`
+        level === 0
+          ? html`<p class="muted" id="unplaced">
+              Made at Paddle and not filed yet: not an MSP, no margin, no children. File it under
+              its parent (or at the top, as an MSP) with
+              <code>clavitor billing update customers ${c.id} --json '{"parent_id": …}'</code>.
+            </p>`
+          : level < 3
+            ? html`<h2>${level === 1 ? 'Customers' : 'Departments'}</h2>
+                ${children.length ? treeList(children) : html`<p class="muted">None yet.</p>`}`
+            : html`<p class="muted">A department has no children.</p>`
       }
       ${level === 1 ? marginSection(ctx, c.id, discount) : ''}
       ${offerChild ? customerForm(ctx, { id: c.id, level: level as 1 | 2 }) : ''}`,

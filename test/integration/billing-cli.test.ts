@@ -5,8 +5,12 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { execa } from 'execa'
 import t from 'tap'
+import { Billing } from '../../lib/billing/billing.js'
+import { handlePaddleWebhook } from '../../lib/billing/webhooks.js'
+import { openDb } from '../../lib/db/open.js'
 import { startFakePaddle } from '../../scripts/fake-paddle/server.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
@@ -395,5 +399,134 @@ t.test('billing plan create / update / list / archive, entitlements, vault statu
     (await json('billing', 'entitlements', sub.id)).max_vaults,
     2,
     'archived: limits kept (quantity 2)',
+  )
+})
+
+t.test('billing reconcile: a dry run, a pass, one object by id, a bad --entity', async (t) => {
+  const fake = await startFakePaddle()
+  t.teardown(() => fake.close())
+  const data = tempDir(t)
+  const env = {
+    ...process.env,
+    CLAVITOR_PADDLE_API_URL: fake.url,
+    CLAVITOR_PADDLE_API_KEY: 'k',
+    CLAVITOR_DATA: data,
+  }
+  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  const atPaddle = async (method: string, path: string, body: unknown) => {
+    const res = await fetch(`${fake.url}${path}`, {
+      method,
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    return ((await res.json()) as { data: { id: string } }).data.id
+  }
+  // made in Paddle's dashboard only: a customer and its address
+  const ctm = await atPaddle('POST', '/customers', { email: 'direct@example.com', name: 'Direct' })
+  const add = await atPaddle('POST', `/customers/${ctm}/addresses`, { country_code: 'FR' })
+
+  const dry = await run('billing', 'reconcile', '--dry-run', '--json')
+  t.equal(dry.exitCode, 0, dry.stderr)
+  t.match(JSON.parse(dry.stdout), { dry_run: true, changes: [['customers', ctm, 'inserted']] })
+
+  const pass = await run('billing', 'reconcile')
+  t.equal(pass.exitCode, 0, pass.stderr)
+  t.match(
+    pass.stdout,
+    /^customers +seen 1, inserted 1, applied 0, linked 0, unchanged 0, parked 0$/m,
+    'the dry run wrote nothing: the pass inserts it',
+  )
+  t.match(pass.stdout, new RegExp(`^inserted +customers ${ctm}$`, 'm'))
+  t.match(pass.stdout, new RegExp(`^inserted +addresses ${add}$`, 'm'))
+
+  // renamed at Paddle, its webhook lost: re-synced by id
+  await atPaddle('PATCH', `/customers/${ctm}`, { name: 'Direct GmbH' })
+  const one = await run('billing', 'reconcile', '--id', ctm, '--json')
+  t.equal(one.exitCode, 0, one.stderr)
+  t.match(JSON.parse(one.stdout), { entity: 'customers', paddle_id: ctm, outcome: 'applied' })
+
+  const db = new Database(join(data, 'meta.db'), { readonly: true })
+  t.teardown(() => db.close())
+  const mirror = db.prepare('SELECT * FROM customers WHERE paddle_id = ?').get(ctm) as {
+    id: string
+  }
+  t.match(mirror, { level: 0, parent_id: null, name: 'Direct GmbH' }, 'mirrored unplaced')
+  t.equal(
+    db.prepare('SELECT customer_id FROM addresses WHERE paddle_id = ?').pluck().get(add),
+    mirror.id,
+  )
+
+  const bad = await run('billing', 'reconcile', '--entity', 'nope')
+  t.equal(bad.exitCode, 2)
+  t.match(bad.stderr, /^clavitor: CLA_ERR_INVALID_OPTION: --entity nope: one of products/)
+})
+
+t.test('billing events [--failed] and events replay', async (t) => {
+  const fake = await startFakePaddle() // for its webhook signature only
+  t.teardown(() => fake.close())
+  const data = tempDir(t)
+  const env = { ...process.env, CLAVITOR_DATA: data }
+  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+
+  // two deliveries taken by our handler on this data folder's database, as `core serve` does
+  const db = openDb(join(data, 'meta.db'))
+  const billing = new Billing({ db, paddle: null, webhook: { secrets: [fake.secret] } })
+  const deliver = (ev: { event_id: string }) => {
+    const body = JSON.stringify(ev)
+    return handlePaddleWebhook(billing, Buffer.from(body), fake.sign(body)).outcome
+  }
+  const now = Date.now()
+  const created = {
+    event_id: 'evt_01customercreated000000000',
+    event_type: 'customer.created',
+    occurred_at: new Date(now).toISOString(),
+    notification_id: 'ntf_1',
+    data: { id: 'ctm_01madeatpaddle000000000000', email: 'direct@example.com', status: 'active' },
+  }
+  const parked = {
+    event_id: 'evt_01addressnocustomer000000',
+    event_type: 'address.created',
+    occurred_at: new Date(now + 1000).toISOString(),
+    notification_id: 'ntf_2',
+    data: { id: 'add_01madeatpaddle000000000000', country_code: 'DE', status: 'active' },
+  }
+  t.equal(deliver(created), 'inserted')
+  t.equal(deliver(parked), 'parked: customer_unknown')
+  // as a build with a bug left it: the customer event failed, nothing of it written
+  db.prepare("UPDATE paddle_events SET outcome = 'error: boom' WHERE event_id = ?").run(
+    created.event_id,
+  )
+  db.prepare('DELETE FROM customers').run()
+  await billing.stop()
+  db.close()
+
+  const failed = await run('billing', 'events', '--failed', '--json')
+  t.equal(failed.exitCode, 0, failed.stderr)
+  t.same(
+    (JSON.parse(failed.stdout) as Array<{ event_id: string; outcome: string }>).map((e) => [
+      e.event_id,
+      e.outcome,
+    ]),
+    [
+      [parked.event_id, 'parked: customer_unknown'],
+      [created.event_id, 'error: boom'],
+    ],
+    'not applied, newest first',
+  )
+
+  const replay = await run('billing', 'events', 'replay', created.event_id)
+  t.equal(replay.exitCode, 0, replay.stderr)
+  t.equal(replay.stdout, `${created.event_id}  error: boom -> inserted`)
+  const again = await run('billing', 'events', 'replay', created.event_id)
+  t.equal(again.exitCode, 2, 'an applied event is not replayed')
+  t.match(again.stderr, /^clavitor: CLA_ERR_INVALID_INPUT: .*only failed or parked events/)
+
+  const all = await run('billing', 'events')
+  t.equal(all.exitCode, 0, all.stderr)
+  t.match(
+    all.stdout,
+    new RegExp(
+      `^${parked.event_id}  address.created +\\S+  parked: customer_unknown\\n${created.event_id}  customer.created +\\S+  inserted$`,
+    ),
   )
 })

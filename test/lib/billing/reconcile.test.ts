@@ -67,6 +67,7 @@ t.test('objects made only at Paddle are mirrored, parents first', async (t) => {
     'placed under our mirror',
   )
   t.equal(row('prices', pri.id).product_id, row('products', pro.id).id)
+  t.match(row('customers', ctm.id), { level: 0, parent_id: null }, 'unplaced, not an MSP')
   t.same((await b.reconcile()).changes, [])
 })
 

@@ -227,7 +227,7 @@ t.test('webhooks: mirrors of objects made at Paddle, and links for lost answers'
   t.teardown(rig.close)
   const b = rig.billing
   const s = await seed(b)
-  // made at Paddle directly → inserted as a mirror (a top-level customer)
+  // made at Paddle directly → inserted as a mirror (unplaced: level 0, not an MSP)
   const direct = await rig.client.post<{ id: string }>('/customers', {
     email: 'direct@example.com',
     name: 'Direct',
@@ -240,7 +240,8 @@ t.test('webhooks: mirrors of objects made at Paddle, and links for lost answers'
     .prepare('SELECT * FROM customers WHERE paddle_id = ?')
     .get(direct.data.id) as Record<string, unknown>
   t.equal(mirror.email, 'direct@example.com')
-  t.equal(mirror.level, 1)
+  t.equal(mirror.level, 0)
+  t.equal(mirror.parent_id, null)
   t.equal(mirror.pending_since, null)
   t.match(mirror.id, /^cus_/)
 
