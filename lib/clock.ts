@@ -8,6 +8,10 @@
 // names, comparisons with file mtimes (staging clean-up, the replica's lag) and the POP
 // watch's own sweep timer: wall-clock measurements, not decisions a test needs to move.
 
+/**
+ * The one clock every part of the engine reads time and sets timers through; tests pass a
+ * {@link ManualClock}.
+ */
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number
@@ -15,9 +19,15 @@ export interface Clock {
   sleep(ms: number): Promise<void>
   /** A timer; the system clock's does not keep the process alive. */
   setTimeout(fn: () => void, ms: number): unknown
+  /**
+   * Cancels a timer made by `setTimeout`.
+   */
   clearTimeout(handle: unknown): void
 }
 
+/**
+ * The machine's clock and Node's timers.
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
@@ -55,6 +65,9 @@ export class ManualClock implements Clock {
   advance(ms: number): void {
     this.set(this.t + ms)
   }
+  /**
+   * Sets the time (ms since the epoch), firing the timers that fall due.
+   */
   set(ms: number): void {
     for (;;) {
       let next: [number, { at: number; fn: () => void }] | undefined
@@ -74,6 +87,9 @@ export class ManualClock implements Clock {
     this.timers.set(id, { at: this.t + ms, fn })
     return id
   }
+  /**
+   * Cancels a timer made by `setTimeout`.
+   */
   clearTimeout(h: unknown): void {
     this.timers.delete(h as number)
   }

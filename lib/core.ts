@@ -21,6 +21,9 @@ import { Admin } from './admin/admin.js'
 import { Credentials, type CredentialsOptions } from './credentials/index.js'
 import { Metrics } from './metrics.js'
 
+/**
+ * What {@link openCore} opens: the data folder and the settings of each area.
+ */
 export interface CoreOptions {
   /** The data folder; created if missing. */
   dataDir: string
@@ -34,6 +37,10 @@ export interface CoreOptions {
   storage?: StorageHealthOptions
 }
 
+/**
+ * An opened core: one data folder's database, store, audit log, billing, admins and
+ * credentials registry. Close it with {@link Core.close} when done.
+ */
 export interface Core {
   readonly dataDir: string
   readonly db: Db
@@ -51,9 +58,15 @@ export interface Core {
   readonly metrics: Metrics
   /** Room to write in the data folder (lib/db/storage-health.ts): what /healthz answers. */
   health(): { ok: boolean; storage: StorageHealth }
+  /**
+   * Stops the core's timers, closes the store (releasing its writer lock) and the database.
+   */
   close(): Promise<void>
 }
 
+/**
+ * The core's main paths inside `dataDir`: meta.db, the store root and the keys folder.
+ */
 export function dataPaths(dataDir: string) {
   return {
     db: dataLayout(dataDir).db,
@@ -62,6 +75,11 @@ export function dataPaths(dataDir: string) {
   }
 }
 
+/**
+ * Opens (creating when missing) a core over `opts.dataDir`: migrates meta.db, opens or
+ * initialises the store, and wires billing, admin and credentials to them.
+ * @throws ClavitorError, e.g. CLA_ERR_STORE_LOCKED when another process writes the store.
+ */
 export async function openCore(opts: CoreOptions): Promise<Core> {
   const paths = dataPaths(opts.dataDir)
   ensureDataDir(opts.dataDir)

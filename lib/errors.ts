@@ -5,6 +5,9 @@
 //
 // Add codes only inside your area's section, keep the sections sorted by code.
 
+/**
+ * An error code's HTTP status, CLI exit code and description (docs/errors.md).
+ */
 export interface ErrorSpec {
   /** HTTP status an app maps this error to. */
   status: number
@@ -14,6 +17,9 @@ export interface ErrorSpec {
   description: string
 }
 
+/**
+ * Every error code of the engine with its {@link ErrorSpec}: the stable contract.
+ */
 export const ERRORS = {
   // --- general -----------------------------------------------------------------
   CLA_ERR_INVALID_OPTION: { status: 400, exit: 2, description: 'An option or config value is missing or malformed.' },
@@ -106,8 +112,15 @@ export const ERRORS = {
   CLA_ERR_WEBAUTHN_FAILED: { status: 401, exit: 2, description: 'A WebAuthn ceremony failed: unknown or expired challenge, or the response did not verify.' },
 } as const satisfies Record<string, ErrorSpec>
 
+/**
+ * A stable error code, `CLA_ERR_…`.
+ */
 export type ErrorCode = keyof typeof ERRORS
 
+/**
+ * The one error type the engine throws on purpose: a stable `code`, its HTTP `status`
+ * and CLI `exit`, optional `details` and the `cause`.
+ */
 export class ClavitorError extends Error {
   readonly code: ErrorCode
   readonly status: number
@@ -128,11 +141,17 @@ export class ClavitorError extends Error {
     this.details = opts.details
   }
 
+  /**
+   * The body an API answers with: code, message, details.
+   */
   toJSON(): Record<string, unknown> {
     return { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) }
   }
 }
 
+/**
+ * True for a ClavitorError (of `code`, when given): branch on this, never on messages.
+ */
 export function isClavitorError(err: unknown, code?: ErrorCode): err is ClavitorError {
   return err instanceof ClavitorError && (code === undefined || err.code === code)
 }

@@ -30,6 +30,9 @@ export const REDACT_PATHS = [
   '*.privateKey',
 ]
 
+/**
+ * Options of {@link createLogger}.
+ */
 export interface LogOptions {
   /** pino level; default from CLAVITOR_LOG_LEVEL or 'info'. */
   level?: string
@@ -39,6 +42,9 @@ export interface LogOptions {
   destination?: pino.DestinationStream
 }
 
+/**
+ * A pino logger with our redaction paths (secrets never reach a log line).
+ */
 export function createLogger(opts: LogOptions = {}): Logger {
   const options: LoggerOptions = {
     level: opts.level ?? process.env.CLAVITOR_LOG_LEVEL ?? 'info',

@@ -23,6 +23,9 @@ import { queueRepair } from './pop-sync/repair.js'
 import { Metrics } from './metrics.js'
 import { popRsyncAuthArgs } from './core-sync/rsync-auth.js'
 
+/**
+ * What {@link openPop} opens: the POP's data folder, its id, where it pulls from.
+ */
 export interface PopOptions {
   /** The POP's data folder. */
   dataDir: string
@@ -53,6 +56,9 @@ export interface PopOptions {
   log?: Logger
 }
 
+/**
+ * An opened POP: its replica store, the pull agent, the WL3 lookups. Close it when done.
+ */
 export interface Pop {
   readonly dataDir: string
   readonly popId: string
@@ -63,11 +69,17 @@ export interface Pop {
   readonly watcher: TreeWatch | null
   /** Prometheus registry of this POP (lib/metrics.ts), served at /metrics. */
   readonly metrics: Metrics
+  /**
+   * Stops the watch and timers, closes the store and the database.
+   */
   close(): Promise<void>
 }
 
 export { POP_ID_RE }
 
+/**
+ * The POP's main paths inside `dataDir`.
+ */
 export function popPaths(dataDir: string) {
   const d = dataLayout(dataDir)
   return { staging: d.syncStaging, quarantine: d.quarantine }
@@ -135,6 +147,11 @@ function rsyncArgsWithAuth(opts: PopOptions): string[] {
   return [...popRsyncAuthArgs(opts.dataDir, opts.rsyncSource), ...extra]
 }
 
+/**
+ * Opens a POP over `opts.dataDir` (creating its store when `initTrustKeys` is given), with
+ * its pull agent ({@link Pop.sync}) and lookups ({@link Pop.lookup}); nothing runs until
+ * the caller runs a pull or schedules them.
+ */
 export async function openPop(opts: PopOptions): Promise<Pop> {
   if (typeof opts.dataDir !== 'string' || opts.dataDir.trim() === '')
     throw claError('CLA_ERR_INVALID_OPTION', 'a data folder is required (--data)', {

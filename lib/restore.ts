@@ -25,6 +25,9 @@ import { claError } from './errors.js'
 import { blobIndex } from './store/blob-index.js'
 import { BlobStore, restoreIdentityFile, type Protection } from './store/index.js'
 
+/**
+ * Where {@link restoreCore} restores from: the meta.db replica, a POP's store, the keys.
+ */
 export interface RestoreOptions {
   /** The new data folder (empty, or holding only keys/). */
   dataDir: string
@@ -41,6 +44,10 @@ export interface RestoreOptions {
   actor?: string
 }
 
+/**
+ * What a restore did: rows restored, files copied and indexed, what it forgot, the
+ * store generation before and after (docs/operations.md, "Disaster recovery").
+ */
 export interface RestoreReport {
   data_dir: string
   replica: string
@@ -68,6 +75,10 @@ async function copyStore(from: string, to: string): Promise<void> {
     )
 }
 
+/**
+ * Rebuilds a core's data folder from its Litestream replica and a POP's store; refuses
+ * over a live core. Writes one `core.restore` audit event.
+ */
 export async function restoreCore(o: RestoreOptions): Promise<RestoreReport> {
   const t0 = Date.now()
   const d = dataLayout(o.dataDir)

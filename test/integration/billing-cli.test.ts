@@ -28,7 +28,8 @@ function tempDir(t: { teardown(fn: () => unknown): void }): string {
   return dir
 }
 
-t.test('billing create / show / pending / retry --once', async (t) => {
+/** A fake Paddle, a data folder and `run(...args)` of the CLI pointed at both. */
+async function cliWithFake(t: { teardown(fn: () => unknown): void }) {
   const fake = await startFakePaddle()
   t.teardown(() => fake.close())
   const data = tempDir(t)
@@ -39,6 +40,11 @@ t.test('billing create / show / pending / retry --once', async (t) => {
     CLAVITOR_DATA: data,
   }
   const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  return { fake, data, env, run }
+}
+
+t.test('billing create / show / pending / retry --once', async (t) => {
+  const { fake, data, env, run } = await cliWithFake(t)
 
   const ok = await run(
     'billing',
@@ -105,16 +111,7 @@ t.test('billing create / show / pending / retry --once', async (t) => {
 })
 
 t.test('billing duplicates: archives an unused twin, exit 1 when a person is needed', async (t) => {
-  const fake = await startFakePaddle()
-  t.teardown(() => fake.close())
-  const data = tempDir(t)
-  const env = {
-    ...process.env,
-    CLAVITOR_PADDLE_API_URL: fake.url,
-    CLAVITOR_PADDLE_API_KEY: 'k',
-    CLAVITOR_DATA: data,
-  }
-  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  const { fake, data, env, run } = await cliWithFake(t)
   const atPaddle = async (body: Record<string, unknown>) => {
     const res = await fetch(`${fake.url}/products`, {
       method: 'POST',
@@ -226,16 +223,7 @@ t.test('core serve: webhooks over HTTP, SIGTERM shuts down cleanly', async (t) =
 })
 
 t.test('billing plan create / update / list / archive, entitlements, vault status', async (t) => {
-  const fake = await startFakePaddle()
-  t.teardown(() => fake.close())
-  const data = tempDir(t)
-  const env = {
-    ...process.env,
-    CLAVITOR_PADDLE_API_URL: fake.url,
-    CLAVITOR_PADDLE_API_KEY: 'k',
-    CLAVITOR_DATA: data,
-  }
-  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  const { fake, data, env, run } = await cliWithFake(t)
   const json = async (...args: string[]) => {
     const r = await run(...args)
     t.equal(r.exitCode, 0, `${args.slice(0, 3).join(' ')}: ${r.stderr}`)
@@ -403,16 +391,7 @@ t.test('billing plan create / update / list / archive, entitlements, vault statu
 })
 
 t.test('billing reconcile: a dry run, a pass, one object by id, a bad --entity', async (t) => {
-  const fake = await startFakePaddle()
-  t.teardown(() => fake.close())
-  const data = tempDir(t)
-  const env = {
-    ...process.env,
-    CLAVITOR_PADDLE_API_URL: fake.url,
-    CLAVITOR_PADDLE_API_KEY: 'k',
-    CLAVITOR_DATA: data,
-  }
-  const run = (...args: string[]) => execa(CLI, args, { env, reject: false })
+  const { fake, data, env, run } = await cliWithFake(t)
   const atPaddle = async (method: string, path: string, body: unknown) => {
     const res = await fetch(`${fake.url}${path}`, {
       method,
