@@ -3,15 +3,11 @@
 // `admin_challenges`, one use each. A successful ceremony opens a session (sessions.ts) in
 // the same transaction as its other writes and its audit row.
 import { randomBytes } from 'node:crypto'
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server'
 import { appendEvent } from '../audit/log.js'
 import { claError, isClavitorError } from '../errors.js'
@@ -22,6 +18,12 @@ import type { Role } from './roles.js'
 import { randomToken, sha256hex } from './secrets.js'
 import type { IssuedSession } from './sessions.js'
 import { badToken, checkToken, IS_SETUP_LINK, voidSetupLink } from './setup-links.js'
+
+/**
+ * @simplewebauthn/server, imported on the first ceremony: it costs ~0.3 s to load, which
+ * every CLI command and service start that opens a core would otherwise pay for nothing.
+ */
+const simpleWebAuthn = () => import('@simplewebauthn/server')
 
 /** What an enrollment ceremony remembers between its start and its finish. */
 interface RegisterCeremony {
@@ -48,7 +50,9 @@ export async function startEnrollment(
     )
   }
   const userId = randomBytes(16)
-  const options = await generateRegistrationOptions({
+  const options = await (
+    await simpleWebAuthn()
+  ).generateRegistrationOptions({
     rpName: ctx.rpName,
     rpID: facts.rpID,
     userName: name,
@@ -78,7 +82,9 @@ export async function finishEnrollment(
   const data = JSON.parse(ceremony.data ?? 'null') as RegisterCeremony
   let info
   try {
-    const v = await verifyRegistrationResponse({
+    const v = await (
+      await simpleWebAuthn()
+    ).verifyRegistrationResponse({
       response: input.response as RegistrationResponseJSON,
       expectedChallenge: ceremony.challenge,
       expectedOrigin: facts.origin,
@@ -207,7 +213,9 @@ export async function startLogin(
   facts: RequestFacts,
 ): Promise<{ ceremonyId: string; options: PublicKeyCredentialRequestOptionsJSON }> {
   // Discoverable credentials: the key tells us who it is; no user name to enumerate.
-  const options = await generateAuthenticationOptions({
+  const options = await (
+    await simpleWebAuthn()
+  ).generateAuthenticationOptions({
     rpID: facts.rpID,
     userVerification: 'preferred',
     timeout: ctx.ceremonyTtlMs,
@@ -253,7 +261,9 @@ export async function finishLogin(
   }
   let newCounter: number
   try {
-    const v = await verifyAuthenticationResponse({
+    const v = await (
+      await simpleWebAuthn()
+    ).verifyAuthenticationResponse({
       response,
       expectedChallenge: ceremony.challenge,
       expectedOrigin: facts.origin,
