@@ -50,9 +50,8 @@ export async function startEnrollment(
     )
   }
   const userId = randomBytes(16)
-  const options = await (
-    await simpleWebAuthn()
-  ).generateRegistrationOptions({
+  const { generateRegistrationOptions } = await simpleWebAuthn()
+  const options = await generateRegistrationOptions({
     rpName: ctx.rpName,
     rpID: facts.rpID,
     userName: name,
@@ -82,9 +81,8 @@ export async function finishEnrollment(
   const data = JSON.parse(ceremony.data ?? 'null') as RegisterCeremony
   let info
   try {
-    const v = await (
-      await simpleWebAuthn()
-    ).verifyRegistrationResponse({
+    const { verifyRegistrationResponse } = await simpleWebAuthn()
+    const v = await verifyRegistrationResponse({
       response: input.response as RegistrationResponseJSON,
       expectedChallenge: ceremony.challenge,
       expectedOrigin: facts.origin,
@@ -213,9 +211,8 @@ export async function startLogin(
   facts: RequestFacts,
 ): Promise<{ ceremonyId: string; options: PublicKeyCredentialRequestOptionsJSON }> {
   // Discoverable credentials: the key tells us who it is; no user name to enumerate.
-  const options = await (
-    await simpleWebAuthn()
-  ).generateAuthenticationOptions({
+  const { generateAuthenticationOptions } = await simpleWebAuthn()
+  const options = await generateAuthenticationOptions({
     rpID: facts.rpID,
     userVerification: 'preferred',
     timeout: ctx.ceremonyTtlMs,
@@ -261,9 +258,8 @@ export async function finishLogin(
   }
   let newCounter: number
   try {
-    const v = await (
-      await simpleWebAuthn()
-    ).verifyAuthenticationResponse({
+    const { verifyAuthenticationResponse } = await simpleWebAuthn()
+    const v = await verifyAuthenticationResponse({
       response,
       expectedChallenge: ceremony.challenge,
       expectedOrigin: facts.origin,
