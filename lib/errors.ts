@@ -95,6 +95,7 @@ export const ERRORS = {
 
   // --- admin / credentials -----------------------------------------------------
   CLA_ERR_ADMIN_FORBIDDEN: { status: 403, exit: 2, description: "The admin's role does not allow this action (a viewer changes nothing)." },
+  CLA_ERR_ADMIN_SCOPE: { status: 403, exit: 2, description: "The object is outside the admin's scope (the customer subtree they were invited to), or the action is for installation-wide admins only." },
   CLA_ERR_ADMIN_SETUP_TOKEN: { status: 403, exit: 2, description: 'The admin setup or invite token is unknown, expired or already used.' },
   CLA_ERR_ADMIN_UNAUTHENTICATED: { status: 401, exit: 2, description: 'No valid admin session; log in with a security key.' },
   CLA_ERR_API_KEY_INVALID: { status: 401, exit: 2, description: 'The vault API key is malformed, unknown or its secret does not match.' },

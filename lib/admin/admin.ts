@@ -21,6 +21,8 @@ import { positive, type Actor, type AdminContext, type RequestFacts } from './co
 import * as humans from './humans.js'
 import type { AdminRow } from './humans.js'
 import type { Permission, Role } from './roles.js'
+import * as scope from './scope.js'
+import type { Reach } from './scope.js'
 import * as sessions from './sessions.js'
 import type { AdminSession, IssuedSession } from './sessions.js'
 import * as links from './setup-links.js'
@@ -88,8 +90,9 @@ export class Admin {
     return humans.hasAdmins(this.ctx)
   }
 
-  listAdmins(): AdminRow[] {
-    return humans.listAdmins(this.ctx)
+  /** The admins, oldest first; with a scope, only those whose scope lies within it. */
+  listAdmins(scope: string | null = null): AdminRow[] {
+    return humans.listAdmins(this.ctx, scope)
   }
 
   /** The admin row for a name (CLI), or undefined. */
@@ -119,18 +122,31 @@ export class Admin {
     return links.firstAdminToken(this.ctx)
   }
 
-  /** An owner invites a further admin with `role`. Audited; refused (and audited) for others. */
-  invite(actor: Actor, role: Role, facts: Partial<RequestFacts> = {}, ttlMs?: number): IssuedToken {
-    return links.invite(this.ctx, actor, role, facts, ttlMs)
+  /**
+   * An owner invites a further admin with `role`, limited to `scope` (a customer id; null:
+   * the installation; default: the owner's own scope), never more than the owner holds.
+   * Audited; refused (and audited) for others. See setup-links.invite.
+   */
+  invite(
+    actor: Actor,
+    role: Role,
+    facts: Partial<RequestFacts> = {},
+    ttlMs?: number,
+    scope?: unknown,
+  ): IssuedToken {
+    return links.invite(this.ctx, actor, role, facts, ttlMs, scope)
   }
 
-  /** An invite from the host itself (`clavitor admin invite`): actor 'system'. */
-  systemInvite(role: Role, ttlMs?: number): IssuedToken {
-    return links.systemInvite(this.ctx, role, ttlMs)
+  /** An invite from the host itself (`clavitor admin invite`): actor 'system', any scope. */
+  systemInvite(role: Role, ttlMs?: number, scope?: unknown): IssuedToken {
+    return links.systemInvite(this.ctx, role, ttlMs, scope)
   }
 
-  /** The role a token would enroll; throws CLA_ERR_ADMIN_SETUP_TOKEN when unusable. */
-  checkToken(token: unknown, facts: Partial<RequestFacts> = {}): { role: Role; expiresAt: number } {
+  /** The role and scope a token would enroll; CLA_ERR_ADMIN_SETUP_TOKEN when unusable. */
+  checkToken(
+    token: unknown,
+    facts: Partial<RequestFacts> = {},
+  ): { role: Role; scope: string | null; expiresAt: number } {
     return links.checkToken(this.ctx, token, facts)
   }
 
@@ -198,6 +214,22 @@ export class Admin {
     fn: () => Promise<T>,
   ): Promise<T> {
     return authz.performAsync(this.ctx, actor, action, permission, facts, data, fn)
+  }
+
+  /** The actor's scope holds what `reach` names (scope.ts). */
+  reaches(actor: Actor, reach: Reach): boolean {
+    return scope.reaches(this.db, actor, reach)
+  }
+
+  /** Throws CLA_ERR_ADMIN_SCOPE (after recording the refusal) unless the scope holds it. */
+  requireReach(
+    actor: Actor,
+    action: string,
+    reach: Reach,
+    facts: Partial<RequestFacts> = {},
+    data: Record<string, unknown> = {},
+  ): void {
+    scope.requireReach(this.ctx, actor, action, reach, facts, data)
   }
 
   /** Throws CLA_ERR_ADMIN_FORBIDDEN (after recording the refusal) unless allowed. */

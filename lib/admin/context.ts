@@ -18,11 +18,13 @@ export interface AdminContext {
   readonly ceremonyTtlMs: number
 }
 
-/** Who is acting: the result of a valid session. */
+/** Who is acting: the result of a valid session or API token. */
 export interface Actor {
   humanId: string
   name: string
   role: Role
+  /** The customer subtree the admin reaches (its root's id), or null: the installation. */
+  scope: string | null
 }
 
 /** What the app knows about the request, for WebAuthn checks and the audit trail. */

@@ -5,12 +5,17 @@ import { appendEvent } from '../audit/log.js'
 import { claError } from '../errors.js'
 import { perform } from './authorize.js'
 import type { Actor, AdminContext, RequestFacts } from './context.js'
-import { isRole, parseRole, strongest, type Role } from './roles.js'
+import { isRole, parseRole, rank, strongest, type Role } from './roles.js'
+import { requireReach, scopeWhere, type Scope } from './scope.js'
 
 export interface AdminRow {
   id: string
   name: string
   role: Role | null
+  /** The customer subtree the admin reaches, or null: the whole installation. */
+  scope: string | null
+  /** The scope customer's name, for lists. */
+  scope_name: string | null
   credentials: number
   created_at: number
   disabled_at: number | null
@@ -42,16 +47,27 @@ export function hasAdmins(ctx: AdminContext): boolean {
     .get()
 }
 
-export function listAdmins(ctx: AdminContext): AdminRow[] {
+/**
+ * The admins, oldest first. With a scope, only those whose own scope lies within it (an
+ * MSP's owner sees the admins of that MSP and of its customers, not the installation's).
+ */
+export function listAdmins(ctx: AdminContext, scope: Scope = null): AdminRow[] {
+  const w = scopeWhere(
+    '(SELECT customer_id FROM role_assignments WHERE human_id = h.id LIMIT 1)',
+    scope,
+  )
   const rows = ctx.db
     .prepare(
       `SELECT h.id, h.name, h.created_at, h.disabled_at,
               (SELECT group_concat(role_id) FROM role_assignments WHERE human_id = h.id) AS roles,
+              (SELECT customer_id FROM role_assignments WHERE human_id = h.id LIMIT 1) AS scope,
+              (SELECT c.name FROM role_assignments r JOIN customers c ON c.id = r.customer_id
+                WHERE r.human_id = h.id LIMIT 1) AS scope_name,
               (SELECT count(*) FROM webauthn_credentials WHERE human_id = h.id) AS credentials,
               (SELECT max(last_used_at) FROM webauthn_credentials WHERE human_id = h.id) AS last_used_at
-         FROM humans h ORDER BY h.created_at, h.id`,
+         FROM humans h WHERE ${w.sql} ORDER BY h.created_at, h.id`,
     )
-    .all() as Array<Omit<AdminRow, 'role'> & { roles: string | null }>
+    .all(...w.args) as Array<Omit<AdminRow, 'role'> & { roles: string | null }>
   return rows.map(({ roles, ...r }) => ({
     ...r,
     role: strongest((roles ?? '').split(',').filter(isRole)) ?? null,
@@ -63,14 +79,28 @@ export function findByName(ctx: AdminContext, name: string): AdminRow | undefine
   return listAdmins(ctx).find((a) => a.name === name)
 }
 
+/** What a human may do: a role and the scope it holds in. */
+export interface Grant {
+  role: Role
+  scope: Scope
+}
+
+/**
+ * The role a human acts with (the strongest they hold) and its scope, or undefined for
+ * none. One assignment per human is what lib/admin writes (enrollment, setRole).
+ */
+export function grantOf(ctx: AdminContext, humanId: string): Grant | undefined {
+  const rows = ctx.db
+    .prepare('SELECT role_id, customer_id FROM role_assignments WHERE human_id = ?')
+    .all(humanId) as Array<{ role_id: string; customer_id: string | null }>
+  const role = strongest(rows.map((r) => r.role_id).filter(isRole))
+  if (!role) return undefined
+  return { role, scope: rows.find((r) => r.role_id === role)!.customer_id }
+}
+
 /** The role a human acts with (the strongest they hold), or undefined for none. */
 export function roleOf(ctx: AdminContext, humanId: string): Role | undefined {
-  const rows = ctx.db
-    .prepare('SELECT role_id FROM role_assignments WHERE human_id = ?')
-    .all(humanId) as Array<{
-    role_id: string
-  }>
-  return strongest(rows.map((r) => r.role_id).filter(isRole))
+  return grantOf(ctx, humanId)?.role
 }
 
 /**
@@ -91,7 +121,8 @@ export function disable(
         const target = targetAdmin(ctx, humanId)
         if (target.disabled_at !== null) return { id: target.id }
         notSelf(actor, humanId, 'disable yourself')
-        if (roleOf(ctx, humanId) === 'owner' && enabledOwners(ctx) <= 1)
+        const grant = grantOf(ctx, humanId)
+        if (grant?.role === 'owner' && grant.scope === null && enabledOwners(ctx) <= 1)
           throw claError(
             'CLA_ERR_INVALID_INPUT',
             `${target.name} is the last owner; enroll another owner first`,
@@ -112,6 +143,7 @@ export function disable(
     })
     return
   }
+  requireOver(ctx, actor, 'admin.disable', humanId, facts)
   perform(ctx, actor, 'admin.disable', 'admins', facts, { target: humanId }, run)
 }
 
@@ -136,8 +168,15 @@ export function setRole(
         if (target.disabled_at !== null)
           throw claError('CLA_ERR_INVALID_INPUT', `${target.name} is disabled`)
         notSelf(actor, humanId, 'change your own role')
-        const from = roleOf(ctx, humanId) ?? null
-        if (from === 'owner' && to !== 'owner' && enabledOwners(ctx) <= 1)
+        const grant = grantOf(ctx, humanId)
+        const from = grant?.role ?? null
+        const scope = grant?.scope ?? null
+        if (actor !== 'system' && rank(to) > rank(actor.role))
+          throw claError(
+            'CLA_ERR_ADMIN_FORBIDDEN',
+            `you cannot grant ${to}: it is more than you hold`,
+          )
+        if (from === 'owner' && scope === null && to !== 'owner' && enabledOwners(ctx) <= 1)
           throw claError(
             'CLA_ERR_INVALID_INPUT',
             `${target.name} is the last owner; enroll another owner first`,
@@ -145,9 +184,9 @@ export function setRole(
         ctx.db.prepare('DELETE FROM role_assignments WHERE human_id = ?').run(humanId)
         ctx.db
           .prepare(
-            'INSERT INTO role_assignments (human_id, role_id, customer_id, created_at) VALUES (?, ?, NULL, ?)',
+            'INSERT INTO role_assignments (human_id, role_id, customer_id, created_at) VALUES (?, ?, ?, ?)',
           )
-          .run(humanId, to, ctx.now())
+          .run(humanId, to, scope, ctx.now())
         return { id: target.id, from, to }
       })
       .immediate()
@@ -162,7 +201,26 @@ export function setRole(
     })
     return r
   }
+  requireOver(ctx, actor, 'admin.role', humanId, facts)
   return perform(ctx, actor, 'admin.role', 'admins', facts, { target: humanId, role: to }, run)
+}
+
+/**
+ * A scoped owner acts only on admins whose scope lies within theirs (an installation-wide
+ * admin is outside every subtree). CLA_ERR_ADMIN_SCOPE, audited, otherwise.
+ */
+function requireOver(
+  ctx: AdminContext,
+  actor: Actor,
+  action: string,
+  humanId: string,
+  facts: Partial<RequestFacts>,
+): void {
+  if (actor.scope === null) return
+  const scope = grantOf(ctx, humanId)?.scope ?? null
+  requireReach(ctx, actor, action, scope === null ? 'installation' : { customer: scope }, facts, {
+    target: humanId,
+  })
 }
 
 /** The admin an owner acts on (disable, role change); CLA_ERR_NOT_FOUND if unknown. */
@@ -177,11 +235,12 @@ function targetAdmin(
   return target
 }
 
+/** Enabled owners of the whole installation (a scoped owner cannot administer the rest). */
 function enabledOwners(ctx: AdminContext): number {
   return ctx.db
     .prepare(
       `SELECT count(*) FROM humans h JOIN role_assignments r ON r.human_id = h.id
-        WHERE r.role_id = 'owner' AND h.disabled_at IS NULL`,
+        WHERE r.role_id = 'owner' AND r.customer_id IS NULL AND h.disabled_at IS NULL`,
     )
     .pluck()
     .get() as number

@@ -1,7 +1,10 @@
-// Read models for the admin pages: plain SELECTs over the metadata tables, paged. No
-// decisions and no writes here (writes go through Admin.perform and the billing layer).
+// Read models for the admin pages and API: plain SELECTs over the metadata tables, paged,
+// limited to a scope (scope.ts: a customer subtree, or null for the installation). No
+// decisions and no writes here (writes go through Admin.perform and the billing layer);
+// the desk (desk.ts) chooses the scope, from the acting admin.
 import type { Db } from '../db/open.js'
 import { blobIndex } from '../store/blob-index.js'
+import { scopeWhere, type Scope } from './scope.js'
 
 export interface Page<T> {
   rows: T[]
@@ -40,30 +43,52 @@ export interface DashboardFacts {
   subscriptions: { total: number; active: number }
   vaults: number
   credentials: number
-  blobs: { count: number; bytes: number }
-  pops: number
-  events: number
+  /** The installation's blobs, POPs and audit events: null for a scoped admin. */
+  blobs: { count: number; bytes: number } | null
+  pops: number | null
+  events: number | null
+  /** Admins whose scope lies within this one. */
   admins: number
 }
 
-export function dashboardFacts(db: Db): DashboardFacts {
-  const one = (sql: string) => (db.prepare(sql).pluck().get() as number | null) ?? 0
+/** The dashboard's counts, within the scope (null: the whole installation). */
+export function dashboardFacts(db: Db, scope: Scope = null): DashboardFacts {
+  const one = (sql: string, args: unknown[] = []) =>
+    (db
+      .prepare(sql)
+      .pluck()
+      .get(...args) as number | null) ?? 0
+  const c = scopeWhere('id', scope)
   const levels = db
-    .prepare('SELECT level, count(*) AS n FROM customers GROUP BY level')
-    .all() as Array<{ level: number; n: number }>
+    .prepare(`SELECT level, count(*) AS n FROM customers WHERE ${c.sql} GROUP BY level`)
+    .all(...c.args) as Array<{ level: number; n: number }>
   const lv = (l: number) => levels.find((x) => x.level === l)?.n ?? 0
+  const owned = scopeWhere('customer_id', scope)
+  const vaultOwner = scopeWhere('v.customer_id', scope)
+  const admins = scopeWhere('r.customer_id', scope)
+  const installation = scope === null
   return {
     customers: { msp: lv(1), customer: lv(2), department: lv(3), unplaced: lv(0) },
     subscriptions: {
-      total: one('SELECT count(*) FROM subscriptions'),
-      active: one("SELECT count(*) FROM subscriptions WHERE status = 'active'"),
+      total: one(`SELECT count(*) FROM subscriptions WHERE ${owned.sql}`, owned.args),
+      active: one(
+        `SELECT count(*) FROM subscriptions WHERE status = 'active' AND ${owned.sql}`,
+        owned.args,
+      ),
     },
-    vaults: one('SELECT count(*) FROM vaults'),
-    credentials: one('SELECT count(*) FROM credentials'),
-    blobs: blobIndex(db).totals(),
-    pops: one('SELECT count(*) FROM pops WHERE removed_at IS NULL'),
-    events: one('SELECT count(*) FROM events'),
-    admins: one('SELECT count(*) FROM humans WHERE disabled_at IS NULL'),
+    vaults: one(`SELECT count(*) FROM vaults WHERE ${owned.sql}`, owned.args),
+    credentials: one(
+      `SELECT count(*) FROM credentials c JOIN vaults v ON v.id = c.vault_id WHERE ${vaultOwner.sql}`,
+      vaultOwner.args,
+    ),
+    blobs: installation ? blobIndex(db).totals() : null,
+    pops: installation ? one('SELECT count(*) FROM pops WHERE removed_at IS NULL') : null,
+    events: installation ? one('SELECT count(*) FROM events') : null,
+    admins: one(
+      `SELECT count(DISTINCT h.id) FROM humans h JOIN role_assignments r ON r.human_id = h.id
+        WHERE h.disabled_at IS NULL AND ${admins.sql}`,
+      admins.args,
+    ),
   }
 }
 
@@ -129,50 +154,64 @@ export function popStates(db: Db): PopStateRow[] {
     .all() as PopStateRow[]
 }
 
-export function listSubscriptions(db: Db, p: { limit: number; offset: number }) {
+/** Paging and the scope every list takes. */
+export interface ListArgs {
+  limit: number
+  offset: number
+  scope: Scope
+}
+
+export function listSubscriptions(db: Db, p: ListArgs) {
+  const w = scopeWhere('s.customer_id', p.scope)
   return paged<Record<string, unknown>>(
     db,
     `SELECT s.id, s.paddle_id, s.customer_id, c.name AS customer_name, s.vault_l0, v.id AS vault_id, s.status, s.currency_code,
-            s.discount_id, s.next_billed_at, s.pending_since, s.failed_at, s.last_error
+            s.discount_id, s.next_billed_at, s.pending_since, s.failed_at, s.last_error, s.pending_change
        FROM subscriptions s LEFT JOIN customers c ON c.id = s.customer_id LEFT JOIN vaults v ON v.subscription_id = s.id
-      ORDER BY s.created_at DESC, s.id`,
-    [],
+      WHERE ${w.sql} ORDER BY s.created_at DESC, s.id`,
+    w.args,
     p,
   )
 }
 
-export function listTransactions(db: Db, p: { limit: number; offset: number }) {
+export function listTransactions(db: Db, p: ListArgs) {
+  const w = scopeWhere('t.customer_id', p.scope)
   return paged<Record<string, unknown>>(
     db,
     `SELECT t.id, t.paddle_id, t.customer_id, c.name AS customer_name, t.subscription_id, t.status, t.currency_code,
             t.grand_total, t.billed_at, t.pending_since, t.failed_at, t.last_error
-       FROM transactions t LEFT JOIN customers c ON c.id = t.customer_id ORDER BY t.created_at DESC, t.id`,
-    [],
+       FROM transactions t LEFT JOIN customers c ON c.id = t.customer_id
+      WHERE ${w.sql} ORDER BY t.created_at DESC, t.id`,
+    w.args,
     p,
   )
 }
 
-export function listVaults(db: Db, p: { limit: number; offset: number }) {
+export function listVaults(db: Db, p: ListArgs) {
+  const w = scopeWhere('v.customer_id', p.scope)
   return paged<Record<string, unknown>>(
     db,
     `SELECT v.id, v.name, v.customer_id, c.name AS customer_name, v.subscription_id, s.status AS subscription_status,
             (SELECT count(*) FROM credentials WHERE vault_id = v.id) AS credentials,
             (SELECT count(DISTINCT p0) FROM credentials WHERE vault_id = v.id) AS p0s, v.created_at
        FROM vaults v LEFT JOIN customers c ON c.id = v.customer_id LEFT JOIN subscriptions s ON s.id = v.subscription_id
-      ORDER BY v.created_at DESC, v.id`,
-    [],
+      WHERE ${w.sql} ORDER BY v.created_at DESC, v.id`,
+    w.args,
     p,
   )
 }
 
-export function listDiscounts(db: Db, p: { limit: number; offset: number }) {
+/** Discounts; for a scoped admin, the margins of MSPs within the scope. */
+export function listDiscounts(db: Db, p: ListArgs) {
+  const w = scopeWhere('d.msp_id', p.scope)
   return paged<Record<string, unknown>>(
     db,
     `SELECT d.id, d.paddle_id, d.msp_id, c.name AS msp_name, d.description, d.type, d.amount, d.currency_code, d.status,
             (SELECT count(*) FROM subscriptions WHERE discount_id = d.id) AS subscriptions,
             d.pending_since, d.failed_at, d.last_error
-       FROM discounts d LEFT JOIN customers c ON c.id = d.msp_id ORDER BY d.created_at DESC, d.id`,
-    [],
+       FROM discounts d LEFT JOIN customers c ON c.id = d.msp_id
+      WHERE ${w.sql} ORDER BY d.created_at DESC, d.id`,
+    w.args,
     p,
   )
 }

@@ -29,6 +29,11 @@ export function can(role: Role, permission: Permission): boolean {
   return GRANTS[role].includes(permission)
 }
 
+/** A role's rank: owner 3, operator 2, viewer 1 (a grant never exceeds its giver's). */
+export function rank(role: Role): number {
+  return RANK[role]
+}
+
 export function strongest(roles: readonly Role[]): Role | undefined {
   let best: Role | undefined
   for (const r of roles) if (best === undefined || RANK[r] > RANK[best]) best = r

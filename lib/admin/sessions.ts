@@ -5,7 +5,7 @@
 import { appendEvent } from '../audit/log.js'
 import { auditFacts } from './audit.js'
 import { MS, type Actor, type AdminContext, type RequestFacts } from './context.js'
-import { roleOf } from './humans.js'
+import { grantOf } from './humans.js'
 import { sha256hex } from './secrets.js'
 
 export interface AdminSession extends Actor {
@@ -61,12 +61,13 @@ export function session(ctx: AdminContext, cookieValue: unknown): AdminSession |
   }
   if (now - lastSeen >= SESSION_TOUCH_US)
     ctx.db.prepare('UPDATE admin_sessions SET last_seen_at = ? WHERE id_hash = ?').run(now, hash)
-  const role = roleOf(ctx, row.human_id)
-  if (!role) return null
+  const grant = grantOf(ctx, row.human_id)
+  if (!grant) return null
   return {
     humanId: row.human_id,
     name: row.name,
-    role,
+    role: grant.role,
+    scope: grant.scope,
     sessionHash: hash,
     expiresAt: row.expires_at,
   }

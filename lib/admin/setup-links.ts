@@ -8,12 +8,15 @@ import { auditAuth } from './audit.js'
 import { perform } from './authorize.js'
 import { MS, positive, type Actor, type AdminContext, type RequestFacts } from './context.js'
 import { hasAdmins } from './humans.js'
-import { isRole, parseRole, type Role } from './roles.js'
+import { isRole, parseRole, rank, type Role } from './roles.js'
+import { parseScope, requireReach, within } from './scope.js'
 import { randomToken, sha256hex } from './secrets.js'
 
 export interface IssuedToken {
   token: string
   role: Role
+  /** The customer subtree the enrolled admin will reach, or null: the installation. */
+  scope: string | null
   /** µs epoch. */
   expiresAt: number
 }
@@ -43,24 +46,46 @@ export function firstAdminToken(ctx: AdminContext): IssuedToken | null {
     .transaction(() =>
       hasAdmins(ctx)
         ? null
-        : issueToken(ctx, 'owner', SETUP_LINK, ctx.setupTokenTtlMs, 'setup.token'),
+        : issueToken(ctx, 'owner', null, SETUP_LINK, ctx.setupTokenTtlMs, 'setup.token'),
     )
     .immediate()
 }
 
-/** An owner invites a further admin with `role`. Audited; refused (and audited) for others. */
+/**
+ * An owner invites a further admin with `role`, limited to `scope` (a customer subtree;
+ * null: the installation; default: the inviting owner's own scope). Never more than the
+ * owner holds: a role above theirs is CLA_ERR_ADMIN_FORBIDDEN, a scope outside theirs
+ * CLA_ERR_ADMIN_SCOPE. Audited; refusals too.
+ */
 export function invite(
   ctx: AdminContext,
   actor: Actor,
   role: Role,
   facts: Partial<RequestFacts> = {},
   ttlMs?: number,
+  scope?: unknown,
 ): IssuedToken {
-  return perform(ctx, actor, 'admin.invite', 'admins', facts, { role }, () => {
+  const grant = scope === undefined ? actor.scope : parseScope(ctx.db, scope)
+  if (!within(ctx.db, actor.scope, grant))
+    requireReach(
+      ctx,
+      actor,
+      'admin.invite',
+      grant === null ? 'installation' : { customer: grant },
+      facts,
+      { role },
+    )
+  return perform(ctx, actor, 'admin.invite', 'admins', facts, { role, scope: grant }, () => {
     parseRole(role)
+    if (rank(role) > rank(actor.role))
+      throw claError(
+        'CLA_ERR_ADMIN_FORBIDDEN',
+        `you cannot invite a ${role}: it is more than you hold`,
+      )
     return issueToken(
       ctx,
       role,
+      grant,
       actor.humanId,
       ttlMs === undefined ? ctx.inviteTtlMs : positive('ttlMs', ttlMs),
       null,
@@ -68,12 +93,18 @@ export function invite(
   })
 }
 
-/** An invite from the host itself (`clavitor admin invite`): actor 'system'. */
-export function systemInvite(ctx: AdminContext, role: Role, ttlMs?: number): IssuedToken {
+/** An invite from the host itself (`clavitor admin invite`): actor 'system', any scope. */
+export function systemInvite(
+  ctx: AdminContext,
+  role: Role,
+  ttlMs?: number,
+  scope?: unknown,
+): IssuedToken {
   parseRole(role)
   return issueToken(
     ctx,
     role,
+    parseScope(ctx.db, scope),
     'system',
     ttlMs === undefined ? ctx.inviteTtlMs : positive('ttlMs', ttlMs),
     'admin.invite',
@@ -83,6 +114,7 @@ export function systemInvite(ctx: AdminContext, role: Role, ttlMs?: number): Iss
 function issueToken(
   ctx: AdminContext,
   role: Role,
+  scope: string | null,
   createdBy: string,
   ttlMs: number,
   auditAction: string | null,
@@ -94,21 +126,21 @@ function issueToken(
     .transaction(() => {
       ctx.db
         .prepare(
-          'INSERT INTO setup_tokens (token_hash, role_id, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?)',
+          'INSERT INTO setup_tokens (token_hash, role_id, customer_id, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?)',
         )
-        .run(sha256hex(token), role, now, expiresAt, createdBy)
+        .run(sha256hex(token), role, scope, now, expiresAt, createdBy)
       if (auditAction) {
         appendEvent(ctx.db, {
           kind: 'admin.action',
           actor: createdBy,
           outcome: 'ok',
           reason: auditAction,
-          data: { action: auditAction, role, expiresAt },
+          data: { action: auditAction, role, scope, expiresAt },
         })
       }
     })
     .immediate()
-  return { token, role, expiresAt }
+  return { token, role, scope, expiresAt }
 }
 
 /**
@@ -119,16 +151,17 @@ export function checkToken(
   ctx: AdminContext,
   token: unknown,
   facts: Partial<RequestFacts> = {},
-): { role: Role; expiresAt: number } {
+): { role: Role; scope: string | null; expiresAt: number } {
   if (typeof token !== 'string' || token.length < 16 || token.length > 128) throw badToken()
   const hash = sha256hex(token)
   const row = ctx.db
     .prepare(
-      `SELECT role_id, expires_at, used_at, used_by, ${IS_SETUP_LINK} AS setup FROM setup_tokens WHERE token_hash = ?`,
+      `SELECT role_id, customer_id, expires_at, used_at, used_by, ${IS_SETUP_LINK} AS setup FROM setup_tokens WHERE token_hash = ?`,
     )
     .get(hash) as
     | {
         role_id: string
+        customer_id: string | null
         expires_at: number
         used_at: number | null
         used_by: string | null
@@ -144,7 +177,7 @@ export function checkToken(
     throw badToken()
   }
   if (row.used_at !== null || row.expires_at <= ctx.now() || !isRole(row.role_id)) throw badToken()
-  return { role: row.role_id, expiresAt: row.expires_at }
+  return { role: row.role_id, scope: row.customer_id, expiresAt: row.expires_at }
 }
 
 /**

@@ -13,7 +13,7 @@ import { appendEvent } from '../audit/log.js'
 import { claError, isClavitorError } from '../errors.js'
 import { auditAuth, auditFacts } from './audit.js'
 import { MS, type AdminContext, type RequestFacts } from './context.js'
-import { hasAdmins, roleOf, validateAdminName } from './humans.js'
+import { grantOf, hasAdmins, validateAdminName } from './humans.js'
 import type { Role } from './roles.js'
 import { randomToken, sha256hex } from './secrets.js'
 import type { IssuedSession } from './sessions.js'
@@ -108,15 +108,17 @@ export async function finishEnrollment(
   const session = randomToken()
   const expiresAt = now + ctx.sessionTtlMs * MS
   let voided = false
+  let scope: string | null = null
   try {
     ctx.db
       .transaction(() => {
         const tok = ctx.db
           .prepare(
-            `SELECT created_by, ${IS_SETUP_LINK} AS setup FROM setup_tokens
+            `SELECT created_by, customer_id, ${IS_SETUP_LINK} AS setup FROM setup_tokens
               WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?`,
           )
-          .get(data.tokenHash, now) as { created_by: string; setup: number } | undefined
+          .get(data.tokenHash, now) as
+          { created_by: string; customer_id: string | null; setup: number } | undefined
         if (!tok) throw badToken()
         if (tok.setup && hasAdmins(ctx)) {
           // committed (the link stays spent), then refused below
@@ -134,9 +136,10 @@ export async function finishEnrollment(
           .run(humanId, data.name, data.userId, now)
         ctx.db
           .prepare(
-            'INSERT INTO role_assignments (human_id, role_id, customer_id, created_at) VALUES (?, ?, NULL, ?)',
+            'INSERT INTO role_assignments (human_id, role_id, customer_id, created_at) VALUES (?, ?, ?, ?)',
           )
-          .run(humanId, data.role, now)
+          .run(humanId, data.role, tok.customer_id, now)
+        scope = tok.customer_id
         ctx.db
           .prepare(
             'INSERT INTO webauthn_credentials (id, human_id, public_key, counter, transports, created_at) VALUES (?, ?, ?, ?, ?, ?)',
@@ -164,6 +167,7 @@ export async function finishEnrollment(
             action: 'admin.enroll',
             name: data.name,
             role: data.role,
+            scope: tok.customer_id,
             invitedBy: tok.created_by,
           },
         })
@@ -203,7 +207,11 @@ export async function finishEnrollment(
     throw err
   }
   if (voided) throw badToken()
-  return { token: session, expiresAt, human: { humanId, name: data.name, role: data.role } }
+  return {
+    token: session,
+    expiresAt,
+    human: { humanId, name: data.name, role: data.role, scope },
+  }
 }
 
 export async function startLogin(
@@ -245,8 +253,8 @@ export async function finishLogin(
         disabled_at: number | null
       }
     | undefined
-  const role = row ? roleOf(ctx, row.human_id) : undefined
-  if (!row || row.disabled_at !== null || !role) {
+  const grant = row ? grantOf(ctx, row.human_id) : undefined
+  if (!row || row.disabled_at !== null || !grant) {
     auditAuth(ctx, row?.human_id ?? 'unknown', 'refused', 'CLA_ERR_WEBAUTHN_FAILED', facts, {
       action: 'login',
       why: !row ? 'unknown credential' : 'admin disabled or without role',
@@ -305,7 +313,11 @@ export async function finishLogin(
       })
     })
     .immediate()
-  return { token: session, expiresAt, human: { humanId: row.human_id, name: row.name, role } }
+  return {
+    token: session,
+    expiresAt,
+    human: { humanId: row.human_id, name: row.name, role: grant.role, scope: grant.scope },
+  }
 }
 
 /** A ceremony's challenge (and its data) kept server-side; returns the id given to the browser. */

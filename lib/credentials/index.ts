@@ -18,6 +18,7 @@ import {
   authenticateVaultRequest,
   createApiKey,
   createVault,
+  getApiKey,
   getVault,
   listApiKeys,
   listVaults,
@@ -79,6 +80,10 @@ export class Credentials {
   /** The vault's subscription, plan, limits and usage (GET /api/v1/vault/status). */
   vaultStatus(vaultId: string): VaultStatus {
     return vaultStatus(this.db, vaultId)
+  }
+  /** One API key's public facts (never its secret), or undefined. */
+  getApiKey(keyId: string): ApiKeyInfo | undefined {
+    return getApiKey(this.db, keyId)
   }
   listApiKeys(vaultId: string): ApiKeyInfo[] {
     return listApiKeys(this.db, vaultId)

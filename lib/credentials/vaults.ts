@@ -276,6 +276,13 @@ export function revokeApiKey(db: Db, keyId: string, opts: ActorOption = {}): Api
     .immediate()
 }
 
+/** One API key's public facts (never its secret), or undefined. */
+export function getApiKey(db: Db, keyId: string): ApiKeyInfo | undefined {
+  return db
+    .prepare('SELECT id, vault_id, created_at, revoked_at FROM vault_api_keys WHERE id = ?')
+    .get(keyId) as ApiKeyInfo | undefined
+}
+
 export function listApiKeys(db: Db, vaultId: string): ApiKeyInfo[] {
   return db
     .prepare(

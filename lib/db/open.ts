@@ -120,6 +120,25 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string; rebuild?: 
           WHERE NEW.parent_id IS NOT NULL AND NEW.level <> (SELECT level FROM customers WHERE id = NEW.parent_id) + 1;
       END;`,
   },
+  // scoped admins and admin API tokens (lib/admin/scope.ts, lib/admin/api-tokens.ts): an
+  // invite carries the customer subtree its admin will be limited to (NULL = the whole
+  // installation), as role_assignments.customer_id does; an API token acts as its admin,
+  // with that admin's role and scope at each use, and only its sha256 is stored.
+  {
+    version: 8,
+    sql: () => `
+      ALTER TABLE setup_tokens ADD COLUMN customer_id TEXT REFERENCES customers (id);
+      CREATE TABLE admin_api_tokens (
+        id TEXT PRIMARY KEY,                 -- tok_<16 hex>, shown in lists and the audit log
+        human_id TEXT NOT NULL REFERENCES humans (id),
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,     -- sha256 hex of the bearer token
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+      ) STRICT;
+      CREATE INDEX admin_api_tokens_human ON admin_api_tokens (human_id);`,
+  },
 ]
 
 /** The customers table's columns as of migration 6, copied by the rebuild of migration 7. */

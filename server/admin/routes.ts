@@ -14,23 +14,10 @@ import fastifyHelmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AdminSession, RequestFacts } from '../../lib/admin/admin.js'
-import {
-  dashboardFacts,
-  listDiscounts,
-  listSubscriptions,
-  listTransactions,
-  listVaults,
-  mspDiscount,
-  pageArgs,
-  popLagSeries,
-  popStates,
-  blobGrowth,
-} from '../../lib/admin/read.js'
-import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
-import { createCustomer, createMspMargin } from '../../lib/admin/customers.js'
+import { AdminDesk } from '../../lib/admin/desk.js'
+import { pageArgs } from '../../lib/admin/read.js'
 import { parseRole } from '../../lib/admin/roles.js'
 import { loadOrCreateSecret } from '../../lib/admin/secrets.js'
-import { listEvents, verifyChain } from '../../lib/audit/log.js'
 import type { Core } from '../../lib/core.js'
 import { claError, errorResponse } from '../../lib/errors.js'
 import * as v from './views.js'
@@ -284,84 +271,58 @@ export default async function adminRoutes(
     return reply.redirect('/admin/login', 303)
   })
 
-  // --- pages -----------------------------------------------------------------------------
-  app.get('/', (req, reply) =>
-    page(
-      reply,
-      v.dashboardPage(ctx(req, reply), {
-        facts: dashboardFacts(core.db),
-        revenue: core.billing.revenueByDiscount(),
-        pending: core.billing.pending(),
-        pops: popStates(core.db),
-        growth: blobGrowth(core.db),
-        lag: popLagSeries(core.db),
-      }),
-    ),
-  )
+  // --- pages: each asks the acting admin's desk (lib/admin/desk.ts), which scopes it ----
+  const desk = (req: FastifyRequest) => new AdminDesk(core, req.adminSession!, facts(req))
+  const param = (req: FastifyRequest, name: string) =>
+    str((req.params as Record<string, unknown>)[name])
+
+  app.get('/', (req, reply) => page(reply, v.dashboardPage(ctx(req, reply), desk(req).dashboard())))
 
   app.get('/customers', (req, reply) =>
-    page(reply, v.customersPage(ctx(req, reply), core.billing.customerTree())),
+    page(reply, v.customersPage(ctx(req, reply), desk(req).customerTree())),
   )
   app.get('/customers/:id', (req, reply) => {
-    const id = str((req.params as Record<string, unknown>).id)
-    const c = core.billing.get('customers', id)
-    const ancestors: PublicRow[] = []
-    for (let p = c.parent_id; typeof p === 'string' && ancestors.length < 3;) {
-      const row = core.billing.get('customers', p)
-      ancestors.unshift(row)
-      p = row.parent_id
-    }
-    const children = findChildren(core.billing.customerTree(), id)
+    const c = desk(req).customer(param(req, 'id'))
     return page(
       reply,
-      v.customerPage(
-        ctx(req, reply),
-        c,
-        ancestors,
-        children,
-        c.level === 1 ? mspDiscount(core.db, id) : undefined,
-      ),
+      v.customerPage(ctx(req, reply), c.customer, c.ancestors, c.children, c.margin),
     )
   })
   app.post('/customers', async (req, reply) => {
     const b = body(req)
-    const created = await createCustomer(
-      admin,
-      core.billing,
-      req.adminSession!,
-      { parentId: str(b.parent_id) || null, name: str(b.name), email: str(b.email) },
-      facts(req),
-    )
+    const created = await desk(req).createCustomer({
+      parentId: str(b.parent_id) || null,
+      name: str(b.name),
+      email: str(b.email),
+    })
     return reply.redirect(`/admin/customers/${encodeURIComponent(created.id)}`, 303)
   })
 
   app.post('/discounts', async (req, reply) => {
     const b = body(req)
     const mspId = str(b.msp_id)
-    await createMspMargin(
-      admin,
-      core.billing,
-      req.adminSession!,
-      { mspId, description: str(b.description), percentage: str(b.percentage) },
-      facts(req),
-    )
+    await desk(req).createMargin({
+      mspId,
+      description: str(b.description),
+      percentage: str(b.percentage),
+    })
     return reply.redirect(`/admin/customers/${encodeURIComponent(mspId)}`, 303)
   })
 
   /** A paged list page: ?limit=&offset= parsed once, rendered by `render`. */
   const listPage = (
     path: string,
-    render: (c: v.PageCtx, args: ReturnType<typeof pageArgs>) => string,
+    render: (c: v.PageCtx, d: AdminDesk, args: ReturnType<typeof pageArgs>) => string,
   ) =>
     app.get(path, (req, reply) => {
       const q = req.query as Record<string, unknown>
-      return page(reply, render(ctx(req, reply), pageArgs(q.limit, q.offset)))
+      return page(reply, render(ctx(req, reply), desk(req), pageArgs(q.limit, q.offset)))
     })
-  listPage('/subscriptions', (c, a) => v.subscriptionsPage(c, listSubscriptions(core.db, a)))
-  listPage('/transactions', (c, a) => v.transactionsPage(c, listTransactions(core.db, a)))
-  listPage('/vaults', (c, a) => v.vaultsPage(c, listVaults(core.db, a)))
-  listPage('/discounts', (c, a) => v.discountsPage(c, listDiscounts(core.db, a)))
-  app.get('/pops', (req, reply) => page(reply, v.popsPage(ctx(req, reply), popStates(core.db))))
+  listPage('/subscriptions', (c, d, a) => v.subscriptionsPage(c, d.subscriptions(a)))
+  listPage('/transactions', (c, d, a) => v.transactionsPage(c, d.transactions(a)))
+  listPage('/vaults', (c, d, a) => v.vaultsPage(c, d.vaults(a)))
+  listPage('/discounts', (c, d, a) => v.discountsPage(c, d.discounts(a)))
+  app.get('/pops', (req, reply) => page(reply, v.popsPage(ctx(req, reply), desk(req).pops())))
 
   app.get('/events', (req, reply) => {
     const q = req.query as Record<string, unknown>
@@ -372,7 +333,8 @@ export default async function adminRoutes(
     }
     const before = Number.parseInt(str(q.before), 10)
     const limit = 100
-    const rows = listEvents(core.db, {
+    const d = desk(req)
+    const { rows, chain } = d.events({
       ...(filter.kind ? { kind: filter.kind } : {}),
       ...(filter.actor ? { actor: filter.actor } : {}),
       ...(filter.outcome ? { outcome: filter.outcome } : {}),
@@ -381,47 +343,44 @@ export default async function adminRoutes(
     })
     const more = rows.length > limit
     if (more) rows.pop()
-    const names = new Map(admin.listAdmins().map((a) => [a.id, a.name] as const))
+    const names = new Map(d.admins().map((a) => [a.id, a.name] as const))
     return page(
       reply,
       v.eventsPage(ctx(req, reply), {
         rows,
         filter,
-        chain: verifyChain(core.db),
+        chain,
         nextBefore: more ? rows[rows.length - 1]!.id : null,
         names,
       }),
     )
   })
 
-  app.get('/admins', (req, reply) => page(reply, v.adminsPage(ctx(req, reply), admin.listAdmins())))
+  app.get('/admins', (req, reply) => page(reply, v.adminsPage(ctx(req, reply), desk(req).admins())))
   app.post('/admins/invite', (req, reply) => {
-    const role = parseRole(body(req).role)
-    const issued = admin.invite(req.adminSession!, role, facts(req))
+    const b = body(req)
+    const role = parseRole(b.role)
+    const d = desk(req)
+    // an empty scope field keeps the inviting owner's own scope
+    const issued = d.invite(role, str(b.scope).trim() || undefined)
     const url = `${facts(req).origin}/admin/setup?token=${encodeURIComponent(issued.token)}`
     return page(
       reply,
       v.adminsPage(
         ctx(req, reply, { kind: 'ok', text: `Enrollment link for a new ${role} created.` }),
-        admin.listAdmins(),
-        { url, role, expiresAt: issued.expiresAt },
+        d.admins(),
+        { url, role, scope: issued.scope, expiresAt: issued.expiresAt },
       ),
     )
   })
 
   app.post('/admins/:id/disable', (req, reply) => {
-    admin.disable(req.adminSession!, str((req.params as Record<string, unknown>).id), facts(req))
+    desk(req).disableAdmin(param(req, 'id'))
     return reply.redirect('/admin/admins', 303)
   })
 
   app.post('/admins/:id/role', (req, reply) => {
-    const body = (req.body ?? {}) as Record<string, unknown>
-    admin.setRole(
-      req.adminSession!,
-      str((req.params as Record<string, unknown>).id),
-      body.role,
-      facts(req),
-    )
+    desk(req).setAdminRole(param(req, 'id'), body(req).role)
     return reply.redirect('/admin/admins', 303)
   })
 
@@ -439,13 +398,4 @@ export default async function adminRoutes(
         `\nNo admin yet. Enroll the first admin (owner) within 24 hours, once:\n  ${url}\n\n`,
       )
   })
-}
-
-function findChildren(tree: CustomerNode[], id: string): CustomerNode[] {
-  const stack = [...tree]
-  for (let n = stack.pop(); n; n = stack.pop()) {
-    if (n.id === id) return n.children
-    stack.push(...n.children)
-  }
-  return []
 }

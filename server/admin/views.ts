@@ -1,8 +1,9 @@
 // The admin pages: functions from data to HTML. Every value goes through `html`, which
 // escapes by default; nothing here reads the database or decides anything.
 import type { AdminRow, AdminSession } from '../../lib/admin/admin.js'
-import type { DashboardFacts, Page, PopStateRow } from '../../lib/admin/read.js'
-import type { CustomerNode, PendingRow, PublicRow, RevenueRow } from '../../lib/billing/billing.js'
+import type { Dashboard } from '../../lib/admin/desk.js'
+import type { Page, PopStateRow } from '../../lib/admin/read.js'
+import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
 import type { EventRow, VerifyResult } from '../../lib/audit/log.js'
 import { can, ROLES } from '../../lib/admin/roles.js'
 import { lineChart } from './charts.js'
@@ -28,6 +29,9 @@ const NAV: Array<[string, string]> = [
   ['/admin/admins', 'Admins'],
 ]
 
+/** Pages of the whole installation (lib/admin/desk.ts refuses them to a scoped admin). */
+const INSTALLATION_ONLY = new Set(['/admin/events', '/admin/pops'])
+
 function head(title: string, scripts: string[] = []): SafeHtml {
   return html`<!doctype html>
     <html lang="en">
@@ -48,9 +52,9 @@ export function layout(ctx: PageCtx, title: string, body: SafeHtml): string {
 <body>
 <header>
   <a class="brand" href="/admin">Clavitor admin</a>
-  <nav>${NAV.map(([href, label]) => html`<a href="${href}" class="${active(href) ? 'active' : ''}">${label}</a>`)}</nav>
+  <nav>${NAV.filter(([href]) => ctx.session.scope === null || !INSTALLATION_ONLY.has(href)).map(([href, label]) => html`<a href="${href}" class="${active(href) ? 'active' : ''}">${label}</a>`)}</nav>
   <form method="post" action="/admin/logout" class="logout">
-    <span class="who">${ctx.session.name} <span class="role">${ctx.session.role}</span></span>
+    <span class="who">${ctx.session.name} <span class="role">${ctx.session.role}</span>${ctx.session.scope ? html` <span class="scope">of <code>${ctx.session.scope}</code></span>` : ''}</span>
     <input type="hidden" name="_csrf" value="${ctx.csrf}">
     <button type="submit">Log out</button>
   </form>
@@ -155,18 +159,21 @@ function table(
 
 // --- pages ------------------------------------------------------------------------------
 
-export function dashboardPage(
-  ctx: PageCtx,
-  d: {
-    facts: DashboardFacts
-    revenue: RevenueRow[]
-    pending: PendingRow[]
-    pops: PopStateRow[]
-    growth: Array<{ at: number; count: number; bytes: number }>
-    lag: Array<{ popId: string; points: Array<{ at: number; lagUs: number }> }>
-  },
-): string {
-  const f = d.facts
+export function dashboardPage(ctx: PageCtx, dash: Dashboard): string {
+  const f = dash.facts
+  const d = dash.installation
+  if (!d) {
+    // a scoped admin: the counts of their subtree, nothing of the installation
+    return layout(
+      ctx,
+      'Dashboard',
+      html`<section class="cards">
+        ${card('MSPs', f.customers.msp, `${f.customers.customer} customers · ${f.customers.department} departments`)}
+        ${card('Subscriptions', f.subscriptions.total, `${f.subscriptions.active} active`)}
+        ${card('Vaults', f.vaults, `${f.credentials} credentials`)} ${card('Admins', f.admins)}
+      </section>`,
+    )
+  }
   const pendingTotal = d.pending.filter((p) => p.state === 'pending').length
   const failedTotal = d.pending.filter((p) => p.state === 'failed').length
   const byEntity = new Map<string, { table: string; pending: number; failed: number }>()
@@ -175,12 +182,6 @@ export function dashboardPage(
     e[p.state]++
     byEntity.set(p.entity, e)
   }
-  const card = (label: string, value: unknown, sub?: unknown) =>
-    html`<div class="card">
-      <div class="value">${value}</div>
-      <div class="label">${label}</div>
-      ${sub ? html`<div class="sub">${sub}</div>` : ''}
-    </div>`
   return layout(
     ctx,
     'Dashboard',
@@ -188,7 +189,7 @@ export function dashboardPage(
         ${card('MSPs', f.customers.msp, `${f.customers.customer} customers · ${f.customers.department} departments${f.customers.unplaced ? ` · ${f.customers.unplaced} unplaced` : ''}`)}
         ${card('Subscriptions', f.subscriptions.total, `${f.subscriptions.active} active`)}
         ${card('Vaults', f.vaults, `${f.credentials} credentials`)}
-        ${card('Blobs', f.blobs.count, fmtBytes(f.blobs.bytes))} ${card('POPs', f.pops)}
+        ${card('Blobs', f.blobs?.count, fmtBytes(f.blobs?.bytes ?? 0))} ${card('POPs', f.pops)}
         ${card('Pending at Paddle', pendingTotal, failedTotal ? `${failedTotal} failed` : 'none failed')}
         ${card('Audit events', f.events)} ${card('Admins', f.admins)}
       </section>
@@ -235,6 +236,13 @@ export function dashboardPage(
       )}`,
   )
 }
+
+const card = (label: string, value: unknown, sub?: unknown) =>
+  html`<div class="card">
+    <div class="value">${value}</div>
+    <div class="label">${label}</div>
+    ${sub ? html`<div class="sub">${sub}</div>` : ''}
+  </div>`
 
 function popTable(pops: PopStateRow[]): SafeHtml {
   return table(
@@ -308,7 +316,7 @@ export function customersPage(ctx: PageCtx, tree: CustomerNode[]): string {
     ctx,
     'Customers',
     html`${tree.length ? treeList(tree) : html`<p class="muted">No customers yet.</p>`}
-    ${can(ctx.session.role, 'change') ? customerForm(ctx, null) : ''}`,
+    ${can(ctx.session.role, 'change') && ctx.session.scope === null ? customerForm(ctx, null) : ''}`,
   )
 }
 
@@ -327,7 +335,8 @@ function marginSection(
         ${syncBadge(d)} <code>${d.id}</code>
       </p>`
   }
-  if (!can(ctx.session.role, 'change'))
+  // margins are the installation's prices to its MSPs: set by installation-wide admins
+  if (!can(ctx.session.role, 'change') || ctx.session.scope !== null)
     return html`<h2>MSP margin</h2>
       <p class="muted">None set.</p>`
   return html`<form method="post" action="/admin/discounts" class="inline-form" id="create-margin">
@@ -558,7 +567,7 @@ export function eventsPage(
 export function adminsPage(
   ctx: PageCtx,
   admins: AdminRow[],
-  invite?: { url: string; role: string; expiresAt: number },
+  invite?: { url: string; role: string; scope: string | null; expiresAt: number },
 ): string {
   const owner = can(ctx.session.role, 'admins')
   return layout(
@@ -568,6 +577,13 @@ export function adminsPage(
       [
         ['Name', (r) => r.name],
         ['Role', (r) => r.role ?? 'none'],
+        [
+          'Scope',
+          (r) =>
+            r.scope
+              ? html`<a href="/admin/customers/${String(r.scope)}">${r.scope_name ?? r.scope}</a>`
+              : 'installation',
+        ],
         ['Keys', (r) => r.credentials],
         ['Last login', (r) => fmtTime(r.last_used_at as number | null)],
         ['Enrolled', (r) => fmtTime(r.created_at as number)],
@@ -613,8 +629,9 @@ export function adminsPage(
       invite
         ? html`<div class="invite">
             <p>
-              One-time enrollment link for a new <b>${invite.role}</b> (valid until
-              ${fmtTime(invite.expiresAt)} UTC; shown once):
+              One-time enrollment link for a new <b>${invite.role}</b>
+              ${invite.scope ? html`of <code>${invite.scope}</code>` : 'of the whole installation'}
+              (valid until ${fmtTime(invite.expiresAt)} UTC; shown once):
             </p>
             <p><code id="invite-url">${invite.url}</code></p>
           </div>`
@@ -633,6 +650,11 @@ export function adminsPage(
                 <option value="owner">owner</option>
               </select></label
             >
+            <label
+              >Scope (customer id; empty:
+              ${ctx.session.scope ? html`<code>${ctx.session.scope}</code>` : 'the whole installation'})
+              <input name="scope" maxlength="200" placeholder="ctm_…"
+            /></label>
             <button type="submit">Create enrollment link</button>
           </form>`
         : html`<p class="muted">Only an owner can enroll admins.</p>`

@@ -30,8 +30,8 @@ t.test('setRole: owner only, not yourself, never the last owner; applies at once
   const { db, admin } = setup(t)
   const o1 = seedAdmin(db, 'owner', 'Olga')
   const op = seedAdmin(db, 'operator', 'Otto')
-  const owner = { humanId: o1.humanId, name: 'Olga', role: 'owner' as const }
-  const operator = { humanId: op.humanId, name: 'Otto', role: 'operator' as const }
+  const owner = { humanId: o1.humanId, name: 'Olga', role: 'owner' as const, scope: null }
+  const operator = { humanId: op.humanId, name: 'Otto', role: 'operator' as const, scope: null }
   const otto = op.cookie.split('=')[1]!
   t.throws(() => admin.setRole(operator, o1.humanId, 'viewer', facts), {
     code: 'CLA_ERR_ADMIN_FORBIDDEN',
@@ -73,8 +73,8 @@ t.test('disable: owner only, not yourself, never the last owner; sessions end', 
   const { db, admin } = setup(t)
   const o1 = seedAdmin(db, 'owner', 'Olga')
   const op = seedAdmin(db, 'operator', 'Otto')
-  const owner = { humanId: o1.humanId, name: 'Olga', role: 'owner' as const }
-  const operator = { humanId: op.humanId, name: 'Otto', role: 'operator' as const }
+  const owner = { humanId: o1.humanId, name: 'Olga', role: 'owner' as const, scope: null }
+  const operator = { humanId: op.humanId, name: 'Otto', role: 'operator' as const, scope: null }
   t.throws(() => admin.disable(operator, o1.humanId, facts), { code: 'CLA_ERR_ADMIN_FORBIDDEN' })
   t.throws(
     () => admin.disable(owner, o1.humanId, facts),

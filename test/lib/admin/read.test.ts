@@ -62,7 +62,7 @@ t.test('read models over the tables', async (t) => {
   t.match(f, { blobs: { count: 10, bytes: 1000 }, pops: 2, customers: { msp: 0 }, vaults: 0 })
 
   for (const list of [listSubscriptions, listTransactions, listVaults, listDiscounts]) {
-    t.same(list(db, { limit: 10, offset: 0 }), { rows: [], limit: 10, offset: 0, more: false })
+    t.same(list(db, { limit: 10, offset: 0, scope: null }), { rows: [], limit: 10, offset: 0, more: false })
   }
   const now = 1
   db.prepare(
@@ -75,10 +75,10 @@ t.test('read models over the tables', async (t) => {
       `V${i}`,
       i,
     )
-  const p1 = listVaults(db, { limit: 2, offset: 0 })
+  const p1 = listVaults(db, { limit: 2, offset: 0, scope: null })
   t.equal(p1.rows.length, 2)
   t.ok(p1.more)
-  const p2 = listVaults(db, { limit: 2, offset: 2 })
+  const p2 = listVaults(db, { limit: 2, offset: 2, scope: null })
   t.equal(p2.rows.length, 1)
   t.notOk(p2.more)
 })

@@ -1,0 +1,334 @@
+// What an admin can see and do, for one acting admin: the one set of functions the web
+// pages and the JSON admin API both call (server/admin/routes.ts, server/admin/api.ts).
+// Every read is limited to the actor's scope (scope.ts: lists filter, a single object
+// outside it is refused and audited) and every change goes through Admin.perform (role
+// check, 'admin.action' audit event) after the scope check. The rules of the objects
+// themselves (hierarchy, dual write, limits) stay in lib/billing and lib/credentials.
+import { listEvents, verifyChain, type EventFilter, type EventRow } from '../audit/log.js'
+import type { Billing, CustomerNode, PendingRow, PublicRow } from '../billing/billing.js'
+import type { RevenueRow } from '../billing/reports.js'
+import type { Credentials, ApiKeyInfo, Vault } from '../credentials/index.js'
+import { claError } from '../errors.js'
+import type { Admin } from './admin.js'
+import type { Actor, RequestFacts } from './context.js'
+import {
+  createCustomer,
+  createMspMargin,
+  type MspMarginInput,
+  type NewCustomerInput,
+} from './customers.js'
+import type { AdminRow } from './humans.js'
+import {
+  blobGrowth,
+  dashboardFacts,
+  listDiscounts,
+  listSubscriptions,
+  listTransactions,
+  listVaults,
+  mspDiscount,
+  popLagSeries,
+  popStates,
+  type DashboardFacts,
+  type Page,
+  type PopStateRow,
+} from './read.js'
+import type { Role } from './roles.js'
+import type { Reach } from './scope.js'
+import type { IssuedToken } from './setup-links.js'
+
+/** The parts of a core the desk works with (a Core has them all). */
+export interface DeskDeps {
+  admin: Admin
+  billing: Billing
+  credentials: Credentials
+}
+
+/** The dashboard: counts within the scope, and the installation's health for its admins. */
+export interface Dashboard {
+  facts: DashboardFacts
+  /** Revenue, dual writes waiting, POPs and charts: null for a scoped admin. */
+  installation: {
+    revenue: RevenueRow[]
+    pending: PendingRow[]
+    pops: PopStateRow[]
+    growth: Array<{ at: number; count: number; bytes: number }>
+    lag: Array<{ popId: string; points: Array<{ at: number; lagUs: number }> }>
+  } | null
+}
+
+/** One customer's page: the row, its ancestors within the scope, children, MSP margin. */
+export interface CustomerView {
+  customer: PublicRow
+  ancestors: PublicRow[]
+  children: CustomerNode[]
+  margin: Record<string, unknown> | undefined
+}
+
+/** Paging of a list (lib/admin/read.ts pageArgs parses it from a query). */
+export interface PageArgs {
+  limit: number
+  offset: number
+}
+
+export class AdminDesk {
+  constructor(
+    private readonly deps: DeskDeps,
+    /** Who acts: their role and scope decide every answer. */
+    readonly actor: Actor,
+    /** What the app knows of the request, for the audit trail. */
+    private readonly facts: Partial<RequestFacts> = {},
+  ) {}
+
+  private get db() {
+    return this.deps.admin.db
+  }
+
+  /** True for an admin of the whole installation (no customer scope). */
+  get installationWide(): boolean {
+    return this.actor.scope === null
+  }
+
+  /** Refuses (audited, CLA_ERR_ADMIN_SCOPE) what lies outside the actor's scope. */
+  private reach(action: string, reach: Reach, data: Record<string, unknown> = {}): void {
+    this.deps.admin.requireReach(this.actor, action, reach, this.facts, data)
+  }
+
+  private customerOf(entity: 'subscriptions' | 'transactions', id: string): string | null {
+    const row = this.deps.billing.get(entity, id)
+    return typeof row.customer_id === 'string' ? row.customer_id : null
+  }
+
+  private vault(action: string, vaultId: string): Vault {
+    const v = this.deps.credentials.getVault(vaultId)
+    if (!v) throw claError('CLA_ERR_NOT_FOUND', `vault ${vaultId} does not exist`)
+    this.reach(action, { customer: v.customer_id }, { vault: vaultId })
+    return v
+  }
+
+  // --- reads ----------------------------------------------------------------------------
+
+  dashboard(): Dashboard {
+    const scope = this.actor.scope
+    return {
+      facts: dashboardFacts(this.db, scope),
+      installation:
+        scope === null
+          ? {
+              revenue: this.deps.billing.revenueByDiscount(),
+              pending: this.deps.billing.pending(),
+              pops: popStates(this.db),
+              growth: blobGrowth(this.db),
+              lag: popLagSeries(this.db),
+            }
+          : null,
+    }
+  }
+
+  /** The customer forest; for a scoped admin, the one subtree they reach. */
+  customerTree(): CustomerNode[] {
+    const tree = this.deps.billing.customerTree()
+    const scope = this.actor.scope
+    if (scope === null) return tree
+    const node = findNode(tree, scope)
+    return node ? [node] : []
+  }
+
+  customer(id: string): CustomerView {
+    const customer = this.deps.billing.get('customers', id)
+    this.reach('customer.read', { customer: id })
+    const ancestors: PublicRow[] = []
+    for (let p = customer.parent_id; typeof p === 'string' && ancestors.length < 3;) {
+      const row = this.deps.billing.get('customers', p)
+      if (this.deps.admin.reaches(this.actor, { customer: p })) ancestors.unshift(row)
+      p = row.parent_id
+    }
+    return {
+      customer,
+      ancestors,
+      children: findNode(this.deps.billing.customerTree(), id)?.children ?? [],
+      margin: customer.level === 1 ? mspDiscount(this.db, id) : undefined,
+    }
+  }
+
+  subscriptions(p: PageArgs): Page<Record<string, unknown>> {
+    return listSubscriptions(this.db, { ...p, scope: this.actor.scope })
+  }
+
+  subscription(id: string): PublicRow {
+    const row = this.deps.billing.get('subscriptions', id)
+    this.reach('subscription.read', { customer: this.customerOf('subscriptions', id) })
+    return row
+  }
+
+  transactions(p: PageArgs): Page<Record<string, unknown>> {
+    return listTransactions(this.db, { ...p, scope: this.actor.scope })
+  }
+
+  vaults(p: PageArgs): Page<Record<string, unknown>> {
+    return listVaults(this.db, { ...p, scope: this.actor.scope })
+  }
+
+  /** A vault with its keys (never their secrets). */
+  vaultWithKeys(vaultId: string): { vault: Vault; keys: ApiKeyInfo[] } {
+    const vault = this.vault('vault.read', vaultId)
+    return { vault, keys: this.deps.credentials.listApiKeys(vaultId) }
+  }
+
+  discounts(p: PageArgs): Page<Record<string, unknown>> {
+    return listDiscounts(this.db, { ...p, scope: this.actor.scope })
+  }
+
+  /** POPs and their sync state: installation-wide admins only. */
+  pops(): PopStateRow[] {
+    this.reach('pops.read', 'installation')
+    return popStates(this.db)
+  }
+
+  /** The audit log (a page of it) and its chain check: installation-wide admins only. */
+  events(filter: EventFilter): { rows: EventRow[]; chain: ReturnType<typeof verifyChain> } {
+    this.reach('events.read', 'installation')
+    return { rows: listEvents(this.db, filter), chain: verifyChain(this.db) }
+  }
+
+  /** The admins whose scope lies within the actor's. */
+  admins(): AdminRow[] {
+    return this.deps.admin.listAdmins(this.actor.scope)
+  }
+
+  // --- changes --------------------------------------------------------------------------
+
+  /**
+   * A customer under a parent within the scope; an MSP (no parent) only by an
+   * installation-wide admin. See customers.createCustomer.
+   */
+  async createCustomer(input: NewCustomerInput): Promise<PublicRow> {
+    const parentId = input.parentId ? input.parentId : null
+    this.reach('customer.create', parentId === null ? 'installation' : { customer: parentId }, {
+      parentId,
+    })
+    return createCustomer(this.deps.admin, this.deps.billing, this.actor, input, this.facts)
+  }
+
+  /** An MSP's margin: the installation's price to its MSPs, so installation-wide only. */
+  async createMargin(input: MspMarginInput): Promise<PublicRow> {
+    this.reach('discount.create', 'installation', { mspId: input.mspId })
+    return createMspMargin(this.deps.admin, this.deps.billing, this.actor, input, this.facts)
+  }
+
+  /**
+   * A subscription for a customer within the scope, through the dual write (input as
+   * Billing.create('subscriptions'): invoice, or a card checkout link).
+   */
+  async createSubscription(input: Record<string, unknown>): Promise<PublicRow> {
+    const customerId = typeof input.customer_id === 'string' ? input.customer_id : null
+    this.reach('subscription.create', { customer: customerId })
+    return this.deps.admin.performAsync(
+      this.actor,
+      'subscription.create',
+      'change',
+      this.facts,
+      { customer: customerId },
+      () => this.deps.billing.create('subscriptions', input, { actor: this.actor.humanId }),
+    )
+  }
+
+  /** Cancel, pause, resume, change items or discount (Billing.changeSubscription). */
+  async changeSubscription(id: string, input: unknown): Promise<PublicRow> {
+    const action =
+      input &&
+      typeof input === 'object' &&
+      typeof (input as { action?: unknown }).action === 'string'
+        ? (input as { action: string }).action
+        : 'change'
+    this.reach(`subscription.${action}`, { customer: this.customerOf('subscriptions', id) }, { id })
+    return this.deps.admin.performAsync(
+      this.actor,
+      `subscription.${action}`,
+      'change',
+      this.facts,
+      { id },
+      () => this.deps.billing.changeSubscription(id, input, { actor: this.actor.humanId }),
+    )
+  }
+
+  /** Pushes a pending or failed subscription to Paddle again now. */
+  async retrySubscription(id: string): Promise<PublicRow> {
+    this.reach('subscription.retry', { customer: this.customerOf('subscriptions', id) }, { id })
+    return this.deps.admin.performAsync(
+      this.actor,
+      'subscription.retry',
+      'change',
+      this.facts,
+      { id },
+      async () => {
+        await this.deps.billing.push('subscriptions', id)
+        return this.deps.billing.get('subscriptions', id)
+      },
+    )
+  }
+
+  /** A vault for a customer within the scope, optionally on one of its subscriptions. */
+  createVault(input: { customerId: string; subscriptionId?: string | null; name: string }): Vault {
+    this.reach('vault.create', { customer: input.customerId })
+    return this.deps.admin.perform(
+      this.actor,
+      'vault.create',
+      'change',
+      this.facts,
+      { customer: input.customerId },
+      () => this.deps.credentials.createVault({ ...input, actor: this.actor.humanId }),
+    )
+  }
+
+  /** A new API key for a vault; the key is in the answer once and never again. */
+  issueVaultKey(vaultId: string): { id: string; key: string; vaultId: string } {
+    this.vault('vault.key.create', vaultId)
+    return this.deps.admin.perform(
+      this.actor,
+      'vault.key.create',
+      'change',
+      this.facts,
+      { vault: vaultId },
+      () => this.deps.credentials.createApiKey(vaultId, { actor: this.actor.humanId }),
+    )
+  }
+
+  /** Revokes a vault API key (idempotent). */
+  revokeVaultKey(keyId: string): ApiKeyInfo {
+    const key = this.deps.credentials.getApiKey(keyId)
+    if (!key) throw claError('CLA_ERR_NOT_FOUND', `API key ${keyId} does not exist`)
+    this.vault('vault.key.revoke', key.vault_id)
+    return this.deps.admin.perform(
+      this.actor,
+      'vault.key.revoke',
+      'change',
+      this.facts,
+      { key: keyId },
+      () => this.deps.credentials.revokeApiKey(keyId, { actor: this.actor.humanId }),
+    )
+  }
+
+  /** An invite limited to `scope` (default: the actor's own), never more than held. */
+  invite(role: Role, scope?: unknown, ttlMs?: number): IssuedToken {
+    return this.deps.admin.invite(this.actor, role, this.facts, ttlMs, scope)
+  }
+
+  /** Disables an admin within the scope (Admin.disable's rules). */
+  disableAdmin(humanId: string): void {
+    this.deps.admin.disable(this.actor, humanId, this.facts)
+  }
+
+  /** Changes the role of an admin within the scope, never above the actor's own. */
+  setAdminRole(humanId: string, role: unknown): { id: string; from: Role | null; to: Role } {
+    return this.deps.admin.setRole(this.actor, humanId, role, this.facts)
+  }
+}
+
+function findNode(tree: CustomerNode[], id: string): CustomerNode | undefined {
+  const stack = [...tree]
+  for (let n = stack.pop(); n; n = stack.pop()) {
+    if (n.id === id) return n
+    stack.push(...n.children)
+  }
+  return undefined
+}
