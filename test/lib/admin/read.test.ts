@@ -62,7 +62,12 @@ t.test('read models over the tables', async (t) => {
   t.match(f, { blobs: { count: 10, bytes: 1000 }, pops: 2, customers: { msp: 0 }, vaults: 0 })
 
   for (const list of [listSubscriptions, listTransactions, listVaults, listDiscounts]) {
-    t.same(list(db, { limit: 10, offset: 0, scope: null }), { rows: [], limit: 10, offset: 0, more: false })
+    t.same(list(db, { limit: 10, offset: 0, scope: null }), {
+      rows: [],
+      limit: 10,
+      offset: 0,
+      more: false,
+    })
   }
   const now = 1
   db.prepare(

@@ -169,7 +169,11 @@ t.test('full ceremonies with a software key: enroll, login, counter, origin, rep
   )
   // a disabled admin's key no longer logs in
   const other = seedAdmin(db, 'owner', 'Olga')
-  admin.disable({ humanId: other.humanId, name: 'Olga', role: 'owner', scope: null }, s.human.humanId, facts)
+  admin.disable(
+    { humanId: other.humanId, name: 'Olga', role: 'owner', scope: null },
+    s.human.humanId,
+    facts,
+  )
   key.counter = 10
   const l5 = await admin.startLogin(facts)
   await t.rejects(
