@@ -95,6 +95,7 @@ export const ERRORS = {
 
   // --- admin / credentials -----------------------------------------------------
   CLA_ERR_ADMIN_FORBIDDEN: { status: 403, exit: 2, description: "The admin's role does not allow this action (a viewer changes nothing)." },
+  CLA_ERR_ADMIN_RATE_LIMITED: { status: 429, exit: 1, description: 'Too many admin API requests for this token (or address); retry after the Retry-After seconds.' },
   CLA_ERR_ADMIN_SCOPE: { status: 403, exit: 2, description: "The object is outside the admin's scope (the customer subtree they were invited to), or the action is for installation-wide admins only." },
   CLA_ERR_ADMIN_SETUP_TOKEN: { status: 403, exit: 2, description: 'The admin setup or invite token is unknown, expired or already used.' },
   CLA_ERR_ADMIN_UNAUTHENTICATED: { status: 401, exit: 2, description: 'No valid admin session; log in with a security key.' },

@@ -3,6 +3,7 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Core } from '../lib/core.js'
 import type { TrustProxy } from '../lib/auth/trust-proxy.js'
+import adminApiRoutes, { type AdminApiOptions } from './admin/api.js'
 import adminRoutes, { type AdminRoutesOptions } from './admin/routes.js'
 import { credentialsRoutes, type CredentialsRoutesOptions } from './routes/credentials.js'
 import { openApiRoute } from './openapi.js'
@@ -17,6 +18,8 @@ export interface CoreAppOptions {
   fastify?: FastifyServerOptions
   /** Admin web UI options (public origin, setup-URL printer); see docs/admin-ui.md. */
   admin?: Omit<AdminRoutesOptions, 'core'>
+  /** The JSON admin API at /admin/api/v1 (rate limits). */
+  adminApi?: Omit<AdminApiOptions, 'core'>
   /** Credentials API options (rate limit); see docs/api.md. */
   credentials?: Omit<CredentialsRoutesOptions, 'core'>
   /**
@@ -45,6 +48,7 @@ export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstanc
   })
   await app.register(metricsPlugin, { metrics: opts.core.metrics, expose: opts.metrics })
   await app.register(adminRoutes, { prefix: '/admin', core: opts.core, ...opts.admin })
+  await app.register(adminApiRoutes, { prefix: '/admin/api/v1', core: opts.core, ...opts.adminApi })
   await app.register(credentialsRoutes, { core: opts.core, ...opts.credentials })
   await app.register(openApiRoute, { maxWl3Bytes: opts.core.credentials.maxWl3Bytes })
   await app.register(paddleWebhookRoutes, { core: opts.core })

@@ -20,6 +20,7 @@ import {
   Wl3Query,
   registerBody,
 } from './routes/credentials-schemas.js'
+import { ADMIN_API_ROUTES } from './admin/api-schemas.js'
 
 /** Plain JSON of a TypeBox schema (drops TypeBox's symbol keys). */
 function json(schema: TSchema): Record<string, unknown> {
@@ -68,6 +69,43 @@ function errors(codes: readonly ErrorCode[]): Record<string, unknown> {
 
 const security = [{ vaultKey: [] }]
 
+/** The JSON admin API's paths, from the same route table server/admin/api.ts registers. */
+function adminApiPaths(): Record<string, Record<string, unknown>> {
+  const paths: Record<string, Record<string, unknown>> = {}
+  for (const r of ADMIN_API_ROUTES) {
+    const path = `/admin/api/v1${r.url.replace(/:(\w+)/g, '{$1}')}`
+    const params =
+      'params' in r ? [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }] : []
+    const query = 'query' in r ? queryParams(r.query as TObject) : []
+    paths[path] = {
+      ...paths[path],
+      [r.method.toLowerCase()]: {
+        operationId: r.operationId,
+        summary: r.summary,
+        tags: ['admin'],
+        security: [{ adminToken: [] }],
+        ...(params.length + query.length ? { parameters: [...params, ...query] } : {}),
+        ...('body' in r && r.body
+          ? {
+              requestBody: {
+                required: true,
+                content: { 'application/json': { schema: json(r.body) } },
+              },
+            }
+          : {}),
+        responses: {
+          [String(r.status)]: {
+            description: 'OK.',
+            content: { 'application/json': { schema: json(r.response) } },
+          },
+          ...errors(r.errors),
+        },
+      },
+    }
+  }
+  return paths
+}
+
 export function buildOpenApi(opts: { maxWl3Bytes?: number } = {}): Record<string, unknown> {
   const max = opts.maxWl3Bytes ?? DEFAULT_MAX_WL3_BYTES
   return {
@@ -84,6 +122,13 @@ export function buildOpenApi(opts: { maxWl3Bytes?: number } = {}): Record<string
     servers: [{ url: '/' }],
     components: {
       securitySchemes: {
+        adminToken: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'cla_adm_<16 hex id>_<43 base64url secret>',
+          description:
+            "A per-admin API token (the admin UI's API tokens page, shown once): acts as its admin, with their role and scope. Admin API rate limit: 300 requests a minute per token.",
+        },
         vaultKey: {
           type: 'http',
           scheme: 'bearer',
@@ -202,6 +247,7 @@ export function buildOpenApi(opts: { maxWl3Bytes?: number } = {}): Record<string
           },
         },
       },
+      ...adminApiPaths(),
       '/api/v1/openapi.json': {
         get: {
           operationId: 'openapi',

@@ -7,6 +7,9 @@
 //   sessions.ts     session lookup and logout
 //   authorize.ts    the permission check and 'admin.action' audit around every action
 //   roles.ts        which permission each role carries
+//   scope.ts        which customer subtree an admin reaches
+//   api-tokens.ts   per-admin bearer tokens of the JSON admin API
+// desk.ts builds on this facade: the scoped reads and actions the pages and the API call.
 //
 // The apps pass in what only they know (the RP id and origin of the request, the client
 // IP) and get back values to put in cookies; every decision is made in lib/admin.
@@ -16,6 +19,8 @@ import type {
 } from '@simplewebauthn/server'
 import { micros, type Clock } from '../clock.js'
 import type { Db } from '../db/open.js'
+import * as tokens from './api-tokens.js'
+import type { ApiTokenInfo } from './api-tokens.js'
 import * as authz from './authorize.js'
 import { positive, type Actor, type AdminContext, type RequestFacts } from './context.js'
 import * as humans from './humans.js'
@@ -34,6 +39,7 @@ export type { Actor, RequestFacts } from './context.js'
 export type { AdminRow } from './humans.js'
 export type { AdminSession, IssuedSession } from './sessions.js'
 export type { IssuedToken } from './setup-links.js'
+export type { ApiTokenInfo } from './api-tokens.js'
 export { validateAdminName } from './humans.js'
 
 export interface AdminOptions {
@@ -188,6 +194,35 @@ export class Admin {
 
   logout(cookieValue: unknown, facts: Partial<RequestFacts> = {}): void {
     sessions.logout(this.ctx, cookieValue, facts)
+  }
+
+  // --- API tokens (api-tokens.ts) -----------------------------------------------------------
+
+  /** A new API token for the acting admin; the token is in the answer once. Audited. */
+  createApiToken(
+    actor: Actor,
+    name: unknown,
+    facts: Partial<RequestFacts> = {},
+  ): { id: string; token: string; name: string } {
+    return tokens.createApiToken(this.ctx, actor, name, facts)
+  }
+
+  /** The acting admin's own API tokens, newest first. */
+  listApiTokens(actor: Actor): ApiTokenInfo[] {
+    return tokens.listApiTokens(this.ctx, actor)
+  }
+
+  /** Revokes one of the acting admin's own tokens (idempotent). Audited. */
+  revokeApiToken(actor: Actor, id: string, facts: Partial<RequestFacts> = {}): ApiTokenInfo {
+    return tokens.revokeApiToken(this.ctx, actor, id, facts)
+  }
+
+  /** The admin a bearer token acts as now; CLA_ERR_ADMIN_UNAUTHENTICATED otherwise. */
+  authenticateApiToken(
+    token: unknown,
+    facts: Partial<RequestFacts> = {},
+  ): Actor & { tokenId: string } {
+    return tokens.authenticateApiToken(this.ctx, token, facts)
   }
 
   // --- authorisation and audit (authorize.ts) -----------------------------------------------

@@ -9,7 +9,7 @@ import type { Billing, CustomerNode, PendingRow, PublicRow } from '../billing/bi
 import type { RevenueRow } from '../billing/reports.js'
 import type { Credentials, ApiKeyInfo, Vault } from '../credentials/index.js'
 import { claError } from '../errors.js'
-import type { Admin } from './admin.js'
+import type { Admin, ApiTokenInfo } from './admin.js'
 import type { Actor, RequestFacts } from './context.js'
 import {
   createCustomer,
@@ -306,6 +306,21 @@ export class AdminDesk {
       { key: keyId },
       () => this.deps.credentials.revokeApiKey(keyId, { actor: this.actor.humanId }),
     )
+  }
+
+  /** A new API token acting as this admin (their role and scope); shown once. */
+  createApiToken(name: unknown): { id: string; token: string; name: string } {
+    return this.deps.admin.createApiToken(this.actor, name, this.facts)
+  }
+
+  /** This admin's own API tokens. */
+  apiTokens(): ApiTokenInfo[] {
+    return this.deps.admin.listApiTokens(this.actor)
+  }
+
+  /** Revokes one of this admin's own API tokens. */
+  revokeApiToken(id: string): ApiTokenInfo {
+    return this.deps.admin.revokeApiToken(this.actor, id, this.facts)
   }
 
   /** An invite limited to `scope` (default: the actor's own), never more than held. */

@@ -54,6 +54,7 @@ declare module 'fastify' {
 }
 
 export const SESSION_COOKIE = 'clavitor_admin'
+const SELF_SERVICE = new Set(['/admin/logout', '/admin/tokens', '/admin/tokens/:id/revoke'])
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), 'assets')
 
 function browserBundle(): string {
@@ -143,7 +144,9 @@ export default async function adminRoutes(
   app.addHook('preHandler', async (req) => {
     const s = req.adminSession
     if (req.method !== 'POST' || !s || req.routeOptions.config.adminPublic) return
-    if (req.routeOptions.url === '/admin/logout') return
+    // logging out and an admin's own API tokens (which carry only what they hold) are
+    // open to every role
+    if (SELF_SERVICE.has(req.routeOptions.url ?? '')) return
     admin.authorize(s, `POST ${req.routeOptions.url ?? req.url}`, 'change', {
       ip: req.ip,
       route: `POST ${req.routeOptions.url ?? req.url}`,
@@ -372,6 +375,29 @@ export default async function adminRoutes(
         { url, role, scope: issued.scope, expiresAt: issued.expiresAt },
       ),
     )
+  })
+
+  // an admin's own API tokens for /admin/api/v1 (server/admin/api.ts)
+  const tokensPage = (req: FastifyRequest, reply: FastifyReply, issued?: v.IssuedTokenView) =>
+    page(
+      reply,
+      v.tokensPage(
+        ctx(
+          req,
+          reply,
+          issued ? { kind: 'ok', text: `API token "${issued.name}" created.` } : undefined,
+        ),
+        desk(req).apiTokens(),
+        issued,
+      ),
+    )
+  app.get('/tokens', (req, reply) => tokensPage(req, reply))
+  app.post('/tokens', (req, reply) =>
+    tokensPage(req, reply, desk(req).createApiToken(body(req).name)),
+  )
+  app.post('/tokens/:id/revoke', (req, reply) => {
+    desk(req).revokeApiToken(param(req, 'id'))
+    return reply.redirect('/admin/tokens', 303)
   })
 
   app.post('/admins/:id/disable', (req, reply) => {

@@ -1,6 +1,7 @@
 // The admin pages: functions from data to HTML. Every value goes through `html`, which
 // escapes by default; nothing here reads the database or decides anything.
 import type { AdminRow, AdminSession } from '../../lib/admin/admin.js'
+import type { ApiTokenInfo } from '../../lib/admin/admin.js'
 import type { Dashboard } from '../../lib/admin/desk.js'
 import type { Page, PopStateRow } from '../../lib/admin/read.js'
 import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
@@ -27,6 +28,7 @@ const NAV: Array<[string, string]> = [
   ['/admin/events', 'Events'],
   ['/admin/pops', 'POPs'],
   ['/admin/admins', 'Admins'],
+  ['/admin/tokens', 'API tokens'],
 ]
 
 /** Pages of the whole installation (lib/admin/desk.ts refuses them to a scoped admin). */
@@ -696,5 +698,60 @@ export function errorPage(status: number, title: string, message: string, back =
     html`<p class="flash error">${message}</p>
       <p><a href="${back}">Back</a></p>
       <p class="muted">HTTP ${status}</p>`,
+  )
+}
+
+/** A token just made: its secret is on this page once. */
+export interface IssuedTokenView {
+  id: string
+  name: string
+  token: string
+}
+
+export function tokensPage(ctx: PageCtx, tokens: ApiTokenInfo[], issued?: IssuedTokenView): string {
+  return layout(
+    ctx,
+    'API tokens',
+    html`<p class="muted">
+        Tokens for the JSON admin API (<code>/admin/api/v1</code>, docs/api.md). Each acts as you,
+        with your role and scope as they are at each request.
+      </p>
+      ${
+        issued
+          ? html`<div class="invite">
+              <p>Your new token <b>${issued.name}</b> (shown once; store it now):</p>
+              <p><code id="api-token">${issued.token}</code></p>
+            </div>`
+          : ''
+      }
+      ${table(
+        [
+          ['Name', (r) => r.name],
+          ['Id', (r) => html`<code>${r.id}</code>`],
+          ['Created', (r) => fmtTime(r.created_at as number)],
+          ['Last used', (r) => fmtTime(r.last_used_at as number | null)],
+          [
+            'State',
+            (r) =>
+              r.revoked_at
+                ? `revoked ${fmtTime(r.revoked_at as number)}`
+                : html`<form
+                    method="post"
+                    action="/admin/tokens/${String(r.id)}/revoke"
+                    class="row-action"
+                  >
+                    <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                    <button type="submit" class="danger">Revoke</button>
+                  </form>`,
+          ],
+        ],
+        tokens as unknown as Array<Record<string, unknown>>,
+      )}
+      <form method="post" action="/admin/tokens" class="inline-form" id="create-token">
+        <h2>Create a token</h2>
+        <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+        <label>Name (what it is for) <input name="name" required maxlength="64" /></label>
+        <button type="submit">Create token</button>
+      </form>`,
   )
 }

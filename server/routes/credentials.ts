@@ -16,6 +16,7 @@ import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } f
 import rateLimit from '@fastify/rate-limit'
 import { claError, type ErrorCode } from '../../lib/errors.js'
 import { jsonErrorHandler } from '../../http/error-handler.js'
+import { mapFastifyError } from '../../http/map-error.js'
 import type { Credentials, VaultAuth } from '../../lib/credentials/index.js'
 import {
   ROUTE_ERRORS,
@@ -65,45 +66,26 @@ function authOf(req: FastifyRequest): VaultAuth {
 
 /** Maps Fastify's own 4xx errors on these routes to our stable codes. */
 function mapError(err: FastifyError): unknown {
-  const withCode = (code: ErrorCode, message: string, details?: Record<string, unknown>) =>
-    claError(code, message, { cause: err, ...(details ? { details } : {}) })
   if (err.validation) {
     const first = err.validation[0]
     const field =
       first?.instancePath?.replace(/^\//, '') ||
       ((first?.params as { missingProperty?: string } | undefined)?.missingProperty ?? '')
-    const where = err.validationContext ?? 'request'
     if (field === 'p0' && first?.keyword !== 'required') {
-      return withCode(
+      return claError(
         'CLA_ERR_INVALID_P0',
         'p0 must be lowercase hex of even length, 32 to 128 characters',
-        { field },
+        { cause: err, details: { field } },
       )
     }
     if (field === 'wl3' && first?.keyword === 'maxLength') {
-      return withCode('CLA_ERR_PAYLOAD_TOO_LARGE', `wl3 is larger than the limit`, { field })
+      return claError('CLA_ERR_PAYLOAD_TOO_LARGE', `wl3 is larger than the limit`, {
+        cause: err,
+        details: { field },
+      })
     }
-    return withCode(
-      'CLA_ERR_INVALID_INPUT',
-      `${where}${field ? `.${field}` : ''} ${first?.message ?? 'is invalid'}`,
-      {
-        field,
-      },
-    )
   }
-  switch (err.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return withCode('CLA_ERR_PAYLOAD_TOO_LARGE', 'request body is larger than the limit')
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return withCode('CLA_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json')
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return withCode('CLA_ERR_INVALID_INPUT', `request body is not valid JSON: ${err.message}`)
-  }
-  if (err.statusCode === 400 && err instanceof SyntaxError) {
-    return withCode('CLA_ERR_INVALID_INPUT', `request body is not valid JSON: ${err.message}`)
-  }
-  return err
+  return mapFastifyError(err)
 }
 
 export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = async (
