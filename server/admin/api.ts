@@ -3,10 +3,10 @@
 // desk (lib/admin/desk.ts) does the work with the same scope and role checks as the web
 // pages. No cookies, so no CSRF; rate-limited per address before authentication and per
 // token after it. The routes and schemas come from api-schemas.ts (also the OpenAPI).
-import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { jsonErrorHandler } from '../../http/error-handler.js'
 import { mapFastifyError } from '../../http/map-error.js'
+import { limitedError, limitPerAddress } from '../../http/rate-limit.js'
 import type { Actor, RequestFacts } from '../../lib/admin/admin.js'
 import { AdminDesk } from '../../lib/admin/desk.js'
 import { pageArgs } from '../../lib/admin/read.js'
@@ -39,18 +39,11 @@ export default async function adminApiRoutes(
   app.setErrorHandler(
     jsonErrorHandler({ message: 'admin API request failed', map: mapFastifyError }),
   )
-  const limited = (_req: FastifyRequest, ctx: { max: number; after: string; ttl: number }) =>
-    claError(
-      'CLA_ERR_ADMIN_RATE_LIMITED',
-      `rate limit of ${ctx.max} requests exceeded; retry in ${ctx.after}`,
-      { details: { limit: ctx.max, retry_after_ms: ctx.ttl } },
-    )
-  await app.register(rateLimit, {
+  const limited = limitedError('CLA_ERR_ADMIN_RATE_LIMITED')
+  await limitPerAddress(app, {
     max: opts.ipRateLimitMax ?? 1200,
-    timeWindow: 60_000,
-    hook: 'onRequest',
-    keyGenerator: (req) => `ip:${req.ip}`,
-    errorResponseBuilder: limited,
+    windowMs: 60_000,
+    code: 'CLA_ERR_ADMIN_RATE_LIMITED',
   })
   const facts = (req: FastifyRequest): Partial<RequestFacts> => ({
     ip: req.ip,

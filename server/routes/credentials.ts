@@ -13,10 +13,10 @@
 // budget is counted only once its secret matched: a stranger who knows a key id (it is
 // in audit rows and the admin UI) cannot spend it, and random ids meet the IP limit.
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import rateLimit from '@fastify/rate-limit'
-import { claError, type ErrorCode } from '../../lib/errors.js'
+import { claError } from '../../lib/errors.js'
 import { jsonErrorHandler } from '../../http/error-handler.js'
 import { mapFastifyError } from '../../http/map-error.js'
+import { limitedError, limitPerAddress } from '../../http/rate-limit.js'
 import type { Credentials, VaultAuth } from '../../lib/credentials/index.js'
 import {
   ROUTE_ERRORS,
@@ -98,18 +98,11 @@ export const credentialsRoutes: FastifyPluginAsync<CredentialsRoutesOptions> = a
   app.setErrorHandler(jsonErrorHandler({ message: 'credentials request failed', map: mapError }))
 
   const window = opts.rateLimitWindowMs ?? 60_000
-  const limited = (_req: FastifyRequest, ctx: { max: number; after: string; ttl: number }) =>
-    claError(
-      'CLA_ERR_CREDENTIAL_RATE_LIMITED',
-      `rate limit of ${ctx.max} requests exceeded; retry in ${ctx.after}`,
-      { details: { limit: ctx.max, retry_after_ms: ctx.ttl } },
-    )
-  await app.register(rateLimit, {
+  const limited = limitedError('CLA_ERR_CREDENTIAL_RATE_LIMITED')
+  await limitPerAddress(app, {
     max: opts.ipRateLimitMax ?? 1200,
-    timeWindow: window,
-    hook: 'onRequest',
-    keyGenerator: (req) => `ip:${req.ip}`,
-    errorResponseBuilder: limited,
+    windowMs: window,
+    code: 'CLA_ERR_CREDENTIAL_RATE_LIMITED',
   })
 
   // Authenticate before the body is read: a caller without a key costs no parsing.
