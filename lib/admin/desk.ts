@@ -7,7 +7,7 @@
 import { listEvents, verifyChain, type EventFilter, type EventRow } from '../audit/log.js'
 import type { Billing, CustomerNode, PendingRow, PublicRow } from '../billing/billing.js'
 import type { RevenueRow } from '../billing/reports.js'
-import type { Credentials, ApiKeyInfo, Vault } from '../credentials/index.js'
+import type { Credentials, ApiKeyInfo, Vault, VaultStatus } from '../credentials/index.js'
 import { claError } from '../errors.js'
 import type { Admin, ApiTokenInfo } from './admin.js'
 import type { Actor, RequestFacts } from './context.js'
@@ -62,6 +62,25 @@ export interface CustomerView {
   ancestors: PublicRow[]
   children: CustomerNode[]
   margin: Record<string, unknown> | undefined
+  /** Its subscriptions and vaults (newest first, at most 100 each). */
+  subscriptions: PublicRow[]
+  vaults: Vault[]
+  /** What a new subscription form offers: its active addresses, active recurring prices. */
+  addresses: PublicRow[]
+  prices: PublicRow[]
+}
+
+/** One subscription's page: the row and the vaults it pays for. */
+export interface SubscriptionView {
+  subscription: PublicRow
+  vaults: Vault[]
+}
+
+/** One vault's page: the vault, its keys (never their secrets), plan limits and usage. */
+export interface VaultView {
+  vault: Vault
+  keys: ApiKeyInfo[]
+  status: VaultStatus
 }
 
 /** Paging of a list (lib/admin/read.ts pageArgs parses it from a query). */
@@ -142,11 +161,20 @@ export class AdminDesk {
       if (this.deps.admin.reaches(this.actor, { customer: p })) ancestors.unshift(row)
       p = row.parent_id
     }
+    const { billing, credentials } = this.deps
     return {
       customer,
       ancestors,
-      children: findNode(this.deps.billing.customerTree(), id)?.children ?? [],
+      children: findNode(billing.customerTree(), id)?.children ?? [],
       margin: customer.level === 1 ? mspDiscount(this.db, id) : undefined,
+      subscriptions: billing.list('subscriptions', { customer_id: id, limit: 100 }),
+      vaults: credentials.listVaults({ customerId: id, limit: 100 }),
+      addresses: billing
+        .list('addresses', { customer_id: id, limit: 100 })
+        .filter((a) => a.status === 'active'),
+      prices: billing
+        .list('prices', { limit: 500 })
+        .filter((p) => p.status === 'active' && p.billing_interval),
     }
   }
 
@@ -154,10 +182,13 @@ export class AdminDesk {
     return listSubscriptions(this.db, { ...p, scope: this.actor.scope })
   }
 
-  subscription(id: string): PublicRow {
-    const row = this.deps.billing.get('subscriptions', id)
+  subscription(id: string): SubscriptionView {
+    const subscription = this.deps.billing.get('subscriptions', id)
     this.reach('subscription.read', { customer: this.customerOf('subscriptions', id) })
-    return row
+    const vaults = this.deps.credentials
+      .listVaults({ customerId: String(subscription.customer_id), limit: 500 })
+      .filter((v) => v.subscription_id === id)
+    return { subscription, vaults }
   }
 
   transactions(p: PageArgs): Page<Record<string, unknown>> {
@@ -168,10 +199,14 @@ export class AdminDesk {
     return listVaults(this.db, { ...p, scope: this.actor.scope })
   }
 
-  /** A vault with its keys (never their secrets). */
-  vaultWithKeys(vaultId: string): { vault: Vault; keys: ApiKeyInfo[] } {
+  /** A vault with its keys (never their secrets), its plan's limits and its usage. */
+  vaultWithKeys(vaultId: string): VaultView {
     const vault = this.vault('vault.read', vaultId)
-    return { vault, keys: this.deps.credentials.listApiKeys(vaultId) }
+    return {
+      vault,
+      keys: this.deps.credentials.listApiKeys(vaultId),
+      status: this.deps.credentials.vaultStatus(vaultId),
+    }
   }
 
   discounts(p: PageArgs): Page<Record<string, unknown>> {
@@ -207,6 +242,51 @@ export class AdminDesk {
       parentId,
     })
     return createCustomer(this.deps.admin, this.deps.billing, this.actor, input, this.facts)
+  }
+
+  /** The currency of a price (what a subscription on it is billed in); CLA_ERR_NOT_FOUND if none. */
+  priceCurrency(priceId: string): string {
+    return String(this.deps.billing.get('prices', priceId).currency_code)
+  }
+
+  /** Changes a customer's name or email (dual write). */
+  async updateCustomer(id: string, patch: { name?: string; email?: string }): Promise<PublicRow> {
+    this.reach('customer.update', { customer: id })
+    const clean = Object.fromEntries(
+      Object.entries(patch).filter(([, v]) => typeof v === 'string' && v.trim() !== ''),
+    )
+    return this.deps.admin.performAsync(
+      this.actor,
+      'customer.update',
+      'change',
+      this.facts,
+      { id, fields: Object.keys(clean) },
+      () => this.deps.billing.update('customers', id, clean, { actor: this.actor.humanId }),
+    )
+  }
+
+  /**
+   * Moves a customer under another parent of the same level (another MSP for a customer,
+   * another customer for a department); both ends must be within the scope. Its tree takes
+   * the new MSP's margin (Billing's margin rules, dual write).
+   */
+  async moveCustomer(id: string, parentId: string): Promise<PublicRow> {
+    this.reach('customer.move', { customer: id }, { to: parentId })
+    this.reach('customer.move', { customer: parentId }, { id })
+    return this.deps.admin.performAsync(
+      this.actor,
+      'customer.move',
+      'change',
+      this.facts,
+      { id, to: parentId },
+      () =>
+        this.deps.billing.update(
+          'customers',
+          id,
+          { parent_id: parentId },
+          { actor: this.actor.humanId },
+        ),
+    )
   }
 
   /** An MSP's margin: the installation's price to its MSPs, so installation-wide only. */

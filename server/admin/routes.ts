@@ -284,12 +284,19 @@ export default async function adminRoutes(
   app.get('/customers', (req, reply) =>
     page(reply, v.customersPage(ctx(req, reply), desk(req).customerTree())),
   )
-  app.get('/customers/:id', (req, reply) => {
-    const c = desk(req).customer(param(req, 'id'))
-    return page(
-      reply,
-      v.customerPage(ctx(req, reply), c.customer, c.ancestors, c.children, c.margin),
-    )
+  app.get('/customers/:id', (req, reply) =>
+    page(reply, v.customerPage(ctx(req, reply), desk(req).customer(param(req, 'id')))),
+  )
+  app.post('/customers/:id/edit', async (req, reply) => {
+    const b = body(req)
+    const id = param(req, 'id')
+    await desk(req).updateCustomer(id, { name: str(b.name), email: str(b.email) })
+    return reply.redirect(`/admin/customers/${encodeURIComponent(id)}`, 303)
+  })
+  app.post('/customers/:id/move', async (req, reply) => {
+    const id = param(req, 'id')
+    await desk(req).moveCustomer(id, str(body(req).parent_id).trim())
+    return reply.redirect(`/admin/customers/${encodeURIComponent(id)}`, 303)
   })
   app.post('/customers', async (req, reply) => {
     const b = body(req)
@@ -325,6 +332,70 @@ export default async function adminRoutes(
   listPage('/transactions', (c, d, a) => v.transactionsPage(c, d.transactions(a)))
   listPage('/vaults', (c, d, a) => v.vaultsPage(c, d.vaults(a)))
   listPage('/discounts', (c, d, a) => v.discountsPage(c, d.discounts(a)))
+  app.get('/subscriptions/:id', (req, reply) =>
+    page(reply, v.subscriptionPage(ctx(req, reply), desk(req).subscription(param(req, 'id')))),
+  )
+  app.post('/subscriptions', async (req, reply) => {
+    const b = body(req)
+    const quantity = Number.parseInt(str(b.quantity), 10)
+    const price = str(b.price_id)
+    const d = desk(req)
+    const created = await d.createSubscription({
+      customer_id: str(b.customer_id),
+      address_id: str(b.address_id),
+      currency_code: d.priceCurrency(price),
+      items: [{ price_id: price, quantity: Number.isSafeInteger(quantity) ? quantity : 0 }],
+      collection_mode: str(b.collection_mode) === 'automatic' ? 'automatic' : 'manual',
+    })
+    return reply.redirect(`/admin/subscriptions/${encodeURIComponent(created.id)}`, 303)
+  })
+  app.post('/subscriptions/:id/action', async (req, reply) => {
+    const b = body(req)
+    const id = param(req, 'id')
+    const action = str(b.action)
+    await desk(req).changeSubscription(
+      id,
+      action === 'resume'
+        ? { action }
+        : { action, effective_from: str(b.effective_from) || 'next_billing_period' },
+    )
+    return reply.redirect(`/admin/subscriptions/${encodeURIComponent(id)}`, 303)
+  })
+  app.post('/subscriptions/:id/retry', async (req, reply) => {
+    const id = param(req, 'id')
+    await desk(req).retrySubscription(id)
+    return reply.redirect(`/admin/subscriptions/${encodeURIComponent(id)}`, 303)
+  })
+
+  app.get('/vaults/:id', (req, reply) =>
+    page(reply, v.vaultPage(ctx(req, reply), desk(req).vaultWithKeys(param(req, 'id')))),
+  )
+  app.post('/vaults', (req, reply) => {
+    const b = body(req)
+    const vault = desk(req).createVault({
+      customerId: str(b.customer_id),
+      subscriptionId: str(b.subscription_id) || null,
+      name: str(b.name),
+    })
+    return reply.redirect(`/admin/vaults/${encodeURIComponent(vault.id)}`, 303)
+  })
+  app.post('/vaults/:id/keys', (req, reply) => {
+    const d = desk(req)
+    const issued = d.issueVaultKey(param(req, 'id'))
+    return page(
+      reply,
+      v.vaultPage(
+        ctx(req, reply, { kind: 'ok', text: 'API key issued.' }),
+        d.vaultWithKeys(issued.vaultId),
+        issued,
+      ),
+    )
+  })
+  app.post('/vault-keys/:id/revoke', (req, reply) => {
+    const key = desk(req).revokeVaultKey(param(req, 'id'))
+    return reply.redirect(`/admin/vaults/${encodeURIComponent(key.vault_id)}`, 303)
+  })
+
   app.get('/pops', (req, reply) => page(reply, v.popsPage(ctx(req, reply), desk(req).pops())))
 
   app.get('/events', (req, reply) => {

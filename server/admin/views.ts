@@ -2,7 +2,7 @@
 // escapes by default; nothing here reads the database or decides anything.
 import type { AdminRow, AdminSession } from '../../lib/admin/admin.js'
 import type { ApiTokenInfo } from '../../lib/admin/admin.js'
-import type { Dashboard } from '../../lib/admin/desk.js'
+import type { CustomerView, Dashboard, SubscriptionView, VaultView } from '../../lib/admin/desk.js'
 import type { Page, PopStateRow } from '../../lib/admin/read.js'
 import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
 import type { EventRow, VerifyResult } from '../../lib/audit/log.js'
@@ -354,13 +354,8 @@ function marginSection(
   </form>`
 }
 
-export function customerPage(
-  ctx: PageCtx,
-  c: PublicRow,
-  ancestors: PublicRow[],
-  children: CustomerNode[],
-  discount?: Record<string, unknown>,
-): string {
+export function customerPage(ctx: PageCtx, view: CustomerView): string {
+  const { customer: c, ancestors, children, margin: discount } = view
   const level = Number(c.level)
   const crumbs = html`<p class="crumbs">
     <a href="/admin/customers">Customers</a>${ancestors.map(
@@ -405,7 +400,300 @@ export function customerPage(
             : html`<p class="muted">A department has no children.</p>`
       }
       ${level === 1 ? marginSection(ctx, c.id, discount) : ''}
-      ${offerChild ? customerForm(ctx, { id: c.id, level: level as 1 | 2 }) : ''}`,
+      ${offerChild ? customerForm(ctx, { id: c.id, level: level as 1 | 2 }) : ''}
+      ${level > 0 ? customerSales(ctx, view) : ''}
+      ${level > 0 && can(ctx.session.role, 'change') ? customerEditForms(ctx, c) : ''}`,
+  )
+}
+
+/** A customer's subscriptions and vaults, with the forms that make new ones. */
+function customerSales(ctx: PageCtx, v: CustomerView): SafeHtml {
+  const c = v.customer
+  const change = can(ctx.session.role, 'change')
+  return html`<h2>Subscriptions</h2>
+    ${
+      v.subscriptions.length
+        ? table(
+            [
+              [
+                'Id',
+                (r) =>
+                  html`<a href="/admin/subscriptions/${String(r.id)}"><code>${r.id}</code></a>`,
+              ],
+              ['Status', (r) => r.status],
+              ['Collection', (r) => (r.collection_mode === 'automatic' ? 'card' : 'invoice')],
+              ['Paddle', (r) => syncBadge(r)],
+            ],
+            v.subscriptions as Array<Record<string, unknown>>,
+          )
+        : html`<p class="muted">None yet.</p>`
+    }
+    ${
+      change
+        ? v.addresses.length && v.prices.length
+          ? html`<form
+              method="post"
+              action="/admin/subscriptions"
+              class="inline-form"
+              id="create-subscription"
+            >
+              <h2>New subscription</h2>
+              <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+              <input type="hidden" name="customer_id" value="${c.id}" />
+              <label
+                >Address
+                <select name="address_id">
+                  ${v.addresses.map((a) => html`<option value="${String(a.id)}">${a.description ?? a.city ?? a.id} (${a.country_code})</option>`)}
+                </select></label
+              >
+              <label
+                >Price
+                <select name="price_id">
+                  ${v.prices.map((p) => html`<option value="${String(p.id)}">${p.name ?? p.description ?? p.id}: ${money(String(p.unit_amount), String(p.currency_code))} / ${p.billing_interval}</option>`)}
+                </select></label
+              >
+              <label
+                >Quantity
+                <input name="quantity" type="number" min="1" max="1000" value="1" required
+              /></label>
+              <label
+                >Collection
+                <select name="collection_mode">
+                  <option value="manual">invoice (net terms)</option>
+                  <option value="automatic">card (checkout link)</option>
+                </select></label
+              >
+              <button type="submit">Create subscription</button>
+            </form>`
+          : html`<p class="muted">
+              A new subscription needs an address of this customer and an active recurring price
+              (<code>clavitor billing create addresses</code>, <code>prices</code>).
+            </p>`
+        : ''
+    }
+    <h2>Vaults</h2>
+    ${
+      v.vaults.length
+        ? table(
+            [
+              ['Id', (r) => html`<a href="/admin/vaults/${String(r.id)}"><code>${r.id}</code></a>`],
+              ['Name', (r) => r.name],
+              ['Subscription', (r) => r.subscription_id ?? 'none'],
+            ],
+            v.vaults as unknown as Array<Record<string, unknown>>,
+          )
+        : html`<p class="muted">None yet.</p>`
+    }
+    ${
+      change
+        ? html`<form method="post" action="/admin/vaults" class="inline-form" id="create-vault">
+            <h2>New vault</h2>
+            <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+            <input type="hidden" name="customer_id" value="${c.id}" />
+            <label>Name <input name="name" required maxlength="200" /></label>
+            <label
+              >Subscription
+              <select name="subscription_id">
+                <option value="">none (cannot register yet)</option>
+                ${v.subscriptions.map((r) => html`<option value="${String(r.id)}">${r.id} (${r.status})</option>`)}
+              </select></label
+            >
+            <button type="submit">Create vault</button>
+          </form>`
+        : ''
+    }`
+}
+
+/** Edit a customer's name and email; move it under another parent of the same level. */
+function customerEditForms(ctx: PageCtx, c: PublicRow): SafeHtml {
+  const level = Number(c.level)
+  return html`<form
+      method="post"
+      action="/admin/customers/${c.id}/edit"
+      class="inline-form"
+      id="edit-customer"
+    >
+      <h2>Edit</h2>
+      <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+      <label>Name <input name="name" maxlength="200" value="${c.name ?? ''}" /></label>
+      <label>Email <input name="email" type="email" maxlength="320" value="${c.email}" /></label>
+      <button type="submit">Save</button>
+    </form>
+    ${
+      level >= 2
+        ? html`<form
+            method="post"
+            action="/admin/customers/${c.id}/move"
+            class="inline-form"
+            id="move-customer"
+          >
+            <h2>Move</h2>
+            <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+            <label
+              >New parent (${level === 2 ? 'an MSP' : 'a customer'} id)
+              <input name="parent_id" required maxlength="200" placeholder="ctm_…"
+            /></label>
+            <button type="submit">Move</button>
+          </form>`
+        : ''
+    }`
+}
+
+/** One subscription: its state at Paddle, what waits, its vaults, and the actions. */
+export function subscriptionPage(ctx: PageCtx, v: SubscriptionView): string {
+  const r = v.subscription
+  const change = can(ctx.session.role, 'change')
+  const checkout = typeof r.checkout_url === 'string' ? r.checkout_url : null
+  const action = (name: string, label: string, extra: SafeHtml = html``, danger = false) =>
+    html`<form method="post" action="/admin/subscriptions/${r.id}/action" class="row-action">
+      <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+      <input type="hidden" name="action" value="${name}" /> ${extra}
+      <button type="submit" class="${danger ? 'danger' : ''}">${label}</button>
+    </form>`
+  const when = html`<select name="effective_from" aria-label="When">
+    <option value="next_billing_period">at the period end</option>
+    <option value="immediately">now</option>
+  </select>`
+  return layout(
+    ctx,
+    `Subscription ${String(r.id)}`,
+    html`<dl class="facts">
+        <dt>Customer</dt>
+        <dd><a href="/admin/customers/${String(r.customer_id)}">${r.customer_id}</a></dd>
+        <dt>Status</dt>
+        <dd id="subscription-status">${r.status}</dd>
+        <dt>Collection</dt>
+        <dd>${r.collection_mode === 'automatic' ? 'card' : 'invoice'}</dd>
+        <dt>Current period</dt>
+        <dd>${r.current_period_starts_at ?? '—'} → ${r.current_period_ends_at ?? '—'}</dd>
+        <dt>Scheduled change</dt>
+        <dd>${r.scheduled_change ? JSON.stringify(r.scheduled_change) : 'none'}</dd>
+        <dt>Waiting action</dt>
+        <dd id="pending-change">${r.pending_change ? JSON.stringify(r.pending_change) : 'none'}</dd>
+        <dt>Paddle</dt>
+        <dd>
+          <code>${r.paddle_id ?? '—'}</code> ${syncBadge(r)}
+          ${r.last_error ? html`<span class="error" id="last-error">${r.last_error}</span>` : ''}
+        </dd>
+        ${
+          checkout
+            ? html`<dt>Checkout link</dt>
+                <dd><a id="checkout-url" href="${checkout}">${checkout}</a></dd>`
+            : ''
+        }
+      </dl>
+      ${
+        change
+          ? html`<h2>Actions</h2>
+              <div class="actions">
+                ${action('cancel', 'Cancel', when, true)} ${action('pause', 'Pause', when)}
+                ${action('resume', 'Resume')}
+                ${
+                  r.state !== 'synced'
+                    ? html`<form
+                        method="post"
+                        action="/admin/subscriptions/${r.id}/retry"
+                        class="row-action"
+                      >
+                        <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                        <button type="submit">Retry at Paddle now</button>
+                      </form>`
+                    : ''
+                }
+              </div>`
+          : ''
+      }
+      <h2>Vaults</h2>
+      ${
+        v.vaults.length
+          ? html`<ul>
+              ${v.vaults.map((x) => html`<li><a href="/admin/vaults/${x.id}">${x.name}</a> <code>${x.id}</code></li>`)}
+            </ul>`
+          : html`<p class="muted">No vault on it.</p>`
+      }`,
+  )
+}
+
+/** One vault: usage against its plan's limits, its keys, and a new key shown once. */
+export function vaultPage(
+  ctx: PageCtx,
+  v: VaultView,
+  issued?: { id: string; key: string },
+): string {
+  const st = v.status
+  const limit = (n: number | null) => (n === null ? 'no limit' : String(n))
+  const change = can(ctx.session.role, 'change')
+  return layout(
+    ctx,
+    `Vault ${v.vault.name}`,
+    html`<dl class="facts">
+        <dt>Id</dt>
+        <dd><code>${v.vault.id}</code></dd>
+        <dt>Customer</dt>
+        <dd><a href="/admin/customers/${v.vault.customer_id}">${v.vault.customer_id}</a></dd>
+        <dt>Subscription</dt>
+        <dd>
+          ${
+            st.subscription
+              ? html`<a href="/admin/subscriptions/${st.subscription.id}">${st.subscription.id}</a>
+                  (${st.subscription.status})`
+              : 'none: it cannot register'
+          }
+        </dd>
+        <dt>Plan</dt>
+        <dd>
+          ${st.plans.length ? st.plans.map((p) => `${p.name} × ${p.quantity}`).join(', ') : 'none (no limits)'}
+        </dd>
+        <dt>Devices</dt>
+        <dd id="usage-devices">${st.usage.devices} of ${limit(st.limits.max_devices_per_vault)}</dd>
+        <dt>Vaults of the subscription</dt>
+        <dd>${st.usage.vaults} of ${limit(st.limits.max_vaults)}</dd>
+      </dl>
+      ${
+        issued
+          ? html`<div class="invite">
+              <p>New API key <code>${issued.id}</code> (shown once; give it to the vault now):</p>
+              <p><code id="vault-key">${issued.key}</code></p>
+            </div>`
+          : ''
+      }
+      <h2>API keys</h2>
+      ${table(
+        [
+          ['Id', (r) => html`<code>${r.id}</code>`],
+          ['Created', (r) => fmtTime(r.created_at as number)],
+          [
+            'State',
+            (r) =>
+              r.revoked_at
+                ? `revoked ${fmtTime(r.revoked_at as number)}`
+                : change
+                  ? html`<form
+                      method="post"
+                      action="/admin/vault-keys/${String(r.id)}/revoke"
+                      class="row-action"
+                    >
+                      <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                      <button type="submit" class="danger">Revoke</button>
+                    </form>`
+                  : 'active',
+          ],
+        ],
+        v.keys as unknown as Array<Record<string, unknown>>,
+      )}
+      ${
+        change
+          ? html`<form
+              method="post"
+              action="/admin/vaults/${v.vault.id}/keys"
+              class="inline-form"
+              id="issue-key"
+            >
+              <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+              <button type="submit">Issue an API key</button>
+            </form>`
+          : ''
+      }`,
   )
 }
 
@@ -415,7 +703,10 @@ export function subscriptionsPage(ctx: PageCtx, page: Page<Record<string, unknow
     'Subscriptions',
     html`${table(
       [
-        ['Id', (r) => html`<code>${r.id}</code>`],
+        [
+          'Id',
+          (r) => html`<a href="/admin/subscriptions/${String(r.id)}"><code>${r.id}</code></a>`,
+        ],
         [
           'Customer',
           (r) =>
@@ -463,7 +754,7 @@ export function vaultsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): s
     'Vaults',
     html`${table(
       [
-        ['Id', (r) => html`<code>${r.id}</code>`],
+        ['Id', (r) => html`<a href="/admin/vaults/${String(r.id)}"><code>${r.id}</code></a>`],
         ['Name', (r) => r.name],
         ['Customer', (r) => r.customer_name ?? r.customer_id],
         [

@@ -107,7 +107,7 @@ t.test('reads of one object outside the scope: refused and audited', async (t) =
   t.equal(scopeRefusals(core, who.humanId), refusals.length, 'each refusal is in the audit log')
   // within the scope they answer
   t.equal(a.customer(IDS.a1).customer.id, IDS.a1)
-  t.equal(a.subscription(s.subA1).id, s.subA1)
+  t.equal(a.subscription(s.subA1).subscription.id, s.subA1)
   t.equal(a.vaultWithKeys(s.vaultA1).keys.length, 1)
 })
 
