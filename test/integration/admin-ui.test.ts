@@ -330,6 +330,119 @@ if (!existsSync(CHROMIUM)) {
     },
   )
 
+  await t.test(
+    'an MSP admin enrolled with a scoped invite sells within the MSP and sees no other',
+    async (t) => {
+      // the owner invites an operator limited to Northwind MSP
+      await page.goto(`${base}/admin/admins`)
+      await page.selectOption('form.inline-form select[name=role]', 'operator')
+      await page.fill('form.inline-form input[name=scope]', mspId)
+      await page.click('form.inline-form button[type=submit]')
+      t.match(await page.textContent('.invite'), /operator\s+of\s+cus_/)
+      const url = (await page.textContent('#invite-url'))!.trim()
+
+      const mctx = await browser.newContext({ viewport: { width: 1200, height: 800 } })
+      const mpage = await mctx.newPage()
+      mpage.on('pageerror', (e) => pageErrors.push(e.message))
+      const mcdp = await mctx.newCDPSession(mpage)
+      await mcdp.send('WebAuthn.enable')
+      await mcdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: {
+          protocol: 'ctap2',
+          transport: 'usb',
+          hasResidentKey: true,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      })
+      await mpage.goto(url)
+      await mpage.fill('#name', 'Mia MSP')
+      await mpage.click('#go')
+      await mpage.waitForURL(`${base}/admin`)
+      t.match(await mpage.textContent('header .who'), /Mia MSP\s+operator/)
+      // log out and in again with the security key: the scope holds
+      await mpage.click('header button[type=submit]')
+      await mpage.waitForURL(`${base}/admin/login`)
+      await mpage.click('#go')
+      await mpage.waitForURL(`${base}/admin`)
+      await shot(mpage, '09-msp-dashboard')
+      t.equal(await mpage.locator('nav a[href="/admin/pops"]').count(), 0, 'no POPs page')
+
+      // only its own MSP in the tree; the other MSP refused
+      await mpage.goto(`${base}/admin/customers`)
+      const tree = (await mpage.textContent('main'))!
+      t.match(tree, /Northwind MSP/)
+      t.notMatch(tree, /Pending MSP/, 'the other MSP is not listed')
+      const pendingMsp = core.db
+        .prepare("SELECT id FROM customers WHERE name = 'Pending MSP'")
+        .pluck()
+        .get() as string
+      const refused = await mpage.goto(`${base}/admin/customers/${pendingMsp}`)
+      t.equal(refused?.status(), 403, "the other MSP's page is refused")
+      await shot(mpage, '10-msp-refused')
+
+      // a new customer under its MSP
+      await mpage.goto(`${base}/admin/customers/${mspId}`)
+      await mpage.fill('#create-customer input[name=name]', 'Litware')
+      await mpage.fill('#create-customer input[name=email]', 'it@litware.example')
+      await mpage.click('#create-customer button[type=submit]')
+      await mpage.waitForURL(
+        (u) => u.pathname.startsWith('/admin/customers/cus_') && !u.pathname.endsWith(mspId),
+      )
+      const litware = mpage.url().split('/').pop()!
+      t.match(await mpage.textContent('h1'), 'customer: Litware')
+
+      // its billing address and the catalogue come from the host (CLI), as in production
+      const product = await core.billing.create('products', { name: 'Vault', tax_category: 'saas' })
+      await core.billing.create('prices', {
+        product_id: product.id,
+        description: 'Vault, monthly',
+        unit_amount: '900',
+        currency_code: 'EUR',
+        billing_interval: 'month',
+      })
+      await core.billing.create('addresses', {
+        customer_id: litware,
+        country_code: 'NL',
+        city: 'Delft',
+      })
+
+      // a card subscription: its checkout link
+      await mpage.reload()
+      await mpage.selectOption('#create-subscription select[name=collection_mode]', 'automatic')
+      await mpage.click('#create-subscription button[type=submit]')
+      await mpage.waitForURL(/\/admin\/subscriptions\/sbs_/)
+      t.match(await mpage.getAttribute('#checkout-url', 'href'), /^https?:\/\//)
+      await shot(mpage, '11-msp-subscription')
+
+      // an invoice subscription, a vault on it, its key shown once
+      await mpage.goto(`${base}/admin/customers/${litware}`)
+      await mpage.click('#create-subscription button[type=submit]')
+      await mpage.waitForURL(/\/admin\/subscriptions\/sbs_/)
+      const subId = mpage.url().split('/').pop()!
+      t.match(await mpage.textContent('#subscription-status'), 'active')
+      await mpage.goto(`${base}/admin/customers/${litware}`)
+      await mpage.fill('#create-vault input[name=name]', 'Litware vault')
+      await mpage.selectOption('#create-vault select[name=subscription_id]', subId)
+      await mpage.click('#create-vault button[type=submit]')
+      await mpage.waitForURL(/\/admin\/vaults\/vlt_/)
+      await mpage.click('#issue-key button[type=submit]')
+      const key = (await mpage.textContent('#vault-key'))!.trim()
+      t.match(key, /^clv_/)
+      t.ok(
+        core.credentials.authenticateVaultKey(key).vaultId,
+        'the key works on the credentials API',
+      )
+      await shot(mpage, '12-msp-vault-key')
+
+      // the subscriptions list holds Litware's, never the other MSPs'
+      await mpage.goto(`${base}/admin/subscriptions`)
+      t.match(await mpage.textContent('main'), subId)
+      await mctx.close()
+    },
+  )
+
   await t.test('no script errors (CSP allows our own scripts)', async (t) => {
     t.same(pageErrors, [])
   })
