@@ -8,6 +8,9 @@ import { listEvents, verifyChain, type EventFilter, type EventRow } from '../aud
 import type { Billing, CustomerNode, PendingRow, PublicRow } from '../billing/billing.js'
 import type { RevenueRow } from '../billing/reports.js'
 import type { Credentials, ApiKeyInfo, Vault, VaultStatus } from '../credentials/index.js'
+import { revokeCert } from '../auth/ca.js'
+import { enrolPop, retirePop, type RsyncSecret } from '../core-sync/pop-registry.js'
+import type { PopRecord } from '../auth/pops.js'
 import { claError } from '../errors.js'
 import type { Admin, ApiTokenInfo } from './admin.js'
 import type { Actor, RequestFacts } from './context.js'
@@ -41,6 +44,8 @@ export interface DeskDeps {
   admin: Admin
   billing: Billing
   credentials: Credentials
+  /** The core's data folder (the POP registry's rsync secrets, the private CA). */
+  dataDir: string
 }
 
 /** The dashboard: counts within the scope, and the installation's health for its admins. */
@@ -401,6 +406,46 @@ export class AdminDesk {
   /** Revokes one of this admin's own API tokens. */
   revokeApiToken(id: string): ApiTokenInfo {
     return this.deps.admin.revokeApiToken(this.actor, id, this.facts)
+  }
+
+  /**
+   * Enrols a POP from its certificate, as `clavitor core pop add` does (the same library
+   * call): installation admins only. The rsync password is in the answer once.
+   */
+  enrolPop(input: { id: string; certPem: string; allowlist: string[]; name?: string }): {
+    pop: PopRecord
+    rsync: RsyncSecret
+  } {
+    this.reach('pop.add', 'installation', { pop: input.id })
+    return this.deps.admin.perform(
+      this.actor,
+      'pop.add',
+      'change',
+      this.facts,
+      { pop: input.id },
+      () => enrolPop(this.db, this.deps.dataDir, input, { actor: this.actor.humanId }),
+    )
+  }
+
+  /** Stops trusting a POP (`clavitor core pop remove`): registry, tokens, rsync password. */
+  removePop(id: string): void {
+    this.reach('pop.remove', 'installation', { pop: id })
+    this.deps.admin.perform(this.actor, 'pop.remove', 'change', this.facts, { pop: id }, () =>
+      retirePop(this.db, this.deps.dataDir, id, { actor: this.actor.humanId }),
+    )
+  }
+
+  /** Revokes every valid certificate of a POP and rewrites the CRL (`clavitor ca revoke --id`). */
+  async revokePopCertificates(id: string): Promise<string[]> {
+    this.reach('pop.revoke', 'installation', { pop: id })
+    return this.deps.admin.performAsync(
+      this.actor,
+      'pop.revoke',
+      'change',
+      this.facts,
+      { pop: id },
+      () => revokeCert(this.deps.dataDir, { popId: id }),
+    )
   }
 
   /** An invite limited to `scope` (default: the actor's own), never more than held. */

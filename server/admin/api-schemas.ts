@@ -83,6 +83,29 @@ export const NewInvite = Type.Object(
   },
   { additionalProperties: false },
 )
+export const NewPop = Type.Object(
+  {
+    id: Type.String({ pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' }),
+    cert_pem: Type.String({
+      minLength: 1,
+      maxLength: 20000,
+      description: 'From `clavitor ca issue-pop`.',
+    }),
+    allowlist: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+      minItems: 1,
+      maxItems: 64,
+    }),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+)
+export const EnrolledPop = Type.Object({
+  pop: Row,
+  rsync: Type.Object({
+    user: Type.String(),
+    password: Type.String({ description: "The POP's rsync daemon password: shown once." }),
+  }),
+})
 export const Me = Type.Object({
   humanId: Type.String(),
   name: Type.String(),
@@ -302,6 +325,34 @@ export const ADMIN_API_ROUTES = [
     summary: 'POPs and their sync state (installation admins only)',
     status: 200,
     response: Type.Array(Row),
+  }),
+  r({
+    method: 'POST',
+    url: '/pops',
+    operationId: 'adminEnrolPop',
+    summary:
+      'Enrol a POP from its certificate, as `clavitor core pop add` (installation admins only)',
+    body: NewPop,
+    status: 201,
+    response: EnrolledPop,
+  }),
+  r({
+    method: 'POST',
+    url: '/pops/:id/remove',
+    operationId: 'adminRemovePop',
+    summary: 'Stop trusting a POP: registry, tokens, rsync password (installation admins only)',
+    params: IdParams,
+    status: 200,
+    response: Row,
+  }),
+  r({
+    method: 'POST',
+    url: '/pops/:id/revoke',
+    operationId: 'adminRevokePop',
+    summary: "Revoke a POP's certificates and rewrite the CRL (installation admins only)",
+    params: IdParams,
+    status: 200,
+    response: Row,
   }),
   r({
     method: 'GET',

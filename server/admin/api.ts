@@ -120,6 +120,23 @@ export default async function adminApiRoutes(
       })
     },
     adminPops: (d) => d.pops(),
+    adminEnrolPop: (d, req) => {
+      const b = body(req)
+      return d.enrolPop({
+        id: str(b.id),
+        certPem: str(b.cert_pem),
+        allowlist: (b.allowlist as string[]) ?? [],
+        ...(str(b.name) ? { name: str(b.name) } : {}),
+      })
+    },
+    adminRemovePop: (d, req) => {
+      d.removePop(id(req))
+      return { id: id(req), removed: true }
+    },
+    adminRevokePop: async (d, req) => ({
+      id: id(req),
+      revoked: await d.revokePopCertificates(id(req)),
+    }),
     adminAdmins: (d) => d.admins(),
     adminInvite: (d, req) => {
       const b = body(req)
@@ -128,6 +145,11 @@ export default async function adminApiRoutes(
     },
   }
 
+  // the table and the handlers name the same operations, both ways
+  const routed = new Set<string>(ADMIN_API_ROUTES.map((r) => r.operationId))
+  const unrouted = Object.keys(handlers).filter((k) => !routed.has(k))
+  if (unrouted.length)
+    throw new Error(`admin API: handlers without a route: ${unrouted.join(', ')}`)
   for (const route of ADMIN_API_ROUTES) {
     const handler = handlers[route.operationId]
     if (!handler) throw new Error(`admin API: no handler for ${route.operationId}`)

@@ -397,6 +397,35 @@ export default async function adminRoutes(
   })
 
   app.get('/pops', (req, reply) => page(reply, v.popsPage(ctx(req, reply), desk(req).pops())))
+  app.post('/pops', (req, reply) => {
+    const b = body(req)
+    const d = desk(req)
+    const r = d.enrolPop({
+      id: str(b.id).trim(),
+      certPem: str(b.cert),
+      allowlist: str(b.allow)
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+      ...(str(b.name).trim() ? { name: str(b.name).trim() } : {}),
+    })
+    return page(
+      reply,
+      v.popsPage(ctx(req, reply, { kind: 'ok', text: `POP ${r.pop.id} enrolled.` }), d.pops(), {
+        id: r.pop.id,
+        rsyncUser: r.rsync.user,
+        rsyncPassword: r.rsync.password,
+      }),
+    )
+  })
+  app.post('/pops/:id/remove', (req, reply) => {
+    desk(req).removePop(param(req, 'id'))
+    return reply.redirect('/admin/pops', 303)
+  })
+  app.post('/pops/:id/revoke', async (req, reply) => {
+    await desk(req).revokePopCertificates(param(req, 'id'))
+    return reply.redirect('/admin/pops', 303)
+  })
 
   app.get('/events', (req, reply) => {
     const q = req.query as Record<string, unknown>

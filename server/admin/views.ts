@@ -267,8 +267,73 @@ function popTable(pops: PopStateRow[]): SafeHtml {
   )
 }
 
-export function popsPage(ctx: PageCtx, pops: PopStateRow[]): string {
-  return layout(ctx, 'POPs', popTable(pops))
+export function popsPage(
+  ctx: PageCtx,
+  pops: PopStateRow[],
+  enrolled?: { id: string; rsyncUser: string; rsyncPassword: string },
+): string {
+  const change = can(ctx.session.role, 'change')
+  const act = (id: string, path: string, label: string) =>
+    html`<form method="post" action="/admin/pops/${id}/${path}" class="row-action">
+      <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+      <button type="submit" class="danger">${label}</button>
+    </form>`
+  return layout(
+    ctx,
+    'POPs',
+    html`${
+      enrolled
+        ? html`<div class="invite">
+            <p>
+              POP <b>${enrolled.id}</b> enrolled. Its rsync daemon account (shown once; put the
+              password in the POP's <code>rsync.password</code> file):
+            </p>
+            <p>
+              <code id="rsync-user">${enrolled.rsyncUser}</code>
+              <code id="rsync-password">${enrolled.rsyncPassword}</code>
+            </p>
+          </div>`
+        : ''
+    }
+    ${popTable(pops)}
+    ${
+      change
+        ? html`<h2>Stop trusting a POP</h2>
+            <p class="muted">
+              Remove ends its registry entry, refresh tokens and rsync password at once; revoke also
+              puts its certificates on the CRL.
+            </p>
+            ${table(
+              [
+                ['POP', (r) => r.id],
+                [
+                  '',
+                  (r) =>
+                    r.removed_at
+                      ? 'removed'
+                      : html`${act(String(r.id), 'remove', 'Remove')}
+                        ${act(String(r.id), 'revoke', 'Revoke certificates')}`,
+                ],
+              ],
+              pops as unknown as Array<Record<string, unknown>>,
+            )}
+            <form method="post" action="/admin/pops" class="inline-form" id="enrol-pop">
+              <h2>Enrol a POP</h2>
+              <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+              <label>Id <input name="id" required pattern="[a-z0-9-]{1,63}" /></label>
+              <label>Name <input name="name" maxlength="200" /></label>
+              <label
+                >Allowed addresses (CIDR, comma-separated) <input name="allow" required
+              /></label>
+              <label
+                >Certificate (PEM, from <code>clavitor ca issue-pop</code>)
+                <textarea name="cert" required rows="6"></textarea>
+              </label>
+              <button type="submit">Enrol</button>
+            </form>`
+        : ''
+    }`,
+  )
 }
 
 const levelName = (level: unknown) =>

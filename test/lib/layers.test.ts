@@ -13,7 +13,7 @@ const ALLOWED: Record<string, string[]> = {
   'core-sync': ['audit', 'auth', 'clock', 'db', 'errors', 'store'],
   'pop-sync': ['audit', 'clock', 'core-sync', 'db', 'errors', 'log', 'store'],
   credentials: ['audit', 'billing', 'clock', 'db', 'errors', 'store'],
-  admin: ['audit', 'billing', 'clock', 'credentials', 'db', 'errors', 'store'],
+  admin: ['audit', 'auth', 'billing', 'clock', 'core-sync', 'credentials', 'db', 'errors', 'store'],
 }
 
 const root = new URL('../../', import.meta.url)

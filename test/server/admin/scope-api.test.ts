@@ -129,6 +129,9 @@ t.test('an MSP admin through every API route: B is out of reach, A works', async
     ['POST', `/vault-keys/${s.keyB1}/revoke`, {}],
     ['POST', '/discounts', { msp_id: IDS.mspA, description: 'more', percentage: '50' }],
     ['GET', '/pops'],
+    ['POST', '/pops', { id: 'pop-x', cert_pem: 'x', allowlist: ['10.0.0.1'] }],
+    ['POST', '/pops/pop-x/remove', {}],
+    ['POST', '/pops/pop-x/revoke', {}],
     ['POST', '/admins/invites', { role: 'viewer', scope: IDS.mspB }],
     ['POST', '/admins/invites', { role: 'viewer', scope: null }],
   ]

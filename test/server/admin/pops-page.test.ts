@@ -1,0 +1,104 @@
+// The POPs page acts: enrol a POP from its certificate (the same library call as
+// `clavitor core pop add`, the rsync password shown once), revoke its certificates (CRL),
+// remove it. Installation admins only: an MSP's owner and a viewer are refused.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { initCa, listCerts } from '../../../lib/auth/ca.js'
+import { listPops } from '../../../lib/auth/pops.js'
+import { openCore, type Core } from '../../../lib/core.js'
+import { buildCoreApp } from '../../../server/app.js'
+import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
+import { makePop } from '../../fixtures/pki.js'
+import { IDS, seedTwoMsps } from '../../fixtures/scoped.js'
+
+process.env.CLAVITOR_PROTECTION = 'off'
+
+t.test('enrol, revoke, remove a POP from the page; refused outside the installation', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'clavitor-pops-page-'))
+  const dir = join(root, 'core')
+  const core: Core = await openCore({ dataDir: dir })
+  const app = await buildCoreApp({ core, admin: { secret: 'x'.repeat(43), onSetupUrl: () => {} } })
+  t.teardown(async () => {
+    await app.close()
+    await core.close()
+    spawnSync('chattr', ['-R', '-i', '-a', root])
+    rmSync(root, { recursive: true, force: true })
+  })
+  seedTwoMsps(core)
+  await initCa(dir)
+  const pop = await makePop(dir, root, 'pop-ams')
+  const post = async (cookie: string, url: string, payload: Record<string, string>) => {
+    const c = await csrfFor(app, cookie, '/admin/tokens')
+    return app.inject({
+      method: 'POST',
+      url,
+      headers: { cookie: c.cookie },
+      payload: { _csrf: c.token, ...payload },
+    })
+  }
+  const form = {
+    id: 'pop-ams',
+    name: 'Amsterdam',
+    allow: '10.1.0.0/16, 10.2.0.1',
+    cert: pop.certPem,
+  }
+
+  // refused: an MSP's owner (scope), a viewer (role)
+  const msp = seedAdmin(core.db, 'owner', 'Mo', IDS.mspA)
+  const res1 = await post(msp.cookie, '/admin/pops', form)
+  t.equal(res1.statusCode, 403)
+  t.match(res1.body, /installation-wide admins only/)
+  const viewer = seedAdmin(core.db, 'viewer', 'Vic')
+  t.equal((await post(viewer.cookie, '/admin/pops', form)).statusCode, 403)
+  t.same(listPops(core.db), [], 'nothing enrolled')
+
+  // the owner enrols it: the rsync password once
+  const owner = seedAdmin(core.db, 'owner', 'Ada')
+  const page = await app.inject({
+    method: 'GET',
+    url: '/admin/pops',
+    headers: { cookie: owner.cookie },
+  })
+  t.match(page.body, /id="enrol-pop"/)
+  const enrolled = await post(owner.cookie, '/admin/pops', form)
+  t.equal(enrolled.statusCode, 200)
+  t.match(enrolled.body, /id="rsync-password">[A-Za-z0-9_-]{20,}</)
+  t.match(listPops(core.db), [
+    {
+      id: 'pop-ams',
+      name: 'Amsterdam',
+      allowlist: ['10.1.0.0/16', '10.2.0.1'],
+      certFingerprint: pop.fingerprint,
+    },
+  ])
+  const again = await app.inject({
+    method: 'GET',
+    url: '/admin/pops',
+    headers: { cookie: owner.cookie },
+  })
+  t.notMatch(again.body, /id="rsync-password"/, 'shown once')
+
+  // a bad certificate: refused with the library's message, nothing enrolled
+  const bad = await post(owner.cookie, '/admin/pops', {
+    ...form,
+    id: 'pop-bad',
+    cert: 'not a cert',
+  })
+  t.equal(bad.statusCode, 400)
+  t.equal(listPops(core.db).length, 1)
+
+  // revoke its certificates, then remove it
+  t.equal((await post(owner.cookie, '/admin/pops/pop-ams/revoke', {})).statusCode, 303)
+  t.match(
+    listCerts(dir).find((c) => c.subject === '/CN=pop-ams'),
+    { status: 'revoked' },
+    'on the CRL',
+  )
+  t.equal((await post(msp.cookie, '/admin/pops/pop-ams/remove', {})).statusCode, 403)
+  t.equal((await post(owner.cookie, '/admin/pops/pop-ams/remove', {})).statusCode, 303)
+  t.same(listPops(core.db), [], 'no longer trusted')
+  t.match(listPops(core.db, { includeRemoved: true }), [{ id: 'pop-ams' }])
+})
