@@ -88,10 +88,16 @@ export interface VaultView {
   status: VaultStatus
 }
 
-/** Paging of a list (lib/admin/read.ts pageArgs parses it from a query). */
+/** Paging of a list (lib/admin/read.ts pageArgs parses it from a query), and its filters. */
 export interface PageArgs {
   limit: number
   offset: number
+  /** Only rows with this status. */
+  status?: string
+  /** Only rows of this customer. */
+  customer?: string
+  /** Only subscriptions carrying this discount. */
+  discount?: string
 }
 
 export class AdminDesk {
@@ -157,6 +163,20 @@ export class AdminDesk {
     return node ? [node] : []
   }
 
+  /** Customers within the scope whose name, email or id contains `q` (at most 100). */
+  searchCustomers(q: string): PublicRow[] {
+    const needle = q.trim().toLowerCase()
+    if (!needle) return []
+    const out: PublicRow[] = []
+    const stack = [...this.customerTree()]
+    for (let n = stack.pop(); n && out.length < 100; n = stack.pop()) {
+      const hay = `${n.name ?? ''} ${n.email ?? ''} ${n.id}`.toLowerCase()
+      if (hay.includes(needle)) out.push(n as unknown as PublicRow)
+      stack.push(...n.children)
+    }
+    return out
+  }
+
   customer(id: string): CustomerView {
     const customer = this.deps.billing.get('customers', id)
     this.reach('customer.read', { customer: id })
@@ -185,6 +205,16 @@ export class AdminDesk {
 
   subscriptions(p: PageArgs): Page<Record<string, unknown>> {
     return listSubscriptions(this.db, { ...p, scope: this.actor.scope })
+  }
+
+  /** One transaction with its adjustments. */
+  transaction(id: string): { transaction: PublicRow; adjustments: PublicRow[] } {
+    const transaction = this.deps.billing.get('transactions', id)
+    this.reach('transaction.read', { customer: this.customerOf('transactions', id) })
+    const adjustments = this.deps.billing
+      .list('adjustments', { customer_id: String(transaction.customer_id), limit: 500 })
+      .filter((a) => a.transaction_id === id)
+    return { transaction, adjustments }
   }
 
   subscription(id: string): SubscriptionView {
@@ -252,6 +282,97 @@ export class AdminDesk {
   /** The currency of a price (what a subscription on it is billed in); CLA_ERR_NOT_FOUND if none. */
   priceCurrency(priceId: string): string {
     return String(this.deps.billing.get('prices', priceId).currency_code)
+  }
+
+  /** Archives a customer (status archived, dual write); its rows stay. */
+  async archiveCustomer(id: string): Promise<PublicRow> {
+    this.reach('customer.archive', { customer: id })
+    return this.deps.admin.performAsync(
+      this.actor,
+      'customer.archive',
+      'change',
+      this.facts,
+      { id },
+      () =>
+        this.deps.billing.update(
+          'customers',
+          id,
+          { status: 'archived' },
+          { actor: this.actor.humanId },
+        ),
+    )
+  }
+
+  /** Changes a discount's description or amount, or archives it: installation admins only. */
+  async updateDiscount(
+    id: string,
+    patch: { description?: string; amount?: string; status?: 'archived' | 'active' },
+  ): Promise<PublicRow> {
+    const action = patch.status === 'archived' ? 'discount.archive' : 'discount.update'
+    this.reach(action, 'installation', { id })
+    const clean = Object.fromEntries(
+      Object.entries(patch).filter(([, v]) => typeof v === 'string' && v.trim() !== ''),
+    )
+    return this.deps.admin.performAsync(
+      this.actor,
+      action,
+      'change',
+      this.facts,
+      { id, fields: Object.keys(clean) },
+      () => this.deps.billing.update('discounts', id, clean, { actor: this.actor.humanId }),
+    )
+  }
+
+  /**
+   * A refund or credit on a transaction within the scope (an adjustment, dual write): the
+   * whole transaction, or `amount` (minor units) of its first line item. Paddle approves
+   * refunds; revenue moves when it has.
+   */
+  async adjustTransaction(
+    id: string,
+    input: { action: 'refund' | 'credit'; reason: string; amount?: string },
+  ): Promise<PublicRow> {
+    const txn = this.deps.billing.get('transactions', id)
+    this.reach(
+      `transaction.${input.action}`,
+      { customer: this.customerOf('transactions', id) },
+      { id },
+    )
+    const amount = input.amount?.trim()
+    let items: Array<Record<string, unknown>> | undefined
+    if (amount) {
+      const raw =
+        typeof txn.raw === 'string' ? (JSON.parse(txn.raw) as Record<string, unknown>) : txn.raw
+      const lines = ((raw as { details?: { line_items?: Array<{ id?: string }> } } | null)?.details
+        ?.line_items ?? []) as Array<{ id?: string }>
+      const itemId = lines[0]?.id
+      if (!itemId)
+        throw claError(
+          'CLA_ERR_INVALID_INPUT',
+          `transaction ${id} has no line item from Paddle yet; a partial ${input.action} needs one`,
+          { details: { field: 'amount' } },
+        )
+      items = [{ item_id: itemId, type: 'partial', amount }]
+    }
+    return this.deps.admin.performAsync(
+      this.actor,
+      `transaction.${input.action}`,
+      'change',
+      this.facts,
+      { id, amount: amount ?? 'full' },
+      () =>
+        this.deps.billing.create(
+          'adjustments',
+          {
+            transaction_id: id,
+            action: input.action,
+            reason: input.reason,
+            type: items ? 'partial' : 'full',
+            ...(items ? { items } : {}),
+          },
+          { actor: this.actor.humanId },
+        ),
+    )
   }
 
   /** Changes a customer's name or email (dual write). */

@@ -16,6 +16,7 @@ export interface Page<T> {
 
 export const PAGE_SIZE = 50
 
+/** Paging from a query: limit 1-500 (default PAGE_SIZE), offset from 0; junk is the default. */
 export function pageArgs(limit: unknown, offset: unknown): { limit: number; offset: number } {
   const l = Number.parseInt(String(limit ?? ''), 10)
   const o = Number.parseInt(String(offset ?? ''), 10)
@@ -154,15 +155,48 @@ export function popStates(db: Db): PopStateRow[] {
     .all() as PopStateRow[]
 }
 
-/** Paging and the scope every list takes. */
+/** Paging, the scope every list takes, and its optional filters. */
 export interface ListArgs {
   limit: number
   offset: number
   scope: Scope
+  /** Only rows with this status (subscriptions, transactions, discounts). */
+  status?: string
+  /** Only rows of this customer (not its subtree). */
+  customer?: string
+  /** Only subscriptions carrying this discount. */
+  discount?: string
+}
+
+/** The filters of a list as one WHERE condition, on top of the scope's. */
+function filtered(
+  w: { sql: string; args: unknown[] },
+  p: ListArgs,
+  cols: { status?: string; customer: string; discount?: string },
+): { sql: string; args: unknown[] } {
+  const sql = [w.sql]
+  const args = [...w.args]
+  if (p.status && cols.status) {
+    sql.push(`${cols.status} = ?`)
+    args.push(p.status)
+  }
+  if (p.customer) {
+    sql.push(`${cols.customer} = ?`)
+    args.push(p.customer)
+  }
+  if (p.discount && cols.discount) {
+    sql.push(`${cols.discount} = ?`)
+    args.push(p.discount)
+  }
+  return { sql: sql.join(' AND '), args }
 }
 
 export function listSubscriptions(db: Db, p: ListArgs) {
-  const w = scopeWhere('s.customer_id', p.scope)
+  const w = filtered(scopeWhere('s.customer_id', p.scope), p, {
+    status: 's.status',
+    customer: 's.customer_id',
+    discount: 's.discount_id',
+  })
   return paged<Record<string, unknown>>(
     db,
     `SELECT s.id, s.paddle_id, s.customer_id, c.name AS customer_name, s.vault_l0, v.id AS vault_id, s.status, s.currency_code,
@@ -175,7 +209,10 @@ export function listSubscriptions(db: Db, p: ListArgs) {
 }
 
 export function listTransactions(db: Db, p: ListArgs) {
-  const w = scopeWhere('t.customer_id', p.scope)
+  const w = filtered(scopeWhere('t.customer_id', p.scope), p, {
+    status: 't.status',
+    customer: 't.customer_id',
+  })
   return paged<Record<string, unknown>>(
     db,
     `SELECT t.id, t.paddle_id, t.customer_id, c.name AS customer_name, t.subscription_id, t.status, t.currency_code,
@@ -188,7 +225,7 @@ export function listTransactions(db: Db, p: ListArgs) {
 }
 
 export function listVaults(db: Db, p: ListArgs) {
-  const w = scopeWhere('v.customer_id', p.scope)
+  const w = filtered(scopeWhere('v.customer_id', p.scope), p, { customer: 'v.customer_id' })
   return paged<Record<string, unknown>>(
     db,
     `SELECT v.id, v.name, v.customer_id, c.name AS customer_name, v.subscription_id, s.status AS subscription_status,
@@ -203,7 +240,10 @@ export function listVaults(db: Db, p: ListArgs) {
 
 /** Discounts; for a scoped admin, the margins of MSPs within the scope. */
 export function listDiscounts(db: Db, p: ListArgs) {
-  const w = scopeWhere('d.msp_id', p.scope)
+  const w = filtered(scopeWhere('d.msp_id', p.scope), p, {
+    status: 'd.status',
+    customer: 'd.msp_id',
+  })
   return paged<Record<string, unknown>>(
     db,
     `SELECT d.id, d.paddle_id, d.msp_id, c.name AS msp_name, d.description, d.type, d.amount, d.currency_code, d.status,

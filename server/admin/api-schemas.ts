@@ -20,6 +20,50 @@ export const PageQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, description: 'Default 50.' })),
     offset: Type.Optional(Type.Integer({ minimum: 0 })),
+    status: Type.Optional(
+      Type.String({ maxLength: 40, description: 'Only rows with this status.' }),
+    ),
+    customer: Type.Optional(
+      Type.String({ maxLength: 200, description: 'Only rows of this customer.' }),
+    ),
+    discount: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: 'Subscriptions: only those carrying this discount.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export const SearchQuery = Type.Object(
+  { q: Type.Optional(Type.String({ maxLength: 200, description: 'Name, email or id contains.' })) },
+  { additionalProperties: false },
+)
+export const CustomerPatch = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    email: Type.Optional(Type.String({ minLength: 3, maxLength: 320 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+export const MoveTo = Type.Object({ parent_id: Id }, { additionalProperties: false })
+export const DiscountPatch = Type.Object(
+  {
+    description: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
+    amount: Type.Optional(Type.String({ pattern: '^[0-9]+(\\.[0-9]{1,2})?$' })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+export const NewAdjustment = Type.Object(
+  {
+    action: Type.Union([Type.Literal('refund'), Type.Literal('credit')]),
+    reason: Type.String({ minLength: 1, maxLength: 1000 }),
+    amount: Type.Optional(
+      Type.String({
+        pattern: '^[0-9]+$',
+        description: 'Minor units of the first line item; absent: the whole transaction.',
+      }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -176,6 +220,7 @@ export const ADMIN_API_ROUTES = [
     method: 'GET',
     url: '/customers',
     operationId: 'adminCustomerTree',
+    query: SearchQuery,
     summary: 'The customer tree you reach',
     status: 200,
     response: Type.Array(Row),
@@ -198,6 +243,35 @@ export const ADMIN_API_ROUTES = [
     status: 201,
     response: Row,
     errors: ['CLA_ERR_BILLING_CONFLICT'],
+  }),
+  r({
+    method: 'POST',
+    url: '/customers/:id',
+    operationId: 'adminUpdateCustomer',
+    summary: "Change a customer's name or email (dual write)",
+    params: IdParams,
+    body: CustomerPatch,
+    status: 200,
+    response: Row,
+  }),
+  r({
+    method: 'POST',
+    url: '/customers/:id/move',
+    operationId: 'adminMoveCustomer',
+    summary: 'Move a customer under another parent of the same level (both within your scope)',
+    params: IdParams,
+    body: MoveTo,
+    status: 200,
+    response: Row,
+  }),
+  r({
+    method: 'POST',
+    url: '/customers/:id/archive',
+    operationId: 'adminArchiveCustomer',
+    summary: 'Archive a customer (dual write)',
+    params: IdParams,
+    status: 200,
+    response: Row,
   }),
   r({
     method: 'GET',
@@ -253,6 +327,25 @@ export const ADMIN_API_ROUTES = [
     query: PageQuery,
     status: 200,
     response: Paged(Row),
+  }),
+  r({
+    method: 'GET',
+    url: '/transactions/:id',
+    operationId: 'adminTransaction',
+    summary: 'One transaction with its adjustments',
+    params: IdParams,
+    status: 200,
+    response: Row,
+  }),
+  r({
+    method: 'POST',
+    url: '/transactions/:id/adjustments',
+    operationId: 'adminAdjustTransaction',
+    summary: 'A refund or credit (an adjustment, dual write)',
+    params: IdParams,
+    body: NewAdjustment,
+    status: 201,
+    response: Row,
   }),
   r({
     method: 'GET',
@@ -316,6 +409,25 @@ export const ADMIN_API_ROUTES = [
     summary: "Set an MSP's margin (installation admins only)",
     body: NewMargin,
     status: 201,
+    response: Row,
+  }),
+  r({
+    method: 'POST',
+    url: '/discounts/:id',
+    operationId: 'adminUpdateDiscount',
+    summary: "Change a discount's description or amount (installation admins only)",
+    params: IdParams,
+    body: DiscountPatch,
+    status: 200,
+    response: Row,
+  }),
+  r({
+    method: 'POST',
+    url: '/discounts/:id/archive',
+    operationId: 'adminArchiveDiscount',
+    summary: 'Archive a discount (installation admins only)',
+    params: IdParams,
+    status: 200,
     response: Row,
   }),
   r({

@@ -70,7 +70,12 @@ export default async function adminApiRoutes(
 
   const page = (req: FastifyRequest) => {
     const q = (req.query ?? {}) as Record<string, unknown>
-    return pageArgs(q.limit, q.offset)
+    const f = Object.fromEntries(
+      (['status', 'customer', 'discount'] as const)
+        .filter((k) => typeof q[k] === 'string' && q[k] !== '')
+        .map((k) => [k, q[k] as string]),
+    )
+    return { ...pageArgs(q.limit, q.offset), ...f }
   }
   const id = (req: FastifyRequest) => String((req.params as { id: string }).id)
   const body = (req: FastifyRequest) => (req.body ?? {}) as Record<string, unknown>
@@ -82,7 +87,36 @@ export default async function adminApiRoutes(
       return { humanId, name, role, scope }
     },
     adminDashboard: (d) => d.dashboard(),
-    adminCustomerTree: (d) => d.customerTree(),
+    adminCustomerTree: (d, req) => {
+      const q = str((req.query as Record<string, unknown> | undefined)?.q)
+      return q.trim() ? d.searchCustomers(q) : d.customerTree()
+    },
+    adminUpdateCustomer: (d, req) => {
+      const b = body(req)
+      return d.updateCustomer(id(req), {
+        ...(b.name !== undefined ? { name: str(b.name) } : {}),
+        ...(b.email !== undefined ? { email: str(b.email) } : {}),
+      })
+    },
+    adminMoveCustomer: (d, req) => d.moveCustomer(id(req), str(body(req).parent_id)),
+    adminArchiveCustomer: (d, req) => d.archiveCustomer(id(req)),
+    adminTransaction: (d, req) => d.transaction(id(req)),
+    adminAdjustTransaction: (d, req) => {
+      const b = body(req)
+      return d.adjustTransaction(id(req), {
+        action: b.action === 'credit' ? 'credit' : 'refund',
+        reason: str(b.reason),
+        ...(b.amount !== undefined ? { amount: str(b.amount) } : {}),
+      })
+    },
+    adminUpdateDiscount: (d, req) => {
+      const b = body(req)
+      return d.updateDiscount(id(req), {
+        ...(b.description !== undefined ? { description: str(b.description) } : {}),
+        ...(b.amount !== undefined ? { amount: str(b.amount) } : {}),
+      })
+    },
+    adminArchiveDiscount: (d, req) => d.updateDiscount(id(req), { status: 'archived' }),
     adminCustomer: (d, req) => d.customer(id(req)),
     adminCreateCustomer: (d, req) => {
       const b = body(req)

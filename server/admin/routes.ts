@@ -14,7 +14,7 @@ import fastifyHelmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AdminSession, RequestFacts } from '../../lib/admin/admin.js'
-import { AdminDesk } from '../../lib/admin/desk.js'
+import { AdminDesk, type PageArgs } from '../../lib/admin/desk.js'
 import { pageArgs } from '../../lib/admin/read.js'
 import { parseRole } from '../../lib/admin/roles.js'
 import { loadOrCreateSecret } from '../../lib/admin/secrets.js'
@@ -281,9 +281,23 @@ export default async function adminRoutes(
 
   app.get('/', (req, reply) => page(reply, v.dashboardPage(ctx(req, reply), desk(req).dashboard())))
 
-  app.get('/customers', (req, reply) =>
-    page(reply, v.customersPage(ctx(req, reply), desk(req).customerTree())),
-  )
+  app.get('/customers', (req, reply) => {
+    const q = str((req.query as Record<string, unknown>).q).slice(0, 200)
+    const d = desk(req)
+    return page(
+      reply,
+      v.customersPage(
+        ctx(req, reply),
+        d.customerTree(),
+        q.trim() ? { q, hits: d.searchCustomers(q) } : undefined,
+      ),
+    )
+  })
+  app.post('/customers/:id/archive', async (req, reply) => {
+    const id = param(req, 'id')
+    await desk(req).archiveCustomer(id)
+    return reply.redirect(`/admin/customers/${encodeURIComponent(id)}`, 303)
+  })
   app.get('/customers/:id', (req, reply) =>
     page(reply, v.customerPage(ctx(req, reply), desk(req).customer(param(req, 'id')))),
   )
@@ -319,19 +333,55 @@ export default async function adminRoutes(
     return reply.redirect(`/admin/customers/${encodeURIComponent(mspId)}`, 303)
   })
 
-  /** A paged list page: ?limit=&offset= parsed once, rendered by `render`. */
+  /** A paged list page: ?limit=&offset= and the filters parsed once, rendered by `render`. */
   const listPage = (
     path: string,
-    render: (c: v.PageCtx, d: AdminDesk, args: ReturnType<typeof pageArgs>) => string,
+    render: (c: v.PageCtx, d: AdminDesk, args: PageArgs, f: v.ListFilter) => string,
   ) =>
     app.get(path, (req, reply) => {
       const q = req.query as Record<string, unknown>
-      return page(reply, render(ctx(req, reply), desk(req), pageArgs(q.limit, q.offset)))
+      const f: v.ListFilter = {}
+      for (const k of ['status', 'customer', 'discount'] as const) {
+        const val = str(q[k]).trim().slice(0, 200)
+        if (val) f[k] = val
+      }
+      return page(
+        reply,
+        render(ctx(req, reply), desk(req), { ...pageArgs(q.limit, q.offset), ...f }, f),
+      )
     })
-  listPage('/subscriptions', (c, d, a) => v.subscriptionsPage(c, d.subscriptions(a)))
-  listPage('/transactions', (c, d, a) => v.transactionsPage(c, d.transactions(a)))
-  listPage('/vaults', (c, d, a) => v.vaultsPage(c, d.vaults(a)))
-  listPage('/discounts', (c, d, a) => v.discountsPage(c, d.discounts(a)))
+  listPage('/subscriptions', (c, d, a, f) => v.subscriptionsPage(c, d.subscriptions(a), f))
+  listPage('/transactions', (c, d, a, f) => v.transactionsPage(c, d.transactions(a), f))
+  listPage('/vaults', (c, d, a, f) => v.vaultsPage(c, d.vaults(a), f))
+  listPage('/discounts', (c, d, a, f) => v.discountsPage(c, d.discounts(a), f))
+
+  app.post('/discounts/:id/edit', async (req, reply) => {
+    const b = body(req)
+    await desk(req).updateDiscount(param(req, 'id'), {
+      description: str(b.description),
+      amount: str(b.amount),
+    })
+    return reply.redirect('/admin/discounts', 303)
+  })
+  app.post('/discounts/:id/archive', async (req, reply) => {
+    await desk(req).updateDiscount(param(req, 'id'), { status: 'archived' })
+    return reply.redirect('/admin/discounts', 303)
+  })
+
+  app.get('/transactions/:id', (req, reply) =>
+    page(reply, v.transactionPage(ctx(req, reply), desk(req).transaction(param(req, 'id')))),
+  )
+  app.post('/transactions/:id/adjustments', async (req, reply) => {
+    const b = body(req)
+    const id = param(req, 'id')
+    await desk(req).adjustTransaction(id, {
+      action: str(b.action) === 'credit' ? 'credit' : 'refund',
+      reason: str(b.reason),
+      amount: str(b.amount),
+    })
+    return reply.redirect(`/admin/transactions/${encodeURIComponent(id)}`, 303)
+  })
+
   app.get('/subscriptions/:id', (req, reply) =>
     page(reply, v.subscriptionPage(ctx(req, reply), desk(req).subscription(param(req, 'id')))),
   )

@@ -125,6 +125,38 @@ export function syncBadge(r: {
   return html`<span class="badge synced">synced</span>`
 }
 
+/** The filters a list page was asked with (kept by its pager and shown in its form). */
+export interface ListFilter {
+  status?: string
+  customer?: string
+  discount?: string
+}
+
+function filterParams(f: ListFilter): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(f).filter(([, v]) => typeof v === 'string' && v),
+  ) as Record<string, string>
+}
+
+/** A GET form filtering a list by status (when the list has one) and customer id. */
+function filterForm(path: string, f: ListFilter, statuses?: readonly string[]): SafeHtml {
+  return html`<form method="get" action="${path}" class="inline-form filters" id="filters">
+    ${
+      statuses
+        ? html`<label
+            >Status
+            <select name="status">
+              <option value="">any</option>
+              ${statuses.map((st) => html`<option value="${st}" ${st === f.status ? 'selected' : ''}>${st}</option>`)}
+            </select></label
+          >`
+        : ''
+    }
+    <label>Customer id <input name="customer" value="${f.customer ?? ''}" maxlength="200" /></label>
+    <button type="submit">Filter</button>
+  </form>`
+}
+
 function pager(path: string, page: Page<unknown>, extra: Record<string, string> = {}): SafeHtml {
   const q = (offset: number) => {
     const sp = new URLSearchParams({ ...extra, limit: String(page.limit), offset: String(offset) })
@@ -378,12 +410,39 @@ function customerForm(ctx: PageCtx, parent: { id: string; level: 1 | 2 } | null)
   </form>`
 }
 
-export function customersPage(ctx: PageCtx, tree: CustomerNode[]): string {
+export function customersPage(
+  ctx: PageCtx,
+  tree: CustomerNode[],
+  search?: { q: string; hits: PublicRow[] },
+): string {
   return layout(
     ctx,
     'Customers',
-    html`${tree.length ? treeList(tree) : html`<p class="muted">No customers yet.</p>`}
-    ${can(ctx.session.role, 'change') && ctx.session.scope === null ? customerForm(ctx, null) : ''}`,
+    html`<form method="get" action="/admin/customers" class="inline-form filters" id="search">
+        <label
+          >Search
+          <input
+            name="q"
+            value="${search?.q ?? ''}"
+            maxlength="200"
+            placeholder="name, email or id"
+        /></label>
+        <button type="submit">Search</button>
+      </form>
+      ${
+        search
+          ? html`<h2>Matches</h2>
+              ${
+                search.hits.length
+                  ? html`<ul id="search-hits">
+                      ${search.hits.map((h) => html`<li><a href="/admin/customers/${h.id}">${h.name ?? h.email}</a> <span class="kind">${levelName(h.level)}</span> <code>${h.id}</code></li>`)}
+                    </ul>`
+                  : html`<p class="muted">No customer matches.</p>`
+              }`
+          : ''
+      }
+      ${tree.length ? treeList(tree) : html`<p class="muted">No customers yet.</p>`}
+      ${can(ctx.session.role, 'change') && ctx.session.scope === null ? customerForm(ctx, null) : ''}`,
   )
 }
 
@@ -762,11 +821,15 @@ export function vaultPage(
   )
 }
 
-export function subscriptionsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+export function subscriptionsPage(
+  ctx: PageCtx,
+  page: Page<Record<string, unknown>>,
+  filter: ListFilter = {},
+): string {
   return layout(
     ctx,
     'Subscriptions',
-    html`${table(
+    html`${filterForm('/admin/subscriptions', filter, ['active', 'trialing', 'past_due', 'paused', 'canceled'])}${table(
       [
         [
           'Id',
@@ -787,17 +850,21 @@ export function subscriptionsPage(ctx: PageCtx, page: Page<Record<string, unknow
         ['Paddle', (r) => syncBadge(r)],
       ],
       page.rows,
-    )}${pager('/admin/subscriptions', page)}`,
+    )}${pager('/admin/subscriptions', page, filterParams(filter))}`,
   )
 }
 
-export function transactionsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+export function transactionsPage(
+  ctx: PageCtx,
+  page: Page<Record<string, unknown>>,
+  filter: ListFilter = {},
+): string {
   return layout(
     ctx,
     'Transactions',
-    html`${table(
+    html`${filterForm('/admin/transactions', filter, ['draft', 'ready', 'billed', 'paid', 'completed', 'canceled', 'past_due'])}${table(
       [
-        ['Id', (r) => html`<code>${r.id}</code>`],
+        ['Id', (r) => html`<a href="/admin/transactions/${String(r.id)}"><code>${r.id}</code></a>`],
         ['Customer', (r) => r.customer_name ?? r.customer_id ?? ''],
         ['Subscription', (r) => r.subscription_id ?? ''],
         ['Status', (r) => r.status],
@@ -809,15 +876,19 @@ export function transactionsPage(ctx: PageCtx, page: Page<Record<string, unknown
         ['Paddle', (r) => syncBadge(r)],
       ],
       page.rows,
-    )}${pager('/admin/transactions', page)}`,
+    )}${pager('/admin/transactions', page, filterParams(filter))}`,
   )
 }
 
-export function vaultsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+export function vaultsPage(
+  ctx: PageCtx,
+  page: Page<Record<string, unknown>>,
+  filter: ListFilter = {},
+): string {
   return layout(
     ctx,
     'Vaults',
-    html`${table(
+    html`${filterForm('/admin/vaults', filter)}${table(
       [
         ['Id', (r) => html`<a href="/admin/vaults/${String(r.id)}"><code>${r.id}</code></a>`],
         ['Name', (r) => r.name],
@@ -832,15 +903,19 @@ export function vaultsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): s
         ['Created', (r) => fmtTime(r.created_at as number)],
       ],
       page.rows,
-    )}${pager('/admin/vaults', page)}`,
+    )}${pager('/admin/vaults', page, filterParams(filter))}`,
   )
 }
 
-export function discountsPage(ctx: PageCtx, page: Page<Record<string, unknown>>): string {
+export function discountsPage(
+  ctx: PageCtx,
+  page: Page<Record<string, unknown>>,
+  filter: ListFilter = {},
+): string {
   return layout(
     ctx,
     'Discounts (MSP margins)',
-    html`${table(
+    html`${filterForm('/admin/discounts', filter, ['active', 'archived'])}${table(
       [
         ['Id', (r) => html`<code>${r.id}</code>`],
         [
@@ -857,12 +932,54 @@ export function discountsPage(ctx: PageCtx, page: Page<Record<string, unknown>>)
           (r) =>
             r.type === 'percentage' ? `${r.amount} %` : `${r.amount} ${r.currency_code ?? ''}`,
         ],
-        ['Subscriptions', (r) => r.subscriptions],
+        [
+          'Subscriptions',
+          (r) =>
+            html`<a
+              href="/admin/subscriptions?${new URLSearchParams({ discount: String(r.id) }).toString()}"
+              >${r.subscriptions}</a
+            >`,
+        ],
         ['Status', (r) => r.status],
         ['Paddle', (r) => syncBadge(r)],
+        ...(can(ctx.session.role, 'change') && ctx.session.scope === null
+          ? ([
+              [
+                '',
+                (r) =>
+                  html`<form
+                      method="post"
+                      action="/admin/discounts/${String(r.id)}/edit"
+                      class="row-action"
+                    >
+                      <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                      <input
+                        name="description"
+                        value="${r.description}"
+                        maxlength="500"
+                        aria-label="Description"
+                      />
+                      <input name="amount" value="${r.amount}" size="6" aria-label="Amount" />
+                      <button type="submit">Save</button>
+                    </form>
+                    ${
+                      r.status === 'archived'
+                        ? ''
+                        : html`<form
+                            method="post"
+                            action="/admin/discounts/${String(r.id)}/archive"
+                            class="row-action"
+                          >
+                            <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+                            <button type="submit" class="danger">Archive</button>
+                          </form>`
+                    }`,
+              ],
+            ] as Array<[string, (r: Record<string, unknown>) => unknown]>)
+          : []),
       ],
       page.rows,
-    )}${pager('/admin/discounts', page)}`,
+    )}${pager('/admin/discounts', page, filterParams(filter))}`,
   )
 }
 
@@ -1109,5 +1226,74 @@ export function tokensPage(ctx: PageCtx, tokens: ApiTokenInfo[], issued?: Issued
         <label>Name (what it is for) <input name="name" required maxlength="64" /></label>
         <button type="submit">Create token</button>
       </form>`,
+  )
+}
+
+/** One transaction, its adjustments, and a refund or credit form. */
+export function transactionPage(
+  ctx: PageCtx,
+  v: { transaction: PublicRow; adjustments: PublicRow[] },
+): string {
+  const r = v.transaction
+  const cur = String(r.currency_code)
+  return layout(
+    ctx,
+    `Transaction ${String(r.id)}`,
+    html`<dl class="facts">
+        <dt>Customer</dt>
+        <dd><a href="/admin/customers/${String(r.customer_id)}">${r.customer_id}</a></dd>
+        <dt>Subscription</dt>
+        <dd>
+          ${r.subscription_id ? html`<a href="/admin/subscriptions/${String(r.subscription_id)}">${r.subscription_id}</a>` : 'none'}
+        </dd>
+        <dt>Status</dt>
+        <dd>${r.status}</dd>
+        <dt>Total</dt>
+        <dd>${r.grand_total ? money(String(r.grand_total), cur) : '—'}</dd>
+        <dt>Paddle</dt>
+        <dd><code>${r.paddle_id ?? '—'}</code> ${syncBadge(r)}</dd>
+      </dl>
+      <h2>Adjustments</h2>
+      ${
+        v.adjustments.length
+          ? table(
+              [
+                ['Id', (a) => html`<code>${a.id}</code>`],
+                ['Action', (a) => a.action],
+                ['Amount', (a) => (a.total ? money(String(a.total), cur) : '')],
+                ['Status', (a) => a.status],
+                ['Reason', (a) => a.reason],
+                ['Paddle', (a) => syncBadge(a)],
+              ],
+              v.adjustments as Array<Record<string, unknown>>,
+            )
+          : html`<p class="muted" id="no-adjustments">None.</p>`
+      }
+      ${
+        can(ctx.session.role, 'change')
+          ? html`<form
+              method="post"
+              action="/admin/transactions/${r.id}/adjustments"
+              class="inline-form"
+              id="adjust"
+            >
+              <h2>Refund or credit</h2>
+              <input type="hidden" name="_csrf" value="${ctx.csrf}" />
+              <label
+                >Action
+                <select name="action">
+                  <option value="refund">refund</option>
+                  <option value="credit">credit</option>
+                </select></label
+              >
+              <label
+                >Amount (minor units of ${cur}; empty: the whole transaction)
+                <input name="amount" pattern="[0-9]+"
+              /></label>
+              <label>Reason <input name="reason" required maxlength="1000" /></label>
+              <button type="submit">Create adjustment</button>
+            </form>`
+          : ''
+      }`,
   )
 }

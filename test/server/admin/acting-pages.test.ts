@@ -219,3 +219,126 @@ t.test('the owner moves a customer to another MSP: its tree follows the new marg
     'audited',
   )
 })
+
+t.test(
+  'refunds and credits, discounts edited and archived, archive, filters, search',
+  async (t) => {
+    const { core, s, other, post, get } = await setup(t)
+    const owner = seedAdmin(core.db, 'owner', 'Ada')
+    const txn = await core.billing.create('transactions', {
+      customer_id: s.customer.id,
+      address_id: s.address.id,
+      currency_code: 'EUR',
+      status: 'billed',
+      items: [{ price_id: s.price.id, quantity: 2 }],
+    })
+    const txnUrl = `/admin/transactions/${txn.id}`
+    t.match((await get(owner.cookie, txnUrl)).body, /id="no-adjustments"/)
+    const partial = await post(owner.cookie, `${txnUrl}/adjustments`, {
+      action: 'credit',
+      amount: '300',
+      reason: 'goodwill',
+    })
+    t.equal(partial.statusCode, 303)
+    const full = await post(owner.cookie, `${txnUrl}/adjustments`, {
+      action: 'refund',
+      reason: 'unused',
+    })
+    t.equal(full.statusCode, 303)
+    const adj = core.billing
+      .list('adjustments', { customer_id: String(s.customer.id) })
+      .filter((a) => a.transaction_id === txn.id)
+    t.equal(adj.length, 2)
+    t.ok(
+      adj.every((a) => a.state === 'synced' && String(a.paddle_id).startsWith('adj_')),
+      'made at Paddle',
+    )
+    t.match(
+      adj.find((a) => a.action === 'credit'),
+      { total: '300' },
+    )
+    const page = (await get(owner.cookie, txnUrl)).body
+    t.match(page, /goodwill/)
+    t.match(page, /unused/)
+    // another MSP's admin: the transaction is out of reach
+    const two = seedAdmin(core.db, 'owner', 'Tess', String(other.id))
+    t.equal((await get(two.cookie, txnUrl)).statusCode, 403)
+    t.equal(
+      (await post(two.cookie, `${txnUrl}/adjustments`, { action: 'refund', reason: 'x' }))
+        .statusCode,
+      403,
+    )
+
+    // a discount edited, then archived (dual write); an MSP admin may not
+    const d = String(s.discount.id)
+    t.equal(
+      (await post(two.cookie, `/admin/discounts/${d}/edit`, { description: 'x', amount: '90' }))
+        .statusCode,
+      403,
+    )
+    t.equal(
+      (
+        await post(owner.cookie, `/admin/discounts/${d}/edit`, {
+          description: 'MSP One margin 2027',
+          amount: '25',
+        })
+      ).statusCode,
+      303,
+    )
+    t.match(core.billing.get('discounts', d), {
+      description: 'MSP One margin 2027',
+      amount: '25',
+      state: 'synced',
+    })
+    t.equal((await post(owner.cookie, `/admin/discounts/${d}/archive`, {})).statusCode, 303)
+    t.match(core.billing.get('discounts', d), { status: 'archived', state: 'synced' })
+    t.match((await get(owner.cookie, '/admin/discounts?status=archived')).body, new RegExp(d))
+    t.notMatch(
+      (await get(owner.cookie, '/admin/discounts?status=active')).body,
+      new RegExp(`<code>${d}</code>`),
+    )
+
+    // filters: by customer and status, kept by the pager
+    const byCustomer = (await get(owner.cookie, `/admin/transactions?customer=${other.id}`)).body
+    t.notMatch(byCustomer, new RegExp(String(txn.id)), 'another customer: none')
+    t.match(
+      (await get(owner.cookie, `/admin/transactions?customer=${s.customer.id}&status=billed`)).body,
+      new RegExp(String(txn.id)),
+    )
+    await core.billing.create('transactions', {
+    customer_id: s.customer.id,
+    address_id: s.address.id,
+    currency_code: 'EUR',
+    status: 'billed',
+    items: [{ price_id: s.price.id, quantity: 1 }],
+  })
+  const paged = (await get(owner.cookie, `/admin/transactions?status=billed&limit=1`)).body
+    t.match(paged, /status=billed/, 'the pager keeps the filter')
+
+    // search, then archive a customer
+    const found = (await get(owner.cookie, '/admin/customers?q=acme')).body
+    t.match(found, new RegExp(`id="search-hits"[\\s\\S]*${s.customer.id}`))
+    t.match(
+      (await get(two.cookie, '/admin/customers?q=acme')).body,
+      /No customer matches/,
+      'not across MSPs',
+    )
+    t.equal(
+      (await post(owner.cookie, `/admin/customers/${s.customer.id}/archive`, {})).statusCode,
+      303,
+    )
+    t.match(core.billing.get('customers', String(s.customer.id)), {
+      status: 'archived',
+      state: 'synced',
+    })
+    const done = listEvents(core.db, { actor: owner.humanId, outcome: 'ok' }).map((e) => e.reason)
+    for (const a of [
+      'transaction.credit',
+      'transaction.refund',
+      'discount.update',
+      'discount.archive',
+      'customer.archive',
+    ])
+      t.ok(done.includes(a), `${a} audited`)
+  },
+)

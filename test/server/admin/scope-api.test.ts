@@ -91,6 +91,15 @@ t.test('an MSP admin through every API route: B is out of reach, A works', async
       (r) => r.id,
     )
   t.same(await list('/subscriptions'), [s.subA1])
+  t.same(await list('/subscriptions?status=canceled'), [], 'filtered by status')
+  t.same(await list(`/subscriptions?customer=${IDS.a1}&status=active`), [s.subA1])
+  t.same(await list(`/subscriptions?customer=${IDS.b1}`), [], 'a filter never widens the scope')
+  t.same(
+    ((await api(a.token, 'GET', '/customers?q=bravo')).json() as unknown[]).length,
+    0,
+    'search stays in the scope',
+  )
+  t.match((await api(a.token, 'GET', '/customers?q=alpha one')).json(), [{ id: IDS.a1 }])
   t.same(await list('/transactions'), [s.txnA1])
   t.same(await list('/vaults'), [s.vaultA1])
   t.same(await list('/discounts'), ['dsc_a'])
@@ -119,6 +128,14 @@ t.test('an MSP admin through every API route: B is out of reach, A works', async
     ['GET', `/customers/${IDS.b1}`],
     ['POST', '/customers', { parent_id: IDS.b1, name: 'x', email: 'x@example.com' }],
     ['POST', '/customers', { name: 'New MSP', email: 'n@example.com' }],
+    ['POST', `/customers/${IDS.b1}`, { name: 'Renamed' }],
+    ['POST', `/customers/${IDS.b1}/move`, { parent_id: IDS.mspA }],
+    ['POST', `/customers/${IDS.a1}/move`, { parent_id: IDS.mspB }],
+    ['POST', `/customers/${IDS.b1}/archive`, {}],
+    ['GET', `/transactions/${s.txnB1}`],
+    ['POST', `/transactions/${s.txnB1}/adjustments`, { action: 'refund', reason: 'x' }],
+    ['POST', '/discounts/dsc_a', { description: 'mine now' }],
+    ['POST', '/discounts/dsc_b/archive', {}],
     ['GET', `/subscriptions/${s.subB1}`],
     ['POST', '/subscriptions', { customer_id: IDS.b1 }],
     ['POST', `/subscriptions/${s.subB1}/actions`, { action: 'resume' }],
