@@ -75,10 +75,12 @@ export interface CustomerView {
   prices: PublicRow[]
 }
 
-/** One subscription's page: the row and the vaults it pays for. */
+/** One subscription's page: the row, the vaults it pays for, the prices it may move to. */
 export interface SubscriptionView {
   subscription: PublicRow
   vaults: Vault[]
+  /** Active recurring prices in the subscription's currency (a plan or quantity change). */
+  prices: PublicRow[]
 }
 
 /** One vault's page: the vault, its keys (never their secrets), plan limits and usage. */
@@ -223,7 +225,15 @@ export class AdminDesk {
     const vaults = this.deps.credentials
       .listVaults({ customerId: String(subscription.customer_id), limit: 500 })
       .filter((v) => v.subscription_id === id)
-    return { subscription, vaults }
+    const prices = this.deps.billing
+      .list('prices', { limit: 500 })
+      .filter(
+        (p) =>
+          p.status === 'active' &&
+          p.billing_interval &&
+          p.currency_code === subscription.currency_code,
+      )
+    return { subscription, vaults, prices }
   }
 
   transactions(p: PageArgs): Page<Record<string, unknown>> {

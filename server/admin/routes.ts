@@ -403,11 +403,23 @@ export default async function adminRoutes(
     const b = body(req)
     const id = param(req, 'id')
     const action = str(b.action)
+    const quantity = Number.parseInt(str(b.quantity), 10)
     await desk(req).changeSubscription(
       id,
       action === 'resume'
         ? { action }
-        : { action, effective_from: str(b.effective_from) || 'next_billing_period' },
+        : action === 'change_items'
+          ? {
+              action,
+              items: [
+                {
+                  price_id: str(b.price_id),
+                  quantity: Number.isSafeInteger(quantity) ? quantity : 0,
+                },
+              ],
+              proration_billing_mode: str(b.proration_billing_mode),
+            }
+          : { action, effective_from: str(b.effective_from) || 'next_billing_period' },
     )
     return reply.redirect(`/admin/subscriptions/${encodeURIComponent(id)}`, 303)
   })

@@ -7,6 +7,7 @@ import type { Page, PopStateRow } from '../../lib/admin/read.js'
 import type { CustomerNode, PublicRow } from '../../lib/billing/billing.js'
 import type { EventRow, VerifyResult } from '../../lib/audit/log.js'
 import { can, ROLES } from '../../lib/admin/roles.js'
+import { PRORATION_MODES } from '../../lib/billing/subscription-lifecycle.js'
 import { lineChart } from './charts.js'
 import { html, type SafeHtml } from './html.js'
 
@@ -712,6 +713,28 @@ export function subscriptionPage(ctx: PageCtx, v: SubscriptionView): string {
               <div class="actions">
                 ${action('cancel', 'Cancel', when, true)} ${action('pause', 'Pause', when)}
                 ${action('resume', 'Resume')}
+                ${
+                  v.prices.length
+                    ? action(
+                        'change_items',
+                        'Change plan or quantity',
+                        html`<select name="price_id" aria-label="Price">
+                            ${v.prices.map((p) => html`<option value="${String(p.id)}">${p.name ?? p.description ?? p.id}: ${money(String(p.unit_amount), String(p.currency_code))} / ${p.billing_interval}</option>`)}
+                          </select>
+                          <input
+                            name="quantity"
+                            type="number"
+                            min="1"
+                            max="10000"
+                            value="1"
+                            aria-label="Quantity"
+                          />
+                          <select name="proration_billing_mode" aria-label="Billing of the change">
+                            ${PRORATION_MODES.map((m) => html`<option value="${m}">${m.replaceAll('_', ' ')}</option>`)}
+                          </select>`,
+                      )
+                    : ''
+                }
                 ${
                   r.state !== 'synced'
                     ? html`<form

@@ -95,6 +95,23 @@ t.test('an MSP admin sells, cancels, makes a vault and its key', async (t) => {
     /id="checkout-url" href="http/,
   )
 
+  // a quantity change, billed as Paddle prorates it
+  const more = await post(op.cookie, `${subUrl}/action`, {
+    action: 'change_items',
+    price_id: String(s.price.id),
+    quantity: '5',
+    proration_billing_mode: 'prorated_immediately',
+  })
+  t.equal(more.statusCode, 303)
+  t.match(
+    core.db
+      .prepare('SELECT price_id, quantity FROM subscription_items WHERE subscription_id = ?')
+      .all(subId),
+    [{ price_id: s.price.id, quantity: 5 }],
+    'our items follow Paddle',
+  )
+  t.match(core.billing.get('subscriptions', subId), { state: 'synced', pending_change: null })
+
   // cancel at the period end: led by us, Paddle schedules it
   const cancel = await post(op.cookie, `${subUrl}/action`, {
     action: 'cancel',
@@ -142,6 +159,7 @@ t.test('an MSP admin sells, cancels, makes a vault and its key', async (t) => {
   for (const a of [
     'subscription.create',
     'subscription.cancel',
+    'subscription.change_items',
     'vault.create',
     'vault.key.create',
     'vault.key.revoke',
@@ -306,13 +324,13 @@ t.test(
       new RegExp(String(txn.id)),
     )
     await core.billing.create('transactions', {
-    customer_id: s.customer.id,
-    address_id: s.address.id,
-    currency_code: 'EUR',
-    status: 'billed',
-    items: [{ price_id: s.price.id, quantity: 1 }],
-  })
-  const paged = (await get(owner.cookie, `/admin/transactions?status=billed&limit=1`)).body
+      customer_id: s.customer.id,
+      address_id: s.address.id,
+      currency_code: 'EUR',
+      status: 'billed',
+      items: [{ price_id: s.price.id, quantity: 1 }],
+    })
+    const paged = (await get(owner.cookie, `/admin/transactions?status=billed&limit=1`)).body
     t.match(paged, /status=billed/, 'the pager keeps the filter')
 
     // search, then archive a customer
