@@ -443,6 +443,35 @@ if (!existsSync(CHROMIUM)) {
     },
   )
 
+  await t.test('every page renders for the owner (screenshots)', async (t) => {
+    const pages: Array<[string, string]> = [
+      ['/admin/subscriptions', '13-subscriptions'],
+      ['/admin/transactions', '14-transactions'],
+      ['/admin/vaults', '15-vaults'],
+      ['/admin/discounts', '16-discounts'],
+      ['/admin/pops', '17-pops'],
+      ['/admin/admins', '18-admins'],
+      ['/admin/tokens', '19-tokens'],
+      ['/admin/customers?q=contoso', '20-customer-search'],
+    ]
+    for (const [path, name] of pages) {
+      const res = await page.goto(`${base}${path}`)
+      t.equal(res?.status(), 200, path)
+      await shot(page, name)
+    }
+    t.match(await page.textContent('#search-hits'), /Contoso/)
+    // an API token made on its page works on the JSON admin API
+    await page.goto(`${base}/admin/tokens`)
+    await page.fill('#create-token input[name=name]', 'ci')
+    await page.click('#create-token button[type=submit]')
+    const token = (await page.textContent('#api-token'))!.trim()
+    const me = await page.context().request.get(`${base}/admin/api/v1/me`, {
+      headers: { authorization: `Bearer ${token}` },
+    })
+    t.equal(me.status(), 200)
+    t.match(await me.json(), { name: 'Ada Owner', role: 'owner', scope: null })
+  })
+
   await t.test('no script errors (CSP allows our own scripts)', async (t) => {
     t.same(pageErrors, [])
   })
