@@ -225,7 +225,8 @@ export function blobFileName(createdAt: number, random: string): string {
 
 /**
  * A blob path relative to the store root: `{shard}/{p0}/{created_at, 16+ digits}_{16 hex}.cla`.
- * Groups: shard, p0, created_at, random. {@link parseBlobPath} also checks the shard is the p0's prefix.
+ * Groups: shard, p0, created_at, random. {@link parseBlobPath} also checks the shard is the p0's
+ * prefix.
  */
 export const BLOB_PATH_RE =
   /^([0-9a-f]{2})\/((?:[0-9a-f]{2}){16,64})\/(\d{16,})_([0-9a-f]{16})\.cla$/
