@@ -132,7 +132,7 @@ export class PaddleClient {
    * Sends one request and returns the answer, after waiting for a rate-limit token. Throws
    * CLA_ERR_PADDLE_RATE_LIMITED (429, or still blocked after one), CLA_ERR_PADDLE_UNAVAILABLE
    * (network, timeout, 5xx) or CLA_ERR_PADDLE_REJECTED (other 4xx); their details are
-   * {@link PaddleErrorDetails}.
+   * `PaddleErrorDetails` (paddleDetails reads them).
    * @param pathOrUrl A path under the base URL, or an absolute URL (a pagination `next`).
    * @param body Sent as JSON when given.
    */

@@ -62,7 +62,7 @@ export function blobIndex(db: Db): BlobIndex {
   return ix
 }
 
-/** Prepared queries over the `blobs` table of one meta.db; get it with {@link blobIndex}. */
+/** Prepared queries over the `blobs` table of one meta.db; get it with `blobIndex(db)`. */
 export class BlobIndex {
   private readonly stmts = new Map<string, Statement>()
 
