@@ -57,7 +57,7 @@ export class Wl3Lookup {
   private stamp = ''
   /** Lookups answered from the cache. */
   hits = 0
-  /** Lookups that read the file. */
+  /** Lookups not answered from the cache. */
   misses = 0
 
   constructor(store: BlobStore, opts: LookupOptions = {}) {
