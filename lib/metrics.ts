@@ -8,10 +8,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Db } from './db/open.js'
 import { blobIndex } from './store/blob-index.js'
 
+/** Which kind of process the metrics describe; set as the `role` label of every metric. */
 export type Role = 'core' | 'pop'
 
+/** What a {@link Metrics} registry reports on. */
 export interface MetricsOptions {
   role: Role
+  /** The instance's database: figures it already holds are computed from it at each scrape. */
   db: Db
   /** POPs: this POP's lag behind the core in µs as of its last run (null = unknown). */
   popLagUs?: () => number | null
@@ -31,12 +34,19 @@ const BILLING_TABLES = [
   'adjustments',
 ] as const
 
+/** The Prometheus registry of one core or POP instance (prom-client), served at /metrics. */
 export class Metrics {
+  /** The instance's own registry (never prom-client's global one). */
   readonly registry = new Registry()
+  /** HTTP request latency, seconds, by method, route pattern and status. */
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>
+  /** POP pull runs. */
   readonly syncRuns: Counter<string>
+  /** POP pull runs that failed, by error code. */
   readonly syncRunErrors: Counter<'reason'>
+  /** Blobs verified, sealed and indexed by POP pulls. */
   readonly syncBlobs: Counter<string>
+  /** POP API refusals before any credential, counted rather than audited one by one. */
   readonly refusalsCounted: Counter<'stage' | 'reason'>
 
   constructor(opts: MetricsOptions) {
@@ -198,6 +208,7 @@ export class Metrics {
     this.httpDuration.observe({ method, route, status: String(status) }, seconds)
   }
 
+  /** The current metrics in the Prometheus text format, with its content type. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() }
   }

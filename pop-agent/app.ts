@@ -8,6 +8,7 @@ import { wl3Routes } from './routes/wl3.js'
 import { createBaseApp } from '../http/base.js'
 import { metricsPlugin, type MetricsExposure } from '../http/metrics.js'
 
+/** What {@link buildPopApp} serves and how; every field is optional. */
 export interface PopAppOptions {
   /** The POP library instance (lib/pop.ts). Without it only /healthz answers. */
   pop?: Pop
@@ -17,9 +18,14 @@ export interface PopAppOptions {
   trustProxy?: TrustProxy
   /** Serve GET /metrics: `{ token }` behind that bearer token, `{}` to anyone; default not served. */
   metrics?: MetricsExposure
+  /** Fastify options (logger, …). */
   fastify?: FastifyServerOptions
 }
 
+/**
+ * Builds the POP's HTTP app (never listens): /healthz (sync state; always 200), and with a
+ * `pop` the WL3 lookup routes (rate-limited per client address) and /metrics when exposed.
+ */
 export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInstance> {
   const app = await createBaseApp({ fastify: opts.fastify, trustProxy: opts.trustProxy })
   const pop = opts.pop

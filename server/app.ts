@@ -11,6 +11,7 @@ import { paddleWebhookRoutes } from './routes/paddle-webhook.js'
 import { createBaseApp } from '../http/base.js'
 import { metricsPlugin, type MetricsExposure } from '../http/metrics.js'
 
+/** What {@link buildCoreApp} serves and how; only `core` is required. */
 export interface CoreAppOptions {
   /** The library instance this app serves. */
   core: Core
@@ -35,6 +36,12 @@ export interface CoreAppOptions {
   metrics?: MetricsExposure
 }
 
+/**
+ * Builds the core's HTTP app (never listens): /healthz (503 when the data folder cannot take
+ * writes), /metrics when exposed, the admin UI at /admin, the admin API at /admin/api/v1, the
+ * credentials API, its OpenAPI document and the Paddle webhook. The POP API is a separate app
+ * (buildPopApiApp).
+ */
 export async function buildCoreApp(opts: CoreAppOptions): Promise<FastifyInstance> {
   const app = await createBaseApp({
     fastify: opts.fastify,

@@ -106,6 +106,10 @@ function adminApiPaths(): Record<string, Record<string, unknown>> {
   return paths
 }
 
+/**
+ * The OpenAPI 3.1 document of the credentials API and the admin API, with the WL3 size limit
+ * `maxWl3Bytes` (default 65536) written into it.
+ */
 export function buildOpenApi(opts: { maxWl3Bytes?: number } = {}): Record<string, unknown> {
   const max = opts.maxWl3Bytes ?? DEFAULT_MAX_WL3_BYTES
   return {

@@ -41,6 +41,10 @@ import { requestIdOptions, requestIdPlugin } from '../http/request-id.js'
 import { strictBodyOptions } from '../http/strict-body.js'
 import { jsonErrorHandler } from '../http/error-handler.js'
 
+/**
+ * The TLS material of the POP API: server key and certificate, and our CA and CRL for client
+ * certificates.
+ */
 export interface PopApiTls {
   /** Server private key (PEM). */
   key: string | Buffer
@@ -52,8 +56,14 @@ export interface PopApiTls {
   crlFile: string
 }
 
+/**
+ * What {@link buildPopApiApp} serves and how; `core` and `tls` are required, the rest have
+ * defaults.
+ */
 export interface PopApiOptions {
+  /** The core whose POPs, tokens and feed the API serves. */
   core: Core
+  /** Server key and certificate, CA and CRL. */
   tls: PopApiTls
   /** Requests per POP per window. Default 600. */
   rateLimitMax?: number
@@ -87,6 +97,7 @@ export interface PopApiOptions {
   routes?: (app: FastifyInstance) => void | Promise<void>
   /** The clock (lib/clock.ts; tests). Default the system's. */
   clock?: Clock
+  /** Fastify options (logger, …); the HTTPS settings and the client error handler stay ours. */
   fastify?: FastifyServerOptions
 }
 
@@ -149,6 +160,11 @@ function splitUrl(url: string): { path: string; query: string } {
   return i < 0 ? { path: url, query: '' } : { path: url.slice(0, i), query: url.slice(i + 1) }
 }
 
+/**
+ * Builds the POP API app (HTTPS with mutual TLS, never listens): token grant and refresh, and
+ * the sync routes (feed, report) behind signed requests and a token. Creates the POP token
+ * secret in {data}/keys when missing.
+ */
 export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstance> {
   const { core } = opts
   const db = core.db

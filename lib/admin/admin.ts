@@ -59,6 +59,11 @@ export interface AdminOptions {
   clock?: Clock
 }
 
+/**
+ * Admin humans, roles and scopes, WebAuthn enrollment and login, sessions, API tokens and the
+ * permission check with its audit (`core.admin`). No HTTP: the apps pass in the request's
+ * facts (RP id, origin, client address) and put the returned values in cookies.
+ */
 export class Admin {
   readonly db: Db
   readonly rpName: string
@@ -158,6 +163,11 @@ export class Admin {
 
   // --- WebAuthn ceremonies (webauthn.ts) ----------------------------------------------------
 
+  /**
+   * Starts enrolling a security key with a setup or invite token: returns the ceremony id and the
+   * WebAuthn creation options for the browser. Throws CLA_ERR_ADMIN_SETUP_TOKEN for an unusable
+   * token, CLA_ERR_INVALID_INPUT for a bad or taken name.
+   */
   startEnrollment(
     input: { token: unknown; name: unknown },
     facts: RequestFacts,
@@ -165,6 +175,11 @@ export class Admin {
     return webauthn.startEnrollment(this.ctx, input, facts)
   }
 
+  /**
+   * Verifies the browser's registration response, creates the admin with the token's role and
+   * scope, spends the token and opens a session. Audited. Throws CLA_ERR_WEBAUTHN_FAILED or
+   * CLA_ERR_ADMIN_SETUP_TOKEN.
+   */
   finishEnrollment(
     input: { ceremonyId: unknown; response: unknown },
     facts: RequestFacts,
@@ -172,12 +187,21 @@ export class Admin {
     return webauthn.finishEnrollment(this.ctx, input, facts)
   }
 
+  /**
+   * Starts a login (discoverable credentials: no user name asked): returns the ceremony id and
+   * the WebAuthn request options for the browser.
+   */
   startLogin(
     facts: RequestFacts,
   ): Promise<{ ceremonyId: string; options: PublicKeyCredentialRequestOptionsJSON }> {
     return webauthn.startLogin(this.ctx, facts)
   }
 
+  /**
+   * Verifies the browser's authentication response and opens a session for the key's admin.
+   * Audited. Throws CLA_ERR_WEBAUTHN_FAILED (unknown or expired ceremony, unknown key, disabled
+   * admin, failed verification).
+   */
   finishLogin(
     input: { ceremonyId: unknown; response: unknown },
     facts: RequestFacts,
@@ -192,6 +216,7 @@ export class Admin {
     return sessions.session(this.ctx, cookieValue)
   }
 
+  /** Ends the session behind a cookie value (audited); nothing when there is no live session. */
   logout(cookieValue: unknown, facts: Partial<RequestFacts> = {}): void {
     sessions.logout(this.ctx, cookieValue, facts)
   }

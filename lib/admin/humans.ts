@@ -8,17 +8,25 @@ import type { Actor, AdminContext, RequestFacts } from './context.js'
 import { isRole, parseRole, rank, strongest, type Role } from './roles.js'
 import { requireReach, scopeWhere, type Scope } from './scope.js'
 
+/** An admin (a human) as lists show it. Times are µs since the Unix epoch. */
 export interface AdminRow {
+  /** `hum_…` id. */
   id: string
+  /** Unique display name. */
   name: string
+  /** The admin's role; null: none (it cannot log in). */
   role: Role | null
   /** The customer subtree the admin reaches, or null: the whole installation. */
   scope: string | null
   /** The scope customer's name, for lists. */
   scope_name: string | null
+  /** Security keys enrolled. */
   credentials: number
+  /** When the admin was enrolled. */
   created_at: number
+  /** When the admin was disabled; null: enabled. */
   disabled_at: number | null
+  /** Last login with any of its keys; null: never. */
   last_used_at: number | null
 }
 

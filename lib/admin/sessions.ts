@@ -14,11 +14,13 @@ export interface AdminSession extends Actor {
   expiresAt: number
 }
 
+/** A new admin session: the cookie value to set, its expiry and who it is. */
 export interface IssuedSession {
   /** The cookie value (random, 43 characters). Only its sha256 is stored. */
   token: string
   /** µs epoch. */
   expiresAt: number
+  /** The admin the session acts as: id, name, role and scope. */
   human: Actor
 }
 

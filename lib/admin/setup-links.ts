@@ -12,8 +12,11 @@ import { isRole, parseRole, rank, type Role } from './roles.js'
 import { parseScope, requireReach, within } from './scope.js'
 import { randomToken, sha256hex } from './secrets.js'
 
+/** A new one-time setup or invite token and what it will enroll. */
 export interface IssuedToken {
+  /** The token (the secret in the link); only its sha256 is stored. */
   token: string
+  /** The role the enrolled admin gets. */
   role: Role
   /** The customer subtree the enrolled admin will reach, or null: the installation. */
   scope: string | null

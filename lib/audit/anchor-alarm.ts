@@ -10,6 +10,7 @@ import { appendEvent } from './log.js'
 export const ANCHOR_ALARM_KIND = 'audit.alarm'
 export const ANCHOR_FOREIGN_REASON = 'anchor_foreign'
 
+/** A file at the anchor P0 that is no anchor of ours (alarmed once, then listed). */
 export interface SkippedAnchorFile {
   /** The .cla file, relative to the store root. */
   file: string

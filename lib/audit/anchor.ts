@@ -32,12 +32,15 @@ import { chainHead, type ChainAnchor } from './log.js'
 export { AUDIT_ANCHOR_P0, RESERVED_P0S } from '../store/index.js'
 export type { SkippedAnchorFile } from './anchor-alarm.js'
 
+/** An anchor read from the store: the chain head it names, when, and its file. */
 export interface AnchorRecord extends ChainAnchor {
+  /** µs epoch when the anchor was written (as the anchor says). */
   at: number
   /** The .cla file, relative to the store root. */
   file: string
 }
 
+/** Every file at the anchor P0, sorted by what it is (scanAnchors). */
 export interface AnchorScan {
   /** v2 anchors with a valid proof, oldest (lowest id) first: the ones verify checks. */
   trusted: AnchorRecord[]
@@ -47,6 +50,7 @@ export interface AnchorScan {
   skipped: SkippedAnchorFile[]
 }
 
+/** Options of the anchor writer about foreign files at the anchor P0. */
 export interface AnchorAlarmOptions {
   /** Told about files alarmed for the first time (the caller logs them loudly). */
   onAlarm?: (files: SkippedAnchorFile[]) => void

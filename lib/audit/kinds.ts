@@ -2,6 +2,7 @@
 // appendEvent refuses any other kind, and docs/security.md ("What is audited and what is
 // counted") lists each of them (test/lib/audit/kinds.test.ts keeps the two in step).
 // A new kind is a line here, a row there, and the code that writes it.
+/** Every audit kind, with what it records and who writes it; appendEvent refuses any other. */
 export const AUDIT_KINDS = {
   'pop.request':
     'A POP API request, allowed or refused with its reason (server/pop-api.ts, lib/auth)',
@@ -36,8 +37,10 @@ export const AUDIT_KINDS = {
   'audit.alarm': 'A file at the audit anchor P0 that the anchor writer did not make (lib/audit)',
 } as const
 
+/** One of the keys of {@link AUDIT_KINDS}. */
 export type AuditKind = keyof typeof AUDIT_KINDS
 
+/** True when `kind` is a key of {@link AUDIT_KINDS}. */
 export function isAuditKind(kind: unknown): kind is AuditKind {
   return typeof kind === 'string' && Object.hasOwn(AUDIT_KINDS, kind)
 }

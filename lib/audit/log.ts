@@ -22,9 +22,12 @@ import { nowMicros } from '../db/open.js'
 import { claError } from '../errors.js'
 import { isAuditKind, type AuditKind } from './kinds.js'
 
+/** The prev_hash of the first row: 64 zeros. */
 export const GENESIS_HASH = '0'.repeat(64)
+/** Prefix of the canonical encoding a row's hash covers (version 1). */
 export const CANONICAL_PREFIX = 'clavitor-audit-v1\n'
 
+/** An event to append: kind, actor and outcome are required, the rest optional. */
 export interface AuditEventInput {
   /** What happened: one of AUDIT_KINDS (lib/audit/kinds.ts). */
   kind: AuditKind
@@ -34,7 +37,9 @@ export interface AuditEventInput {
   outcome: string
   /** Stable reason code (e.g. a CLA_ERR_… code or an auth reason). */
   reason?: string
+  /** Client address, when the event comes from a request. */
   ip?: string
+  /** Route or command the event comes from. */
   route?: string
   /** Certificate fingerprint (sha256 hex of the DER) when one was presented. */
   fingerprint?: string
@@ -44,9 +49,13 @@ export interface AuditEventInput {
   at?: number
 }
 
+/** A stored row of the audit log (table `events`), as hashed into the chain. */
 export interface EventRow {
+  /** Position in the chain: 1, 2, 3… with no gaps. */
   id: number
+  /** µs since the Unix epoch. */
   at: number
+  /** One of AUDIT_KINDS. */
   kind: string
   actor: string
   outcome: string
@@ -56,14 +65,21 @@ export interface EventRow {
   fingerprint: string | null
   /** JSON text as stored (parse with JSON.parse), or null. */
   data: string | null
+  /** The previous row's hash ({@link GENESIS_HASH} for row 1). */
   prev_hash: string
+  /** sha256 (lowercase hex) of this row's canonical encoding, prev_hash included. */
   hash: string
 }
 
+/**
+ * What a walk of the chain found: its length and head when intact, else the first broken row
+ * and why (`count`: rows that verified before it).
+ */
 export type VerifyResult =
   | { ok: true; count: number; head: { id: number; hash: string } | null }
   | { ok: false; firstBrokenId: number; reason: string; count: number }
 
+/** A chain head recorded outside the table: the newest row's id and hash at some moment. */
 export interface ChainAnchor {
   /** id of the row that was the head when the anchor was written (0 = empty table). */
   id: number
@@ -239,12 +255,17 @@ function broken(firstBrokenId: number, reason: string, count: number): VerifyRes
   return { ok: false, firstBrokenId, reason, count }
 }
 
+/** Filters and paging of {@link listEvents}; every given field must match. */
 export interface EventFilter {
+  /** Exact kind. */
   kind?: string
   /** Matches kinds starting with this (e.g. 'pop.'). */
   kindPrefix?: string
+  /** Exact actor. */
   actor?: string
+  /** Exact outcome. */
   outcome?: string
+  /** Exact reason. */
   reason?: string
   /** µs epoch, inclusive. */
   since?: number
@@ -293,15 +314,21 @@ export function listEvents(db: Db, filter: EventFilter = {}): EventRow[] {
 /** The audit handle on the core instance (`core.audit`). */
 export class AuditLog {
   constructor(readonly db: Db) {}
+  /**
+   * Appends an event (see appendEvent). Throws CLA_ERR_INVALID_INPUT or CLA_ERR_AUDIT_WRITE_FAILED.
+   */
   append(ev: AuditEventInput): EventRow {
     return appendEvent(this.db, ev)
   }
+  /** Reads events, filtered and paged, newest first by default. */
   list(filter?: EventFilter): EventRow[] {
     return listEvents(this.db, filter)
   }
+  /** Walks the whole chain (see verifyChain); with `anchors`, also checks each anchored row. */
   verify(opts?: { anchors?: readonly ChainAnchor[] }): VerifyResult {
     return verifyChain(this.db, opts)
   }
+  /** The newest row's id and hash; `{ id: 0, hash: GENESIS_HASH }` when empty. */
   head(): ChainAnchor {
     return chainHead(this.db)
   }

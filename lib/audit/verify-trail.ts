@@ -7,12 +7,20 @@ import { raiseAnchorAlarms, type SkippedAnchorFile } from './anchor-alarm.js'
 import { scanAnchors, type AnchorRecord } from './anchor.js'
 import { verifyChain, type VerifyResult } from './log.js'
 
+/** Where a legacy (v1) anchor and the intact chain disagree. */
 export interface LegacyDisagreement {
+  /** The anchor's .cla file, relative to the store root. */
   file: string
+  /** The row the anchor names. */
   id: number
+  /** What differs (row missing, or another hash). */
   reason: string
 }
 
+/**
+ * The result of `clavitor audit verify` (verifyAuditTrail): the chain walk plus what the
+ * anchors in the store showed.
+ */
 export type AuditTrailReport = VerifyResult & {
   /** Trusted (v2) anchors checked against the chain. */
   anchors: number

@@ -53,12 +53,15 @@ export type { CustomerNode, RevenueOptions, RevenueRow } from './reports.js'
 export type { RetryReport } from './retry-worker.js'
 export type { ParkedSnapshot } from './snapshots.js'
 
+/** What applying MSP margins found and did (Billing.applyMargins). */
 export interface MarginReport extends MarginPlan {
   /** Changes made (our row written, pushed: `state` synced, pending or failed). */
   applied: Array<MarginChange & { state: string }>
 }
 
+/** Where billing writes its audit events (an AuditLog, or any object with the same append). */
 export interface AuditSink {
+  /** Appends one audit event; `at` in µs since the Unix epoch (default now). */
   append(ev: {
     kind: AuditKind
     actor: string
@@ -70,6 +73,7 @@ export interface AuditSink {
   }): unknown
 }
 
+/** How Paddle webhooks are checked (Paddle-Signature). */
 export interface WebhookOptions {
   /** Destination secrets; several during rotation (any may match). */
   secrets?: string[]
@@ -77,16 +81,27 @@ export interface WebhookOptions {
   toleranceS?: number
 }
 
+/** What a {@link Billing} works with; only `db` is required. */
 export interface BillingOptions {
+  /** The core's database: our billing rows (the mirror of Paddle) live in it. */
   db: Db
   /** Null/undefined: Paddle not configured; writes stay pending with a note. */
   paddle?: PaddleClient | null
+  /** Time source. Default: the system clock. */
   clock?: Clock
+  /** Where webhook deliveries and duplicate scans are audited; none: they are not. */
   audit?: AuditSink
+  /** Retry worker and push settings; each has a default. */
   retry?: RetryOptions
+  /** Webhook secrets and timestamp tolerance. */
   webhook?: WebhookOptions
 }
 
+/**
+ * The dual-write layer with Paddle (`core.billing`; docs/billing.md): our rows are written
+ * first (pending), then brought to Paddle, retried until Paddle confirms them; Paddle's
+ * webhooks and reconcile runs update them back.
+ */
 export class Billing {
   readonly db: Db
   readonly paddle: PaddleClient | null
@@ -393,10 +408,12 @@ export class Billing {
     return updatePlan(this.db, id, patch, { ...opts, clock: this.clock })
   }
 
+  /** One plan with its price ids, or undefined. */
   getPlan(id: string): Plan | undefined {
     return getPlan(this.db, id)
   }
 
+  /** Plans by name; archived ones only with `archived: true`. */
   listPlans(opts: { archived?: boolean } = {}): Plan[] {
     return listPlans(this.db, opts)
   }

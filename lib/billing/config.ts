@@ -7,6 +7,10 @@ import { Billing, type AuditSink, type RetryOptions } from './billing.js'
 import type { Clock } from '../clock.js'
 import { PaddleClient } from './paddle-client.js'
 
+/**
+ * How the core reaches Paddle: API URL and key, webhook secrets, timeouts; from flags or the
+ * CLAVITOR_PADDLE_* environment. Without URL and key, billing rows stay pending.
+ */
 export interface PaddleConfig {
   /** CLAVITOR_PADDLE_API_URL, e.g. https://sandbox-api.paddle.com. Default: unset (no Paddle). */
   apiUrl?: string
@@ -20,6 +24,7 @@ export interface PaddleConfig {
   webhookToleranceS?: number
   /** CLAVITOR_BILLING_RETRY_AFTER_MS: rows pending longer than this are retried. Default 300000. */
   retry?: RetryOptions
+  /** Time source (tests). Default: the system clock. */
   clock?: Clock
 }
 
@@ -37,6 +42,10 @@ export function splitSecrets(v: string | undefined): string[] {
     .filter(Boolean)
 }
 
+/**
+ * Reads a {@link PaddleConfig} from CLAVITOR_PADDLE_* and CLAVITOR_BILLING_RETRY_AFTER_MS.
+ * Throws CLA_ERR_INVALID_OPTION when a numeric variable is not a whole number.
+ */
 export function paddleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): PaddleConfig {
   const retryAfter = num('CLAVITOR_BILLING_RETRY_AFTER_MS', env.CLAVITOR_BILLING_RETRY_AFTER_MS)
   const timeoutMs = num('CLAVITOR_PADDLE_TIMEOUT_MS', env.CLAVITOR_PADDLE_TIMEOUT_MS)

@@ -9,6 +9,9 @@ import { ENTITIES, type EntityName, type EntitySpec, type MapCtx, type Row } fro
 import type { PaddleClient } from './paddle-client.js'
 import { loadRow } from './references.js'
 
+/**
+ * How rows still pending are pushed again (retry-worker.ts, push.ts); every field has a default.
+ */
 export interface RetryOptions {
   /** Rows pending for less than this are left to the inline call. Default 300000 (5 min). */
   minAgeMs?: number

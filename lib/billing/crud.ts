@@ -17,6 +17,10 @@ import type { WriteCtx } from './entity-spec.js'
 import { newId } from './ids.js'
 import { schemaErrors } from './schemas.js'
 
+/**
+ * A billing row as the API shows it: the entity's columns (JSON ones parsed) plus its
+ * dual-write state. Times are µs since the Unix epoch.
+ */
 export type PublicRow = Record<string, unknown> & {
   id: string
   paddle_id: string | null
@@ -27,15 +31,24 @@ export type PublicRow = Record<string, unknown> & {
   failed_at: number | null
 }
 
+/**
+ * A billing row not confirmed by Paddle (pending) or permanently refused by it (failed).
+ * Times are µs since the Unix epoch.
+ */
 export interface PendingRow {
   entity: EntityName
   id: string
   paddle_id: string | null
   state: 'pending' | 'failed'
+  /** When our write started waiting for Paddle. */
   pending_since: number | null
+  /** Paddle calls tried for the pending write. */
   attempts: number
+  /** The last failure, readable (with Paddle's code and request_id). */
   last_error: string | null
+  /** When a 4xx made the write fail for good (not retried). */
   failed_at: number | null
+  /** The retry worker leaves the row alone until then (backoff). */
   next_attempt_at: number | null
 }
 

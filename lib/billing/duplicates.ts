@@ -11,7 +11,11 @@ import { ENTITIES, type PaddleObj } from './entities.js'
 import { CUSTOM_ID_KEY } from './ids.js'
 import { loadRow } from './references.js'
 
+/**
+ * Entities that can get twins at Paddle (no natural key there), so the duplicate scan lists them.
+ */
 export const DUPLICATE_ENTITIES = ['products', 'prices', 'discounts', 'transactions'] as const
+/** One of {@link DUPLICATE_ENTITIES}. */
 export type DuplicateEntity = (typeof DUPLICATE_ENTITIES)[number]
 
 /** `status=` so the lists show every object, not only active ones. */
@@ -23,32 +27,42 @@ const ALL_STATUSES: Record<DuplicateEntity | 'subscriptions', string | undefined
   subscriptions: 'active,canceled,past_due,paused,trialing',
 }
 
+/** A Paddle object beyond the one our row is linked to, and what was done with it. */
 export interface DuplicateExtra {
+  /** Its Paddle id. */
   paddle_id: string
+  /** Its status at Paddle. */
   status: string
   /**
    * archived: done now; would_archive: a dry run; already_archived: nothing to do;
    * reported: left alone, needs a person (`reason` says why).
    */
   action: 'archived' | 'would_archive' | 'already_archived' | 'reported'
+  /** Why that action. */
   reason: string
   /** Our mirror row of this object (inserted by its webhook), if any. */
   mirror_row?: string
 }
 
+/** The Paddle objects that carry one of our ids (custom_data clavitor_id). */
 export interface DuplicateGroup {
+  /** Which entity. */
   entity: DuplicateEntity
+  /** Our row's id. */
   clavitor_id: string
   /** Every Paddle object carrying this clavitor_id, oldest first. */
   paddle_ids: string[]
   /** The one our row is linked to, kept; null when our row is missing or linked to none of them. */
   kept: string | null
+  /** Every object but the kept one. */
   extras: DuplicateExtra[]
 }
 
+/** What a duplicate scan found and did (Billing.duplicates). */
 export interface DuplicateReport {
   /** Objects listed per entity. */
   scanned: Record<DuplicateEntity, number>
+  /** Every id carried by more than one Paddle object. */
   groups: DuplicateGroup[]
   /** Extras archived in this run. */
   archived: number

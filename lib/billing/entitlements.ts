@@ -14,17 +14,23 @@
 //     `planned: false` says so to the vault and the admin.
 import type { Db } from '../db/open.js'
 
+/** A plan a subscription's counted items sell, and how many units. */
 export interface PlanUse {
+  /** The plan id. */
   id: string
+  /** The plan's name. */
   name: string
   /** Units of this plan on the subscription (sum of its items' quantities). */
   quantity: number
 }
 
+/** What a subscription's items entitle it to (docs/billing.md "Plans and limits"). */
 export interface Entitlements {
+  /** The subscription. */
   subscription_id: string
   /** True when at least one counted item sells a plan. */
   planned: boolean
+  /** The plans its counted items sell, by name. */
   plans: PlanUse[]
   /** Vaults this subscription may pay for; null = no limit. */
   max_vaults: number | null

@@ -6,6 +6,10 @@ import type { TSchema } from '@sinclair/typebox'
 import type { Db } from '../db/open.js'
 import type { PaddleClient } from './paddle-client.js'
 
+/**
+ * The billing entities, in this order the retry worker pushes rows, so a parent reaches Paddle
+ * before its child.
+ */
 export const ENTITY_NAMES = [
   'products',
   'prices',
@@ -17,7 +21,7 @@ export const ENTITY_NAMES = [
   'subscriptions',
   'adjustments',
 ] as const
-/** In this order the retry worker pushes rows, so a parent reaches Paddle before its child. */
+/** One of {@link ENTITY_NAMES}. */
 export type EntityName = (typeof ENTITY_NAMES)[number]
 
 export type Row = Record<string, unknown> & { id: string }

@@ -14,21 +14,36 @@
 import type { Db } from '../db/open.js'
 import { mspDiscountFor } from './references.js'
 
+/** A subscription whose discount is to change to its MSP's margin. */
 export interface MarginChange {
+  /** The subscription. */
   subscription_id: string
+  /** Its customer. */
   customer_id: string
+  /** Discount id it carries now; null: none. */
   from: string | null
+  /** Discount id it should carry; null: none. */
   to: string | null
 }
 
+/** A subscription left as it is, and why. */
 export interface MarginSkip {
+  /** The subscription. */
   subscription_id: string
+  /**
+   * promotion: it carries a discount that is no margin; change_waiting: another change waits for
+   * Paddle; failed: the change could not be made.
+   */
   reason: 'promotion' | 'change_waiting' | 'failed'
+  /** More about the reason, when there is any. */
   detail?: string
 }
 
+/** Which subscriptions' discounts should change to match their MSP's margin, and which are left. */
 export interface MarginPlan {
+  /** Changes to make. */
   changes: MarginChange[]
+  /** Subscriptions left alone. */
   skipped: MarginSkip[]
 }
 

@@ -42,12 +42,16 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH
 /** Gateway answers: Paddle's side may have done the work behind them. */
 const GATEWAY = new Set([502, 504])
 
+/**
+ * A successful Paddle answer: its `data`, its `meta` (pagination, request_id) and the HTTP status.
+ */
 export interface PaddleResponse<T = Record<string, unknown>> {
   data: T
   meta: Record<string, unknown>
   status: number
 }
 
+/** A Paddle object as JSON; every one has an id. */
 export type PaddleObject = Record<string, unknown> & { id: string }
 
 export function paddleDetails(err: unknown): PaddleErrorDetails | undefined {
@@ -57,6 +61,11 @@ export function paddleDetails(err: unknown): PaddleErrorDetails | undefined {
   return undefined
 }
 
+/**
+ * A small Paddle Billing API client: Bearer key, `Paddle-Version: 1`, a timeout per request, a
+ * token bucket (default 240 requests a minute), and typed errors (CLA_ERR_PADDLE_*) carrying
+ * Paddle's code, type and request_id.
+ */
 export class PaddleClient {
   readonly baseUrl: string
   private readonly apiKey: string
@@ -119,6 +128,14 @@ export class PaddleClient {
     }
   }
 
+  /**
+   * Sends one request and returns the answer, after waiting for a rate-limit token. Throws
+   * CLA_ERR_PADDLE_RATE_LIMITED (429, or still blocked after one), CLA_ERR_PADDLE_UNAVAILABLE
+   * (network, timeout, 5xx) or CLA_ERR_PADDLE_REJECTED (other 4xx); their details are
+   * `PaddleErrorDetails` (paddleDetails reads them).
+   * @param pathOrUrl A path under the base URL, or an absolute URL (a pagination `next`).
+   * @param body Sent as JSON when given.
+   */
   async request<T = PaddleObject>(
     method: string,
     pathOrUrl: string,
@@ -224,12 +241,15 @@ export class PaddleClient {
     })
   }
 
+  /** GET `path` (see {@link PaddleClient.request}). */
   get<T = PaddleObject>(path: string) {
     return this.request<T>('GET', path)
   }
+  /** POST `body` as JSON to `path` (see {@link PaddleClient.request}). */
   post<T = PaddleObject>(path: string, body: unknown) {
     return this.request<T>('POST', path, body)
   }
+  /** PATCH `path` with `body` as JSON (see {@link PaddleClient.request}). */
   patch<T = PaddleObject>(path: string, body: unknown) {
     return this.request<T>('PATCH', path, body)
   }

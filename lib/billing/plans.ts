@@ -33,6 +33,7 @@ const Name = Type.String({
 })
 const PriceIds = Type.Array(Id, { minItems: 1, maxItems: 50, uniqueItems: true })
 
+/** The schema of a new plan (TypeBox): name, the recurring price ids that sell it, both limits. */
 export const PlanCreate = Type.Object(
   {
     name: Name,
@@ -43,8 +44,10 @@ export const PlanCreate = Type.Object(
   },
   strict,
 )
+/** A new plan: name, the recurring price ids that sell it, both limits (null: no limit). */
 export type PlanCreate = Static<typeof PlanCreate>
 
+/** The schema of a plan change (TypeBox): at least one field. */
 export const PlanUpdate = Type.Object(
   {
     name: Type.Optional(Name),
@@ -56,18 +59,30 @@ export const PlanUpdate = Type.Object(
   },
   { ...strict, minProperties: 1 },
 )
+/** A plan change: any of the fields of {@link PlanCreate}, and status; at least one. */
 export type PlanUpdate = Static<typeof PlanUpdate>
 
+/**
+ * A plan (tier): the prices that sell it and the limits one unit of it buys. Ours only, never at
+ * Paddle.
+ */
 export interface Plan {
+  /** `pln_…` id. */
   id: string
   name: string
+  /** Free text, at most 500 characters. */
   description: string | null
+  /** Vaults one unit (quantity 1) pays for; null: no limit. */
   max_vaults: number | null
+  /** Device P0s each of those vaults may enrol; null: no limit. */
   max_devices_per_vault: number | null
+  /** archived: sold no more; existing subscriptions keep its limits. */
   status: 'active' | 'archived'
   /** Our price ids, sorted. */
   price_ids: string[]
+  /** µs since the Unix epoch. */
   created_at: number
+  /** µs since the Unix epoch. */
   updated_at: number
 }
 

@@ -47,6 +47,7 @@ const ALL_STATUSES: Partial<Record<EntityName, string>> = {
   subscriptions: 'active,canceled,past_due,paused,trialing',
 }
 
+/** Per entity, what a reconcile run did with each object Paddle listed. */
 export interface ReconcileCounts {
   /** Objects Paddle listed. */
   seen: number
@@ -62,11 +63,15 @@ export interface ReconcileCounts {
   parked: number
 }
 
+/** What a reconcile run (list everything at Paddle, repair our mirror) found and did. */
 export interface ReconcileReport {
+  /** True when nothing was written (only reported). */
   dry_run: boolean
+  /** Counts per entity. */
   entities: Record<string, ReconcileCounts>
   /** What changed, one line per object: [entity, Paddle id, outcome]. */
   changes: Array<[string, string, 'inserted' | 'applied' | 'linked']>
+  /** Objects left alone because they broke a rule, with why. */
   parked: Array<{ entity: string; paddle_id: string; reason: string; message: string }>
 }
 

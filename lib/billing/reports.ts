@@ -4,22 +4,35 @@
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 
+/**
+ * A customer in the hierarchy, with its children (customers of an MSP, departments of a customer).
+ */
 export interface CustomerNode {
   id: string
+  /** Paddle's id; null until the customer reached Paddle. */
   paddle_id: string | null
+  /** 1 MSP, 2 customer, 3 department; 0 unplaced (made at Paddle, not filed yet). */
   level: number
   name: string | null
   email: string
+  /** Paddle's status (active, archived). */
   status: string
+  /** Our write is not confirmed by Paddle yet. */
   pending: boolean
+  /** Paddle refused our write for good. */
   failed: boolean
+  /** The MSP's margin (its discount), if it is an MSP with one. */
   discount_id: string | null
   children: CustomerNode[]
 }
 
+/** Revenue of one discount in one currency; amounts are decimal strings in minor currency units. */
 export interface RevenueRow {
+  /** The discount the transactions carried; null: none. */
   discount_id: string | null
+  /** The MSP whose margin that discount is; null when it is none. */
   msp_id: string | null
+  /** ISO 4217 code. */
   currency_code: string
   /** Sum of transaction totals, minor units, as a decimal string. */
   gross: string
@@ -27,6 +40,7 @@ export interface RevenueRow {
   adjustments: string
   /** Net: gross + adjustments. */
   revenue: string
+  /** Transactions counted. */
   transactions: number
   /** Adjustments counted. */
   adjusted: number
@@ -79,6 +93,7 @@ const ADJUSTMENT_SIGN: Record<string, -1 | 1> = {
   // chargeback_warning moves no money
 }
 
+/** The period of a revenue report; both ends optional. */
 export interface RevenueOptions {
   /** RFC 3339; transactions billed, adjustments made at or after it. */
   from?: string

@@ -5,6 +5,7 @@ import { load, nowMicros, type BillingContext } from './context.js'
 import { ENTITIES, ENTITY_NAMES } from './entities.js'
 import type { Pusher } from './push.js'
 
+/** What one pass of the retry worker did. */
 export interface RetryReport {
   /** Rows tried in this pass. */
   attempted: number

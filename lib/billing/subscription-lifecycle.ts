@@ -34,6 +34,7 @@ export const PRORATION_MODES = [
   'do_not_bill',
 ] as const
 
+/** The schema of a subscription action (TypeBox), one variant per `action`. */
 export const SubscriptionAction = Type.Union([
   Type.Object({ action: Type.Literal('cancel'), effective_from: EffectiveFrom }, strict),
   Type.Object(
@@ -69,6 +70,10 @@ export const SubscriptionAction = Type.Union([
     strict,
   ),
 ])
+/**
+ * A change to a subscription: cancel, pause, resume, change_items or set_discount, each
+ * with its own fields (docs/billing.md).
+ */
 export type SubscriptionAction = Static<typeof SubscriptionAction>
 
 /** Columns a webhook does not change while one of our actions waits for Paddle. */

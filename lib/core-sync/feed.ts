@@ -6,6 +6,7 @@ import { claError } from '../errors.js'
 import { blobIndex, type FeedRow } from '../store/blob-index.js'
 import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
+/** Page size when the request names no limit. */
 export const FEED_DEFAULT_LIMIT = 1000
 /** Upper bound of a page: the list file rsync reads a byte at a time stays small. */
 export const FEED_MAX_LIMIT = 5000
@@ -13,6 +14,7 @@ export const FEED_MAX_LIMIT = 5000
 /** One blob of a feed page, in the feed's field order (lib/store/blob-index.ts). */
 export type FeedItem = FeedRow
 
+/** One page of the core's change feed (GET /pop/v1/feed). */
 export interface FeedPage {
   /** The core store's identity; a POP replicates exactly one. */
   store_id: string
@@ -20,6 +22,7 @@ export interface FeedPage {
   generation: number
   /** The core's newest blob, or null when it holds none. */
   head: CursorPos | null
+  /** Published blobs after the request's cursor, in (created_at, seq) order. */
   items: FeedItem[]
   /** Cursor after the last item (the request's cursor when the page is empty). */
   next: string | null
@@ -29,14 +32,21 @@ export interface FeedPage {
   remaining: number
 }
 
+/** The core store the feed reads: its database and identity. */
 export interface FeedSource {
+  /** The database holding the store's index (meta.db). */
   db: Db
+  /** The core store's id (store.json). */
   storeId: string
+  /** The core store's generation (store.json). */
   generation: number
 }
 
+/** A feed request: where to start and how many items. */
 export interface FeedQuery {
+  /** The `next` token of the previous page; null or absent: from the start. */
   cursor?: string | null
+  /** Items per page, 1 to {@link FEED_MAX_LIMIT}. Default {@link FEED_DEFAULT_LIMIT}. */
   limit?: number
 }
 

@@ -18,14 +18,23 @@ export interface PopReport {
   blobs?: number
 }
 
+/** The core's record of one POP's replication (table pop_sync_state), from its reports. */
 export interface PopSyncRow {
+  /** The POP's id. */
   pop_id: string
+  /** The POP's cursor as of its last report (null: holds nothing yet). */
   cursor: string | null
+  /** µs epoch of the last report of a successful run. */
   last_success_at: number | null
+  /** The last error reported, `CODE: message`; kept after later successes. */
   last_error: string | null
+  /** µs epoch of that error. */
   last_error_at: number | null
+  /** The core's newest created_at minus the POP's cursor at the last report, µs. */
   lag_us: number | null
+  /** Blobs the POP said it holds. */
   blobs: number | null
+  /** µs epoch of the last report. */
   updated_at: number
 }
 
@@ -119,10 +128,14 @@ export function recordReport(
   return db.prepare('SELECT * FROM pop_sync_state WHERE pop_id = ?').get(popId) as PopSyncRow
 }
 
+/** A registered POP (removed ones included) and its sync state, if it ever reported. */
 export interface PopListing {
   id: string
+  /** Display name given at registration. */
   name: string | null
+  /** µs epoch of its removal; null while registered. */
   removed_at: number | null
+  /** Its last reported state; null when it never reported. */
   sync: Omit<PopSyncRow, 'pop_id'> | null
 }
 

@@ -38,7 +38,9 @@ import { requireActiveSubscription, requireVault } from './vaults.js'
 
 /** The part of lib/store's BlobStore the registry uses. */
 export interface RegistryStore {
+  /** Stores a new version of `p0` (BlobStore.put). */
   put(p0: string, payload: Buffer, opts?: PutOptions): Promise<BlobInfo>
+  /** A blob's payload after full verification (BlobStore.readPayload). */
   readPayload(info: BlobInfo): Promise<Buffer>
   /** The store's index (lib/store/blob-index.ts): the blob of a credentials row. */
   readonly index: Pick<BlobIndex, 'bySeq'>
@@ -46,24 +48,35 @@ export interface RegistryStore {
 
 export const DEFAULT_MAX_WL3_BYTES = 64 * 1024
 
+/** Options of the {@link CredentialRegistry}. */
 export interface RegistryOptions {
   /** Largest WL3 accepted, in bytes. Default 65536 (64 KiB). */
   maxWl3Bytes?: number
 }
 
+/** The answer to a registration: the stored blob and the version it became. */
 export interface RegisteredCredential {
+  /** The registered P0. */
   p0: string
+  /** The vault it was registered through. */
   vault_id: string
+  /** The blob's sequence number in the store. */
   seq: number
+  /** µs epoch of the blob. */
   created_at: number
+  /** sha256 of the WL3, lowercase hex. */
   sha256: string
+  /** WL3 bytes. */
   size: number
+  /** The blob's .cla file, relative to the store root. */
   path: string
+  /** This registration's version of the P0 (1 = first). */
   version: number
   /** True when an idempotency key matched an earlier registration, which this is. */
   replayed: boolean
 }
 
+/** One P0 of a customer in a list: its version count and latest version. */
 export interface CredentialSummary {
   p0: string
   /** Vault of the latest version. */
@@ -72,6 +85,7 @@ export interface CredentialSummary {
   versions: number
   /** µs epoch of the first registration. */
   first_registered_at: number
+  /** The latest version's blob (created_at in µs, size in bytes, sha256 hex). */
   latest: {
     version: number
     seq: number
@@ -82,24 +96,38 @@ export interface CredentialSummary {
   }
 }
 
+/** A WL3 as read back: the version asked for, its blob metadata and payload. */
 export interface Wl3 {
   p0: string
+  /** This version's number (1 = first). */
   version: number
+  /** How many versions the P0 has. */
   versions: number
+  /** The blob's sequence number in the store. */
   seq: number
+  /** µs epoch of the blob. */
   created_at: number
+  /** sha256 of the payload, lowercase hex. */
   sha256: string
+  /** Payload bytes. */
   size: number
+  /** The WL3 bytes (opaque), verified against the signed .cla. */
   payload: Buffer
 }
 
+/** One page of a list paged by key. */
 export interface Page<T> {
   items: T[]
   /** Pass as `after` for the next page; null on the last page. */
   next: string | null
 }
 
+/**
+ * The P0 → WL3 registry: each registration a signed .cla in the WORM store plus a `credentials`
+ * row, committed together. A P0 belongs to the customer that registered it first.
+ */
 export class CredentialRegistry {
+  /** Largest WL3 accepted, in bytes. */
   readonly maxWl3Bytes: number
   #locks = new Map<string, Promise<unknown>>()
 

@@ -11,20 +11,28 @@ import { claError } from '../errors.js'
 import { decodeCursor, type CursorPos } from '../store/index.js'
 import { clampLimit } from './registry.js'
 
+/** A registered POP and how far it has replicated. */
 export interface PopPosition {
   id: string
   name: string | null
   /** created_at and seq of the POP's cursor; null when it has none yet. */
   cursor_created_at: number | null
+  /** seq of the POP's cursor; null when it has none yet. */
   cursor_seq: number | null
+  /** µs epoch of its last report of a successful run. */
   last_success_at: number | null
+  /** Its lag behind the core at its last report, µs. */
   lag_us: number | null
 }
 
+/** Where the latest version of one P0 is held. */
 export interface CredentialSyncStatus {
   p0: string
+  /** The latest version's number (= the number of versions). */
   version: number
+  /** The latest version's blob seq. */
   seq: number
+  /** µs epoch of the latest version's blob. */
   created_at: number
   /** POP ids holding the latest version. */
   held_by: string[]
@@ -32,9 +40,13 @@ export interface CredentialSyncStatus {
   missing_on: string[]
 }
 
+/** Which POPs hold each of a customer's P0s, one page of P0s. */
 export interface SyncStatus {
+  /** Every POP not removed, by id. */
   pops: PopPosition[]
+  /** The customer's P0s, by P0. */
   items: CredentialSyncStatus[]
+  /** Pass as `after` for the next page; null on the last page. */
   next: string | null
 }
 

@@ -8,6 +8,10 @@ import type { Db } from '../db/open.js'
 import { devicesInVault, vaultsOnSubscription } from './limits.js'
 import { ACTIVE_SUBSCRIPTION_STATUSES, requireVault } from './vaults.js'
 
+/**
+ * What a vault may learn about itself (GET /api/v1/vault/status): subscription, plans, limits,
+ * usage.
+ */
 export interface VaultStatus {
   vault: { id: string; name: string; customer_id: string }
   /** Null when the vault has no subscription (it cannot register). */
@@ -27,7 +31,9 @@ export interface VaultStatus {
   active: boolean
   /** The plans its items sell; empty when unplanned (no limits enforced). */
   plans: Array<{ id: string; name: string; quantity: number }>
+  /** The subscription's limits (lib/billing/entitlements.ts); null: no limit. */
   limits: { max_vaults: number | null; max_devices_per_vault: number | null }
+  /** Vaults on the subscription and devices (P0s) in this vault. */
   usage: { vaults: number; devices: number }
   /** True when a NEW device may be enrolled now (active and under the device limit). */
   can_enrol_device: boolean

@@ -23,14 +23,21 @@ export const ACTIVE_SUBSCRIPTION_STATUSES: readonly string[] = ['active', 'trial
 export const VAULT_ID_PATTERN = /^vlt_[0-9a-f]{16}$/
 const NAME_MAX = 200
 
+/** A vault (table `vaults`): one customer's, paid for by at most one subscription. */
 export interface Vault {
+  /** `vlt_` and 16 lowercase hex characters. */
   id: string
+  /** The customer the vault belongs to. */
   customer_id: string
+  /** The subscription that pays for it; null: none (it cannot register). */
   subscription_id: string | null
+  /** Display name, at most 200 characters. */
   name: string
+  /** µs since the Unix epoch. */
   created_at: number
 }
 
+/** A vault in a list, with its counts and subscription status. */
 export interface VaultSummary extends Vault {
   /** Distinct P0s registered through this vault. */
   credentials: number
@@ -40,13 +47,19 @@ export interface VaultSummary extends Vault {
   subscription_status: string | null
 }
 
+/** A vault API key's public facts (never its secret or hash). */
 export interface ApiKeyInfo {
+  /** The key id (the `<id>` of `clv_<id>_<secret>`). */
   id: string
+  /** The vault the key authenticates as. */
   vault_id: string
+  /** µs since the Unix epoch. */
   created_at: number
+  /** µs epoch of its revocation; null while valid. */
   revoked_at: number | null
 }
 
+/** Who a valid vault API key is: the key, its vault and that vault's customer. */
 export interface VaultAuth {
   keyId: string
   vaultId: string

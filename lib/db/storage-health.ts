@@ -4,17 +4,23 @@
 // /healthz answers from this, so a load balancer stops sending writes to a full core.
 import { statfsSync } from 'node:fs'
 
+/** Whether the data folder has room to write: what /healthz reports under `storage`. */
 export interface StorageHealth {
+  /** True when status is 'ok'. */
   ok: boolean
   /** 'ok', or why not: 'low_space', 'low_inodes', 'write_failed' (a recent ENOSPC). */
   status: 'ok' | 'low_space' | 'low_inodes' | 'write_failed'
+  /** Bytes free to an unprivileged writer (statfs bavail × bsize). */
   free_bytes: number
+  /** Free inodes; Number.MAX_SAFE_INTEGER on a filesystem without an inode table (btrfs). */
   free_inodes: number
+  /** The floor of free bytes below which the core is unhealthy. */
   min_free_bytes: number
   /** ms epoch of the last write refused for want of space, or null. */
   last_full_at: number | null
 }
 
+/** When the data folder counts as full (StorageMonitor); every field has a default. */
 export interface StorageHealthOptions {
   /** Below this many free bytes the core is unhealthy. Default 64 MiB. */
   minFreeBytes?: number

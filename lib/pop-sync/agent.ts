@@ -30,10 +30,15 @@ import type { FeedClient } from './transport.js'
 
 const K_LAST_VERIFY = 'sync.last_full_verify'
 
+/** What a {@link PopSync} works with: the POP's store, the core's feed, rsync settings. */
 export interface PopSyncOptions {
+  /** This POP's id (the audit actor). */
   popId: string
+  /** The POP's store (role 'pop'); its database holds the sync state too. */
   store: BlobStore
+  /** The core's feed and report API. */
   feed: FeedClient
+  /** How to fetch blobs from the core. */
   rsync: RsyncSettings
   /** Plain folder on the store's filesystem ({data}/sync-staging). */
   stagingDir: string
@@ -41,6 +46,7 @@ export interface PopSyncOptions {
   pageSize?: number
   /** A full verify of every held blob at most this often, ms. Default 86,400,000 (daily). 0 = every run. */
   fullVerifyEveryMs?: number
+  /** Default: a silent logger. */
   log?: Logger
   /** Told which paths the agent is about to write (the tree watcher ignores them)... */
   onAgentWrite?: (paths: readonly string[]) => void
@@ -57,14 +63,19 @@ export interface PopSyncOptions {
   onRun?: (run: { ok: boolean; code: string | null; sealed: number }) => void
 }
 
+/** Options of one {@link PopSync.run}. */
 export interface RunOptions {
+  /** Stops the run; the next run resumes from the cursor. */
   signal?: AbortSignal
+  /** Called after each feed page is sealed or found held. */
   onProgress?: (p: PullProgress) => void
   /** Force a full verify of every held blob before pulling. */
   verify?: boolean
 }
 
+/** What a successful sync run did: the pull's result plus the check and repair before it. */
 export interface RunOutcome extends PullResult {
+  /** Queued repairs this run attempted. */
   repair: RepairResult
   /** Damaged blobs found by this run's check ('watch': skipped, the live watcher covers it). */
   checked: { mode: 'quick' | 'full' | 'watch'; bad: number }
@@ -72,7 +83,12 @@ export interface RunOutcome extends PullResult {
   report_error: string | null
 }
 
+/**
+ * One POP's sync runs (check, repair, pull, record, report to the core); used by the
+ * scheduler and `pop sync --once`.
+ */
 export class PopSync {
+  /** The options it was made with. */
   readonly opts: PopSyncOptions
   private readonly log: Logger
   private inFlight: Promise<RunOutcome> | null = null
@@ -84,6 +100,7 @@ export class PopSync {
     this.log = opts.log ?? silentLogger()
   }
 
+  /** True while a run is in flight. */
   get running(): boolean {
     return this.inFlight !== null
   }
@@ -98,6 +115,10 @@ export class PopSync {
     }
   }
 
+  /**
+   * The sync state kept in the POP's database: cursor, the core store id, the last run, pending
+   * repairs, and whether a run is in flight.
+   */
   status() {
     const db = this.opts.store.db
     return {

@@ -12,7 +12,9 @@ import type { BlobInfo, BlobStore } from '../store/index.js'
 import { claError } from '../errors.js'
 import { validateClientP0 } from '../store/p0.js'
 
+/** A verified WL3 lookup answer: the latest blob of a P0, its payload and whole file. */
 export interface Wl3Answer {
+  /** The blob's index row. */
   info: BlobInfo
   /** The raw WL3 payload (opaque). */
   payload: Buffer
@@ -24,6 +26,7 @@ export interface Wl3Answer {
   signatureChecked: boolean
 }
 
+/** Options of a {@link Wl3Lookup}. */
 export interface LookupOptions {
   /** Bytes of verified .cla files kept in the cache (least recently used go first). Default 256 MiB. */
   maxBytes?: number
@@ -38,6 +41,10 @@ export interface LookupOptions {
   onDamaged?: (info: BlobInfo, err: unknown) => void
 }
 
+/**
+ * WL3 lookups on a POP: the latest published blob of a P0, checked against its index row before
+ * it is served, with a size-bounded LRU cache that is dropped whenever the database changes.
+ */
 export class Wl3Lookup {
   private readonly store: BlobStore
   private readonly max: number
@@ -48,7 +55,9 @@ export class Wl3Lookup {
   private readonly versionStmt: Statement
   private readonly changesStmt: Statement
   private stamp = ''
+  /** Lookups answered from the cache. */
   hits = 0
+  /** Lookups not answered from the cache. */
   misses = 0
 
   constructor(store: BlobStore, opts: LookupOptions = {}) {
@@ -70,6 +79,7 @@ export class Wl3Lookup {
     }
   }
 
+  /** Drops every cached answer. */
   invalidate(): void {
     this.cache.clear()
     this.bytes = 0

@@ -38,21 +38,31 @@ export interface PullStore {
   readonly root: string
   /** Reads and verifies staged files ahead of ingest (BlobStore.verifyStaged). */
   verifyStaged(staged: Array<{ file: string; expect?: IngestExpect }>): Promise<VerifyStagedResult>
+  /**
+   * Ingests staged files (BlobStore.ingest), running `inTransaction` in the transaction that
+   * indexes them.
+   */
   ingest(
     staged: Array<{ file: string; expect?: IngestExpect }> | VerifiedStaged,
     opts?: { inTransaction?: (db: Db) => void },
   ): Promise<unknown[]>
 }
 
+/** How a POP runs rsync against the core (the same settings serve the pull and repairs). */
 export interface RsyncSettings {
   /** `rsync://host:port/module/`, `user@host:/path/`, or a local folder. */
   source: string
+  /** rsync --timeout / --contimeout, seconds. Default 30. */
   ioTimeoutSec?: number
+  /** Extra rsync arguments (e.g. `--password-file`). */
   extraArgs?: readonly string[]
+  /** Environment of the rsync process (e.g. RSYNC_PASSWORD). */
   env?: Record<string, string>
+  /** rsync binary. Default 'rsync'. */
   rsyncPath?: string
 }
 
+/** Progress of a pull, given after each page. */
 export interface PullProgress {
   /** Blobs sealed in this run so far. */
   sealed: number
@@ -62,23 +72,31 @@ export interface PullProgress {
   page: number
   /** Blobs the core still lists after this POP's cursor. */
   remaining: number
+  /** The POP's cursor after the page. */
   cursor: string | null
+  /** The core's newest published blob as of the page. */
   head: CursorPos | null
 }
 
+/** Options of one pull (pullOnce). */
 export interface PullOptions {
   /** POP id (audit actor). */
   popId: string
   /** The POP's metadata database (its store's index lives in it). */
   db: Db
+  /** The POP's store (or any object with the same ingest calls). */
   store: PullStore
+  /** The core's feed. */
   feed: FeedClient
+  /** How to fetch blobs from the core. */
   rsync: RsyncSettings
   /** Plain folder on the store's filesystem, never sealed. */
   stagingDir: string
   /** Feed page size (the rsync list bound). Default 1000. */
   pageSize?: number
+  /** Stops the pull with CLA_ERR_SYNC_ABORTED; the cursor stays at the last blob sealed. */
   signal?: AbortSignal
+  /** Called after each page is sealed or found held. */
   onProgress?: (p: PullProgress) => void
   /** Audit sink for alarms (appendEvent on the POP's db by default in lib/pop.ts). */
   audit?: (ev: AuditEventInput) => void
@@ -86,11 +104,17 @@ export interface PullOptions {
   warn?: (msg: string, data?: Record<string, unknown>) => void
 }
 
+/** What one pull did. */
 export interface PullResult {
+  /** Blobs fetched, verified and sealed. */
   sealed: number
+  /** Listed blobs this POP already held. */
   already: number
+  /** Feed pages read. */
   pages: number
+  /** The POP's cursor at the end. */
   cursor: string | null
+  /** The core's newest published blob as of the last page; null when no page was read. */
   head: CursorPos | null
   /** Core newest created_at minus this POP's cursor (0 when caught up). */
   lag_us: number

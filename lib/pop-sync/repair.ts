@@ -112,10 +112,13 @@ export interface RepairOptions {
   warn?: (msg: string, data?: Record<string, unknown>) => void
 }
 
+/** What one pass over the repair queue did (paths relative to the store root). */
 export interface RepairResult {
+  /** Blobs fetched again from the core, verified and put back. */
   repaired: string[]
   /** Queued but found intact (dropped from the queue). */
   intact: string[]
+  /** Blobs not repaired (they stay queued), with the error code and message. */
   failed: Array<{ path: string; code: string; message: string }>
 }
 

@@ -7,6 +7,7 @@ import { systemClock, type Clock } from '../clock.js'
 
 export { systemClock, type Clock }
 
+/** When regular runs and retries happen; every field has a default. */
 export interface ScheduleOptions {
   /** Time between regular runs, ms. Default 3,600,000 (hourly). */
   intervalMs?: number
@@ -72,11 +73,18 @@ export function backoffDelay(
   return Math.max(1, Math.round(raw * (0.9 + 0.2 * rand())))
 }
 
+/**
+ * Options of a {@link SyncScheduler}: the schedule, the run it fires, and injected clock and
+ * randomness.
+ */
 export interface SchedulerOptions extends ScheduleOptions {
+  /** This POP's id: its slot in each interval comes from it. */
   popId: string
   /** One pull. Rejects on failure; must honour the signal. */
   run: (signal: AbortSignal) => Promise<unknown>
+  /** Time and timers. Default: the system clock. */
   clock?: Clock
+  /** Randomness in [0, 1) for jitter. Default Math.random. */
   rand?: () => number
   /** Called after each run (for logs and metrics). */
   onRun?: (r: {
@@ -90,6 +98,10 @@ export interface SchedulerOptions extends ScheduleOptions {
   runAtStart?: boolean
 }
 
+/**
+ * Runs a POP's pull in its slot of each interval (plus jitter), retries a failure with capped
+ * exponential backoff, and takes manual runs; one run at a time.
+ */
 export class SyncScheduler {
   readonly opts: SchedulerOptions
   private readonly clock: Clock
@@ -109,6 +121,10 @@ export class SyncScheduler {
     this.rand = opts.rand ?? Math.random
   }
 
+  /**
+   * Arms the first run: at once (runAtStart, the default), else at the next slot. No-op when
+   * started.
+   */
   start(): void {
     if (!this.stopped) return
     this.stopped = false

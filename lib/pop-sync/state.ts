@@ -17,14 +17,21 @@ export const K_LAST_RUN = 'sync.last_run'
 // the one meta store (lib/db/meta.ts); re-exported for the replication code
 export { getMeta, setMeta }
 
+/** The outcome of the POP's last sync run (meta `sync.last_run`), for /healthz and reports. */
 export interface LastRun {
+  /** When the run ended, µs since the Unix epoch. */
   at: number
+  /** False when the run failed. */
   ok: boolean
+  /** The failure, or on success the first identity alarm; null otherwise. */
   error: { code: string; message: string } | null
   /** the core's newest created_at minus this POP's cursor, µs, when known */
   lag_us: number | null
+  /** Blobs sealed by the run. */
   sealed: number
+  /** Listed blobs the POP already held. */
   already: number
+  /** Identity alarms of the run (store mismatch, cursor ahead), each followed by a re-baseline. */
   alarms: Array<{ code: string; message: string }>
 }
 

@@ -6,6 +6,7 @@ import { parseBlobPath } from '../store/format.js'
 import type { FeedPage } from '../core-sync/feed.js'
 import type { PopReport } from '../core-sync/pop-state.js'
 
+/** The POP's side of the core's sync API: read feed pages, report after a run. */
 export interface FeedClient {
   /** The page of blobs after `cursor` (null = from the start). */
   page(cursor: string | null, limit: number): Promise<FeedPage>
@@ -15,6 +16,11 @@ export interface FeedClient {
 
 /** Any `request(method, path, {query, body}) → {status, json}` client (e.g. PopApiClient). */
 export interface JsonRequester {
+  /**
+   * Sends one request; resolves with the HTTP status and the parsed JSON body (null when
+   * there is none or it is not JSON).
+   * @param path Path from the API root, e.g. `/pop/v1/feed`.
+   */
   request(
     method: string,
     path: string,
@@ -22,6 +28,10 @@ export interface JsonRequester {
   ): Promise<{ status: number; json: unknown }>
 }
 
+/**
+ * Checks that a feed page answered by the core has the expected shape (paths by the store's
+ * own rule); returns it typed. Throws CLA_ERR_SYNC_FEED when malformed.
+ */
 export function checkPage(json: unknown): FeedPage {
   const p = json as FeedPage
   const ok =
@@ -126,6 +136,10 @@ export function plainHttpRequester(
   }
 }
 
+/**
+ * A FeedClient over plain HTTP to `baseUrl` (tests, the demo): no mTLS, no signed requests.
+ * `headers` are added to each request. Never use it across a network.
+ */
 export function plainHttpFeedClient(
   baseUrl: string,
   headers: Record<string, string> = {},

@@ -36,7 +36,9 @@ export interface TreeCheckOptions {
   signal?: AbortSignal
 }
 
+/** One entry of the tree check that is not as the index says. */
 export interface TreeFinding {
+  /** Path relative to the store root. */
   path: string
   /**
    * missing/size/damaged: an indexed blob to repair. foreign_file/foreign_dir: something the
@@ -46,6 +48,7 @@ export interface TreeFinding {
   reason: 'missing' | 'size' | 'damaged' | 'foreign_file' | 'foreign_dir' | 'unindexed'
 }
 
+/** What one check of the sealed tree found (checkTree). */
 export interface TreeCheckResult {
   /** Indexed blobs to repair. */
   bad: TreeFinding[]
@@ -53,8 +56,9 @@ export interface TreeCheckResult {
   foreign: TreeFinding[]
   /** Valid blobs awaiting the store's recovery. */
   unindexed: string[]
-  /** Files and folders stat'ed, files read. */
+  /** Files and folders stat'ed. */
   stats: number
+  /** Files read and verified (changed since the last check). */
   read: number
 }
 

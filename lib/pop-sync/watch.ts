@@ -20,9 +20,16 @@ import type { BlobStore } from '../store/index.js'
 import { pendingRepairs, queueRepair } from './repair.js'
 import { checkTree, type TreeCheckResult } from './tree-check.js'
 
+/** A change to the sealed tree the agent did not announce (logged, audited as sync.alarm). */
 export interface TreeAlarm {
+  /** The live watch event that showed it, or 'sweep' when the periodic tree check found it. */
   event: 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir' | 'sweep'
+  /** Path relative to the store root. */
   path: string
+  /**
+   * damaged/removed: an indexed blob (queued for repair). foreign_*: an entry the store did not
+   * write. dir_removed: a shard folder, or a p0 folder holding indexed blobs, went away.
+   */
   reason: 'damaged' | 'removed' | 'foreign_file' | 'foreign_dir' | 'dir_removed'
 }
 
@@ -45,6 +52,10 @@ export interface TreeWatchOptions {
 
 const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
 
+/**
+ * Watches a POP's sealed tree: live inotify watches on the root and the 256 shard folders, plus
+ * a periodic sweep (tree-check.ts). Unannounced changes become {@link TreeAlarm}s.
+ */
 export class TreeWatch {
   private readonly o: TreeWatchOptions
   private watchers: FSWatcher[] = []
@@ -56,6 +67,7 @@ export class TreeWatch {
   /** Foreign entries already alarmed (one alarm each, not one per sweep). */
   private readonly alarmed = new Set<string>()
   private closed = false
+  /** Every alarm raised so far, in order. */
   readonly alarms: TreeAlarm[] = []
   /**
    * Live paths judged (alarm or not), in order: lets a caller wait for the verdict on a
@@ -87,6 +99,7 @@ export class TreeWatch {
     }
   }
 
+  /** Stops the watches and timers and waits for a sweep in flight. */
   async close(): Promise<void> {
     this.closed = true
     for (const t of this.timers) clearTimeout(t)

@@ -5,10 +5,13 @@ import type { Statement } from 'better-sqlite3'
 import type { Db } from '../db/open.js'
 import type { CursorPos } from './cursor.js'
 
+/** One blob's index row (table `blobs`): where its .cla file is and what its header says. */
 export interface BlobInfo {
+  /** The store's sequence number of this blob; unique, strictly increasing. */
   seq: number
   /** µs since the Unix epoch; strictly increasing with seq. */
   created_at: number
+  /** The P0 (lowercase hex) this blob is a version of. */
   p0: string
   /** Relative to the store root: {shard}/{p0}/{name}.cla */
   path: string
@@ -18,6 +21,7 @@ export interface BlobInfo {
   file_size: number
   /** Payload sha256, lowercase hex. */
   sha256: string
+  /** Id of the key that signed the file (first 16 bytes of sha256 of its public key, hex). */
   key_id: string
 }
 
@@ -58,6 +62,7 @@ export function blobIndex(db: Db): BlobIndex {
   return ix
 }
 
+/** Prepared queries over the `blobs` table of one meta.db; get it with `blobIndex(db)`. */
 export class BlobIndex {
   private readonly stmts = new Map<string, Statement>()
 
@@ -96,10 +101,12 @@ export class BlobIndex {
     return { count: r.n, bytes: r.bytes }
   }
 
+  /** The blob with sequence number `seq`, published or not; undefined when none. */
   bySeq(seq: number): BlobInfo | undefined {
     return this.info(`SELECT ${INFO_COLS} FROM blobs WHERE seq = ?`, seq)
   }
 
+  /** The blob at `path` (relative to the store root), published or not; undefined when none. */
   byPath(path: string): BlobInfo | undefined {
     return this.info(`SELECT ${INFO_COLS} FROM blobs WHERE path = ?`, path)
   }

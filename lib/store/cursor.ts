@@ -4,6 +4,7 @@
 // row-value comparison (created_at, seq) > (c, s). Token form: `c1.{created_at}.{seq}`.
 import { claError } from '../errors.js'
 
+/** A position in the change feed: the (created_at, seq) of the last blob a reader holds. */
 export interface CursorPos {
   /** µs epoch of the last blob held. */
   created_at: number
@@ -13,6 +14,7 @@ export interface CursorPos {
 
 const RE = /^c1\.(\d{1,16})\.(\d{1,16})$/
 
+/** The opaque token of `pos`: `c1.{created_at}.{seq}` (read back with {@link decodeCursor}). */
 export function encodeCursor(pos: CursorPos): string {
   return `c1.${pos.created_at}.${pos.seq}`
 }

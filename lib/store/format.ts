@@ -19,34 +19,56 @@ import { claError } from '../errors.js'
 import { KEY_ID_BYTES, type KeyRing, type SigningKey } from './keys.js'
 import { validateP0 } from './p0.js'
 
+/** The 4 bytes every .cla file starts with: "CLAV". */
 export const CLA_MAGIC = Buffer.from('CLAV', 'latin1')
+/** The only .cla format version written and read. */
 export const CLA_VERSION = 1
+/** Bytes of the fixed header before the p0 (magic to key_id). */
 export const CLA_HEADER_FIXED = 80
+/** Bytes of the Ed25519 signature that ends every .cla file. */
 export const CLA_SIGNATURE_BYTES = 64
 
+/** The header fields of a .cla file, as numbers and lowercase hex. */
 export interface ClaHeader {
+  /** Format version (always {@link CLA_VERSION}). */
   version: number
   p0: string
+  /** µs since the Unix epoch. */
   createdAt: number
+  /** The store's sequence number. */
   seq: number
+  /** Payload bytes. */
   size: number
+  /** sha256 of the payload, lowercase hex. */
   sha256: string
+  /** Id of the signing key (32 hex characters). */
   keyId: string
 }
 
+/**
+ * A parsed .cla file: its header plus views (not copies) of the payload, signed bytes and
+ * signature.
+ */
 export interface DecodedCla extends ClaHeader {
+  /** Whole file bytes. */
   fileSize: number
+  /** The payload bytes (a subarray of the file buffer). */
   payload: Buffer
   /** Every byte the signature covers. */
   signed: Buffer
+  /** The 64-byte Ed25519 signature. */
   signature: Buffer
 }
 
+/** What {@link encodeCla} needs to build and sign a .cla file. */
 export interface EncodeInput {
   p0: string
+  /** µs since the Unix epoch; a non-negative safe integer. */
   createdAt: number
+  /** The store's sequence number; a non-negative safe integer. */
   seq: number
   payload: Buffer
+  /** The key that signs the file; its id goes into the header. */
   key: SigningKey
 }
 
@@ -201,6 +223,11 @@ export function blobFileName(createdAt: number, random: string): string {
   return `${String(createdAt).padStart(16, '0')}_${random}.cla`
 }
 
+/**
+ * A blob path relative to the store root: `{shard}/{p0}/{created_at, 16+ digits}_{16 hex}.cla`.
+ * Groups: shard, p0, created_at, random. {@link parseBlobPath} also checks the shard is the p0's
+ * prefix.
+ */
 export const BLOB_PATH_RE =
   /^([0-9a-f]{2})\/((?:[0-9a-f]{2}){16,64})\/(\d{16,})_([0-9a-f]{16})\.cla$/
 

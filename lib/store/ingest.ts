@@ -29,6 +29,7 @@ import { verifyClaAsync } from './format.js'
 import { shardOf } from './p0.js'
 import { ensureWriter } from './rebuild.js'
 
+/** A staged .cla file to ingest, and what the feed said about it. */
 export interface StagedFile {
   /** Absolute path of a staged .cla file (consumed on success). */
   file: string
@@ -51,6 +52,7 @@ export interface VerifyStagedResult {
   bad: { index: number; file: string; error: unknown } | null
 }
 
+/** Options of BlobStore.ingest. */
 export interface IngestOptions {
   /** Runs inside the one transaction that inserts the index rows (e.g. advance a cursor). */
   inTransaction?: (db: Db) => void

@@ -17,28 +17,40 @@ const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 
 export const KEY_ID_BYTES = 16
 
+/** An Ed25519 private key in raw and node:crypto form, with its key id. */
 export interface SigningKey {
   /** Raw 32-byte seed (tweetnacl: nacl.sign.keyPair.fromSeed). */
   seed: Buffer
   /** Raw 32-byte public key. */
   publicKey: Buffer
+  /** First 16 bytes of sha256(publicKey), as 32 lowercase hex characters. */
   keyId: string
+  /** The private key as a node:crypto KeyObject, for sign(). */
   privateKeyObject: KeyObject
 }
 
+/** An Ed25519 public key a store accepts signatures from, with its key id. */
 export interface TrustedKey {
+  /** First 16 bytes of sha256(publicKey), as 32 lowercase hex characters. */
   keyId: string
+  /** Raw 32-byte public key. */
   publicKey: Buffer
+  /** The public key as a node:crypto KeyObject, for verify(). */
   keyObject: KeyObject
 }
 
 /** Trusted public keys by key id. */
 export type KeyRing = ReadonlyMap<string, TrustedKey>
 
+/** The key id of a raw public key: first 16 bytes of its sha256, as 32 lowercase hex characters. */
 export function keyIdOf(publicKey: Buffer): string {
   return createHash('sha256').update(publicKey).digest().subarray(0, KEY_ID_BYTES).toString('hex')
 }
 
+/**
+ * The signing key of a raw 32-byte Ed25519 seed. Throws CLA_ERR_INVALID_OPTION when the seed is not
+ * 32 bytes.
+ */
 export function signingKeyFromSeed(seed: Buffer): SigningKey {
   if (seed.length !== 32) {
     throw claError('CLA_ERR_INVALID_OPTION', `an Ed25519 seed is 32 raw bytes; got ${seed.length}`)
@@ -53,12 +65,17 @@ export function signingKeyFromSeed(seed: Buffer): SigningKey {
   return { seed: Buffer.from(seed), publicKey, keyId: keyIdOf(publicKey), privateKeyObject }
 }
 
+/** A new random Ed25519 signing key. */
 export function generateSigningKey(): SigningKey {
   const { privateKey } = generateKeyPairSync('ed25519')
   const der = privateKey.export({ format: 'der', type: 'pkcs8' })
   return signingKeyFromSeed(Buffer.from(der.subarray(PKCS8_ED25519_PREFIX.length)))
 }
 
+/**
+ * The trusted key of a raw 32-byte Ed25519 public key. Throws CLA_ERR_INVALID_OPTION when it is not
+ * 32 bytes.
+ */
 export function trustedKeyFromRaw(publicKey: Buffer): TrustedKey {
   if (publicKey.length !== 32) {
     throw claError(
@@ -88,6 +105,10 @@ export function parsePublicKeyFile(bytes: Buffer, name = 'key file'): Buffer {
   )
 }
 
+/**
+ * A key ring (key id → trusted key) of raw 32-byte public keys; duplicates collapse.
+ * Throws CLA_ERR_INVALID_OPTION on a key that is not 32 bytes.
+ */
 export function makeKeyRing(keys: Iterable<Buffer>): Map<string, TrustedKey> {
   const ring = new Map<string, TrustedKey>()
   for (const k of keys) {

@@ -25,10 +25,21 @@ import { liveLockHolder } from './lock.js'
 import { probeSealing, sealDirs, type ProbeResult } from './seal.js'
 import { cleanStaging } from './staging.js'
 
+/**
+ * How the store seals its files with chattr (docs/store.md, "Protection modes"): 'enforce'
+ * refuses to open where sealing does not work (CLA_ERR_SEAL_UNSUPPORTED), 'best-effort'
+ * seals when it can and warns once otherwise, 'off' never seals.
+ */
 export type Protection = 'enforce' | 'best-effort' | 'off'
+/** Every {@link Protection} mode, for option validation. */
 export const PROTECTIONS: readonly Protection[] = ['enforce', 'best-effort', 'off']
+/**
+ * 'core': the store that signs and puts blobs. 'pop': a replica with no signing key that only
+ * ingests files the core signed.
+ */
 export type StoreRole = 'core' | 'pop'
 
+/** Options of BlobStore.open (and init, through {@link InitOptions}). */
 export interface StoreOptions {
   /** The data folder ({data}/store, {data}/staging, {data}/keys, {data}/meta.db). */
   dataDir: string
@@ -61,6 +72,7 @@ export interface StoreOptions {
   ingestSyncfsMaxDirty?: number
 }
 
+/** Options of BlobStore.init: those of open, plus what a new store is made with. */
 export interface InitOptions extends StoreOptions {
   /** 'core' (default) makes a signing key; 'pop' makes none and needs trustKeys. */
   role?: StoreRole

@@ -8,7 +8,9 @@
 // with validateClientP0, so no vault can place or read a file there.
 import { claError } from '../errors.js'
 
+/** Fewest hex characters in a P0 (16 bytes). */
 export const P0_MIN_HEX = 32
+/** Most hex characters in a P0 (64 bytes). */
 export const P0_MAX_HEX = 128
 const P0_RE = /^(?:[0-9a-f]{2}){16,64}$/
 

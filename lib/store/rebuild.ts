@@ -19,7 +19,14 @@ import { shardOf } from './p0.js'
 import { hasFlag, readAttrs } from './seal.js'
 import { cleanStaging } from './staging.js'
 
+/**
+ * What BlobStore.verify found: every file and index row checked (paths relative to the store root).
+ */
 export interface VerifyReport {
+  /**
+   * True when nothing is missing, corrupt, unindexed or unsealed (recoverable files and their
+   * folders not counted).
+   */
   ok: boolean
   /** .cla files found on disk. */
   files: number
@@ -43,10 +50,15 @@ export interface VerifyReport {
   sealChecked: boolean
 }
 
+/** What BlobStore.rebuildIndex did. */
 export interface RebuildReport {
+  /** .cla files found on disk. */
   scanned: number
+  /** Of those, files that already had an index row. */
   alreadyIndexed: number
+  /** Files indexed by this rebuild. */
   indexed: number
+  /** Unindexed files that failed verification (left unindexed). */
   corrupt: VerifyProblem[]
   /** Valid files whose seq or (created_at, seq) is taken by another indexed file. */
   conflicts: string[]
@@ -174,6 +186,7 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
   }
 }
 
+/** What opening a store recovered (BlobStore.healed): see healAtOpen. */
 export interface HealReport {
   /** A fresh meta.db adopted the store: the index was rebuilt from the files. */
   adopted: boolean

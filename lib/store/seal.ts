@@ -104,8 +104,11 @@ export async function readAttrs(paths: readonly string[]): Promise<Map<string, s
 export const hasFlag = (flags: string | undefined, f: 'i' | 'a'): boolean =>
   flags !== undefined && flags.includes(f)
 
+/** Whether the filesystem honours chattr +i for this process (probeSealing). */
 export interface ProbeResult {
+  /** True when chattr +i works here: a sealed probe file could not be unlinked. */
   honoured: boolean
+  /** Why not, when not honoured (e.g. chattr missing, no permission, a full disk). */
   reason?: string
 }
 

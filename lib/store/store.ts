@@ -71,7 +71,9 @@ export type { HealReport, RebuildReport, VerifyReport } from './rebuild.js'
 export type { IngestOptions, StagedFile, VerifiedStaged, VerifyStagedResult } from './ingest.js'
 export type { PutOptions } from './writer.js'
 
+/** One page of the change feed (BlobStore.changesAfter). */
 export interface ChangesPage {
+  /** Published blobs after the input cursor, in (created_at, seq) order. */
   items: BlobInfo[]
   /** Cursor after the last item (the input cursor when the page is empty). */
   next: string | null
@@ -79,26 +81,49 @@ export interface ChangesPage {
   more: boolean
 }
 
+/** A store's identity, counts and sealing state (BlobStore.status; `clavitor store status`). */
 export interface StoreStatus {
+  /** Random id of the store (store.json), 32 hex characters. */
   store_id: string
+  /** Goes up by one when a restored store went back in time; POPs then re-baseline. */
   generation: number
   role: StoreRole
+  /** Path of the store root, {data}/store. */
   root: string
+  /** The signing key id; null on a POP. */
   key_id: string | null
+  /** Ids of every trusted key (own key included), sorted. */
   trusted_key_ids: string[]
+  /** Index rows, published or not. */
   blobs: number
+  /** Distinct P0s indexed. */
   p0s: number
+  /** Sum of payload bytes. */
   payload_bytes: number
+  /** Sum of whole .cla file bytes. */
   file_bytes: number
+  /** Rows whose file is not sealed (sealing off, not honoured here, or a failed chattr). */
   unsealed_rows: number
   /** Blobs kept but never published: no put acknowledged them (blob-index.ts unpublished()). */
   unpublished: number
+  /** Highest seq indexed; null when empty. */
   last_seq: number | null
+  /** Newest created_at indexed (µs epoch); null when empty. */
   last_created_at: number | null
+  /**
+   * `honoured`: the probe succeeded and no seal has failed since; `sealing`: files are being
+   * sealed; `reason`: why not honoured (probe or last seal failure).
+   */
   protection: { mode: Protection; honoured: boolean; sealing: boolean; reason?: string }
+  /** The pid holding the writer lock (this process when it holds it); null when none. */
   writer_pid: number | null
 }
 
+/**
+ * The WORM blob store of one data folder: signed .cla files under {data}/store, indexed in
+ * meta.db. Open it with {@link BlobStore.open} or {@link BlobStore.init}; methods throw
+ * CLA_ERR_STORE_CLOSED after {@link BlobStore.close}.
+ */
 export class BlobStore {
   readonly dataDir: string
   readonly root: string
@@ -278,10 +303,6 @@ export class BlobStore {
   }
 
   /**
-   * Seals again what lost its flags (a repair, an intruder): `files` +i, `dirs` +a, both
-   * relative to the store root. Idempotent; nothing when the store does not seal.
-   */
-  /**
    * Forgets index rows whose file is gone (a restore from an older copy of the store;
    * rebuild.ts forgetMissing): `inTransaction` removes what names them in the same
    * transaction. Returns the forgotten blobs.
@@ -291,6 +312,10 @@ export class BlobStore {
     return forgetMissing(this.ctx, inTransaction)
   }
 
+  /**
+   * Seals again what lost its flags (a repair, an intruder): `files` +i, `dirs` +a, both
+   * relative to the store root. Idempotent; nothing when the store does not seal.
+   */
   async reseal(files: readonly string[], dirs: readonly string[]): Promise<void> {
     checkOpen(this.ctx)
     if (!this.sealing) return
@@ -306,6 +331,10 @@ export class BlobStore {
     return blobIndex(this.db)
   }
 
+  /**
+   * The newest published version of `p0`, or undefined. Throws CLA_ERR_INVALID_P0 on a malformed
+   * P0.
+   */
   latest(p0: string): BlobInfo | undefined {
     validateP0(p0)
     checkOpen(this.ctx)
@@ -327,6 +356,7 @@ export class BlobStore {
     return rows.map(rowToInfo)
   }
 
+  /** The blob with sequence number `seq`, published or not; undefined when none. */
   bySeq(seq: number): BlobInfo | undefined {
     checkOpen(this.ctx)
     const r = stmt(this.ctx, `SELECT ${INFO_COLS} FROM blobs WHERE seq = ?`).get(seq) as
@@ -385,6 +415,7 @@ export class BlobStore {
     return { items, next: last ? encodeCursor(last) : cursor, more }
   }
 
+  /** The store's identity, counts and sealing state (one query over the index). */
   status(): StoreStatus {
     const ctx = this.ctx
     checkOpen(ctx)

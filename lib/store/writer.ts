@@ -20,6 +20,7 @@ import { BLOB_FILE_MODE } from './open.js'
 import { shardOf, validateP0 } from './p0.js'
 import { ensureWriter } from './rebuild.js'
 
+/** Options of BlobStore.put. */
 export interface PutOptions {
   /**
    * The caller's own rows, written in the transaction that indexes this blob (a savepoint of

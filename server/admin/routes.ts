@@ -22,7 +22,9 @@ import type { Core } from '../../lib/core.js'
 import { claError, errorResponse } from '../../lib/errors.js'
 import * as v from './views.js'
 
+/** Options of the admin web UI plugin (docs/admin-ui.md); only `core` is required. */
 export interface AdminRoutesOptions {
+  /** The core whose admins and data the UI serves. */
   core: Core
   /**
    * Public origin of the admin UI, e.g. 'https://admin.example.com'. WebAuthn binds keys

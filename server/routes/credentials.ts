@@ -34,7 +34,9 @@ import {
   type RegisterBody,
 } from './credentials-schemas.js'
 
+/** Options of the credentials API plugin (docs/api.md); only `core` is required. */
 export interface CredentialsRoutesOptions {
+  /** Where the routes' decisions are made: the core's credentials handle. */
   core: { credentials: Credentials }
   /** Requests per verified API key per window. Default 120. */
   rateLimitMax?: number
