@@ -40,6 +40,8 @@ export type { AdminSession, IssuedSession } from '../lib/admin/sessions.js'
 export type { IssuedToken } from '../lib/admin/setup-links.js'
 export type { Actor, RequestFacts } from '../lib/admin/context.js'
 export type { Permission } from '../lib/admin/roles.js'
+export type { ApiTokenInfo } from '../lib/admin/api-tokens.js'
+export type { Reach, Scope } from '../lib/admin/scope.js'
 export type {
   CredentialRegistry,
   CredentialSummary,

@@ -14,4 +14,5 @@ export {
 } from '../server/pop-api.js'
 export { buildOpenApi } from '../server/openapi.js'
 export type { AdminRoutesOptions } from '../server/admin/routes.js'
+export type { AdminApiOptions } from '../server/admin/api.js'
 export type { CredentialsRoutesOptions } from '../server/routes/credentials.js'

@@ -15,7 +15,9 @@ import type { Core } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { ADMIN_API_ROUTES, type AdminApiOperation } from './api-schemas.js'
 
+/** Options of the JSON admin API plugin (buildCoreApp({ adminApi })). */
 export interface AdminApiOptions {
+  /** The opened core whose admins, billing and vaults the API serves. */
   core: Core
   /** Requests per token per minute. Default 300. */
   rateLimitMax?: number
