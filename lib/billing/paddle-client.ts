@@ -128,6 +128,23 @@ export class PaddleClient {
     }
   }
 
+  /** The URL is on the base URL's origin, under its path. */
+  private isOurs(url: string): boolean {
+    let u: URL
+    try {
+      u = new URL(url)
+    } catch {
+      return false
+    }
+    const base = new URL(this.baseUrl)
+    const basePath = base.pathname.replace(/\/+$/, '')
+    return (
+      u.origin === base.origin &&
+      (u.pathname === basePath || u.pathname.startsWith(`${basePath}/`) || basePath === '') &&
+      url.startsWith(this.baseUrl)
+    )
+  }
+
   /**
    * Sends one request and returns the answer, after waiting for a rate-limit token. Throws
    * CLA_ERR_PADDLE_RATE_LIMITED (429, or still blocked after one), CLA_ERR_PADDLE_UNAVAILABLE
@@ -142,7 +159,16 @@ export class PaddleClient {
     body?: unknown,
   ): Promise<PaddleResponse<T>> {
     const url = pathOrUrl.startsWith('http') ? pathOrUrl : this.baseUrl + pathOrUrl
-    const path = url.startsWith(this.baseUrl) ? url.slice(this.baseUrl.length) : url
+    // An absolute URL comes from Paddle's own answers (a pagination `next`): it is followed
+    // only on the base URL's origin and path, so the API key never goes anywhere else.
+    if (!this.isOurs(url)) {
+      throw claError(
+        'CLA_ERR_PADDLE_REJECTED',
+        `refusing to send the Paddle API key to ${safeOrigin(url)}: not under ${this.baseUrl}`,
+        { details: { url: safeOrigin(url) } },
+      )
+    }
+    const path = url.slice(this.baseUrl.length)
     await this.takeToken(method, path)
     let res: Response
     try {
@@ -267,5 +293,14 @@ export class PaddleClient {
       const p = page.meta.pagination as { next?: string; has_more?: boolean } | undefined
       next = p?.has_more && typeof p.next === 'string' ? p.next : undefined
     }
+  }
+}
+
+/** Scheme, host and port of a URL for a message (never its path or query). */
+function safeOrigin(url: string): string {
+  try {
+    return new URL(url).origin
+  } catch {
+    return 'an invalid URL'
   }
 }

@@ -62,20 +62,25 @@ if (!existsSync(CHROMIUM)) {
   const shot = (page: Page, name: string) =>
     page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true })
 
-  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } })
-  const page = await context.newPage()
-  const cdp = await context.newCDPSession(page)
-  await cdp.send('WebAuthn.enable')
-  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport: 'usb',
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  })
+  /** A browser context with its own virtual security key (a resident-key CTAP2 device). */
+  const withKey = async () => {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } })
+    const page = await context.newPage()
+    const cdp = await context.newCDPSession(page)
+    await cdp.send('WebAuthn.enable')
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2',
+        transport: 'usb',
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
+    })
+    return { context, page, cdp, authenticatorId }
+  }
+  const { context, page, cdp, authenticatorId } = await withKey()
   const pageErrors: string[] = []
   page.on('pageerror', (e) => pageErrors.push(e.message))
   page.on('console', (m) => {
@@ -291,20 +296,7 @@ if (!existsSync(CHROMIUM)) {
       t.match(url, `${base}/admin/setup?token=`)
       await shot(page, '08-admins-invite')
 
-      const vctx = await browser.newContext()
-      const vpage = await vctx.newPage()
-      const vcdp = await vctx.newCDPSession(vpage)
-      await vcdp.send('WebAuthn.enable')
-      await vcdp.send('WebAuthn.addVirtualAuthenticator', {
-        options: {
-          protocol: 'ctap2',
-          transport: 'usb',
-          hasResidentKey: true,
-          hasUserVerification: true,
-          isUserVerified: true,
-          automaticPresenceSimulation: true,
-        },
-      })
+      const { context: vctx, page: vpage } = await withKey()
       await vpage.goto(url)
       await vpage.fill('#name', 'Vera Viewer')
       await vpage.click('#go')
@@ -341,21 +333,8 @@ if (!existsSync(CHROMIUM)) {
       t.match(await page.textContent('.invite'), /operator\s+of\s+cus_/)
       const url = (await page.textContent('#invite-url'))!.trim()
 
-      const mctx = await browser.newContext({ viewport: { width: 1200, height: 800 } })
-      const mpage = await mctx.newPage()
+      const { context: mctx, page: mpage } = await withKey()
       mpage.on('pageerror', (e) => pageErrors.push(e.message))
-      const mcdp = await mctx.newCDPSession(mpage)
-      await mcdp.send('WebAuthn.enable')
-      await mcdp.send('WebAuthn.addVirtualAuthenticator', {
-        options: {
-          protocol: 'ctap2',
-          transport: 'usb',
-          hasResidentKey: true,
-          hasUserVerification: true,
-          isUserVerified: true,
-          automaticPresenceSimulation: true,
-        },
-      })
       await mpage.goto(url)
       await mpage.fill('#name', 'Mia MSP')
       await mpage.click('#go')

@@ -2,34 +2,19 @@
 // sells a subscription (invoice and card checkout), cancels it at the period end, makes a
 // vault, issues and revokes its key, edits a customer; the owner moves a customer to
 // another MSP. Every POST: success, CSRF refused, role refused (a viewer), scope refused.
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { openCore, type Core } from '../../../lib/core.js'
 import { listEvents } from '../../../lib/audit/log.js'
 import { startFakePaddle } from '../../../scripts/fake-paddle/server.js'
-import { buildCoreApp } from '../../../server/app.js'
-import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
+import { adminApp, csrfFor, seedAdmin } from '../../fixtures/admin.js'
 import { seed } from '../../fixtures/billing.js'
 
 process.env.CLAVITOR_PROTECTION = 'off'
 
 async function setup(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'clavitor-acting-'))
   const fake = await startFakePaddle({ apiKey: 'pdl_sdbx_apikey_test' })
-  const core: Core = await openCore({
-    dataDir: dir,
+  t.teardown(() => fake.close())
+  const { core, app } = await adminApp(t, {
     paddle: { apiUrl: fake.url, apiKey: 'pdl_sdbx_apikey_test', webhookSecrets: [fake.secret] },
-  })
-  const app = await buildCoreApp({ core, admin: { secret: 'x'.repeat(43), onSetupUrl: () => {} } })
-  t.teardown(async () => {
-    await app.close()
-    await core.close()
-    await fake.close()
-    spawnSync('chattr', ['-R', '-i', '-a', dir])
-    rmSync(dir, { recursive: true, force: true })
   })
   const s = await seed(core.billing)
   const other = await core.billing.create('customers', {

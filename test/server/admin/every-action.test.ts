@@ -2,30 +2,16 @@
 // cannot be missed): without a CSRF token it is refused for an owner; with one, a viewer
 // is refused (except the self-service routes: logout and the viewer's own API tokens);
 // nothing is written either way. Success and scope refusals are in the per-page tests.
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { openCore, type Core } from '../../../lib/core.js'
 import { listEvents } from '../../../lib/audit/log.js'
-import { buildCoreApp } from '../../../server/app.js'
-import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
+import { adminApp, csrfFor, seedAdmin } from '../../fixtures/admin.js'
 import { IDS, seedTwoMsps } from '../../fixtures/scoped.js'
 
 process.env.CLAVITOR_PROTECTION = 'off'
 
 t.test('every POST: CSRF refused, a viewer refused, nothing written', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'clavitor-every-action-'))
-  const core: Core = await openCore({ dataDir: dir })
-  const app = await buildCoreApp({ core, admin: { secret: 'x'.repeat(43), onSetupUrl: () => {} } })
-  t.teardown(async () => {
-    await app.close()
-    await core.close()
-    spawnSync('chattr', ['-R', '-i', '-a', dir])
-    rmSync(dir, { recursive: true, force: true })
-  })
-  seedTwoMsps(core)
+  const { core, app } = await adminApp(t)
   // the route tree fastify prints: each line a segment, its depth by its indent
   const routes: string[] = []
   const stack: string[] = []

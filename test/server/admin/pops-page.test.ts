@@ -1,16 +1,13 @@
 // The POPs page acts: enrol a POP from its certificate (the same library call as
 // `clavitor core pop add`, the rsync password shown once), revoke its certificates (CRL),
 // remove it. Installation admins only: an MSP's owner and a viewer are refused.
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { initCa, listCerts } from '../../../lib/auth/ca.js'
 import { listPops } from '../../../lib/auth/pops.js'
-import { openCore, type Core } from '../../../lib/core.js'
-import { buildCoreApp } from '../../../server/app.js'
-import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
+import { adminApp, csrfFor, seedAdmin } from '../../fixtures/admin.js'
 import { makePop } from '../../fixtures/pki.js'
 import { IDS, seedTwoMsps } from '../../fixtures/scoped.js'
 
@@ -18,15 +15,9 @@ process.env.CLAVITOR_PROTECTION = 'off'
 
 t.test('enrol, revoke, remove a POP from the page; refused outside the installation', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'clavitor-pops-page-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
   const dir = join(root, 'core')
-  const core: Core = await openCore({ dataDir: dir })
-  const app = await buildCoreApp({ core, admin: { secret: 'x'.repeat(43), onSetupUrl: () => {} } })
-  t.teardown(async () => {
-    await app.close()
-    await core.close()
-    spawnSync('chattr', ['-R', '-i', '-a', root])
-    rmSync(root, { recursive: true, force: true })
-  })
+  const { core, app } = await adminApp(t, { dataDir: dir })
   seedTwoMsps(core)
   await initCa(dir)
   const pop = await makePop(dir, root, 'pop-ams')

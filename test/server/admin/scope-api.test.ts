@@ -2,33 +2,15 @@
 // through every page, list, count and API route, cannot read or change MSP B's objects;
 // tokens are made on the tokens page, shown once, act as their admin, and stop at revoke
 // or when the admin is disabled.
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { openCore, type Core } from '../../../lib/core.js'
-import { buildCoreApp } from '../../../server/app.js'
 import { ADMIN_API_ROUTES } from '../../../server/admin/api-schemas.js'
-import { csrfFor, seedAdmin } from '../../fixtures/admin.js'
+import { adminApp, csrfFor, seedAdmin } from '../../fixtures/admin.js'
 import { IDS, seedTwoMsps } from '../../fixtures/scoped.js'
 
 process.env.CLAVITOR_PROTECTION = 'off'
 
 async function setup(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'clavitor-admin-api-'))
-  const core: Core = await openCore({ dataDir: dir })
-  const app = await buildCoreApp({
-    core,
-    admin: { secret: 'x'.repeat(43), onSetupUrl: () => {} },
-    adminApi: { rateLimitMax: 1000 },
-  })
-  t.teardown(async () => {
-    await app.close()
-    await core.close()
-    spawnSync('chattr', ['-R', '-i', '-a', dir])
-    rmSync(dir, { recursive: true, force: true })
-  })
+  const { core, app } = await adminApp(t, { adminApi: { rateLimitMax: 1000 } })
   const seeded = seedTwoMsps(core)
   /** An admin with a session and an API token. */
   const admin = (role: 'owner' | 'operator' | 'viewer', scope: string | null) => {
