@@ -176,8 +176,7 @@ export default async function adminApiRoutes(
     adminAdmins: (d) => d.admins(),
     adminInvite: (d, req) => {
       const b = body(req)
-      const issued = d.invite(parseRole(b.role), b.scope)
-      return issued
+      return d.invite(parseRole(b.role), b.scope)
     },
   }
 

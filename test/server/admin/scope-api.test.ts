@@ -9,8 +9,8 @@ import { IDS, seedTwoMsps } from '../../fixtures/scoped.js'
 
 process.env.CLAVITOR_PROTECTION = 'off'
 
-async function setup(t: Test) {
-  const { core, app } = await adminApp(t, { adminApi: { rateLimitMax: 1000 } })
+async function setup(t: Test, rateLimitMax = 1000) {
+  const { core, app } = await adminApp(t, { adminApi: { rateLimitMax } })
   const seeded = seedTwoMsps(core)
   /** An admin with a session and an API token. */
   const admin = (role: 'owner' | 'operator' | 'viewer', scope: string | null) => {
@@ -265,4 +265,34 @@ t.test('the tokens page: made, shown once, used, revoked', async (t) => {
     payload: { name: 'x' },
   })
   t.equal(noCsrf.statusCode, 403, 'CSRF refused')
+})
+
+t.test(
+  'rate limit per token: 429 with Retry-After; another token has its own budget',
+  async (t) => {
+    const { admin, api } = await setup(t, 3)
+    const a = admin('viewer', null)
+    const b = admin('viewer', null)
+    for (let i = 0; i < 3; i++) t.equal((await api(a.token, 'GET', '/me')).statusCode, 200)
+    const over = await api(a.token, 'GET', '/me')
+    t.equal(over.statusCode, 429)
+    t.equal(over.json().error.code, 'CLA_ERR_ADMIN_RATE_LIMITED')
+    t.ok(Number(over.headers['retry-after']) > 0, 'Retry-After')
+    t.equal((await api(b.token, 'GET', '/me')).statusCode, 200, "b's budget is its own")
+  },
+)
+
+t.test('at most 20 live tokens per admin; a revoked one frees a place', async (t) => {
+  const { core, admin } = await setup(t)
+  const a = admin('viewer', null) // holds one already
+  for (let i = 1; i < 20; i++) core.admin.createApiToken(a.actor, `t${i}`)
+  t.throws(() => core.admin.createApiToken(a.actor, 'one more'), {
+    code: 'CLA_ERR_INVALID_INPUT',
+    message: /20 live API tokens/,
+  })
+  core.admin.revokeApiToken(a.actor, core.admin.listApiTokens(a.actor)[0]!.id)
+  t.ok(core.admin.createApiToken(a.actor, 'one more').token.startsWith('cla_adm_'))
+  t.throws(() => core.admin.createApiToken(a.actor, '<bad name>'), {
+    code: 'CLA_ERR_INVALID_INPUT',
+  })
 })
