@@ -6,6 +6,7 @@
 //   {data}/keys/     signing key and other secrets, outside the store root
 //
 // Each area adds its handle here (one field, one line in openCore/close).
+import { Checkpointer } from './core-sync/checkpointer.js'
 import { dataLayout, ensureDataDir } from './db/data-dir.js'
 import { openDb, type Db } from './db/open.js'
 import {
@@ -56,6 +57,11 @@ export interface Core {
   readonly credentials: Credentials
   /** Prometheus registry of this instance (lib/metrics.ts), served at /metrics. */
   readonly metrics: Metrics
+  /**
+   * Signs the replication log's checkpoints for the feed (lib/core-sync/checkpointer.ts);
+   * `core serve` starts its idle timer.
+   */
+  readonly checkpoints: Checkpointer
   /** Room to write in the data folder (lib/db/storage-health.ts): what /healthz answers. */
   health(): { ok: boolean; storage: StorageHealth }
   /**
@@ -91,6 +97,7 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     protection: opts.protection ?? (process.env.CLAVITOR_PROTECTION as Protection | undefined),
   })
   const storageMonitor = new StorageMonitor(opts.dataDir, opts.storage)
+  const checkpoints = new Checkpointer(store)
   return {
     dataDir: opts.dataDir,
     db,
@@ -100,11 +107,13 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     admin: new Admin(db),
     credentials: new Credentials(db, store, opts.credentials),
     metrics: new Metrics({ role: 'core', db }),
+    checkpoints,
     health() {
       const storage = storageMonitor.check(store.lastFullAt)
       return { ok: storage.ok, storage }
     },
     async close() {
+      checkpoints.stop()
       await billing.stop()
       await store.close()
       db.close()

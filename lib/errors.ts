@@ -64,6 +64,8 @@ export const ERRORS = {
 
   // --- sync (lib/core-sync, lib/pop-sync) ---------------------------------------------------------
   CLA_ERR_SYNC_ABORTED: { status: 503, exit: 1, description: 'A pull was stopped (shutdown signal); it resumes from the cursor on the next run.' },
+  CLA_ERR_SYNC_CHAIN: { status: 409, exit: 1, description: "The core's feed does not match its signed checkpoint from this POP's last verified position (an entry skipped, reordered, inserted or altered, or a forked core); nothing of the page is sealed, the run is audited and stops." },
+  CLA_ERR_SYNC_CHECKPOINT: { status: 502, exit: 1, description: "The core's checkpoint is malformed, names another store or generation, or is not signed by a key this POP trusts." },
   CLA_ERR_SYNC_CONFLICT: { status: 409, exit: 1, description: 'The core lists a blob whose path or sequence number this POP holds with different content; an operator must re-seed the POP.' },
   CLA_ERR_SYNC_CURSOR_AHEAD: { status: 409, exit: 1, description: "The POP's cursor is ahead of the core's newest blob (core restored from a backup); the POP re-baselines." },
   CLA_ERR_SYNC_DAMAGED: { status: 503, exit: 1, description: "This POP's copy of the blob is missing or damaged; it is queued for repair from the core (try another POP or later)." },

@@ -4,6 +4,7 @@
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import { blobIndex, type FeedRow } from '../store/blob-index.js'
+import type { Checkpoint } from '../store/checkpoint.js'
 import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
 /** Page size when the request names no limit. */
@@ -30,6 +31,12 @@ export interface FeedPage {
   more: boolean
   /** Blobs after the request's cursor, this page included (for progress and lag in blobs). */
   remaining: number
+  /**
+   * The core's signed checkpoint of its replication log at the page's last item, or at its
+   * head when the page is empty (lib/store/checkpoint.ts): the POP recomputes the chain over
+   * the items from its own last verified position and must reach exactly this value.
+   */
+  checkpoint: Checkpoint
 }
 
 /** The core store the feed reads: its database and identity. */
@@ -40,6 +47,8 @@ export interface FeedSource {
   storeId: string
   /** The core store's generation (store.json). */
   generation: number
+  /** Signs the page's checkpoint (lib/core-sync/checkpointer.ts). */
+  checkpoints: { at(pos: CursorPos | null): Checkpoint }
 }
 
 /** A feed request: where to start and how many items. */
@@ -82,6 +91,7 @@ export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
   const more = rows.length > limit
   const items = more ? rows.slice(0, limit) : rows
   const last = items[items.length - 1]
+  const covered = last ? { created_at: last.created_at, seq: last.seq } : head
   return {
     store_id: src.storeId,
     generation: src.generation,
@@ -90,5 +100,6 @@ export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
     next: last ? encodeCursor(last) : pos ? encodeCursor(pos) : null,
     more,
     remaining,
+    checkpoint: src.checkpoints.at(covered),
   }
 }

@@ -139,6 +139,15 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string; rebuild?: 
       ) STRICT;
       CREATE INDEX admin_api_tokens_human ON admin_api_tokens (human_id);`,
   },
+  // the replication log (lib/store/chain.ts): each blob's whole-file sha256 and, for a
+  // published blob, the chain value after it in feed order. NULL on rows older than this
+  // migration until the store fills them at open (lib/store/rechain.ts), which reads the files.
+  {
+    version: 9,
+    sql: () => `
+      ALTER TABLE blobs ADD COLUMN file_sha256 TEXT;
+      ALTER TABLE blobs ADD COLUMN chain TEXT;`,
+  },
 ]
 
 /** The customers table's columns as of migration 6, copied by the rebuild of migration 7. */

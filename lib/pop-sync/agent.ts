@@ -205,6 +205,7 @@ export class PopSync {
         db,
         store: {
           root: o.store.root,
+          trustedKeys: o.store.trustedKeys,
           verifyStaged: (staged) => o.store.verifyStaged(staged),
           ingest: async (staged, io) => {
             const paths = Array.isArray(staged)

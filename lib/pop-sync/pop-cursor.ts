@@ -6,7 +6,18 @@ import type { Db } from '../db/open.js'
 import { claError, type ClavitorError } from '../errors.js'
 import type { FeedPage } from '../core-sync/feed.js'
 import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
-import { getMeta, K_CURSOR, K_GENERATION, K_STORE_ID, setMeta } from './state.js'
+import { blobIndex } from '../store/blob-index.js'
+import { CHAIN_GENESIS } from '../store/chain.js'
+import type { Checkpoint } from '../store/checkpoint.js'
+import {
+  getMeta,
+  K_CHAIN,
+  K_CHECKPOINT,
+  K_CURSOR,
+  K_GENERATION,
+  K_STORE_ID,
+  setMeta,
+} from './state.js'
 
 export class PopCursor {
   constructor(private readonly db: Db) {}
@@ -26,16 +37,48 @@ export class PopCursor {
     return { storeId: getMeta(this.db, K_STORE_ID), generation: gen === null ? null : Number(gen) }
   }
 
-  /** Moves the cursor to `pos` in a transaction of its own (blobs already held here). */
-  moveTo(pos: CursorPos): void {
+  /**
+   * The replication log's chain value at the cursor, as verified against the core's
+   * checkpoints: the genesis before the first blob; for a cursor older than the chain
+   * (recorded before schema migration 9), the index's own value at that blob.
+   */
+  chain(): string | null {
+    const pos = this.position()
+    if (!pos) return CHAIN_GENESIS
+    return getMeta(this.db, K_CHAIN) ?? blobIndex(this.db).chainAt(pos.seq)
+  }
+
+  /** The newest core checkpoint verified at this POP's cursor, or null. */
+  checkpoint(): Checkpoint | null {
+    const v = getMeta(this.db, K_CHECKPOINT)
+    return v ? (JSON.parse(v) as Checkpoint) : null
+  }
+
+  /**
+   * Records `cp`, verified and covering the cursor, as this POP's freshness, unless the one
+   * held is newer: a replayed old page never makes the POP look fresher than it was.
+   */
+  setCheckpoint(cp: Checkpoint): void {
+    this.db
+      .transaction(() => {
+        const held = this.checkpoint()
+        if (held && held.seq === cp.seq && held.time >= cp.time) return
+        setMeta(this.db, K_CHECKPOINT, JSON.stringify(cp))
+      })
+      .immediate()
+  }
+
+  /** Moves the cursor (and its chain value) to `pos` in a transaction of its own (blobs already held here). */
+  moveTo(pos: CursorPos, chain: string): void {
     const tok = encodeCursor(pos)
-    if (this.token() === tok) return
-    this.db.transaction(() => setMeta(this.db, K_CURSOR, tok)).immediate()
+    if (this.token() === tok && getMeta(this.db, K_CHAIN) === chain) return
+    this.db.transaction(() => this.moveWithin(this.db, pos, chain)).immediate()
   }
 
   /** Moves the cursor inside the caller's transaction: the one indexing what it covers. */
-  moveWithin(db: Db, pos: CursorPos): void {
+  moveWithin(db: Db, pos: CursorPos, chain: string): void {
     setMeta(db, K_CURSOR, encodeCursor(pos))
+    setMeta(db, K_CHAIN, chain)
   }
 
   /** Back to the start, following `storeId` at `generation` from now on. */
@@ -43,6 +86,8 @@ export class PopCursor {
     this.db
       .transaction(() => {
         setMeta(this.db, K_CURSOR, null)
+        setMeta(this.db, K_CHAIN, null)
+        setMeta(this.db, K_CHECKPOINT, null)
         this.record(storeId, generation)
       })
       .immediate()

@@ -4,6 +4,7 @@
 import type { ClavitorError } from '../errors.js'
 import type { VerifyStagedResult } from '../store/store.js'
 import type { FeedItem, FeedPage } from '../core-sync/feed.js'
+import type { Checkpoint } from '../store/checkpoint.js'
 
 /** One page made ready to seal. */
 export interface Staged {
@@ -20,6 +21,12 @@ export interface Staged {
   missing: FeedItem | undefined
   /** Verification of the prefix's staged files, started as soon as rsync finished. */
   verification: Promise<VerifyStagedResult> | null
+  /** The replication log's chain value after each listed item, by path (verified against the page's checkpoint). */
+  chains: Map<string, string>
+  /** The chain value at the page's end (the next page starts from it). */
+  endChain: string
+  /** The page's checkpoint, verified: it covers the page's last item (or the cursor when empty). */
+  checkpoint: Checkpoint | null
 }
 
 /** Pages staged ahead of the one being sealed: rsync of N+2 ‖ verify of N+1 ‖ seal of N. */

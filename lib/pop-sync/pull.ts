@@ -1,8 +1,11 @@
-// One pull: feed page → bounded NUL list → `rsync --files-from` into a plain staging
-// folder → store.ingest (verify size, sha256, signature, header against the feed; link,
-// seal, index) with the cursor advanced in the same SQLite transaction → next page, until
-// caught up. The cursor never passes a blob that is not sealed here: on any failure the
-// run stops with the cursor at the last blob sealed, and the next run resumes from there.
+// One pull: feed page → its checkpoint verified (the core's signature, and the replication
+// log's chain recomputed over the page's items from this POP's last verified position must
+// reach it) → bounded NUL list → `rsync --files-from` into a plain staging folder →
+// store.ingest (each file's whole sha256 against the authenticated entry, header against the
+// feed; link, seal, index) with the cursor and its chain value advanced in the same SQLite
+// transaction → next page, until caught up. The cursor never passes a blob that is not
+// sealed here: on any failure the run stops with the cursor at the last blob sealed, and the
+// next run resumes from there. A page that does not match its checkpoint is refused whole.
 import { existsSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -14,7 +17,10 @@ import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../st
 import { blobIndex, type BlobIndex } from '../store/blob-index.js'
 import { removeStagingTree } from '../store/seal.js'
 import type { VerifiedStaged, VerifyStagedResult } from '../store/store.js'
-import type { FeedItem } from '../core-sync/feed.js'
+import type { FeedItem, FeedPage } from '../core-sync/feed.js'
+import { CHAIN_GENESIS, chainNext } from '../store/chain.js'
+import { verifyCheckpoint, type Checkpoint } from '../store/checkpoint.js'
+import type { KeyRing } from '../store/keys.js'
 import { runRsync } from './rsync.js'
 import { identityCheck, PopCursor } from './pop-cursor.js'
 import { AHEAD, PageQueue, type Staged } from './pull-queue.js'
@@ -30,20 +36,26 @@ export interface IngestExpect {
   sha256: string
   created_at: number
   seq: number
+  /** The whole file's sha256, authenticated by the page's checkpoint. */
+  file_sha256: string
 }
 
 /** The part of the POP's BlobStore a pull needs (lib/store BlobStore satisfies it). */
 export interface PullStore {
   /** The store root (to re-seal a store file whose second name a crash left in staging). */
   readonly root: string
+  /** The core's public keys: the checkpoints must be signed by one of them. */
+  readonly trustedKeys: KeyRing
   /** Reads and verifies staged files ahead of ingest (BlobStore.verifyStaged). */
-  verifyStaged(staged: Array<{ file: string; expect?: IngestExpect }>): Promise<VerifyStagedResult>
+  verifyStaged(
+    staged: Array<{ file: string; expect?: IngestExpect; verify?: 'file-sha256' }>,
+  ): Promise<VerifyStagedResult>
   /**
    * Ingests staged files (BlobStore.ingest), running `inTransaction` in the transaction that
    * indexes them.
    */
   ingest(
-    staged: Array<{ file: string; expect?: IngestExpect }> | VerifiedStaged,
+    staged: Array<{ file: string; expect?: IngestExpect; verify?: 'file-sha256' }> | VerifiedStaged,
     opts?: { inTransaction?: (db: Db) => void },
   ): Promise<unknown[]>
 }
@@ -181,6 +193,68 @@ interface PullRun {
   rebaselined: boolean
 }
 
+/** The page's checkpoint checked and the chain recomputed over its items (see the file comment). */
+function checkChain(
+  run: PullRun,
+  page: FeedPage,
+  reqPos: CursorPos | null,
+  startChain: string,
+): { chains: Map<string, string>; endChain: string; checkpoint: Checkpoint } {
+  const { o } = run
+  let cp: Checkpoint
+  try {
+    cp = verifyCheckpoint(o.store.trustedKeys, page.checkpoint)
+    if (cp.store_id !== page.store_id || cp.generation !== page.generation) {
+      throw claError(
+        'CLA_ERR_SYNC_CHECKPOINT',
+        `the checkpoint names store ${cp.store_id} generation ${cp.generation}, the page ${page.store_id} generation ${page.generation}`,
+      )
+    }
+  } catch (err) {
+    throw chainAlarm(o, err as ClavitorError)
+  }
+  const chains = new Map<string, string>()
+  let c = startChain
+  for (const it of page.items) {
+    c = chainNext(c, it)
+    chains.set(it.path, c)
+  }
+  const last = page.items[page.items.length - 1]
+  const at = last ?? reqPos ?? { created_at: 0, seq: 0 }
+  if (cp.seq !== at.seq || cp.created_at !== at.created_at || cp.chain !== c) {
+    throw chainAlarm(
+      o,
+      claError(
+        'CLA_ERR_SYNC_CHAIN',
+        `the core's feed after ${reqPos ? encodeCursor(reqPos) : 'the start'} does not match its signed checkpoint (seq ${cp.seq}): an entry skipped, reordered, inserted or altered, or a forked core; nothing of the page is sealed`,
+        {
+          details: {
+            cursor: reqPos ? encodeCursor(reqPos) : null,
+            checkpoint_seq: cp.seq,
+            checkpoint_chain: cp.chain,
+            computed_seq: at.seq,
+            computed_chain: c,
+          },
+        },
+      ),
+    )
+  }
+  return { chains, endChain: c, checkpoint: cp }
+}
+
+/** Audits and logs a refused page (sync.alarm); returns the error to throw. */
+function chainAlarm(o: PullOptions, err: ClavitorError): ClavitorError {
+  o.warn?.(err.message, { code: err.code, ...err.details })
+  o.audit?.({
+    kind: 'sync.alarm',
+    actor: o.popId,
+    outcome: 'alarm',
+    reason: err.code,
+    data: { message: err.message, ...err.details },
+  })
+  return err
+}
+
 type Producer = { queue: PageQueue; stop: () => Promise<void> }
 
 /**
@@ -209,7 +283,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
   await removeStagingTree(o.stagingDir, o.store.root)
   await mkdir(o.stagingDir, { recursive: true })
 
-  let producer = startProducer(run, run.cursor.token())
+  let producer = startProducer(run, run.cursor.token(), startChainOf(run))
   try {
     for (;;) {
       checkAbort(o.signal)
@@ -220,7 +294,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
       if (st.alarm) {
         rebaseline(run, st, res)
         await producer.stop()
-        producer = startProducer(run, null)
+        producer = startProducer(run, null, CHAIN_GENESIS)
         continue
       }
       await sealPage(run, st, res)
@@ -244,6 +318,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
 async function stagePage(
   run: PullRun,
   reqTok: string | null,
+  startChain: string,
   slot: number,
   signal: AbortSignal,
 ): Promise<Staged> {
@@ -262,6 +337,9 @@ async function stagePage(
       prefix: [],
       missing: undefined,
       verification: null,
+      chains: new Map(),
+      endChain: startChain,
+      checkpoint: null,
     }
   const reqPos = decodeCursor(reqTok)
   const items = page.items
@@ -274,6 +352,9 @@ async function stagePage(
         `the core listed ${it.path} at or before the cursor ${reqTok}`,
       )
     }
+  }
+  const { chains, endChain, checkpoint } = checkChain(run, page, reqPos, startChain)
+  for (const it of items) {
     const h = run.index.byPath(it.path) ?? run.index.bySeq(it.seq)
     if (h) {
       if (
@@ -281,7 +362,8 @@ async function stagePage(
         h.seq !== it.seq ||
         h.sha256 !== it.sha256 ||
         h.created_at !== it.created_at ||
-        h.size !== it.size
+        h.size !== it.size ||
+        (h.file_sha256 !== null && h.file_sha256 !== it.file_sha256)
       ) {
         const err = claError(
           'CLA_ERR_SYNC_CONFLICT',
@@ -326,27 +408,46 @@ async function stagePage(
   const verification =
     staged.length > 0
       ? o.store.verifyStaged(
-          staged.map((it) => ({ file: stagedPath(runDir, it), expect: expectOf(it) })),
+          staged.map((it) => ({
+            file: stagedPath(runDir, it),
+            expect: expectOf(it),
+            verify: 'file-sha256' as const, // the entry is authenticated by the checkpoint
+          })),
         )
       : null
   verification?.catch(() => undefined) // awaited by the consumer; never unhandled
-  return { page, alarm: null, items, held, runDir, fetchError, prefix, missing, verification }
+  return {
+    page,
+    alarm: null,
+    items,
+    held,
+    runDir,
+    fetchError,
+    prefix,
+    missing,
+    verification,
+    chains,
+    endChain,
+    checkpoint,
+  }
 }
 
 /** Stages pages from `startTok` on until the feed is done, a page is short, or an alarm. */
-function startProducer(run: PullRun, startTok: string | null): Producer {
+function startProducer(run: PullRun, startTok: string | null, startChain: string): Producer {
   const ac = new AbortController()
   const onAbort = () => ac.abort()
   run.o.signal?.addEventListener('abort', onAbort, { once: true })
   const queue = new PageQueue()
   const producing = (async () => {
     let tok = startTok
+    let chain = startChain
     for (let slot = 0; ; slot = (slot + 1) % (AHEAD + 2)) {
       if (ac.signal.aborted) break
-      const st = await stagePage(run, tok, slot, ac.signal)
+      const st = await stagePage(run, tok, chain, slot, ac.signal)
       await queue.push(st, ac.signal)
       if (st.alarm || !st.page.more || st.items.length === 0 || st.missing || st.fetchError) break
       tok = encodeCursor(st.items[st.items.length - 1]!)
+      chain = st.endChain
     }
   })().then(
     () => queue.end(),
@@ -400,8 +501,9 @@ async function sealPage(run: PullRun, st: Staged, res: PullResult): Promise<void
     )
   }
   if (fetchError) throw fetchError
-  // Whole page sealed or held: the cursor reaches the page's end.
-  if (items.length > 0) cursor.moveTo(items[items.length - 1]!)
+  // Whole page sealed or held: the cursor reaches the page's end, which the checkpoint covers.
+  if (items.length > 0) cursor.moveTo(items[items.length - 1]!, st.endChain)
+  if (st.checkpoint) cursor.setCheckpoint(st.checkpoint)
   res.cursor = cursor.token()
   o.onProgress?.({
     sealed: res.sealed,
@@ -427,12 +529,14 @@ async function ingestStaged(
   st: Staged,
   res: PullResult,
 ): Promise<void> {
-  const { prefix, held, runDir } = st
+  const { prefix, held, runDir, chains } = st
   if (prefix.length === 0) return
+  const chainOf = (it: FeedItem) => chains.get(it.path)!
   const v = st.verification ? await st.verification : null
   if (!v) {
     // everything listed is held already
-    cursor.moveTo(prefix[prefix.length - 1]!)
+    const last = prefix[prefix.length - 1]!
+    cursor.moveTo(last, chainOf(last))
     res.already += prefix.length
     return
   }
@@ -444,16 +548,17 @@ async function ingestStaged(
     try {
       checkAbort(o.signal)
       if (n > 0) {
+        const end = good[good.length - 1]!
         await o.store.ingest(v.verified, {
-          inTransaction: (db) => cursor.moveWithin(db, good[good.length - 1]!),
+          inTransaction: (db) => cursor.moveWithin(db, end, chainOf(end)),
         })
-      } else cursor.moveTo(good[good.length - 1]!)
+      } else cursor.moveTo(good[good.length - 1]!, chainOf(good[good.length - 1]!))
       res.sealed += n
       res.already += good.length - n
     } catch (err) {
       if (isDiskFull(err)) throw diskFull(err)
       if (isHostFault(err)) throw err
-      await ingestOneByOne(o, cursor, good, held, runDir, res)
+      await ingestOneByOne(o, cursor, good, held, runDir, res, chainOf)
     }
   }
   if (badItem) throw refusedError(o, badItem, v.bad!.error)
@@ -477,7 +582,24 @@ function expectOf(it: FeedItem): IngestExpect {
     sha256: it.sha256,
     created_at: it.created_at,
     seq: it.seq,
+    file_sha256: it.file_sha256,
   }
+}
+
+/**
+ * Where the first page's chain starts: the value verified at the cursor. A cursor with none
+ * (the index lacks it) cannot be checked against the core: CLA_ERR_SYNC_CHAIN, audited.
+ */
+function startChainOf(run: PullRun): string {
+  const c = run.cursor.chain()
+  if (c !== null) return c
+  throw chainAlarm(
+    run.o,
+    claError(
+      'CLA_ERR_SYNC_CHAIN',
+      `this POP has no chain value at its cursor ${run.cursor.token()}; run \`clavitor store verify\` on it`,
+    ),
+  )
 }
 
 /**
@@ -492,18 +614,20 @@ async function ingestOneByOne(
   held: Set<string>,
   runDir: string,
   res: PullResult,
+  chainOf: (it: FeedItem) => string,
 ): Promise<void> {
   for (const it of prefix) {
     checkAbort(o.signal)
     if (held.has(it.path)) {
-      cursor.moveTo(it)
+      cursor.moveTo(it, chainOf(it))
       res.already++
       continue
     }
     try {
-      await o.store.ingest([{ file: stagedPath(runDir, it), expect: expectOf(it) }], {
-        inTransaction: (db) => cursor.moveWithin(db, it),
-      })
+      await o.store.ingest(
+        [{ file: stagedPath(runDir, it), expect: expectOf(it), verify: 'file-sha256' }],
+        { inTransaction: (db) => cursor.moveWithin(db, it, chainOf(it)) },
+      )
       res.sealed++
     } catch (err) {
       if (isDiskFull(err)) throw diskFull(err)

@@ -5,6 +5,8 @@
 //   sync.core_store_id   the core store this POP replicates
 //   sync.core_generation that store's generation when last seen
 //   sync.last_run        JSON of the last run's outcome (for /healthz and reports)
+//   sync.chain           the replication log's chain value at the cursor, as verified
+//   sync.checkpoint      JSON of the newest core checkpoint verified at the cursor (freshness)
 import type { Db } from '../db/open.js'
 import { getMeta, setMeta } from '../db/meta.js'
 
@@ -12,8 +14,9 @@ export const K_CURSOR = 'sync.cursor'
 export const K_STORE_ID = 'sync.core_store_id'
 export const K_GENERATION = 'sync.core_generation'
 export const K_LAST_RUN = 'sync.last_run'
+export const K_CHAIN = 'sync.chain'
+export const K_CHECKPOINT = 'sync.checkpoint'
 
-// the one meta store (lib/db/meta.ts), re-exported for the replication code
 // the one meta store (lib/db/meta.ts); re-exported for the replication code
 export { getMeta, setMeta }
 

@@ -40,6 +40,9 @@ export function checkPage(json: unknown): FeedPage {
     typeof p.store_id === 'string' &&
     Number.isSafeInteger(p.generation) &&
     Array.isArray(p.items) &&
+    // its signature and chain are checked by the pull (lib/pop-sync/pull.ts checkChain)
+    typeof p.checkpoint === 'object' &&
+    p.checkpoint !== null &&
     typeof p.more === 'boolean' &&
     (p.remaining === undefined || Number.isSafeInteger(p.remaining)) &&
     (p.next === null || typeof p.next === 'string') &&
@@ -51,6 +54,7 @@ export function checkPage(json: unknown): FeedPage {
         // the store's own path rule (lib/store/format.ts), not a looser copy of it
         parseBlobPath(i.path)?.p0 === i.p0 &&
         /^[0-9a-f]{64}$/.test(i.sha256) &&
+        /^[0-9a-f]{64}$/.test(i.file_sha256) &&
         Number.isSafeInteger(i.size) &&
         Number.isSafeInteger(i.file_size) &&
         Number.isSafeInteger(i.created_at) &&

@@ -9,6 +9,7 @@ import { isSealing, stmt, warnOnce, type StoreContext } from './context.js'
 import { fsyncDir, mapLimit } from './durable.js'
 import { publicDir } from './open.js'
 import { shardOf } from './p0.js'
+import { ChainTail, fillChain } from './rechain.js'
 
 /** Makes the p0 folders that do not exist yet (0755); returns the ones made. */
 export function makeP0Dirs(ctx: StoreContext, p0s: string[]): string[] {
@@ -58,12 +59,20 @@ export async function sealBatch(
 /**
  * One index row (inside the caller's transaction). `published` false: the file is kept (WORM)
  * but no put acknowledged it, so it is never in the feed nor a P0's latest (blob-index.ts).
+ * `chain`: the row's chain value (rechain.ts ChainTail), null for an unpublished row or one
+ * that fillChain computes at the end of the transaction.
  */
-export function insertRow(ctx: StoreContext, i: BlobInfo, sealed: boolean, published = true): void {
+export function insertRow(
+  ctx: StoreContext,
+  i: BlobInfo,
+  sealed: boolean,
+  published = true,
+  chain: string | null = null,
+): void {
   stmt(
     ctx,
-    `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed, published)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed, published, file_sha256, chain)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     i.seq,
     i.created_at,
@@ -75,13 +84,15 @@ export function insertRow(ctx: StoreContext, i: BlobInfo, sealed: boolean, publi
     i.key_id,
     sealed ? 1 : 0,
     published ? 1 : 0,
+    i.file_sha256 ?? null,
+    published ? chain : null,
   )
 }
 
 /**
  * A put group's rows, each put's own inTransaction in a savepoint of the group's transaction:
- * a put whose hook throws keeps its row unpublished and gets the hook's error; the others
- * commit. Returns each put's error (undefined: committed and published).
+ * a put whose hook throws keeps its row unpublished (out of the chain) and gets the hook's
+ * error; the others commit. Returns each put's error (undefined: committed and published).
  */
 export function insertPutRows(
   ctx: StoreContext,
@@ -91,22 +102,26 @@ export function insertPutRows(
 ): unknown[] {
   const errors: unknown[] = infos.map(() => undefined)
   ctx.db.transaction(() => {
+    const tail = new ChainTail(ctx)
     infos.forEach((info, i) => {
-      insertRow(ctx, info, sealed.sealed)
+      const before = tail.save()
+      insertRow(ctx, info, sealed.sealed, true, tail.extend(info))
       const hook = hooks[i]
       if (!hook) return
       try {
         ctx.db.transaction(() => hook(info, ctx.db))() // nested: a savepoint
       } catch (err) {
         errors[i] = err ?? new Error('inTransaction failed')
-        stmt(ctx, 'UPDATE blobs SET published = 0 WHERE seq = ?').run(info.seq)
+        stmt(ctx, 'UPDATE blobs SET published = 0, chain = NULL WHERE seq = ?').run(info.seq)
+        tail.restore(before)
       }
     })
+    if (tail.broken) fillChain(ctx)
   })()
   return errors
 }
 
-/** A batch's rows and the caller's `inTx` in one transaction. */
+/** A batch's rows (published, chained) and the caller's `inTx` in one transaction. */
 export function insertRows(
   ctx: StoreContext,
   infos: BlobInfo[],
@@ -114,7 +129,9 @@ export function insertRows(
   inTx?: (db: Db) => void,
 ): void {
   ctx.db.transaction(() => {
-    for (const i of infos) insertRow(ctx, i, sealed.sealed)
+    const tail = new ChainTail(ctx)
+    for (const i of infos) insertRow(ctx, i, sealed.sealed, true, tail.extend(i))
+    if (tail.broken) fillChain(ctx)
     inTx?.(ctx.db)
   })()
 }

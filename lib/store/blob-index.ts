@@ -23,6 +23,8 @@ export interface BlobInfo {
   sha256: string
   /** Id of the key that signed the file (first 16 bytes of sha256 of its public key, hex). */
   key_id: string
+  /** sha256 of the whole .cla file, lowercase hex (what the replication log's chain commits to). */
+  file_sha256: string
 }
 
 /** A row in feed order and the feed's own field order (its JSON is the feed's items). */
@@ -35,10 +37,12 @@ export interface FeedRow {
   key_id: string
   created_at: number
   seq: number
+  /** sha256 of the whole .cla file: the chain entry's hash (lib/store/chain.ts). */
+  file_sha256: string
 }
 
-export const INFO_COLS = 'seq, created_at, p0, path, size, file_size, sha256, key_id'
-const FEED_COLS = 'path, p0, size, file_size, sha256, key_id, created_at, seq'
+export const INFO_COLS = 'seq, created_at, p0, path, size, file_size, sha256, key_id, file_sha256'
+const FEED_COLS = 'path, p0, size, file_size, sha256, key_id, created_at, seq, file_sha256'
 
 export function rowToInfo(r: Record<string, unknown>): BlobInfo {
   return {
@@ -50,6 +54,7 @@ export function rowToInfo(r: Record<string, unknown>): BlobInfo {
     file_size: r.file_size as number,
     sha256: r.sha256 as string,
     key_id: r.key_id as string,
+    file_sha256: r.file_sha256 as string,
   }
 }
 
@@ -168,6 +173,25 @@ export class BlobIndex {
     return this.stmt(
       'SELECT CAST((created_at - ?) / ? AS INTEGER) AS b, count(*) AS n, sum(file_size) AS bytes FROM blobs GROUP BY b ORDER BY b',
     ).all(start, width) as Array<{ b: number; n: number; bytes: number }>
+  }
+
+  // --- the replication log's chain (lib/store/chain.ts) ---------------------------------
+
+  /** The chain value after the published blob `seq`; null when none (or not computed yet). */
+  chainAt(seq: number): string | null {
+    return (
+      (this.stmt('SELECT chain FROM blobs WHERE seq = ? AND published = 1').pluck().get(seq) as
+        string | null | undefined) ?? null
+    )
+  }
+
+  /** The newest published blob's position and chain value, or null when none is published. */
+  chainHead(): { created_at: number; seq: number; chain: string | null } | null {
+    return (
+      (this.stmt(
+        'SELECT created_at, seq, chain FROM blobs WHERE published = 1 ORDER BY created_at DESC, seq DESC LIMIT 1',
+      ).get() as { created_at: number; seq: number; chain: string | null } | undefined) ?? null
+    )
   }
 
   // --- the change feed, in (created_at, seq) order ------------------------------------

@@ -3,6 +3,7 @@
 // feed's claim, the index row), and a failure as a verify problem.
 import { claError, isClavitorError } from '../errors.js'
 import type { BlobInfo } from './blob-index.js'
+import { fileSha256 } from './chain.js'
 import { parseBlobPath, type DecodedCla } from './format.js'
 
 /** Shape of one problem in a verify report. */
@@ -12,7 +13,13 @@ export interface VerifyProblem {
   message: string
 }
 
-export function infoOf(d: DecodedCla, path: string): BlobInfo {
+/** The whole file a decoded .cla views (its signed bytes and signature are one buffer). */
+export function wholeFile(d: DecodedCla): Buffer {
+  return Buffer.from(d.signed.buffer, d.signed.byteOffset, d.fileSize)
+}
+
+/** The index row of a decoded file at `path`; `file_sha256` is computed unless given. */
+export function infoOf(d: DecodedCla, path: string, file_sha256?: string): BlobInfo {
   return {
     seq: d.seq,
     created_at: d.createdAt,
@@ -22,6 +29,7 @@ export function infoOf(d: DecodedCla, path: string): BlobInfo {
     file_size: d.fileSize,
     sha256: d.sha256,
     key_id: d.keyId,
+    file_sha256: file_sha256 ?? fileSha256(wholeFile(d)),
   }
 }
 
@@ -32,7 +40,7 @@ export function problemOf(path: string, err: unknown): VerifyProblem {
 
 /** Every given field of `expect` must equal the decoded header; the path must fit p0 and created_at. */
 export function checkExpect(d: DecodedCla, name: string, expect: Partial<BlobInfo>): void {
-  const actual = infoOf(d, expect.path ?? '')
+  const actual = infoOf(d, expect.path ?? '', '')
   for (const k of ['seq', 'created_at', 'p0', 'size', 'file_size', 'sha256', 'key_id'] as const) {
     if (expect[k] !== undefined && expect[k] !== actual[k]) {
       throw claError(

@@ -25,7 +25,8 @@ import { checkExpect, infoOf } from './checks.js'
 import { stmt, type StoreContext } from './context.js'
 import { dirtyBytes } from './dirty.js'
 import { linkNoClobber, mapLimit, readRegularFileSync } from './durable.js'
-import { verifyClaAsync } from './format.js'
+import { decodeCla, verifyClaAsync } from './format.js'
+import { fileSha256 } from './chain.js'
 import { shardOf } from './p0.js'
 import { ensureWriter } from './rebuild.js'
 
@@ -33,8 +34,16 @@ import { ensureWriter } from './rebuild.js'
 export interface StagedFile {
   /** Absolute path of a staged .cla file (consumed on success). */
   file: string
-  /** What the feed said; every given field must equal the file's header. */
+  /** What the feed said; every given field must equal the file's header (file_sha256: the whole file's). */
   expect?: Partial<BlobInfo>
+  /**
+   * How the file is authenticated. 'signature' (default): its Ed25519 signature by a trusted
+   * key, payload sha256 and structure. 'file-sha256': its whole-file sha256 equals
+   * `expect.file_sha256`, which the caller has authenticated itself (the pull: an entry of the
+   * replication log covered by a checkpoint the core signed, lib/pop-sync/pull.ts); structure
+   * and header are still checked, the signature is left to the periodic verify.
+   */
+  verify?: 'signature' | 'file-sha256'
 }
 
 /**
@@ -118,12 +127,30 @@ async function verifyOne(ctx: StoreContext, s: StagedFile): Promise<VerifiedItem
       },
     )
   }
-  const d = await verifyClaAsync(buf, ctx.ring, s.file)
+  const want = s.expect?.file_sha256
+  if (s.verify === 'file-sha256' && !want) {
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `${s.file}: verify 'file-sha256' needs the expected file_sha256`,
+    )
+  }
+  // the signature (when it is the check) first: a damaged file says BAD_SIGNATURE/BAD_HASH
+  // of its own content before it is compared with what the feed expects
+  const d =
+    s.verify === 'file-sha256'
+      ? decodeCla(buf, s.file)
+      : await verifyClaAsync(buf, ctx.ring, s.file)
+  const sum = fileSha256(buf)
+  if (want !== undefined && sum !== want) {
+    throw claError('CLA_ERR_BAD_HASH', `${s.file}: file sha256 ${sum} differs from ${want}`, {
+      details: { file: s.file },
+    })
+  }
   const path = s.expect?.path ?? `${shardOf(d.p0)}/${d.p0}/${basename(s.file)}`
   checkExpect(d, s.file, { ...s.expect, path })
   return {
     staged: s.file,
-    info: infoOf(d, path),
+    info: infoOf(d, path, sum),
     bytes: buf,
     stat: { ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs },
   }
@@ -248,7 +275,8 @@ export async function ingestLocked(
     if (
       r.seq !== it.info.seq ||
       r.sha256 !== it.info.sha256 ||
-      r.created_at !== it.info.created_at
+      r.created_at !== it.info.created_at ||
+      (r.file_sha256 !== null && r.file_sha256 !== it.info.file_sha256)
     ) {
       throw claError(
         'CLA_ERR_HEADER_MISMATCH',

@@ -17,6 +17,8 @@ import { acquireWriterLock, liveLockHolder, type WriterLock } from './lock.js'
 import { SHARDS } from './open.js'
 import { shardOf } from './p0.js'
 import { hasFlag, readAttrs } from './seal.js'
+import { CHAIN_GENESIS, chainNext, fileSha256 } from './chain.js'
+import { fillChain, rechainFrom } from './rechain.js'
 import { cleanStaging } from './staging.js'
 
 /**
@@ -48,6 +50,17 @@ export interface VerifyReport {
   unsealed: string[]
   /** False when sealing is not in force, so `unsealed` was not checked. */
   sealChecked: boolean
+  /** The replication log's chain (lib/store/chain.ts) recomputed over the published rows. */
+  chain: {
+    /** Every published row's stored chain value is the recomputed one. */
+    ok: boolean
+    /** Published rows checked. */
+    checked: number
+    /** The chain value after the newest published row (null when broken). */
+    head: string | null
+    /** The first row whose value differs or is missing, or null. */
+    firstBad: { seq: number; path: string } | null
+  }
 }
 
 /** What BlobStore.rebuildIndex did. */
@@ -90,9 +103,14 @@ export async function verifyStore(ctx: StoreContext): Promise<VerifyReport> {
     try {
       const parsed = parseBlobPath(rel)
       if (!parsed) throw claError('CLA_ERR_BAD_FORMAT', `${rel}: not a blob path`)
-      const d = verifyCla(await readFile(join(ctx.root, rel)), ctx.ring, rel)
-      checkExpect(d, rel, byPath.get(rel) ?? { p0: parsed.p0, created_at: parsed.createdAt })
-      if (!byPath.has(rel)) recoverable.push(rel)
+      const bytes = await readFile(join(ctx.root, rel))
+      const d = verifyCla(bytes, ctx.ring, rel)
+      const row = byPath.get(rel)
+      checkExpect(d, rel, row ?? { p0: parsed.p0, created_at: parsed.createdAt })
+      if (row?.file_sha256 && fileSha256(bytes) !== row.file_sha256) {
+        throw claError('CLA_ERR_BAD_HASH', `${rel}: file sha256 differs from the index row`)
+      }
+      if (!row) recoverable.push(rel)
     } catch (err) {
       corrupt.push(problemOf(rel, err))
     }
@@ -108,16 +126,18 @@ export async function verifyStore(ctx: StoreContext): Promise<VerifyReport> {
     )
   }
   corrupt.sort((a, b) => a.path.localeCompare(b.path))
+  const chain = checkChain(ctx)
   return {
     // a recoverable file (valid, not indexed yet) is a writer's, not damage; its folder or the
     // file itself may be unsealed until its batch seals: not counted either
     ok:
+      chain.ok &&
       missing.length +
         corrupt.length +
         (unindexed.length - recoverable.length) +
         unsealed.filter((u) => !recoverable.some((r) => r === u || r.startsWith(u + '/')))
           .length ===
-      0,
+        0,
     files: files.length,
     indexed: rows.length,
     missing: missing.sort(),
@@ -126,7 +146,34 @@ export async function verifyStore(ctx: StoreContext): Promise<VerifyReport> {
     recoverable: recoverable.sort(),
     unsealed: unsealed.sort(),
     sealChecked: sealing,
+    chain,
   }
+}
+
+/**
+ * The replication log's chain recomputed over the published rows, in feed order, from their
+ * file_sha256 (which the file checks above compared with the files): the first row whose
+ * stored value differs, or that lacks one, breaks it.
+ */
+function checkChain(ctx: StoreContext): VerifyReport['chain'] {
+  const rows = stmt(
+    ctx,
+    'SELECT seq, created_at, path, file_sha256, chain FROM blobs WHERE published = 1 ORDER BY created_at, seq',
+  ).all() as Array<{
+    seq: number
+    created_at: number
+    path: string
+    file_sha256: string | null
+    chain: string | null
+  }>
+  let c = CHAIN_GENESIS
+  for (const r of rows) {
+    c = r.file_sha256 ? chainNext(c, { ...r, file_sha256: r.file_sha256 }) : ''
+    if (!c || r.chain !== c) {
+      return { ok: false, checked: rows.length, head: null, firstBad: { seq: r.seq, path: r.path } }
+    }
+  }
+  return { ok: true, checked: rows.length, head: c, firstBad: null }
 }
 
 /** Indexes every valid .cla file that has no index row. The caller holds the writer lock. */
@@ -166,7 +213,7 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
   ctx.db.transaction(() => {
     for (const i of found) {
       try {
-        insertRow(ctx, i, sealed.sealed, published)
+        insertRow(ctx, i, sealed.sealed, published) // chained below, wherever they fall
         n++
         ctx.lastSeq = Math.max(ctx.lastSeq, i.seq)
         ctx.lastCreatedAt = Math.max(ctx.lastCreatedAt, i.created_at)
@@ -175,6 +222,7 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
         else throw err
       }
     }
+    if (published && n > 0) fillChain(ctx)
   })()
   corrupt.sort((a, b) => a.path.localeCompare(b.path))
   return {
@@ -277,6 +325,7 @@ export function forgetMissing(
       inTransaction?.(gone)
       const del = stmt(ctx, 'DELETE FROM blobs WHERE seq = ?')
       for (const b of gone) del.run(b.seq)
+      rechainFrom(ctx, gone[0]!) // every chain value after the first forgotten row changes
     })
     .immediate()
   return gone

@@ -8,6 +8,8 @@
 //   ingest.ts   verifyStaged and ingest of staged files (a POP's pull, a repair)
 //   rebuild.ts  verify, rebuild of the index from the files, recovery before a write
 //   batch.ts    what those share: p0 folders, folder fsyncs, seal a batch, index rows
+//   chain.ts    the replication log's hash chain; rechain.ts keeps `blobs.chain` true;
+//   checkpoint.ts  signed checkpoints of it (the feed carries them, POPs serve them)
 //   staging.ts  clean-up of {data}/staging
 import { mkdir, readFile, rename } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
@@ -59,6 +61,7 @@ import {
   type VerifyReport,
   forgetMissing,
 } from './rebuild.js'
+import { fillFileHashes } from './rechain.js'
 import { chattr, sealDirs, sealFiles } from './seal.js'
 import { put, type PutOptions } from './writer.js'
 
@@ -182,6 +185,16 @@ export class BlobStore {
       )
     }
     store.healed = await healAtOpen(store.ctx)
+    // rows older than the replication log (schema migration 9) get their file hashes and
+    // chain values once, from the files (idempotent: the values are deterministic)
+    if (
+      store.db
+        .prepare(
+          'SELECT 1 FROM blobs WHERE file_sha256 IS NULL OR (published = 1 AND chain IS NULL) LIMIT 1',
+        )
+        .get()
+    )
+      await fillFileHashes(store.ctx)
     return store
   }
 

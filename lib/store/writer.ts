@@ -11,6 +11,7 @@ import { closeSync, fchmodSync, openSync, rmSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { claError, isNoSpace, storageFullOr, type ClavitorError } from '../errors.js'
 import type { BlobInfo } from './blob-index.js'
+import { fileSha256 } from './chain.js'
 import type { Db } from '../db/open.js'
 import { insertPutRows, makeP0Dirs, sealBatch, syncDirs } from './batch.js'
 import { checkOpen, exclusive, type PendingPut, type StoreContext } from './context.js'
@@ -148,6 +149,7 @@ async function writeBatch(
       file_size: bytes.length,
       sha256,
       key_id: key.keyId,
+      file_sha256: fileSha256(bytes),
     }
     return { info, bytes, tmp: join(ctx.paths.staging, `${name}.tmp`) }
   })

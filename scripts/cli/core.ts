@@ -143,6 +143,8 @@ export function register(program: Command): void {
           },
           (err) => blog.error({ err }, 'billing reconcile pass failed'),
         )
+        // the replication log's head checkpoint stays freshly signed while the core is idle
+        c.checkpoints.start()
         // audit anchors (lib/audit/anchor.ts): the chain head into the WORM store every
         // 10 minutes, from this process because it is the store's writer.
         const stopAnchors = startAnchorTimer(c.db, c.store, {

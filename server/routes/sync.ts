@@ -4,13 +4,17 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { Db } from '../../lib/db/open.js'
 import { claError } from '../../lib/errors.js'
+import { Checkpointer, type CheckpointStore } from '../../lib/core-sync/checkpointer.js'
 import { feedPage } from '../../lib/core-sync/feed.js'
 import { recordReport, validateReport } from '../../lib/core-sync/pop-state.js'
 
 /** What the routes need from the core instance. */
 export interface SyncCore {
   db: Db
-  store: { storeId: string; generation: number }
+  /** The core store (its id, generation and signing key: BlobStore). */
+  store: CheckpointStore
+  /** The core's checkpoint signer (Core.checkpoints); one is made for `store` when absent. */
+  checkpoints?: Checkpointer
 }
 
 export interface SyncRoutesOptions {
@@ -32,11 +36,17 @@ function popIdOf(req: FastifyRequest): string {
 
 export const syncRoutes: FastifyPluginAsync<SyncRoutesOptions> = async (app, opts) => {
   const { core } = opts
+  const checkpoints = core.checkpoints ?? new Checkpointer(core.store)
   app.get('/pop/v1/feed', async (req) => {
     popIdOf(req)
     const q = req.query as Record<string, string | undefined>
     return feedPage(
-      { db: core.db, storeId: core.store.storeId, generation: core.store.generation },
+      {
+        db: core.db,
+        storeId: core.store.storeId,
+        generation: core.store.generation,
+        checkpoints,
+      },
       { cursor: q.cursor ?? null, limit: q.limit as unknown as number },
     )
   })

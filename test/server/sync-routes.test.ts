@@ -3,29 +3,17 @@
 import t from 'tap'
 import { join } from 'node:path'
 import Fastify from 'fastify'
-import { openDb } from '../../lib/db/open.js'
+import { BlobStore } from '../../lib/store/store.js'
+import { verifyCheckpoint } from '../../lib/store/checkpoint.js'
 import { errorResponse } from '../../lib/errors.js'
 import { syncRoutes } from '../../server/routes/sync.js'
 
 t.test('GET /pop/v1/feed and POST /pop/v1/report', async (t) => {
-  const db = openDb(join(t.testdir(), 'meta.db'))
-  t.teardown(() => db.close())
+  const store = await BlobStore.init({ dataDir: join(t.testdir(), 'core'), protection: 'off' })
+  t.teardown(() => store.close())
+  const db = store.db
   db.prepare("INSERT INTO pops (id, created_at) VALUES ('pop-a', 1)").run()
-  for (let i = 1; i <= 3; i++) {
-    const p0 = 'cd'.repeat(16)
-    db.prepare(
-      'INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id) VALUES (?,?,?,?,?,?,?,?)',
-    ).run(
-      i,
-      1000 + i,
-      p0,
-      `cd/${p0}/${String(1000 + i).padStart(16, '0')}_000000000000000${i}.cla`,
-      1,
-      150,
-      'a'.repeat(64),
-      'b'.repeat(32),
-    )
-  }
+  for (let i = 1; i <= 3; i++) await store.put('cd'.repeat(16), Buffer.from(`wl3 ${i}`))
   const app = Fastify()
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = errorResponse(err)
@@ -35,7 +23,7 @@ t.test('GET /pop/v1/feed and POST /pop/v1/report', async (t) => {
     const id = req.headers['x-pop-id']
     if (typeof id === 'string') req.popId = id
   })
-  await app.register(syncRoutes, { core: { db, store: { storeId: 'st_1', generation: 1 } } })
+  await app.register(syncRoutes, { core: { db, store } })
   t.teardown(() => app.close())
 
   const unauth = await app.inject({ url: '/pop/v1/feed' })
@@ -45,9 +33,14 @@ t.test('GET /pop/v1/feed and POST /pop/v1/report', async (t) => {
   const p1 = await app.inject({ url: '/pop/v1/feed?limit=2', headers: { 'x-pop-id': 'pop-a' } })
   t.equal(p1.statusCode, 200)
   const b1 = p1.json()
-  t.equal(b1.store_id, 'st_1')
-  t.equal(b1.generation, 1)
+  t.equal(b1.store_id, store.storeId)
+  t.equal(b1.generation, store.generation)
   t.equal(b1.items.length, 2)
+  t.match(
+    verifyCheckpoint(store.trustedKeys, b1.checkpoint),
+    { store_id: store.storeId, seq: b1.items[1].seq, chain: store.index.chainAt(b1.items[1].seq) },
+    "each page carries the core's signed checkpoint of its last item",
+  )
   t.equal(b1.more, true)
   const p2 = await app.inject({
     url: `/pop/v1/feed?limit=2&cursor=${b1.next}`,

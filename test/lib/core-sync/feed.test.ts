@@ -10,22 +10,39 @@ import {
   validateReport,
 } from '../../../lib/core-sync/pop-state.js'
 import { isClavitorError } from '../../../lib/errors.js'
+import { Checkpointer } from '../../../lib/core-sync/checkpointer.js'
+import { CHAIN_GENESIS, chainNext, chainOver } from '../../../lib/store/chain.js'
+import { verifyCheckpoint } from '../../../lib/store/checkpoint.js'
+import { generateSigningKey, makeKeyRing, signStatement } from '../../../lib/store/keys.js'
 
-// The feed reads the store's index table; rows are inserted the way the store indexes them.
+// The feed reads the store's index table; rows are inserted the way the store indexes them,
+// each extending the replication log's chain (lib/store/chain.ts).
+const chains = new WeakMap<Db, string>()
 function addBlob(db: Db, seq: number, created_at: number): void {
   const p0 = (seq.toString(16).padStart(2, '0') + 'ab'.repeat(16)).slice(0, 32)
+  const path = `${p0.slice(0, 2)}/${p0}/${String(created_at).padStart(16, '0')}_${'0'.repeat(15)}${seq % 10}.cla`
+  const file_sha256 = seq.toString(16).padStart(64, 'e')
+  const chain = chainNext(chains.get(db) ?? CHAIN_GENESIS, { seq, created_at, path, file_sha256 })
+  chains.set(db, chain)
   db.prepare(
-    'INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed) VALUES (?,?,?,?,?,?,?,?,1)',
-  ).run(
-    seq,
-    created_at,
-    p0,
-    `${p0.slice(0, 2)}/${p0}/${String(created_at).padStart(16, '0')}_${'0'.repeat(15)}${seq % 10}.cla`,
-    10,
-    200,
-    'f'.repeat(64),
-    'k'.repeat(32),
-  )
+    'INSERT INTO blobs (seq, created_at, p0, path, size, file_size, sha256, key_id, sealed, file_sha256, chain) VALUES (?,?,?,?,?,?,?,?,1,?,?)',
+  ).run(seq, created_at, p0, path, 10, 200, 'f'.repeat(64), 'k'.repeat(32), file_sha256, chain)
+}
+
+// The core's signer over that index, with a real key: a POP checks the checkpoints with it.
+const key = generateSigningKey()
+const ring = makeKeyRing([key.publicKey])
+function source(db: Db) {
+  const store = {
+    db,
+    storeId: 'st_core',
+    generation: 3,
+    signStatement: (domain: string, body: Buffer) => ({
+      keyId: key.keyId,
+      signature: signStatement(key, domain, body),
+    }),
+  }
+  return { db, storeId: 'st_core', generation: 3, checkpoints: new Checkpointer(store) }
 }
 
 function fresh(t: { testdir(): string; teardown(fn: () => void): void }): Db {
@@ -49,20 +66,33 @@ t.test('cursor tokens round-trip and order; junk is refused', async (t) => {
 
 t.test('feed pages in (created_at, seq) order with bounded size, next and more', async (t) => {
   const db = fresh(t)
-  const src = { db, storeId: 'st_core', generation: 3 }
+  const src = source(db)
   const empty = feedPage(src, {})
-  t.same(empty, {
+  const genesis = verifyCheckpoint(ring, empty.checkpoint)
+  t.match(genesis, {
     store_id: 'st_core',
     generation: 3,
-    head: null,
-    items: [],
-    next: null,
-    more: false,
-    remaining: 0,
+    seq: 0,
+    created_at: 0,
+    chain: CHAIN_GENESIS,
   })
+  t.same(
+    { ...empty, checkpoint: undefined },
+    {
+      store_id: 'st_core',
+      generation: 3,
+      head: null,
+      items: [],
+      next: null,
+      more: false,
+      remaining: 0,
+      checkpoint: undefined,
+    },
+  )
   for (let i = 1; i <= 25; i++) addBlob(db, i, 1_000_000 + i * 10)
   const seen: number[] = []
   let cursor: string | null = null
+  let chain = CHAIN_GENESIS
   let pages = 0
   for (;;) {
     const p = feedPage(src, { cursor, limit: 10 })
@@ -71,6 +101,19 @@ t.test('feed pages in (created_at, seq) order with bounded size, next and more',
     t.same(p.head, { created_at: 1_000_250, seq: 25 })
     t.equal(p.remaining, 25 - seen.length, 'remaining counts from the cursor')
     seen.push(...p.items.map((i) => i.seq))
+    const cp = verifyCheckpoint(ring, p.checkpoint)
+    const last = p.items[p.items.length - 1]!
+    t.match(
+      cp,
+      { seq: last.seq, created_at: last.created_at },
+      'the checkpoint covers the last item',
+    )
+    t.equal(
+      cp.chain,
+      chainOver(chain, p.items),
+      "the chain over the page's items from the previous checkpoint reaches it",
+    )
+    chain = cp.chain
     cursor = p.next
     if (!p.more) break
   }
@@ -83,9 +126,11 @@ t.test('feed pages in (created_at, seq) order with bounded size, next and more',
   t.same(end.items, [])
   t.equal(end.next, cursor, 'an empty page keeps the cursor')
   t.equal(end.more, false)
+  t.match(verifyCheckpoint(ring, end.checkpoint), { seq: 25, chain }, 'an empty page: the head')
   const item = feedPage(src, { limit: 1 }).items[0]!
   t.same(Object.keys(item).sort(), [
     'created_at',
+    'file_sha256',
     'file_size',
     'key_id',
     'p0',

@@ -15,21 +15,24 @@ t.test('move, move within a transaction, follow, re-baseline', async (t) => {
   c.follow('s1', 1)
   c.follow('s2', 9) // only the first one counts
   t.same(c.core(), { storeId: 's1', generation: 1 })
-  c.moveTo({ created_at: 10, seq: 1 })
+  c.moveTo({ created_at: 10, seq: 1 }, 'a'.repeat(64))
   t.same(c.position(), { created_at: 10, seq: 1 })
   t.throws(
     () =>
       db.transaction(() => {
-        c.moveWithin(db, { created_at: 20, seq: 2 })
+        c.moveWithin(db, { created_at: 20, seq: 2 }, 'b'.repeat(64))
         throw new Error('the index rows failed')
       })(),
     /index rows failed/,
   )
   t.same(c.position(), { created_at: 10, seq: 1 }, 'rolled back with the rows it covers')
-  db.transaction(() => c.moveWithin(db, { created_at: 20, seq: 2 }))()
+  t.equal(c.chain(), 'a'.repeat(64), 'the chain value rolled back with it')
+  db.transaction(() => c.moveWithin(db, { created_at: 20, seq: 2 }, 'b'.repeat(64)))()
   t.same(c.position(), { created_at: 20, seq: 2 })
+  t.equal(c.chain(), 'b'.repeat(64), 'the chain value moves with the cursor')
   c.rebaseline('s3', 2)
   t.equal(c.token(), null, 'back to the start')
+  t.equal(c.chain(), '0'.repeat(64), 'the chain back to its genesis')
   t.same(c.core(), { storeId: 's3', generation: 2 })
 })
 
@@ -44,6 +47,6 @@ t.test('nothing else writes the cursor or the followed core', async (t) => {
   for (const f of files) {
     if (f === 'lib/pop-sync/pop-cursor.ts') continue
     const src = readFileSync(new URL(f, root), 'utf8')
-    t.notMatch(src, /setMeta\([^)]*K_(CURSOR|STORE_ID|GENERATION)/, f)
+    t.notMatch(src, /setMeta\([^)]*K_(CURSOR|STORE_ID|GENERATION|CHAIN|CHECKPOINT)/, f)
   }
 })

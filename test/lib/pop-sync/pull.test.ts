@@ -36,61 +36,19 @@ import { plainHttpFeedClient, type FeedClient } from '../../../lib/pop-sync/tran
 import { blobIndex } from '../../../lib/store/blob-index.js'
 import { decodeCursor, encodeCursor } from '../../../lib/store/cursor.js'
 import { BlobStore } from '../../../lib/store/index.js'
-import { indexOf, startCore, tempDir, unseal, type TestCore } from '../../fixtures/sync.js'
+import {
+  failure,
+  feedOf,
+  indexOf,
+  pullOptions as options,
+  popStore,
+  startCore,
+  tempDir,
+  unseal,
+  type TestCore,
+} from '../../fixtures/sync.js'
 
 type Teardown = { teardown: (fn: () => void | Promise<void>) => void }
-
-const POP = 'pop-t'
-
-/** A POP store (role pop) trusting the core's key. */
-async function popStore(t: Teardown, dataDir: string, core: TestCore): Promise<BlobStore> {
-  const store = await BlobStore.init({
-    dataDir,
-    role: 'pop',
-    trustKeys: [core.store.publicKey!],
-    protection: 'best-effort',
-  })
-  t.teardown(() => store.close())
-  return store
-}
-
-function feedOf(core: TestCore): FeedClient {
-  return plainHttpFeedClient(core.url, { 'x-pop-id': POP })
-}
-
-/** Pull options against `core`; audit events and warnings are collected. */
-function options(
-  core: TestCore,
-  pop: BlobStore,
-  extra: Partial<PullOptions> = {},
-): PullOptions & { audits: AuditEventInput[]; warnings: string[] } {
-  const audits: AuditEventInput[] = []
-  const warnings: string[] = []
-  return {
-    popId: POP,
-    db: pop.db,
-    store: pop,
-    feed: feedOf(core),
-    rsync: { source: core.root },
-    stagingDir: join(pop.root, '..', 'sync-staging'),
-    pageSize: 5,
-    audit: (ev) => audits.push(ev),
-    warn: (msg) => warnings.push(msg),
-    ...extra,
-    audits,
-    warnings,
-  }
-}
-
-async function failure(p: Promise<unknown>): Promise<ClavitorError> {
-  try {
-    await p
-  } catch (err) {
-    if (isClavitorError(err)) return err
-    throw err
-  }
-  throw new Error('expected a failure')
-}
 
 /** Flips one payload byte of a core file in place (same size); returns the original. */
 function damage(file: string): Buffer {
@@ -258,6 +216,7 @@ t.test('a staged file changed after verification: the page is sealed file by fil
   // The POP store as pull sees it, with the change made right after verification.
   const store: PullOptions['store'] = {
     root: pop.root,
+    trustedKeys: pop.trustedKeys,
     ingest: (staged, io) => pop.ingest(staged, io),
     async verifyStaged(staged) {
       const v = await pop.verifyStaged(staged)
@@ -292,6 +251,7 @@ t.test(
     let ingests = 0
     const store: PullOptions['store'] = {
       root: pop.root,
+      trustedKeys: pop.trustedKeys,
       verifyStaged: (staged) => pop.verifyStaged(staged),
       ingest(staged, io) {
         if (++ingests === 2)
@@ -431,13 +391,28 @@ t.test(
     await pullOnce(options(coreA, pop))
     const before = indexOf(pop)
 
+    const untrusted = options(coreB, pop)
+    const u = await failure(pullOnce(untrusted))
+    t.equal(
+      u.code,
+      'CLA_ERR_SYNC_CHECKPOINT',
+      "B's checkpoints are signed by a key not trusted here",
+    )
+    t.same(indexOf(pop), before, 'nothing of B sealed')
+
+    pop.trustKey(coreB.store.publicKey!) // an operator trusts B too: B's blobs still conflict
     const o = options(coreB, pop)
     const f = await failure(pullOnce(o))
     t.equal(f.code, 'CLA_ERR_SYNC_CONFLICT')
     t.same(
+      untrusted.audits.map((a) => a.reason),
+      ['CLA_ERR_SYNC_STORE_MISMATCH', 'CLA_ERR_SYNC_CHECKPOINT'],
+      'the new store and its untrusted checkpoint audited',
+    )
+    t.same(
       o.audits.map((a) => a.reason),
-      ['CLA_ERR_SYNC_STORE_MISMATCH', 'CLA_ERR_SYNC_CONFLICT'],
-      'both audited',
+      ['CLA_ERR_SYNC_CONFLICT'],
+      'the conflict audited',
     )
     t.same(indexOf(pop), before, 'still exactly store A')
     t.equal(new PopCursor(pop.db).token(), null, 'the cursor back at the start')

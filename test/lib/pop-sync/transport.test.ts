@@ -11,6 +11,7 @@ const item = (path: string, over: Record<string, unknown> = {}) => ({
   p0,
   path,
   sha256: 'f'.repeat(64),
+  file_sha256: 'e'.repeat(64),
   size: 10,
   file_size: 200,
   ...over,
@@ -21,6 +22,7 @@ const page = (items: unknown[]) => ({
   items,
   more: false,
   next: null,
+  checkpoint: {}, // its signature and chain are the pull's to check (chain.test.ts)
 })
 const good = `ab/${p0}/${blobFileName(1_700_000_000_000_000, '0123456789abcdef')}`
 
@@ -35,9 +37,16 @@ t.test('paths the store never makes are refused', async (t) => {
     ['a file name not of a blob', `ab/${p0}/notes.cla`, {}],
     ['a traversal', `ab/${p0}/../x.cla`, {}],
     ['a p0 other than its folder', good, { p0: 'cd'.repeat(16) }],
+    ['no whole-file sha256', good, { file_sha256: undefined }],
   ] as Array<[string, string, Record<string, unknown>]>) {
     t.throws(() => checkPage(page([item(path, over)])), { code: 'CLA_ERR_SYNC_FEED' }, why)
   }
+})
+
+t.test('a page without its checkpoint is refused', async (t) => {
+  t.throws(() => checkPage({ ...page([item(good)]), checkpoint: undefined }), {
+    code: 'CLA_ERR_SYNC_FEED',
+  })
 })
 
 t.test('the client maps HTTP failures to CLA_ERR_SYNC_FEED', async (t) => {

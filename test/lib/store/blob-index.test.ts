@@ -53,6 +53,7 @@ t.test('counts, lookups, ranges and the feed order', async (t) => {
     'key_id',
     'created_at',
     'seq',
+    'file_sha256',
   ])
   t.same(
     ix.feedAfter(a1, 10).map((r) => r.seq),
