@@ -11,6 +11,8 @@ import { decodeCla, verifyCla } from '../store/format.js'
 import type { BlobInfo, BlobStore } from '../store/index.js'
 import { claError } from '../errors.js'
 import { validateClientP0 } from '../store/p0.js'
+import { checkpointHeader, type Checkpoint } from '../store/checkpoint.js'
+import { PopCursor } from './pop-cursor.js'
 
 /** A verified WL3 lookup answer: the latest blob of a P0, its payload and whole file. */
 export interface Wl3Answer {
@@ -55,6 +57,7 @@ export class Wl3Lookup {
   private readonly versionStmt: Statement
   private readonly changesStmt: Statement
   private stamp = ''
+  private freshness: { checkpoint: Checkpoint; header: string } | null | undefined
   /** Lookups answered from the cache. */
   hits = 0
   /** Lookups not answered from the cache. */
@@ -76,7 +79,23 @@ export class Wl3Lookup {
       this.cache.clear()
       this.bytes = 0
       this.stamp = s
+      this.freshness = undefined
     }
+  }
+
+  /**
+   * The newest core checkpoint this POP verified at its cursor (lib/pop-sync/pop-cursor.ts),
+   * read once per database change: what vaults are told of this POP's freshness (the
+   * `Clavitor-Checkpoint` header of every lookup, GET /api/v1/checkpoint). Null before the
+   * first verified page.
+   */
+  checkpoint(): { checkpoint: Checkpoint; header: string } | null {
+    this.fresh()
+    if (this.freshness === undefined) {
+      const cp = new PopCursor(this.store.db).checkpoint()
+      this.freshness = cp ? { checkpoint: cp, header: checkpointHeader(cp) } : null
+    }
+    return this.freshness
   }
 
   /** Drops every cached answer. */
@@ -84,6 +103,7 @@ export class Wl3Lookup {
     this.cache.clear()
     this.bytes = 0
     this.stamp = ''
+    this.freshness = undefined
   }
 
   /**
@@ -98,7 +118,10 @@ export class Wl3Lookup {
       try {
         verifyCla(a.file, this.store.trustedKeys, a.info.path)
       } catch (err) {
-        this.cache.delete(p0)
+        if (this.cache.get(p0) === a) {
+          this.cache.delete(p0)
+          this.bytes -= a.file.length + 200
+        }
         this.onDamaged?.(a.info, err)
         throw claError(
           'CLA_ERR_SYNC_DAMAGED',

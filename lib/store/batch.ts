@@ -101,23 +101,25 @@ export function insertPutRows(
   sealed: { sealed: boolean },
 ): unknown[] {
   const errors: unknown[] = infos.map(() => undefined)
-  ctx.db.transaction(() => {
-    const tail = new ChainTail(ctx)
-    infos.forEach((info, i) => {
-      const before = tail.save()
-      insertRow(ctx, info, sealed.sealed, true, tail.extend(info))
-      const hook = hooks[i]
-      if (!hook) return
-      try {
-        ctx.db.transaction(() => hook(info, ctx.db))() // nested: a savepoint
-      } catch (err) {
-        errors[i] = err ?? new Error('inTransaction failed')
-        stmt(ctx, 'UPDATE blobs SET published = 0, chain = NULL WHERE seq = ?').run(info.seq)
-        tail.restore(before)
-      }
+  ctx.db
+    .transaction(() => {
+      const tail = new ChainTail(ctx)
+      infos.forEach((info, i) => {
+        const before = tail.save()
+        insertRow(ctx, info, sealed.sealed, true, tail.extend(info))
+        const hook = hooks[i]
+        if (!hook) return
+        try {
+          ctx.db.transaction(() => hook(info, ctx.db))() // nested: a savepoint
+        } catch (err) {
+          errors[i] = err ?? new Error('inTransaction failed')
+          stmt(ctx, 'UPDATE blobs SET published = 0, chain = NULL WHERE seq = ?').run(info.seq)
+          tail.restore(before)
+        }
+      })
+      if (tail.broken) fillChain(ctx)
     })
-    if (tail.broken) fillChain(ctx)
-  })()
+    .immediate() // it reads the chain's tail first: take the write lock before that read
   return errors
 }
 
@@ -128,10 +130,12 @@ export function insertRows(
   sealed: { sealed: boolean },
   inTx?: (db: Db) => void,
 ): void {
-  ctx.db.transaction(() => {
-    const tail = new ChainTail(ctx)
-    for (const i of infos) insertRow(ctx, i, sealed.sealed, true, tail.extend(i))
-    if (tail.broken) fillChain(ctx)
-    inTx?.(ctx.db)
-  })()
+  ctx.db
+    .transaction(() => {
+      const tail = new ChainTail(ctx)
+      for (const i of infos) insertRow(ctx, i, sealed.sealed, true, tail.extend(i))
+      if (tail.broken) fillChain(ctx)
+      inTx?.(ctx.db)
+    })
+    .immediate() // it reads the chain's tail first: take the write lock before that read
 }

@@ -1,6 +1,8 @@
 // WL3 lookups for vaults: the latest WL3 of a P0 (raw payload, sha256 ETag, 304 on
-// If-None-Match), the signed .cla itself, every version. Thin: lib/pop-sync/lookup.ts decides.
+// If-None-Match), the signed .cla itself, every version, and the POP's freshness (the core's
+// signed checkpoint, a route and a header on every answer). Thin: lib/pop-sync/lookup.ts decides.
 import type { FastifyPluginAsync } from 'fastify'
+import { claError } from '../../lib/errors.js'
 import type { Pop } from '../../lib/pop.js'
 
 export interface Wl3RoutesOptions {
@@ -15,6 +17,22 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
 
 export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts) => {
   const { lookup } = opts.pop
+  // every lookup answer (and its errors) carries the POP's freshness: the core's signed
+  // checkpoint of the replication log this POP holds (docs/replication.md "Freshness")
+  app.addHook('onSend', async (_req, reply) => {
+    const f = lookup.checkpoint()
+    if (f) reply.header('clavitor-checkpoint', f.header)
+  })
+  app.get('/api/v1/checkpoint', async (_req, reply) => {
+    const f = lookup.checkpoint()
+    if (!f)
+      throw claError(
+        'CLA_ERR_NOT_FOUND',
+        'this POP holds no verified checkpoint yet (it has not completed a pull)',
+      )
+    reply.header('cache-control', 'no-cache')
+    return f.checkpoint
+  })
   app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0', async (req, reply) => {
     const a = await lookup.latest(req.params.p0)
     reply

@@ -47,3 +47,30 @@ t.test('latest, cache, invalidation on a new version, damage', async (t) => {
     'versions from the index',
   )
 })
+
+// A file whose signature fails on the .cla route leaves the cache: its bytes must leave the
+// cache's count with it, or the cache evicts good answers early (it held room for two here).
+t.test('a signature failure frees its room in the cache', async (t) => {
+  const store = await BlobStore.init({ dataDir: join(root, 'bytes'), protection: 'off' })
+  t.teardown(() => store.close())
+  const [bad, b, c] = ['b1', 'b2', 'b3'].map((x) => x.repeat(16)) as [string, string, string]
+  const payload = Buffer.alloc(1000, 7)
+  const badInfo = await store.put(bad, payload)
+  await store.put(b, payload)
+  await store.put(c, payload)
+  // one signature byte flipped: structure and payload sha256 still match the index row
+  const file = join(store.root, badInfo.path)
+  chmodSync(file, 0o644)
+  const buf = readFileSync(file)
+  buf[buf.length - 1] = buf[buf.length - 1]! ^ 0x01
+  writeFileSync(file, buf)
+  const cost = buf.length + 200
+  const lookup = new Wl3Lookup(store, { maxBytes: 2 * cost })
+  await t.rejects(lookup.latest(bad, { signature: true }), { code: 'CLA_ERR_SYNC_DAMAGED' })
+  await lookup.latest(b)
+  await lookup.latest(c)
+  const misses = lookup.misses
+  await lookup.latest(b)
+  await lookup.latest(c)
+  t.equal(lookup.misses, misses, 'both answers stayed cached: the refused file took no room')
+})
