@@ -1,6 +1,7 @@
 /**
- * Replication: the core's change feed and a POP's pull with rsync, verified file by file
- * (docs/replication.md). `openPop` (the root entry) wires these together; use them alone
+ * Replication: the core's change feed and a POP's pull with rsync, verified against the
+ * core's signed checkpoints of its replication log (docs/replication.md; the log's format
+ * and vectors in docs/format.md). `openPop` (the root entry) wires these together; use them alone
  * to run a pull from your own scheduler or to serve the feed from your own HTTP app.
  *
  * @packageDocumentation
@@ -15,6 +16,28 @@ export {
   type FeedQuery,
   type FeedSource,
 } from '../lib/core-sync/feed.js'
+export {
+  CHAIN_GENESIS,
+  chainNext,
+  chainOver,
+  fileSha256,
+  type ChainEntry,
+} from '../lib/store/chain.js'
+export {
+  CHECKPOINT_DOMAIN,
+  checkpointBytes,
+  checkpointHeader,
+  parseCheckpointHeader,
+  signCheckpoint,
+  verifyCheckpoint,
+  type Checkpoint,
+  type CheckpointBody,
+} from '../lib/store/checkpoint.js'
+export {
+  Checkpointer,
+  type CheckpointerOptions,
+  type CheckpointStore,
+} from '../lib/core-sync/checkpointer.js'
 export {
   checkPage,
   plainHttpFeedClient,

@@ -5,6 +5,7 @@ import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import { blobIndex, type FeedRow } from '../store/blob-index.js'
 import type { Checkpoint } from '../store/checkpoint.js'
+import type { Checkpointer } from './checkpointer.js'
 import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
 /** Page size when the request names no limit. */
@@ -47,8 +48,8 @@ export interface FeedSource {
   storeId: string
   /** The core store's generation (store.json). */
   generation: number
-  /** Signs the page's checkpoint (lib/core-sync/checkpointer.ts). */
-  checkpoints: { at(pos: CursorPos | null): Checkpoint }
+  /** Signs the page's checkpoint (a {@link Checkpointer} over the core store). */
+  checkpoints: Pick<Checkpointer, 'at'>
 }
 
 /** A feed request: where to start and how many items. */
