@@ -207,6 +207,16 @@ export class PopSync {
           root: o.store.root,
           trustedKeys: o.store.trustedKeys,
           verifyStaged: (staged) => o.store.verifyStaged(staged),
+          verifyTree: (dir, entries) => o.store.verifyTree(dir, entries),
+          ingestTree: async (groups, io) => {
+            const paths = io.only ?? groups.flatMap((g) => g.paths)
+            o.onAgentWrite?.(paths)
+            try {
+              return await o.store.ingestTree(groups, io)
+            } finally {
+              o.onAgentWriteDone?.(paths)
+            }
+          },
           ingest: async (staged, io) => {
             const paths = Array.isArray(staged)
               ? staged.map((s) => s.expect?.path ?? s.file)

@@ -17,7 +17,8 @@ import { compareCursor, decodeCursor, encodeCursor, type CursorPos } from '../st
 import { blobIndex, type BlobIndex } from '../store/blob-index.js'
 import { removeStagingTree } from '../store/seal.js'
 import type { VerifiedStaged, VerifyStagedResult } from '../store/store.js'
-import type { FeedItem, FeedPage } from '../core-sync/feed.js'
+import { FEED_MAX_LIMIT, type FeedItem, type FeedPage } from '../core-sync/feed.js'
+import { bootstrap, type BootstrapStore } from './bootstrap.js'
 import { CHAIN_GENESIS, chainNext } from '../store/chain.js'
 import { verifyCheckpoint, type Checkpoint } from '../store/checkpoint.js'
 import type { KeyRing } from '../store/keys.js'
@@ -40,8 +41,11 @@ export interface IngestExpect {
   file_sha256: string
 }
 
-/** The part of the POP's BlobStore a pull needs (lib/store BlobStore satisfies it). */
-export interface PullStore {
+/**
+ * The part of the POP's BlobStore a pull needs (lib/store BlobStore satisfies it);
+ * `verifyTree` and `ingestTree` (a bootstrap's bulk fill) are optional.
+ */
+export interface PullStore extends Partial<BootstrapStore> {
   /** The store root (to re-seal a store file whose second name a crash left in staging). */
   readonly root: string
   /** The core's public keys: the checkpoints must be signed by one of them. */
@@ -114,6 +118,12 @@ export interface PullOptions {
   audit?: (ev: AuditEventInput) => void
   /** Loud log line for alarms (pino in the agent). */
   warn?: (msg: string, data?: Record<string, unknown>) => void
+  /**
+   * An empty POP facing at least this many blobs fills by bootstrap (lib/pop-sync/bootstrap.ts:
+   * whole-tree rsync, bulk verification against the log, bulk seal and index) before paging.
+   * Default 5000; 0 = never. Needs a store with verifyTree and ingestTree.
+   */
+  bootstrapMin?: number
 }
 
 /** What one pull did. */
@@ -283,6 +293,7 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
   await removeStagingTree(o.stagingDir, o.store.root)
   await mkdir(o.stagingDir, { recursive: true })
 
+  await maybeBootstrap(run, res)
   let producer = startProducer(run, run.cursor.token(), startChainOf(run))
   try {
     for (;;) {
@@ -430,6 +441,38 @@ async function stagePage(
     endChain,
     checkpoint,
   }
+}
+
+/**
+ * An empty POP (no cursor, no blob) facing a large feed fills by bootstrap first; the
+ * page-by-page pull then goes on from where it left the cursor.
+ */
+async function maybeBootstrap(run: PullRun, res: PullResult): Promise<void> {
+  const { o } = run
+  const min = o.bootstrapMin ?? 5000
+  const store = o.store as PullStore & Partial<BootstrapStore>
+  if (min <= 0 || !store.verifyTree || !store.ingestTree) return
+  if (run.cursor.token() !== null || run.index.count() > 0) return
+  const first = await o.feed.page(null, FEED_MAX_LIMIT)
+  if (first.remaining < min || identityCheck(first, run.cursor)) return
+  const b = await bootstrap(
+    { ...o, store: store as PullStore & BootstrapStore },
+    run.cursor,
+    first,
+    (page, start, reqPos) => checkChain(run, page, reqPos, start),
+  )
+  res.sealed += b.sealed
+  res.pages += b.pages
+  res.head = b.head
+  res.cursor = run.cursor.token()
+  o.onProgress?.({
+    sealed: res.sealed,
+    already: res.already,
+    page: b.sealed,
+    remaining: b.left,
+    cursor: res.cursor,
+    head: res.head,
+  })
 }
 
 /** Stages pages from `startTok` on until the feed is done, a page is short, or an alarm. */

@@ -6,6 +6,7 @@
 //   open.ts     paths, modes, options, init and open (identity, keys, meta adoption)
 //   writer.ts   put's write path: group commit, temp file → fsync → link, seal, index
 //   ingest.ts   verifyStaged and ingest of staged files (a POP's pull, a repair)
+//   tree-ingest.ts  a whole staged tree into an empty store (a new POP's bootstrap)
 //   rebuild.ts  verify, rebuild of the index from the files, recovery before a write
 //   batch.ts    what those share: p0 folders, folder fsyncs, seal a batch, index rows
 //   chain.ts    the replication log's hash chain; rechain.ts keeps `blobs.chain` true;
@@ -62,6 +63,14 @@ import {
   forgetMissing,
 } from './rebuild.js'
 import { fillFileHashes } from './rechain.js'
+import {
+  ingestTreeLocked,
+  verifyTree,
+  type TreeEntry,
+  type TreeIngestOptions,
+  type VerifiedTree,
+  type VerifyTreeResult,
+} from './tree-ingest.js'
 import { chattr, sealDirs, sealFiles } from './seal.js'
 import { put, type PutOptions } from './writer.js'
 
@@ -72,6 +81,7 @@ export type { BlobInfo } from './blob-index.js'
 export type { VerifyProblem } from './checks.js'
 export type { HealReport, RebuildReport, VerifyReport } from './rebuild.js'
 export type { IngestOptions, StagedFile, VerifiedStaged, VerifyStagedResult } from './ingest.js'
+export type { TreeEntry, TreeIngestOptions, VerifiedTree, VerifyTreeResult } from './tree-ingest.js'
 export type { PutOptions } from './writer.js'
 
 /** One page of the change feed (BlobStore.changesAfter). */
@@ -500,6 +510,30 @@ export class BlobStore {
   async verifyStaged(staged: StagedFile[]): Promise<VerifyStagedResult> {
     checkOpen(this.ctx)
     return verifyStaged(this.ctx, staged)
+  }
+
+  /**
+   * Reads and checks the files of a staged tree laid out like the store (a new POP's
+   * bootstrap): each entry's whole sha256 (which the caller authenticated: the core's signed
+   * replication log) and header. No store change; pass the result to {@link ingestTree}.
+   */
+  async verifyTree(dir: string, entries: readonly TreeEntry[]): Promise<VerifyTreeResult> {
+    checkOpen(this.ctx)
+    return verifyTree(this.ctx, dir, entries)
+  }
+
+  /**
+   * Moves verified staged trees into this EMPTY store in bulk (lib/store/tree-ingest.ts):
+   * unverified files removed, one syncfs, whole shard folders renamed into place, sealed,
+   * every row indexed with `inTransaction` in one transaction. Returns the rows.
+   */
+  ingestTree(groups: readonly VerifiedTree[], opts: TreeIngestOptions = {}): Promise<BlobInfo[]> {
+    try {
+      checkOpen(this.ctx)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return exclusive(this.ctx, () => ingestTreeLocked(this.ctx, groups, opts))
   }
 
   /** Indexes every valid .cla file that has no index row (fast-glob over the tree). */

@@ -1,0 +1,178 @@
+// A new POP's first fill, the fastest honest way (docs/replication.md "Bootstrap"): instead
+// of page by page, the whole core tree comes over with rsync in a few groups of shard
+// folders into one staging tree, while the whole feed is read in pages of FEED_MAX_LIMIT
+// and each page is checked against its signed checkpoint (the chain recomputed from the
+// genesis). As each group lands, its files are checked by their whole sha256 against the
+// authenticated entries (while the next group still transfers); then the store takes the
+// tree in bulk (lib/store/tree-ingest.ts: one syncfs, shard folders renamed into place,
+// bulk sealing, one index pass with the cursor and its chain value set to the last entry
+// of the verified prefix). What did not arrive or did not verify, and everything the core
+// wrote meanwhile, is left to the page-by-page pull that follows in the same run.
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FEED_MAX_LIMIT, type FeedItem, type FeedPage } from '../core-sync/feed.js'
+import { claError, type ClavitorError } from '../errors.js'
+import { CHAIN_GENESIS } from '../store/chain.js'
+import type { Checkpoint } from '../store/checkpoint.js'
+import { encodeCursor } from '../store/cursor.js'
+import { SHARDS } from '../store/open.js'
+import type { TreeEntry, VerifiedTree, VerifyTreeResult } from '../store/store.js'
+import type { PopCursor } from './pop-cursor.js'
+import { runRsync } from './rsync.js'
+import type { PullOptions } from './pull.js'
+
+/** The store calls a bootstrap needs (BlobStore has them). */
+export interface BootstrapStore {
+  /** BlobStore.verifyTree. */
+  verifyTree(dir: string, entries: readonly TreeEntry[]): Promise<VerifyTreeResult>
+  /** BlobStore.ingestTree. */
+  ingestTree(
+    groups: readonly VerifiedTree[],
+    opts: { only?: readonly string[]; inTransaction?: (db: import('../db/open.js').Db) => void },
+  ): Promise<unknown[]>
+}
+
+/** What a bootstrap did. */
+export interface BootstrapResult {
+  /** Blobs verified, sealed and indexed in bulk. */
+  sealed: number
+  /** Feed pages read. */
+  pages: number
+  /** The core's head as of the last page. */
+  head: FeedPage['head']
+  /** Listed blobs left to the page-by-page pull (not arrived, refused, or after a gap). */
+  left: number
+}
+
+/** Shard folders per rsync run: 4 runs of 64, so verification overlaps the transfer. */
+const GROUPS = 4
+
+/**
+ * Fills an empty POP from `first` (the feed's first page, already read) on. Page checks as
+ * in pullOnce: `checkChain` throws CLA_ERR_SYNC_CHAIN / CLA_ERR_SYNC_CHECKPOINT (audited).
+ */
+export async function bootstrap(
+  o: PullOptions & { store: PullOptions['store'] & BootstrapStore },
+  cursor: PopCursor,
+  first: FeedPage,
+  checkChain: (
+    page: FeedPage,
+    start: string,
+    reqPos: { created_at: number; seq: number } | null,
+  ) => { chains: Map<string, string>; endChain: string; checkpoint: Checkpoint },
+): Promise<BootstrapResult> {
+  const tree = join(o.stagingDir, 'tree')
+  await rm(tree, { recursive: true, force: true })
+  cursor.follow(first.store_id, first.generation)
+
+  // the whole feed, each page authenticated as it arrives
+  const items: FeedItem[] = []
+  const chains = new Map<string, string>()
+  let pages = 0
+  let last: { page: FeedPage; checkpoint: Checkpoint } | null = null
+  const feed = (async () => {
+    let page = first
+    let chain = CHAIN_GENESIS
+    let pos: { created_at: number; seq: number } | null = null
+    for (;;) {
+      if (o.signal?.aborted) throw aborted()
+      pages++
+      if (page.store_id !== first.store_id || page.generation !== first.generation) {
+        throw claError('CLA_ERR_SYNC_STORE_MISMATCH', 'the core changed store during the bootstrap')
+      }
+      const c = checkChain(page, chain, pos)
+      for (const it of page.items) {
+        items.push(it)
+        chains.set(it.path, c.chains.get(it.path)!)
+      }
+      last = { page, checkpoint: c.checkpoint }
+      chain = c.endChain
+      if (!page.more || page.items.length === 0) return
+      const end = page.items[page.items.length - 1]!
+      pos = { created_at: end.created_at, seq: end.seq }
+      page = await o.feed.page(encodeCursor(pos), FEED_MAX_LIMIT)
+    }
+  })()
+  feed.catch(() => undefined) // awaited below
+
+  // the tree, a group of shard folders at a time; each group verified as soon as it landed
+  const verifications: Promise<VerifyTreeResult>[] = []
+  let fetchError: ClavitorError | null = null
+  for (let g = 0; g < GROUPS; g++) {
+    const shards = SHARDS.slice((g * SHARDS.length) / GROUPS, ((g + 1) * SHARDS.length) / GROUPS)
+    try {
+      await runRsync(
+        {
+          ...o.rsync,
+          files: shards,
+          listFile: join(o.stagingDir, `tree-${g}.list`),
+          dest: tree,
+          signal: o.signal,
+        },
+        { partial: true },
+      )
+    } catch (err) {
+      const e = err as ClavitorError
+      if (e.code === 'CLA_ERR_SYNC_ABORTED' || e.code === 'CLA_ERR_SYNC_DISK_FULL') throw e
+      fetchError = e // what arrived is kept; the pull after fetches the rest page by page
+    }
+    const group = new Set(shards)
+    verifications.push(
+      feed.then(() =>
+        o.store.verifyTree(
+          tree,
+          items
+            .filter((it) => group.has(it.path.slice(0, 2)))
+            .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: expectOf(it) })),
+        ),
+      ),
+    )
+    if (fetchError) break
+  }
+  await feed
+  const results = await Promise.all(verifications)
+  const ok = new Set<string>()
+  for (const r of results) for (const p of r.verified.paths) ok.add(p)
+  // the contiguous prefix of the log that is here and verified: the cursor's rule
+  let n = 0
+  while (n < items.length && ok.has(items[n]!.path)) n++
+  const prefix = items.slice(0, n)
+  if (prefix.length > 0) {
+    const end = prefix[prefix.length - 1]!
+    await o.store.ingestTree(
+      results.map((r) => r.verified),
+      {
+        only: prefix.map((it) => it.path),
+        inTransaction: (db) => cursor.moveWithin(db, end, chains.get(end.path)!),
+      },
+    )
+    const done = last as { page: FeedPage; checkpoint: Checkpoint } | null
+    if (done && n === items.length) cursor.setCheckpoint(done.checkpoint)
+  }
+  await rm(tree, { recursive: true, force: true })
+  return {
+    sealed: prefix.length,
+    pages,
+    head: (last as { page: FeedPage } | null)?.page.head ?? first.head,
+    left: items.length - n,
+  }
+}
+
+function aborted(): ClavitorError {
+  return claError(
+    'CLA_ERR_SYNC_ABORTED',
+    'pull stopped by shutdown; the next run resumes from the cursor',
+  )
+}
+
+function expectOf(it: FeedItem) {
+  return {
+    p0: it.p0,
+    size: it.size,
+    file_size: it.file_size,
+    sha256: it.sha256,
+    created_at: it.created_at,
+    seq: it.seq,
+    key_id: it.key_id,
+  }
+}

@@ -1,0 +1,182 @@
+// lib/pop-sync/bootstrap.ts and lib/store/tree-ingest.ts: an empty POP facing a large feed
+// fills in bulk (whole-tree rsync in shard groups, every file checked against the signed
+// log, one syncfs, shard folders renamed in, bulk seal, one index pass with the cursor),
+// then pages on. Real core store, real rsync, real POP store (sealed when root).
+import { spawn } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import fg from 'fast-glob'
+import t from 'tap'
+import { pullOnce } from '../../../lib/pop-sync/pull.js'
+import { PopCursor } from '../../../lib/pop-sync/pop-cursor.js'
+import { BlobStore } from '../../../lib/store/index.js'
+import { encodeCursor } from '../../../lib/store/cursor.js'
+import {
+  failure,
+  indexOf,
+  popStore,
+  pullOptions,
+  randomP0,
+  startCore,
+  tempDir,
+  unseal,
+} from '../../fixtures/sync.js'
+
+const REPO = new URL('../../../', import.meta.url).pathname
+
+t.test(
+  'an empty POP fills in bulk: one feed pass, every blob sealed, indexed and chained',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    const p0s = Array.from({ length: 150 }, () => randomP0())
+    await core.addBlobs(400, p0s) // up to three versions a P0
+    // a file the core's index does not publish (a registration that failed) and a stray file
+    const stray = join(
+      core.root,
+      p0s[0]!.slice(0, 2),
+      p0s[0]!,
+      '0000000000000001_0000000000000000.cla',
+    )
+    unseal(join(core.root, p0s[0]!.slice(0, 2), p0s[0]!))
+    writeFileSync(stray, 'not a blob')
+    const pop = await popStore(t, join(dir, 'pop'), core)
+    const progress: number[] = []
+    const o = pullOptions(core, pop, {
+      bootstrapMin: 1,
+      onProgress: (p) => progress.push(p.sealed),
+    })
+    const res = await pullOnce(o)
+    t.equal(res.sealed, 400)
+    t.equal(
+      res.pages,
+      2,
+      'the bootstrap read the feed in one page of up to 5000, then one empty page',
+    )
+    t.equal(progress[0], 400, 'sealed in one bulk step')
+    t.same(indexOf(pop), indexOf(core.store), 'exactly the core published blobs')
+    t.equal(res.cursor, encodeCursor(core.store.index.head()!))
+    t.equal(new PopCursor(pop.db).chain(), core.store.index.chainAt(core.store.index.head()!.seq))
+    t.match(new PopCursor(pop.db).checkpoint(), { seq: core.store.index.head()!.seq })
+    const v = await pop.verify()
+    t.ok(v.ok, 'verify: every file, signature, seal and the chain')
+    t.same(v.unindexed, [], 'the stray file did not come along')
+    t.equal(
+      fg.sync('**', { cwd: o.stagingDir }).filter((f) => !f.endsWith('.list')).length,
+      0,
+      'staging emptied',
+    )
+    const more = await core.addBlobs(7, p0s)
+    const next = await pullOnce(pullOptions(core, pop, { bootstrapMin: 1 }))
+    t.equal(next.sealed, more.length, 'a POP that holds blobs pages on as before')
+    t.same(indexOf(pop), indexOf(core.store))
+  },
+)
+
+t.test('a file that fails its entry stops the bulk fill there; paging refuses it', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const infos = await core.addBlobs(60)
+  const bad = infos[25]!
+  const file = join(core.root, bad.path)
+  unseal(file)
+  chmodSync(file, 0o644)
+  const bytes = readFileSync(file)
+  bytes[bytes.length - 70] = bytes[bytes.length - 70]! ^ 1
+  writeFileSync(file, bytes)
+  const pop = await popStore(t, join(dir, 'pop'), core)
+  const o = pullOptions(core, pop, { bootstrapMin: 1 })
+  const f = await failure(pullOnce(o))
+  t.equal(f.code, 'CLA_ERR_SYNC_VERIFY', 'the page-by-page pull after the bulk fill refuses it')
+  t.equal(f.details?.path, bad.path)
+  t.equal(pop.index.count(), 25, 'every blob before it, nothing after it')
+  t.equal(new PopCursor(pop.db).token(), encodeCursor(infos[24]!))
+  t.ok((await pop.verify()).ok)
+})
+
+/** Runs the bootstrap child, SIGKILLs it when `when()` says so (checked every 2 ms). */
+function runAndKill(
+  popDir: string,
+  coreUrl: string,
+  coreRoot: string,
+  when: () => boolean,
+): Promise<{ killed: boolean; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        `file://${REPO}node_modules/tsx/dist/loader.mjs`,
+        join(REPO, 'test/fixtures/bootstrap-child.ts'),
+        popDir,
+        coreUrl,
+        coreRoot,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
+      },
+    )
+    let out = ''
+    let err = ''
+    let killed = false
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    const poll = setInterval(() => {
+      if (!killed && when()) {
+        killed = true
+        child.kill('SIGKILL')
+      }
+    }, 2)
+    child.on('exit', (code, signal) => {
+      clearInterval(poll)
+      if (signal === 'SIGKILL' || code === 0) resolve({ killed: signal === 'SIGKILL', out })
+      else reject(new Error(`bootstrap child exited ${code}: ${err}`))
+    })
+  })
+}
+
+t.test(
+  'a bootstrap killed (SIGKILL) at each phase: the next run converges, nothing lost or mixed',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    core.registerPop('pop-t')
+    await core.addBlobs(1500)
+    const phases: Array<[string, (popDir: string) => boolean]> = [
+      [
+        'while rsync fills the staging tree',
+        (d) => existsSync(join(d, 'sync-staging', 'tree', '40')),
+      ],
+      [
+        'after shard folders moved in, before the index commit',
+        (d) => SHARD_FILLED(join(d, 'store')),
+      ],
+    ]
+    for (const [phase, when] of phases) {
+      const popDir = join(dir, `pop-${phases.findIndex((p) => p[0] === phase)}`)
+      mkdirSync(popDir)
+      await (await popStore(t, popDir, core)).close()
+      const run = await runAndKill(popDir, core.url, core.root, () => when(popDir))
+      t.ok(run.killed || run.out.startsWith('done'), `${phase}: killed or done`)
+      // the next run: the store heals at open (a stale writer lock), the pull goes on
+      const pop = await BlobStore.open({ dataDir: popDir, onWarning: () => {} })
+      t.teardown(() => pop.close())
+      const res = await pullOnce(pullOptions(core, pop, { bootstrapMin: 1 }))
+      t.same(indexOf(pop), indexOf(core.store), `${phase}: exactly the core's blobs`)
+      t.ok((await pop.verify()).ok, `${phase}: verify ok (files, seals, chain)`)
+      t.equal(res.cursor, encodeCursor(core.store.index.head()!), `${phase}: caught up`)
+      t.comment(
+        `${phase}: killed=${run.killed}, then sealed ${res.sealed}, already held ${res.already}`,
+      )
+    }
+  },
+)
+
+function SHARD_FILLED(root: string): boolean {
+  try {
+    return readdirSync(join(root, 'ff')).length > 0
+  } catch {
+    return false
+  }
+}
