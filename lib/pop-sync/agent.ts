@@ -194,16 +194,21 @@ export class PopSync {
       }
       const queued = Object.keys(pendingRepairs(db))
       if (queued.length) o.onAgentWrite?.(queued)
-      repair = await repairQueued({
-        popId: o.popId,
-        store: o.store,
-        rsync: o.rsync,
-        stagingDir: o.stagingDir,
-        audit,
-        warn,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      })
-      if (queued.length) o.onAgentWriteDone?.(queued)
+      try {
+        repair = await repairQueued({
+          popId: o.popId,
+          store: o.store,
+          rsync: o.rsync,
+          stagingDir: o.stagingDir,
+          audit,
+          warn,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        })
+      } finally {
+        // the watcher stops ignoring these paths even when the repair threw (the error
+        // goes on to the catch below: logged, recorded, reported)
+        if (queued.length) o.onAgentWriteDone?.(queued)
+      }
       const res = await pullOnce({
         popId: o.popId,
         db,

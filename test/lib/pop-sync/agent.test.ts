@@ -362,3 +362,27 @@ t.test('an abort during the pull is not a failed run either', async (t) => {
   const res = await sync.run()
   t.ok(res.sealed > 0, 'the next run resumes')
 })
+
+t.test('a repair that throws still announces its write as done', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const infos = await core.addBlobs(3)
+  const store = await popStore(t, join(dir, 'pop'), core)
+  await popSync(core, store).run()
+  const lost = infos[1]!.path
+  lose(store, lost)
+  // the repair's staging folder cannot be made: a file stands where its parent should be
+  writeFileSync(join(dir, 'not-a-folder'), '')
+  const writes: string[][] = []
+  const done: string[][] = []
+  const sync = popSync(core, store, {
+    stagingDir: join(dir, 'not-a-folder', 'sync-staging'),
+    onAgentWrite: (p) => writes.push([...p]),
+    onAgentWriteDone: (p) => done.push([...p]),
+  })
+  const f = await failure(sync.run())
+  t.equal(f.code, 'CLA_ERR_INTERNAL', 'the repair error still fails the run')
+  t.match(sync.status().last_run, { ok: false, error: { code: 'CLA_ERR_INTERNAL' } })
+  t.same(writes, [[lost]], 'the repair announced its write')
+  t.same(done, writes, '…and announced it as done although it threw')
+})
