@@ -113,7 +113,10 @@ export class Metrics {
         registers,
         collect() {
           const lag = popLagUs()
-          if (lag !== null) this.set(lag / 1e6)
+          // unknown (no run yet, or nothing held): no series at all, neither 0 (which would
+          // read "caught up") nor the last known value
+          if (lag === null) this.remove({})
+          else this.set(lag / 1e6)
         },
       })
     }

@@ -30,7 +30,10 @@ export interface PopSyncRow {
   last_error: string | null
   /** µs epoch of that error. */
   last_error_at: number | null
-  /** The core's newest created_at minus the POP's cursor at the last report, µs. */
+  /**
+   * The core's newest created_at minus the POP's cursor at the last report, µs; null when
+   * unknown (the POP held no blob yet while the core held some).
+   */
   lag_us: number | null
   /** Blobs the POP said it holds. */
   blobs: number | null
@@ -66,12 +69,16 @@ export function validateReport(body: unknown): PopReport {
   }
 }
 
-/** Lag: the core's newest created_at minus the POP's cursor (0 when caught up). */
-export function lagMicros(db: Db, cursor: string | null): number {
+/**
+ * Lag: the core's newest created_at minus the POP's cursor (0 when caught up, or when the
+ * core holds nothing). null when the POP holds nothing yet while the core holds blobs: there
+ * is no position to measure from (the time since 1970 would be a lie), so the lag is unknown.
+ */
+export function lagMicros(db: Db, cursor: string | null): number | null {
   const head = feedHead(db)
   if (!head) return 0
   const pos = decodeCursor(cursor)
-  if (!pos) return head.created_at
+  if (!pos) return null
   return Math.max(0, head.created_at - pos.created_at)
 }
 
@@ -118,11 +125,11 @@ export function recordReport(
       blobs: report.blobs ?? null,
       at,
     })
-    db.prepare('INSERT OR REPLACE INTO pop_lag_samples (pop_id, at, lag_us) VALUES (?, ?, ?)').run(
-      popId,
-      at,
-      lag,
-    )
+    // an unknown lag is no point on the chart
+    if (lag !== null)
+      db.prepare(
+        'INSERT OR REPLACE INTO pop_lag_samples (pop_id, at, lag_us) VALUES (?, ?, ?)',
+      ).run(popId, at, lag)
   })
   tx.immediate()
   return db.prepare('SELECT * FROM pop_sync_state WHERE pop_id = ?').get(popId) as PopSyncRow

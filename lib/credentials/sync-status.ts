@@ -21,7 +21,7 @@ export interface PopPosition {
   cursor_seq: number | null
   /** µs epoch of its last report of a successful run. */
   last_success_at: number | null
-  /** Its lag behind the core at its last report, µs. */
+  /** Its lag behind the core at its last report, µs; null when unknown (never reported, or it held no blob yet). */
   lag_us: number | null
 }
 

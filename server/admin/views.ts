@@ -283,7 +283,14 @@ function popTable(pops: PopStateRow[]): SafeHtml {
   return table(
     [
       ['POP', (r) => html`${r.id}${r.name ? html` <span class="muted">${r.name}</span>` : ''}`],
-      ['Lag', (r) => fmtLag(r.lag_us as number | null)],
+      [
+        'Lag',
+        // a POP that reported without a cursor holds nothing yet: its lag is unknown
+        (r) =>
+          r.lag_us === null && r.updated_at && !r.cursor
+            ? 'no blobs yet'
+            : fmtLag(r.lag_us as number | null),
+      ],
       ['Blobs', (r) => r.blobs ?? '—'],
       ['Last success', (r) => fmtTime(r.last_success_at as number | null)],
       [

@@ -47,3 +47,19 @@ t.test('two instances do not share counters', async (t) => {
   t.match((await b.render()).body, /clavitor_sync_runs_total\{role="pop"\} 0/)
   t.notMatch((await a.render()).body, /clavitor_billing_pending/, 'POPs have no billing')
 })
+
+t.test("a POP's lag gauge has no series while the lag is unknown", async (t) => {
+  const db = openDb(join(t.testdir(), 'meta.db'))
+  t.teardown(() => db.close())
+  let lag: number | null = null
+  const m = new Metrics({ role: 'pop', db, processMetrics: false, popLagUs: () => lag })
+  t.notMatch((await m.render()).body, /clavitor_sync_lag_seconds\{/, 'never run: no value, not 0')
+  lag = 5_000_000
+  t.match((await m.render()).body, /clavitor_sync_lag_seconds\{role="pop"\} 5\n/)
+  lag = null
+  t.notMatch(
+    (await m.render()).body,
+    /clavitor_sync_lag_seconds\{/,
+    'unknown again: the old value is not kept',
+  )
+})
