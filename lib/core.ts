@@ -91,6 +91,8 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     protection: opts.protection ?? (process.env.CLAVITOR_PROTECTION as Protection | undefined),
   })
   const storageMonitor = new StorageMonitor(opts.dataDir, opts.storage)
+  const metrics = new Metrics({ role: 'core', db })
+  const onAuthRefused = opts.credentials?.onAuthRefused
   return {
     dataDir: opts.dataDir,
     db,
@@ -98,8 +100,14 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     audit: new AuditLog(db),
     billing,
     admin: new Admin(db),
-    credentials: new Credentials(db, store, opts.credentials),
-    metrics: new Metrics({ role: 'core', db }),
+    credentials: new Credentials(db, store, {
+      ...opts.credentials,
+      onAuthRefused: (code) => {
+        metrics.credentialAuthRefusals.inc({ reason: code })
+        onAuthRefused?.(code)
+      },
+    }),
+    metrics,
     health() {
       const storage = storageMonitor.check(store.lastFullAt)
       return { ok: storage.ok, storage }
