@@ -55,3 +55,36 @@ t.test('a POP that holds nothing: lag unknown while the core holds blobs', async
   t.equal(r2.lag_us, 1_000_000, 'known again once it holds a blob')
   t.same(samples(db), [{ at: 200, lag_us: 1_000_000 }])
 })
+
+t.test('a successful run clears last_error; last_error_at stays as history', async (t) => {
+  const db = fresh(t)
+  addBlob(db, 1, 1_000_000)
+  const cur = encodeCursor({ created_at: 1_000_000, seq: 1 })
+  const failed = recordReport(
+    db,
+    'pop-a',
+    validateReport({ cursor: null, ok: false, error: { code: 'CLA_ERR_SYNC_NETWORK', message: 'cut' } }),
+    100,
+  )
+  t.equal(failed.last_error, 'CLA_ERR_SYNC_NETWORK: cut')
+  const ok = recordReport(db, 'pop-a', validateReport({ cursor: cur, ok: true }), 200)
+  t.equal(ok.last_error, null, 'no longer shows the old error')
+  t.equal(ok.last_error_at, 100, 'when it last failed, kept')
+  t.equal(ok.last_success_at, 200)
+  t.match(listPopSyncStates(db)[0]!.sync, { last_error: null, last_error_at: 100 })
+  const alarm = recordReport(
+    db,
+    'pop-a',
+    validateReport({
+      cursor: cur,
+      ok: true,
+      error: { code: 'CLA_ERR_SYNC_STORE_MISMATCH', message: 're-baselined' },
+    }),
+    300,
+  )
+  t.equal(alarm.last_error, 'CLA_ERR_SYNC_STORE_MISMATCH: re-baselined', 'an ok run with an alarm shows it')
+  t.equal(alarm.last_error_at, 300)
+  const again = recordReport(db, 'pop-a', validateReport({ cursor: cur, ok: true }), 400)
+  t.equal(again.last_error, null)
+  t.equal(again.last_error_at, 300)
+})

@@ -107,3 +107,20 @@ t.test('the lag of a POP that holds nothing reads "no blobs yet", not decades', 
   t.match(row, /no blobs yet/)
   t.notMatch(row, /\d+(\.\d)? h</, 'not hours since 1970')
 })
+
+t.test('after a successful run the POP shows no error, only when it last failed', async (t) => {
+  const { core, app } = await adminApp(t)
+  core.db.prepare("INSERT INTO pops (id, name, created_at) VALUES ('pop-x', 'X', 1)").run()
+  const error = { code: 'CLA_ERR_SYNC_NETWORK', message: 'link cut' }
+  recordReport(core.db, 'pop-x', { cursor: null, ok: false, error })
+  const owner = seedAdmin(core.db, 'owner', 'Ada')
+  const rowOf = async () => {
+    const page = await app.inject({ url: '/admin/pops', headers: { cookie: owner.cookie } })
+    return /<tr>(?:(?!<\/tr>)[\s\S])*pop-x[\s\S]*?<\/tr>/.exec(page.body)?.[0] ?? ''
+  }
+  t.match(await rowOf(), /class="error">CLA_ERR_SYNC_NETWORK: link cut/)
+  recordReport(core.db, 'pop-x', { cursor: null, ok: true })
+  const row = await rowOf()
+  t.notMatch(row, /CLA_ERR_SYNC_NETWORK/, 'the old error is not shown as current')
+  t.match(row, /last failed/, 'when it last failed is still there')
+})
