@@ -137,4 +137,3 @@ function warnAboutAnchors(r: AuditTrailReport): void {
     )
   }
 }
-

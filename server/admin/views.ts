@@ -300,7 +300,9 @@ function popTable(pops: PopStateRow[]): SafeHtml {
           r.last_error
             ? html`<span class="error">${r.last_error}</span> ${fmtTime(r.last_error_at as number)}`
             : r.last_error_at
-              ? html`<span class="muted">none (last failed ${fmtTime(r.last_error_at as number)})</span>`
+              ? html`<span class="muted"
+                  >none (last failed ${fmtTime(r.last_error_at as number)})</span
+                >`
               : '',
       ],
       ['Cursor', (r) => html`<code>${r.cursor ?? ''}</code>`],

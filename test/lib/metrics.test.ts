@@ -80,7 +80,11 @@ t.test('auth refusals are counters, incremented where the refusal is audited', a
   ).run()
   const { body } = await m.render()
   t.match(body, /# TYPE clavitor_auth_refusals_total counter/)
-  t.match(body, /clavitor_auth_refusals_total\{reason="sig_invalid",role="core"\} 2\n/, 'no table read')
+  t.match(
+    body,
+    /clavitor_auth_refusals_total\{reason="sig_invalid",role="core"\} 2\n/,
+    'no table read',
+  )
   t.match(
     body,
     /clavitor_credential_auth_refusals_total\{reason="CLA_ERR_API_KEY_INVALID",role="core"\} 1\n/,

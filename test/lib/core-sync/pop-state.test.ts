@@ -63,7 +63,11 @@ t.test('a successful run clears last_error; last_error_at stays as history', asy
   const failed = recordReport(
     db,
     'pop-a',
-    validateReport({ cursor: null, ok: false, error: { code: 'CLA_ERR_SYNC_NETWORK', message: 'cut' } }),
+    validateReport({
+      cursor: null,
+      ok: false,
+      error: { code: 'CLA_ERR_SYNC_NETWORK', message: 'cut' },
+    }),
     100,
   )
   t.equal(failed.last_error, 'CLA_ERR_SYNC_NETWORK: cut')
@@ -82,7 +86,11 @@ t.test('a successful run clears last_error; last_error_at stays as history', asy
     }),
     300,
   )
-  t.equal(alarm.last_error, 'CLA_ERR_SYNC_STORE_MISMATCH: re-baselined', 'an ok run with an alarm shows it')
+  t.equal(
+    alarm.last_error,
+    'CLA_ERR_SYNC_STORE_MISMATCH: re-baselined',
+    'an ok run with an alarm shows it',
+  )
   t.equal(alarm.last_error_at, 300)
   const again = recordReport(db, 'pop-a', validateReport({ cursor: cur, ok: true }), 400)
   t.equal(again.last_error, null)

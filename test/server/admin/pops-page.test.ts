@@ -101,7 +101,11 @@ t.test('the lag of a POP that holds nothing reads "no blobs yet", not decades', 
   core.db.prepare("INSERT INTO pops (id, name, created_at) VALUES ('pop-new', 'New', 1)").run()
   recordReport(core.db, 'pop-new', { cursor: null, ok: true, blobs: 0 })
   const owner = seedAdmin(core.db, 'owner', 'Ada')
-  const page = await app.inject({ method: 'GET', url: '/admin/pops', headers: { cookie: owner.cookie } })
+  const page = await app.inject({
+    method: 'GET',
+    url: '/admin/pops',
+    headers: { cookie: owner.cookie },
+  })
   t.equal(page.statusCode, 200)
   const row = /<tr>(?:(?!<\/tr>)[\s\S])*pop-new[\s\S]*?<\/tr>/.exec(page.body)?.[0] ?? ''
   t.match(row, /no blobs yet/)
