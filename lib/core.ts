@@ -98,6 +98,8 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
   })
   const storageMonitor = new StorageMonitor(opts.dataDir, opts.storage)
   const checkpoints = new Checkpointer(store)
+  const metrics = new Metrics({ role: 'core', db })
+  const onAuthRefused = opts.credentials?.onAuthRefused
   return {
     dataDir: opts.dataDir,
     db,
@@ -105,9 +107,15 @@ export async function openCore(opts: CoreOptions): Promise<Core> {
     audit: new AuditLog(db),
     billing,
     admin: new Admin(db),
-    credentials: new Credentials(db, store, opts.credentials),
-    metrics: new Metrics({ role: 'core', db }),
     checkpoints,
+    credentials: new Credentials(db, store, {
+      ...opts.credentials,
+      onAuthRefused: (code) => {
+        metrics.credentialAuthRefusals.inc({ reason: code })
+        onAuthRefused?.(code)
+      },
+    }),
+    metrics,
     health() {
       const storage = storageMonitor.check(store.lastFullAt)
       return { ok: storage.ok, storage }

@@ -2,8 +2,10 @@
 // POPs in one process (tests, the demo) never share counters.
 //
 // Naming: clavitor_<noun>_<unit>; every count has an error count beside it. Figures that
-// the database already holds (blobs, bytes, pending dual-writes, lag, webhook outcomes,
-// auth refusals) are computed on scrape from SQLite rather than kept twice in memory.
+// the database already holds (blobs, bytes, pending dual-writes, lag, webhook outcomes) are
+// computed on scrape from SQLite rather than kept twice in memory. Auth refusals are not:
+// counting them from the audit log cost a scan of every row of their kind per scrape,
+// growing with the log; they are counters incremented where the refusal is audited.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Db } from './db/open.js'
 import { blobIndex } from './store/blob-index.js'
@@ -48,6 +50,16 @@ export class Metrics {
   readonly syncBlobs: Counter<string>
   /** POP API refusals before any credential, counted rather than audited one by one. */
   readonly refusalsCounted: Counter<'stage' | 'reason'>
+  /**
+   * POP API requests refused, each also a `pop.request` audit row, by reason: incremented
+   * where the row is written (PopAuthenticator's `onRefused`), so a scrape reads no table.
+   */
+  readonly authRefusals: Counter<'reason'>
+  /**
+   * Vault API key checks refused, each also a `credential.auth` audit row, by error code:
+   * incremented where the row is written (Credentials' `onAuthRefused`).
+   */
+  readonly credentialAuthRefusals: Counter<'reason'>
 
   constructor(opts: MetricsOptions) {
     const { db, role } = opts
@@ -87,6 +99,19 @@ export class Metrics {
       registers,
     })
 
+    this.authRefusals = new Counter({
+      name: 'clavitor_auth_refusals_total',
+      help: 'POP API requests refused (each a pop.request audit row), by reason code, since the process started',
+      labelNames: ['reason'],
+      registers,
+    })
+    this.credentialAuthRefusals = new Counter({
+      name: 'clavitor_credential_auth_refusals_total',
+      help: 'Credentials API requests whose vault API key was refused (each a credential.auth audit row), by error code, since the process started',
+      labelNames: ['reason'],
+      registers,
+    })
+
     const blobs = blobIndex(db)
     new Gauge({
       name: 'clavitor_blobs',
@@ -113,7 +138,10 @@ export class Metrics {
         registers,
         collect() {
           const lag = popLagUs()
-          if (lag !== null) this.set(lag / 1e6)
+          // unknown (no run yet, or nothing held): no series at all, neither 0 (which would
+          // read "caught up") nor the last known value
+          if (lag === null) this.remove({})
+          else this.set(lag / 1e6)
         },
       })
     }
@@ -170,34 +198,6 @@ export class Metrics {
           this.reset()
           for (const r of webhooks.all() as Array<{ outcome: string; n: number }>)
             this.set({ outcome: r.outcome }, r.n)
-        },
-      })
-      const refusals = db.prepare(
-        "SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM events WHERE kind = 'pop.request' AND outcome = 'refused' GROUP BY reason",
-      )
-      new Gauge({
-        name: 'clavitor_auth_refusals',
-        help: 'POP API requests refused, by reason code (from the audit log)',
-        labelNames: ['reason'],
-        registers,
-        collect() {
-          this.reset()
-          for (const r of refusals.all() as Array<{ reason: string; n: number }>)
-            this.set({ reason: r.reason }, r.n)
-        },
-      })
-      const keyRefusals = db.prepare(
-        "SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM events WHERE kind = 'credential.auth' AND outcome = 'refused' GROUP BY reason",
-      )
-      new Gauge({
-        name: 'clavitor_credential_auth_refusals',
-        help: 'Credentials API requests whose vault API key was refused, by error code (from the audit log)',
-        labelNames: ['reason'],
-        registers,
-        collect() {
-          this.reset()
-          for (const r of keyRefusals.all() as Array<{ reason: string; n: number }>)
-            this.set({ reason: r.reason }, r.n)
         },
       })
     }

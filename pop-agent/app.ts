@@ -23,17 +23,20 @@ export interface PopAppOptions {
 }
 
 /**
- * Builds the POP's HTTP app (never listens): /healthz (sync state; always 200), and with a
+ * Builds the POP's HTTP app (never listens): /healthz (sync state; 503 when `ok` is false,
+ * i.e. the last run failed, as the core's /healthz is 503 when unhealthy), and with a
  * `pop` the WL3 lookup routes (rate-limited per client address) and /metrics when exposed.
  */
 export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInstance> {
   const app = await createBaseApp({ fastify: opts.fastify, trustProxy: opts.trustProxy })
   const pop = opts.pop
-  app.get('/healthz', async () => {
+  app.get('/healthz', async (_req, reply) => {
     if (!pop) return { ok: true }
     const s = pop.sync.status()
-    return {
-      ok: s.last_run === null ? true : s.last_run.ok,
+    const ok = s.last_run === null ? true : s.last_run.ok
+    // 503 when not ok, like the core's: a balancer or monitor that reads only the status sees it
+    return reply.status(ok ? 200 : 503).send({
+      ok,
       pop_id: pop.popId,
       cursor: s.cursor,
       lag_us: s.last_run?.lag_us ?? null,
@@ -41,7 +44,7 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
       repairs_pending: s.repairs_pending,
       syncing: s.running,
       blobs: pop.store.index.count(),
-    }
+    })
   })
   if (pop) {
     await app.register(metricsPlugin, { metrics: pop.metrics, expose: opts.metrics })

@@ -186,6 +186,7 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
     window: opts.window,
     clock,
     refusals,
+    onRefused: (reason) => core.metrics.authRefusals.inc({ reason }),
   })
   // Sockets whose refusal is already recorded (dropped by us, or a handshake error we
   // handled): Node's later errors for them are echoes, not new events.

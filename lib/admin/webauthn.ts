@@ -77,7 +77,7 @@ export async function finishEnrollment(
   input: { ceremonyId: unknown; response: unknown },
   facts: RequestFacts,
 ): Promise<IssuedSession> {
-  const ceremony = takeCeremony(ctx, 'register', input.ceremonyId)
+  const ceremony = takeCeremony(ctx, 'register', input.ceremonyId, facts)
   const data = JSON.parse(ceremony.data ?? 'null') as RegisterCeremony
   let info
   try {
@@ -348,12 +348,16 @@ function storeCeremony(
   return id
 }
 
-/** One use: the row is deleted whether or not the response then verifies. */
+/**
+ * One use: the row is deleted whether or not the response then verifies. `facts` is
+ * required: the refusal of an unknown or expired ceremony carries the request's ip and
+ * route like every other refusal.
+ */
 function takeCeremony(
   ctx: AdminContext,
   kind: 'register' | 'login',
   ceremonyId: unknown,
-  facts: Partial<RequestFacts> = {},
+  facts: Partial<RequestFacts>,
 ): { challenge: string; data: string | null } {
   const row =
     typeof ceremonyId === 'string' && ceremonyId.length <= 128

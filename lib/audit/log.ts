@@ -275,14 +275,41 @@ export interface EventFilter {
   afterId?: number
   /** Paging: rows with id less than this. */
   beforeId?: number
-  /** Default 100, at most 1000. */
+  /** A whole number ≥ 1; default 100; more than 1000 reads 1000. */
   limit?: number
   /** Default 'desc' (newest first). */
   order?: 'asc' | 'desc'
 }
 
-/** Reads events, filtered and paged. */
+/**
+ * The paging numbers of a filter, checked where every caller (the CLI, the admin pages,
+ * `core.audit.list`) comes through: a NaN, a fraction, a negative or a string would
+ * otherwise reach the SQL (`LIMIT NaN` is an SQL error; a NaN bound binds as NULL and
+ * silently matches nothing).
+ */
+function checkPaging(filter: EventFilter): number {
+  const bad = (field: string, what: string) =>
+    claError('CLA_ERR_INVALID_INPUT', `audit events: ${field} ${what}`, { details: { field } })
+  for (const field of ['since', 'until', 'afterId', 'beforeId'] as const) {
+    const v: unknown = filter[field]
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= 0))
+      throw bad(field, `must be a whole number ≥ 0, got ${String(v)}`)
+  }
+  const limit: unknown = filter.limit ?? 100
+  if (!(Number.isSafeInteger(limit) && (limit as number) >= 1))
+    throw bad('limit', `must be a whole number ≥ 1, got ${String(limit)}`)
+  if (filter.order !== undefined && filter.order !== 'asc' && filter.order !== 'desc')
+    throw bad('order', `must be 'asc' or 'desc', got ${String(filter.order)}`)
+  return Math.min(limit as number, 1000)
+}
+
+/**
+ * Reads events, filtered and paged. A paging number that is not a whole number in range
+ * (NaN, a fraction, negative, a string) or an unknown order: CLA_ERR_INVALID_INPUT
+ * (`details.field`).
+ */
 export function listEvents(db: Db, filter: EventFilter = {}): EventRow[] {
+  const limit = checkPaging(filter)
   const where: string[] = []
   const args: Record<string, unknown> = {}
   const eq = (col: keyof EventFilter & string, v: unknown) => {
@@ -304,7 +331,6 @@ export function listEvents(db: Db, filter: EventFilter = {}): EventRow[] {
   if (filter.afterId !== undefined) (where.push('id > @afterId'), (args.afterId = filter.afterId))
   if (filter.beforeId !== undefined)
     (where.push('id < @beforeId'), (args.beforeId = filter.beforeId))
-  const limit = Math.min(Math.max(Math.trunc(filter.limit ?? 100), 1), 1000)
   const order = filter.order === 'asc' ? 'ASC' : 'DESC'
   const sql = `SELECT id, at, kind, actor, outcome, reason, ip, route, fingerprint, data, prev_hash, hash FROM events
     ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${order} LIMIT ${limit}`

@@ -60,6 +60,11 @@ export interface PopAuthOptions {
    * (lib/auth/refusal-guard.ts). Default: a guard with its defaults, without a metric.
    */
   refusals?: RefusalGuard
+  /**
+   * Told the reason of each refusal audited as a `pop.request` row, once the row is written
+   * (the metric clavitor_auth_refusals_total). Must not throw.
+   */
+  onRefused?: (reason: string) => void
 }
 
 /** What Node's TLS socket gives (getPeerCertificate()) or any object with the DER. */
@@ -126,9 +131,14 @@ export class PopAuthenticator {
     this.refusals = opts.refusals ?? new RefusalGuard({ db: opts.db, clock })
   }
 
-  /** Appends an audit row; a failure becomes CLA_ERR_AUDIT_WRITE_FAILED (refuse). */
+  /**
+   * Appends an audit row; a failure becomes CLA_ERR_AUDIT_WRITE_FAILED (refuse). A refused
+   * `pop.request` row, once written, is also told to `onRefused`.
+   */
   audit(ev: AuditEventInput): void {
     appendEvent(this.db, ev)
+    if (ev.kind === 'pop.request' && ev.outcome === 'refused')
+      this.opts.onRefused?.(ev.reason ?? 'unknown')
   }
 
   /**

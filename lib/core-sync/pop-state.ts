@@ -26,11 +26,20 @@ export interface PopSyncRow {
   cursor: string | null
   /** µs epoch of the last report of a successful run. */
   last_success_at: number | null
-  /** The last error reported, `CODE: message`; kept after later successes. */
+  /**
+   * The error of the last report, `CODE: message`: a failed run's, or the identity alarm of
+   * a successful one; null once a run succeeds without an alarm (cleared, not kept).
+   */
   last_error: string | null
-  /** µs epoch of that error. */
+  /**
+   * µs epoch of the last error reported: kept after a success clears `last_error`, as the
+   * history of when this POP last failed.
+   */
   last_error_at: number | null
-  /** The core's newest created_at minus the POP's cursor at the last report, µs. */
+  /**
+   * The core's newest created_at minus the POP's cursor at the last report, µs; null when
+   * unknown (the POP held no blob yet while the core held some).
+   */
   lag_us: number | null
   /** Blobs the POP said it holds. */
   blobs: number | null
@@ -66,12 +75,16 @@ export function validateReport(body: unknown): PopReport {
   }
 }
 
-/** Lag: the core's newest created_at minus the POP's cursor (0 when caught up). */
-export function lagMicros(db: Db, cursor: string | null): number {
+/**
+ * Lag: the core's newest created_at minus the POP's cursor (0 when caught up, or when the
+ * core holds nothing). null when the POP holds nothing yet while the core holds blobs: there
+ * is no position to measure from (the time since 1970 would be a lie), so the lag is unknown.
+ */
+export function lagMicros(db: Db, cursor: string | null): number | null {
   const head = feedHead(db)
   if (!head) return 0
   const pos = decodeCursor(cursor)
-  if (!pos) return head.created_at
+  if (!pos) return null
   return Math.max(0, head.created_at - pos.created_at)
 }
 
@@ -102,7 +115,7 @@ export function recordReport(
        ON CONFLICT (pop_id) DO UPDATE SET
          cursor = excluded.cursor,
          last_success_at = COALESCE(excluded.last_success_at, pop_sync_state.last_success_at),
-         last_error = COALESCE(excluded.last_error, pop_sync_state.last_error),
+         last_error = excluded.last_error,
          last_error_at = COALESCE(excluded.last_error_at, pop_sync_state.last_error_at),
          lag_us = excluded.lag_us,
          blobs = COALESCE(excluded.blobs, pop_sync_state.blobs),
@@ -111,18 +124,20 @@ export function recordReport(
       pop_id: popId,
       cursor: report.cursor,
       success: report.ok ? at : null,
-      // an ok run may still carry an alarm (store identity re-baselined): keep it visible
+      // The current error: a failed run's, or the alarm an ok run may carry (store identity
+      // re-baselined); a clean success clears it. Its time (err_at) is not cleared: it stays
+      // the record of when this POP last failed (compare with last_success_at).
       err: errText ?? (report.ok ? null : 'failed without a message'),
       err_at: errText || !report.ok ? at : null,
       lag,
       blobs: report.blobs ?? null,
       at,
     })
-    db.prepare('INSERT OR REPLACE INTO pop_lag_samples (pop_id, at, lag_us) VALUES (?, ?, ?)').run(
-      popId,
-      at,
-      lag,
-    )
+    // an unknown lag is no point on the chart
+    if (lag !== null)
+      db.prepare(
+        'INSERT OR REPLACE INTO pop_lag_samples (pop_id, at, lag_us) VALUES (?, ?, ?)',
+      ).run(popId, at, lag)
   })
   tx.immediate()
   return db.prepare('SELECT * FROM pop_sync_state WHERE pop_id = ?').get(popId) as PopSyncRow

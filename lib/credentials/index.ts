@@ -39,8 +39,15 @@ export * from './registry.js'
 export * from './sync-status.js'
 export * from './vaults.js'
 
-/** Options of {@link Credentials}: those of the registry (maxWl3Bytes). */
-export type CredentialsOptions = RegistryOptions
+/** Options of {@link Credentials}: those of the registry (maxWl3Bytes), and a refusal hook. */
+export type CredentialsOptions = RegistryOptions & {
+  /**
+   * Told the error code of each vault API key check refused, once its `credential.auth`
+   * audit row is written (the core counts them: clavitor_credential_auth_refusals_total).
+   * Must not throw.
+   */
+  onAuthRefused?: (code: string) => void
+}
 
 /**
  * Vaults, vault API keys and the P0 → WL3 registry of one core (`core.credentials`), over its
@@ -49,13 +56,16 @@ export type CredentialsOptions = RegistryOptions
 export class Credentials {
   /** The P0 → WL3 registry. */
   readonly registry: CredentialRegistry
+  private readonly onAuthRefused: ((code: string) => void) | undefined
 
   constructor(
     readonly db: Db,
     store: RegistryStore,
     opts: CredentialsOptions = {},
   ) {
-    this.registry = new CredentialRegistry(db, store, opts)
+    const { onAuthRefused, ...registry } = opts
+    this.registry = new CredentialRegistry(db, store, registry)
+    this.onAuthRefused = onAuthRefused
   }
 
   /** Largest WL3 accepted, in bytes. */
@@ -119,9 +129,9 @@ export class Credentials {
   authenticateVaultKey(key: string): VaultAuth {
     return authenticateVaultKey(this.db, key)
   }
-  /** An `Authorization` header value; refusals are audited (see vaults.ts). */
+  /** An `Authorization` header value; refusals are audited (see vaults.ts) and told to `onAuthRefused`. */
   authenticateVaultRequest(authorization: string | undefined, facts?: KeyCheckFacts): VaultAuth {
-    return authenticateVaultRequest(this.db, authorization, facts)
+    return authenticateVaultRequest(this.db, authorization, facts, this.onAuthRefused)
   }
 
   // --- credentials ---

@@ -299,53 +299,48 @@ export class CredentialRegistry {
       .get(p0, seq) as number
   }
 
-  /** A customer's credentials, one entry per P0 (latest version's metadata), by P0. */
+  /**
+   * A customer's credentials, one entry per P0 (latest version's metadata), by P0. A P0
+   * whose latest blob the index lacks is left out; the page is still filled from the P0s
+   * after it, and `next` is null only when no listed P0 follows.
+   */
   list(customerId: string, opts: { limit?: number; after?: string } = {}): Page<CredentialSummary> {
     const limit = clampLimit(opts.limit)
-    const rows = this.db
-      .prepare(
-        `WITH agg AS (
-           SELECT p0, COUNT(*) AS versions, MAX(blob_seq) AS seq, MIN(created_at) AS first_at
-           FROM credentials WHERE customer_id = @customer AND p0 > @after
-           GROUP BY p0 ORDER BY p0 LIMIT @limit)
-         SELECT agg.p0, agg.versions, agg.seq, agg.first_at, c.vault_id
-         FROM agg JOIN credentials c ON c.blob_seq = agg.seq
-         ORDER BY agg.p0`,
-      )
-      .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 })
-      // the latest version's blob from the store's index (it owns `blobs`); a row whose
-      // blob the index lacks is left out, as the join it replaces did
-      .flatMap((r) => {
-        const row = r as {
-          p0: string
-          versions: number
-          seq: number
-          first_at: number
-          vault_id: string
+    const q = this.db.prepare(
+      `WITH agg AS (
+         SELECT p0, COUNT(*) AS versions, MAX(blob_seq) AS seq, MIN(created_at) AS first_at
+         FROM credentials WHERE customer_id = @customer AND p0 > @after
+         GROUP BY p0 ORDER BY p0 LIMIT @limit)
+       SELECT agg.p0, agg.versions, agg.seq, agg.first_at, c.vault_id
+       FROM agg JOIN credentials c ON c.blob_seq = agg.seq
+       ORDER BY agg.p0`,
+    )
+    type Row = { p0: string; versions: number; seq: number; first_at: number; vault_id: string }
+    return pageByKey(
+      (after, n) => q.all({ customer: customerId, after, limit: n }) as Row[],
+      (r) => r.p0,
+      // the latest version's blob from the store's index (it owns `blobs`)
+      (r): CredentialSummary | null => {
+        const b = this.store.index.bySeq(r.seq)
+        if (!b) return null
+        return {
+          p0: r.p0,
+          vault_id: r.vault_id,
+          versions: r.versions,
+          first_registered_at: r.first_at,
+          latest: {
+            version: r.versions,
+            seq: r.seq,
+            created_at: b.created_at,
+            sha256: b.sha256,
+            size: b.size,
+            path: b.path,
+          },
         }
-        const b = this.store.index.bySeq(row.seq)
-        return b
-          ? [{ ...row, created_at: b.created_at, sha256: b.sha256, size: b.size, path: b.path }]
-          : []
-      })
-    const page = rows.slice(0, limit)
-    return {
-      items: page.map((r) => ({
-        p0: r.p0,
-        vault_id: r.vault_id,
-        versions: r.versions,
-        first_registered_at: r.first_at,
-        latest: {
-          version: r.versions,
-          seq: r.seq,
-          created_at: r.created_at,
-          sha256: r.sha256,
-          size: r.size,
-          path: r.path,
-        },
-      })),
-      next: rows.length > limit ? page[page.length - 1]!.p0 : null,
-    }
+      },
+      limit,
+      opts.after ?? '',
+    )
   }
 
   /**
@@ -424,6 +419,40 @@ export function checkIdempotencyKey(key: string): void {
   }
 }
 
+/**
+ * One page of at most `limit` items, paged by key, from rows some of which may be left out
+ * (`keep` returns null: e.g. a row whose blob the index lacks). `fetch(after, n)` returns up
+ * to n rows with keys after `after`, in key order. Rows are fetched again past the ones
+ * left out until the page is full and one more item is known to follow, or the rows run
+ * out: `next` is null only when nothing is left after the page, never because rows left
+ * out made a batch look short.
+ */
+export function pageByKey<R, T>(
+  fetch: (after: string, n: number) => R[],
+  keyOf: (row: R) => string,
+  keep: (row: R) => T | null,
+  limit: number,
+  after = '',
+): Page<T> {
+  const kept: Array<{ item: T; key: string }> = []
+  for (let cursor = after; kept.length <= limit;) {
+    const batch = fetch(cursor, limit + 1)
+    for (const row of batch) {
+      cursor = keyOf(row)
+      const item = keep(row)
+      if (item !== null) kept.push({ item, key: cursor })
+      if (kept.length > limit) break
+    }
+    if (batch.length < limit + 1) break // nothing after the last row read
+  }
+  const page = kept.slice(0, limit)
+  return {
+    items: page.map((k) => k.item),
+    next: kept.length > limit ? page[page.length - 1]!.key : null,
+  }
+}
+
+/** A page size from the caller: default `dflt`, at least 1, at most `max`, truncated. */
 export function clampLimit(limit: number | undefined, dflt = 100, max = 1000): number {
   return Math.min(Math.max(Math.trunc(limit ?? dflt), 1), max)
 }

@@ -9,7 +9,7 @@ import type { Db } from '../db/open.js'
 import { blobIndex } from '../store/blob-index.js'
 import { claError } from '../errors.js'
 import { decodeCursor, type CursorPos } from '../store/index.js'
-import { clampLimit } from './registry.js'
+import { clampLimit, pageByKey } from './registry.js'
 
 /** A registered POP and how far it has replicated. */
 export interface PopPosition {
@@ -21,7 +21,7 @@ export interface PopPosition {
   cursor_seq: number | null
   /** µs epoch of its last report of a successful run. */
   last_success_at: number | null
-  /** Its lag behind the core at its last report, µs. */
+  /** Its lag behind the core at its last report, µs; null when unknown (never reported, or it held no blob yet). */
   lag_us: number | null
 }
 
@@ -50,6 +50,11 @@ export interface SyncStatus {
   next: string | null
 }
 
+/**
+ * Which POPs hold the latest version of each of a customer's P0s, one page of P0s after
+ * `after`. A P0 whose latest blob the index lacks is left out; `next` is null only when no
+ * listed P0 follows the page.
+ */
 export function syncStatus(
   db: Db,
   customerId: string,
@@ -89,29 +94,27 @@ export function syncStatus(
   })
   const limit = clampLimit(opts.limit)
   const index = blobIndex(db)
-  const rows = (
-    db
-      .prepare(
-        `SELECT c.p0, COUNT(*) AS versions, MAX(c.blob_seq) AS seq,
-                (SELECT MAX(blob_seq) FROM credentials WHERE p0 = c.p0) AS latest_seq
-         FROM credentials c
-         WHERE c.customer_id = @customer AND c.p0 > @after
-         GROUP BY c.p0 ORDER BY c.p0 LIMIT @limit`,
-      )
-      .all({ customer: customerId, after: opts.after ?? '', limit: limit + 1 }) as Array<{
-      p0: string
-      versions: number
-      seq: number
-      latest_seq: number
-    }>
+  const q = db.prepare(
+    `SELECT c.p0, COUNT(*) AS versions, MAX(c.blob_seq) AS seq,
+            (SELECT MAX(blob_seq) FROM credentials WHERE p0 = c.p0) AS latest_seq
+     FROM credentials c
+     WHERE c.customer_id = @customer AND c.p0 > @after
+     GROUP BY c.p0 ORDER BY c.p0 LIMIT @limit`,
   )
-    // when the P0's latest blob was made, from the store's index (it owns `blobs`); a P0
-    // whose latest blob the index lacks is left out, as the join it replaces did
-    .flatMap(({ latest_seq, ...r }) => {
+  type Row = { p0: string; versions: number; seq: number; latest_seq: number }
+  // when the P0's latest blob was made, from the store's index (it owns `blobs`); a P0
+  // whose latest blob the index lacks is left out, as the join it replaces did, and the
+  // page is filled from the P0s after it (pageByKey: `next` is null only at the real end)
+  const { items: page, next } = pageByKey(
+    (after, n) => q.all({ customer: customerId, after, limit: n }) as Row[],
+    (r) => r.p0,
+    ({ latest_seq, ...r }) => {
       const b = index.bySeq(latest_seq)
-      return b ? [{ ...r, created_at: b.created_at }] : []
-    })
-  const page = rows.slice(0, limit)
+      return b ? { ...r, created_at: b.created_at } : null
+    },
+    limit,
+    opts.after ?? '',
+  )
   const items = page.map((r): CredentialSyncStatus => {
     const held_by: string[] = []
     const missing_on: string[] = []
@@ -132,5 +135,5 @@ export function syncStatus(
       missing_on,
     }
   })
-  return { pops, items, next: rows.length > limit ? page[page.length - 1]!.p0 : null }
+  return { pops, items, next }
 }

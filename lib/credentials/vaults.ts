@@ -336,13 +336,14 @@ export interface KeyCheckFacts {
  * Authenticates an `Authorization` header value. A refusal (no key, malformed, unknown,
  * wrong secret, revoked) is audited (kind `credential.auth`, outcome `refused`, reason
  * = the error code, with the client address and the key id it named, if any) before it
- * is thrown: guessing keys leaves a trail, and `clavitor_credential_auth_refusals`
- * counts it.
+ * is thrown: guessing keys leaves a trail, and `onRefused` (the metric
+ * `clavitor_credential_auth_refusals_total`) is told the code once the row is written.
  */
 export function authenticateVaultRequest(
   db: Db,
   authorization: string | undefined,
   facts: KeyCheckFacts = {},
+  onRefused?: (code: string) => void,
 ): VaultAuth {
   const key = bearerToken(authorization)
   try {
@@ -364,6 +365,7 @@ export function authenticateVaultRequest(
         ...(facts.ip ? { ip: facts.ip } : {}),
         ...(facts.route ? { route: facts.route } : {}),
       })
+      onRefused?.(err.code)
     }
     throw err
   }

@@ -130,7 +130,11 @@ export class PopSync {
     }
   }
 
-  /** One run; joins a run in flight. Rejects (after recording and reporting) on failure. */
+  /**
+   * One run; joins a run in flight. Rejects (after recording and reporting) on failure; an
+   * abort (the signal: a shutdown) rejects with CLA_ERR_SYNC_ABORTED wherever it lands (the
+   * check, the repair, the pull) and is neither recorded nor reported as a failed run.
+   */
   run(opts: RunOptions = {}): Promise<RunOutcome> {
     if (this.inFlight) return this.inFlight
     const p = this.runInner(opts).finally(() => {
@@ -190,16 +194,21 @@ export class PopSync {
       }
       const queued = Object.keys(pendingRepairs(db))
       if (queued.length) o.onAgentWrite?.(queued)
-      repair = await repairQueued({
-        popId: o.popId,
-        store: o.store,
-        rsync: o.rsync,
-        stagingDir: o.stagingDir,
-        audit,
-        warn,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      })
-      if (queued.length) o.onAgentWriteDone?.(queued)
+      try {
+        repair = await repairQueued({
+          popId: o.popId,
+          store: o.store,
+          rsync: o.rsync,
+          stagingDir: o.stagingDir,
+          audit,
+          warn,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        })
+      } finally {
+        // the watcher stops ignoring these paths even when the repair threw (the error
+        // goes on to the catch below: logged, recorded, reported)
+        if (queued.length) o.onAgentWriteDone?.(queued)
+      }
       const res = await pullOnce({
         popId: o.popId,
         db,
@@ -271,7 +280,15 @@ export class PopSync {
     } catch (err) {
       const e: ClavitorError = isClavitorError(err)
         ? err
-        : claError('CLA_ERR_INTERNAL', (err as Error).message, { cause: err })
+        : opts.signal?.aborted && (err as Error)?.name === 'AbortError'
+          ? claError('CLA_ERR_SYNC_ABORTED', 'sync run stopped by shutdown', { cause: err })
+          : claError('CLA_ERR_INTERNAL', (err as Error).message, { cause: err })
+      if (e.code === 'CLA_ERR_SYNC_ABORTED') {
+        // A shutdown is not a failure: the last run, the failure metric and the core's view
+        // stay as they were; the next run resumes from the cursor (and checks again).
+        this.log.info({ code: e.code }, 'sync run stopped by shutdown')
+        throw e
+      }
       this.log.error({ err: e, code: e.code, details: e.details }, 'sync run failed')
       try {
         this.record({

@@ -4,6 +4,7 @@
 // run at any time. Clock, timers and randomness are injected so tests never wait.
 import { createHash } from 'node:crypto'
 import { systemClock, type Clock } from '../clock.js'
+import { isClavitorError } from '../errors.js'
 
 export { systemClock, type Clock }
 
@@ -110,7 +111,7 @@ export class SyncScheduler {
   private running: Promise<void> | null = null
   private abort: AbortController | null = null
   private stopped = true
-  /** Consecutive failures (0 after a success). */
+  /** Consecutive failures (0 after a success); a run stopped by an abort is not one. */
   failures = 0
   /** When the next run is due (ms epoch), or null when stopped. */
   nextAt: number | null = null
@@ -177,7 +178,8 @@ export class SyncScheduler {
       } catch (err) {
         ok = false
         error = err
-        this.failures++
+        // a run stopped by a shutdown (stop()) did not fail: no backoff step is counted
+        if (!isClavitorError(err, 'CLA_ERR_SYNC_ABORTED')) this.failures++
       }
       const now = this.clock.now()
       const next = ok

@@ -15,6 +15,7 @@
 import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs'
 import { join } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { claError } from '../errors.js'
 import type { BlobStore } from '../store/index.js'
 import { parseBlobPath, verifyCla } from '../store/format.js'
 import { shardOf } from '../store/p0.js'
@@ -33,6 +34,7 @@ export interface TreeCheckOptions {
   skip?: (rel: string) => boolean
   /** Index rows per page between yields to the event loop. Default 2000. */
   pageSize?: number
+  /** Stops the check with CLA_ERR_SYNC_ABORTED (as the pull does), between pages. */
   signal?: AbortSignal
 }
 
@@ -62,6 +64,15 @@ export interface TreeCheckResult {
   read: number
 }
 
+/** An abort (shutdown) stops the check with the pull's own code, not a DOMException. */
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted)
+    throw claError(
+      'CLA_ERR_SYNC_ABORTED',
+      'tree check stopped by shutdown; the next run checks again',
+    )
+}
+
 const isShard = (name: string) => /^[0-9a-f]{2}$/.test(name)
 
 export async function checkTree(store: BlobStore, o: TreeCheckOptions): Promise<TreeCheckResult> {
@@ -81,7 +92,7 @@ export async function checkTree(store: BlobStore, o: TreeCheckOptions): Promise<
 
   // 1. every indexed file: there, the size of its row, and read again if changed since
   for (let after = ''; ;) {
-    o.signal?.throwIfAborted()
+    checkAbort(o.signal)
     const rows = store.index.filesAfter(after, page)
     if (rows.length === 0) break
     after = rows[rows.length - 1]!.path
@@ -113,7 +124,7 @@ export async function checkTree(store: BlobStore, o: TreeCheckOptions): Promise<
     else res.foreign.push({ path: rel, reason: 'foreign_file' })
   }
   for (let after = ''; ;) {
-    o.signal?.throwIfAborted()
+    checkAbort(o.signal)
     const p0s = store.index.p0sAfter(after, page)
     if (p0s.length === 0) break
     after = p0s[p0s.length - 1]!

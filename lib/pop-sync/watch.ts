@@ -48,6 +48,12 @@ export interface TreeWatchOptions {
   sweepMs?: number
   /** Index rows per sweep page (memory bound). Default 2000. */
   sweepPageSize?: number
+  /**
+   * How many of the latest alarms and judged paths {@link TreeWatch.alarms} and
+   * {@link TreeWatch.judged} keep (older ones are dropped: every alarm is also logged and
+   * audited). Default 1000.
+   */
+  keepRecent?: number
 }
 
 const SHARDS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
@@ -67,11 +73,16 @@ export class TreeWatch {
   /** Foreign entries already alarmed (one alarm each, not one per sweep). */
   private readonly alarmed = new Set<string>()
   private closed = false
-  /** Every alarm raised so far, in order. */
+  /**
+   * The latest alarms raised, oldest first. Bounded: at most `keepRecent` (default 1000)
+   * are kept, so a POP that runs for months does not grow it; the full record is the
+   * audit log (every alarm is a sync.alarm event) and the log lines.
+   */
   readonly alarms: TreeAlarm[] = []
   /**
-   * Live paths judged (alarm or not), in order: lets a caller wait for the verdict on a
-   * change instead of sleeping past the settle delay.
+   * The latest live paths judged (alarm or not), oldest first: lets a caller wait for the
+   * verdict on a change instead of sleeping past the settle delay. Bounded like
+   * {@link TreeWatch.alarms}: the last `keepRecent` (default 1000).
    */
   readonly judged: string[] = []
 
@@ -218,7 +229,7 @@ export class TreeWatch {
   private onEntry(rel: string): void {
     this.later(() => {
       this.judgeEntry(rel)
-      this.judged.push(rel)
+      this.keep(this.judged, rel)
     }, this.o.settleMs ?? 2000)
   }
 
@@ -250,8 +261,15 @@ export class TreeWatch {
     this.alarm(a)
   }
 
+  /** Appends to a bounded list (alarms, judged): drops the oldest past `keepRecent`. */
+  private keep<T>(list: T[], item: T): void {
+    list.push(item)
+    const max = Math.max(1, this.o.keepRecent ?? 1000)
+    if (list.length > max) list.splice(0, list.length - max)
+  }
+
   private alarm(a: TreeAlarm, repair = false): void {
-    this.alarms.push(a)
+    this.keep(this.alarms, a)
     try {
       if (repair) queueRepair(this.o.store.db, [{ path: a.path, reason: `watch:${a.reason}` }])
       this.o.audit({

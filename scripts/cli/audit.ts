@@ -1,5 +1,5 @@
 // `clavitor audit verify|list`: the hash-chained audit log (lib/audit).
-import { InvalidArgumentError, Option, type Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { claError } from '../../lib/errors.js'
 import { listEvents } from '../../lib/audit/log.js'
 import { writeAnchor } from '../../lib/audit/anchor.js'
@@ -84,9 +84,8 @@ export function register(program: Command): void {
     .option('--actor <actor>', 'only this actor (POP id, human id, system, unknown)')
     .option('--outcome <outcome>', 'only this outcome (allowed, refused, ok, error, alarm)')
     .addOption(
-      new Option('--limit <n>', 'at most this many rows (max 1000)')
-        .default('50')
-        .argParser(positiveInt),
+      // checked by listEvents itself (CLA_ERR_INVALID_INPUT), like every other caller
+      new Option('--limit <n>', 'at most this many rows (max 1000)').default('50'),
     )
     .addOption(new Option('--json', 'print JSON rows').env('CLAVITOR_JSON'))
     .action(
@@ -137,11 +136,4 @@ function warnAboutAnchors(r: AuditTrailReport): void {
       `legacy (v1) anchor ${d.file} ${d.reason}; v1 anchors are not trusted (a vault could have forged one), look at events up to #${d.id}`,
     )
   }
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v)
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new InvalidArgumentError('must be a positive integer')
-  return n
 }

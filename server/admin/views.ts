@@ -283,15 +283,27 @@ function popTable(pops: PopStateRow[]): SafeHtml {
   return table(
     [
       ['POP', (r) => html`${r.id}${r.name ? html` <span class="muted">${r.name}</span>` : ''}`],
-      ['Lag', (r) => fmtLag(r.lag_us as number | null)],
+      [
+        'Lag',
+        // a POP that reported without a cursor holds nothing yet: its lag is unknown
+        (r) =>
+          r.lag_us === null && r.updated_at && !r.cursor
+            ? 'no blobs yet'
+            : fmtLag(r.lag_us as number | null),
+      ],
       ['Blobs', (r) => r.blobs ?? '—'],
       ['Last success', (r) => fmtTime(r.last_success_at as number | null)],
       [
         'Last error',
+        // last_error is cleared by a clean run; last_error_at stays as when it last failed
         (r) =>
           r.last_error
             ? html`<span class="error">${r.last_error}</span> ${fmtTime(r.last_error_at as number)}`
-            : '',
+            : r.last_error_at
+              ? html`<span class="muted"
+                  >none (last failed ${fmtTime(r.last_error_at as number)})</span
+                >`
+              : '',
       ],
       ['Cursor', (r) => html`<code>${r.cursor ?? ''}</code>`],
       ['State', (r) => (r.removed_at ? 'removed' : r.updated_at ? 'reporting' : 'never reported')],

@@ -902,3 +902,18 @@ t.test(
     )
   },
 )
+
+t.test('every refused pop.request row is counted in clavitor_auth_refusals_total', async (t) => {
+  const refusedRows = listEvents(core.db, { kind: 'pop.request', outcome: 'refused', limit: 1000 })
+  t.ok(refusedRows.length > 10, `the attacks above left refusals (${refusedRows.length})`)
+  const want = new Map<string, number>()
+  for (const e of refusedRows)
+    want.set(e.reason ?? 'unknown', (want.get(e.reason ?? 'unknown') ?? 0) + 1)
+  const body = (await core.metrics.render()).body
+  for (const [reason, n] of want)
+    t.match(
+      body,
+      new RegExp(`clavitor_auth_refusals_total\\{reason="${reason}",role="core"\\} ${n}\\n`),
+      `${reason}: ${n}, counted where each row was written`,
+    )
+})

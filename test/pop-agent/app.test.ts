@@ -1,5 +1,5 @@
 // The POP app's edges: rate limit per client address on the lookup routes, /healthz
-// without a POP instance, the reserved audit-anchor P0.
+// without a POP instance and its 503 after a failed run, the reserved audit-anchor P0.
 import t from 'tap'
 import { join } from 'node:path'
 import { buildPopApp } from '../../pop-agent/app.js'
@@ -32,6 +32,27 @@ t.test('an app without a POP answers /healthz only', async (t) => {
   t.same((await app.inject({ url: '/healthz' })).json(), { ok: true })
   t.equal((await app.inject({ url: `/api/v1/wl3/${randomP0()}` })).statusCode, 404)
 })
+
+t.test(
+  '/healthz answers 503 while the last run failed, like the core when unhealthy',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    await core.addBlobs(2)
+    const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-h', {
+      rsyncSource: join(dir, 'no-such-store'),
+    })
+    const app = await buildPopApp({ pop })
+    t.teardown(() => app.close())
+    const fresh = await app.inject({ url: '/healthz' })
+    t.equal(fresh.statusCode, 200, 'no run yet: healthy')
+    t.match(fresh.json(), { ok: true, last_run: null })
+    await t.rejects(pop.sync.run())
+    const failed = await app.inject({ url: '/healthz' })
+    t.equal(failed.statusCode, 503, 'ok false: 503, so a balancer or monitor sees it')
+    t.match(failed.json(), { ok: false, pop_id: 'pop-h', last_run: { ok: false } })
+  },
+)
 
 // Issue 11, item 1: anchors replicate to POPs as ordinary blobs; the POP holds them but
 // never serves them as a WL3 (the P0 is the core's own, refused like at registration).

@@ -647,11 +647,15 @@ t.test('failed key checks are audited and counted', async (t) => {
   const metrics = (await env.core.metrics.render()).body
   t.match(
     metrics,
-    /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_INVALID",role="core"\} 2/,
+    /clavitor_credential_auth_refusals_total\{reason="CLA_ERR_API_KEY_INVALID",role="core"\} 2\n/,
   )
   t.match(
     metrics,
-    /clavitor_credential_auth_refusals\{reason="CLA_ERR_API_KEY_MISSING",role="core"\} 1/,
+    /clavitor_credential_auth_refusals_total\{reason="CLA_ERR_API_KEY_MISSING",role="core"\} 1\n/,
+  )
+  t.match(
+    metrics,
+    /clavitor_credential_auth_refusals_total\{reason="CLA_ERR_API_KEY_REVOKED",role="core"\} 1\n/,
   )
   const ok = await env.app.inject({
     url: '/api/v1/credentials?customer=acme',

@@ -185,3 +185,36 @@ t.test('full ceremonies with a software key: enroll, login, counter, origin, rep
   )
   t.ok(verifyChain(db).ok)
 })
+
+t.test(
+  'an unknown or expired ceremony is audited with the request address and route',
+  async (t) => {
+    const clock = { now: nowMicros() }
+    const { db, admin } = setup(t, clock)
+    const at = { ...facts, ip: '203.0.113.7', route: 'POST /admin/setup/verify' }
+    const tok = admin.firstAdminToken()!
+    const enroll = await admin.startEnrollment({ token: tok.token, name: 'Ada' }, at)
+    const login = await admin.startLogin(at)
+    clock.now += 6 * 60e6 // both expired
+    await t.rejects(admin.finishEnrollment({ ceremonyId: enroll.ceremonyId, response: {} }, at), {
+      code: 'CLA_ERR_WEBAUTHN_FAILED',
+    })
+    await t.rejects(admin.finishEnrollment({ ceremonyId: 'no-such-ceremony', response: {} }, at), {
+      code: 'CLA_ERR_WEBAUTHN_FAILED',
+    })
+    const loginAt = { ...at, route: 'POST /admin/login/verify' }
+    await t.rejects(admin.finishLogin({ ceremonyId: login.ceremonyId, response: {} }, loginAt), {
+      code: 'CLA_ERR_WEBAUTHN_FAILED',
+    })
+    const rows = listEvents(db, { kind: 'admin.auth', outcome: 'refused', order: 'asc' })
+    t.same(
+      rows.map((r) => [JSON.parse(r.data!).action, JSON.parse(r.data!).why, r.ip, r.route]),
+      [
+        ['enroll', 'unknown or expired ceremony', '203.0.113.7', 'POST /admin/setup/verify'],
+        ['enroll', 'unknown or expired ceremony', '203.0.113.7', 'POST /admin/setup/verify'],
+        ['login', 'unknown or expired ceremony', '203.0.113.7', 'POST /admin/login/verify'],
+      ],
+      'each refusal carries the ip and route, as the other refusals do',
+    )
+  },
+)

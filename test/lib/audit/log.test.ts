@@ -218,3 +218,32 @@ t.test('listEvents filters and pages', async (t) => {
   t.ok(listEvents(db, { since: at }).every((r) => r.at >= at))
   t.ok(listEvents(db, { until: at }).every((r) => r.at < at))
 })
+
+t.test('listEvents refuses a paging number that is not a whole number in range', async (t) => {
+  const db = freshDb(t)
+  fill(db, 3)
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['limit', { limit: Number.NaN }],
+    ['limit', { limit: Number('ten') }],
+    ['limit', { limit: 1.5 }],
+    ['limit', { limit: 0 }],
+    ['limit', { limit: -5 }],
+    ['limit', { limit: '10' }],
+    ['limit', { limit: Infinity }],
+    ['afterId', { afterId: Number.NaN }],
+    ['beforeId', { beforeId: -1 }],
+    ['since', { since: 2.5 }],
+    ['until', { until: Number.NaN }],
+    ['order', { order: 'sideways' }],
+  ]
+  for (const [field, filter] of bad) {
+    t.throws(
+      () => listEvents(db, filter as never),
+      { code: 'CLA_ERR_INVALID_INPUT', details: { field } },
+      `${JSON.stringify(filter)} (${String(Object.values(filter)[0])})`,
+    )
+  }
+  t.equal(listEvents(db, { limit: 5000 }).length, 3, 'above 1000: at most 1000, as documented')
+  t.equal(listEvents(db, { limit: 1 }).length, 1)
+  t.equal(listEvents(db, { afterId: 0, beforeId: 3 }).length, 2, 'id 0 is a valid bound')
+})

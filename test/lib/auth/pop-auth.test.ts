@@ -26,11 +26,13 @@ t.test('with real certificates', async (t) => {
   addPop(db, { id: 'pop-b', certPem: B.certPem, allowlist: ['127.0.0.1'] })
   setPopAllowlist(db, 'pop-b', ['127.0.0.0/8'])
 
+  const told: string[] = []
   const auth = new PopAuthenticator({
     db,
     caCertPem: pki.caCertPem,
     crlFile: pki.crlFile,
     tokenSecrets: () => loadTokenSecrets(root),
+    onRefused: (reason) => told.push(reason),
   })
   const req = (
     pop: typeof A,
@@ -95,6 +97,11 @@ t.test('with real certificates', async (t) => {
     t.same(
       rows.filter((r) => r.outcome === 'refused').map((r) => r.reason),
       [...cases.map((c) => c[0]), 'nonce_replayed'],
+    )
+    t.same(
+      told,
+      [...cases.map((c) => c[0]), 'nonce_replayed'],
+      'each refusal told where its row is written (clavitor_auth_refusals_total), not counted from the log',
     )
     t.match(
       rows.find((r) => r.reason === 'cert_untrusted'),

@@ -8,6 +8,7 @@
 //   - damage found: alarm audited, repaired from the core, the agent's writes announced
 //   - each run recorded (last_run, onRun) and reported to the core; a failed report does
 //     not fail the run; a failed run is recorded, reported and rethrown, the last lag kept
+//   - an abort (shutdown) in the check or the pull: CLA_ERR_SYNC_ABORTED, not a failed run
 //   - an identity alarm: the run succeeds, the alarm is the recorded and reported error
 //   - a blob that cannot be repaired fails the run after the pull (CLA_ERR_SYNC_PARTIAL)
 //   - audit(): a write that fails is logged loudly and rethrown
@@ -318,4 +319,70 @@ t.test('audit: a write that fails is logged loudly and rethrown', async (t) => {
   )
   t.equal(lines.length, 1)
   t.match(JSON.parse(lines[0]!), { msg: 'audit log write failed', ev: { kind: 'no.such.kind' } })
+})
+
+t.test(
+  'an abort during the quick check is CLA_ERR_SYNC_ABORTED and not a failed run',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    await core.addBlobs(3)
+    const store = await popStore(t, join(dir, 'pop'), core)
+    const runs: unknown[] = []
+    const sync = popSync(core, store, { onRun: (r) => runs.push(r) })
+    await sync.run() // the first run: a full verify; the next one does the quick check
+    const before = sync.status().last_run
+    const reported = coreView(core)
+
+    const f = await failure(sync.run({ signal: AbortSignal.abort() }))
+    t.equal(f.code, 'CLA_ERR_SYNC_ABORTED', 'the same code as an abort during the pull')
+    t.same(sync.status().last_run, before, 'not recorded as a failed run')
+    t.equal(runs.length, 1, 'onRun (the failure metric) not told')
+    t.same(coreView(core), reported, 'not reported to the core as a failure')
+  },
+)
+
+t.test('an abort during the pull is not a failed run either', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  await core.addBlobs(3)
+  const store = await popStore(t, join(dir, 'pop'), core)
+  const runs: unknown[] = []
+  const sync = popSync(core, store, { onRun: (r) => runs.push(r) })
+  await sync.run()
+  const before = sync.status().last_run
+  const reported = coreView(core)
+  await core.addBlobs(12)
+  const ac = new AbortController()
+  const f = await failure(sync.run({ signal: ac.signal, onProgress: () => ac.abort() }))
+  t.equal(f.code, 'CLA_ERR_SYNC_ABORTED')
+  t.same(sync.status().last_run, before, 'not recorded as a failed run')
+  t.equal(runs.length, 1, 'onRun (the failure metric) not told')
+  t.same(coreView(core), reported, 'not reported to the core as a failure')
+  const res = await sync.run()
+  t.ok(res.sealed > 0, 'the next run resumes')
+})
+
+t.test('a repair that throws still announces its write as done', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const infos = await core.addBlobs(3)
+  const store = await popStore(t, join(dir, 'pop'), core)
+  await popSync(core, store).run()
+  const lost = infos[1]!.path
+  lose(store, lost)
+  // the repair's staging folder cannot be made: a file stands where its parent should be
+  writeFileSync(join(dir, 'not-a-folder'), '')
+  const writes: string[][] = []
+  const done: string[][] = []
+  const sync = popSync(core, store, {
+    stagingDir: join(dir, 'not-a-folder', 'sync-staging'),
+    onAgentWrite: (p) => writes.push([...p]),
+    onAgentWriteDone: (p) => done.push([...p]),
+  })
+  const f = await failure(sync.run())
+  t.equal(f.code, 'CLA_ERR_INTERNAL', 'the repair error still fails the run')
+  t.match(sync.status().last_run, { ok: false, error: { code: 'CLA_ERR_INTERNAL' } })
+  t.same(writes, [[lost]], 'the repair announced its write')
+  t.same(done, writes, '…and announced it as done although it threw')
 })

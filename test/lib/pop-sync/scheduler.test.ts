@@ -6,6 +6,7 @@ import {
   slotOf,
   slotOffsetMs,
 } from '../../../lib/pop-sync/scheduler.js'
+import { claError } from '../../../lib/errors.js'
 import { FakeClock } from '../../fixtures/fake-clock.js'
 
 const HOUR = 3_600_000
@@ -140,4 +141,27 @@ t.test('manual run joins a run in flight; stop aborts it', async (t) => {
   await c
   t.ok(sawAbort, 'stop aborted the run in flight')
   t.equal(clock.pending, 0, 'no timer re-armed after stop')
+})
+
+t.test('a run stopped by stop() (CLA_ERR_SYNC_ABORTED) is not counted as a failure', async (t) => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1))
+  const seen: Array<{ ok: boolean; failures: number }> = []
+  const s = new SyncScheduler({
+    popId: 'pop-3',
+    clock,
+    runAtStart: false,
+    run: (signal) =>
+      new Promise<void>((_resolve, reject) => {
+        signal.addEventListener('abort', () =>
+          reject(claError('CLA_ERR_SYNC_ABORTED', 'pull stopped by shutdown')),
+        )
+      }),
+    onRun: (r) => seen.push({ ok: r.ok, failures: r.failures }),
+  })
+  s.start()
+  const run = s.runNow()
+  await s.stop()
+  await run
+  t.equal(s.failures, 0, 'no failure counted')
+  t.same(seen, [{ ok: false, failures: 0 }])
 })

@@ -1,13 +1,15 @@
 // The watch of a POP's sealed tree (live watches on the root and shard folders, sweeps of
 // the whole tree): changes the agent did not make are alarms (audited, queued for repair);
 // the agent's own ingest is not; the next run repairs. Also: a lookup that meets a damaged
-// file answers 503 and queues the repair.
+// file answers 503 and queues the repair. The lists of recent alarms and judged paths are
+// bounded (keepRecent).
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { listEvents } from '../../../lib/audit/log.js'
 import { pendingRepairs } from '../../../lib/pop-sync/repair.js'
+import { TreeWatch } from '../../../lib/pop-sync/watch.js'
 import { buildPopApp } from '../../../pop-agent/app.js'
 import { openTestPop, randomP0, startCore, tempDir } from '../../fixtures/sync.js'
 
@@ -144,4 +146,43 @@ t.test('a lookup that meets a damaged file answers 503 and queues a repair', asy
   await pop.sync.run()
   const ok = await app.inject({ url: `/api/v1/wl3/${p0}` })
   t.equal(ok.statusCode, 200, 'served again after the repair')
+})
+
+t.test('alarms and judged keep only the latest keepRecent entries', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  await core.addBlobs(2)
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-k')
+  await pop.sync.run()
+  const audited: string[] = []
+  const w = new TreeWatch({
+    popId: 'pop-k',
+    store: pop.store,
+    audit: (ev) => audited.push(String((ev.data as { path: string }).path)),
+    settleMs: 1,
+    sweepMs: 0,
+    keepRecent: 3,
+  })
+  t.teardown(() => w.close())
+  execFileSync('chattr', ['-a', pop.store.root], { stdio: 'ignore' })
+  const swept = ['stray-1', 'stray-2', 'stray-3', 'stray-4', 'stray-5']
+  for (const n of swept) writeFileSync(join(pop.store.root, n), 'x')
+  await w.sweep()
+  t.equal(audited.length, 5, 'every alarm is audited')
+  t.same(
+    w.alarms.map((a) => a.path),
+    audited.slice(-3),
+    'only the latest three are kept in memory',
+  )
+
+  await w.start()
+  const live = ['live-1', 'live-2', 'live-3', 'live-4', 'live-5']
+  for (const n of live) writeFileSync(join(pop.store.root, n), 'x')
+  await until(() => live.every((n) => audited.includes(n)))
+  t.equal(w.alarms.length, 3, 'alarms stay bounded')
+  t.equal(w.judged.length, 3, 'judged stays bounded')
+  t.ok(
+    w.alarms.every((a) => live.includes(a.path)),
+    'the latest alarms are the ones kept',
+  )
 })

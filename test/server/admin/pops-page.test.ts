@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { initCa, listCerts } from '../../../lib/auth/ca.js'
 import { listPops } from '../../../lib/auth/pops.js'
+import { recordReport } from '../../../lib/core-sync/pop-state.js'
 import { adminApp, csrfFor, seedAdmin } from '../../fixtures/admin.js'
 import { makePop } from '../../fixtures/pki.js'
 import { IDS, seedTwoMsps } from '../../fixtures/scoped.js'
@@ -92,4 +93,38 @@ t.test('enrol, revoke, remove a POP from the page; refused outside the installat
   t.equal((await post(owner.cookie, '/admin/pops/pop-ams/remove', {})).statusCode, 303)
   t.same(listPops(core.db), [], 'no longer trusted')
   t.match(listPops(core.db, { includeRemoved: true }), [{ id: 'pop-ams' }])
+})
+
+t.test('the lag of a POP that holds nothing reads "no blobs yet", not decades', async (t) => {
+  const { core, app } = await adminApp(t)
+  await core.store.put('ab'.repeat(16), Buffer.from('x'))
+  core.db.prepare("INSERT INTO pops (id, name, created_at) VALUES ('pop-new', 'New', 1)").run()
+  recordReport(core.db, 'pop-new', { cursor: null, ok: true, blobs: 0 })
+  const owner = seedAdmin(core.db, 'owner', 'Ada')
+  const page = await app.inject({
+    method: 'GET',
+    url: '/admin/pops',
+    headers: { cookie: owner.cookie },
+  })
+  t.equal(page.statusCode, 200)
+  const row = /<tr>(?:(?!<\/tr>)[\s\S])*pop-new[\s\S]*?<\/tr>/.exec(page.body)?.[0] ?? ''
+  t.match(row, /no blobs yet/)
+  t.notMatch(row, /\d+(\.\d)? h</, 'not hours since 1970')
+})
+
+t.test('after a successful run the POP shows no error, only when it last failed', async (t) => {
+  const { core, app } = await adminApp(t)
+  core.db.prepare("INSERT INTO pops (id, name, created_at) VALUES ('pop-x', 'X', 1)").run()
+  const error = { code: 'CLA_ERR_SYNC_NETWORK', message: 'link cut' }
+  recordReport(core.db, 'pop-x', { cursor: null, ok: false, error })
+  const owner = seedAdmin(core.db, 'owner', 'Ada')
+  const rowOf = async () => {
+    const page = await app.inject({ url: '/admin/pops', headers: { cookie: owner.cookie } })
+    return /<tr>(?:(?!<\/tr>)[\s\S])*pop-x[\s\S]*?<\/tr>/.exec(page.body)?.[0] ?? ''
+  }
+  t.match(await rowOf(), /class="error">CLA_ERR_SYNC_NETWORK: link cut/)
+  recordReport(core.db, 'pop-x', { cursor: null, ok: true })
+  const row = await rowOf()
+  t.notMatch(row, /CLA_ERR_SYNC_NETWORK/, 'the old error is not shown as current')
+  t.match(row, /last failed/, 'when it last failed is still there')
 })

@@ -429,6 +429,23 @@ t.test('pages render for a session; events filter and chain status', async (t) =
   t.match(broken.body, /Audit chain BROKEN at event #1/)
 })
 
+t.test('the events page refuses a malformed page position (CLA_ERR_INVALID_INPUT)', async (t) => {
+  const { app, core } = await setup(t)
+  const owner = seedAdmin(core.db, 'owner', 'Olga')
+  for (const before of ['abc', '12abc', '-3', '1.5']) {
+    const res = await app.inject({
+      url: `/admin/events?before=${before}`,
+      headers: { cookie: owner.cookie },
+    })
+    t.equal(res.statusCode, 400, `before=${before}`)
+    t.match(res.body, /beforeId must be a whole number/, `before=${before}: the library's refusal`)
+  }
+  const ok = await app.inject({ url: '/admin/events?before=2', headers: { cookie: owner.cookie } })
+  t.equal(ok.statusCode, 200)
+  const none = await app.inject({ url: '/admin/events?before=', headers: { cookie: owner.cookie } })
+  t.equal(none.statusCode, 200, 'an empty before is the first page')
+})
+
 t.test('logout ends the session', async (t) => {
   const { app, core } = await setup(t)
   const owner = seedAdmin(core.db, 'owner')
