@@ -12,6 +12,8 @@ export {
   type DuplicateGroup,
   type DuplicateReport,
   type Entitlements,
+  type EventCursor,
+  type EventsPassReport,
   type MarginChange,
   type MarginPlan,
   type MarginReport,

@@ -26,7 +26,13 @@ import type { PaddleClient } from './paddle-client.js'
 import { createPlan, getPlan, listPlans, updatePlan, type Plan } from './plans.js'
 import { planMargins, type MarginChange, type MarginPlan } from './margins.js'
 import { Pusher } from './push.js'
-import { reconcile, resyncOne, type ReconcileReport } from './reconcile.js'
+import {
+  eventCursor,
+  reconcile,
+  resyncOne,
+  type EventCursor,
+  type ReconcileReport,
+} from './reconcile.js'
 import { appendEvent } from '../audit/log.js'
 import { load } from './context.js'
 import { subscriptions } from './entities-subscriptions.js'
@@ -46,7 +52,12 @@ export type { PendingRow, PublicRow } from './crud.js'
 export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
 export type { Entitlements, PlanUse } from './entitlements.js'
 export type { MarginChange, MarginPlan, MarginSkip } from './margins.js'
-export type { ReconcileCounts, ReconcileReport } from './reconcile.js'
+export type {
+  EventCursor,
+  EventsPassReport,
+  ReconcileCounts,
+  ReconcileReport,
+} from './reconcile.js'
 export type { Plan, PlanCreate, PlanUpdate } from './plans.js'
 export type { SubscriptionAction } from './subscription-lifecycle.js'
 export type { CustomerNode, RevenueOptions, RevenueRow } from './reports.js'
@@ -353,9 +364,11 @@ export class Billing {
 
   // --- reconcile: converge with Paddle ----------------------------------------------------
   /**
-   * One pass over Paddle's lists (reconcile.ts): unknown objects mirrored, rows older than
-   * Paddle's object repaired, lost links made, rule breakers parked; `dryRun`: the report
-   * only. Needs Paddle.
+   * One pass (reconcile.ts): Paddle's events after the stored cursor (`GET /events`, each
+   * through the webhook path, the cursor moved with it; skipped when `entities` limits the
+   * pass), then Paddle's lists: unknown objects mirrored, rows older than Paddle's object
+   * repaired, lost links made, rule breakers parked; `dryRun`: the report only (no event,
+   * no cursor stored). Needs Paddle.
    */
   async reconcile(
     opts: { dryRun?: boolean; entities?: readonly EntityName[] } = {},
@@ -365,7 +378,12 @@ export class Billing {
         'CLA_ERR_PADDLE_NOT_CONFIGURED',
         'Paddle is not configured: nothing to reconcile',
       )
-    return reconcile(this.ctx, opts)
+    return reconcile(this.ctx, opts, this)
+  }
+
+  /** Where the next reconcile pass reads Paddle's event stream from; null before the first. */
+  eventCursor(): EventCursor | null {
+    return eventCursor(this.db)
   }
 
   /** Re-syncs one object by its Paddle id (read from Paddle, applied as a snapshot). */

@@ -84,6 +84,12 @@ const EVENT_ENTITIES: Record<string, EntitySpec> = Object.fromEntries(
   Object.values(ENTITIES).map((s) => [s.eventName, s]),
 )
 
+/** The entity an event type is about (`customer.updated` → customers), or undefined for a type we do not mirror. */
+export function eventEntity(eventType: string): EntitySpec | undefined {
+  const name = eventType.split('.')[0] ?? ''
+  return Object.hasOwn(EVENT_ENTITIES, name) ? EVENT_ENTITIES[name] : undefined
+}
+
 /**
  * Verifies, records and applies one delivery. Throws CLA_ERR_PADDLE_SIGNATURE (401) before
  * storing anything, CLA_ERR_INVALID_INPUT (400) for a signed body that is not an event.
@@ -100,20 +106,47 @@ export function handlePaddleWebhook(
     toleranceS: billing.webhookOptions.toleranceS,
     nowMs: billing.clock.now(),
   })
-  let ev: {
-    event_id?: unknown
-    event_type?: unknown
-    occurred_at?: unknown
-    notification_id?: unknown
-    data?: unknown
-  }
+  let ev: PaddleEvent
   try {
     ev = JSON.parse(rawBody.toString('utf8'))
   } catch (cause) {
     throw claError('CLA_ERR_INVALID_INPUT', 'webhook body is not JSON', { cause })
   }
+  return recordEvent(billing, ev, rawBody.toString('utf8'), 'webhook')
+}
+
+/** A Paddle event as a webhook delivers it or `GET /events` lists it (fields unchecked). */
+export interface PaddleEvent {
+  event_id?: unknown
+  event_type?: unknown
+  occurred_at?: unknown
+  notification_id?: unknown
+  data?: unknown
+}
+
+/** Where a stored event came from: a signed delivery, or Paddle's event stream (reconcile). */
+export type EventSource = 'webhook' | 'events'
+
+/**
+ * Records and applies one event from Paddle, once: the path a verified webhook delivery
+ * and an event read from `GET /events` (reconcile) share. A known `event_id` is a
+ * `duplicate` that changes nothing; otherwise the snapshot is applied by the webhook rules
+ * (order by occurred_at, parks), the event stored in `paddle_events` with its outcome,
+ * `payload` and `source`, and audited, all in one transaction (a savepoint inside the
+ * caller's, when there is one). CLA_ERR_INVALID_INPUT for a body without event_id or
+ * event_type.
+ */
+export function recordEvent(
+  billing: Billing,
+  ev: PaddleEvent,
+  payload: string,
+  source: EventSource,
+): WebhookResult {
   if (typeof ev?.event_id !== 'string' || typeof ev.event_type !== 'string') {
-    throw claError('CLA_ERR_INVALID_INPUT', 'webhook body lacks event_id or event_type')
+    throw claError(
+      'CLA_ERR_INVALID_INPUT',
+      `${source === 'webhook' ? 'webhook body' : 'event'} lacks event_id or event_type`,
+    )
   }
   const eventId = ev.event_id
   const eventType = ev.event_type
@@ -123,58 +156,58 @@ export function handlePaddleWebhook(
   const occurredAt =
     typeof ev.occurred_at === 'string' ? ev.occurred_at : JSON.stringify(ev.occurred_at ?? null)
   const db = billing.db
-  return db
-    .transaction((): WebhookResult => {
-      const seen = db.prepare('SELECT outcome FROM paddle_events WHERE event_id = ?').get(eventId)
-      if (seen)
-        return { status: 200, event_id: eventId, event_type: eventType, outcome: 'duplicate' }
-      const data = ev.data as PaddleObj | undefined
-      const { outcome, alarm } = applyEvent(
-        billing,
-        eventType,
-        eventId,
-        data,
-        timed ? occurredAt : null,
-        occurredAt,
-      )
-      db.prepare(
-        `INSERT INTO paddle_events (event_id, event_type, occurred_at, notification_id, received_at, outcome, payload)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        eventId,
-        eventType,
-        occurredAt,
-        typeof ev.notification_id === 'string' ? ev.notification_id : null,
-        billing.clock.now() * 1000,
-        outcome,
-        rawBody.toString('utf8'),
-      )
-      const failed = outcome.startsWith('error')
-      billing.audit?.append({
-        kind: 'webhook',
-        actor: 'paddle',
-        outcome: alarm ? 'alarm' : failed ? 'error' : 'ok',
-        reason: alarm ? 'parked' : failed ? 'error' : outcome,
-        route: 'POST /webhooks/paddle',
-        data: {
-          event_id: eventId,
-          event_type: eventType,
-          occurred_at: occurredAt.slice(0, 200),
-          entity_id: typeof data?.id === 'string' ? data.id : null,
-          ...(failed ? { error: outcome } : {}),
-          ...(alarm ? { parked: outcome.slice('parked: '.length), message: alarm } : {}),
-        },
-        at: billing.clock.now() * 1000,
-      })
-      return {
-        status: 200,
+  const run = db.transaction((): WebhookResult => {
+    const seen = db.prepare('SELECT outcome FROM paddle_events WHERE event_id = ?').get(eventId)
+    if (seen) return { status: 200, event_id: eventId, event_type: eventType, outcome: 'duplicate' }
+    const data = ev.data as PaddleObj | undefined
+    const { outcome, alarm } = applyEvent(
+      billing,
+      eventType,
+      eventId,
+      data,
+      timed ? occurredAt : null,
+      occurredAt,
+    )
+    db.prepare(
+      `INSERT INTO paddle_events (event_id, event_type, occurred_at, notification_id, received_at, outcome, payload, source)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      eventId,
+      eventType,
+      occurredAt,
+      typeof ev.notification_id === 'string' ? ev.notification_id : null,
+      billing.clock.now() * 1000,
+      outcome,
+      payload,
+      source,
+    )
+    const failed = outcome.startsWith('error')
+    billing.audit?.append({
+      kind: 'webhook',
+      actor: 'paddle',
+      outcome: alarm ? 'alarm' : failed ? 'error' : 'ok',
+      reason: alarm ? 'parked' : failed ? 'error' : outcome,
+      route: source === 'webhook' ? 'POST /webhooks/paddle' : 'GET /events',
+      data: {
         event_id: eventId,
         event_type: eventType,
-        outcome,
-        ...(alarm ? { alarm } : {}),
-      }
+        occurred_at: occurredAt.slice(0, 200),
+        entity_id: typeof data?.id === 'string' ? data.id : null,
+        ...(failed ? { error: outcome } : {}),
+        ...(alarm ? { parked: outcome.slice('parked: '.length), message: alarm } : {}),
+      },
+      at: billing.clock.now() * 1000,
     })
-    .immediate()
+    return {
+      status: 200,
+      event_id: eventId,
+      event_type: eventType,
+      outcome,
+      ...(alarm ? { alarm } : {}),
+    }
+  })
+  // inside a caller's transaction (reconcile's events pass) this is a savepoint
+  return db.inTransaction ? run() : run.immediate()
 }
 
 /**
@@ -223,12 +256,16 @@ function applyEvent(
   }
 }
 
+/** One stored Paddle event (a row of `paddle_events` without its payload). */
 export interface StoredEvent {
   event_id: string
   event_type: string
   occurred_at: string
+  /** µs epoch when we stored it. */
   received_at: number
   outcome: string
+  /** `webhook` (a signed delivery) or `events` (read from GET /events by reconcile). */
+  source: EventSource
 }
 
 /** Stored deliveries, newest first; `failed`: only those not applied (error or parked). */
@@ -239,7 +276,7 @@ export function listEvents(
   const limit = Math.min(Math.max(Math.trunc(opts.limit ?? 100), 1), 1000)
   return billing.db
     .prepare(
-      `SELECT event_id, event_type, occurred_at, received_at, outcome FROM paddle_events
+      `SELECT event_id, event_type, occurred_at, received_at, outcome, source FROM paddle_events
        WHERE (@failed = 0 OR outcome LIKE 'error:%' OR outcome LIKE 'parked:%')
        ORDER BY received_at DESC, event_id DESC LIMIT @limit`,
     )
@@ -258,7 +295,7 @@ export function replayEvent(billing: Billing, eventId: string): StoredEvent & { 
     .transaction(() => {
       const row = db
         .prepare(
-          'SELECT event_id, event_type, occurred_at, received_at, outcome, payload FROM paddle_events WHERE event_id = ?',
+          'SELECT event_id, event_type, occurred_at, received_at, outcome, source, payload FROM paddle_events WHERE event_id = ?',
         )
         .get(eventId) as (StoredEvent & { payload: string }) | undefined
       if (!row)
