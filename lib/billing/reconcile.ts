@@ -10,7 +10,7 @@
 //
 // Before the lists, Paddle's event stream: `GET /events` after the stored cursor (table
 // paddle_event_cursor), each event recorded and applied through the webhook path
-// (webhooks.ts recordEvent: a known event_id is a duplicate, order by occurred_at, parks)
+// (events.ts recordEvent: a known event_id is a duplicate, order by occurred_at, parks)
 // and the cursor moved to it in the same transaction, so the cursor never passes an event
 // that was not applied. The stream catches what a missed webhook carried at the cost of
 // the events since the last pass; the lists stay as the repair pass (an event older than
@@ -22,7 +22,6 @@
 // says what would change.
 import { claError } from '../errors.js'
 import type { Db } from '../db/open.js'
-import type { Billing } from './billing.js'
 import type { BillingContext } from './context.js'
 import {
   ENTITIES,
@@ -32,7 +31,7 @@ import {
   type PaddleObj,
 } from './entities.js'
 import { applySnapshot, type ParkedSnapshot } from './snapshots.js'
-import { eventEntity, recordEvent, type PaddleEvent } from './webhooks.js'
+import { eventEntity, recordEvent, type EventSink, type PaddleEvent } from './events.js'
 
 /** The order of a pass: a parent is always mirrored before its children. */
 export const RECONCILE_ORDER = [
@@ -152,13 +151,13 @@ function zeroEvents(after: string | null): EventsPassReport {
 }
 
 /**
- * Records and applies one event of the stream (webhooks.ts recordEvent, source `events`)
+ * Records and applies one event of the stream (events.ts recordEvent, source `events`)
  * and moves the cursor to it, in one transaction: the cursor never passes an event that
  * was not applied. Counts it in `report`.
  */
 function applyStreamEvent(
   ctx: BillingContext,
-  billing: Billing,
+  billing: EventSink,
   ev: PaddleEvent,
   report: ReconcileReport,
   counts: EventsPassReport,
@@ -256,7 +255,7 @@ function listPaths(ctx: BillingContext, spec: EntitySpec): string[] {
 export async function reconcile(
   ctx: BillingContext,
   opts: { dryRun?: boolean; entities?: readonly EntityName[] } = {},
-  billing?: Billing,
+  billing?: EventSink,
 ): Promise<ReconcileReport> {
   const paddle = ctx.paddle!
   const wanted = RECONCILE_ORDER.filter((n) => !opts.entities || opts.entities.includes(n))
