@@ -7,8 +7,10 @@
  */
 export {
   Billing,
+  RECONCILE_INTERVAL_MS,
   type AuditSink,
   type BillingOptions,
+  type BillingWorkersOptions,
   type DuplicateGroup,
   type DuplicateReport,
   type Entitlements,

@@ -108,6 +108,21 @@ export interface BillingOptions {
   webhook?: WebhookOptions
 }
 
+/** The default time between two reconcile passes of `core serve`: an hour. */
+export const RECONCILE_INTERVAL_MS = 3_600_000
+
+/** What {@link Billing.startWorkers} runs, and where it reports. */
+export interface BillingWorkersOptions {
+  /** Time between reconcile passes in ms. Default {@link RECONCILE_INTERVAL_MS}; 0: none. */
+  reconcileIntervalMs?: number
+  /** Each retry pass's report. */
+  onRetryReport?: (r: RetryReport) => void
+  /** Each reconcile pass's report. */
+  onReconcileReport?: (r: ReconcileReport) => void
+  /** A pass that failed, and which. */
+  onError?: (err: unknown, worker: 'retry' | 'reconcile') => void
+}
+
 /**
  * The dual-write layer with Paddle (`core.billing`; docs/billing.md): our rows are written
  * first (pending), then brought to Paddle, retried until Paddle confirms them; Paddle's
@@ -124,7 +139,7 @@ export class Billing {
   private readonly rows: Crud
   private readonly pusher: Pusher
   private readonly worker: RetryWorker
-  private reconcileTimer: NodeJS.Timeout | undefined
+  private reconcileTimer: unknown
   private reconcileRun: Promise<void> | undefined
 
   constructor(opts: BillingOptions) {
@@ -285,7 +300,7 @@ export class Billing {
 
   /** Stops the retry worker and the reconcile timer, and waits for passes in progress. */
   async stop(): Promise<void> {
-    if (this.reconcileTimer) clearInterval(this.reconcileTimer)
+    if (this.reconcileTimer !== undefined) this.clock.clearTimeout(this.reconcileTimer)
     this.reconcileTimer = undefined
     await this.reconcileRun
     await this.worker.stop()
@@ -394,25 +409,49 @@ export class Billing {
   }
 
   /**
-   * Runs a reconcile pass every `intervalMs` in this process (`core serve`), one at a time;
-   * stopped by stop().
+   * Runs a reconcile pass `intervalMs` (default {@link RECONCILE_INTERVAL_MS}, an hour)
+   * after this call, and again `intervalMs` after each pass ends (never two at once), on
+   * this instance's clock; stopped by stop(). Nothing without Paddle or with 0.
    */
   startReconcile(
-    intervalMs: number,
+    intervalMs: number = RECONCILE_INTERVAL_MS,
     onReport?: (r: ReconcileReport) => void,
     onError?: (err: unknown) => void,
   ): void {
-    if (this.reconcileTimer || !this.paddle || intervalMs <= 0) return
-    this.reconcileTimer = setInterval(() => {
-      if (this.reconcileRun) return
-      this.reconcileRun = this.reconcile()
-        .then((r) => onReport?.(r))
-        .catch((err) => onError?.(err))
-        .finally(() => {
-          this.reconcileRun = undefined
-        })
-    }, intervalMs)
-    this.reconcileTimer.unref()
+    if (this.reconcileTimer !== undefined || !this.paddle || intervalMs <= 0) return
+    const arm = (): void => {
+      this.reconcileTimer = this.clock.setTimeout(() => {
+        this.reconcileRun = this.reconcile().then(
+          (r) => done(() => onReport?.(r)),
+          (err) => done(() => onError?.(err)),
+        )
+      }, intervalMs)
+    }
+    // the next pass is armed before the report is given (not when stopped meanwhile)
+    const done = (tell: () => void): void => {
+      this.reconcileRun = undefined
+      if (this.reconcileTimer !== undefined) arm()
+      try {
+        tell()
+      } catch (err) {
+        onError?.(err)
+      }
+    }
+    arm()
+  }
+
+  /**
+   * What `core serve` runs for billing in the background: the retry worker (every
+   * `retry.intervalMs`) and a reconcile pass every `reconcileIntervalMs` (default an
+   * hour; 0: none). Stopped by stop().
+   */
+  startWorkers(opts: BillingWorkersOptions = {}): void {
+    this.startRetryWorker(opts.onRetryReport, (err) => opts.onError?.(err, 'retry'))
+    this.startReconcile(
+      opts.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS,
+      opts.onReconcileReport,
+      (err) => opts.onError?.(err, 'reconcile'),
+    )
   }
 
   // --- plans (ours only, never at Paddle) -----------------------------------------------
