@@ -7,11 +7,15 @@
  */
 export {
   Billing,
+  RECONCILE_INTERVAL_MS,
   type AuditSink,
   type BillingOptions,
+  type BillingWorkersOptions,
   type DuplicateGroup,
   type DuplicateReport,
   type Entitlements,
+  type EventCursor,
+  type EventsPassReport,
   type MarginChange,
   type MarginPlan,
   type MarginReport,

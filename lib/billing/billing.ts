@@ -26,7 +26,13 @@ import type { PaddleClient } from './paddle-client.js'
 import { createPlan, getPlan, listPlans, updatePlan, type Plan } from './plans.js'
 import { planMargins, type MarginChange, type MarginPlan } from './margins.js'
 import { Pusher } from './push.js'
-import { reconcile, resyncOne, type ReconcileReport } from './reconcile.js'
+import {
+  eventCursor,
+  reconcile,
+  resyncOne,
+  type EventCursor,
+  type ReconcileReport,
+} from './reconcile.js'
 import { appendEvent } from '../audit/log.js'
 import { load } from './context.js'
 import { subscriptions } from './entities-subscriptions.js'
@@ -46,7 +52,12 @@ export type { PendingRow, PublicRow } from './crud.js'
 export type { DuplicateGroup, DuplicateReport } from './duplicates.js'
 export type { Entitlements, PlanUse } from './entitlements.js'
 export type { MarginChange, MarginPlan, MarginSkip } from './margins.js'
-export type { ReconcileCounts, ReconcileReport } from './reconcile.js'
+export type {
+  EventCursor,
+  EventsPassReport,
+  ReconcileCounts,
+  ReconcileReport,
+} from './reconcile.js'
 export type { Plan, PlanCreate, PlanUpdate } from './plans.js'
 export type { SubscriptionAction } from './subscription-lifecycle.js'
 export type { CustomerNode, RevenueOptions, RevenueRow } from './reports.js'
@@ -97,6 +108,21 @@ export interface BillingOptions {
   webhook?: WebhookOptions
 }
 
+/** The default time between two reconcile passes of `core serve`: an hour. */
+export const RECONCILE_INTERVAL_MS = 3_600_000
+
+/** What {@link Billing.startWorkers} runs, and where it reports. */
+export interface BillingWorkersOptions {
+  /** Time between reconcile passes in ms. Default {@link RECONCILE_INTERVAL_MS}; 0: none. */
+  reconcileIntervalMs?: number
+  /** Each retry pass's report. */
+  onRetryReport?: (r: RetryReport) => void
+  /** Each reconcile pass's report. */
+  onReconcileReport?: (r: ReconcileReport) => void
+  /** A pass that failed, and which. */
+  onError?: (err: unknown, worker: 'retry' | 'reconcile') => void
+}
+
 /**
  * The dual-write layer with Paddle (`core.billing`; docs/billing.md): our rows are written
  * first (pending), then brought to Paddle, retried until Paddle confirms them; Paddle's
@@ -113,7 +139,7 @@ export class Billing {
   private readonly rows: Crud
   private readonly pusher: Pusher
   private readonly worker: RetryWorker
-  private reconcileTimer: NodeJS.Timeout | undefined
+  private reconcileTimer: unknown
   private reconcileRun: Promise<void> | undefined
 
   constructor(opts: BillingOptions) {
@@ -274,7 +300,7 @@ export class Billing {
 
   /** Stops the retry worker and the reconcile timer, and waits for passes in progress. */
   async stop(): Promise<void> {
-    if (this.reconcileTimer) clearInterval(this.reconcileTimer)
+    if (this.reconcileTimer !== undefined) this.clock.clearTimeout(this.reconcileTimer)
     this.reconcileTimer = undefined
     await this.reconcileRun
     await this.worker.stop()
@@ -353,9 +379,11 @@ export class Billing {
 
   // --- reconcile: converge with Paddle ----------------------------------------------------
   /**
-   * One pass over Paddle's lists (reconcile.ts): unknown objects mirrored, rows older than
-   * Paddle's object repaired, lost links made, rule breakers parked; `dryRun`: the report
-   * only. Needs Paddle.
+   * One pass (reconcile.ts): Paddle's events after the stored cursor (`GET /events`, each
+   * through the webhook path, the cursor moved with it; skipped when `entities` limits the
+   * pass), then Paddle's lists: unknown objects mirrored, rows older than Paddle's object
+   * repaired, lost links made, rule breakers parked; `dryRun`: the report only (no event,
+   * no cursor stored). Needs Paddle.
    */
   async reconcile(
     opts: { dryRun?: boolean; entities?: readonly EntityName[] } = {},
@@ -365,7 +393,12 @@ export class Billing {
         'CLA_ERR_PADDLE_NOT_CONFIGURED',
         'Paddle is not configured: nothing to reconcile',
       )
-    return reconcile(this.ctx, opts)
+    return reconcile(this.ctx, opts, this)
+  }
+
+  /** Where the next reconcile pass reads Paddle's event stream from; null before the first. */
+  eventCursor(): EventCursor | null {
+    return eventCursor(this.db)
   }
 
   /** Re-syncs one object by its Paddle id (read from Paddle, applied as a snapshot). */
@@ -376,25 +409,49 @@ export class Billing {
   }
 
   /**
-   * Runs a reconcile pass every `intervalMs` in this process (`core serve`), one at a time;
-   * stopped by stop().
+   * Runs a reconcile pass `intervalMs` (default {@link RECONCILE_INTERVAL_MS}, an hour)
+   * after this call, and again `intervalMs` after each pass ends (never two at once), on
+   * this instance's clock; stopped by stop(). Nothing without Paddle or with 0.
    */
   startReconcile(
-    intervalMs: number,
+    intervalMs: number = RECONCILE_INTERVAL_MS,
     onReport?: (r: ReconcileReport) => void,
     onError?: (err: unknown) => void,
   ): void {
-    if (this.reconcileTimer || !this.paddle || intervalMs <= 0) return
-    this.reconcileTimer = setInterval(() => {
-      if (this.reconcileRun) return
-      this.reconcileRun = this.reconcile()
-        .then((r) => onReport?.(r))
-        .catch((err) => onError?.(err))
-        .finally(() => {
-          this.reconcileRun = undefined
-        })
-    }, intervalMs)
-    this.reconcileTimer.unref()
+    if (this.reconcileTimer !== undefined || !this.paddle || intervalMs <= 0) return
+    const arm = (): void => {
+      this.reconcileTimer = this.clock.setTimeout(() => {
+        this.reconcileRun = this.reconcile().then(
+          (r) => done(() => onReport?.(r)),
+          (err) => done(() => onError?.(err)),
+        )
+      }, intervalMs)
+    }
+    // the next pass is armed before the report is given (not when stopped meanwhile)
+    const done = (tell: () => void): void => {
+      this.reconcileRun = undefined
+      if (this.reconcileTimer !== undefined) arm()
+      try {
+        tell()
+      } catch (err) {
+        onError?.(err)
+      }
+    }
+    arm()
+  }
+
+  /**
+   * What `core serve` runs for billing in the background: the retry worker (every
+   * `retry.intervalMs`) and a reconcile pass every `reconcileIntervalMs` (default an
+   * hour; 0: none). Stopped by stop().
+   */
+  startWorkers(opts: BillingWorkersOptions = {}): void {
+    this.startRetryWorker(opts.onRetryReport, (err) => opts.onError?.(err, 'retry'))
+    this.startReconcile(
+      opts.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS,
+      opts.onReconcileReport,
+      (err) => opts.onError?.(err, 'reconcile'),
+    )
   }
 
   // --- plans (ours only, never at Paddle) -----------------------------------------------

@@ -8,7 +8,23 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import { claError } from '../errors.js'
 import type { Billing } from './billing.js'
 import { isRfc3339 } from './rfc3339.js'
-import { ENTITIES, type EntitySpec, type PaddleObj } from './entities.js'
+import {
+  applyEvent,
+  recordEvent,
+  type EventSource,
+  type PaddleEvent,
+  type WebhookResult,
+} from './events.js'
+
+export {
+  eventEntity,
+  PARKED_OCCURRED_AT,
+  recordEvent,
+  type EventSink,
+  type EventSource,
+  type PaddleEvent,
+  type WebhookResult,
+} from './events.js'
 
 export interface VerifyOptions {
   /** Value of the Paddle-Signature header: `ts=<unix s>;h1=<hex>[;h1=<hex>…]`. */
@@ -63,27 +79,6 @@ export function verifyPaddleSignature(opts: VerifyOptions): number {
   return tsNum
 }
 
-export interface WebhookResult {
-  /** HTTP status to answer (200 for everything accepted, duplicates included). */
-  status: 200
-  event_id: string
-  event_type: string
-  /**
-   * applied | linked | inserted | stale | duplicate | stored (unknown type) | error: … (kept,
-   * not applied) | parked: <reason> (kept, not applied, alarm)
-   */
-  outcome: string
-  /** Set when the event was parked: what is wrong, for a loud log line beside the audit row. */
-  alarm?: string
-}
-
-/** The reason an event is parked for: a signed envelope whose occurred_at is no RFC 3339 time. */
-export const PARKED_OCCURRED_AT = 'occurred_at_invalid'
-
-const EVENT_ENTITIES: Record<string, EntitySpec> = Object.fromEntries(
-  Object.values(ENTITIES).map((s) => [s.eventName, s]),
-)
-
 /**
  * Verifies, records and applies one delivery. Throws CLA_ERR_PADDLE_SIGNATURE (401) before
  * storing anything, CLA_ERR_INVALID_INPUT (400) for a signed body that is not an event.
@@ -100,135 +95,25 @@ export function handlePaddleWebhook(
     toleranceS: billing.webhookOptions.toleranceS,
     nowMs: billing.clock.now(),
   })
-  let ev: {
-    event_id?: unknown
-    event_type?: unknown
-    occurred_at?: unknown
-    notification_id?: unknown
-    data?: unknown
-  }
+  let ev: PaddleEvent
   try {
     ev = JSON.parse(rawBody.toString('utf8'))
   } catch (cause) {
     throw claError('CLA_ERR_INVALID_INPUT', 'webhook body is not JSON', { cause })
   }
-  if (typeof ev?.event_id !== 'string' || typeof ev.event_type !== 'string') {
-    throw claError('CLA_ERR_INVALID_INPUT', 'webhook body lacks event_id or event_type')
-  }
-  const eventId = ev.event_id
-  const eventType = ev.event_type
-  // Order rests on occurred_at: without a real timestamp the event cannot be placed (a
-  // NaN compares as neither older nor newer), so it is parked, never applied.
-  const timed = isRfc3339(ev.occurred_at)
-  const occurredAt =
-    typeof ev.occurred_at === 'string' ? ev.occurred_at : JSON.stringify(ev.occurred_at ?? null)
-  const db = billing.db
-  return db
-    .transaction((): WebhookResult => {
-      const seen = db.prepare('SELECT outcome FROM paddle_events WHERE event_id = ?').get(eventId)
-      if (seen)
-        return { status: 200, event_id: eventId, event_type: eventType, outcome: 'duplicate' }
-      const data = ev.data as PaddleObj | undefined
-      const { outcome, alarm } = applyEvent(
-        billing,
-        eventType,
-        eventId,
-        data,
-        timed ? occurredAt : null,
-        occurredAt,
-      )
-      db.prepare(
-        `INSERT INTO paddle_events (event_id, event_type, occurred_at, notification_id, received_at, outcome, payload)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        eventId,
-        eventType,
-        occurredAt,
-        typeof ev.notification_id === 'string' ? ev.notification_id : null,
-        billing.clock.now() * 1000,
-        outcome,
-        rawBody.toString('utf8'),
-      )
-      const failed = outcome.startsWith('error')
-      billing.audit?.append({
-        kind: 'webhook',
-        actor: 'paddle',
-        outcome: alarm ? 'alarm' : failed ? 'error' : 'ok',
-        reason: alarm ? 'parked' : failed ? 'error' : outcome,
-        route: 'POST /webhooks/paddle',
-        data: {
-          event_id: eventId,
-          event_type: eventType,
-          occurred_at: occurredAt.slice(0, 200),
-          entity_id: typeof data?.id === 'string' ? data.id : null,
-          ...(failed ? { error: outcome } : {}),
-          ...(alarm ? { parked: outcome.slice('parked: '.length), message: alarm } : {}),
-        },
-        at: billing.clock.now() * 1000,
-      })
-      return {
-        status: 200,
-        event_id: eventId,
-        event_type: eventType,
-        outcome,
-        ...(alarm ? { alarm } : {}),
-      }
-    })
-    .immediate()
+  return recordEvent(billing, ev, rawBody.toString('utf8'), 'webhook')
 }
 
-/**
- * Applies one verified event's snapshot (inside the caller's transaction): its outcome
- * (`applied`, `linked`, `stale`, `inserted`, `stored` for a type we do not mirror,
- * `parked: <reason>` with an alarm, or `error: <message>` for a snapshot that could not be
- * applied). Shared by deliveries and replays.
- */
-function applyEvent(
-  billing: Billing,
-  eventType: string,
-  eventId: string,
-  rawData: unknown,
-  timedAt: string | null,
-  occurredAt: string,
-): { outcome: string; alarm?: string } {
-  const db = billing.db
-  const spec = EVENT_ENTITIES[eventType.split('.')[0] ?? '']
-  const data = rawData as PaddleObj | undefined
-  if (timedAt === null) {
-    return {
-      outcome: `parked: ${PARKED_OCCURRED_AT}`,
-      alarm: `${eventType} ${eventId}: occurred_at ${occurredAt.slice(0, 80)} is not an RFC 3339 timestamp; parked, not applied`,
-    }
-  }
-  if (
-    !spec ||
-    !data ||
-    typeof data !== 'object' ||
-    typeof data.id !== 'string' ||
-    !data.id.startsWith(`${spec.paddlePrefix}_`)
-  )
-    return { outcome: 'stored' }
-  // A snapshot we cannot apply (a shape we do not expect) is kept with its error and
-  // acknowledged: answering 5xx would make Paddle retry a delivery that cannot succeed;
-  // `billing events replay` applies it again after a fix.
-  try {
-    const r = db.transaction(() => billing.applySnapshot(spec, data, timedAt))()
-    if (typeof r === 'string') return { outcome: r }
-    return {
-      outcome: `parked: ${r.parked}`,
-      alarm: `${eventType} ${eventId}: ${r.message}; parked, not applied`,
-    }
-  } catch (err) {
-    return { outcome: `error: ${(err as Error)?.message ?? String(err)}`.slice(0, 500) }
-  }
-}
-
+/** One stored Paddle event (a row of `paddle_events` without its payload). */
 export interface StoredEvent {
   event_id: string
   event_type: string
   occurred_at: string
+  /** µs epoch when we stored it. */
   received_at: number
   outcome: string
+  /** `webhook` (a signed delivery) or `events` (read from GET /events by reconcile). */
+  source: EventSource
 }
 
 /** Stored deliveries, newest first; `failed`: only those not applied (error or parked). */
@@ -239,7 +124,7 @@ export function listEvents(
   const limit = Math.min(Math.max(Math.trunc(opts.limit ?? 100), 1), 1000)
   return billing.db
     .prepare(
-      `SELECT event_id, event_type, occurred_at, received_at, outcome FROM paddle_events
+      `SELECT event_id, event_type, occurred_at, received_at, outcome, source FROM paddle_events
        WHERE (@failed = 0 OR outcome LIKE 'error:%' OR outcome LIKE 'parked:%')
        ORDER BY received_at DESC, event_id DESC LIMIT @limit`,
     )
@@ -258,7 +143,7 @@ export function replayEvent(billing: Billing, eventId: string): StoredEvent & { 
     .transaction(() => {
       const row = db
         .prepare(
-          'SELECT event_id, event_type, occurred_at, received_at, outcome, payload FROM paddle_events WHERE event_id = ?',
+          'SELECT event_id, event_type, occurred_at, received_at, outcome, source, payload FROM paddle_events WHERE event_id = ?',
         )
         .get(eventId) as (StoredEvent & { payload: string }) | undefined
       if (!row)

@@ -148,6 +148,21 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string; rebuild?: 
       ALTER TABLE blobs ADD COLUMN file_sha256 TEXT;
       ALTER TABLE blobs ADD COLUMN chain TEXT;`,
   },
+  // reconcile through Paddle's event stream (lib/billing/reconcile.ts): the last event of
+  // GET /events applied here (one row), moved in the transaction that applies the event;
+  // and where each stored event came from (a webhook delivery, or the stream).
+  {
+    version: 10,
+    sql: () => `
+      CREATE TABLE paddle_event_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        event_id TEXT NOT NULL,            -- evt_…: the next pass asks for the events after it
+        occurred_at TEXT NOT NULL,         -- that event's occurred_at, for people
+        updated_at INTEGER NOT NULL        -- µs epoch
+      ) STRICT;
+      ALTER TABLE paddle_events ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook'
+        CHECK (source IN ('webhook', 'events'));`,
+  },
 ]
 
 /** The customers table's columns as of migration 6, copied by the rebuild of migration 7. */

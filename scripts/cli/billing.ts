@@ -319,10 +319,13 @@ export function register(program: Command): void {
     billing
       .command('reconcile')
       .description(
-        "converge with Paddle: page through Paddle's lists, mirror what we lack, repair rows older than Paddle's object, link lost creates (core serve runs it every --reconcile-interval-ms)",
+        "converge with Paddle: Paddle's events after the stored cursor (GET /events), then its lists; mirror what we lack, repair rows older than Paddle's object, link lost creates (core serve runs it every --reconcile-interval-ms)",
       )
       .option('--dry-run', 'report only: change nothing')
-      .option('--entity <name...>', 'only these entities (default: all, parents first)')
+      .option(
+        '--entity <name...>',
+        "only these entities' lists (default: all, parents first; the event stream only without it)",
+      )
       .option('--id <paddle-id>', 're-sync one object by its Paddle id')
       .addOption(dataOption())
       .addOption(jsonOption()),
@@ -351,6 +354,11 @@ export function register(program: Command): void {
             ...(o.entity ? { entities: o.entity as EntityName[] } : {}),
           })
           if (o.json) return printJson(r)
+          const ev = r.events
+          if (ev)
+            process.stdout.write(
+              `${'events'.padEnd(13)} seen ${ev.seen}, inserted ${ev.inserted}, applied ${ev.applied}, linked ${ev.linked}, unchanged ${ev.unchanged}, duplicate ${ev.duplicate}, stored ${ev.stored}, parked ${ev.parked}; after ${ev.after ?? '(start)'}, cursor ${ev.cursor ?? '(none)'}${r.dry_run ? ' (not stored)' : ''}\n`,
+            )
           for (const [name, c] of Object.entries(r.entities))
             process.stdout.write(
               `${name.padEnd(13)} seen ${c.seen}, inserted ${c.inserted}, applied ${c.applied}, linked ${c.linked}, unchanged ${c.unchanged}, parked ${c.parked}\n`,
@@ -385,7 +393,7 @@ export function register(program: Command): void {
           if (rows.length === 0) return void process.stdout.write('no events\n')
           for (const r of rows)
             process.stdout.write(
-              `${r.event_id}  ${r.event_type.padEnd(24)} ${r.occurred_at}  ${r.outcome}\n`,
+              `${r.event_id}  ${r.event_type.padEnd(24)} ${r.occurred_at}  ${r.source.padEnd(7)}  ${r.outcome}\n`,
             )
         }),
       ),

@@ -2,6 +2,7 @@
 // block in register() below (or from its own module via `subcommand(program, 'core', …)`).
 import { Option, type Command } from 'commander'
 import { openCore } from '../../lib/core.js'
+import { RECONCILE_INTERVAL_MS } from '../../lib/billing/billing.js'
 import { claError } from '../../lib/errors.js'
 import { createLogger } from '../../lib/log.js'
 import { buildCoreApp } from '../../server/app.js'
@@ -67,7 +68,7 @@ export function register(program: Command): void {
           "a billing reconcile pass (Paddle's lists into our rows) this often; 0 = never",
         )
           .env('CLAVITOR_BILLING_RECONCILE_MS')
-          .default('3600000'),
+          .default(String(RECONCILE_INTERVAL_MS)),
       )
       .addOption(
         new Option(
@@ -129,20 +130,17 @@ export function register(program: Command): void {
           throw err
         }
         const blog = log.child({ component: 'billing' })
-        c.billing.startRetryWorker(
-          (r) => {
+        c.billing.startWorkers({
+          reconcileIntervalMs: Number(o.reconcileIntervalMs),
+          onRetryReport: (r) => {
             if (r.attempted) blog.info({ report: r }, 'billing retry pass')
           },
-          (err) => blog.error({ err }, 'billing retry pass failed'),
-        )
-        c.billing.startReconcile(
-          Number(o.reconcileIntervalMs),
-          (r) => {
+          onReconcileReport: (r) => {
             if (r.changes.length || r.parked.length)
               blog.info({ changes: r.changes.length, parked: r.parked }, 'billing reconcile pass')
           },
-          (err) => blog.error({ err }, 'billing reconcile pass failed'),
-        )
+          onError: (err, worker) => blog.error({ err }, `billing ${worker} pass failed`),
+        })
         // the replication log's head checkpoint stays freshly signed while the core is idle
         c.checkpoints.start()
         // audit anchors (lib/audit/anchor.ts): the chain head into the WORM store every

@@ -573,6 +573,43 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           .join(', '),
     )
 
+    // selling to a card customer: our row first, then a Paddle transaction with automatic
+    // collection whose checkout link is what the customer gets; the customer pays at the
+    // fake, Paddle's subscription.created webhook links it ----------------------------------
+    const card = await steps.run(
+      'card checkout: subscription for a card customer (ours first, then a Paddle transaction with automatic collection)',
+      async () => {
+        const s = await b.create('subscriptions', {
+          customer_id: tree.customer,
+          address_id: tree.address,
+          currency_code: 'EUR',
+          collection_mode: 'automatic',
+          items: [{ price_id: tree.price, quantity: 1 }],
+        })
+        const id = String(s.id)
+        const checkoutUrl = typeof s.checkout_url === 'string' ? s.checkout_url : null
+        if (!checkoutUrl)
+          throw new Error(
+            `no checkout link for ${id}: state ${String(s.state)}, ${String(s.last_error)}`,
+          )
+        const txn = b.get('transactions', String(s.origin_transaction_id))
+        fake.payTransaction(String(txn.paddle_id)) // the customer pays at checkout
+        const end = Date.now() + 20_000
+        for (;;) {
+          const row = b.get('subscriptions', id)
+          if (row.state === 'synced' && row.paddle_id && row.status === 'active')
+            return { row, checkoutUrl }
+          if (Date.now() > end)
+            throw new Error(
+              `card subscription ${id} not linked after payment: state ${String(row.state)}, status ${String(row.status)}, ${String(row.last_error)}`,
+            )
+          await sleep(50)
+        }
+      },
+      (c) =>
+        `${String(c.row.id)}: checkout ${c.checkoutUrl}; paid → ${String(c.row.paddle_id)} ${String(c.row.status)}`,
+    )
+
     // an audit anchor into the WORM store (what `core serve` does every 10 minutes) -------
     await steps.run(
       'audit anchor',
@@ -787,6 +824,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
             paddle_id: (subRow.paddle_id as string | null) ?? null,
             status: String(subRow.status),
             state: String(subRow.state),
+          },
+          card: {
+            subscription: String(card.row.id),
+            checkout_url: card.checkoutUrl,
+            status: String(b.get('subscriptions', String(card.row.id)).status),
           },
           pending_dual_writes: pending,
         },

@@ -57,6 +57,8 @@ export interface DemoReport {
     product: string
     price: string
     subscription: { id: string; paddle_id: string | null; status: string; state: string }
+    /** The subscription sold to a card customer: the checkout link Paddle gave (paid at the fake). */
+    card: { subscription: string; checkout_url: string; status: string }
     pending_dual_writes: number
   }
   /** The vault's API key is shown here once, as `clavitor vault key` does (try it with curl). */
@@ -115,6 +117,9 @@ export function formatReport(r: DemoReport): string {
     l.push(
       `  ${p.id}: ${p.blobs} blobs, cursor ${p.cursor ?? '-'}, lag ${p.lag_us === null ? '-' : `${(p.lag_us / 1e6).toFixed(1)} s`}, lookups ${p.lookups.ok} ok / ${p.lookups.failed} failed`,
     )
+  l.push(
+    `Card checkout: ${r.billing.card.checkout_url} (${r.billing.card.subscription}, ${r.billing.card.status})`,
+  )
   l.push(
     `Audit: chain ${r.audit.ok ? 'verified' : 'BROKEN'} (${r.audit.events} events, ${r.audit.anchors} anchor(s)); pending dual-writes ${r.billing.pending_dual_writes}`,
   )

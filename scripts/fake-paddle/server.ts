@@ -494,6 +494,51 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     }
   }
 
+  /**
+   * GET /events as Paddle documents it (the event stream): every event generated, by
+   * event_id (`order_by=id[ASC|DESC]`, default ASC), `after` an event id, `per_page`
+   * default 50 and at most 200, `event_type` a comma-separated filter; each item is
+   * `{event_id, event_type, occurred_at, data}` (no notification: the stream is not a
+   * delivery).
+   */
+  function listEvents(
+    q: URLSearchParams,
+    pathname: string,
+  ): { data: unknown[]; meta: Record<string, unknown> } {
+    const types = q.get('event_type')
+    const wanted = types ? new Set(types.split(',')) : null
+    const desc = (q.get('order_by') ?? 'id[ASC]') === 'id[DESC]'
+    let rows = state.events.filter((e) => !wanted || wanted.has(e.event_type))
+    rows = [...rows].sort((a, b) =>
+      a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0,
+    )
+    if (desc) rows.reverse()
+    const after = q.get('after')
+    if (after) rows = rows.filter((e) => (desc ? e.event_id < after : e.event_id > after))
+    const cap = Math.min(200, maxPerPage)
+    const perPage = Math.min(cap, Math.max(1, Number(q.get('per_page') ?? 50) || 50))
+    const page = rows.slice(0, perPage)
+    const nextQ = new URLSearchParams(q)
+    if (page.length) nextQ.set('after', page[page.length - 1]!.event_id)
+    return {
+      data: page.map((e) => ({
+        event_id: e.event_id,
+        event_type: e.event_type,
+        occurred_at: e.occurred_at,
+        data: structuredClone(e.data),
+      })),
+      meta: {
+        request_id: randomUUIDish(),
+        pagination: {
+          per_page: perPage,
+          next: `${url}${pathname}?${nextQ.toString()}`,
+          has_more: rows.length > perPage,
+          estimated_total: rows.length,
+        },
+      },
+    }
+  }
+
   function randomUUIDish(): string {
     return randomBytes(16)
       .toString('hex')
@@ -525,6 +570,8 @@ export async function startFakePaddle(opts: FakePaddleOptions = {}): Promise<Fak
     const seg = pathname.split('/').filter(Boolean)
     const [coll, id, sub, subId] = seg
     const ok = (data: unknown, status = 200) => ({ status, data })
+    if (coll === 'events' && !id && method === 'GET')
+      return { status: 200, ...listEvents(q, pathname) }
     const collections = [
       'customers',
       'products',

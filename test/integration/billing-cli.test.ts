@@ -410,10 +410,20 @@ t.test('billing reconcile: a dry run, a pass, one object by id, a bad --entity',
 
   const pass = await run('billing', 'reconcile')
   t.equal(pass.exitCode, 0, pass.stderr)
+  t.equal(fake.state.events.length, 2, 'customer.created, address.created')
+  const evAddress = fake.state.events.at(-1)!.event_id
   t.match(
     pass.stdout,
-    /^customers +seen 1, inserted 1, applied 0, linked 0, unchanged 0, parked 0$/m,
-    'the dry run wrote nothing: the pass inserts it',
+    new RegExp(
+      `^events +seen 2, inserted 2, applied 0, linked 0, unchanged 0, duplicate 0, stored 0, parked 0; after \\(start\\), cursor ${evAddress}$`,
+      'm',
+    ),
+    "the dry run wrote nothing: the pass inserts them from Paddle's event stream",
+  )
+  t.match(
+    pass.stdout,
+    /^customers +seen 1, inserted 0, applied 0, linked 0, unchanged 1, parked 0$/m,
+    'the lists agree',
   )
   t.match(pass.stdout, new RegExp(`^inserted +customers ${ctm}$`, 'm'))
   t.match(pass.stdout, new RegExp(`^inserted +addresses ${add}$`, 'm'))
@@ -505,7 +515,7 @@ t.test('billing events [--failed] and events replay', async (t) => {
   t.match(
     all.stdout,
     new RegExp(
-      `^${parked.event_id}  address.created +\\S+  parked: customer_unknown\\n${created.event_id}  customer.created +\\S+  inserted$`,
+      `^${parked.event_id}  address.created +\\S+  webhook  parked: customer_unknown\\n${created.event_id}  customer.created +\\S+  webhook  inserted$`,
     ),
   )
 })

@@ -80,6 +80,12 @@ t.test('demo --exit-after-report --json: every check passes', async (t) => {
   t.equal(rep.billing.subscription.status, 'active')
   t.equal(rep.billing.subscription.state, 'synced')
   t.match(rep.billing.subscription.paddle_id, /^sub_/)
+  t.match(
+    rep.billing.card,
+    { checkout_url: /^https:\/\/\S+\?_ptxn=txn_/, status: 'active' },
+    'a card checkout link, paid at the fake, linked',
+  )
+  t.match(r.stdout + r.stderr, /card checkout: .*checkout https:\/\/\S+_ptxn=txn_/)
   t.equal(rep.billing.pending_dual_writes, 0)
 
   // two POPs converged on the core's store, every WL3 looked up and matched on both

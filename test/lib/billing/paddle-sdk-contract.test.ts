@@ -115,6 +115,26 @@ t.test("the fake answers every call we use as Paddle's SDK expects", async (t) =
     t.equal(parsed.eventId, ev.event_id, `${ev.event_type} parses`)
   }
 
+  // GET /events, the event stream: every event, paged by the SDK's own collection (it
+  // follows meta.pagination.next), in event_id order, each parsed into its typed event
+  const listed: Array<{ eventId: string; eventType: string; occurredAt: string }> = []
+  for await (const ev of p.events.list({ perPage: 7, orderBy: 'id[ASC]' })) listed.push(ev)
+  t.same(
+    listed.map((e) => [e.eventId, e.eventType, e.occurredAt]),
+    fake.state.events.map((e) => [e.event_id, e.event_type, e.occurred_at]),
+    'the whole stream, in order',
+  )
+  const third = fake.state.events[2]!.event_id
+  const after = await p.events.list({ after: third, perPage: 200 }).next()
+  t.equal(after[0]?.eventId, fake.state.events[3]!.event_id, '`after` an event id')
+  t.equal(after.length, fake.state.events.length - 3)
+  const subs = await p.events.list({ eventType: ['subscription.created'] }).next()
+  t.same(
+    subs.map((e) => e.eventType),
+    ['subscription.created'],
+    'event_type filter',
+  )
+
   // the SDK's lower-case `bearer` scheme is accepted, a wrong key still refused
   const wrong = new Paddle('pdl_sdbx_apikey_wrong', { environment: fake.url as Environment })
   await t.rejects(wrong.customers.get(ctm.id), /Invalid API key|forbidden/)

@@ -1,6 +1,7 @@
 // Converging with Paddle (lib/billing/reconcile.ts): after a missed webhook, after objects
-// made only at Paddle (parents before children), a dry run that changes nothing, our
-// pending rows kept, one object re-synced by id.
+// made only at Paddle (parents before children), a dry run that changes nothing, the lists
+// as the repair pass behind the event stream, our pending rows kept, one object re-synced
+// by id. The event stream's cursor: reconcile-events.test.ts.
 import t from 'tap'
 import { billingRig, seed } from '../../fixtures/billing.js'
 
@@ -21,10 +22,28 @@ t.test('a missed webhook: the row is repaired; a dry run changes nothing', async
 
   const r = await b.reconcile()
   t.same(r.changes, [['customers', s.customer.paddle_id, 'applied']])
-  t.match(r.entities.customers, { seen: 2, applied: 1, unchanged: 1 })
+  t.match(r.events, { applied: 1 }, "repaired from Paddle's event stream")
+  t.match(r.entities.customers, { seen: 2, applied: 0, unchanged: 2 }, 'the lists agree')
   t.equal(b.get('customers', s.customer.id).name, 'Acme Renamed')
   const again = await b.reconcile()
   t.same(again.changes, [], 'a second pass finds nothing to do')
+})
+
+t.test('the lists repair what the event stream no longer holds', async (t) => {
+  const rig = await billingRig()
+  t.teardown(rig.close)
+  const b = rig.billing
+  const s = await seed(b)
+  await b.reconcile() // the cursor at the end of the stream
+  // renamed at Paddle; its webhook missed and its event gone from the stream (older than
+  // Paddle's 90 days, or visible only after the cursor had passed its id)
+  await rig.client.patch(`/customers/${String(s.customer.paddle_id)}`, { name: 'Acme Renamed' })
+  rig.fake.state.events.pop()
+  const r = await b.reconcile()
+  t.match(r.events, { seen: 0 })
+  t.same(r.changes, [['customers', s.customer.paddle_id, 'applied']])
+  t.match(r.entities.customers, { applied: 1 }, 'by the lists')
+  t.equal(b.get('customers', s.customer.id).name, 'Acme Renamed')
 })
 
 t.test('objects made only at Paddle are mirrored, parents first', async (t) => {
