@@ -138,8 +138,8 @@ export interface PullResult {
   cursor: string | null
   /** The core's newest published blob as of the last page; null when no page was read. */
   head: CursorPos | null
-  /** Core newest created_at minus this POP's cursor (0 when caught up). */
-  lag_us: number
+  /** Core newest created_at minus this POP's cursor (0 when caught up; null while this POP holds nothing of a core that holds blobs). */
+  lag_us: number | null
   /** Identity alarms raised in this run (store mismatch, cursor ahead); the run carried on from a re-baseline. */
   alarms: ClavitorError[]
 }
@@ -316,7 +316,8 @@ export async function pullOnce(o: PullOptions): Promise<PullResult> {
   }
   res.cursor = run.cursor.token()
   const pos = decodeCursor(res.cursor)
-  res.lag_us = res.head ? Math.max(0, res.head.created_at - (pos?.created_at ?? 0)) : 0
+  // unknown (null) while this POP holds nothing of a core that holds blobs: not "since 1970"
+  res.lag_us = res.head ? (pos ? Math.max(0, res.head.created_at - pos.created_at) : null) : 0
   return res
 }
 

@@ -266,7 +266,7 @@ function progressReporter(): { onProgress: (p: PullProgress) => void; stop: () =
 function summary(r: RunOutcome): string {
   return (
     `sync done: sealed ${r.sealed}, already held ${r.already}, pages ${r.pages}, repaired ${r.repair.repaired.length}, ` +
-    `lag ${(r.lag_us / 1e6).toFixed(1)} s, cursor ${r.cursor ?? '-'}`
+    `lag ${r.lag_us === null ? 'unknown' : `${(r.lag_us / 1e6).toFixed(1)} s`}, cursor ${r.cursor ?? '-'}`
   )
 }
 

@@ -652,7 +652,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
           return { id, pop, url, outcome }
         },
         (p) =>
-          `sealed ${p.outcome.sealed}, pages ${p.outcome.pages}, lag ${(p.outcome.lag_us / 1e6).toFixed(1)} s, lookups on ${p.url}`,
+          `sealed ${p.outcome.sealed}, pages ${p.outcome.pages}, lag ${p.outcome.lag_us === null ? 'unknown' : `${(p.outcome.lag_us / 1e6).toFixed(1)} s`}, lookups on ${p.url}`,
       )
       pops.push(p)
     }
