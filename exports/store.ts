@@ -37,5 +37,9 @@ export {
   type VerifyProblem,
   type VerifyReport,
   type VerifyStagedResult,
+  type TreeEntry,
+  type TreeIngestOptions,
+  type VerifiedTree,
+  type VerifyTreeResult,
 } from '../lib/store/index.js'
 export type { BlobIndex } from '../lib/store/blob-index.js'

@@ -45,7 +45,11 @@ export interface IngestExpect {
  * The part of the POP's BlobStore a pull needs (lib/store BlobStore satisfies it);
  * `verifyTree` and `ingestTree` (a bootstrap's bulk fill) are optional.
  */
-export interface PullStore extends Partial<BootstrapStore> {
+export interface PullStore {
+  /** BlobStore.verifyTree, for a bootstrap (optional: without it a pull pages from the start). */
+  verifyTree?: BootstrapStore['verifyTree']
+  /** BlobStore.ingestTree, for a bootstrap (optional, with verifyTree). */
+  ingestTree?: BootstrapStore['ingestTree']
   /** The store root (to re-seal a store file whose second name a crash left in staging). */
   readonly root: string
   /** The core's public keys: the checkpoints must be signed by one of them. */
