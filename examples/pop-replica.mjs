@@ -1,6 +1,7 @@
 // A POP replica pulling from a core, both in this process: the core's change feed handed
-// to the POP as a FeedClient, rsync copying from the core's store folder, every file
-// verified (sha256 + Ed25519) before the POP seals and serves it. In production the feed
+// to the POP as a FeedClient, rsync copying from the core's store folder; every page checked
+// against the core's signed checkpoint of its replication log and every file against its
+// entry (whole-file sha256) before the POP seals and serves it. In production the feed
 // is the core's mTLS POP API and the rsync source its daemon (docs/operations.md).
 // Run: node examples/pop-replica.mjs [dir]   (needs rsync on PATH; a temp folder by default)
 import { mkdtempSync } from 'node:fs'
@@ -20,10 +21,15 @@ await core.store.put(p0, Buffer.from('WL3 v2'))
 const feed = {
   page: async (cursor, limit) =>
     feedPage(
-      { db: core.db, storeId: core.store.storeId, generation: core.store.generation },
+      {
+        db: core.db,
+        storeId: core.store.storeId,
+        generation: core.store.generation,
+        checkpoints: core.checkpoints, // signs each page's checkpoint with the core's key
+      },
       { cursor, limit },
     ),
-  report: async () => {}, // the core records each POP's lag here (PUT /sync/v1/pop-state)
+  report: async () => {}, // the core records each POP's state here (POST /pop/v1/report)
 }
 
 const pop = await openPop({

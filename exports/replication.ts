@@ -52,6 +52,11 @@ export {
   type RunOutcome,
 } from '../lib/pop-sync/agent.js'
 export {
+  type BootstrapOptions,
+  type BootstrapResult,
+  type BootstrapStore,
+} from '../lib/pop-sync/bootstrap.js'
+export {
   pullOnce,
   type PullOptions,
   type PullProgress,

@@ -19,7 +19,8 @@ import { SHARDS } from '../store/open.js'
 import type { TreeEntry, VerifiedTree, VerifyTreeResult } from '../store/store.js'
 import type { PopCursor } from './pop-cursor.js'
 import { runRsync } from './rsync.js'
-import type { PullOptions } from './pull.js'
+import type { FeedClient } from './transport.js'
+import type { RsyncRunOptions } from './rsync.js'
 
 /** The store calls a bootstrap needs (BlobStore has them). */
 export interface BootstrapStore {
@@ -32,6 +33,20 @@ export interface BootstrapStore {
   ): Promise<unknown[]>
 }
 
+/** What a bootstrap needs: the pull's own options (lib/pop-sync/pull.ts PullOptions). */
+export interface BootstrapOptions {
+  /** The POP's store. */
+  store: BootstrapStore
+  /** The core's feed. */
+  feed: FeedClient
+  /** How rsync reaches the core (the pull's RsyncSettings). */
+  rsync: Pick<RsyncRunOptions, 'source' | 'ioTimeoutSec' | 'extraArgs' | 'env' | 'rsyncPath'>
+  /** The pull's staging folder (the tree goes in `tree/` under it). */
+  stagingDir: string
+  /** Stops the bootstrap with CLA_ERR_SYNC_ABORTED. */
+  signal?: AbortSignal | undefined
+}
+
 /** What a bootstrap did. */
 export interface BootstrapResult {
   /** Blobs verified, sealed and indexed in bulk. */
@@ -42,6 +57,11 @@ export interface BootstrapResult {
   head: FeedPage['head']
   /** Listed blobs left to the page-by-page pull (not arrived, refused, or after a gap). */
   left: number
+  /**
+   * Wall seconds from the start to the end of each step (they overlap): the whole feed read
+   * and checked, the last rsync group landed, every group verified, the bulk ingest done.
+   */
+  timings: { feed_s: number; rsync_s: number; verified_s: number; ingested_s: number }
 }
 
 /** Shard folders per rsync run: 4 runs of 64, so verification overlaps the transfer. */
@@ -52,7 +72,7 @@ const GROUPS = 4
  * in pullOnce: `checkChain` throws CLA_ERR_SYNC_CHAIN / CLA_ERR_SYNC_CHECKPOINT (audited).
  */
 export async function bootstrap(
-  o: PullOptions & { store: PullOptions['store'] & BootstrapStore },
+  o: BootstrapOptions,
   cursor: PopCursor,
   first: FeedPage,
   checkChain: (
@@ -61,6 +81,9 @@ export async function bootstrap(
     reqPos: { created_at: number; seq: number } | null,
   ) => { chains: Map<string, string>; endChain: string; checkpoint: Checkpoint },
 ): Promise<BootstrapResult> {
+  const t0 = performance.now()
+  const at = () => (performance.now() - t0) / 1000
+  const timings = { feed_s: 0, rsync_s: 0, verified_s: 0, ingested_s: 0 }
   const tree = join(o.stagingDir, 'tree')
   await rm(tree, { recursive: true, force: true })
   cursor.follow(first.store_id, first.generation)
@@ -93,7 +116,7 @@ export async function bootstrap(
       page = await o.feed.page(encodeCursor(pos), FEED_MAX_LIMIT)
     }
   })()
-  feed.catch(() => undefined) // awaited below
+  feed.then(() => (timings.feed_s = at())).catch(() => undefined) // awaited below
 
   // the tree, a group of shard folders at a time; each group verified as soon as it landed
   const verifications: Promise<VerifyTreeResult>[] = []
@@ -129,8 +152,10 @@ export async function bootstrap(
     )
     if (fetchError) break
   }
+  timings.rsync_s = at()
   await feed
   const results = await Promise.all(verifications)
+  timings.verified_s = at()
   const ok = new Set<string>()
   for (const r of results) for (const p of r.verified.paths) ok.add(p)
   // the contiguous prefix of the log that is here and verified: the cursor's rule
@@ -149,8 +174,10 @@ export async function bootstrap(
     const done = last as { page: FeedPage; checkpoint: Checkpoint } | null
     if (done && n === items.length) cursor.setCheckpoint(done.checkpoint)
   }
+  timings.ingested_s = at()
   await rm(tree, { recursive: true, force: true })
   return {
+    timings,
     sealed: prefix.length,
     pages,
     head: (last as { page: FeedPage } | null)?.page.head ?? first.head,

@@ -18,7 +18,7 @@ import { blobIndex, type BlobIndex } from '../store/blob-index.js'
 import { removeStagingTree } from '../store/seal.js'
 import type { VerifiedStaged, VerifyStagedResult } from '../store/store.js'
 import { FEED_MAX_LIMIT, type FeedItem, type FeedPage } from '../core-sync/feed.js'
-import { bootstrap, type BootstrapStore } from './bootstrap.js'
+import { bootstrap, type BootstrapResult, type BootstrapStore } from './bootstrap.js'
 import { CHAIN_GENESIS, chainNext } from '../store/chain.js'
 import { verifyCheckpoint, type Checkpoint } from '../store/checkpoint.js'
 import type { KeyRing } from '../store/keys.js'
@@ -128,6 +128,8 @@ export interface PullOptions {
    * Default 5000; 0 = never. Needs a store with verifyTree and ingestTree.
    */
   bootstrapMin?: number
+  /** Told what a bootstrap did (its steps' times), when one ran. */
+  onBootstrap?: (r: BootstrapResult) => void
 }
 
 /** What one pull did. */
@@ -461,11 +463,18 @@ async function maybeBootstrap(run: PullRun, res: PullResult): Promise<void> {
   const first = await o.feed.page(null, FEED_MAX_LIMIT)
   if (first.remaining < min || identityCheck(first, run.cursor)) return
   const b = await bootstrap(
-    { ...o, store: store as PullStore & BootstrapStore },
+    {
+      store: store as BootstrapStore,
+      feed: o.feed,
+      rsync: o.rsync,
+      stagingDir: o.stagingDir,
+      signal: o.signal,
+    },
     run.cursor,
     first,
     (page, start, reqPos) => checkChain(run, page, reqPos, start),
   )
+  o.onBootstrap?.(b)
   res.sealed += b.sealed
   res.pages += b.pages
   res.head = b.head

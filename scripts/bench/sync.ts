@@ -8,7 +8,10 @@
 //   - the POP's incremental pull end to end (feed, rsync --files-from, verify, seal, index,
 //     cursor) against plain `rsync -a` of the whole tree (into a mirror that has the first
 //     N) and against bare `rsync --files-from` of the same 100 files;
-//   - the initial full sync in blobs/s against plain `rsync -a` of the tree;
+//   - the initial full sync (a bootstrap from N >= 5000: whole-tree rsync, bulk verification
+//     against the signed replication log, bulk seal and index) in blobs/s against plain
+//     `rsync -a` of the tree; with --initial-only, also against `rsync -a` then `sync`,
+//     with the CPU seconds of each and the bootstrap's steps;
 //   - POP lookups/s and p99 for the latest WL3 of random P0s against nginx serving the
 //     same files statically (autocannon for both; one server process each).
 // A benchmark, not a test: figures go to docs/performance.md ("Sync").
@@ -39,10 +42,15 @@ const program = new Command()
   .addOption(
     new Option(
       '--page-size <list>',
-      'POP feed page size(s), comma-separated (default: the POP default); more than one, or --initial-only: only the initial sync, alternating page sizes and plain rsync -a',
+      'POP feed page size(s), comma-separated (default: the POP default); more than one, or --initial-only: only the initial sync, page by page at each size (no bootstrap), alternating with plain rsync -a',
     ),
   )
-  .addOption(new Option('--initial-only', 'only the initial full sync (see --page-size)'))
+  .addOption(
+    new Option(
+      '--initial-only',
+      'only the initial full sync: plain rsync -a, rsync -a then sync, and the POP bootstrap (or --page-size)',
+    ),
+  )
   .addOption(new Option('--rounds <n>', 'rounds per page size with --initial-only').default('2'))
   .addOption(
     new Option('--transport <t>', 'how the POP and the baselines reach the core store')
@@ -408,7 +416,7 @@ function printTable(results: Figures[]): void {
       ...results.map((r) => `${(r.incr_pull_s / r.incr_files_from_s).toFixed(1)}x`),
     ],
     [
-      'initial: POP full sync (verify + seal + index)',
+      'initial: POP full sync (bootstrap from 5,000: verify against the log, seal, index)',
       ...results.map((r) => `${Math.round(r.n / r.initial_pop_s)} blobs/s`),
     ],
     [
@@ -477,12 +485,20 @@ interface InitialRow {
   round: number
   what: string
   secs: number
+  /** CPU seconds of every process involved (this one, its children, the rsync daemon). */
+  cpu: number
   load: number
+  /** The bootstrap's steps (seconds from its start), for the POP's runs. */
+  steps?: { feed_s: number; rsync_s: number; verified_s: number; ingested_s: number }
 }
 
-/** Initial full sync only: per round, plain rsync -a and one POP sync per page size
- * (order rotated each round), each into a fresh folder (all removed at the end), against
- * the same core. */
+/**
+ * Initial full sync only: per round, plain `rsync -a`, plain `rsync -a` then `sync`, and the
+ * POP's initial sync (a bootstrap: whole-tree rsync, bulk verification against the signed
+ * log, bulk seal and index; with --page-size, page by page at each size instead), order
+ * rotated each round, each into a fresh folder, against the same core through the same
+ * daemon.
+ */
 async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise<void> {
   const core = await buildCore(N, work)
   core.db.prepare("INSERT INTO pops (id, created_at) VALUES ('bench-pop', 1)").run()
@@ -492,13 +508,17 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
   })
   await app.register(syncRoutes, { core: { db: core.db, store: core } })
   const coreUrl = await app.listen({ host: '127.0.0.1', port: 0 })
-  const sizesHere = PAGE_SIZES.length ? PAGE_SIZES : [1000]
+  const pops: Array<number | 'bootstrap'> = PAGE_SIZES.length ? PAGE_SIZES : ['bootstrap']
   const rsyncd =
     o.transport === 'daemon' ? await startRsyncd(core.root, join(work, 'rsyncd')) : null
   const src = rsyncd?.url ?? core.root + '/'
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      const kinds: Array<number | 'rsync'> = ['rsync', ...sizesHere]
+      const kinds: Array<number | 'bootstrap' | 'rsync' | 'rsync+sync'> = [
+        'rsync',
+        'rsync+sync',
+        ...pops,
+      ]
       const shift = (round - 1) % kinds.length
       const order = [...kinds.slice(shift), ...kinds.slice(0, shift)]
       for (const k of order) {
@@ -506,26 +526,53 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
         // start each run from the same state: nothing dirty left by the previous run or its cleanup
         execFileSync('sync')
         const load = (await import('node:os')).loadavg()[0]!
-        if (k === 'rsync') {
+        if (k === 'rsync' || k === 'rsync+sync') {
           mkdirSync(dir)
-          const s = await rsync([...clientOpts(src), '-a', src, dir + '/'])
-          rows.push({ n: N, round, what: 'plain rsync -a', secs: s, load })
-        } else {
-          const pop = await openPop({
-            dataDir: dir,
-            popId: 'bench-pop',
-            coreUrl,
-            rsyncSource: src,
-            initTrustKeys: [core.publicKey!],
-            fullVerifyEveryMs: 365 * 86_400_000,
-            pageSize: k,
+          const m = await measured(rsyncd, async () => {
+            await rsync([...clientOpts(src), '-a', src, dir + '/'])
+            if (k === 'rsync+sync') execFileSync('sync')
           })
-          const t0 = now()
-          const r = await pop.sync.run()
-          const s = secs(t0)
+          rows.push({
+            n: N,
+            round,
+            what: k === 'rsync' ? 'plain rsync -a' : 'rsync -a, then sync',
+            secs: m.secs,
+            cpu: m.cpu,
+            load,
+          })
+        } else {
+          const pop = await BlobStore.init({
+            dataDir: dir,
+            role: 'pop',
+            trustKeys: [core.publicKey!],
+            protection: 'best-effort',
+            onWarning: () => {},
+          })
+          let steps: InitialRow['steps']
+          const m = await measured(rsyncd, () =>
+            pullOnce({
+              popId: 'bench-pop',
+              db: pop.db,
+              store: pop,
+              feed: feedClientFor({ dataDir: dir, popId: 'bench-pop', coreUrl }),
+              rsync: { source: src },
+              stagingDir: join(dir, 'sync-staging'),
+              ...(k === 'bootstrap' ? { bootstrapMin: 1 } : { bootstrapMin: 0, pageSize: k }),
+              onBootstrap: (b) => (steps = b.timings),
+            }),
+          )
           await pop.close()
-          if (r.sealed !== N) throw new Error(`initial sync sealed ${r.sealed}, expected ${N}`)
-          rows.push({ n: N, round, what: `POP page ${k}`, secs: s, load })
+          if (m.value.sealed !== N)
+            throw new Error(`initial sync sealed ${m.value.sealed}, expected ${N}`)
+          rows.push({
+            n: N,
+            round,
+            what: k === 'bootstrap' ? 'POP bootstrap' : `POP page ${k}`,
+            secs: m.secs,
+            cpu: m.cpu,
+            load,
+            ...(steps ? { steps } : {}),
+          })
         }
         log(`N=${N} round ${round} ${k}: ${(N / rows[rows.length - 1]!.secs).toFixed(0)} blobs/s`)
         // kept until the end: deleting 10,000+ files slows every later file creation on a
@@ -541,14 +588,21 @@ async function initialOnly(N: number, work: string, rows: InitialRow[]): Promise
 
 function printInitial(rows: InitialRow[]): void {
   process.stdout.write(
-    '| N | round | run | load | time | blobs/s | POP / plain rsync (same round) |\n',
+    '| N | round | run | load | time | blobs/s | CPU s | / plain rsync -a | / rsync -a + sync | bootstrap steps (s from start: feed, rsync, verified, ingested) |\n',
   )
-  process.stdout.write('| -: | -: | --- | -: | -: | -: | -: |\n')
+  process.stdout.write('| -: | -: | --- | -: | -: | -: | -: | -: | -: | --- |\n')
   for (const r of rows) {
-    const base = rows.find((x) => x.n === r.n && x.round === r.round && x.what === 'plain rsync -a')
-    const ratio = base && r.what !== 'plain rsync -a' ? (base.secs / r.secs).toFixed(2) : ''
+    const same = (what: string) =>
+      rows.find((x) => x.n === r.n && x.round === r.round && x.what === what)
+    const plain = same('plain rsync -a')
+    const synced = same('rsync -a, then sync')
+    const isPop = r.what.startsWith('POP')
+    const ratio = (b: InitialRow | undefined) => (b && isPop ? (b.secs / r.secs).toFixed(2) : '')
+    const st = r.steps
+      ? `${r.steps.feed_s.toFixed(1)}, ${r.steps.rsync_s.toFixed(1)}, ${r.steps.verified_s.toFixed(1)}, ${r.steps.ingested_s.toFixed(1)}`
+      : ''
     process.stdout.write(
-      `| ${r.n.toLocaleString('en-US')} | ${r.round} | ${r.what} | ${r.load.toFixed(1)} | ${r.secs.toFixed(2)} s | ${Math.round(r.n / r.secs)} | ${ratio} |\n`,
+      `| ${r.n.toLocaleString('en-US')} | ${r.round} | ${r.what} | ${r.load.toFixed(1)} | ${r.secs.toFixed(2)} s | ${Math.round(r.n / r.secs)} | ${r.cpu.toFixed(1)} | ${ratio(plain)} | ${ratio(synced)} | ${st} |\n`,
     )
   }
   process.stdout.write(`\n(${new Date().toISOString()})\n`)
@@ -578,7 +632,7 @@ log(
 )
 if (INITIAL_ONLY) {
   const rows: InitialRow[] = []
-  const copies = 1 + ROUNDS * (1 + Math.max(1, PAGE_SIZES.length))
+  const copies = 1 + ROUNDS * (2 + Math.max(1, PAGE_SIZES.length))
   for (const n of sizes) await withWork(n, copies, (work) => initialOnly(n, work, rows))
   printInitial(rows)
   process.exit(0)
