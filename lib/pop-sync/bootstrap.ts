@@ -20,7 +20,6 @@ import type { TreeEntry, VerifiedTree, VerifyTreeResult } from '../store/store.j
 import type { PopCursor } from './pop-cursor.js'
 import { runRsync } from './rsync.js'
 import type { FeedClient } from './transport.js'
-import type { RsyncRunOptions } from './rsync.js'
 
 /** The store calls a bootstrap needs (BlobStore has them). */
 export interface BootstrapStore {
@@ -39,8 +38,19 @@ export interface BootstrapOptions {
   store: BootstrapStore
   /** The core's feed. */
   feed: FeedClient
-  /** How rsync reaches the core (the pull's RsyncSettings). */
-  rsync: Pick<RsyncRunOptions, 'source' | 'ioTimeoutSec' | 'extraArgs' | 'env' | 'rsyncPath'>
+  /** How rsync reaches the core (the pull's RsyncSettings, lib/pop-sync/pull.ts). */
+  rsync: {
+    /** `rsync://host:port/module/`, `user@host:/path/`, or a local folder. */
+    source: string
+    /** rsync --timeout / --contimeout, seconds. Default 30. */
+    ioTimeoutSec?: number
+    /** Extra rsync arguments (e.g. `--password-file`). */
+    extraArgs?: readonly string[]
+    /** Environment of the rsync process (e.g. RSYNC_PASSWORD). */
+    env?: Record<string, string>
+    /** rsync binary. Default 'rsync'. */
+    rsyncPath?: string
+  }
   /** The pull's staging folder (the tree goes in `tree/` under it). */
   stagingDir: string
   /** Stops the bootstrap with CLA_ERR_SYNC_ABORTED. */
