@@ -216,7 +216,7 @@ export class PopSync {
           root: o.store.root,
           trustedKeys: o.store.trustedKeys,
           verifyStaged: (staged) => o.store.verifyStaged(staged),
-          verifyTree: (dir, entries) => o.store.verifyTree(dir, entries),
+          verifyTree: (dir, shards, entries) => o.store.verifyTree(dir, shards, entries),
           ingestTree: async (groups, io) => {
             const paths = io.only ?? groups.flatMap((g) => g.paths)
             o.onAgentWrite?.(paths)

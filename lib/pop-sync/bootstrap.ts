@@ -24,7 +24,11 @@ import type { FeedClient } from './transport.js'
 /** The store calls a bootstrap needs (BlobStore has them). */
 export interface BootstrapStore {
   /** BlobStore.verifyTree. */
-  verifyTree(dir: string, entries: readonly TreeEntry[]): Promise<VerifyTreeResult>
+  verifyTree(
+    dir: string,
+    shards: readonly string[],
+    entries: readonly TreeEntry[],
+  ): Promise<VerifyTreeResult>
   /** BlobStore.ingestTree. */
   ingestTree(
     groups: readonly VerifiedTree[],
@@ -154,6 +158,7 @@ export async function bootstrap(
       feed.then(() =>
         o.store.verifyTree(
           tree,
+          shards,
           items
             .filter((it) => group.has(it.path.slice(0, 2)))
             .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: expectOf(it) })),

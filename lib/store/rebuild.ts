@@ -197,7 +197,13 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
     }
   })
   found.sort((a, b) => a.created_at - b.created_at || a.seq - b.seq)
-  const dirs = [...new Set(found.map((f) => join(ctx.root, shardOf(f.p0), f.p0)))]
+  // their folders, and every shard folder and the root: a bulk ingest that died mid-move
+  // may have left some of those without +a (lib/store/tree-ingest.ts); +a again is harmless
+  const dirs = [
+    ...new Set(found.map((f) => join(ctx.root, shardOf(f.p0), f.p0))),
+    ...SHARDS.map((s) => join(ctx.root, s)),
+    ctx.root,
+  ]
   const sealed = await sealBatch(
     ctx,
     found.map((f) => join(ctx.root, f.path)),

@@ -350,6 +350,11 @@ export async function removeStagingTree(dir: string, storeRoot: string): Promise
   } catch {
     // fall through: something in it is sealed
   }
+  // Sealed names in staging: a bootstrap's verified files (+i before they moved), or the
+  // second name of a store file a crash left between link and unlink. One chattr -R clears
+  // the lot; a second name shares its inode with the store's file, which then lost its +i
+  // too and is sealed again once its staged name is gone.
+  await unsealTree(dir)
   const resealed: string[] = []
   const walk = (d: string): string[] => {
     let ents: Dirent[]
@@ -367,30 +372,20 @@ export async function removeStagingTree(dir: string, storeRoot: string): Promise
     } catch {
       continue
     }
-    const twin = st.nlink > 1 ? storeNameOf(file, storeRoot) : undefined
+    if (st.nlink < 2) continue
+    const twin = storeNameOf(file, storeRoot)
     let twinSame = false
     try {
-      twinSame = twin !== undefined && st.nlink > 1 && statSync(twin).ino === st.ino
+      twinSame = twin !== undefined && statSync(twin).ino === st.ino
     } catch {
       twinSame = false
     }
-    try {
-      unlinkSync(file)
-      continue
-    } catch {
-      // sealed: clear, unlink, re-seal the store's name below
-    }
-    await execa('chattr', ['-i', '-a', '--', file, dirname(file)], {
-      stdin: 'ignore',
-      reject: false,
-    })
     rmSync(file, { force: true })
     if (twinSame && twin) {
       await execa('chattr', ['+i', '--', twin], { stdin: 'ignore' })
       resealed.push(twin)
     }
   }
-  await unsealTree(dir)
   rmSync(dir, { recursive: true, force: true })
   return resealed
 }

@@ -514,18 +514,24 @@ export class BlobStore {
 
   /**
    * Reads and checks the files of a staged tree laid out like the store (a new POP's
-   * bootstrap): each entry's whole sha256 (which the caller authenticated: the core's signed
-   * replication log) and header. No store change; pass the result to {@link ingestTree}.
+   * bootstrap): under `dir`, the folders `shards` must hold exactly `entries` (anything else
+   * is removed), each checked by its whole sha256 (which the caller authenticated: the
+   * core's signed replication log) and header, then sealed where it is. The store itself is
+   * not changed; pass the result to {@link ingestTree}.
    */
-  async verifyTree(dir: string, entries: readonly TreeEntry[]): Promise<VerifyTreeResult> {
+  async verifyTree(
+    dir: string,
+    shards: readonly string[],
+    entries: readonly TreeEntry[],
+  ): Promise<VerifyTreeResult> {
     checkOpen(this.ctx)
-    return verifyTree(this.ctx, dir, entries)
+    return verifyTree(this.ctx, dir, shards, entries)
   }
 
   /**
    * Moves verified staged trees into this EMPTY store in bulk (lib/store/tree-ingest.ts):
-   * unverified files removed, one syncfs, whole shard folders renamed into place, sealed,
-   * every row indexed with `inTransaction` in one transaction. Returns the rows.
+   * one syncfs, the staged shard folders renamed into place, sealed, every row indexed with
+   * `inTransaction` in one transaction. Returns the rows.
    */
   ingestTree(groups: readonly VerifiedTree[], opts: TreeIngestOptions = {}): Promise<BlobInfo[]> {
     try {

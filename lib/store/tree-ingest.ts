@@ -1,30 +1,41 @@
 // Bulk ingest of a whole staged tree into an EMPTY store (a new POP's bootstrap,
-// lib/pop-sync/bootstrap.ts): the tree is laid out like the store ({shard}/{p0}/{name}.cla,
-// as `rsync -a` of the core's store makes it), every file is checked by its whole sha256
-// against an entry the caller authenticated (the core's signed replication log) and its
-// header against that entry (verifyTree, per group while the next group still transfers);
-// then, once: whatever the tree holds that was not verified is removed, one syncfs makes
-// the data durable, each staged p0 folder is renamed into its shard folder whole (no
-// mkdir, no link per file), a second syncfs makes the entries durable, the files
-// and folders are sealed in bulk, and every row is indexed with the caller's
-// inTransaction (the POP's cursor) in ONE transaction. A crash before that commit leaves
-// sealed files without rows: the store's recovery indexes them at the next open (the
-// writer lock is stale), and the next pull finds them held, without a download.
-import { readdirSync, renameSync, statSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+// lib/pop-sync/bootstrap.ts). The tree is laid out like the store ({shard}/{p0}/{name}.cla,
+// as `rsync -r` of the core's shard folders makes it) and comes in groups of shard folders.
+//
+// verifyTree, per group while the next group still transfers: every expected file is read
+// and checked by its whole sha256 against an entry the caller authenticated (the core's
+// signed replication log) and its header against that entry; whatever else the group's
+// folders hold is removed; then the verified files are sealed +i and their p0 folders +a
+// right there in staging (the store's own seals, made early: a sealed file cannot change
+// after it was verified, and the work overlaps the transfer).
+//
+// ingestTree, once: one syncfs makes the data durable; each staged shard folder replaces
+// the store's empty one in one rename (the store root and that empty shard lose +a for the
+// instant of the rename; a whole p0 folder cannot be renamed once it is +a, and 256 renames
+// cost nothing next to 100,000); a second syncfs makes the entries durable; the new shard
+// folders and the root are sealed +a again; every row is indexed with the caller's
+// inTransaction (the POP's cursor) in ONE transaction. When only part of what was verified
+// is to be indexed (a gap in the log: a file missing or refused), the slow path unseals the
+// staged tree, removes the rest and moves p0 folders one by one.
+//
+// A crash before the index commit leaves files in place without rows: the writer lock is
+// stale, the store's recovery indexes them at the next open (and re-seals their folders),
+// and the next pull finds them held, without a download.
+import { readdirSync, renameSync, statSync, type Dirent } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import fg from 'fast-glob'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import type { BlobInfo } from './blob-index.js'
-import { insertRows, sealBatch } from './batch.js'
+import { insertRows } from './batch.js'
 import { fileSha256 } from './chain.js'
 import { checkExpect, infoOf } from './checks.js'
-import { stmt, type StoreContext } from './context.js'
-import { mapLimit } from './durable.js'
+import { isSealing, stmt, type StoreContext } from './context.js'
+import { readRegularFileSync } from './durable.js'
 import { decodeCla } from './format.js'
 import { SHARDS } from './open.js'
 import { ensureWriter } from './rebuild.js'
+import { chattr, unsealTree } from './seal.js'
 
 /** One file of a staged tree and the authenticated entry it must match. */
 export interface TreeEntry {
@@ -40,6 +51,8 @@ export interface TreeEntry {
 export interface VerifiedTree {
   /** The tree's folder. */
   readonly dir: string
+  /** The shard folders this group covers. */
+  readonly shards: readonly string[]
   /** Relative paths verified, in the order given. */
   readonly paths: readonly string[]
 }
@@ -50,17 +63,40 @@ export interface VerifyTreeResult {
   bad: { index: number; path: string; error: unknown } | null
 }
 
-const verifiedTrees = new WeakMap<VerifiedTree, { owner: StoreContext; infos: BlobInfo[] }>()
+const verifiedTrees = new WeakMap<
+  VerifiedTree,
+  { owner: StoreContext; infos: BlobInfo[]; sealed: boolean }
+>()
 
-/** BlobStore.verifyTree: every entry's file under `dir`, checked (no store change). */
+const ents = (dir: string): Dirent[] => {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+  } catch {
+    return []
+  }
+}
+
+/**
+ * BlobStore.verifyTree: under `dir`, the shard folders `shards` must hold exactly `entries`
+ * (anything else is removed); each entry's file is checked, then sealed in place.
+ */
 export async function verifyTree(
   ctx: StoreContext,
   dir: string,
+  shards: readonly string[],
   entries: readonly TreeEntry[],
 ): Promise<VerifyTreeResult> {
-  const results = await mapLimit(entries, 32, async (e) => {
+  const infos: BlobInfo[] = []
+  const paths: string[] = []
+  const ok = new Set<string>()
+  let bad: VerifyTreeResult['bad'] = null
+  for (let i = 0; i < entries.length; i++) {
+    // synchronous reads: the files are fresh in the page cache and a thread-pool read costs
+    // more than the read; yield now and then so the feed and rsync's pipes keep moving
+    if (i % 512 === 511) await new Promise((r) => setImmediate(r))
+    const e = entries[i]!
     try {
-      const buf = await readFile(join(dir, e.path))
+      const { buf } = readRegularFileSync(join(dir, e.path))
       const sum = fileSha256(buf)
       if (sum !== e.file_sha256) {
         throw claError('CLA_ERR_BAD_HASH', `${e.path}: file sha256 ${sum} differs from its entry`, {
@@ -69,22 +105,41 @@ export async function verifyTree(
       }
       const d = decodeCla(buf, e.path)
       checkExpect(d, e.path, { ...e.expect, path: e.path })
-      return { info: infoOf(d, e.path, sum), error: null }
+      infos.push(infoOf(d, e.path, sum))
+      paths.push(e.path)
+      ok.add(e.path)
     } catch (error) {
-      return { info: null, error }
+      bad ??= { index: i, path: e.path, error }
     }
-  })
-  const infos: BlobInfo[] = []
-  const paths: string[] = []
-  let bad: VerifyTreeResult['bad'] = null
-  results.forEach((r, i) => {
-    if (r.info) {
-      infos.push(r.info)
-      paths.push(r.info.path)
-    } else bad ??= { index: i, path: entries[i]!.path, error: r.error }
-  })
-  const verified: VerifiedTree = Object.freeze({ dir, paths })
-  verifiedTrees.set(verified, { owner: ctx, infos })
+  }
+  // nothing else stays in the group's folders: not a refused file, not a file the feed did
+  // not list (never published, written after the feed was read), not a stray entry
+  const p0Dirs: string[] = []
+  for (const s of shards) {
+    for (const p of ents(join(dir, s))) {
+      const rel = `${s}/${p.name}`
+      if (!p.isDirectory()) {
+        await rm(join(dir, rel), { force: true, recursive: true })
+        continue
+      }
+      let kept = 0
+      for (const f of ents(join(dir, rel))) {
+        if (f.isFile() && ok.has(`${rel}/${f.name}`)) kept++
+        else await rm(join(dir, rel, f.name), { force: true, recursive: true })
+      }
+      if (kept > 0) p0Dirs.push(join(dir, rel))
+      else await rm(join(dir, rel), { force: true, recursive: true })
+    }
+  }
+  const sealed = isSealing(ctx) && infos.length > 0
+  if (sealed) {
+    await ctx.sealer.seal(
+      paths.map((p) => join(dir, p)),
+      p0Dirs,
+    )
+  }
+  const verified: VerifiedTree = Object.freeze({ dir, shards: [...shards], paths })
+  verifiedTrees.set(verified, { owner: ctx, infos, sealed })
   return { verified, bad }
 }
 
@@ -115,6 +170,7 @@ export async function ingestTreeLocked(
   }
   const dir = groups[0]?.dir
   const byPath = new Map<string, BlobInfo>()
+  let allSealed = true
   for (const g of groups) {
     const v = verifiedTrees.get(g)
     if (!v || v.owner !== ctx || g.dir !== dir) {
@@ -124,6 +180,7 @@ export async function ingestTreeLocked(
       )
     }
     verifiedTrees.delete(g)
+    allSealed &&= v.sealed || v.infos.length === 0
     for (const i of v.infos) byPath.set(i.path, i)
   }
   const wanted = opts.only ?? [...byPath.keys()]
@@ -137,42 +194,57 @@ export async function ingestTreeLocked(
     if (opts.inTransaction) ctx.db.transaction(() => opts.inTransaction!(ctx.db))()
     return []
   }
-  // 1. nothing unverified comes along: what the tree holds beyond `infos` goes
-  const keep = new Set(infos.map((i) => i.path))
-  const present = await fg('**', {
-    cwd: dir,
-    onlyFiles: false,
-    markDirectories: true,
-    dot: true,
-    followSymbolicLinks: false,
-  })
-  await mapLimit(
-    present.filter((p) => !p.endsWith('/') && !keep.has(p)),
-    16,
-    (p) => rm(join(dir, p), { recursive: true, force: true }),
-  )
-  // 2. the data durable before any of it is visible
+  const sealing = isSealing(ctx)
+  const whole = infos.length === byPath.size && (allSealed || !sealing)
+  const shards = SHARDS.filter((s) => isDir(join(dir, s)))
+  // the slow path (a gap): back to plain staged files, only `infos` kept
+  if (!whole) {
+    await unsealTree(dir)
+    const keep = new Set(infos.map((i) => i.path))
+    for (const s of shards)
+      for (const p of ents(join(dir, s)))
+        for (const f of ents(join(dir, s, p.name)))
+          if (!keep.has(`${s}/${p.name}/${f.name}`))
+            await rm(join(dir, s, p.name, f.name), { force: true, recursive: true })
+  }
+  // 1. the data durable before any of it is visible
   await ctx.sealer.syncfs([ctx.root])
-  // 3. into place: each staged p0 folder renamed into its shard folder (+a allows adding
-  //    an entry; the store root and its shards stay sealed throughout)
+  // 2. into place
   ctx.recoverNeeded = true // until the rows commit
-  const shards = SHARDS.filter((s) => exists(join(dir, s)))
-  for (const s of shards) {
-    for (const p0 of readdirSync(join(dir, s))) {
-      renameSync(join(dir, s, p0), join(ctx.root, s, p0)) // refused if the store holds it
+  const swapped: string[] = []
+  if (whole) {
+    const empty = shards.filter((s) => ents(join(ctx.root, s)).length === 0)
+    if (sealing && empty.length)
+      await chattr(['-a'], [ctx.root, ...empty.map((s) => join(ctx.root, s))])
+    for (const s of empty) {
+      renameSync(join(dir, s), join(ctx.root, s)) // replaces the empty folder at once
+      swapped.push(s)
+    }
+    const rest = shards.filter((s) => !empty.includes(s))
+    if (sealing && rest.length) await unsealTree(join(dir, rest[0]!, '..'))
+  }
+  for (const s of shards.filter((x) => !swapped.includes(x)))
+    for (const p of ents(join(dir, s))) renameSync(join(dir, s, p.name), join(ctx.root, s, p.name))
+  // 3. entries durable, 4. sealed, 5. indexed
+  await ctx.sealer.syncfs([ctx.root])
+  let sealed = { sealed: sealing }
+  if (sealing) {
+    const moved = shards.filter((s) => !swapped.includes(s))
+    const files =
+      moved.length || !whole ? infos.filter((i) => !swapped.includes(i.path.slice(0, 2))) : []
+    const p0Dirs = [
+      ...new Set(files.map((i) => join(ctx.root, i.path.slice(0, i.path.lastIndexOf('/'))))),
+    ]
+    try {
+      await ctx.sealer.seal(
+        files.map((i) => join(ctx.root, i.path)),
+        [...p0Dirs, ...shards.map((s) => join(ctx.root, s)), ctx.root],
+      )
+    } catch (err) {
+      if (ctx.protection === 'enforce') throw err
+      sealed = { sealed: false }
     }
   }
-  // 4. entries durable, 5. sealed (files +i, p0 and shard folders +a), 6. indexed
-  await ctx.sealer.syncfs([ctx.root])
-  const p0Dirs = [
-    ...new Set(infos.map((i) => join(ctx.root, i.path.slice(0, i.path.lastIndexOf('/'))))),
-  ]
-  const sealed = await sealBatch(
-    ctx,
-    infos.map((i) => join(ctx.root, i.path)),
-    p0Dirs,
-  )
-  if (sealed.error) throw sealed.error
   insertRows(ctx, infos, sealed, opts.inTransaction)
   ctx.recoverNeeded = false
   const last = infos[infos.length - 1]!
@@ -181,7 +253,7 @@ export async function ingestTreeLocked(
   return infos
 }
 
-function exists(p: string): boolean {
+function isDir(p: string): boolean {
   try {
     return statSync(p).isDirectory()
   } catch {
