@@ -78,8 +78,8 @@ export interface BootstrapResult {
   timings: { feed_s: number; rsync_s: number; verified_s: number; ingested_s: number }
 }
 
-/** Shard folders per rsync run: 4 runs of 64, so verification overlaps the transfer. */
-const GROUPS = 4
+/** Shard folders per rsync run: 8 runs of 32, so verification overlaps the transfer and the last group (whose checks cannot) is small. */
+const GROUPS = 8
 
 /**
  * Fills an empty POP from `first` (the feed's first page, already read) on. Page checks as

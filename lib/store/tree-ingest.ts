@@ -7,7 +7,8 @@
 // signed replication log) and its header against that entry; whatever else the group's
 // folders hold is removed; then the verified files are sealed +i and their p0 folders +a
 // right there in staging (the store's own seals, made early: a sealed file cannot change
-// after it was verified, and the work overlaps the transfer).
+// after it was verified, and the work overlaps the transfer), after one syncfs of the group
+// (sealing a file whose data is still dirty writes it back first, file by file).
 //
 // ingestTree, once: one syncfs makes the data durable; each staged shard folder replaces
 // the store's empty one in one rename (the store root and that empty shard lose +a for the
@@ -133,6 +134,10 @@ export async function verifyTree(
   }
   const sealed = isSealing(ctx) && infos.length > 0
   if (sealed) {
+    // written back first, in one syncfs: ext4 writes a dirty file's data back before it
+    // sets +i on it, one file at a time (10,000 fresh files: 0.8 s to seal, 0.28 s after a
+    // sync)
+    await ctx.sealer.syncfs([dir])
     await ctx.sealer.seal(
       paths.map((p) => join(dir, p)),
       p0Dirs,
