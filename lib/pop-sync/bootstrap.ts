@@ -1,6 +1,6 @@
 // A new POP's first fill, the fastest honest way (docs/replication.md "Bootstrap"): instead
 // of page by page, the whole core tree comes over with rsync in a few groups of shard
-// folders into one staging tree, while the whole feed is read in pages of FEED_MAX_LIMIT
+// folders (GROUPS) into one staging tree, while the whole feed is read in pages of FEED_MAX_LIMIT
 // and each page is checked against its signed checkpoint (the chain recomputed from the
 // genesis). As each group lands, its files are checked by their whole sha256 against the
 // authenticated entries (while the next group still transfers); then the store takes the
@@ -78,7 +78,10 @@ export interface BootstrapResult {
   timings: { feed_s: number; rsync_s: number; verified_s: number; ingested_s: number }
 }
 
-/** Shard folders per rsync run: 8 runs of 32, so verification overlaps the transfer and the last group (whose checks cannot) is small. */
+/**
+ * Shard folders per rsync run: 8 runs of 32, so each group's checks overlap the next
+ * group's transfer and the last group (whose checks cannot) is small.
+ */
 const GROUPS = 8
 
 /**
