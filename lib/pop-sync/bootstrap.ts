@@ -16,6 +16,7 @@ import { CHAIN_GENESIS } from '../store/chain.js'
 import type { Checkpoint } from '../store/checkpoint.js'
 import { encodeCursor } from '../store/cursor.js'
 import { SHARDS } from '../store/open.js'
+import { removeStagingTree } from '../store/seal.js'
 import type { TreeEntry, VerifiedTree, VerifyTreeResult } from '../store/store.js'
 import type { PopCursor } from './pop-cursor.js'
 import { runRsync } from './rsync.js'
@@ -23,6 +24,8 @@ import type { FeedClient } from './transport.js'
 
 /** The store calls a bootstrap needs (BlobStore has them). */
 export interface BootstrapStore {
+  /** The store's root (to clear a staging tree that holds sealed files). */
+  readonly root: string
   /** BlobStore.verifyTree. */
   verifyTree(
     dir: string,
@@ -193,7 +196,8 @@ export async function bootstrap(
     if (done && n === items.length) cursor.setCheckpoint(done.checkpoint)
   }
   timings.ingested_s = at()
-  await rm(tree, { recursive: true, force: true })
+  // what is left was sealed in staging and not taken (nothing when the prefix is whole)
+  await removeStagingTree(tree, o.store.root)
   return {
     timings,
     sealed: prefix.length,
