@@ -13,7 +13,6 @@
 //
 // What differs per entity is in its description (entities.ts and the entities-*.ts files),
 // never in these.
-import type { AuditKind } from '../audit/kinds.js'
 import type { Db } from '../db/open.js'
 import { claError } from '../errors.js'
 import { systemClock, type Clock } from '../clock.js'
@@ -70,19 +69,8 @@ export interface MarginReport extends MarginPlan {
   applied: Array<MarginChange & { state: string }>
 }
 
-/** Where billing writes its audit events (an AuditLog, or any object with the same append). */
-export interface AuditSink {
-  /** Appends one audit event; `at` in µs since the Unix epoch (default now). */
-  append(ev: {
-    kind: AuditKind
-    actor: string
-    outcome: string
-    reason?: string
-    data?: unknown
-    route?: string
-    at?: number
-  }): unknown
-}
+import type { AuditSink } from './events.js'
+export type { AuditSink }
 
 /** How Paddle webhooks are checked (Paddle-Signature). */
 export interface WebhookOptions {

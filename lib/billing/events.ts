@@ -13,24 +13,26 @@ import { isRfc3339 } from './rfc3339.js'
 import { ENTITIES, type EntitySpec, type PaddleObj } from './entities.js'
 import type { ParkedSnapshot } from './snapshots.js'
 
+/** Where billing writes its audit events (an AuditLog, or any object with the same append). */
+export interface AuditSink {
+  /** Appends one audit event; `at` in µs since the Unix epoch (default now). */
+  append(ev: {
+    kind: AuditKind
+    actor: string
+    outcome: string
+    reason?: string
+    data?: unknown
+    route?: string
+    at?: number
+  }): unknown
+}
+
 /** What recording an event needs: Billing is one. */
 export interface EventSink {
   readonly db: Db
   readonly clock: Clock
   /** Where each event is audited; none: it is not. */
-  readonly audit?:
-    | {
-        append(ev: {
-          kind: AuditKind
-          actor: string
-          outcome: string
-          reason?: string
-          data?: unknown
-          route?: string
-          at?: number
-        }): unknown
-      }
-    | undefined
+  readonly audit?: AuditSink | undefined
   /** Applies a snapshot to our row (snapshots.ts); call inside a transaction. */
   applySnapshot(
     spec: EntitySpec,

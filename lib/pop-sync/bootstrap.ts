@@ -167,7 +167,7 @@ export async function bootstrap(
           shards,
           items
             .filter((it) => group.has(it.path.slice(0, 2)))
-            .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: expectOf(it) })),
+            .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: it })),
         ),
       ),
     )
@@ -212,16 +212,4 @@ function aborted(): ClavitorError {
     'CLA_ERR_SYNC_ABORTED',
     'pull stopped by shutdown; the next run resumes from the cursor',
   )
-}
-
-function expectOf(it: FeedItem) {
-  return {
-    p0: it.p0,
-    size: it.size,
-    file_size: it.file_size,
-    sha256: it.sha256,
-    created_at: it.created_at,
-    seq: it.seq,
-    key_id: it.key_id,
-  }
 }

@@ -23,22 +23,18 @@ import { PopSync, type PopSyncOptions } from '../../../lib/pop-sync/agent.js'
 import { plainHttpFeedClient, type FeedClient } from '../../../lib/pop-sync/transport.js'
 import { encodeCursor } from '../../../lib/store/cursor.js'
 import { BlobStore } from '../../../lib/store/index.js'
-import { indexOf, startCore, tempDir, unseal, type TestCore } from '../../fixtures/sync.js'
+import {
+  indexOf,
+  popStore,
+  startCore,
+  tempDir,
+  unseal,
+  type TestCore,
+} from '../../fixtures/sync.js'
 
 type Teardown = { teardown: (fn: () => void | Promise<void>) => void }
 
 const POP = 'pop-a'
-
-async function popStore(t: Teardown, dataDir: string, core: TestCore): Promise<BlobStore> {
-  const store = await BlobStore.init({
-    dataDir,
-    role: 'pop',
-    trustKeys: [core.store.publicKey!],
-    protection: 'best-effort',
-  })
-  t.teardown(() => store.close())
-  return store
-}
 
 function popSync(core: TestCore, store: BlobStore, extra: Partial<PopSyncOptions> = {}): PopSync {
   core.registerPop(POP)

@@ -142,7 +142,7 @@ t.test(
     const dir = tempDir(t)
     const core = await startCore(t, join(dir, 'core'))
     core.registerPop('pop-t')
-    await core.addBlobs(1500)
+    await core.addBlobs(800)
     const phases: Array<[string, (popDir: string) => boolean]> = [
       [
         'while rsync fills the staging tree',
