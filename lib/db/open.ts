@@ -146,7 +146,10 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: () => string; rebuild?: 
     version: 9,
     sql: () => `
       ALTER TABLE blobs ADD COLUMN file_sha256 TEXT;
-      ALTER TABLE blobs ADD COLUMN chain TEXT;`,
+      ALTER TABLE blobs ADD COLUMN chain TEXT;
+      -- the rows still to fill: near-empty, so the check at every store open costs nothing
+      CREATE INDEX blobs_unchained ON blobs (seq)
+        WHERE file_sha256 IS NULL OR (published = 1 AND chain IS NULL);`,
   },
   // reconcile through Paddle's event stream (lib/billing/reconcile.ts): the last event of
   // GET /events applied here (one row), moved in the transaction that applies the event;

@@ -104,6 +104,16 @@ export function fillChain(ctx: StoreContext): number {
   return first ? rechainFrom(ctx, first) : 0
 }
 
+/** Whether any row still lacks its file hash or chain value (the partial index blobs_unchained). */
+export function needsFill(ctx: StoreContext): boolean {
+  return (
+    stmt(
+      ctx,
+      'SELECT 1 FROM blobs WHERE file_sha256 IS NULL OR (published = 1 AND chain IS NULL) LIMIT 1',
+    ).get() !== undefined
+  )
+}
+
 /**
  * Rows indexed before the replication log (schema migration 9) have no file_sha256: reads
  * their files and fills it, then the chain. A file that cannot be read keeps NULL (the chain

@@ -62,7 +62,7 @@ import {
   type VerifyReport,
   forgetMissing,
 } from './rebuild.js'
-import { fillFileHashes } from './rechain.js'
+import { fillFileHashes, needsFill } from './rechain.js'
 import {
   ingestTreeLocked,
   verifyTree,
@@ -197,14 +197,7 @@ export class BlobStore {
     store.healed = await healAtOpen(store.ctx)
     // rows older than the replication log (schema migration 9) get their file hashes and
     // chain values once, from the files (idempotent: the values are deterministic)
-    if (
-      store.db
-        .prepare(
-          'SELECT 1 FROM blobs WHERE file_sha256 IS NULL OR (published = 1 AND chain IS NULL) LIMIT 1',
-        )
-        .get()
-    )
-      await fillFileHashes(store.ctx)
+    if (needsFill(store.ctx)) await fillFileHashes(store.ctx)
     return store
   }
 

@@ -24,6 +24,7 @@ import { plainHttpFeedClient, type FeedClient } from '../../../lib/pop-sync/tran
 import { encodeCursor } from '../../../lib/store/cursor.js'
 import { BlobStore } from '../../../lib/store/index.js'
 import {
+  failure,
   indexOf,
   popStore,
   startCore,
@@ -47,16 +48,6 @@ function popSync(core: TestCore, store: BlobStore, extra: Partial<PopSyncOptions
     pageSize: 5,
     ...extra,
   })
-}
-
-async function failure(p: Promise<unknown>): Promise<ClavitorError> {
-  try {
-    await p
-  } catch (err) {
-    if (isClavitorError(err)) return err
-    throw err
-  }
-  throw new Error('expected a failure')
 }
 
 /** What the core recorded from this POP's reports. */
