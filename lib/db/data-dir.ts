@@ -35,6 +35,8 @@ import { join } from 'node:path'
  *   {data}/pop-auth/                a POP's key, CSR, certificate, CA, rsync password
  *   {data}/rsyncd/                  the rsync daemon's lock and log (core)
  *   {data}/sync-staging/, quarantine/  a POP's pull staging and refused files
+ *   {data}/run/published            0700/0600: a core store's publish hint (newest seq),
+ *                                   watched by the POP API's long-poll (lib/store/publish-signal.ts)
  */
 export function dataLayout(dataDir: string) {
   const keys = join(dataDir, 'keys')
@@ -82,6 +84,7 @@ export function dataLayout(dataDir: string) {
     rsyncd: { dir: rsyncd, lock: join(rsyncd, 'rsyncd.lock'), log: join(rsyncd, 'rsyncd.log') },
     syncStaging: join(dataDir, 'sync-staging'),
     quarantine: join(dataDir, 'quarantine'),
+    publishHint: join(dataDir, 'run', 'published'),
   }
 }
 

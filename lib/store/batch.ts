@@ -120,6 +120,7 @@ export function insertPutRows(
       if (tail.broken) fillChain(ctx)
     })
     .immediate() // it reads the chain's tail first: take the write lock before that read
+  ctx.published.emit(infos.filter((_, i) => errors[i] === undefined))
   return errors
 }
 
@@ -138,4 +139,5 @@ export function insertRows(
       inTx?.(ctx.db)
     })
     .immediate() // it reads the chain's tail first: take the write lock before that read
+  ctx.published.emit(infos)
 }

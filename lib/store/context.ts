@@ -12,6 +12,7 @@ import type { BlobInfo } from './blob-index.js'
 import type { SigningKey, TrustedKey } from './keys.js'
 import type { WriterLock } from './lock.js'
 import type { Identity, OpenedStore, Protection, StorePaths } from './open.js'
+import { PublishSignal, publishHintPath } from './publish-signal.js'
 import { Sealer, type ProbeResult } from './seal.js'
 
 /** One put() waiting for its group (writer.ts). */
@@ -46,6 +47,8 @@ export interface StoreContext {
   readonly syncfsMaxDirty: number
   /** Statements are prepared once per store instance (stmt()). */
   readonly stmts: Map<string, Statement>
+  /** Raised after each commit that published rows (lib/store/publish-signal.ts). */
+  readonly published: PublishSignal
 
   // the writer's state, changed by the parts
   closed: boolean
@@ -94,6 +97,11 @@ export function makeContext(args: OpenedStore): StoreContext {
     syncfsMaxDirty:
       opts.ingestSyncfsMaxDirty ?? (process.platform === 'linux' ? 32 * 1024 * 1024 : 0),
     stmts: new Map(),
+    published: new PublishSignal({
+      // only a core's rows are fed to POPs: a POP store keeps its signal in-process
+      hintFile: args.identity.role === 'core' ? publishHintPath(opts.dataDir) : null,
+      warn: opts.onWarning ?? ((m) => process.emitWarning(m, { code: 'CLAVITOR_PUBLISH' })),
+    }),
     closed: false,
     warned: false,
     sealFailure: undefined,

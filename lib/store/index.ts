@@ -81,3 +81,9 @@ export {
   type ProbeResult,
 } from './seal.js'
 export { restoreIdentityFile, type Identity } from './open.js'
+export {
+  PublishSignal,
+  publishHintPath,
+  watchPublished,
+  type PublishListener,
+} from './publish-signal.js'

@@ -210,7 +210,7 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
     dirs,
   )
   const conflicts: string[] = []
-  let n = 0
+  const inserted: BlobInfo[] = []
   // Which found files are published: on a POP every file came from the core's feed (it was
   // published there); on a core no put acknowledged a file that has no row (its writer died
   // between link and index, or its caller's rows failed), so it stays unpublished — unless
@@ -220,7 +220,7 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
     for (const i of found) {
       try {
         insertRow(ctx, i, sealed.sealed, published) // chained below, wherever they fall
-        n++
+        inserted.push(i)
         ctx.lastSeq = Math.max(ctx.lastSeq, i.seq)
         ctx.lastCreatedAt = Math.max(ctx.lastCreatedAt, i.created_at)
       } catch (err) {
@@ -228,13 +228,14 @@ export async function rebuildLocked(ctx: StoreContext): Promise<RebuildReport> {
         else throw err
       }
     }
-    if (published && n > 0) fillChain(ctx)
+    if (published && inserted.length > 0) fillChain(ctx)
   })()
+  if (published) ctx.published.emit(inserted)
   corrupt.sort((a, b) => a.path.localeCompare(b.path))
   return {
     scanned: files.length,
     alreadyIndexed: files.length - todo.length,
-    indexed: n,
+    indexed: inserted.length,
     corrupt,
     conflicts,
   }

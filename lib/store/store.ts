@@ -31,6 +31,7 @@ import {
 import { decodeCursor, encodeCursor } from './cursor.js'
 import { writeFileDurable } from './durable.js'
 import { parseBlobPath, verifyCla, type DecodedCla } from './format.js'
+import type { PublishListener } from './publish-signal.js'
 import {
   ingestLocked,
   verifyStaged,
@@ -228,9 +229,21 @@ export class BlobStore {
       if (m === ctx.mutex && st === ctx.stage2 && ctx.pending.length === 0) break
     }
     ctx.sealer.close()
+    ctx.published.close()
     ctx.lock?.release()
     ctx.lock = null
     if (ctx.ownsDb) this.db.close()
+  }
+
+  /**
+   * Calls `listener` with the rows each commit of this store instance publishes, right after
+   * the commit, in this process (lib/store/publish-signal.ts): a put group, an ingest, a tree
+   * ingest, a recovery that publishes. Commits by other processes are not seen here; a core
+   * store also rewrites {data}/run/published for them ({@link watchPublished}). Returns the
+   * listener's removal.
+   */
+  onPublished(listener: PublishListener): () => void {
+    return this.ctx.published.on(listener)
   }
 
   // ---------------------------------------------------------------------------------
