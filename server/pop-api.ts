@@ -13,7 +13,9 @@
 //  - preValidation: authenticatePopRequest on the raw bytes (content-digest), then JSON.
 //  - preHandler: @fastify/rate-limit keyed on the authenticated POP id (429 + Retry-After).
 //  - Routes: POST /pop/v1/token, POST /pop/v1/token/refresh, and the sync plugin
-//    (server/routes/sync.ts: GET /pop/v1/feed, POST /pop/v1/report) behind the token.
+//    (server/routes/sync.ts: GET /pop/v1/feed, its long-poll ?wait=, POST /pop/v1/report)
+//    behind the token. A long-poll is one request: authenticated and audited once, when it
+//    starts; its wait is capped 10 s below the idle-socket timeout.
 //  - Timeouts: headers, request, connection and keep-alive are all bounded.
 // Every request that gets an answer has an audit row (refusals before authentication,
 // such as an oversized body, are written from onSend).
@@ -37,6 +39,7 @@ import { certificateRefusal, handshakeRefusal } from '../lib/auth/tls-refusal.js
 import { loadTokenSecrets, tokenSecretPaths } from '../lib/auth/tokens.js'
 import { grantTokens, refreshTokens } from '../lib/auth/token-grant.js'
 import { syncRoutes } from './routes/sync.js'
+import { FEED_MAX_WAIT_S } from '../lib/core-sync/feed.js'
 import { requestIdOptions, requestIdPlugin } from '../http/request-id.js'
 import { strictBodyOptions } from '../http/strict-body.js'
 import { jsonErrorHandler } from '../http/error-handler.js'
@@ -91,6 +94,8 @@ export interface PopApiOptions {
   crlReloadMs?: number
   /** Signature window: max age / future skew in seconds. Defaults 300 / 30. */
   window?: { maxAgeSec?: number; maxSkewSec?: number }
+  /** Feed long-polls held at once (one per POP; lib/core-sync/feed-wait.ts). Default 10,000. */
+  maxFeedWaiters?: number
   /** Mount the sync routes (server/routes/sync.ts). Default true. */
   syncRoutes?: boolean
   /** Extra routes (tests). Registered behind the same authentication. */
@@ -463,7 +468,15 @@ export async function buildPopApiApp(opts: PopApiOptions): Promise<FastifyInstan
   })
 
   // --- the data routes, behind the token --------------------------------------------
-  if (opts.syncRoutes ?? true) await app.register(syncRoutes, { core })
+  if (opts.syncRoutes ?? true) {
+    // a long-poll must answer before the idle-socket timeout cuts it
+    const idleS = Math.floor((opts.connectionTimeoutMs ?? 60_000) / 1000)
+    await app.register(syncRoutes, {
+      core,
+      maxWaitS: Math.max(0, Math.min(FEED_MAX_WAIT_S, idleS - 10)),
+      ...(opts.maxFeedWaiters !== undefined ? { maxWaiters: opts.maxFeedWaiters } : {}),
+    })
+  }
   if (opts.routes) await opts.routes(app)
   return app
 }

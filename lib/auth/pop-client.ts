@@ -57,6 +57,10 @@ export interface RequestOptions {
   token?: boolean
   /** Extra headers (not signed unless covered). */
   headers?: Record<string, string>
+  /** This request's timeout, ms (a feed long-poll waits longer than other requests). Default: the client's. */
+  timeoutMs?: number
+  /** Stops the request (the POP shuts down while it waits). */
+  signal?: AbortSignal
 }
 
 interface Tokens {
@@ -251,7 +255,8 @@ export class PopApiClient {
           headers,
           agent: this.agent,
           servername: /^[\d.]+$|:/.test(this.baseUrl.hostname) ? undefined : this.baseUrl.hostname,
-          timeout: this.opts.timeoutMs ?? 30_000,
+          timeout: o.timeoutMs ?? this.opts.timeoutMs ?? 30_000,
+          ...(o.signal ? { signal: o.signal } : {}),
         },
         (res) => {
           const chunks: Buffer[] = []
@@ -276,7 +281,9 @@ export class PopApiClient {
       )
       req.on('timeout', () =>
         req.destroy(
-          new Error(`POP API request timed out after ${this.opts.timeoutMs ?? 30_000} ms`),
+          new Error(
+            `POP API request timed out after ${o.timeoutMs ?? this.opts.timeoutMs ?? 30_000} ms`,
+          ),
         ),
       )
       req.on('error', reject)

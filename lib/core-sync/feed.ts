@@ -6,6 +6,7 @@ import { claError } from '../errors.js'
 import { blobIndex, type FeedRow } from '../store/blob-index.js'
 import type { Checkpoint } from '../store/checkpoint.js'
 import type { Checkpointer } from './checkpointer.js'
+import type { FeedWaiters } from './feed-wait.js'
 import { decodeCursor, encodeCursor, type CursorPos } from '../store/cursor.js'
 
 /** Page size when the request names no limit. */
@@ -60,6 +61,27 @@ export interface FeedQuery {
   limit?: number
 }
 
+/**
+ * Longest long-poll a POP may ask for, seconds: below the POP API's idle-socket timeout
+ * (60 s by default) and the usual proxy timeouts, so a wait ends with an answer, not a cut.
+ */
+export const FEED_MAX_WAIT_S = 50
+
+/**
+ * The `wait` of a feed request, in seconds (0 to `maxS`; absent: 0, answer at once), as ms.
+ * CLA_ERR_INVALID_INPUT otherwise.
+ */
+export function parseWait(wait: unknown, maxS = FEED_MAX_WAIT_S): number {
+  if (wait === undefined || wait === null || wait === '') return 0
+  const n = typeof wait === 'number' ? wait : /^\d{1,4}$/.test(String(wait)) ? Number(wait) : NaN
+  if (!Number.isInteger(n) || n < 0 || n > maxS) {
+    throw claError('CLA_ERR_INVALID_INPUT', `wait must be an integer from 0 to ${maxS} (seconds)`, {
+      details: { field: 'wait' },
+    })
+  }
+  return n * 1000
+}
+
 export function parseLimit(limit: unknown): number {
   if (limit === undefined || limit === null || limit === '') return FEED_DEFAULT_LIMIT
   const n =
@@ -103,4 +125,22 @@ export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
     remaining,
     checkpoint: src.checkpoints.at(covered),
   }
+}
+
+/**
+ * The long-poll form of {@link feedPage} (GET /pop/v1/feed?wait=…): when nothing lies past
+ * the cursor, waits up to `waitMs` for a blob to commit (lib/core-sync/feed-wait.ts), then
+ * answers the page as it stands (empty after a timeout, with a fresh checkpoint of the head).
+ * One wait per POP: a second one ends the first with its (empty) page.
+ */
+export async function feedPageWaiting(
+  src: FeedSource,
+  waiters: Pick<FeedWaiters, 'wait'>,
+  popId: string,
+  q: FeedQuery & { waitMs: number; signal?: AbortSignal },
+): Promise<FeedPage> {
+  const page = feedPage(src, q)
+  if (page.items.length > 0 || q.waitMs <= 0) return page
+  const end = await waiters.wait(popId, decodeCursor(q.cursor), q.waitMs, q.signal)
+  return end === 'gone' ? page : feedPage(src, q)
 }

@@ -71,14 +71,23 @@ export interface RunOptions {
   onProgress?: (p: PullProgress) => void
   /** Force a full verify of every held blob before pulling. */
   verify?: boolean
+  /**
+   * Check the local tree first (quick or full, by cadence). Default true; false for a wake
+   * run (the feed long-poll): a pull of what is new, within seconds of its commit, without a
+   * stat of every held blob; the regular runs keep checking.
+   */
+  check?: boolean
 }
 
 /** What a successful sync run did: the pull's result plus the check and repair before it. */
 export interface RunOutcome extends PullResult {
   /** Queued repairs this run attempted. */
   repair: RepairResult
-  /** Damaged blobs found by this run's check ('watch': skipped, the live watcher covers it). */
-  checked: { mode: 'quick' | 'full' | 'watch'; bad: number }
+  /**
+   * Damaged blobs found by this run's check ('watch': skipped, the live watcher covers it;
+   * 'none': a wake run, the regular runs check).
+   */
+  checked: { mode: 'quick' | 'full' | 'watch' | 'none'; bad: number }
   /** Set when the report to the core failed (the run itself succeeded). */
   report_error: string | null
 }
@@ -113,6 +122,11 @@ export class PopSync {
       this.log.error({ err, ev }, 'audit log write failed')
       throw err
     }
+  }
+
+  /** This POP's cursor in the core's feed (null before its first page). */
+  cursor(): string | null {
+    return getMeta(this.opts.store.db, K_CURSOR)
   }
 
   /**
@@ -156,7 +170,9 @@ export class PopSync {
     try {
       const every = o.fullVerifyEveryMs ?? 86_400_000
       const last = Number(getMeta(db, K_LAST_VERIFY) ?? 0)
-      if (opts.verify || every === 0 || started - last >= every) {
+      if (opts.check === false && !opts.verify) {
+        checked = { mode: 'none', bad: 0 }
+      } else if (opts.verify || every === 0 || started - last >= every) {
         const bad = await fullVerify(o.store)
         setMeta(db, K_LAST_VERIFY, String(started))
         setMeta(db, K_LAST_CHECK, String(started)) // every file was just read
@@ -179,7 +195,7 @@ export class PopSync {
           })
         }
       }
-      this.checkedRuns++
+      if (checked.mode !== 'none') this.checkedRuns++
       if (checked.bad > 0) {
         warn(`${checked.bad} blob(s) on this POP are missing or damaged; repairing from the core`, {
           mode: checked.mode,

@@ -1,7 +1,9 @@
 // The POP's pull scheduler: hourly, each POP in its own 3-minute slot of the hour taken
 // from a hash of its id (POPs do not all hit the core at once), plus jitter; after a
 // failure, exponential backoff (capped) instead of waiting for the next hour; a manual
-// run at any time. Clock, timers and randomness are injected so tests never wait.
+// run at any time, and wake runs when the core's feed long-poll says a blob came
+// (lib/pop-sync/wake.ts). The hourly run stays the floor and the repair pass whatever the
+// wake-ups do. Clock, timers and randomness are injected so tests never wait.
 import { createHash } from 'node:crypto'
 import { systemClock, type Clock } from '../clock.js'
 import { isClavitorError } from '../errors.js'
@@ -74,6 +76,9 @@ export function backoffDelay(
   return Math.max(1, Math.round(raw * (0.9 + 0.2 * rand())))
 }
 
+/** Why a run happens. */
+export type RunReason = 'regular' | 'manual' | 'wake'
+
 /**
  * Options of a {@link SyncScheduler}: the schedule, the run it fires, and injected clock and
  * randomness.
@@ -81,8 +86,12 @@ export function backoffDelay(
 export interface SchedulerOptions extends ScheduleOptions {
   /** This POP's id: its slot in each interval comes from it. */
   popId: string
-  /** One pull. Rejects on failure; must honour the signal. */
-  run: (signal: AbortSignal) => Promise<unknown>
+  /**
+   * One pull. Rejects on failure; must honour the signal. `reason`: 'regular' (the hourly
+   * slot or a backoff retry), 'manual', or 'wake' (the feed long-poll: a pull only, the
+   * local tree check is left to the regular runs).
+   */
+  run: (signal: AbortSignal, reason: RunReason) => Promise<unknown>
   /** Time and timers. Default: the system clock. */
   clock?: Clock
   /** Randomness in [0, 1) for jitter. Default Math.random. */
@@ -92,6 +101,7 @@ export interface SchedulerOptions extends ScheduleOptions {
     ok: boolean
     error?: unknown
     manual: boolean
+    reason: RunReason
     failures: number
     nextAt: number | null
   }) => void
@@ -113,6 +123,8 @@ export class SyncScheduler {
   private stopped = true
   /** Consecutive failures (0 after a success); a run stopped by an abort is not one. */
   failures = 0
+  /** The error of the last run that ended (undefined after a success). */
+  lastError: unknown = undefined
   /** When the next run is due (ms epoch), or null when stopped. */
   nextAt: number | null = null
 
@@ -135,7 +147,16 @@ export class SyncScheduler {
 
   /** A manual run now; joins the run in flight if there is one. Resolves when it is done. */
   runNow(): Promise<void> {
-    return this.fire(true)
+    return this.fire('manual')
+  }
+
+  /**
+   * A wake run (the core said a blob came); joins the run in flight if there is one. The
+   * next regular run keeps its slot. Resolves when done; rejects with the run's error.
+   */
+  async wake(): Promise<void> {
+    await this.fire('wake')
+    if (this.lastError !== undefined) throw this.lastError
   }
 
   get isRunning(): boolean {
@@ -159,13 +180,13 @@ export class SyncScheduler {
     this.timer = this.clock.setTimeout(
       () => {
         this.timer = null
-        void this.fire(false)
+        void this.fire('regular')
       },
       Math.max(0, at - this.clock.now()),
     )
   }
 
-  private fire(manual: boolean): Promise<void> {
+  private fire(reason: RunReason): Promise<void> {
     if (this.running) return this.running
     const ac = new AbortController()
     this.abort = ac
@@ -173,7 +194,7 @@ export class SyncScheduler {
       let ok = true
       let error: unknown
       try {
-        await this.opts.run(ac.signal)
+        await this.opts.run(ac.signal, reason)
         this.failures = 0
       } catch (err) {
         ok = false
@@ -190,11 +211,13 @@ export class SyncScheduler {
           )
       this.running = null
       this.abort = null
+      this.lastError = ok ? undefined : error
       if (!this.stopped) this.arm(next)
       this.opts.onRun?.({
         ok,
         error,
-        manual,
+        manual: reason === 'manual',
+        reason,
         failures: this.failures,
         nextAt: this.stopped ? null : next,
       })

@@ -12,6 +12,12 @@ export interface FeedClient {
   page(cursor: string | null, limit: number): Promise<FeedPage>
   /** Tells the core this POP's cursor, lag and last error after a run. */
   report(state: PopReport): Promise<void>
+  /**
+   * The feed's long-poll (GET /pop/v1/feed?wait=): answers as soon as a blob past `cursor`
+   * is committed on the core, or after about `waitS` seconds with an empty page. Its page
+   * holds at most one item: it is a wake-up, the pull reads the pages itself.
+   */
+  wait?(cursor: string | null, waitS: number, signal?: AbortSignal): Promise<FeedPage>
 }
 
 /** Any `request(method, path, {query, body}) → {status, json}` client (e.g. PopApiClient). */
@@ -24,7 +30,13 @@ export interface JsonRequester {
   request(
     method: string,
     path: string,
-    opts?: { query?: Record<string, string>; body?: unknown },
+    opts?: {
+      query?: Record<string, string>
+      body?: unknown
+      /** This request's timeout, ms. */
+      timeoutMs?: number
+      signal?: AbortSignal
+    },
   ): Promise<{ status: number; json: unknown }>
 }
 
@@ -75,9 +87,33 @@ function httpFail(what: string, status: number, json: unknown): never {
   )
 }
 
+/** Time a long-poll may take beyond its wait before the POP gives up on the answer, ms. */
+export const WAIT_MARGIN_MS = 15_000
+
 /** A FeedClient over any JSON requester (the authenticated PopApiClient, or plain HTTP). */
 export function requestFeedClient(client: JsonRequester): FeedClient {
   return {
+    async wait(cursor, waitS, signal) {
+      const query: Record<string, string> = { limit: '1', wait: String(waitS) }
+      if (cursor) query.cursor = cursor
+      let res: { status: number; json: unknown }
+      try {
+        res = await client.request('GET', '/pop/v1/feed', {
+          query,
+          timeoutMs: waitS * 1000 + WAIT_MARGIN_MS,
+          ...(signal ? { signal } : {}),
+        })
+      } catch (cause) {
+        if (signal?.aborted)
+          throw claError('CLA_ERR_SYNC_ABORTED', 'feed wait stopped by shutdown', { cause })
+        if (isClavitorError(cause)) throw cause
+        throw claError('CLA_ERR_SYNC_FEED', `feed wait failed: ${(cause as Error).message}`, {
+          cause,
+        })
+      }
+      if (res.status !== 200) httpFail('feed wait', res.status, res.json)
+      return checkPage(res.json)
+    },
     async page(cursor, limit) {
       const query: Record<string, string> = { limit: String(limit) }
       if (cursor) query.cursor = cursor
@@ -126,7 +162,9 @@ export function plainHttpRequester(
           ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: opts.signal
+          ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? timeoutMs)])
+          : AbortSignal.timeout(opts.timeoutMs ?? timeoutMs),
       })
       const text = await res.text()
       let json: unknown = null

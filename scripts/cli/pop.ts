@@ -19,7 +19,8 @@ import { renderRsyncdConfig, type RsyncdAuth } from '../../lib/core-sync/rsyncd-
 import { auditRsyncLog, prepareRsyncdLogFile } from '../../lib/core-sync/rsync-audit.js'
 import { rsyncdAuthFromRegistry, sshAuthorizedKeyLine } from '../../lib/core-sync/rsync-auth.js'
 import { getPop } from '../../lib/auth/pops.js'
-import { SyncScheduler } from '../../lib/pop-sync/scheduler.js'
+import { PullLoop } from '../../lib/pop-sync/pull-loop.js'
+import { WAKE_WAIT_S } from '../../lib/pop-sync/wake.js'
 import { parseTrustProxy, type TrustProxy } from '../../lib/auth/trust-proxy.js'
 import {
   action,
@@ -46,6 +47,7 @@ interface PopCliOptions {
   rsyncTimeout?: string | number
   rsyncArg?: string[]
   fullVerifyHours?: string | number
+  wait?: string | number
   insecurePlainHttp?: boolean
   verify?: boolean
   json?: boolean
@@ -65,6 +67,7 @@ const CONFIG_KEYS = [
   'rsyncTimeout',
   'rsyncArg',
   'fullVerifyHours',
+  'wait',
 ] as const
 
 function readConfig(file: string): Record<string, unknown> {
@@ -107,6 +110,8 @@ export function resolvePopOptions(o: PopCliOptions): {
   pop: Omit<PopOptions, 'log' | 'watch'>
   listen?: { host: string; port: number }
   trustProxy: TrustProxy
+  /** Feed long-poll seconds (0 = off). */
+  waitS: number
 } {
   const cfg = o.config ? readConfig(o.config) : {}
   const pick = <K extends (typeof CONFIG_KEYS)[number]>(k: K): unknown =>
@@ -131,6 +136,7 @@ export function resolvePopOptions(o: PopCliOptions): {
   const pageSize = intOpt('page-size', pick('pageSize'), 1, 5000)
   const timeout = intOpt('rsync-timeout', pick('rsyncTimeout'), 1, 3600)
   const verifyHours = intOpt('full-verify-hours', pick('fullVerifyHours'), 0, 24 * 365)
+  const waitS = intOpt('wait', pick('wait'), 0, 50) ?? WAKE_WAIT_S
   const extra = pick('rsyncArg')
   if (extra !== undefined && !(Array.isArray(extra) && extra.every((x) => typeof x === 'string'))) {
     throw claError('CLA_ERR_INVALID_OPTION', '"rsyncArg" must be an array of strings')
@@ -157,6 +163,7 @@ export function resolvePopOptions(o: PopCliOptions): {
     },
     ...(typeof listen === 'string' ? { listen: parseListen(listen) } : {}),
     trustProxy: parseTrustProxy(trustProxy),
+    waitS,
   }
 }
 
@@ -205,6 +212,13 @@ function popOptions(cmd: Command, withListen: boolean): Command {
         '--insecure-plain-http',
         'allow an http:// --core on a non-loopback host (tests only: no POP authentication)',
       ).env('CLAVITOR_INSECURE_PLAIN_HTTP'),
+    )
+  if (withListen)
+    cmd.addOption(
+      new Option(
+        '--wait <s>',
+        `hold a long-poll of this many seconds on the core's feed and pull as soon as a blob commits (1..50, 0 = hourly pulls only; default ${WAKE_WAIT_S})`,
+      ).env('CLAVITOR_SYNC_WAIT'),
     )
   if (withListen)
     cmd.option(
@@ -334,7 +348,7 @@ export function register(program: Command): void {
     true,
   ).action(
     action(async (o: PopCliOptions) => {
-      const { pop: po, listen, trustProxy } = resolvePopOptions(o)
+      const { pop: po, listen, trustProxy, waitS } = resolvePopOptions(o)
       const metrics = readMetricsToken(o.metricsTokenFile)
       if (!listen)
         throw claError(
@@ -350,32 +364,35 @@ export function register(program: Command): void {
         ...(metrics ? { metrics } : {}),
         fastify: { loggerInstance: log.child({ component: 'http' }) },
       })
-      const scheduler = new SyncScheduler({
-        popId: po.popId,
-        run: (signal) => p.sync.run({ signal }),
+      // hourly staggered pulls, and a pull within seconds of each commit (the long-poll)
+      const pulls = new PullLoop({
+        sync: p.sync,
+        waitS,
+        log: log.child({ component: 'wake' }),
         onRun: (r) =>
           log.info(
             {
               ok: r.ok,
-              manual: r.manual,
+              reason: r.reason,
               failures: r.failures,
               next_at: r.nextAt && new Date(r.nextAt).toISOString(),
             },
-            'sync scheduled',
+            'sync run',
           ),
       })
+      const scheduler = pulls.scheduler
       onShutdown(async (sig) => {
         log.info({ sig }, 'stopping: aborting a pull in flight, closing the server')
-        await scheduler.stop()
+        await pulls.stop()
         await app.close()
         await p.close()
       })
       // SIGUSR2: a manual run now
       process.on('SIGUSR2', () => void scheduler.runNow())
       await app.listen({ host: listen.host, port: listen.port })
-      scheduler.start()
+      pulls.start()
       log.info(
-        { listen: `${listen.host}:${listen.port}`, next_at: scheduler.nextAt },
+        { listen: `${listen.host}:${listen.port}`, next_at: scheduler.nextAt, wait_s: waitS },
         'POP agent running',
       )
     }),

@@ -1,24 +1,35 @@
 // The POP sync API routes (registered by server/pop-api.ts behind mTLS + signed requests).
 // Thin: parse, call lib/core-sync, answer. The POP id comes from `request.popId`, set by the
 // auth hook of the app that registers this plugin; a request without one is refused.
+// GET /pop/v1/feed?wait=N is the long-poll (lib/core-sync/feed-wait.ts): the plugin holds
+// one FeedWaiters for its app, closed with it.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { Db } from '../../lib/db/open.js'
 import { claError } from '../../lib/errors.js'
 import { Checkpointer, type CheckpointStore } from '../../lib/core-sync/checkpointer.js'
-import { feedPage } from '../../lib/core-sync/feed.js'
+import { FEED_MAX_WAIT_S, feedPageWaiting, parseWait } from '../../lib/core-sync/feed.js'
+import { FeedWaiters } from '../../lib/core-sync/feed-wait.js'
+import type { PublishListener } from '../../lib/store/publish-signal.js'
 import { recordReport, validateReport } from '../../lib/core-sync/pop-state.js'
 
 /** What the routes need from the core instance. */
 export interface SyncCore {
   db: Db
-  /** The core store (its id, generation and signing key: BlobStore). */
-  store: CheckpointStore
+  /** The core store (its id, generation, signing key, data folder and publish signal: BlobStore). */
+  store: CheckpointStore & {
+    readonly dataDir: string
+    onPublished(listener: PublishListener): () => void
+  }
   /** The core's checkpoint signer (Core.checkpoints); one is made for `store` when absent. */
   checkpoints?: Checkpointer
 }
 
 export interface SyncRoutesOptions {
   core: SyncCore
+  /** Longest `wait` a POP may ask for, seconds. Default {@link FEED_MAX_WAIT_S}. */
+  maxWaitS?: number
+  /** Feed waits held at once (lib/core-sync/feed-wait.ts). Default 10,000. */
+  maxWaiters?: number
 }
 
 declare module 'fastify' {
@@ -37,17 +48,37 @@ function popIdOf(req: FastifyRequest): string {
 export const syncRoutes: FastifyPluginAsync<SyncRoutesOptions> = async (app, opts) => {
   const { core } = opts
   const checkpoints = core.checkpoints ?? new Checkpointer(core.store)
-  app.get('/pop/v1/feed', async (req) => {
-    popIdOf(req)
+  const maxWaitS = opts.maxWaitS ?? FEED_MAX_WAIT_S
+  const waiters = new FeedWaiters({
+    db: core.db,
+    dataDir: core.store.dataDir,
+    store: core.store,
+    ...(opts.maxWaiters !== undefined ? { maxWaiters: opts.maxWaiters } : {}),
+  })
+  // before the server waits for its open requests: every long-poll answers at once
+  app.addHook('preClose', async () => waiters.close())
+  app.get('/pop/v1/feed', async (req, reply) => {
+    const popId = popIdOf(req)
     const q = req.query as Record<string, string | undefined>
-    return feedPage(
+    const waitMs = parseWait(q.wait, maxWaitS)
+    // the POP hung up (or the server closes): the wait ends, nothing is answered
+    const gone = new AbortController()
+    reply.raw.once('close', () => gone.abort())
+    return feedPageWaiting(
       {
         db: core.db,
         storeId: core.store.storeId,
         generation: core.store.generation,
         checkpoints,
       },
-      { cursor: q.cursor ?? null, limit: q.limit as unknown as number },
+      waiters,
+      popId,
+      {
+        cursor: q.cursor ?? null,
+        limit: q.limit as unknown as number,
+        waitMs,
+        signal: gone.signal,
+      },
     )
   })
   app.post('/pop/v1/report', async (req) => {
