@@ -761,6 +761,43 @@ t.test(
 )
 
 t.test(
+  'the feed long-poll over PopApiClient: woken by a commit, outlives the request timeout, audited once per wait',
+  async (t) => {
+    const client = new PopApiClient({
+      baseUrl: `https://127.0.0.1:${port}`,
+      popId: 'pop-b',
+      keyPem: B.keyPem,
+      certPem: B.certPem,
+      caPem: pki.caCertPem,
+    })
+    t.teardown(() => client.close())
+    const feed = requestFeedClient(client)
+    const head = (await feed.page(null, 5000)).next
+    mark = listEvents(core.db, { limit: 1 })[0]?.id ?? 0
+    // nothing new: the wait ends empty after its 3 s, beyond this app's 2 s request timeout
+    const idle = await feed.wait!(head, 3)
+    t.same(idle.items, [], 'an empty page at the timeout')
+    const waiting = feed.wait!(head, 30)
+    await new Promise((r) => setTimeout(r, 200)) // let the wait reach the core
+    const info = await core.store.put('cd'.repeat(16), Buffer.from('new wl3'))
+    const woke = await waiting
+    t.same(
+      woke.items.map((i) => i.seq),
+      [info.seq],
+      'woken with the new blob',
+    )
+    const feedRows = since().filter(
+      (e) => e.kind === 'pop.request' && e.actor === 'pop-b' && e.route === 'GET /pop/v1/feed',
+    )
+    t.equal(feedRows.length, 2, 'one audit row per long-poll (two waits)')
+    t.ok(
+      feedRows.every((e) => e.outcome === 'allowed'),
+      'each authenticated (mTLS, signature, token) and allowed',
+    )
+  },
+)
+
+t.test(
   'token secret rotation: old tokens live on once, then the client logs in again by itself',
   async (t) => {
     const client = new PopApiClient({
