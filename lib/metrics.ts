@@ -42,8 +42,8 @@ export class Metrics {
   readonly registry = new Registry()
   /** HTTP request latency, seconds, by method, route pattern and status. */
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>
-  /** POP pull runs. */
-  readonly syncRuns: Counter<string>
+  /** POP pull runs, by trigger: regular (hourly slot, retry), wake (feed long-poll), manual. */
+  readonly syncRuns: Counter<'trigger'>
   /** POP pull runs that failed, by error code. */
   readonly syncRunErrors: Counter<'reason'>
   /** Blobs verified, sealed and indexed by POP pulls. */
@@ -77,7 +77,8 @@ export class Metrics {
     })
     this.syncRuns = new Counter({
       name: 'clavitor_sync_runs_total',
-      help: 'POP pull runs',
+      help: 'POP pull runs, by trigger: regular (the hourly slot or a retry), wake (the feed long-poll), manual',
+      labelNames: ['trigger'],
       registers,
     })
     this.syncRunErrors = new Counter({

@@ -193,7 +193,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
   })
   const sync = new PopSync({
     onRun: (r) => {
-      metrics.syncRuns.inc()
+      metrics.syncRuns.inc({ trigger: r.trigger })
       if (!r.ok) metrics.syncRunErrors.inc({ reason: r.code ?? 'unknown' })
       metrics.syncBlobs.inc(r.sealed)
     },

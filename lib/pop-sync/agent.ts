@@ -60,7 +60,13 @@ export interface PopSyncOptions {
   /** ...and when that write is over (the watcher stops ignoring them shortly after). */
   onAgentWriteDone?: (paths: readonly string[]) => void
   /** Called after each run is recorded (metrics); must not throw. */
-  onRun?: (run: { ok: boolean; code: string | null; sealed: number }) => void
+  onRun?: (run: {
+    ok: boolean
+    code: string | null
+    sealed: number
+    /** What started the run (RunOptions.trigger). */
+    trigger: RunTrigger
+  }) => void
 }
 
 /** Options of one {@link PopSync.run}. */
@@ -77,7 +83,16 @@ export interface RunOptions {
    * stat of every held blob; the regular runs keep checking.
    */
   check?: boolean
+  /**
+   * What started the run, for metrics and logs: 'regular' (the hourly slot or a retry),
+   * 'wake' (the feed long-poll), 'manual' (SIGUSR2, `pop sync --once`, an embedder). Default
+   * 'manual'.
+   */
+  trigger?: RunTrigger
 }
+
+/** What starts a sync run. */
+export type RunTrigger = 'regular' | 'wake' | 'manual'
 
 /** What a successful sync run did: the pull's result plus the check and repair before it. */
 export interface RunOutcome extends PullResult {
@@ -279,6 +294,7 @@ export class PopSync {
         error: alarm ? { code: alarm.code, message: alarm.message } : null,
         res,
         alarms: res.alarms,
+        trigger: opts.trigger ?? 'manual',
       })
       outcome.report_error = await this.report(true, alarm ?? null)
       this.log.info(
@@ -312,6 +328,7 @@ export class PopSync {
           error: { code: e.code, message: e.message },
           res: null,
           alarms: [],
+          trigger: opts.trigger ?? 'manual',
         })
       } catch (recErr) {
         this.log.error({ err: recErr }, 'cannot record the failed run')
@@ -326,6 +343,7 @@ export class PopSync {
     error: { code: string; message: string } | null
     res: PullResult | null
     alarms: ClavitorError[]
+    trigger: RunTrigger
   }): void {
     const db = this.opts.store.db
     const prev = getLastRun(db)
@@ -339,7 +357,12 @@ export class PopSync {
       alarms: r.alarms.map((a) => ({ code: a.code, message: a.message })),
     }
     db.transaction(() => setLastRun(db, run)).immediate()
-    this.opts.onRun?.({ ok: r.ok, code: r.error?.code ?? null, sealed: run.sealed })
+    this.opts.onRun?.({
+      ok: r.ok,
+      code: r.error?.code ?? null,
+      sealed: run.sealed,
+      trigger: r.trigger,
+    })
   }
 
   /** Reports to the core; returns the report's own error text (never throws). */

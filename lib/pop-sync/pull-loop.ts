@@ -36,7 +36,7 @@ export class PullLoop {
     this.scheduler = new SyncScheduler({
       popId: sync.opts.popId,
       ...opts.schedule,
-      run: (signal, reason) => sync.run({ signal, check: reason !== 'wake' }),
+      run: (signal, reason) => sync.run({ signal, check: reason !== 'wake', trigger: reason }),
       ...(opts.onRun ? { onRun: opts.onRun } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.rand ? { rand: opts.rand } : {}),

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto'
 import { systemClock, type Clock } from '../clock.js'
 import { isClavitorError } from '../errors.js'
+import type { RunTrigger } from './agent.js'
 
 export { systemClock, type Clock }
 
@@ -76,8 +77,8 @@ export function backoffDelay(
   return Math.max(1, Math.round(raw * (0.9 + 0.2 * rand())))
 }
 
-/** Why a run happens. */
-export type RunReason = 'regular' | 'manual' | 'wake'
+/** Why a run happens (the sync run's trigger, lib/pop-sync/agent.ts). */
+export type RunReason = RunTrigger
 
 /**
  * Options of a {@link SyncScheduler}: the schedule, the run it fires, and injected clock and

@@ -46,9 +46,10 @@ t.test('two instances do not share counters', async (t) => {
   t.teardown(() => db.close())
   const a = new Metrics({ role: 'pop', db, processMetrics: false })
   const b = new Metrics({ role: 'pop', db, processMetrics: false })
-  a.syncRuns.inc()
-  t.match((await a.render()).body, /clavitor_sync_runs_total\{role="pop"\} 1/)
-  t.match((await b.render()).body, /clavitor_sync_runs_total\{role="pop"\} 0/)
+  a.syncRuns.inc({ trigger: 'wake' })
+  b.syncRuns.inc({ trigger: 'regular' })
+  t.match((await a.render()).body, /clavitor_sync_runs_total\{trigger="wake",role="pop"\} 1/)
+  t.notMatch((await b.render()).body, /trigger="wake"/)
   t.notMatch((await a.render()).body, /clavitor_billing_pending/, 'POPs have no billing')
 })
 

@@ -21,7 +21,7 @@ t.test('POP /metrics counts pulls, sealed blobs, lag and lookups', async (t) => 
   const body = (
     await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${token}` } })
   ).body
-  t.match(body, /clavitor_sync_runs_total\{role="pop"\} 2/)
+  t.match(body, /clavitor_sync_runs_total\{trigger="manual",role="pop"\} 2/)
   t.match(body, /clavitor_sync_blobs_total\{role="pop"\} 3/)
   t.match(body, /clavitor_sync_lag_seconds\{role="pop"\} 0/)
   t.match(body, /clavitor_blobs\{role="pop"\} 3/)
@@ -46,7 +46,7 @@ t.test('a failed pull is counted by its reason code', async (t) => {
   )
   t.ok(err?.code, `the run failed (${err?.code})`)
   const body = (await pop.metrics.render()).body
-  t.match(body, /clavitor_sync_runs_total\{role="pop"\} 1/)
+  t.match(body, /clavitor_sync_runs_total\{trigger="manual",role="pop"\} 1/)
   t.match(
     body,
     new RegExp(`clavitor_sync_run_errors_total\\{reason="${err!.code}",role="pop"\\} 1`),
