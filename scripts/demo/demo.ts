@@ -40,6 +40,7 @@ import type { RunOutcome } from '../../lib/pop-sync/agent.js'
 import { listPopSyncStates } from '../../lib/core-sync/pop-state.js'
 import { renderRsyncdConfig } from '../../lib/core-sync/rsyncd-config.js'
 import { requestFeedClient } from '../../lib/pop-sync/transport.js'
+import { PullLoop } from '../../lib/pop-sync/pull-loop.js'
 import { buildCoreApp } from '../../server/app.js'
 import { buildPopApiApp, popApiTlsFromCa } from '../../server/pop-api.js'
 import { buildPopApp } from '../../pop-agent/app.js'
@@ -69,7 +70,10 @@ export interface DemoOptions {
   write: (line: string) => void
   /** How many P0s to register (each one WL3; the first gets a second version). Default 5. */
   credentials?: number
-  /** How often the POPs pull again while the demo keeps running, ms. Default 15000. */
+  /**
+   * The POPs' regular pull while the demo keeps running, ms (their floor: each also holds a
+   * long-poll on the core's feed and pulls within a second of a registration). Default 15000.
+   */
   syncEveryMs?: number
   /** Aborted: no further step starts; what runs is closed and DemoFailed thrown. */
   signal?: AbortSignal
@@ -684,6 +688,61 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       () => failures.length === 0,
     )
 
+    // a new registration reaches both POPs within seconds: each POP holds a long-poll on
+    // the core's feed and pulls as soon as the core answers (the hourly floor stays) -----
+    const every = opts.syncEveryMs ?? 15_000
+    const loops = pops.map(
+      (p) =>
+        new PullLoop({
+          sync: p.pop.sync,
+          // the demo's floor: a regular run every --sync-every seconds instead of hourly
+          schedule: { intervalMs: every, slotMs: every, jitterMs: 0, runAtStart: false },
+          log: lg.child({ pop: p.id, component: 'wake' }),
+        }),
+    )
+    for (const l of loops) l.start()
+    onClose('pull loops', async () => {
+      await Promise.all(loops.map((l) => l.stop()))
+    })
+    const propagation = await steps.run(
+      'a new version of a credential reaches both POPs by the feed long-poll',
+      async () => {
+        // a new version of a registered P0 (a new device would count against the plan)
+        const p0 = [...latest.keys()][0]
+        if (!p0) throw new Error('no credential registered to update')
+        const wl3 = randomBytes(300)
+        const sha = createHash('sha256').update(wl3).digest('hex')
+        const started = performance.now()
+        const res = await fetch(`${coreLocal}/api/v1/credentials/register`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${vault.key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ p0, wl3: wl3.toString('base64') }),
+        })
+        if (res.status !== 201) throw new Error(`register ${p0}: HTTP ${res.status}`)
+        const version = ((await res.json()) as { version?: number }).version ?? 0
+        latest.set(p0, { p0, wl3, sha256: sha, version })
+        const ms = await Promise.all(
+          pops.map(async (p) => {
+            // a deadline against a hang, well under the --sync-every floor's first run
+            const until = performance.now() + Math.min(every, 10_000)
+            for (;;) {
+              const r = await fetch(`${p.url}/api/v1/wl3/${p0}`)
+              if (r.status === 200 && r.headers.get('etag') === `"${sha}"`)
+                return Math.round(performance.now() - started)
+              if (performance.now() > until)
+                throw new Error(`${p.id} does not serve ${p0} yet (last answer ${r.status})`)
+              await new Promise((w) => setTimeout(w, 20))
+            }
+          }),
+        )
+        return { ms, wakes: loops.map((l) => l.wake?.stats.wakes ?? 0) }
+      },
+      (x) =>
+        pops.map((p, i) => `${p.id} in ${x.ms[i]} ms`).join(', ') +
+        ` after the 201 (wake pulls: ${x.wakes.join(', ')})`,
+      (x) => x.wakes.every((w) => w > 0),
+    )
+
     // report ----------------------------------------------------------------------------
     const r = await steps.run(
       'checks',
@@ -691,26 +750,6 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
       (x) => `${x.checks.filter((c) => c.ok).length}/${x.checks.length} passed`,
       (x) => x.ok,
     )
-
-    // keep the POPs pulling while the demo runs (new registrations show up on both)
-    const every = opts.syncEveryMs ?? 15_000
-    const stopPulls = new AbortController()
-    const inFlight = new Set<Promise<unknown>>()
-    const timer = setInterval(() => {
-      for (const p of pops) {
-        const run = p.pop.sync
-          .run({ signal: stopPulls.signal })
-          .catch((err: unknown) => lg.warn({ err, pop: p.id }, 'periodic sync failed'))
-        inFlight.add(run)
-        void run.finally(() => inFlight.delete(run))
-      }
-    }, every)
-    timer.unref()
-    onClose('sync timer', async () => {
-      clearInterval(timer)
-      stopPulls.abort()
-      await Promise.allSettled([...inFlight])
-    })
     return r
 
     async function buildReport(): Promise<DemoReport> {
@@ -779,6 +818,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
             ? `report failed: ${p.report_error}`
             : `cursor ${p.core_view?.cursor ?? '-'}`,
         })),
+        {
+          name: 'a new version reached every POP by the long-poll',
+          ok: propagation.wakes.every((w) => w > 0),
+          detail: pops.map((p, i) => `${p.id} ${propagation.ms[i]} ms`).join(', '),
+        },
         {
           name: 'every lookup matched',
           ok: failures.length === 0 && total > 0,

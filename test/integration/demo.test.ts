@@ -105,7 +105,11 @@ t.test('demo --exit-after-report --json: every check passes', async (t) => {
   }
   t.equal(rep.credentials.p0s, 5)
   t.equal(rep.credentials.registrations, 6)
-  t.equal(rep.core.blobs, 7, '6 WL3 versions + the audit anchor')
+  t.equal(
+    rep.core.blobs,
+    8,
+    '6 WL3 versions, the audit anchor, and the version the long-poll step sends to the POPs',
+  )
   t.equal(rep.lookups.total, 10)
   t.equal(rep.lookups.ok, 10)
   t.same(rep.lookups.failures, [])
