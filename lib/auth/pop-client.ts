@@ -148,7 +148,10 @@ export class PopApiClient {
       if (useToken) await this.ensureToken()
       const res = await this.send<T>(method, path, o, useToken ? this.tokens?.access : undefined)
       if (res.status === 429 && attempt < maxRetries) {
-        await sleep(this.retryAfterMs(res.headers['retry-after']))
+        // a shutdown (the request's signal) does not wait out a Retry-After
+        await sleep(this.retryAfterMs(res.headers['retry-after']), undefined, {
+          ...(o.signal ? { signal: o.signal } : {}),
+        })
         continue
       }
       if (res.status === 401 && useToken && !retriedAuth) {

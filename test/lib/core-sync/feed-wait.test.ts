@@ -101,7 +101,8 @@ t.test('one wait per POP: a second wait of the same POP ends the first', async (
   )
 })
 
-t.test('waiters are bounded: one more is refused with CLA_ERR_SYNC_BUSY (503)', async (t) => {
+/** A feed app holding at most `maxWaiters` waits; the POP id from `x-pop-id`. */
+async function waitApp(t: { teardown: (fn: () => unknown) => void }, maxWaiters: number) {
   const dataDir = join(tempDir(t), 'core')
   const store = await BlobStore.init({ dataDir, protection: 'off' })
   const app = Fastify()
@@ -112,12 +113,17 @@ t.test('waiters are bounded: one more is refused with CLA_ERR_SYNC_BUSY (503)', 
   app.addHook('onRequest', async (req) => {
     req.popId = req.headers['x-pop-id'] as string
   })
-  await app.register(syncRoutes, { core: { db: store.db, store }, maxWaiters: 1 })
+  await app.register(syncRoutes, { core: { db: store.db, store }, maxWaiters })
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(async () => {
     await app.close()
     await store.close()
   })
+  return { app, url }
+}
+
+t.test('waiters are bounded: one more is refused with CLA_ERR_SYNC_BUSY (503)', async (t) => {
+  const { app, url } = await waitApp(t, 1)
   const held = feed(url, { wait: '30' }, 'pop-a')
   await new Promise((r) => setTimeout(r, 100))
   const r = await feed(url, { wait: '30' }, 'pop-b')
@@ -129,6 +135,24 @@ t.test('waiters are bounded: one more is refused with CLA_ERR_SYNC_BUSY (503)', 
   t.equal(h.status, 200)
   t.same(h.body.items, [], 'the held wait answered empty when the server closed')
   await closing
+})
+
+t.test('a POP that hangs up mid-wait frees its place at once', async (t) => {
+  const { url } = await waitApp(t, 1)
+  const ac = new AbortController()
+  const hungUp = feed(url, { wait: '30' }, 'pop-a', ac.signal).catch(() => 'aborted')
+  await new Promise((r) => setTimeout(r, 100))
+  ac.abort()
+  t.equal(await hungUp, 'aborted')
+  // the only place is free again long before pop-a's 30 s: pop-b's wait is taken (the
+  // server learns of the hang-up a moment later: ask again until then, with a deadline)
+  const deadline = Date.now() + 10_000
+  let r = await feed(url, { wait: '1' }, 'pop-b')
+  while (r.status === 503 && Date.now() < deadline) {
+    await new Promise((w) => setTimeout(w, 50))
+    r = await feed(url, { wait: '1' }, 'pop-b')
+  }
+  t.equal(r.status, 200, "pop-b's wait was taken")
 })
 
 t.test('a POP that hangs up leaves no waiter behind', async (t) => {
@@ -169,7 +193,8 @@ t.test('a commit by another process wakes the wait (the publish hint file)', asy
     await app.close()
     await store.close()
   })
-  const waiting = feed(url, { wait: '30' })
+  // the longest wait: the CLI's start is slow on a loaded machine
+  const waiting = feed(url, { wait: '50' })
   await new Promise((r) => setTimeout(r, 100))
   const payload = join(dataDir, '..', 'payload')
   writeFileSync(payload, 'written elsewhere')
