@@ -3,19 +3,43 @@
  * core's signed checkpoints of its replication log (docs/replication.md; the log's format
  * and vectors in docs/format.md). `openPop` (the root entry) wires these together; use them alone
  * to run a pull from your own scheduler or to serve the feed from your own HTTP app.
+ * `PullLoop` runs a POP's hourly pull with the feed long-poll beside it (`pop run`);
+ * `FeedWaiters` + `feedPageWaiting` serve the long-poll from your own app.
  *
  * @packageDocumentation
  */
 export {
   FEED_DEFAULT_LIMIT,
   FEED_MAX_LIMIT,
+  FEED_MAX_WAIT_S,
   feedHead,
   feedPage,
+  feedPageWaiting,
+  parseWait,
   type FeedItem,
   type FeedPage,
   type FeedQuery,
   type FeedSource,
 } from '../lib/core-sync/feed.js'
+export {
+  FEED_MAX_WAITERS,
+  FeedWaiters,
+  type FeedWaitersOptions,
+  type WaitEnd,
+} from '../lib/core-sync/feed-wait.js'
+export {
+  WAKE_MIN_GAP_MS,
+  WAKE_WAIT_S,
+  WakeLoop,
+  type WakeLoopOptions,
+  type WakeStats,
+} from '../lib/pop-sync/wake.js'
+export { PullLoop, type PullLoopOptions } from '../lib/pop-sync/pull-loop.js'
+export {
+  publishHintPath,
+  watchPublished,
+  type PublishListener,
+} from '../lib/store/publish-signal.js'
 export {
   CHAIN_GENESIS,
   chainNext,
@@ -50,6 +74,7 @@ export {
   type PopSyncOptions,
   type RunOptions,
   type RunOutcome,
+  type RunTrigger,
 } from '../lib/pop-sync/agent.js'
 export {
   type BootstrapOptions,
@@ -67,6 +92,7 @@ export {
   SyncScheduler,
   nextRegularRun,
   slotOffsetMs,
+  type RunReason,
   type ScheduleOptions,
   type SchedulerOptions,
 } from '../lib/pop-sync/scheduler.js'
