@@ -735,6 +735,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoHandle> {
             }
           }),
         )
+        // served: now let each wake run finish (its report to the core) before the checks
+        for (const p of pops)
+          while (p.pop.sync.running) await new Promise((w) => setTimeout(w, 20))
         return { ms, wakes: loops.map((l) => l.wake?.stats.wakes ?? 0) }
       },
       (x) =>
