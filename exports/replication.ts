@@ -36,11 +36,6 @@ export {
 } from '../lib/pop-sync/wake.js'
 export { PullLoop, type PullLoopOptions } from '../lib/pop-sync/pull-loop.js'
 export {
-  publishHintPath,
-  watchPublished,
-  type PublishListener,
-} from '../lib/store/publish-signal.js'
-export {
   CHAIN_GENESIS,
   chainNext,
   chainOver,

@@ -41,5 +41,9 @@ export {
   type TreeIngestOptions,
   type VerifiedTree,
   type VerifyTreeResult,
+  publishHintPath,
+  watchPublished,
+  type PublishListener,
+  type PublishWatch,
 } from '../lib/store/index.js'
 export type { BlobIndex } from '../lib/store/blob-index.js'

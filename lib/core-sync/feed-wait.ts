@@ -11,7 +11,8 @@ import { claError } from '../errors.js'
 import type { Db } from '../db/open.js'
 import { blobIndex } from '../store/blob-index.js'
 import { compareCursor, type CursorPos } from '../store/cursor.js'
-import { watchPublished, type PublishListener } from '../store/publish-signal.js'
+import { watchPublished } from '../store/publish-signal.js'
+import type { BlobStore } from '../store/store.js'
 
 /** How a wait ended. */
 export type WaitEnd =
@@ -34,7 +35,7 @@ export interface FeedWaitersOptions {
   /** The core's data folder: its publish hint file is watched for writers in other processes. */
   dataDir: string
   /** The core store in this process, when it writes here (its in-process signal). */
-  store?: { onPublished(listener: PublishListener): () => void }
+  store?: Pick<BlobStore, 'onPublished'>
   /** Waiters held at once; one more is refused with CLA_ERR_SYNC_BUSY. Default {@link FEED_MAX_WAITERS}. */
   maxWaiters?: number
   /** Timers (tests). Default the system's. */

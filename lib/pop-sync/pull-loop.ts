@@ -20,8 +20,11 @@ export interface PullLoopOptions {
   wake?: Pick<WakeLoopOptions, 'minGapMs' | 'backoffBaseMs' | 'backoffMaxMs'>
   /** Called after each run (logs, metrics). */
   onRun?: SchedulerOptions['onRun']
+  /** Time and timers (tests). Default the system's. */
   clock?: Clock
+  /** Randomness in [0, 1) for the scheduler's jitter (tests). Default Math.random. */
   rand?: () => number
+  /** Where the wake loop logs its failures. Default silent. */
   log?: Logger
 }
 

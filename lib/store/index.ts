@@ -86,4 +86,5 @@ export {
   publishHintPath,
   watchPublished,
   type PublishListener,
+  type PublishWatch,
 } from './publish-signal.js'

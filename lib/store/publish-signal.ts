@@ -88,12 +88,18 @@ export class PublishSignal {
   }
 }
 
+/** A watch of the publish hint file ({@link watchPublished}). */
+export interface PublishWatch {
+  /** Stops watching. */
+  close(): void
+}
+
 /**
  * Calls `onHint` when a store writer in another process (or this one) publishes blobs to the
  * store of `dataDir`: an inotify watch on {data}/run/, filtered to the hint file. Events
  * coalesce; the caller reads the index to learn what is new. Creates {data}/run when missing.
  */
-export function watchPublished(dataDir: string, onHint: () => void): { close(): void } {
+export function watchPublished(dataDir: string, onHint: () => void): PublishWatch {
   const file = publishHintPath(dataDir)
   const dir = dirname(file)
   mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE })
