@@ -98,7 +98,7 @@ t.test('status, one run at a time, the run recorded and reported to the core', a
   t.equal(st.core_store_id, core.store.storeId)
   t.match(st.last_run, { ok: true, error: null, lag_us: 0, sealed: 12, already: 0, alarms: [] })
   t.equal(st.repairs_pending, 0)
-  t.same(runs, [{ ok: true, code: null, sealed: 12 }], 'onRun told once')
+  t.same(runs, [{ ok: true, code: null, sealed: 12, trigger: 'manual' }], 'onRun told once')
   t.same(indexOf(store), indexOf(core.store))
 
   t.same(writes.flat().sort(), infos.map((i) => i.path).sort(), 'every write announced')
@@ -189,7 +189,7 @@ t.test('a failed run is recorded, reported and rethrown; the last lag is kept', 
     sealed: 0,
     alarms: [],
   })
-  t.same(runs[1], { ok: false, code: 'CLA_ERR_SYNC_VERIFY', sealed: 0 })
+  t.same(runs[1], { ok: false, code: 'CLA_ERR_SYNC_VERIFY', sealed: 0, trigger: 'manual' })
   t.match(coreView(core), { cursor, last_error: /^CLA_ERR_SYNC_VERIFY: / }, 'the core was told')
 })
 
