@@ -87,6 +87,12 @@ function httpFail(what: string, status: number, json: unknown): never {
   )
 }
 
+/**
+ * Time a report may take, ms: a small POST after the run is over; a dead link must not hold
+ * the run's end (and the next run) for the client's general 30 s.
+ */
+export const REPORT_TIMEOUT_MS = 10_000
+
 /** Time a long-poll may take beyond its wait before the POP gives up on the answer, ms. */
 export const WAIT_MARGIN_MS = 15_000
 
@@ -132,7 +138,10 @@ export function requestFeedClient(client: JsonRequester): FeedClient {
     async report(state) {
       let res: { status: number; json: unknown }
       try {
-        res = await client.request('POST', '/pop/v1/report', { body: state })
+        res = await client.request('POST', '/pop/v1/report', {
+          body: state,
+          timeoutMs: REPORT_TIMEOUT_MS,
+        })
       } catch (cause) {
         if (isClavitorError(cause)) throw cause
         throw claError('CLA_ERR_SYNC_FEED', `report failed: ${(cause as Error).message}`, { cause })

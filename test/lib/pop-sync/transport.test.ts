@@ -1,7 +1,12 @@
 // lib/pop-sync/transport.ts: the POP's feed client refuses a page that the core's store could
 // not have produced, with the store's own path rule (not a looser copy of it).
 import t from 'tap'
-import { checkPage, requestFeedClient } from '../../../lib/pop-sync/transport.js'
+import {
+  REPORT_TIMEOUT_MS,
+  WAIT_MARGIN_MS,
+  checkPage,
+  requestFeedClient,
+} from '../../../lib/pop-sync/transport.js'
 import { blobFileName } from '../../../lib/store/format.js'
 
 const p0 = 'ab'.repeat(16)
@@ -54,4 +59,33 @@ t.test('the client maps HTTP failures to CLA_ERR_SYNC_FEED', async (t) => {
     request: async () => ({ status: 503, json: { error: { code: 'CLA_ERR_X', message: 'down' } } }),
   })
   await t.rejects(client.page(null, 10), { code: 'CLA_ERR_SYNC_FEED' })
+})
+
+t.test('a report and a long-poll carry their own timeouts; the long-poll its signal', async (t) => {
+  const seen: Array<{ path: string; query?: Record<string, string>; timeoutMs?: number }> = []
+  const client = requestFeedClient({
+    request: async (_method, path, opts = {}) => {
+      seen.push({
+        path,
+        ...(opts.query ? { query: opts.query } : {}),
+        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      })
+      return path === '/pop/v1/report'
+        ? { status: 200, json: { ok: true } }
+        : { status: 200, json: page([item(good)]) }
+    },
+  })
+  await client.report({ cursor: null, ok: true, error: null, blobs: 0 })
+  t.equal(seen[0]!.timeoutMs, REPORT_TIMEOUT_MS, 'a report gives up after 10 s, not 30')
+  await client.wait!('c1.1.1', 45)
+  t.same(seen[1]!.query, { limit: '1', wait: '45', cursor: 'c1.1.1' })
+  t.equal(seen[1]!.timeoutMs, 45_000 + WAIT_MARGIN_MS, 'a long-poll waits its wait and a margin')
+  const ac = new AbortController()
+  ac.abort()
+  const aborted = requestFeedClient({
+    request: async () => {
+      throw new Error('The operation was aborted')
+    },
+  })
+  await t.rejects(aborted.wait!(null, 5, ac.signal), { code: 'CLA_ERR_SYNC_ABORTED' })
 })
