@@ -51,6 +51,8 @@ export interface WakeStats {
   failures: number
   /** Consecutive failures now (0 after a good wait and pull). */
   failing: number
+  /** Empty answers that came before half the wait was up (each followed by the rest of the wait). */
+  early: number
   /** When the loop asks again after a failure (ms epoch), null when it is not backing off. */
   retryAt: number | null
 }
@@ -68,7 +70,14 @@ export class WakeLoop {
   private loop: Promise<void> | null = null
   private lastPullAt = -Infinity
   private sleeping: { timer: unknown; wake: () => void } | null = null
-  readonly stats: WakeStats = { waits: 0, wakes: 0, failures: 0, failing: 0, retryAt: null }
+  readonly stats: WakeStats = {
+    waits: 0,
+    wakes: 0,
+    failures: 0,
+    failing: 0,
+    early: 0,
+    retryAt: null,
+  }
 
   constructor(opts: WakeLoopOptions) {
     if (!opts.feed.wait)
@@ -114,6 +123,7 @@ export class WakeLoop {
     const o = this.opts
     while (!signal.aborted) {
       let fresh: boolean
+      const asked = this.clock.now()
       try {
         const page = await o.feed.wait!(o.cursor(), this.waitS, signal)
         this.stats.waits++
@@ -125,7 +135,15 @@ export class WakeLoop {
       }
       if (!fresh) {
         this.stats.failing = 0
-        continue // a timeout (or a newer wait of ours replaced it): wait again
+        // An empty answer well before the wait was up: a core that does not hold waits (one
+        // older than the long-poll ignores `wait`), or another agent with our id replacing
+        // ours. Do not ask again at once: let the wait's time pass first.
+        const early = asked + this.waitS * 1000 - this.clock.now()
+        if (early > (this.waitS * 1000) / 2) {
+          this.stats.early++
+          await this.sleep(early, signal)
+        }
+        continue // a timeout: wait again
       }
       this.stats.wakes++
       await this.sleep(this.lastPullAt + (o.minGapMs ?? WAKE_MIN_GAP_MS) - this.clock.now(), signal)

@@ -192,3 +192,59 @@ t.test('a wake pull that moves nothing backs off instead of asking again at once
   t.equal(stats.wakes, 2, 'one more wake pull only after the backoff')
   t.equal(stats.retryAt, clock.now() + 20_000, 'and the backoff doubles')
 })
+
+t.test(
+  'a core that does not hold waits (older than the long-poll) is not asked in a loop',
+  async (t) => {
+    const core = await startCore(t, join(tempDir(t), 'core'))
+    const pop = await openTestPop(t, core, join(tempDir(t), 'pop'), 'pop-old-core')
+    // the feed route as it was before the long-poll: `wait` is ignored, the page comes at once
+    const { default: Fastify } = await import('fastify')
+    const { feedPage } = await import('../../../lib/core-sync/feed.js')
+    const { Checkpointer } = await import('../../../lib/core-sync/checkpointer.js')
+    const old = Fastify()
+    const checkpoints = new Checkpointer(core.store)
+    let asked = 0
+    old.get('/pop/v1/feed', async (req) => {
+      asked++
+      const q = req.query as Record<string, string | undefined>
+      return feedPage(
+        {
+          db: core.store.db,
+          storeId: core.store.storeId,
+          generation: core.store.generation,
+          checkpoints,
+        },
+        { cursor: q.cursor ?? null, limit: Number(q.limit) },
+      )
+    })
+    const url = await old.listen({ host: '127.0.0.1', port: 0 })
+    t.teardown(() => old.close())
+    const { plainHttpFeedClient } = await import('../../../lib/pop-sync/transport.js')
+    const clock = new FakeClock(Date.now())
+    const loop = new PullLoop({
+      sync: {
+        opts: { ...pop.sync.opts, feed: plainHttpFeedClient(url) },
+        cursor: () => pop.sync.cursor(),
+        run: () => pop.sync.run(),
+      } as never,
+      waitS: 30,
+      clock,
+      schedule: { runAtStart: false, intervalMs: 864_000_000 },
+    })
+    t.teardown(() => loop.stop())
+    const started = clock.now()
+    loop.start()
+    const stats = loop.wake!.stats
+    await until(() => stats.early === 1, 'the first early answer')
+    t.equal(asked, 1, 'asked once')
+    t.equal(
+      clock.nextTimer(),
+      started + 30_000,
+      'then the rest of the wait passes before asking again',
+    )
+    await clock.fireNext()
+    await until(() => stats.early === 2, 'the second early answer')
+    t.equal(asked, 2, 'one request per wait period, not a loop')
+  },
+)
