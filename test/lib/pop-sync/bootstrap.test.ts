@@ -9,6 +9,8 @@ import fg from 'fast-glob'
 import t from 'tap'
 import { pullOnce } from '../../../lib/pop-sync/pull.js'
 import { PopCursor } from '../../../lib/pop-sync/pop-cursor.js'
+import { K_LAST_CHECK } from '../../../lib/pop-sync/repair.js'
+import { getMeta } from '../../../lib/pop-sync/state.js'
 import { BlobStore } from '../../../lib/store/index.js'
 import { encodeCursor } from '../../../lib/store/cursor.js'
 import {
@@ -46,8 +48,13 @@ t.test(
       bootstrapMin: 1,
       onProgress: (p) => progress.push(p.sealed),
     })
+    const before = Date.now()
     const res = await pullOnce(o)
     t.equal(res.sealed, 400)
+    t.ok(
+      Number(getMeta(pop.db, K_LAST_CHECK)) >= before,
+      'the bulk fill counts as a check of every file it took (the next quick check reads none of them)',
+    )
     t.equal(
       res.pages,
       2,
