@@ -242,6 +242,26 @@ const countOf = (e: EventRow): number =>
 
 const settle = () => new Promise((r) => setTimeout(r, 50))
 
+/** A PopApiClient of `id` (its PKI) against `apiPort`, closed at the test's end. */
+function clientOf(
+  t: { teardown: (fn: () => unknown) => void },
+  id: 'pop-a' | 'pop-b',
+  extra: Partial<ConstructorParameters<typeof PopApiClient>[0]> = {},
+  apiPort = port,
+): PopApiClient {
+  const who = id === 'pop-a' ? A : B
+  const client = new PopApiClient({
+    baseUrl: `https://127.0.0.1:${apiPort}`,
+    popId: id,
+    keyPem: who.keyPem,
+    certPem: who.certPem,
+    caPem: pki.caCertPem,
+    ...extra,
+  })
+  t.teardown(() => client.close())
+  return client
+}
+
 t.test('a good request is served and audited as allowed', async (t) => {
   const r = await authed(A)
   t.equal(r.status, 200, r.body)
@@ -670,14 +690,7 @@ t.test('attack: a revoked certificate, also on an open keep-alive connection', a
 })
 
 t.test('the POP client: token, refresh before expiry, 429 back-off', async (t) => {
-  const client = new PopApiClient({
-    baseUrl: `https://127.0.0.1:${port}`,
-    popId: 'pop-b',
-    keyPem: B.keyPem,
-    certPem: B.certPem,
-    caPem: pki.caCertPem,
-  })
-  t.teardown(() => client.close())
+  const client = clientOf(t, 'pop-b')
   const r = await client.request<{ secret: string }>('GET', '/pop/v1/secret')
   t.equal(r.status, 200)
   t.equal(r.json.secret, SECRET)
@@ -688,15 +701,7 @@ t.test('the POP client: token, refresh before expiry, 429 back-off', async (t) =
   t.same(e.json.got, { hello: 'world' })
   t.equal((await client.request('GET', '/pop/v1/feed', { query: { limit: 10 } })).status, 200)
   // a token that is within the refresh margin is refreshed (rotating refresh token) first
-  const c2 = new PopApiClient({
-    baseUrl: `https://127.0.0.1:${port}`,
-    popId: 'pop-b',
-    keyPem: B.keyPem,
-    certPem: B.certPem,
-    caPem: pki.caCertPem,
-    refreshMarginSec: 299,
-  })
-  t.teardown(() => c2.close())
+  const c2 = clientOf(t, 'pop-b', { refreshMarginSec: 299 })
   t.equal((await c2.request('GET', '/pop/v1/secret')).status, 200)
   await new Promise((r) => setTimeout(r, 1100))
   mark = listEvents(core.db, { limit: 1 })[0]?.id ?? 0
@@ -721,15 +726,7 @@ t.test('the POP client backs off on 429 honouring Retry-After', async (t) => {
   await fast.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => fast.close())
   const p = (fast.server.address() as AddressInfo).port
-  const client = new PopApiClient({
-    baseUrl: `https://127.0.0.1:${p}`,
-    popId: 'pop-a',
-    keyPem: A.keyPem,
-    certPem: A.certPem,
-    caPem: pki.caCertPem,
-    maxRetries: 5,
-  })
-  t.teardown(() => client.close())
+  const client = clientOf(t, 'pop-a', { maxRetries: 5 }, p)
   const statuses: number[] = []
   for (let i = 0; i < 4; i++) statuses.push((await client.request('GET', '/pop/v1/secret')).status)
   t.same(statuses, [200, 200, 200, 200], 'every request eventually succeeds')
@@ -742,14 +739,7 @@ t.test('the POP client backs off on 429 honouring Retry-After', async (t) => {
 t.test(
   'the sync FeedClient runs over PopApiClient (feed page and report through mTLS)',
   async (t) => {
-    const client = new PopApiClient({
-      baseUrl: `https://127.0.0.1:${port}`,
-      popId: 'pop-b',
-      keyPem: B.keyPem,
-      certPem: B.certPem,
-      caPem: pki.caCertPem,
-    })
-    t.teardown(() => client.close())
+    const client = clientOf(t, 'pop-b')
     await core.store.put('ab'.repeat(16), Buffer.from('wl3'))
     const feed = requestFeedClient(client)
     const page = await feed.page(null, 10)
@@ -763,14 +753,7 @@ t.test(
 t.test(
   'the feed long-poll over PopApiClient: woken by a commit, outlives the request timeout, audited once per wait',
   async (t) => {
-    const client = new PopApiClient({
-      baseUrl: `https://127.0.0.1:${port}`,
-      popId: 'pop-b',
-      keyPem: B.keyPem,
-      certPem: B.certPem,
-      caPem: pki.caCertPem,
-    })
-    t.teardown(() => client.close())
+    const client = clientOf(t, 'pop-b')
     const feed = requestFeedClient(client)
     const head = (await feed.page(null, 5000)).next
     mark = listEvents(core.db, { limit: 1 })[0]?.id ?? 0
@@ -800,14 +783,7 @@ t.test(
 t.test(
   'token secret rotation: old tokens live on once, then the client logs in again by itself',
   async (t) => {
-    const client = new PopApiClient({
-      baseUrl: `https://127.0.0.1:${port}`,
-      popId: 'pop-a',
-      keyPem: A.keyPem,
-      certPem: A.certPem,
-      caPem: pki.caCertPem,
-    })
-    t.teardown(() => client.close())
+    const client = clientOf(t, 'pop-a')
     t.equal((await client.request('GET', '/pop/v1/secret')).status, 200)
     rotateTokenSecret(pki.coreDir)
     t.equal(
