@@ -162,6 +162,9 @@ export async function prepareCore(opts: {
   allow: (i: number) => string
   serverSans?: string[]
   popStores?: boolean
+  /** Keys and certificates made this many at a time. Default 1. */
+  concurrency?: number
+  /** Told the number of POPs with a certificate so far. */
   onProgress?: (done: number) => void
 }): Promise<CoreSetup> {
   const { dir } = opts
@@ -192,18 +195,35 @@ export async function prepareCore(opts: {
     apiKey = core.credentials.createApiKey(vault.id, { actor: 'bench' }).key
     const trust = core.store.publicKey
     if (!trust) throw new Error('the core store has no signing key')
+    // keys and CSRs (openssl processes) `concurrency` at a time; the CA signs one at a time
+    // (`openssl ca` keeps its serial in a file: two at once fail)
+    const issued: Array<{ popDir: string; certPem: string }> = []
+    let nextI = 0
+    let made = 0
+    let ca: Promise<unknown> = Promise.resolve()
+    const worker = async () => {
+      for (let i = nextI++; i < opts.popIds.length; i = nextI++) {
+        const id = opts.popIds[i]!
+        const popDir = join(dir, 'pops', id)
+        mkdirSync(popDir, { recursive: true })
+        const { csrPem } = await popInit(popDir, id)
+        const signed = ca.then(() => issuePopCert(coreDir, { popId: id, csrPem }))
+        ca = signed.catch(() => {})
+        const { certPem } = await signed
+        const pp = popAuthPaths(popDir)
+        writeFileSync(pp.cert, certPem)
+        copyFileSync(caPaths(coreDir).cert, pp.ca)
+        issued[i] = { popDir, certPem }
+        opts.onProgress?.(++made)
+      }
+    }
+    await Promise.all(Array.from({ length: opts.concurrency ?? 1 }, worker))
     for (const [i, id] of opts.popIds.entries()) {
-      const popDir = join(dir, 'pops', id)
-      mkdirSync(popDir, { recursive: true })
-      const { csrPem } = await popInit(popDir, id)
-      const issued = await issuePopCert(coreDir, { popId: id, csrPem })
-      const pp = popAuthPaths(popDir)
-      writeFileSync(pp.cert, issued.certPem)
-      copyFileSync(caPaths(coreDir).cert, pp.ca)
+      const { popDir, certPem } = issued[i]!
       const { rsync } = enrolPop(
         core.db,
         coreDir,
-        { id, certPem: issued.certPem, allowlist: [opts.allow(i)] },
+        { id, certPem, allowlist: [opts.allow(i)] },
         { actor: 'bench' },
       )
       writeFileSync(popRsyncPasswordFile(popDir), rsync.password + '\n', { mode: 0o600 })
@@ -218,7 +238,6 @@ export async function prepareCore(opts: {
         await s.close()
       }
       pops.push({ id, dir: popDir, rsyncUser: rsync.user })
-      opts.onProgress?.(i + 1)
     }
   } finally {
     await core.close()
@@ -354,8 +373,12 @@ export async function startAll(
     pops?: Array<{ ns: string | null; ip: string }>
     waitS?: number
     popApiArgs?: string[]
+    /** Ports of `core serve` and `core pop-api` (defaults 8080, 8443: inside a namespace). */
+    ports?: { api: number; popApi: number }
   },
 ): Promise<Running> {
+  const apiPort = o.ports?.api ?? CORE_API_PORT
+  const popApiPort = o.ports?.popApi ?? POP_API_PORT
   const procs = new Procs(join(setup.dir, 'logs'))
   const { coreDir } = setup
   try {
@@ -369,7 +392,7 @@ export async function startAll(
         '--data',
         coreDir,
         '--listen',
-        `${o.coreIp}:${CORE_API_PORT}`,
+        `${o.coreIp}:${apiPort}`,
         '--rate-limit-key',
         '1000000',
         '--rate-limit-ip',
@@ -392,7 +415,7 @@ export async function startAll(
         '--data',
         coreDir,
         '--listen',
-        `${o.coreIp}:${POP_API_PORT}`,
+        `${o.coreIp}:${popApiPort}`,
         ...(o.popApiArgs ?? []),
       ],
       /POP API listening/,
@@ -441,7 +464,7 @@ export async function startAll(
             '--id',
             pop.id,
             '--core',
-            `https://${o.coreIp}:${POP_API_PORT}`,
+            `https://${o.coreIp}:${popApiPort}`,
             '--rsync-source',
             `rsync://${pop.rsyncUser}@${o.coreIp}:${RSYNC_PORT}/clavitor-store/`,
             '--listen',
@@ -464,8 +487,8 @@ export async function startAll(
       popApi,
       rsyncd,
       pops,
-      coreUrl: `http://${o.coreIp}:${CORE_API_PORT}`,
-      popApiUrl: `https://${o.coreIp}:${POP_API_PORT}`,
+      coreUrl: `http://${o.coreIp}:${apiPort}`,
+      popApiUrl: `https://${o.coreIp}:${popApiPort}`,
       lookupUrls,
     }
   } catch (err) {
