@@ -513,6 +513,8 @@ export interface ProbeReport {
   metrics: { before: PopMetrics[]; after: PopMetrics[] }
   /** Each POP's /healthz after the last check. */
   health: Array<Record<string, unknown>>
+  /** Wall time (µs epoch) of the "before" and "after" metrics. */
+  window: { fromUs: number; toUs: number }
 }
 
 export interface PopMetrics {

@@ -119,6 +119,7 @@ for (const url of pops) {
   }
 }
 const before = await Promise.all(pops.map(metricsOf))
+const fromUs = Date.now() * 1000
 
 // 2. the write load
 const load = { rate: RATE, sent: 0, ok: 0, failed: 0, seconds: 0 }
@@ -237,6 +238,7 @@ for (const url of pops) {
     await sleep(POLL)
   }
 }
+const toUs = Date.now() * 1000
 const after = await Promise.all(pops.map(metricsOf))
 const healthAfter = await Promise.all(pops.map(async (u) => (await health(u)) ?? {}))
 const report: ProbeReport = {
@@ -252,5 +254,6 @@ const report: ProbeReport = {
   lookups: { requests: lookups, pollMs: POLL },
   metrics: { before, after },
   health: healthAfter,
+  window: { fromUs, toUs },
 }
 process.stdout.write(JSON.stringify(report) + '\n')

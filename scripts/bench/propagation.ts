@@ -164,6 +164,20 @@ try {
     }
   })
 
+  // the audit rows each POP cost the core while busy (one pop.request per request)
+  const adb = new Database(join(setup.coreDir, 'meta.db'), { readonly: true })
+  const spanS = (report.window.toUs - report.window.fromUs) / 1e6
+  const audit = ids.map((id) => {
+    const rows = adb
+      .prepare(
+        "SELECT route, count(*) AS n FROM events WHERE kind = 'pop.request' AND actor = ? AND at >= ? AND at < ? GROUP BY route",
+      )
+      .all(id, report.window.fromUs, report.window.toUs) as Array<{ route: string; n: number }>
+    const n = rows.reduce((s, r) => s + r.n, 0)
+    return { id, n, perHour: (n / spanS) * 3600, routes: rows }
+  })
+  adb.close()
+
   // the floor: a bare rsync of one .cla into each POP namespace in turn
   const db = new Database(join(setup.coreDir, 'meta.db'), { readonly: true })
   const path = (
@@ -227,11 +241,19 @@ try {
             `${e.id} wake ${e.wake}, regular ${e.regular}, manual ${e.manual}, sealed ${e.sealed}`,
         )
         .join('; '),
+    `pop.request audit rows per busy POP: ${audit
+      .map(
+        (a) =>
+          `${a.id} ${a.n} in ${spanS.toFixed(0)} s = ${Math.round(a.perHour)}/h (${a.routes.map((r) => `${r.route} ${r.n}`).join(', ')})`,
+      )
+      .join('; ')}`,
     `target: p99 < 2000 ms → ${rows[0]!.p99 < 2000 && missed === 0 ? 'met' : 'NOT met'}`,
   ]
   process.stdout.write(out.join('\n') + '\n')
   if (o.json)
-    process.stdout.write(JSON.stringify({ rows, evidence, load: report.load, missed }) + '\n')
+    process.stdout.write(
+      JSON.stringify({ rows, evidence, audit, load: report.load, missed }) + '\n',
+    )
 } finally {
   await cleanup()
 }
