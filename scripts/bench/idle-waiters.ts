@@ -293,7 +293,7 @@ try {
     `per waiter: ${(((b.rssKiB - s0.rssKiB) * 1024) / N / 1024).toFixed(1)} KiB RSS, ${((b.fds - s0.fds) / N).toFixed(2)} fds`,
     `audit rows in the idle ${idleSpanS.toFixed(0)} s: ` +
       kinds.map((k) => `${k.kind} ${k.route ?? ''} ${k.outcome}: ${k.n}`).join('; '),
-    `pop.request rows per POP per hour (extrapolated): ${perPopHour(popRequests).toFixed(1)} (3600/${WAIT} = ${(3600 / WAIT).toFixed(0)} waits; a token refresh every 5 min adds 12 when it falls in the window)`,
+    `pop.request rows per POP per hour (extrapolated): ${perPopHour(popRequests).toFixed(1)} (3600/${WAIT} = ${(3600 / WAIT).toFixed(0)} waits; besides, a token refresh about every 4 minutes, tokens live 300 s and are renewed in their last 60: ≈15 a POP an hour, a pop.request and a pop.token row each, seen only when one falls in the window)`,
     `client failures: ${failures}${firstError.length ? ` (${firstError.join(' | ')})` : ''}`,
   ]
   process.stdout.write(lines.join('\n') + '\n')
