@@ -38,9 +38,9 @@ import {
 
 const o = new Command()
   .option('--pops <n>', 'POPs, each in its own namespace', '3')
-  .option('--measured <n>', 'measured registrations', '300')
+  .option('--measured <n>', 'measured registrations', '200')
   .option('--every-ms <ms>', 'one measured registration this often', '250')
-  .option('--load-rate <n>', 'background registrations per second (other P0s)', '20')
+  .option('--load-rate <n>', 'background registrations per second (other P0s)', '10')
   .option('--poll-ms <ms>', "each POP's lookup polled this often while waiting", '20')
   .option('--wait <s>', 'pop run --wait (the long-poll)', '45')
   .option('--rsync-floor <n>', 'bare rsync runs for the floor row', '30')
