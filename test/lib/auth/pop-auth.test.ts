@@ -67,6 +67,25 @@ t.test('with real certificates', async (t) => {
     }
   }
 
+  t.test(
+    'the address screen reads the registry once per change, from any connection',
+    async (t) => {
+      const loads = auth.allowlistLoads
+      for (let i = 0; i < 50; i++) t.equal(auth.screenConnection('127.0.0.9'), null)
+      t.equal(auth.screenConnection('192.0.2.9'), 'ip_not_allowed', 'a stranger is dropped')
+      t.ok(auth.allowlistLoads - loads <= 1, 'the allowlists were read at most once')
+      // another connection (another process: the CLI) adds a POP for 192.0.2.0/24
+      const other = openDb(join(root, 'meta.db'))
+      const C = await makePop(pki.coreDir, root, 'pop-c')
+      addPop(other, { id: 'pop-c', certPem: C.certPem, allowlist: ['192.0.2.0/24'] })
+      t.equal(auth.screenConnection('192.0.2.9'), null, 'its address passes the screen at once')
+      removePop(other, 'pop-c')
+      other.close()
+      t.equal(auth.screenConnection('192.0.2.9'), 'ip_not_allowed', 'and is dropped once removed')
+      t.equal(auth.allowlistLoads - loads, 3, 'one read per registry change')
+    },
+  )
+
   t.test('decisions, each audited', async (t) => {
     const ok = await auth.authenticate(req(A))
     t.equal(ok.popId, 'pop-a')
