@@ -144,9 +144,19 @@ export class PopApiClient {
     const useToken = o.token ?? !isTokenRoute
     const maxRetries = this.opts.maxRetries ?? 3
     let retriedAuth = false
+    let retriedStale = false
     for (let attempt = 0; ; attempt++) {
       if (useToken) await this.ensureToken()
-      const res = await this.send<T>(method, path, o, useToken ? this.tokens?.access : undefined)
+      let res: PopApiResponse<T>
+      try {
+        res = await this.send<T>(method, path, o, useToken ? this.tokens?.access : undefined)
+      } catch (err) {
+        // A kept-alive socket the core closed (its 5 s keep-alive timeout) just as we reused
+        // it: the request never reached the core. Once, on a new socket, signed afresh.
+        if (!(err as { reusedSocket?: boolean }).reusedSocket || retriedStale) throw err
+        retriedStale = true
+        continue
+      }
       if (res.status === 429 && attempt < maxRetries) {
         // a shutdown (the request's signal) does not wait out a Retry-After
         await sleep(this.retryAfterMs(res.headers['retry-after']), undefined, {
@@ -289,7 +299,13 @@ export class PopApiClient {
           ),
         ),
       )
-      req.on('error', reject)
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+            ? Object.assign(err, { reusedSocket: true })
+            : err,
+        ),
+      )
       req.end(body)
     })
   }

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request as httpsRequest, Agent } from 'node:https'
+import { request as httpsRequest, Agent, createServer as createHttpsServer } from 'node:https'
 import { connect as tlsConnect } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
@@ -930,3 +930,30 @@ t.test('every refused pop.request row is counted in clavitor_auth_refusals_total
       `${reason}: ${n}, counted where each row was written`,
     )
 })
+
+t.test(
+  'the POP client retries once on a kept-alive socket the core closed as it was reused',
+  async (t) => {
+    // a server that answers the first request of a connection and drops the connection at
+    // the second: what the core's 5 s keep-alive timeout does to a socket reused just then
+    const tls = popApiTlsFromCa(pki.coreDir)
+    const perSocket = new WeakMap<object, number>()
+    let requests = 0
+    const server = createHttpsServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+      requests++
+      const n = (perSocket.get(req.socket) ?? 0) + 1
+      perSocket.set(req.socket, n)
+      if (n > 1) return req.socket.destroy()
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ ok: true }))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    t.teardown(() => new Promise<void>((r) => server.close(() => r())))
+    const client = clientOf(t, 'pop-a', {}, (server.address() as AddressInfo).port)
+    const a = await client.request('GET', '/pop/v1/anything', { token: false })
+    const b = await client.request('GET', '/pop/v1/anything', { token: false })
+    t.equal(a.status, 200)
+    t.equal(b.status, 200, 'the second request made it, on a new connection')
+    t.equal(requests, 3, 'the dropped one, then its retry')
+  },
+)
