@@ -24,7 +24,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { claError } from '../errors.js'
 
@@ -57,8 +57,16 @@ async function openssl(
   args: string[],
   opts: { input?: string; env?: Record<string, string>; stderr?: (s: string) => void } = {},
 ): Promise<string> {
+  // `openssl ca` reads and rewrites the CA's serial, index.txt and crlnumber files with no
+  // lock of its own (its manual: "no locking is done on the various files"): certificates
+  // issued in parallel on a loaded machine failed with "error while loading serial number".
+  // Each runs under an flock of {ca}/ca.lock, across processes too.
+  const cfg = args[0] === 'ca' ? args[args.indexOf('-config') + 1] : undefined
+  const [cmd, argv] = cfg
+    ? ['flock', ['-w', '60', join(dirname(cfg), 'ca.lock'), 'openssl', ...args]]
+    : ['openssl', args]
   try {
-    const r = await execa('openssl', args, {
+    const r = await execa(cmd, argv, {
       input: opts.input,
       env: opts.env,
       stripFinalNewline: false,

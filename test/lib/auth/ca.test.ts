@@ -85,3 +85,27 @@ t.test('CA init, POP issue, server SANs, revoke, CRL cache', async (t) => {
   await t.rejects(new CrlCache(join(dir, 'nope.pem')).isRevoked('01'), { code: 'CLA_ERR_AUTH_CA' })
   t.throws(() => listCerts(join(dir, 'nothing')), { code: 'CLA_ERR_AUTH_CA' })
 })
+
+t.test(
+  'certificates issued at once each get their own serial (the CA files are locked)',
+  async (t) => {
+    const dir = t.testdir()
+    const core = join(dir, 'core')
+    await initCa(core)
+    const ids = Array.from({ length: 12 }, (_, i) => `par-${i}`)
+    const csrs = await Promise.all(ids.map(async (id) => (await popInit(join(dir, id), id)).csrPem))
+    // `openssl ca` at once, issuing and making CRLs: OpenSSL's manual says it does no locking
+    // of its files; under load, parallel issues failed loading the serial file
+    const issued = await Promise.all(
+      ids.map((popId, i) => issuePopCert(core, { popId, csrPem: csrs[i]! })),
+    )
+    t.equal(new Set(issued.map((c) => c.serial)).size, 12, 'distinct serials')
+    t.same(
+      listCerts(core)
+        .filter((c) => c.popId?.startsWith('par-'))
+        .map((c) => c.status),
+      Array(12).fill('valid'),
+      'all in the CA index, valid',
+    )
+  },
+)
