@@ -4,7 +4,7 @@
 # Usage: scripts/ensure-system-deps.sh [tests|demo|bench]
 set -euo pipefail
 purpose=${1:-tests}
-pairs=(rsync:rsync chattr:e2fsprogs lsattr:e2fsprogs openssl:openssl)
+pairs=(rsync:rsync chattr:e2fsprogs lsattr:e2fsprogs openssl:openssl flock:util-linux)
 case "$purpose" in
   tests) pairs+=(ip:iproute2 chromium:chromium) ;;
   bench) pairs+=(nginx:nginx) ;;
