@@ -22,6 +22,8 @@ export interface PopAppOptions {
   trustProxy?: TrustProxy
   /** Serve GET /metrics: `{ token }` behind that bearer token, `{}` to anyone; default not served. */
   metrics?: MetricsExposure
+  /** Fill the lookup cache in the background once the app is ready (lib/pop-sync/lookup.ts `prefetch`). Default true. */
+  prefetch?: boolean
   /** Fastify options (logger, …). */
   fastify?: FastifyServerOptions
 }
@@ -103,6 +105,14 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
       }
       await scope.register(wl3Routes, { pop })
     })
+    if (opts.prefetch !== false) {
+      // a started POP meets its first lookups with a warm cache (idle turns only)
+      app.addHook('onReady', async () => {
+        pop.lookup
+          .prefetch()
+          .catch((err: unknown) => app.log.error({ err }, 'the lookup cache prefetch stopped'))
+      })
+    }
   }
   return app
 }

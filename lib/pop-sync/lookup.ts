@@ -16,6 +16,16 @@ import { validateClientP0 } from '../store/p0.js'
 import { checkpointHeader, type Checkpoint } from '../store/checkpoint.js'
 import { PopCursor } from './pop-cursor.js'
 
+/** A P0 a client may ask for (not the audit anchors' reserved one). */
+function isServable(p0: string): boolean {
+  try {
+    validateClientP0(p0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** A verified WL3 lookup answer: the latest blob of a P0, its payload and whole file. */
 export interface Wl3Answer {
   /** The blob's index row. */
@@ -77,6 +87,8 @@ export class Wl3Lookup {
   }
   private freshness: { checkpoint: Checkpoint; header: string } | null | undefined
   private readonly unsubscribe: () => void
+  private prefetchRun = 0
+  private closed = false
   /** Lookups answered from the cache. */
   hits = 0
   /** Lookups not answered from the cache. */
@@ -89,6 +101,7 @@ export class Wl3Lookup {
     this.onDamaged = opts.onDamaged
     this.versionStmt = store.db.prepare('PRAGMA data_version').pluck()
     this.changesStmt = store.db.prepare('SELECT total_changes()').pluck()
+    this.dataVersion = this.versionStmt.get() as number
     // a newer version of a cached P0 was published here: that answer is stale (called
     // synchronously right after the commit, before any other lookup can run)
     this.unsubscribe = store.onPublished((infos) => {
@@ -163,8 +176,10 @@ export class Wl3Lookup {
     this.dropAll()
   }
 
-  /** Stops following the store's publications (the store is closing). */
+  /** Stops following the store's publications and any prefetch (the store is closing). */
   close(): void {
+    this.closed = true
+    this.prefetchRun++
     this.unsubscribe()
     this.dropAll()
   }
@@ -226,6 +241,48 @@ export class Wl3Lookup {
       this.bytes += cost
     }
     return answer
+  }
+
+  /**
+   * Fills the cache in the background, one page of index rows per turn of the event loop
+   * (lookups go first), each answer read and checked as on a miss, until the cache is full
+   * or every P0 was read: a POP that starts meets its first lookups with a warm cache
+   * instead of paying a miss each. Evicts nothing; a damaged file is reported (onDamaged)
+   * and skipped. Ends at {@link close} or when the store closes. Resolves with the answers added.
+   */
+  async prefetch(pageSize = 256): Promise<number> {
+    if (this.closed) return 0
+    const run = ++this.prefetchRun
+    let after = ''
+    let added = 0
+    try {
+      while (run === this.prefetchRun) {
+        const page = this.store.index.filesAfter(after, pageSize)
+        if (page.length === 0) break
+        for (const f of page) {
+          if (this.bytes + f.file_size + ENTRY_OVERHEAD > this.max) return added
+          const p0 = f.path.split('/')[1] ?? ''
+          if (this.cache.has(p0) || !isServable(p0)) continue
+          const info = this.store.index.latest(p0)
+          if (!info || info.path !== f.path) continue // an older version
+          let answer: Wl3Answer
+          try {
+            answer = this.load(info)
+          } catch {
+            continue // reported by load(): queued for repair
+          }
+          this.cache.set(info.p0, answer)
+          this.bytes += answer.file.length + ENTRY_OVERHEAD
+          added++
+        }
+        after = page[page.length - 1]!.path
+        await new Promise((r) => setImmediate(r))
+      }
+    } catch (err) {
+      // the store closed under it: nothing left to warm
+      if (this.store.db.open) throw err
+    }
+    return added
   }
 
   /** Every version of `p0`, oldest first (index rows only). */

@@ -67,6 +67,26 @@ t.test('an IPv6 client counts by its /64, an IPv4 one by its address', async (t)
   t.equal(rateLimitKey('not-an-address:x'), 'not-an-address:x', 'kept as it is when unparsable')
 })
 
+t.test('a ready app has filled the lookup cache: the first lookup is a hit', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const p0 = randomP0()
+  await core.addBlobs(1, [p0])
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-prefetch')
+  await pop.sync.run()
+  const cold = await buildPopApp({ pop, prefetch: false })
+  t.teardown(() => cold.close())
+  await cold.ready()
+  t.equal(pop.lookup.cachedAnswers, 0, 'prefetch: false leaves it empty')
+  const app = await buildPopApp({ pop })
+  t.teardown(() => app.close())
+  await app.ready() // the first page of the prefetch runs in the ready hook itself
+  t.equal(pop.lookup.cachedAnswers, 1)
+  t.equal((await app.inject({ url: `/api/v1/wl3/${p0}` })).statusCode, 200)
+  t.equal(pop.lookup.misses, 0)
+  t.equal(pop.lookup.hits, 1)
+})
+
 t.test('an app without a POP answers /healthz only', async (t) => {
   const app = await buildPopApp()
   t.teardown(() => app.close())

@@ -141,3 +141,41 @@ t.test('a file longer than its index row is refused', async (t) => {
   t.throws(() => lookup.latest(p0), { code: 'CLA_ERR_SYNC_DAMAGED' })
   t.match(damaged, [{ code: 'CLA_ERR_HEADER_MISMATCH', message: /longer/ }])
 })
+
+t.test('prefetch fills the cache with the latest answers, up to its size', async (t) => {
+  const store = await BlobStore.init({ dataDir: join(root, 'prefetch'), protection: 'off' })
+  t.teardown(() => store.close())
+  const [a, b, c, d] = ['a1', 'a2', 'a3', 'a4'].map((x) => x.repeat(16)) as [
+    string,
+    string,
+    string,
+    string,
+  ]
+  const payload = Buffer.alloc(1000, 1)
+  await store.put(a, payload)
+  const newA = await store.put(a, Buffer.alloc(1000, 2))
+  await store.put(b, payload)
+  const infoC = await store.put(c, payload)
+  await store.put('0'.repeat(64), Buffer.from('{"anchor":1}')) // never served: not prefetched
+  // C's file damaged: reported, skipped
+  const file = join(store.root, infoC.path)
+  chmodSync(file, 0o644)
+  const buf = readFileSync(file)
+  buf[buf.length - 70] = buf[buf.length - 70]! ^ 0xff
+  writeFileSync(file, buf)
+  const damaged: string[] = []
+  const lookup = new Wl3Lookup(store, { onDamaged: (info) => damaged.push(info.path) })
+  t.equal(await lookup.prefetch(1), 2, 'A (its latest only) and B')
+  t.same(damaged, [infoC.path])
+  t.equal(lookup.latest(a).info.seq, newA.seq)
+  lookup.latest(b)
+  t.equal(lookup.misses, 0, 'both answered from the cache')
+  t.equal(lookup.cachedAnswers, 2)
+
+  const small = new Wl3Lookup(store, { maxBytes: buf.length + ENTRY_OVERHEAD })
+  await store.put(d, payload)
+  t.equal(await small.prefetch(), 1, 'stops when the cache is full')
+  t.equal(small.cachedAnswers, 1)
+  small.close()
+  t.equal(await small.prefetch(), 0, 'nothing after close')
+})
