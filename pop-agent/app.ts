@@ -15,7 +15,7 @@ export interface PopAppOptions {
   pop?: Pop
   /**
    * Per client address rate limit of the lookup routes (an IPv6 client counts by its /64).
-   * Default {@link POP_RATE_LIMIT}: 60,000 requests per 60 s; false = off.
+   * Default `POP_RATE_LIMIT`: 60,000 requests per 60 s; false = off.
    */
   rateLimit?: { max: number; timeWindowMs: number } | false
   /** A proxy in front of the lookups (lib/auth/trust-proxy.ts); default false. */

@@ -43,7 +43,7 @@ export interface Wl3Answer {
 /** Options of a {@link Wl3Lookup}. */
 export interface LookupOptions {
   /**
-   * Bytes the cache may hold, counted as each answer's file plus {@link ENTRY_OVERHEAD}
+   * Bytes the cache may hold, counted as each answer's file plus `ENTRY_OVERHEAD`
    * (its index row, views and map entry); least recently used go first. Default 256 MiB.
    */
   maxBytes?: number
@@ -248,7 +248,7 @@ export class Wl3Lookup {
    * (lookups go first), each answer read and checked as on a miss, until the cache is full
    * or every P0 was read: a POP that starts meets its first lookups with a warm cache
    * instead of paying a miss each. Evicts nothing; a damaged file is reported (onDamaged)
-   * and skipped. Ends at {@link close} or when the store closes. Resolves with the answers added.
+   * and skipped. Ends at `close()` or when the store closes. Resolves with the answers added.
    */
   async prefetch(pageSize = 256): Promise<number> {
     if (this.closed) return 0
