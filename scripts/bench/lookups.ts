@@ -32,7 +32,7 @@ import { feedClientFor, openPop } from '../../lib/pop.js'
 import { pullOnce } from '../../lib/pop-sync/pull.js'
 import { BlobStore } from '../../lib/store/index.js'
 import { syncRoutes } from '../../server/routes/sync.js'
-import { freePort } from './bench-env.js'
+import { freePort, procCpu } from './bench-env.js'
 
 const program = new Command()
   .name('bench:lookups')
@@ -208,6 +208,8 @@ interface Load {
   p99: number
   bad: number
   total: number
+  /** CPU µs per answer of the server's serving process (the POP process, nginx's worker). */
+  cpuUs?: number
 }
 
 function cannon(
@@ -248,11 +250,20 @@ function cannon(
 
 async function load(
   port: number,
+  server: number,
   pick: () => string,
   headers?: () => Record<string, string>,
 ): Promise<Load> {
   await cannon(port, WARMUP, pick, headers)
-  return cannon(port, DURATION, pick, headers)
+  const c0 = procCpu(server)
+  const l = await cannon(port, DURATION, pick, headers)
+  return { ...l, cpuUs: ((procCpu(server) - c0) * 1e6) / l.total }
+}
+
+/** nginx's worker: the master's one child. */
+function nginxWorker(master: number): number {
+  const out = execFileSync('pgrep', ['-P', String(master)], { encoding: 'utf8' }).trim()
+  return Number(out.split('\n')[0])
 }
 
 function rssKiB(pid: number): number {
@@ -351,7 +362,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     children.push(pop)
     await waitPort(popPort)
     log(`N=${n}: POP, no rate limit (${WARMUP} + ${DURATION} s)`)
-    const popLoad = await load(popPort, rnd(urls))
+    const popLoad = await load(popPort, pop.pid!, rnd(urls))
     await stop(pop)
 
     const ngPort = await freePort()
@@ -359,7 +370,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     children.push(nginx)
     await waitPort(ngPort)
     log(`N=${n}: nginx (${WARMUP} + ${DURATION} s)`)
-    const ngLoad = await load(ngPort, rnd(files))
+    const ngLoad = await load(ngPort, nginxWorker(nginx.pid!), rnd(files))
     await stop(nginx)
 
     const rlPort = await freePort()
@@ -367,7 +378,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     children.push(pop)
     await waitPort(rlPort)
     log(`N=${n}: POP, rate limits on, ${ADDRESSES} addresses (${WARMUP} + ${DURATION} s)`)
-    const rlLoad = await load(rlPort, rnd(urls), xff)
+    const rlLoad = await load(rlPort, pop.pid!, rnd(urls), xff)
     let soak: Soak | undefined
     if (SOAK > 0) {
       log(`N=${n}: soak, ${SOAK} s, RSS every ${SAMPLE} s`)
@@ -400,7 +411,7 @@ async function benchOne(n: number): Promise<Figures | null> {
 }
 
 const fmt = (l: Load) =>
-  `${Math.round(l.rps)} req/s, p50 ${l.p50} ms, p99 ${l.p99} ms${l.bad ? `, ${l.bad} bad` : ''}`
+  `${Math.round(l.rps)} req/s, p50 ${l.p50} ms, p99 ${l.p99} ms${l.cpuUs !== undefined ? `, ${l.cpuUs.toFixed(0)} µs CPU/req` : ''}${l.bad ? `, ${l.bad} bad` : ''}`
 const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`
 
 function printTable(results: Figures[]): void {
