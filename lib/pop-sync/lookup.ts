@@ -75,7 +75,13 @@ export class Wl3Lookup {
   private readonly verifySignature: boolean
   private bytes = 0
   private readonly onDamaged: LookupOptions['onDamaged']
-  private readonly cache = new Map<string, Wl3Answer>()
+  /**
+   * Cached answers in insertion order, each with a "used since it was (re)queued" bit: a
+   * hit only sets the bit, eviction gives a used answer a second chance at the end (CLOCK,
+   * the usual approximation of LRU). Moving every hit to the end cost two map writes per
+   * answer and left the map's head full of deleted slots that each eviction stepped over.
+   */
+  private readonly cache = new Map<string, { a: Wl3Answer; used: boolean }>()
   private readonly versionStmt: Statement
   private readonly changesStmt: Statement
   private dataVersion = -1
@@ -149,10 +155,24 @@ export class Wl3Lookup {
   }
 
   private forget(p0: string): void {
-    const a = this.cache.get(p0)
-    if (a) {
+    const e = this.cache.get(p0)
+    if (e) {
       this.cache.delete(p0)
-      this.bytes -= a.file.length + ENTRY_OVERHEAD
+      this.bytes -= e.a.file.length + ENTRY_OVERHEAD
+    }
+  }
+
+  /** Makes room for `cost` bytes: the oldest unused answers go, used ones are requeued once. */
+  private evictFor(cost: number): void {
+    while (this.bytes + cost > this.max && this.cache.size > 0) {
+      const [p0, e] = this.cache.entries().next().value as [string, { a: Wl3Answer; used: boolean }]
+      this.cache.delete(p0)
+      if (e.used) {
+        e.used = false
+        this.cache.set(p0, e)
+      } else {
+        this.bytes -= e.a.file.length + ENTRY_OVERHEAD
+      }
     }
   }
 
@@ -197,7 +217,7 @@ export class Wl3Lookup {
       try {
         verifyCla(a.file, this.store.trustedKeys, a.info.path)
       } catch (err) {
-        if (this.cache.get(p0) === a) this.forget(p0)
+        if (this.cache.get(p0)?.a === a) this.forget(p0)
         this.onDamaged?.(a.info, err)
         throw claError(
           'CLA_ERR_SYNC_DAMAGED',
@@ -219,10 +239,8 @@ export class Wl3Lookup {
     const hit = this.cache.get(p0)
     if (hit) {
       this.hits++
-      // least recently used order: move to the end
-      this.cache.delete(p0)
-      this.cache.set(hit.info.p0, hit)
-      return hit
+      hit.used = true
+      return hit.a
     }
     this.misses++
     const info = this.store.index.latest(p0)
@@ -230,14 +248,10 @@ export class Wl3Lookup {
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
     const answer = this.load(info)
     const cost = answer.file.length + ENTRY_OVERHEAD
-    while (this.bytes + cost > this.max && this.cache.size > 0) {
-      const [oldest, old] = this.cache.entries().next().value as [string, Wl3Answer]
-      this.cache.delete(oldest)
-      this.bytes -= old.file.length + ENTRY_OVERHEAD
-    }
     if (cost <= this.max) {
+      this.evictFor(cost)
       // keyed by the row's own string: the request's copy is let go with the request
-      this.cache.set(info.p0, answer)
+      this.cache.set(info.p0, { a: answer, used: false })
       this.bytes += cost
     }
     return answer
@@ -250,7 +264,7 @@ export class Wl3Lookup {
    * instead of paying a miss each. Evicts nothing; a damaged file is reported (onDamaged)
    * and skipped. Ends at `close()` or when the store closes. Resolves with the answers added.
    */
-  async prefetch(pageSize = 256): Promise<number> {
+  async prefetch(pageSize = 32): Promise<number> {
     if (this.closed) return 0
     const run = ++this.prefetchRun
     let after = ''
@@ -271,7 +285,7 @@ export class Wl3Lookup {
           } catch {
             continue // reported by load(): queued for repair
           }
-          this.cache.set(info.p0, answer)
+          this.cache.set(info.p0, { a: answer, used: false })
           this.bytes += answer.file.length + ENTRY_OVERHEAD
           added++
         }

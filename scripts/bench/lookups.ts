@@ -56,6 +56,7 @@ const program = new Command()
   .addOption(new Option('--rebuild', 'build the store again even if one is cached'))
   .addOption(new Option('--drop-cache', 'delete the built store at the end'))
   .addOption(new Option('--build-only', 'build (or find) the stores, measure nothing'))
+  .addOption(new Option('--cpu-prof <dir>', "write each POP process's V8 CPU profile there"))
   .parse()
 const o = program.opts<{
   n: string
@@ -70,6 +71,7 @@ const o = program.opts<{
   rebuild?: boolean
   dropCache?: boolean
   buildOnly?: boolean
+  cpuProf?: string
 }>()
 const SIZES = o.n.split(',').map((x) => {
   const v = Number(x)
@@ -275,6 +277,15 @@ function startPop(popDir: string, port: number, rateLimited: boolean): ChildProc
   const args = [join(REPO, 'scripts/bench/pop-serve.ts'), popDir, String(port)]
   if (rateLimited) args.push('--rate-limit', '--trust-proxy', 'loopback')
   if (o.maxBytes) args.push('--max-bytes', o.maxBytes)
+  if (o.cpuProf) {
+    // the same process scripts/clavitor-ts runs, with V8's profiler on
+    const loader = `file://${join(REPO, 'node_modules/tsx/dist/loader.mjs')}`
+    return spawn(
+      process.execPath,
+      ['--cpu-prof', `--cpu-prof-dir=${o.cpuProf}`, '--import', loader, ...args],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    )
+  }
   return spawn(TS, args, { stdio: ['ignore', 'ignore', 'inherit'] })
 }
 

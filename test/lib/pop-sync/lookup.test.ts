@@ -179,3 +179,25 @@ t.test('prefetch fills the cache with the latest answers, up to its size', async
   small.close()
   t.equal(await small.prefetch(), 0, 'nothing after close')
 })
+
+t.test('a full cache lets go of an answer not asked for since it came in', async (t) => {
+  const store = await BlobStore.init({ dataDir: join(root, 'clock'), protection: 'off' })
+  t.teardown(() => store.close())
+  const [a, b, c] = ['c1', 'c2', 'c3'].map((x) => x.repeat(16)) as [string, string, string]
+  const payload = Buffer.alloc(1000, 3)
+  const info = await store.put(a, payload)
+  await store.put(b, payload)
+  await store.put(c, payload)
+  const lookup = new Wl3Lookup(store, { maxBytes: 2 * (info.file_size + ENTRY_OVERHEAD) })
+  lookup.latest(a)
+  lookup.latest(b)
+  lookup.latest(a) // A asked for again: kept over B
+  lookup.latest(c)
+  t.equal(lookup.cachedAnswers, 2)
+  const misses = lookup.misses
+  lookup.latest(a)
+  lookup.latest(c)
+  t.equal(lookup.misses, misses, 'A and C cached')
+  lookup.latest(b)
+  t.equal(lookup.misses, misses + 1, 'B went')
+})
