@@ -377,12 +377,14 @@ async function benchOne(n: number): Promise<Figures | null> {
     await stop(pop)
 
     const ngPort = await freePort()
-    const nginx = startNginx(root, ngPort, join(o.cacheDir, `nginx-${process.pid}`))
+    const ngDir = join(o.cacheDir, `nginx-${process.pid}`)
+    const nginx = startNginx(root, ngPort, ngDir)
     children.push(nginx)
     await waitPort(ngPort)
     log(`N=${n}: nginx (${WARMUP} + ${DURATION} s)`)
     const ngLoad = await load(ngPort, nginxWorker(nginx.pid!), rnd(files))
     await stop(nginx)
+    rmSync(ngDir, { recursive: true, force: true })
 
     const rlPort = await freePort()
     pop = startPop(st.popDir, rlPort, true)
