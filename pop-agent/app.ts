@@ -31,9 +31,8 @@ export interface PopAppOptions {
 /**
  * The lookup routes' default budget per client address: 60,000 a minute (1,000/s). Many vault
  * devices may share one address (an office's NAT, a carrier's CGNAT): 10,000 devices that
- * each revalidate their WL3 every minute fit 6 times over, while one address still gets at
- * most about a twentieth of what one POP process answers (docs/operations.md "Lookup rate
- * limits").
+ * each revalidate their WL3 every minute fit 6 times over, while one address still gets
+ * only a share of what one POP process answers (docs/operations.md "Lookup rate limits").
  */
 export const POP_RATE_LIMIT = { max: 60_000, timeWindowMs: 60_000 } as const
 
