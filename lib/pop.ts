@@ -279,6 +279,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     },
     async close() {
       await watcher?.close()
+      lookup.close()
       await store.close()
     },
   }

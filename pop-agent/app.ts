@@ -1,6 +1,7 @@
 // The POP's Fastify app factory: WL3 lookups for vaults, health. Thin; never listens.
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
+import ipaddr from 'ipaddr.js'
 import { claError } from '../lib/errors.js'
 import type { Pop } from '../lib/pop.js'
 import type { TrustProxy } from '../lib/auth/trust-proxy.js'
@@ -12,14 +13,51 @@ import { metricsPlugin, type MetricsExposure } from '../http/metrics.js'
 export interface PopAppOptions {
   /** The POP library instance (lib/pop.ts). Without it only /healthz answers. */
   pop?: Pop
-  /** Per client address rate limit of the lookup routes. Default 6000 requests per 60 s; false = off. */
+  /**
+   * Per client address rate limit of the lookup routes (an IPv6 client counts by its /64).
+   * Default `POP_RATE_LIMIT`: 60,000 requests per 60 s; false = off.
+   */
   rateLimit?: { max: number; timeWindowMs: number } | false
   /** A proxy in front of the lookups (lib/auth/trust-proxy.ts); default false. */
   trustProxy?: TrustProxy
   /** Serve GET /metrics: `{ token }` behind that bearer token, `{}` to anyone; default not served. */
   metrics?: MetricsExposure
+  /** Fill the lookup cache in the background once the app is ready (lib/pop-sync/lookup.ts `prefetch`). Default true. */
+  prefetch?: boolean
   /** Fastify options (logger, …). */
   fastify?: FastifyServerOptions
+}
+
+/**
+ * The lookup routes' default budget per client address: 60,000 a minute (1,000/s). Many vault
+ * devices may share one address (an office's NAT, a carrier's CGNAT): 10,000 devices that
+ * each revalidate their WL3 every minute fit 6 times over, while one address still gets
+ * only a share of what one POP process answers (docs/operations.md "Lookup rate limits").
+ */
+export const POP_RATE_LIMIT = { max: 60_000, timeWindowMs: 60_000 } as const
+
+/** Client addresses whose budgets are kept (least recently seen go first): ~10 MB at most. */
+export const POP_RATE_LIMIT_KEYS = 50_000
+
+/**
+ * The budget a client address counts against: an IPv4 address (IPv4-mapped IPv6 too) as it
+ * is; an IPv6 address by its /64, the prefix one subscriber holds and can pick any address in.
+ */
+export function rateLimitKey(ip: string): string {
+  if (!ip.includes(':')) return ip
+  let a: ipaddr.IPv4 | ipaddr.IPv6
+  try {
+    a = ipaddr.parse(ip)
+  } catch {
+    return ip
+  }
+  if (a.kind() === 'ipv4') return a.toString()
+  const v6 = a as ipaddr.IPv6
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString()
+  return `${v6.parts
+    .slice(0, 4)
+    .map((p) => p.toString(16))
+    .join(':')}::/64`
 }
 
 /**
@@ -48,14 +86,15 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
   })
   if (pop) {
     await app.register(metricsPlugin, { metrics: pop.metrics, expose: opts.metrics })
-    const rl = opts.rateLimit ?? { max: 6000, timeWindowMs: 60_000 }
+    const rl = opts.rateLimit ?? POP_RATE_LIMIT
     await app.register(async (scope) => {
       if (rl) {
         await scope.register(rateLimit, {
           max: rl.max,
           timeWindow: rl.timeWindowMs,
           hook: 'onRequest',
-          keyGenerator: (req) => req.ip,
+          cache: POP_RATE_LIMIT_KEYS,
+          keyGenerator: (req) => rateLimitKey(req.ip),
           errorResponseBuilder: (_req, ctx) =>
             claError(
               'CLA_ERR_SYNC_RATE_LIMITED',
@@ -65,6 +104,14 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
       }
       await scope.register(wl3Routes, { pop })
     })
+    if (opts.prefetch !== false) {
+      // a started POP meets its first lookups with a warm cache (idle turns only)
+      app.addHook('onReady', async () => {
+        pop.lookup
+          .prefetch()
+          .catch((err: unknown) => app.log.error({ err }, 'the lookup cache prefetch stopped'))
+      })
+    }
   }
   return app
 }

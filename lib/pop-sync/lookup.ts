@@ -1,10 +1,12 @@
 // WL3 lookups on a POP: the latest blob of a P0 from the SQLite index, its file read and
 // checked against that row (structure, header, payload sha256; optionally the signature
-// again) before it is served. A bounded cache
-// keeps the verified latest answer per P0; it is dropped whenever the database changes
-// (PRAGMA data_version for commits by other connections, total_changes() for this one).
+// again) before it is served. A bounded LRU cache keeps the verified latest answer per P0;
+// an answer leaves it when a newer blob of its P0 is published by this process (the store's
+// onPublished signal), and the whole cache is dropped when another connection commits to
+// meta.db (PRAGMA data_version: a CLI `pop sync --once` beside `pop run`). Other writes of
+// this process (audit rows, sync state, the cursor) leave cached answers alone.
+import { closeSync, openSync, readSync } from 'node:fs'
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Statement } from 'better-sqlite3'
 import { decodeCla, verifyCla } from '../store/format.js'
@@ -13,6 +15,16 @@ import { claError } from '../errors.js'
 import { validateClientP0 } from '../store/p0.js'
 import { checkpointHeader, type Checkpoint } from '../store/checkpoint.js'
 import { PopCursor } from './pop-cursor.js'
+
+/** A P0 a client may ask for (not the audit anchors' reserved one). */
+function isServable(p0: string): boolean {
+  try {
+    validateClientP0(p0)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /** A verified WL3 lookup answer: the latest blob of a P0, its payload and whole file. */
 export interface Wl3Answer {
@@ -30,7 +42,10 @@ export interface Wl3Answer {
 
 /** Options of a {@link Wl3Lookup}. */
 export interface LookupOptions {
-  /** Bytes of verified .cla files kept in the cache (least recently used go first). Default 256 MiB. */
+  /**
+   * Bytes the cache may hold, counted as each answer's file plus `ENTRY_OVERHEAD`
+   * (its index row, views and map entry); least recently used go first. Default 256 MiB.
+   */
   maxBytes?: number
   /**
    * Check the Ed25519 signature on every cache miss too (about 130 µs each). Default false:
@@ -44,8 +59,15 @@ export interface LookupOptions {
 }
 
 /**
+ * What one cached answer costs beyond its file's bytes: the index row's object and strings,
+ * the two buffer views, the ETag, the map entry (measured on Node 20: 1.25 KiB of RSS beyond the file;
+ * docs/performance.md "Lookups against nginx").
+ */
+export const ENTRY_OVERHEAD = 1280
+
+/**
  * WL3 lookups on a POP: the latest published blob of a P0, checked against its index row before
- * it is served, with a size-bounded LRU cache that is dropped whenever the database changes.
+ * it is served, with a size-bounded LRU cache kept per P0 (see the file's head).
  */
 export class Wl3Lookup {
   private readonly store: BlobStore
@@ -53,11 +75,26 @@ export class Wl3Lookup {
   private readonly verifySignature: boolean
   private bytes = 0
   private readonly onDamaged: LookupOptions['onDamaged']
-  private readonly cache = new Map<string, Wl3Answer>()
+  /**
+   * Cached answers in insertion order, each with a "used since it was (re)queued" bit: a
+   * hit only sets the bit, eviction gives a used answer a second chance at the end (CLOCK,
+   * the usual approximation of LRU). Moving every hit to the end cost two map writes per
+   * answer and left the map's head full of deleted slots that each eviction stepped over.
+   */
+  private readonly cache = new Map<string, { a: Wl3Answer; used: boolean }>()
   private readonly versionStmt: Statement
   private readonly changesStmt: Statement
-  private stamp = ''
+  private dataVersion = -1
+  private changes = -1
+  /** meta.db's counters were read in this turn of the event loop. */
+  private looked = false
+  private readonly rearm = () => {
+    this.looked = false
+  }
   private freshness: { checkpoint: Checkpoint; header: string } | null | undefined
+  private readonly unsubscribe: () => void
+  private prefetchRun = 0
+  private closed = false
   /** Lookups answered from the cache. */
   hits = 0
   /** Lookups not answered from the cache. */
@@ -70,22 +107,78 @@ export class Wl3Lookup {
     this.onDamaged = opts.onDamaged
     this.versionStmt = store.db.prepare('PRAGMA data_version').pluck()
     this.changesStmt = store.db.prepare('SELECT total_changes()').pluck()
+    this.dataVersion = this.versionStmt.get() as number
+    // a newer version of a cached P0 was published here: that answer is stale (called
+    // synchronously right after the commit, before any other lookup can run)
+    this.unsubscribe = store.onPublished((infos) => {
+      for (const info of infos) this.forget(info.p0)
+    })
   }
 
-  /** Drops every cached answer when the index changed since the last look. */
+  /** Cached answers in bytes, as counted against `maxBytes`. */
+  get cachedBytes(): number {
+    return this.bytes
+  }
+
+  /** Cached answers. */
+  get cachedAnswers(): number {
+    return this.cache.size
+  }
+
+  /**
+   * Looks at meta.db's change counters, once per turn of the event loop (the lookups of one
+   * batch of readable sockets share one look): a commit by another connection (PRAGMA
+   * data_version) drops every cached answer; any change at all (total_changes() too: an
+   * audit row, the cursor, a checkpoint) only makes the freshness be read again. This
+   * process's own publications need no look: they drop their P0s synchronously.
+   */
   private fresh(): void {
-    const s = `${this.versionStmt.get() as number}:${this.changesStmt.get() as number}`
-    if (s !== this.stamp) {
-      this.cache.clear()
-      this.bytes = 0
-      this.stamp = s
+    if (this.looked) return
+    this.looked = true
+    setImmediate(this.rearm)
+    const v = this.versionStmt.get() as number
+    const c = this.changesStmt.get() as number
+    if (v !== this.dataVersion) {
+      this.dropAll()
+      this.dataVersion = v
+    }
+    if (c !== this.changes) {
+      this.changes = c
       this.freshness = undefined
+    }
+  }
+
+  private dropAll(): void {
+    this.cache.clear()
+    this.bytes = 0
+    this.freshness = undefined
+  }
+
+  private forget(p0: string): void {
+    const e = this.cache.get(p0)
+    if (e) {
+      this.cache.delete(p0)
+      this.bytes -= e.a.file.length + ENTRY_OVERHEAD
+    }
+  }
+
+  /** Makes room for `cost` bytes: the oldest unused answers go, used ones are requeued once. */
+  private evictFor(cost: number): void {
+    while (this.bytes + cost > this.max && this.cache.size > 0) {
+      const [p0, e] = this.cache.entries().next().value as [string, { a: Wl3Answer; used: boolean }]
+      this.cache.delete(p0)
+      if (e.used) {
+        e.used = false
+        this.cache.set(p0, e)
+      } else {
+        this.bytes -= e.a.file.length + ENTRY_OVERHEAD
+      }
     }
   }
 
   /**
    * The newest core checkpoint this POP verified at its cursor (lib/pop-sync/pop-cursor.ts),
-   * read once per database change: what vaults are told of this POP's freshness (the
+   * read again after any change to meta.db: what vaults are told of this POP's freshness (the
    * `Clavitor-Checkpoint` header of every lookup, GET /api/v1/checkpoint). Null before the
    * first verified page.
    */
@@ -100,10 +193,15 @@ export class Wl3Lookup {
 
   /** Drops every cached answer. */
   invalidate(): void {
-    this.cache.clear()
-    this.bytes = 0
-    this.stamp = ''
-    this.freshness = undefined
+    this.dropAll()
+  }
+
+  /** Stops following the store's publications and any prefetch (the store is closing). */
+  close(): void {
+    this.closed = true
+    this.prefetchRun++
+    this.unsubscribe()
+    this.dropAll()
   }
 
   /**
@@ -111,17 +209,15 @@ export class Wl3Lookup {
    * verify that file itself) the Ed25519 signature is checked too, once per cached answer.
    * CLA_ERR_INVALID_P0 (400) / CLA_ERR_P0_RESERVED (400: the audit anchors replicate here
    * like any blob, but are never served) / CLA_ERR_NOT_FOUND (404) / CLA_ERR_SYNC_DAMAGED (503).
+   * Synchronous from the index read to the cache: no publication can slip in between.
    */
-  async latest(p0: string, opts: { signature?: boolean } = {}): Promise<Wl3Answer> {
-    const a = await this.latestChecked(p0)
+  latest(p0: string, opts: { signature?: boolean } = {}): Wl3Answer {
+    const a = this.latestChecked(p0)
     if (opts.signature && !a.signatureChecked) {
       try {
         verifyCla(a.file, this.store.trustedKeys, a.info.path)
       } catch (err) {
-        if (this.cache.get(p0) === a) {
-          this.cache.delete(p0)
-          this.bytes -= a.file.length + 200
-        }
+        if (this.cache.get(p0)?.a === a) this.forget(p0)
         this.onDamaged?.(a.info, err)
         throw claError(
           'CLA_ERR_SYNC_DAMAGED',
@@ -137,33 +233,70 @@ export class Wl3Lookup {
     return a
   }
 
-  private async latestChecked(p0: string): Promise<Wl3Answer> {
+  private latestChecked(p0: string): Wl3Answer {
     validateClientP0(p0)
     this.fresh()
     const hit = this.cache.get(p0)
     if (hit) {
       this.hits++
-      // least recently used order: move to the end
-      this.cache.delete(p0)
-      this.cache.set(p0, hit)
-      return hit
+      hit.used = true
+      return hit.a
     }
     this.misses++
     const info = this.store.index.latest(p0)
     if (!info)
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
-    const answer = await this.load(info)
-    const cost = answer.file.length + 200
-    while (this.bytes + cost > this.max && this.cache.size > 0) {
-      const [oldest, old] = this.cache.entries().next().value as [string, Wl3Answer]
-      this.cache.delete(oldest)
-      this.bytes -= old.file.length + 200
-    }
+    const answer = this.load(info)
+    const cost = answer.file.length + ENTRY_OVERHEAD
     if (cost <= this.max) {
-      this.cache.set(p0, answer)
+      this.evictFor(cost)
+      // keyed by the row's own string: the request's copy is let go with the request
+      this.cache.set(info.p0, { a: answer, used: false })
       this.bytes += cost
     }
     return answer
+  }
+
+  /**
+   * Fills the cache in the background, one page of index rows per turn of the event loop
+   * (lookups go first), each answer read and checked as on a miss, until the cache is full
+   * or every P0 was read: a POP that starts meets its first lookups with a warm cache
+   * instead of paying a miss each. Evicts nothing; a damaged file is reported (onDamaged)
+   * and skipped. Ends at `close()` or when the store closes. Resolves with the answers added.
+   */
+  async prefetch(pageSize = 32): Promise<number> {
+    if (this.closed) return 0
+    const run = ++this.prefetchRun
+    let after = ''
+    let added = 0
+    try {
+      while (run === this.prefetchRun) {
+        const page = this.store.index.filesAfter(after, pageSize)
+        if (page.length === 0) break
+        for (const f of page) {
+          if (this.bytes + f.file_size + ENTRY_OVERHEAD > this.max) return added
+          const p0 = f.path.split('/')[1] ?? ''
+          if (this.cache.has(p0) || !isServable(p0)) continue
+          const info = this.store.index.latest(p0)
+          if (!info || info.path !== f.path) continue // an older version
+          let answer: Wl3Answer
+          try {
+            answer = this.load(info)
+          } catch {
+            continue // reported by load(): queued for repair
+          }
+          this.cache.set(info.p0, { a: answer, used: false })
+          this.bytes += answer.file.length + ENTRY_OVERHEAD
+          added++
+        }
+        after = page[page.length - 1]!.path
+        await new Promise((r) => setImmediate(r))
+      }
+    } catch (err) {
+      // the store closed under it: nothing left to warm
+      if (this.store.db.open) throw err
+    }
+    return added
   }
 
   /** Every version of `p0`, oldest first (index rows only). */
@@ -175,12 +308,12 @@ export class Wl3Lookup {
     return v
   }
 
-  private async load(info: BlobInfo): Promise<Wl3Answer> {
+  private load(info: BlobInfo): Wl3Answer {
     let file: Buffer
     try {
-      file = this.verifySignature ? await this.store.readFile(info) : await this.readChecked(info)
+      file = this.readChecked(info)
+      if (this.verifySignature) verifyCla(file, this.store.trustedKeys, info.path)
     } catch (err) {
-      if ((err as { code?: string }).code === 'CLA_ERR_STORE_CLOSED') throw err
       this.onDamaged?.(info, err)
       throw claError(
         'CLA_ERR_SYNC_DAMAGED',
@@ -197,12 +330,38 @@ export class Wl3Lookup {
   }
 
   /**
-   * Reads a sealed file and checks it against its index row: structure, every header field
-   * and the payload sha256. The row was written by an ingest that verified the core's
-   * signature over these very bytes; the signature is checked again by the full verify.
+   * Reads a sealed file and checks it against its index row: its size, structure, every
+   * header field and the payload sha256. The row was written by an ingest that checked these
+   * very bytes against the core's signed replication log (or their signature); the signature
+   * is checked again by the full verify and before a `.cla` is served.
+   *
+   * A synchronous read (open, one read, close): a WL3 is a few KiB, normally in the page
+   * cache, and three system calls on the event loop cost less than a trip through the
+   * thread pool per call (nginx's worker reads the same way). The buffer is one of its own
+   * (not a slice of Node's shared pool), so a cached answer holds only its own bytes.
    */
-  private async readChecked(info: BlobInfo): Promise<Buffer> {
-    const file = await readFile(join(this.store.root, info.path))
+  private readChecked(info: BlobInfo): Buffer {
+    const want = info.file_size
+    // one byte more than the row says: a longer file is caught without an fstat
+    const buf = Buffer.allocUnsafeSlow(want + 1)
+    const fd = openSync(join(this.store.root, info.path), 'r')
+    let got = 0
+    try {
+      for (;;) {
+        const n = readSync(fd, buf, got, want + 1 - got, got)
+        if (n === 0) break
+        got += n
+        if (got > want) break
+      }
+    } finally {
+      closeSync(fd)
+    }
+    if (got !== want)
+      throw claError(
+        'CLA_ERR_HEADER_MISMATCH',
+        `${info.path}: the file is ${got > want ? 'longer' : `${got} bytes`}, the index row says ${want}`,
+      )
+    const file = buf.subarray(0, want)
     const d = decodeCla(file, info.path)
     if (
       d.p0 !== info.p0 ||

@@ -17,11 +17,15 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
 
 export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts) => {
   const { lookup } = opts.pop
-  // every lookup answer (and its errors) carries the POP's freshness: the core's signed
-  // checkpoint of the replication log this POP holds (docs/replication.md "Freshness")
-  app.addHook('onSend', async (_req, reply) => {
+  // Every lookup answer (and its errors) carries the POP's freshness: the core's signed
+  // checkpoint of the replication log this POP holds (docs/replication.md "Freshness").
+  // The hook and the WL3 routes are synchronous (a lookup is, from the index read to the
+  // cache: lib/pop-sync/lookup.ts): no promise per answer. The routes send and return
+  // nothing; Fastify answers a throw through the error handler as from an async route.
+  app.addHook('onSend', (_req, reply, payload, done) => {
     const f = lookup.checkpoint()
     if (f) reply.header('clavitor-checkpoint', f.header)
+    done(null, payload)
   })
   app.get('/api/v1/checkpoint', async (_req, reply) => {
     const f = lookup.checkpoint()
@@ -33,24 +37,24 @@ export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts)
     reply.header('cache-control', 'no-cache')
     return f.checkpoint
   })
-  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0', async (req, reply) => {
-    const a = await lookup.latest(req.params.p0)
+  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0', (req, reply) => {
+    const a = lookup.latest(req.params.p0)
     reply
       .header('etag', a.etag)
       .header('cache-control', 'no-cache')
       .header('x-clavitor-seq', String(a.info.seq))
-    if (matches(req.headers['if-none-match'], a.etag)) return reply.code(304).send()
-    return reply.type('application/octet-stream').send(a.payload)
+    if (matches(req.headers['if-none-match'], a.etag)) reply.code(304).send()
+    else reply.type('application/octet-stream').send(a.payload)
   })
-  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/cla', async (req, reply) => {
-    const a = await lookup.latest(req.params.p0, { signature: true })
+  app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/cla', (req, reply) => {
+    const a = lookup.latest(req.params.p0, { signature: true })
     const etag = `"cla-${a.info.sha256}"`
     reply
       .header('etag', etag)
       .header('cache-control', 'no-cache')
       .header('x-clavitor-seq', String(a.info.seq))
-    if (matches(req.headers['if-none-match'], etag)) return reply.code(304).send()
-    return reply.type('application/vnd.clavitor.cla').send(a.file)
+    if (matches(req.headers['if-none-match'], etag)) reply.code(304).send()
+    else reply.type('application/vnd.clavitor.cla').send(a.file)
   })
   app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/versions', async (req) => {
     const versions = lookup.versions(req.params.p0)

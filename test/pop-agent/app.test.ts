@@ -2,7 +2,7 @@
 // without a POP instance and its 503 after a failed run, the reserved audit-anchor P0.
 import t from 'tap'
 import { join } from 'node:path'
-import { buildPopApp } from '../../pop-agent/app.js'
+import { buildPopApp, POP_RATE_LIMIT, rateLimitKey } from '../../pop-agent/app.js'
 import { openTestPop, randomP0, startCore, tempDir } from '../fixtures/sync.js'
 
 t.test(
@@ -25,6 +25,67 @@ t.test(
     t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'health is not limited')
   },
 )
+
+// Issue 18: many vault devices share one address behind a NAT, so the default budget is
+// large; an IPv6 client counts by its /64, or it could take a fresh budget per address.
+t.test('the default budget fits many devices behind one address', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const p0 = randomP0()
+  await core.addBlobs(1, [p0])
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-rl-default')
+  await pop.sync.run()
+  const app = await buildPopApp({ pop })
+  t.teardown(() => app.close())
+  const r = await app.inject({ url: `/api/v1/wl3/${p0}` })
+  t.equal(r.statusCode, 200)
+  t.equal(POP_RATE_LIMIT.max, 60_000)
+  t.equal(POP_RATE_LIMIT.timeWindowMs, 60_000)
+  t.equal(r.headers['x-ratelimit-limit'], '60000', 'the default is in force')
+})
+
+t.test('an IPv6 client counts by its /64, an IPv4 one by its address', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const p0 = randomP0()
+  await core.addBlobs(1, [p0])
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-rl-v6')
+  await pop.sync.run()
+  const app = await buildPopApp({ pop, rateLimit: { max: 2, timeWindowMs: 60_000 } })
+  t.teardown(() => app.close())
+  const from = async (remoteAddress: string) =>
+    (await app.inject({ url: `/api/v1/wl3/${p0}`, remoteAddress })).statusCode
+  t.equal(await from('2001:db8:1:2::1'), 200)
+  t.equal(await from('2001:db8:1:2::2'), 200)
+  t.equal(await from('2001:db8:1:2:ffff::9'), 429, 'another address of the same /64 shares it')
+  t.equal(await from('2001:db8:1:3::1'), 200, 'another /64 has its own')
+  t.equal(await from('192.0.2.1'), 200)
+  t.equal(await from('192.0.2.1'), 200)
+  t.equal(await from('::ffff:192.0.2.1'), 429, 'an IPv4-mapped address is the IPv4 one')
+  t.equal(await from('192.0.2.2'), 200, 'another IPv4 address has its own')
+  t.equal(rateLimitKey('2001:DB8:0:0:1::1'), '2001:db8:0:0::/64')
+  t.equal(rateLimitKey('not-an-address:x'), 'not-an-address:x', 'kept as it is when unparsable')
+})
+
+t.test('a ready app has filled the lookup cache: the first lookup is a hit', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  const p0 = randomP0()
+  await core.addBlobs(1, [p0])
+  const pop = await openTestPop(t, core, join(dir, 'pop'), 'pop-prefetch')
+  await pop.sync.run()
+  const cold = await buildPopApp({ pop, prefetch: false })
+  t.teardown(() => cold.close())
+  await cold.ready()
+  t.equal(pop.lookup.cachedAnswers, 0, 'prefetch: false leaves it empty')
+  const app = await buildPopApp({ pop })
+  t.teardown(() => app.close())
+  await app.ready() // the first page of the prefetch runs in the ready hook itself
+  t.equal(pop.lookup.cachedAnswers, 1)
+  t.equal((await app.inject({ url: `/api/v1/wl3/${p0}` })).statusCode, 200)
+  t.equal(pop.lookup.misses, 0)
+  t.equal(pop.lookup.hits, 1)
+})
 
 t.test('an app without a POP answers /healthz only', async (t) => {
   const app = await buildPopApp()
