@@ -19,9 +19,8 @@ import { SHARDS } from '../store/open.js'
 import { removeStagingTree } from '../store/seal.js'
 import type { TreeEntry, VerifiedTree, VerifyTreeResult } from '../store/store.js'
 import type { PopCursor } from './pop-cursor.js'
-import { K_LAST_CHECK } from './repair.js'
 import { runRsync } from './rsync.js'
-import { setMeta } from './state.js'
+import { K_LAST_CHECK, setMeta } from './state.js'
 import type { FeedClient } from './transport.js'
 
 /** The store calls a bootstrap needs (BlobStore has them). */

@@ -19,7 +19,7 @@ import type { BlobInfo, BlobStore } from '../store/index.js'
 import { verifyCla } from '../store/format.js'
 import { runRsync } from './rsync.js'
 import type { RsyncSettings } from './pull.js'
-import { getMeta, setMeta } from './state.js'
+import { getMeta, K_LAST_CHECK, setMeta } from './state.js'
 import { checkTree, type TreeCheckResult } from './tree-check.js'
 
 export const K_REPAIR = 'sync.repair'
@@ -52,7 +52,7 @@ function dropRepairs(db: Db, paths: readonly string[]): void {
   setMeta(db, K_REPAIR, Object.keys(q).length ? JSON.stringify(q) : null)
 }
 
-export const K_LAST_CHECK = 'sync.last_quick_check'
+export { K_LAST_CHECK }
 
 /**
  * Cheap check of the whole tree before each pull (tree-check.ts): one stat per indexed file

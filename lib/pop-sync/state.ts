@@ -16,6 +16,8 @@ export const K_GENERATION = 'sync.core_generation'
 export const K_LAST_RUN = 'sync.last_run'
 export const K_CHAIN = 'sync.chain'
 export const K_CHECKPOINT = 'sync.checkpoint'
+/** ms epoch of the last local quick check (lib/pop-sync/repair.ts quickCheck; a bootstrap sets it too). */
+export const K_LAST_CHECK = 'sync.last_quick_check'
 
 // the one meta store (lib/db/meta.ts); re-exported for the replication code
 export { getMeta, setMeta }
