@@ -74,8 +74,11 @@ async function openssl(
     opts.stderr?.(r.stderr)
     return r.stdout
   } catch (cause) {
-    const e = cause as { stderr?: string; shortMessage?: string }
-    const detail = (e.stderr ?? e.shortMessage ?? String(cause))
+    const e = cause as { stderr?: string; shortMessage?: string; code?: string }
+    // a missing program: say which (flock comes with util-linux, openssl with openssl)
+    const detail = (
+      e.code === 'ENOENT' ? `${cmd} not found` : e.stderr || e.shortMessage || String(cause)
+    )
       .trim()
       .split('\n')
       .slice(-3)

@@ -274,6 +274,7 @@ t.test('a step that fails prints ✗, closes what started and exits 1 (rsync mis
     'readlink',
     'node',
     'openssl',
+    'flock',
     'chattr',
     'lsattr',
   ]) {
