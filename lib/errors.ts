@@ -75,7 +75,7 @@ export const ERRORS = {
   CLA_ERR_SYNC_PARTIAL: { status: 502, exit: 1, description: 'rsync transferred only part of the list (a listed file is missing or unreadable on the core).' },
   CLA_ERR_SYNC_RATE_LIMITED: { status: 429, exit: 1, description: 'Too many WL3 lookups from this address on this POP; retry after the Retry-After delay.' },
   CLA_ERR_SYNC_RSYNC: { status: 502, exit: 1, description: 'rsync failed (see details.rsync_exit and details.reason).' },
-  CLA_ERR_SYNC_BUSY: { status: 503, exit: 1, description: 'The core holds its maximum of feed long-polls (one per POP); pull without waiting, the hourly pull goes on.' },
+  CLA_ERR_SYNC_BUSY: { status: 503, exit: 1, description: 'The core holds its maximum of feed long-polls (one per POP), or is shutting down (details.reason closing); ask again later, the hourly pull goes on.' },
   CLA_ERR_SYNC_RSYNC_BUSY: { status: 503, exit: 1, description: "The core's rsync daemon is at its connection limit (max connections): other clients hold its slots; the pull is retried on the next run." },
   CLA_ERR_SYNC_RSYNC_AUTH: { status: 502, exit: 1, description: "The core's rsync daemon refused this POP (details.reason auth_failed: wrong or missing {data}/pop-auth/rsync.password or rsync user; access_denied or unknown_module: address not in the POP allowlist, or a wrong module name)." },
   CLA_ERR_SYNC_STORE_MISMATCH: { status: 409, exit: 1, description: "The core's store identity differs from the one this POP replicated; the POP re-baselines." },

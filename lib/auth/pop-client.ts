@@ -152,8 +152,13 @@ export class PopApiClient {
         res = await this.send<T>(method, path, o, useToken ? this.tokens?.access : undefined)
       } catch (err) {
         // A kept-alive socket the core closed (its 5 s keep-alive timeout) just as we reused
-        // it: the request never reached the core. Once, on a new socket, signed afresh.
-        if (!(err as { reusedSocket?: boolean }).reusedSocket || retriedStale) throw err
+        // it: most likely the request never reached the core. Sent again once, on a new
+        // socket, signed afresh, but only when sending it twice does no harm (a read, or the
+        // report, which sets state): never a token grant or refresh, whose second use of a
+        // refresh token revokes the chain if the first did reach the core.
+        const idempotent = method === 'GET' || path === '/pop/v1/report'
+        if (!(err as { reusedSocket?: boolean }).reusedSocket || retriedStale || !idempotent)
+          throw err
         retriedStale = true
         continue
       }

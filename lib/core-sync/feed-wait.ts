@@ -22,8 +22,10 @@ export type WaitEnd =
   | 'timeout'
   /** The same POP started another wait: one waiter per POP. */
   | 'replaced'
-  /** The request went away (its signal), or the waiters were closed. */
+  /** The request went away (its signal). */
   | 'gone'
+  /** The waiters were closed: the server is shutting down. */
+  | 'closed'
 
 /** Default cap on waiters held at once (one per POP). */
 export const FEED_MAX_WAITERS = 10_000
@@ -62,6 +64,8 @@ export class FeedWaiters {
   private closed = false
   /** Wake-ups received (signals folded into one read count once). */
   wakeups = 0
+  /** Reads of the core's head made for wake-ups (one per wake-up, whatever the waiters). */
+  headReads = 0
   /** Waits answered because a blob came ('new'). */
   woken = 0
 
@@ -85,7 +89,8 @@ export class FeedWaiters {
    * ('replaced'). CLA_ERR_SYNC_BUSY when {@link FeedWaitersOptions.maxWaiters} are held.
    */
   wait(popId: string, pos: CursorPos | null, ms: number, signal?: AbortSignal): Promise<WaitEnd> {
-    if (this.closed || signal?.aborted) return Promise.resolve('gone')
+    if (this.closed) return Promise.resolve('closed')
+    if (signal?.aborted) return Promise.resolve('gone')
     if (this.behind(pos, blobIndex(this.db).head())) return Promise.resolve('new')
     this.byPop.get(popId)?.done('replaced')
     if (this.byPop.size >= this.max)
@@ -114,11 +119,11 @@ export class FeedWaiters {
     })
   }
 
-  /** Ends every wait ('gone') and stops watching. */
+  /** Ends every wait ('closed') and stops watching. */
   close(): void {
     this.closed = true
     for (const u of this.unsubscribe.splice(0)) u()
-    for (const w of [...this.byPop.values()]) w.done('gone')
+    for (const w of [...this.byPop.values()]) w.done('closed')
   }
 
   private behind(pos: CursorPos | null, head: CursorPos | null): boolean {
@@ -133,6 +138,7 @@ export class FeedWaiters {
       this.checkQueued = false
       if (this.closed || this.byPop.size === 0) return
       this.wakeups++
+      this.headReads++
       const head = blobIndex(this.db).head()
       for (const w of [...this.byPop.values()]) if (this.behind(w.pos, head)) w.done('new')
     })

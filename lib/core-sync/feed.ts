@@ -131,7 +131,8 @@ export function feedPage(src: FeedSource, q: FeedQuery = {}): FeedPage {
  * The long-poll form of {@link feedPage} (GET /pop/v1/feed?wait=…): when nothing lies past
  * the cursor, waits up to `waitMs` for a blob to commit (lib/core-sync/feed-wait.ts), then
  * answers the page as it stands (empty after a timeout, with a fresh checkpoint of the head).
- * One wait per POP: a second one ends the first with its (empty) page.
+ * One wait per POP: a second one ends the first with its (empty) page. A wait the server's
+ * shutdown ends is CLA_ERR_SYNC_BUSY (503), not an empty page.
  */
 export async function feedPageWaiting(
   src: FeedSource,
@@ -142,5 +143,11 @@ export async function feedPageWaiting(
   const page = feedPage(src, q)
   if (page.items.length > 0 || q.waitMs <= 0) return page
   const end = await waiters.wait(popId, decodeCursor(q.cursor), q.waitMs, q.signal)
+  if (end === 'closed')
+    // not an empty page: a POP would take that for a core that does not hold waits and
+    // sleep out its wait; an error makes it ask again within a second or two
+    throw claError('CLA_ERR_SYNC_BUSY', 'the core is shutting down; ask again in a moment', {
+      details: { reason: 'closing' },
+    })
   return end === 'gone' ? page : feedPage(src, q)
 }

@@ -120,6 +120,9 @@ export class SyncScheduler {
   private readonly rand: () => number
   private timer: unknown = null
   private running: Promise<void> | null = null
+  private runningReason: RunReason | null = null
+  /** A regular or manual run queued behind a wake run in flight. */
+  private followUp: Promise<void> | null = null
   private abort: AbortController | null = null
   private stopped = true
   /** Consecutive failures (0 after a success); a run stopped by an abort is not one. */
@@ -188,7 +191,19 @@ export class SyncScheduler {
   }
 
   private fire(reason: RunReason): Promise<void> {
-    if (this.running) return this.running
+    if (this.running) {
+      // A wake run does not check the local tree: a regular or manual run that comes while
+      // one is in flight runs after it instead of joining it, else a POP under steady
+      // writes (a wake run every second) would never run its hourly check or daily verify.
+      if (this.runningReason !== 'wake' || reason === 'wake') return this.running
+      this.followUp ??= this.running.then(() => {
+        this.followUp = null
+        // stop() meanwhile: a regular run is not started; a manual one was asked for
+        return this.stopped && reason === 'regular' ? undefined : this.fire(reason)
+      })
+      return this.followUp
+    }
+    this.runningReason = reason
     const ac = new AbortController()
     this.abort = ac
     const p = (async () => {

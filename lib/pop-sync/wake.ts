@@ -10,7 +10,7 @@
 // ends without moving the cursor (a refused page, an identity alarm), backs off the same
 // way instead of spinning on a feed that keeps saying "new".
 import { systemClock, type Clock } from '../clock.js'
-import { claError, isClavitorError } from '../errors.js'
+import { claError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import type { FeedClient } from './transport.js'
@@ -153,7 +153,9 @@ export class WakeLoop {
       try {
         await o.pull()
       } catch (err) {
-        if (signal.aborted || isClavitorError(err, 'CLA_ERR_SYNC_ABORTED')) return
+        // our own stop; a run someone else aborted (an embedder's run we joined) is a
+        // failed pull like any other: back off and go on
+        if (signal.aborted) return
         await this.failed(err, 'wake pull failed', signal)
         continue
       }

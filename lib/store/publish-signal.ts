@@ -34,7 +34,7 @@ export class PublishSignal {
   private readonly hintFile: string | null
   private readonly warn: (message: string) => void
   private fd: number | null = null
-  private hintFailed = false
+  private hintFailing = false
 
   constructor(opts: { hintFile: string | null; warn: (message: string) => void }) {
     this.hintFile = opts.hintFile
@@ -63,20 +63,31 @@ export class PublishSignal {
   }
 
   private hint(seq: number): void {
-    if (this.hintFile === null || this.hintFailed) return
+    if (this.hintFile === null) return
     try {
       if (this.fd === null) {
         mkdirSync(dirname(this.hintFile), { recursive: true, mode: PRIVATE_DIR_MODE })
         this.fd = openSync(this.hintFile, 'w', PRIVATE_FILE_MODE)
       }
       writeSync(this.fd, String(seq).padStart(HINT_WIDTH, '0'), 0)
+      this.hintFailing = false
     } catch (err) {
       // the long-poll still answers at its timeout and the hourly pull still runs: say so
-      // once, never fail a write for a wake-up hint
-      this.hintFailed = true
-      this.warn(
-        `cannot write the publish hint ${this.hintFile} (${(err as Error).message}); POPs learn of new blobs at their long-poll timeout`,
-      )
+      // once per failing stretch, never fail a write for a wake-up hint, and open the file
+      // again at the next commit (a transient EMFILE, a folder made again)
+      if (this.fd !== null) {
+        try {
+          closeSync(this.fd)
+        } catch {
+          // already gone
+        }
+        this.fd = null
+      }
+      if (!this.hintFailing)
+        this.warn(
+          `cannot write the publish hint ${this.hintFile} (${(err as Error).message}); POPs learn of new blobs at their long-poll timeout until it works again`,
+        )
+      this.hintFailing = true
     }
   }
 
@@ -97,17 +108,46 @@ export interface PublishWatch {
 /**
  * Calls `onHint` when a store writer in another process (or this one) publishes blobs to the
  * store of `dataDir`: an inotify watch on {data}/run/, filtered to the hint file. Events
- * coalesce; the caller reads the index to learn what is new. Creates {data}/run when missing.
+ * coalesce; the caller reads the index to learn what is new. Creates {data}/run when missing;
+ * a watch that fails (the folder removed) is made again a second later, with one wake-up.
  */
 export function watchPublished(dataDir: string, onHint: () => void): PublishWatch {
   const file = publishHintPath(dataDir)
   const dir = dirname(file)
-  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE })
   const name = basename(file)
-  const w: FSWatcher = watch(dir, { persistent: false }, (_event, f) => {
-    if (f === null || f === name) onHint()
-  })
-  // a watch that fails later (the folder removed) leaves the long-poll to its timeout
-  w.on('error', () => undefined)
-  return { close: () => w.close() }
+  let w: FSWatcher | null = null
+  let closed = false
+  let retry: NodeJS.Timeout | null = null
+  const start = (): void => {
+    try {
+      mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE })
+      w = watch(dir, { persistent: false }, (_event, f) => {
+        if (f === null || f === name) onHint()
+      })
+      // the folder removed or made again: watch anew (a wake-up then, in case one was lost)
+      w.on('error', () => again())
+    } catch {
+      again()
+    }
+  }
+  const again = (): void => {
+    w?.close()
+    w = null
+    if (closed || retry) return
+    retry = setTimeout(() => {
+      retry = null
+      if (closed) return
+      start()
+      onHint()
+    }, 1000)
+    retry.unref()
+  }
+  start()
+  return {
+    close: () => {
+      closed = true
+      if (retry) clearTimeout(retry)
+      w?.close()
+    },
+  }
 }

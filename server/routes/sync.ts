@@ -60,10 +60,13 @@ export const syncRoutes: FastifyPluginAsync<SyncRoutesOptions> = async (app, opt
   app.get('/pop/v1/feed', async (req, reply) => {
     const popId = popIdOf(req)
     const q = req.query as Record<string, string | undefined>
-    const waitMs = parseWait(q.wait, maxWaitS)
-    // the POP hung up (or the server closes): the wait ends, nothing is answered
+    // a wait longer than this server holds (its idle-socket timeout) is shortened, not refused
+    const waitMs = Math.min(parseWait(q.wait), maxWaitS * 1000)
+    // the POP hung up: the wait ends, nothing is answered (also when it hung up during the
+    // authentication hooks, before this listener existed)
     const gone = new AbortController()
     reply.raw.once('close', () => gone.abort())
+    if (reply.raw.destroyed || req.raw.socket?.destroyed) gone.abort()
     return feedPageWaiting(
       {
         db: core.db,

@@ -932,7 +932,7 @@ t.test('every refused pop.request row is counted in clavitor_auth_refusals_total
 })
 
 t.test(
-  'the POP client retries once on a kept-alive socket the core closed as it was reused',
+  'the POP client retries a read once on a kept-alive socket the core closed as it was reused, never a token refresh',
   async (t) => {
     // a server that answers the first request of a connection and drops the connection at
     // the second: what the core's 5 s keep-alive timeout does to a socket reused just then
@@ -955,5 +955,14 @@ t.test(
     t.equal(a.status, 200)
     t.equal(b.status, 200, 'the second request made it, on a new connection')
     t.equal(requests, 3, 'the dropped one, then its retry')
+    // a POST other than the report is not sent twice (a refresh token must never be)
+    await t.rejects(
+      client.request('POST', '/pop/v1/token/refresh', {
+        token: false,
+        body: { refresh_token: 'x' },
+      }),
+      /socket hang up|ECONNRESET/,
+    )
+    t.equal(requests, 4, 'dropped, and not sent again')
   },
 )

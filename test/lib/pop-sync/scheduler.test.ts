@@ -165,3 +165,39 @@ t.test('a run stopped by stop() (CLA_ERR_SYNC_ABORTED) is not counted as a failu
   t.equal(s.failures, 0, 'no failure counted')
   t.same(seen, [{ ok: false, failures: 0 }])
 })
+
+t.test(
+  'a regular or manual run that comes during a wake run runs after it, not joined to it',
+  async (t) => {
+    const clock = new FakeClock(Date.UTC(2026, 0, 1))
+    const reasons: string[] = []
+    let release!: () => void
+    const s = new SyncScheduler({
+      popId: 'pop-4',
+      clock,
+      runAtStart: false,
+      jitterMs: 0,
+      run: (_signal, reason) => {
+        reasons.push(reason)
+        // the wake run is held until the test lets it go; the others end at once
+        return reason === 'wake' ? new Promise<void>((r) => (release = r)) : Promise.resolve()
+      },
+    })
+    s.start()
+    const wake = s.wake()
+    const again = s.wake()
+    t.same(reasons, ['wake'], 'a second wake joins the wake run in flight')
+    await clock.fireNext() // the hour comes while the wake run is in flight
+    const manual = s.runNow()
+    t.same(reasons, ['wake'], 'nothing else starts while it runs')
+    release()
+    await Promise.all([wake, again, manual])
+    t.same(
+      reasons,
+      ['wake', 'regular'],
+      'the regular run (with its tree check) ran after the wake run; the manual one joined it',
+    )
+    t.ok(s.nextAt! > clock.now(), 'and the next slot is armed')
+    await s.stop()
+  },
+)

@@ -3,7 +3,7 @@
 // hint file {data}/run/published, which watchPublished() sees without polling.
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import {
@@ -115,4 +115,24 @@ t.test('watchPublished wakes a reader when another process publishes', async (t)
   t.ok(woken >= 1, 'woken by the hint file')
   const seq = (JSON.parse(stdout) as { seq: number }).seq
   t.equal(Number(readFileSync(publishHintPath(data), 'utf8')), seq, 'the hint names the new seq')
+})
+
+t.test('a hint that cannot be written is tried again at the next commit', async (t) => {
+  const data = tempData(t)
+  const warnings: string[] = []
+  const s = await BlobStore.init({
+    dataDir: data,
+    protection: 'off',
+    onWarning: (m) => warnings.push(m),
+  })
+  t.teardown(() => s.close())
+  // {data}/run is in the way (a file): the hint cannot be written, the put still commits
+  const run = join(data, 'run')
+  writeFileSync(run, 'in the way')
+  const a = await s.put(P0A, Buffer.from('one'))
+  t.equal(s.latest(P0A)?.seq, a.seq)
+  t.match(warnings.join('\n'), /cannot write the publish hint/)
+  rmSync(run)
+  const b = await s.put(P0A, Buffer.from('two'))
+  t.equal(Number(readFileSync(publishHintPath(data), 'utf8')), b.seq, 'written once it can be')
 })
