@@ -174,3 +174,17 @@ export function selfCpu(): { self: number; children: number } {
     children: (Number(v[13]) + Number(v[14])) / 100,
   }
 }
+
+/** Resolves once an HTTP server answers on 127.0.0.1:`port` (any status); fails after 2 minutes. */
+export async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/`)
+      await r.arrayBuffer()
+      return
+    } catch {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  throw new Error(`nothing listens on ${port}`)
+}

@@ -32,7 +32,7 @@ import { feedClientFor, openPop } from '../../lib/pop.js'
 import { pullOnce } from '../../lib/pop-sync/pull.js'
 import { BlobStore } from '../../lib/store/index.js'
 import { syncRoutes } from '../../server/routes/sync.js'
-import { freePort, procCpu } from './bench-env.js'
+import { freePort, procCpu, waitPort } from './bench-env.js'
 
 const program = new Command()
   .name('bench:lookups')
@@ -199,19 +199,6 @@ async function ensureStore(n: number): Promise<BuiltStore> {
   log(`N=${n}: core ${core_s.toFixed(0)} s, POP bootstrap ${pop_s.toFixed(0)} s`)
   writeFileSync(ready, JSON.stringify({ n, build_s, core_s, pop_s, at: new Date().toISOString() }))
   return { popDir, build_s, cached: false, close }
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 1200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/`)
-      await r.arrayBuffer()
-      return
-    } catch {
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
-  throw new Error(`nothing listens on ${port}`)
 }
 
 interface Load {

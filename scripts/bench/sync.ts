@@ -29,7 +29,7 @@ import { pullOnce } from '../../lib/pop-sync/pull.js'
 import { BlobStore } from '../../lib/store/index.js'
 import { quickCheck } from '../../lib/pop-sync/repair.js'
 import { syncRoutes } from '../../server/routes/sync.js'
-import { freePort, makeWorkFs, selfCpu, startRsyncd, type Rsyncd } from './bench-env.js'
+import { freePort, makeWorkFs, selfCpu, startRsyncd, waitPort, type Rsyncd } from './bench-env.js'
 
 const program = new Command()
   .name('bench:sync')
@@ -126,19 +126,6 @@ async function measured<T>(
   const c1 = selfCpu()
   const cpu = c1.self - c0.self + (c1.children - c0.children) + ((rsyncd?.cpu() ?? 0) - d0)
   return { value, secs: wall, cpu }
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 1200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/`)
-      await r.arrayBuffer()
-      return
-    } catch {
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
-  throw new Error(`nothing listens on ${port}`)
 }
 
 async function load(
