@@ -40,6 +40,7 @@ export {
   type TreeEntry,
   type TreeIngestOptions,
   type VerifiedTree,
+  type VerifyTreeOptions,
   type VerifyTreeResult,
   publishHintPath,
   watchPublished,

@@ -247,7 +247,7 @@ export class PopSync {
           root: o.store.root,
           trustedKeys: o.store.trustedKeys,
           verifyStaged: (staged) => o.store.verifyStaged(staged),
-          verifyTree: (dir, shards, entries) => o.store.verifyTree(dir, shards, entries),
+          verifyTree: (dir, shards, entries, vo) => o.store.verifyTree(dir, shards, entries, vo),
           ingestTree: async (groups, io) => {
             const paths = io.only ?? groups.flatMap((g) => g.paths)
             o.onAgentWrite?.(paths)

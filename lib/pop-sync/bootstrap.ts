@@ -17,7 +17,12 @@ import type { Checkpoint } from '../store/checkpoint.js'
 import { encodeCursor } from '../store/cursor.js'
 import { SHARDS } from '../store/open.js'
 import { removeStagingTree } from '../store/seal.js'
-import type { TreeEntry, VerifiedTree, VerifyTreeResult } from '../store/store.js'
+import type {
+  TreeEntry,
+  VerifiedTree,
+  VerifyTreeOptions,
+  VerifyTreeResult,
+} from '../store/store.js'
 import type { PopCursor } from './pop-cursor.js'
 import { runRsync } from './rsync.js'
 import { K_LAST_CHECK, setMeta } from './state.js'
@@ -32,6 +37,7 @@ export interface BootstrapStore {
     dir: string,
     shards: readonly string[],
     entries: readonly TreeEntry[],
+    opts?: VerifyTreeOptions,
   ): Promise<VerifyTreeResult>
   /** BlobStore.ingestTree. */
   ingestTree(
@@ -144,17 +150,21 @@ export async function bootstrap(
   let fetchError: ClavitorError | null = null
   for (let g = 0; g < GROUPS; g++) {
     const shards = SHARDS.slice((g * SHARDS.length) / GROUPS, ((g + 1) * SHARDS.length) / GROUPS)
+    // what rsync wrote, when it ran to its end: the strays are found in that list
+    let written: string[] | undefined
     try {
-      await runRsync(
+      const r = await runRsync(
         {
           ...o.rsync,
           files: shards,
           listFile: join(o.stagingDir, `tree-${g}.list`),
           dest: tree,
           signal: o.signal,
+          reportAll: true,
         },
         { partial: true },
       )
+      if (r.exitCode === 0) written = r.written
     } catch (err) {
       const e = err as ClavitorError
       if (e.code === 'CLA_ERR_SYNC_ABORTED' || e.code === 'CLA_ERR_SYNC_DISK_FULL') throw e
@@ -169,6 +179,7 @@ export async function bootstrap(
           items
             .filter((it) => group.has(it.path.slice(0, 2)))
             .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: it })),
+          written ? { written } : {},
         ),
       ),
     )

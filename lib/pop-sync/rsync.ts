@@ -103,11 +103,20 @@ export interface RsyncRunOptions {
   signal?: AbortSignal
   /** Called once per file rsync reports as transferred. */
   onFile?: (relPath: string) => void
+  /**
+   * Keep every line rsync reports (`RsyncResult.written`), not only the listed files: for a
+   * recursive copy of folders, every file, folder and link it wrote, as `--out-format=%n`
+   * names them (relative to dest, folders with a trailing `/`, anything unprintable escaped
+   * with a backslash).
+   */
+  reportAll?: boolean
 }
 
 export interface RsyncResult {
   /** Paths rsync reported (in its order). */
   transferred: string[]
+  /** With `reportAll`: every line rsync reported, in its order. */
+  written?: string[]
   /** The exit code (0, or 23/24 when tolerated by the caller). */
   exitCode: number
   stderr: string
@@ -280,6 +289,7 @@ export async function runRsync(
   await writeFile(opts.listFile, opts.files.map((f) => f + '\0').join(''))
   const args = rsyncArgs(opts)
   const transferred: string[] = []
+  const written: string[] | undefined = opts.reportAll ? [] : undefined
   const child = execa(opts.rsyncPath ?? 'rsync', args, {
     reject: false,
     cancelSignal: opts.signal,
@@ -319,6 +329,7 @@ export async function runRsync(
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl)
       buf = buf.slice(nl + 1)
+      written?.push(line)
       const path = wanted.get(line)
       if (path !== undefined) {
         transferred.push(path)
@@ -350,7 +361,7 @@ export async function runRsync(
   }
   const code = res.exitCode ?? -1
   if (code === 0 || (tolerate.partial && (code === 23 || code === 24))) {
-    return { transferred, exitCode: code, stderr }
+    return { transferred, exitCode: code, stderr, ...(written ? { written } : {}) }
   }
   throw rsyncError(code, stderr)
 }

@@ -19,6 +19,7 @@ export {
   type TreeEntry,
   type TreeIngestOptions,
   type VerifiedTree,
+  type VerifyTreeOptions,
   type VerifyTreeResult,
   type StoreOptions,
   type StoreRole,

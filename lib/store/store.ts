@@ -70,6 +70,7 @@ import {
   type TreeEntry,
   type TreeIngestOptions,
   type VerifiedTree,
+  type VerifyTreeOptions,
   type VerifyTreeResult,
 } from './tree-ingest.js'
 import { chattr, sealDirs, sealFiles } from './seal.js'
@@ -82,7 +83,13 @@ export type { BlobInfo } from './blob-index.js'
 export type { VerifyProblem } from './checks.js'
 export type { HealReport, RebuildReport, VerifyReport } from './rebuild.js'
 export type { IngestOptions, StagedFile, VerifiedStaged, VerifyStagedResult } from './ingest.js'
-export type { TreeEntry, TreeIngestOptions, VerifiedTree, VerifyTreeResult } from './tree-ingest.js'
+export type {
+  TreeEntry,
+  TreeIngestOptions,
+  VerifiedTree,
+  VerifyTreeOptions,
+  VerifyTreeResult,
+} from './tree-ingest.js'
 export type { PutOptions } from './writer.js'
 
 /** One page of the change feed (BlobStore.changesAfter). */
@@ -529,9 +536,10 @@ export class BlobStore {
     dir: string,
     shards: readonly string[],
     entries: readonly TreeEntry[],
+    opts: VerifyTreeOptions = {},
   ): Promise<VerifyTreeResult> {
     checkOpen(this.ctx)
-    return verifyTree(this.ctx, dir, shards, entries)
+    return verifyTree(this.ctx, dir, shards, entries, opts)
   }
 
   /**

@@ -32,7 +32,7 @@ import { insertRows } from './batch.js'
 import { fileSha256 } from './chain.js'
 import { checkExpect, infoOf } from './checks.js'
 import { isSealing, stmt, type StoreContext } from './context.js'
-import { readRegularFileSync } from './durable.js'
+import { readExpectedSync, readRegularFileSync } from './durable.js'
 import { decodeCla } from './format.js'
 import { SHARDS } from './open.js'
 import { ensureWriter } from './rebuild.js'
@@ -77,6 +77,19 @@ const ents = (dir: string): Dirent[] => {
   }
 }
 
+/** Options of BlobStore.verifyTree. */
+export interface VerifyTreeOptions {
+  /**
+   * Everything the one writer of the group's folders wrote there, relative to `dir`, folders
+   * with a trailing `/` (a complete `rsync -r` into folders that did not exist, its
+   * `--out-format=%n` lines): what is to be removed is found in this list instead of by
+   * reading every folder (100,000 p0 folders: ~1.5 s of CPU). Ignored when a line holds a
+   * backslash (rsync escapes an unprintable name, which then names no file here): every
+   * folder is read as without it.
+   */
+  written?: readonly string[]
+}
+
 /**
  * BlobStore.verifyTree: under `dir`, the shard folders `shards` must hold exactly `entries`
  * (anything else is removed); each entry's file is checked, then sealed in place.
@@ -86,6 +99,7 @@ export async function verifyTree(
   dir: string,
   shards: readonly string[],
   entries: readonly TreeEntry[],
+  opts: VerifyTreeOptions = {},
 ): Promise<VerifyTreeResult> {
   const infos: BlobInfo[] = []
   const paths: string[] = []
@@ -97,7 +111,11 @@ export async function verifyTree(
     if (i % 512 === 511) await new Promise((r) => setImmediate(r))
     const e = entries[i]!
     try {
-      const { buf } = readRegularFileSync(join(dir, e.path))
+      const want = e.expect.file_size
+      const buf =
+        want === undefined
+          ? readRegularFileSync(join(dir, e.path)).buf
+          : readExpectedSync(join(dir, e.path), want) // decodeCla refuses another length
       const sum = fileSha256(buf)
       if (sum !== e.file_sha256) {
         throw claError('CLA_ERR_BAD_HASH', `${e.path}: file sha256 ${sum} differs from its entry`, {
@@ -116,7 +134,20 @@ export async function verifyTree(
   // nothing else stays in the group's folders: not a refused file, not a file the feed did
   // not list (never published, written after the feed was read), not a stray entry
   const p0Dirs: string[] = []
-  for (const s of shards) {
+  const written = opts.written?.some((l) => l.includes('\\')) ? undefined : opts.written
+  if (written) {
+    const kept = new Set<string>()
+    for (const p of paths) kept.add(p.slice(0, p.lastIndexOf('/')))
+    for (const line of written) {
+      const folder = line.endsWith('/') ? line.slice(0, -1) : null
+      // a shard folder stays; a p0 folder stays when it holds a verified file; a file stays
+      // when it was verified: anything else goes (with whatever is under it)
+      if (folder !== null ? folder.includes('/') && !kept.has(folder) : !ok.has(line))
+        await rm(join(dir, folder ?? line), { force: true, recursive: true })
+    }
+    for (const k of kept) p0Dirs.push(join(dir, k))
+  }
+  for (const s of written ? [] : shards) {
     for (const p of ents(join(dir, s))) {
       const rel = `${s}/${p.name}`
       if (!p.isDirectory()) {

@@ -101,6 +101,51 @@ t.test('a file that fails its entry stops the bulk fill there; paging refuses it
   t.ok((await pop.verify()).ok)
 })
 
+t.test(
+  "strays of every kind stay behind: found in rsync's own list, or by reading every folder when a name needed escaping",
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    // two P0s in shards of different rsync groups (8 groups of 32 shards)
+    const group = (p0: string) => Math.floor(parseInt(p0.slice(0, 2), 16) / 32)
+    let a = randomP0()
+    let b = randomP0()
+    while (group(b) === group(a)) b = randomP0()
+    await core.addBlobs(40, [a, b])
+    const put = (rel: string, bytes: string | Buffer = 'not a blob') => {
+      const p = join(core.root, rel)
+      mkdirSync(join(p, '..'), { recursive: true })
+      writeFileSync(p, bytes)
+      return rel
+    }
+    for (const p0 of [a, b]) unseal(join(core.root, p0.slice(0, 2)))
+    const strays = [
+      // group of a: every name printable (the list is used)
+      put(`${a.slice(0, 2)}/${a}/0000000000000009_0000000000000000.cla`), // beside verified files
+      put(`${a.slice(0, 2)}/${randomP0().replace(/^../, a.slice(0, 2))}/x.cla`), // a p0 folder of strays only
+      put(`${a.slice(0, 2)}/junk`), // a file at shard level
+      put(`${a.slice(0, 2)}/${a}/deeper/y.cla`), // a folder inside a p0 folder
+      // group of b: a name rsync prints escaped (a newline): every folder is read instead
+      put(`${b.slice(0, 2)}/${b}/line\nbreak.cla`),
+      put(`${b.slice(0, 2)}/${b}/0000000000000009_0000000000000000.cla`),
+    ]
+    const pop = await popStore(t, join(dir, 'pop'), core)
+    const res = await pullOnce(pullOptions(core, pop, { bootstrapMin: 1 }))
+    t.equal(res.sealed, 40)
+    t.same(indexOf(pop), indexOf(core.store), 'exactly the published blobs')
+    const held = new Set(fg.sync('**', { cwd: pop.root, onlyFiles: false, dot: true }))
+    for (const s of strays) t.notOk(held.has(s), `${JSON.stringify(s)} did not come along`)
+    t.notOk(held.has(join(strays[1]!, '..')), 'nor the p0 folder that held only a stray')
+    t.notOk(held.has(join(strays[3]!, '..')), 'nor a folder inside a p0 folder')
+    t.notOk(
+      [...held].some((h) => /junk|deeper|break|x\.cla$/.test(h)),
+      'no stray name at all',
+    )
+    t.same((await pop.verify()).unindexed, [])
+    t.ok((await pop.verify()).ok)
+  },
+)
+
 /** Runs the bootstrap child, SIGKILLs it when `when()` says so (checked every 2 ms). */
 function runAndKill(
   popDir: string,
