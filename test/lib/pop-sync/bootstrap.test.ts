@@ -2,7 +2,7 @@
 // fills in bulk (whole-tree rsync in shard groups, every file checked against the signed
 // log, one syncfs, shard folders renamed in, bulk seal, one index pass with the cursor),
 // then pages on. Real core store, real rsync, real POP store (sealed when root).
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fg from 'fast-glob'
@@ -106,8 +106,8 @@ t.test(
   async (t) => {
     const dir = tempDir(t)
     const core = await startCore(t, join(dir, 'core'))
-    // two P0s in shards of different rsync groups (8 groups of 32 shards)
-    const group = (p0: string) => Math.floor(parseInt(p0.slice(0, 2), 16) / 32)
+    // two P0s in shards of different rsync groups (16 groups of 16 shards)
+    const group = (p0: string) => Math.floor(parseInt(p0.slice(0, 2), 16) / 16)
     let a = randomP0()
     let b = randomP0()
     while (group(b) === group(a)) b = randomP0()
@@ -142,6 +142,71 @@ t.test(
       'no stray name at all',
     )
     t.same((await pop.verify()).unindexed, [])
+    t.ok((await pop.verify()).ok)
+  },
+)
+
+/** An rsync that fails (exit 12, a lost connection) or waits for `go` on one group's list. */
+function rsyncWrapper(dir: string, group: number, mode: 'fail' | 'hold'): string {
+  const p = join(dir, `rsync-${mode}`)
+  const hold = `touch ${join(dir, 'held')}; while [ ! -e ${join(dir, 'go')} ]; do sleep 0.05; done`
+  writeFileSync(
+    p,
+    `#!/bin/sh\ncase "$*" in *tree-${group}.list*) ${mode === 'fail' ? 'echo "connection reset" >&2; exit 12' : hold};; esac\nexec rsync "$@"\n`,
+  )
+  chmodSync(p, 0o755)
+  return p
+}
+
+t.test(
+  'an rsync run that fails mid-bootstrap: what arrived is kept, the rest comes page by page',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    // P0s in every group, a few in group 5 (shards 50..5f), whose rsync fails
+    const p0s = Array.from({ length: 40 }, (_, i) =>
+      i < 4 ? randomP0().replace(/^../, `5${i}`) : randomP0(),
+    )
+    await core.addBlobs(120, p0s)
+    const pop = await popStore(t, join(dir, 'pop'), core)
+    let bulk: { sealed: number; left: number } | undefined
+    const o = pullOptions(core, pop, { bootstrapMin: 1, onBootstrap: (b) => (bulk = b) })
+    o.rsync = { ...o.rsync, rsyncPath: rsyncWrapper(dir, 5, 'fail') }
+    const res = await pullOnce(o)
+    t.ok(bulk && bulk.left > 0, 'the bulk fill left what it did not get to the pages')
+    t.equal(res.sealed, 120, 'every blob, in one run')
+    t.same(indexOf(pop), indexOf(core.store))
+    t.ok((await pop.verify()).ok)
+  },
+)
+
+t.test(
+  'an abort during the bootstrap stops every rsync lane; the next run converges',
+  async (t) => {
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    await core.addBlobs(120)
+    const pop = await popStore(t, join(dir, 'pop'), core)
+    const ac = new AbortController()
+    const o = pullOptions(core, pop, { bootstrapMin: 1, signal: ac.signal })
+    o.rsync = { ...o.rsync, rsyncPath: rsyncWrapper(dir, 3, 'hold') }
+    const run = failure(pullOnce(o))
+    while (!existsSync(join(dir, 'held'))) await new Promise((r) => setTimeout(r, 10))
+    ac.abort()
+    t.equal((await run).code, 'CLA_ERR_SYNC_ABORTED')
+    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+      .split('\n')
+      .filter(
+        (l) =>
+          l.includes(join(dir, 'rsync-hold')) ||
+          (l.includes(join(dir, 'pop')) && /^rsync /.test(l)),
+      )
+    t.same(left, [], 'no rsync of the bootstrap left running')
+    t.equal(pop.index.count(), 0, 'nothing indexed by the aborted bootstrap')
+    writeFileSync(join(dir, 'go'), '')
+    const again = await pullOnce(pullOptions(core, pop, { bootstrapMin: 1 }))
+    t.equal(again.sealed, 120)
+    t.same(indexOf(pop), indexOf(core.store))
     t.ok((await pop.verify()).ok)
   },
 )
