@@ -67,8 +67,12 @@ export function onShutdown(
       },
     )
   }
-  process.once('SIGTERM', () => handle('SIGTERM'))
-  process.once('SIGINT', () => handle('SIGINT'))
+  // `on`, not `once`: the listener must still be there while the signal is handled.
+  // execa's child cleanup (signal-exit) re-raises a signal that no other listener holds,
+  // and a `once` listener is gone by then: the process died by SIGTERM mid-stop (under the
+  // test runner, whose own listener hid it). A second signal while stopping is ignored.
+  process.on('SIGTERM', () => handle('SIGTERM'))
+  process.on('SIGINT', () => handle('SIGINT'))
 }
 
 /** Prints one JSON document on stdout. */

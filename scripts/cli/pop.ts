@@ -310,8 +310,10 @@ export function register(program: Command): void {
         const p = await openPop({ ...po, log })
         const ac = new AbortController()
         const onSignal = () => ac.abort()
-        process.once('SIGTERM', onSignal)
-        process.once('SIGINT', onSignal)
+        // `on`, as in onShutdown (common.ts): a `once` listener is gone when execa's cleanup
+        // looks for one, and it re-raises the signal
+        process.on('SIGTERM', onSignal)
+        process.on('SIGINT', onSignal)
         const prog = o.json ? { onProgress: () => {}, stop: () => {} } : progressReporter()
         try {
           const r = await p.sync.run({
