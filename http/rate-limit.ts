@@ -4,6 +4,7 @@
 // a preValidation hook). Both answer a coded 429 with Retry-After.
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { AddressBudgets, BudgetState } from '../lib/address-budgets.js'
 import { claError, type ErrorCode } from '../lib/errors.js'
 
 /** The coded error for an exceeded limit (the plugin's errorResponseBuilder shape). */
@@ -26,4 +27,21 @@ export async function limitPerAddress(
     keyGenerator: (req) => `ip:${req.ip}`,
     errorResponseBuilder: limitedError(o.code),
   })
+}
+
+/**
+ * A store for @fastify/rate-limit (its `store` option) that counts in `budgets`: code that
+ * answers before Fastify (pop-agent/fast-lookups.ts) counts in the same budgets, so a client
+ * has one budget whichever path answers it. The plugin's `timeWindow` and `max` must be the
+ * budgets' own.
+ */
+export function budgetStore(budgets: AddressBudgets) {
+  return class BudgetStore {
+    incr(key: string, cb: (err: Error | null, res: BudgetState) => void): void {
+      cb(null, budgets.count(key))
+    }
+    child(): BudgetStore {
+      return this
+    }
+  }
 }

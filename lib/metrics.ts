@@ -209,6 +209,15 @@ export class Metrics {
     this.httpDuration.observe({ method, route, status: String(status) }, seconds)
   }
 
+  /**
+   * {@link observeRequest} for one method, route pattern and status, its labels resolved
+   * once: for a path that records many requests of the same kind (pop-agent/fast-lookups.ts).
+   */
+  requestObserver(method: string, route: string, status: number): (seconds: number) => void {
+    const h = this.httpDuration.labels({ method, route, status: String(status) })
+    return (seconds) => h.observe(seconds)
+  }
+
   /** The current metrics in the Prometheus text format, with its content type. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() }

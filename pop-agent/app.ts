@@ -8,6 +8,9 @@ import type { TrustProxy } from '../lib/auth/trust-proxy.js'
 import { wl3Routes } from './routes/wl3.js'
 import { createBaseApp } from '../http/base.js'
 import { metricsPlugin, type MetricsExposure } from '../http/metrics.js'
+import { budgetStore } from '../http/rate-limit.js'
+import { AddressBudgets } from '../lib/address-budgets.js'
+import { installFastLookups } from './fast-lookups.js'
 
 /** What {@link buildPopApp} serves and how; every field is optional. */
 export interface PopAppOptions {
@@ -24,6 +27,12 @@ export interface PopAppOptions {
   metrics?: MetricsExposure
   /** Fill the lookup cache in the background once the app is ready (lib/pop-sync/lookup.ts `prefetch`). Default true. */
   prefetch?: boolean
+  /**
+   * Answer the lookups' successes (200, 304) before Fastify's request cycle, the same bytes
+   * faster (pop-agent/fast-lookups.ts); errors, other routes and a client over its budget
+   * go to Fastify. Default true; false = Fastify answers everything.
+   */
+  fastLookups?: boolean
   /** Fastify options (logger, …). */
   fastify?: FastifyServerOptions
 }
@@ -87,13 +96,17 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
   if (pop) {
     await app.register(metricsPlugin, { metrics: pop.metrics, expose: opts.metrics })
     const rl = opts.rateLimit ?? POP_RATE_LIMIT
+    // the plugin's budgets live in a store of ours: the fast path counts in the same ones
+    const budgets = rl
+      ? new AddressBudgets({ max: rl.max, windowMs: rl.timeWindowMs, keys: POP_RATE_LIMIT_KEYS })
+      : undefined
     await app.register(async (scope) => {
-      if (rl) {
+      if (budgets) {
         await scope.register(rateLimit, {
-          max: rl.max,
-          timeWindow: rl.timeWindowMs,
+          max: budgets.max,
+          timeWindow: budgets.windowMs,
           hook: 'onRequest',
-          cache: POP_RATE_LIMIT_KEYS,
+          store: budgetStore(budgets),
           keyGenerator: (req) => rateLimitKey(req.ip),
           errorResponseBuilder: (_req, ctx) =>
             claError(
@@ -104,6 +117,14 @@ export async function buildPopApp(opts: PopAppOptions = {}): Promise<FastifyInst
       }
       await scope.register(wl3Routes, { pop })
     })
+    if (opts.fastLookups !== false)
+      installFastLookups(app, {
+        lookup: pop.lookup,
+        metrics: pop.metrics,
+        budgets,
+        keyOf: rateLimitKey,
+        trustProxy: opts.trustProxy,
+      })
     if (opts.prefetch !== false) {
       // a started POP meets its first lookups with a warm cache (idle turns only)
       app.addHook('onReady', async () => {

@@ -42,6 +42,7 @@ export interface FeedRow {
 }
 
 export const INFO_COLS = 'seq, created_at, p0, path, size, file_size, sha256, key_id, file_sha256'
+const LATEST_SQL = `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? AND published = 1 ORDER BY created_at DESC, seq DESC LIMIT 1`
 const FEED_COLS = 'path, p0, size, file_size, sha256, key_id, created_at, seq, file_sha256'
 
 export function rowToInfo(r: Record<string, unknown>): BlobInfo {
@@ -70,6 +71,7 @@ export function blobIndex(db: Db): BlobIndex {
 /** Prepared queries over the `blobs` table of one meta.db; get it with `blobIndex(db)`. */
 export class BlobIndex {
   private readonly stmts = new Map<string, Statement>()
+  private latestStmt: Statement | undefined
 
   constructor(readonly db: Db) {}
 
@@ -118,10 +120,10 @@ export class BlobIndex {
 
   /** The newest published version of `p0` (no validation: callers check the P0 first). */
   latest(p0: string): BlobInfo | undefined {
-    return this.info(
-      `SELECT ${INFO_COLS} FROM blobs WHERE p0 = ? AND published = 1 ORDER BY created_at DESC, seq DESC LIMIT 1`,
-      p0,
-    )
+    // a POP's every lookup miss: the statement kept, not found again by its text
+    this.latestStmt ??= this.stmt(LATEST_SQL)
+    const r = this.latestStmt.get(p0) as Record<string, unknown> | undefined
+    return r ? rowToInfo(r) : undefined
   }
 
   /** Whether any indexed blob lies under the relative folder `dir` (e.g. `ab/<p0>`). */

@@ -1,18 +1,15 @@
 // WL3 lookups for vaults: the latest WL3 of a P0 (raw payload, sha256 ETag, 304 on
 // If-None-Match), the signed .cla itself, every version, and the POP's freshness (the core's
 // signed checkpoint, a route and a header on every answer). Thin: lib/pop-sync/lookup.ts decides.
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { claError } from '../../lib/errors.js'
 import type { Pop } from '../../lib/pop.js'
+import type { Wl3Answer } from '../../lib/pop-sync/lookup.js'
+import { wl3Response, type Wl3Form } from '../../lib/pop-sync/lookup-response.js'
+import { fastLookupFailure } from '../fast-lookups.js'
 
 export interface Wl3RoutesOptions {
   pop: Pick<Pop, 'lookup'>
-}
-
-function matches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false
-  if (ifNoneMatch.trim() === '*') return true
-  return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)
 }
 
 export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts) => {
@@ -37,24 +34,25 @@ export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts)
     reply.header('cache-control', 'no-cache')
     return f.checkpoint
   })
+  // the fast path (pop-agent/fast-lookups.ts) answers these routes' successes before
+  // Fastify, from the same lib/pop-sync/lookup-response.ts; here: what it hands on (its
+  // lookup's error, thrown as it was), app.inject, and with the fast path off
+  const send = (req: FastifyRequest, reply: FastifyReply, form: Wl3Form, a: Wl3Answer) => {
+    const r = wl3Response(a, form, req.headers['if-none-match'])
+    reply.header('etag', r.etag).header('cache-control', 'no-cache').header('x-clavitor-seq', r.seq)
+    if (r.status === 304) reply.code(304).send()
+    else reply.type(r.contentType!).send(r.body)
+  }
+  const latest = (req: FastifyRequest<{ Params: { p0: string } }>, form: Wl3Form) => {
+    const failed = fastLookupFailure(req.raw)
+    if (failed) throw failed.err
+    return lookup.latest(req.params.p0, form === 'cla' ? { signature: true } : {})
+  }
   app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0', (req, reply) => {
-    const a = lookup.latest(req.params.p0)
-    reply
-      .header('etag', a.etag)
-      .header('cache-control', 'no-cache')
-      .header('x-clavitor-seq', String(a.info.seq))
-    if (matches(req.headers['if-none-match'], a.etag)) reply.code(304).send()
-    else reply.type('application/octet-stream').send(a.payload)
+    send(req, reply, 'payload', latest(req, 'payload'))
   })
   app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/cla', (req, reply) => {
-    const a = lookup.latest(req.params.p0, { signature: true })
-    const etag = `"cla-${a.info.sha256}"`
-    reply
-      .header('etag', etag)
-      .header('cache-control', 'no-cache')
-      .header('x-clavitor-seq', String(a.info.seq))
-    if (matches(req.headers['if-none-match'], etag)) reply.code(304).send()
-    else reply.type('application/vnd.clavitor.cla').send(a.file)
+    send(req, reply, 'cla', latest(req, 'cla'))
   })
   app.get<{ Params: { p0: string } }>('/api/v1/wl3/:p0/versions', async (req) => {
     const versions = lookup.versions(req.params.p0)

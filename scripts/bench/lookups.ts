@@ -19,6 +19,8 @@
 // rsync), on an ext4 image of its own under --cache-dir, kept for the next run
 // (`n<N>.img` plus `n<N>.ready` once complete; --rebuild makes it anew, --drop-cache
 // deletes it at the end). Needs root (mount); nginx on PATH.
+// With --fastify-only the POP runs without its fast path (pop-agent/fast-lookups.ts): the
+// figures of before it, in the same run's conditions.
 // A benchmark, not a test: figures go to docs/performance.md ("Lookups against nginx").
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -60,6 +62,9 @@ const program = new Command()
   )
   .addOption(new Option('--build-only', 'build (or find) the stores, measure nothing'))
   .addOption(new Option('--cpu-prof <dir>', "write each POP process's V8 CPU profile there"))
+  .addOption(
+    new Option('--fastify-only', 'the POP without its fast path (Fastify answers every lookup)'),
+  )
   .parse()
 const o = program.opts<{
   n: string
@@ -76,6 +81,7 @@ const o = program.opts<{
   keepMounted?: boolean
   buildOnly?: boolean
   cpuProf?: string
+  fastifyOnly?: boolean
 }>()
 const SIZES = o.n.split(',').map((x) => {
   const v = Number(x)
@@ -274,6 +280,7 @@ function startPop(popDir: string, port: number, rateLimited: boolean): ChildProc
   const args = [join(REPO, 'scripts/bench/pop-serve.ts'), popDir, String(port)]
   if (rateLimited) args.push('--rate-limit', '--trust-proxy', 'loopback')
   if (o.maxBytes) args.push('--max-bytes', o.maxBytes)
+  if (o.fastifyOnly) args.push('--fastify-only')
   if (o.cpuProf) {
     // the same process scripts/clavitor-ts runs, with V8's profiler on
     const loader = `file://${join(REPO, 'node_modules/tsx/dist/loader.mjs')}`

@@ -1,9 +1,10 @@
 // Serves a POP's WL3 lookups only (no scheduler), for bench:sync and bench:lookups.
-// Args: DATA_DIR PORT [--rate-limit] [--trust-proxy LIST] [--max-bytes N]
+// Args: DATA_DIR PORT [--rate-limit] [--trust-proxy LIST] [--max-bytes N] [--fastify-only]
 //   --rate-limit     the app's default per-address limit (pop-agent/app.ts); else none
 //   --trust-proxy    X-Forwarded-For from these proxies names the client (the bench's many
 //                    addresses behind one loopback peer)
 //   --max-bytes      the lookup cache's size (default the POP's)
+//   --fastify-only   no fast path (pop-agent/fast-lookups.ts): Fastify answers every lookup
 import { openPop } from '../../lib/pop.js'
 import { buildPopApp } from '../../pop-agent/app.js'
 
@@ -33,6 +34,7 @@ process.stderr.write(
 const app = await buildPopApp({
   pop,
   prefetch: false,
+  ...(args.includes('--fastify-only') ? { fastLookups: false } : {}),
   ...(args.includes('--rate-limit') ? {} : { rateLimit: false }),
   ...(trustProxy ? { trustProxy: trustProxy.split(',') } : {}),
 })
