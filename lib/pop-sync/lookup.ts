@@ -5,13 +5,13 @@
 // onPublished signal), and the whole cache is dropped when another connection commits to
 // meta.db (PRAGMA data_version: a CLI `pop sync --once` beside `pop run`). Other writes of
 // this process (audit rows, sync state, the cursor) leave cached answers alone.
-import { closeSync, openSync, readSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import type { Statement } from 'better-sqlite3'
 import { decodeCla, verifyCla } from '../store/format.js'
 import type { BlobInfo, BlobStore } from '../store/index.js'
 import { claError } from '../errors.js'
+import { readExpectedSync } from '../store/durable.js'
 import { validateClientP0 } from '../store/p0.js'
 import { checkpointHeader, type Checkpoint } from '../store/checkpoint.js'
 import { PopCursor } from './pop-cursor.js'
@@ -342,26 +342,13 @@ export class Wl3Lookup {
    */
   private readChecked(info: BlobInfo): Buffer {
     const want = info.file_size
-    // one byte more than the row says: a longer file is caught without an fstat
-    const buf = Buffer.allocUnsafeSlow(want + 1)
-    const fd = openSync(join(this.store.root, info.path), 'r')
-    let got = 0
-    try {
-      for (;;) {
-        const n = readSync(fd, buf, got, want + 1 - got, got)
-        if (n === 0) break
-        got += n
-        if (got > want) break
-      }
-    } finally {
-      closeSync(fd)
-    }
+    const file = readExpectedSync(join(this.store.root, info.path), want)
+    const got = file.length
     if (got !== want)
       throw claError(
         'CLA_ERR_HEADER_MISMATCH',
         `${info.path}: the file is ${got > want ? 'longer' : `${got} bytes`}, the index row says ${want}`,
       )
-    const file = buf.subarray(0, want)
     const d = decodeCla(file, info.path)
     if (
       d.p0 !== info.p0 ||
