@@ -89,17 +89,10 @@ export interface BootstrapResult {
 }
 
 /**
- * Shard folders per rsync run: 16 runs of 16, LANES at a time, so each group's checks overlap
- * other groups' transfers and the last groups (whose checks cannot) are small.
+ * Shard folders per rsync run: 8 runs of 32, so each group's checks overlap the next
+ * group's transfer and the last group (whose checks cannot) is small.
  */
-const GROUPS = 16
-
-/**
- * rsync runs in flight. One rsync keeps about 1.2 cores busy (its sender, generator and
- * receiver wait on each other per file); a second one fills what the first leaves idle while
- * the checks and seals of earlier groups share the rest.
- */
-const LANES = 2
+const GROUPS = 8
 
 /**
  * Fills an empty POP from `first` (the feed's first page, already read) on. Page checks as
@@ -152,13 +145,10 @@ export async function bootstrap(
   })()
   feed.then(() => (timings.feed_s = at())).catch(() => undefined) // awaited below
 
-  // the tree, a group of shard folders at a time, LANES groups in flight; each group verified
-  // as soon as it landed
-  const verifications: Array<Promise<VerifyTreeResult>> = []
+  // the tree, a group of shard folders at a time; each group verified as soon as it landed
+  const verifications: Promise<VerifyTreeResult>[] = []
   let fetchError: ClavitorError | null = null
-  let fatal: { error: unknown } | null = null
-  let next = 0
-  const fetchGroup = async (g: number) => {
+  for (let g = 0; g < GROUPS; g++) {
     const shards = SHARDS.slice((g * SHARDS.length) / GROUPS, ((g + 1) * SHARDS.length) / GROUPS)
     // what rsync wrote, when it ran to its end: the strays are found in that list
     let written: string[] | undefined
@@ -177,39 +167,31 @@ export async function bootstrap(
       if (r.exitCode === 0) written = r.written
     } catch (err) {
       const e = err as ClavitorError
-      if (e.code === 'CLA_ERR_SYNC_ABORTED' || e.code === 'CLA_ERR_SYNC_DISK_FULL') throw e
-      fetchError ??= e // what arrived is kept; the pull after fetches the rest page by page
+      if (e.code === 'CLA_ERR_SYNC_ABORTED' || e.code === 'CLA_ERR_SYNC_DISK_FULL') {
+        // the groups being checked and sealed finish first: nothing of this run goes on
+        await Promise.allSettled(verifications)
+        throw e
+      }
+      fetchError = e // what arrived is kept; the pull after fetches the rest page by page
     }
     const group = new Set(shards)
-    verifications[g] = feed.then(() =>
-      o.store.verifyTree(
-        tree,
-        shards,
-        items
-          .filter((it) => group.has(it.path.slice(0, 2)))
-          .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: it })),
-        written ? { written } : {},
+    verifications.push(
+      feed.then(() =>
+        o.store.verifyTree(
+          tree,
+          shards,
+          items
+            .filter((it) => group.has(it.path.slice(0, 2)))
+            .map((it) => ({ path: it.path, file_sha256: it.file_sha256, expect: it })),
+          written ? { written } : {},
+        ),
       ),
     )
-  }
-  const lane = async () => {
-    while (next < GROUPS && !fetchError && !fatal) {
-      try {
-        await fetchGroup(next++)
-      } catch (error) {
-        fatal ??= { error }
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: LANES }, lane))
-  if (fatal) {
-    // what is being verified finishes first: nothing of this run is left running
-    await Promise.allSettled(verifications)
-    throw (fatal as { error: unknown }).error
+    if (fetchError) break
   }
   timings.rsync_s = at()
   await feed
-  const results = await Promise.all(verifications.filter((v) => v !== undefined))
+  const results = await Promise.all(verifications)
   timings.verified_s = at()
   const ok = new Set<string>()
   for (const r of results) for (const p of r.verified.paths) ok.add(p)
