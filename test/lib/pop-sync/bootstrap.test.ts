@@ -167,14 +167,14 @@ t.test(
     const p0s = Array.from({ length: 40 }, (_, i) =>
       i < 4 ? randomP0().replace(/^../, `a${i}`) : randomP0(),
     )
-    await core.addBlobs(120, p0s)
+    await core.addBlobs(48, p0s)
     const pop = await popStore(t, join(dir, 'pop'), core)
     let bulk: { sealed: number; left: number } | undefined
     const o = pullOptions(core, pop, { bootstrapMin: 1, onBootstrap: (b) => (bulk = b) })
     o.rsync = { ...o.rsync, rsyncPath: rsyncWrapper(dir, 5, 'fail') }
     const res = await pullOnce(o)
     t.ok(bulk && bulk.left > 0, 'the bulk fill left what it did not get to the pages')
-    t.equal(res.sealed, 120, 'every blob, in one run')
+    t.equal(res.sealed, 48, 'every blob, in one run')
     t.same(indexOf(pop), indexOf(core.store))
     t.ok((await pop.verify()).ok)
   },
@@ -183,7 +183,7 @@ t.test(
 t.test('an abort during the bootstrap stops its rsync; the next run converges', async (t) => {
   const dir = tempDir(t)
   const core = await startCore(t, join(dir, 'core'))
-  await core.addBlobs(120)
+  await core.addBlobs(48)
   const pop = await popStore(t, join(dir, 'pop'), core)
   const ac = new AbortController()
   const o = pullOptions(core, pop, { bootstrapMin: 1, signal: ac.signal })
@@ -202,7 +202,7 @@ t.test('an abort during the bootstrap stops its rsync; the next run converges', 
   t.equal(pop.index.count(), 0, 'nothing indexed by the aborted bootstrap')
   writeFileSync(join(dir, 'go'), '')
   const again = await pullOnce(pullOptions(core, pop, { bootstrapMin: 1 }))
-  t.equal(again.sealed, 120)
+  t.equal(again.sealed, 48)
   t.same(indexOf(pop), indexOf(core.store))
   t.ok((await pop.verify()).ok)
 })
