@@ -148,8 +148,10 @@ export async function bootstrap(
   // the tree, a group of shard folders at a time; each group verified as soon as it landed
   const verifications: Promise<VerifyTreeResult>[] = []
   let fetchError: ClavitorError | null = null
+  let trustLists = true
   for (let g = 0; g < GROUPS; g++) {
     const shards = SHARDS.slice((g * SHARDS.length) / GROUPS, ((g + 1) * SHARDS.length) / GROUPS)
+    const group = new Set(shards)
     // what rsync wrote, when it ran to its end: the strays are found in that list
     let written: string[] | undefined
     try {
@@ -164,7 +166,16 @@ export async function bootstrap(
         },
         { partial: true },
       )
-      if (r.exitCode === 0) written = r.written
+      // a line outside this group's shards (an rsync before 3.2.5, or --trust-sender, lets a
+      // sender write there): that file could sit unlisted in a later group's folders, so no
+      // list is trusted from now on and every later group reads its folders
+      if (
+        r.written?.some(
+          (l) => !group.has(l.slice(0, l.indexOf('/') < 0 ? l.length : l.indexOf('/'))),
+        )
+      )
+        trustLists = false
+      if (r.exitCode === 0 && trustLists) written = r.written
     } catch (err) {
       const e = err as ClavitorError
       if (e.code === 'CLA_ERR_SYNC_ABORTED' || e.code === 'CLA_ERR_SYNC_DISK_FULL') {
@@ -174,7 +185,6 @@ export async function bootstrap(
       }
       fetchError = e // what arrived is kept; the pull after fetches the rest page by page
     }
-    const group = new Set(shards)
     verifications.push(
       feed.then(() =>
         o.store.verifyTree(
