@@ -94,8 +94,15 @@ export function installFastLookups(app: FastifyInstance, o: FastLookupsOptions):
     cla304: o.metrics.requestObserver('GET', CLA_ROUTE, 304),
   }
 
-  /** Answers `req` and returns true, or returns false having written nothing. */
-  const answer = (req: IncomingMessage, res: ServerResponse): boolean => {
+  /**
+   * Answers `req` and returns true, or returns false having written nothing. `counted`
+   * gets the budget key once the request is counted, for the listener to give back.
+   */
+  const answer = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    counted: { key?: string },
+  ): boolean => {
     const t0 = performance.now()
     if (req.method !== 'GET' || req.url === undefined) return false
     const target = lookupTarget(req.url)
@@ -108,13 +115,13 @@ export function installFastLookups(app: FastifyInstance, o: FastLookupsOptions):
       key = keyOf(ip)
       budget = budgets.tryCount(key)
       if (budget === undefined) return false // over budget: the plugin counts and refuses it
+      counted.key = key
     }
     let a
     try {
       a = lookup.latest(target.p0, target.form === 'cla' ? SIGNATURE : NO_SIGNATURE)
     } catch (err) {
-      if (budgets && key !== undefined) budgets.uncount(key) // the plugin counts it
-      failures.set(req, err)
+      failures.set(req, err) // the listener gives the count back: the plugin counts it
       return false
     }
     const r = wl3Response(a, target.form, req.headers['if-none-match'])
@@ -150,6 +157,27 @@ export function installFastLookups(app: FastifyInstance, o: FastLookupsOptions):
   })
   server.removeListener('request', fastify)
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (closing || !answer(req, res)) fastify(req, res)
+    if (closing) return fastify(req, res)
+    const counted: { key?: string } = {}
+    let answered: boolean
+    try {
+      answered = answer(req, res, counted)
+    } catch (err) {
+      // Anything unexpected (the checkpoint's read, an odd forwarded header, a header value
+      // Node refuses) must not escape a server listener, where it would end the process.
+      // Nothing written yet: Fastify answers as it would have without the fast path (its
+      // route meets the same fault and reports it as a coded 500). Already writing: the
+      // answer cannot be trusted whole, so the connection goes.
+      if (res.headersSent) {
+        app.log.error({ err }, 'the fast lookup path failed while answering')
+        if (!res.writableEnded) res.destroy()
+        return
+      }
+      failures.delete(req)
+      answered = false
+    }
+    if (answered) return
+    if (budgets && counted.key !== undefined) budgets.uncount(counted.key) // the plugin counts it
+    fastify(req, res)
   })
 }

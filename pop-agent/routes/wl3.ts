@@ -2,7 +2,7 @@
 // If-None-Match), the signed .cla itself, every version, and the POP's freshness (the core's
 // signed checkpoint, a route and a header on every answer). Thin: lib/pop-sync/lookup.ts decides.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { claError } from '../../lib/errors.js'
+import { claError, errorResponse } from '../../lib/errors.js'
 import type { Pop } from '../../lib/pop.js'
 import type { Wl3Answer } from '../../lib/pop-sync/lookup.js'
 import { wl3Response, type Wl3Form } from '../../lib/pop-sync/lookup-response.js'
@@ -19,8 +19,19 @@ export const wl3Routes: FastifyPluginAsync<Wl3RoutesOptions> = async (app, opts)
   // The hook and the WL3 routes are synchronous (a lookup is, from the index read to the
   // cache: lib/pop-sync/lookup.ts): no promise per answer. The routes send and return
   // nothing; Fastify answers a throw through the error handler as from an async route.
-  app.addHook('onSend', (_req, reply, payload, done) => {
-    const f = lookup.checkpoint()
+  app.addHook('onSend', (req, reply, payload, done) => {
+    let f
+    try {
+      f = lookup.checkpoint()
+    } catch (err) {
+      // An answer goes out with its freshness or not at all: the coded 500 in its place.
+      // (A throw here would reach Fastify's last-resort handler, which sends the message.)
+      req.log.error({ err }, 'the POP’s checkpoint could not be read')
+      const { status, body } = errorResponse(err)
+      for (const h of ['etag', 'cache-control', 'x-clavitor-seq']) reply.removeHeader(h)
+      reply.code(status).type('application/json; charset=utf-8')
+      return done(null, JSON.stringify(body))
+    }
     if (f) reply.header('clavitor-checkpoint', f.header)
     done(null, payload)
   })

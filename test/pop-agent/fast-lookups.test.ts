@@ -254,3 +254,30 @@ t.test('a newer blob published replaces the answer the fast path serves', async 
   t.equal(after.headers.find(([k]) => k === 'etag')![1], `"${newer!.sha256}"`)
   t.equal(s.fastify(), 0)
 })
+
+t.test('a fault outside the lookup does not escape the listener: Fastify answers it', async (t) => {
+  const p0 = randomP0()
+  const { pop } = await popWith(t, 'pop-fault', [p0])
+  const s = await serve(t, pop, { rateLimit: { max: 10, timeWindowMs: 60_000 } })
+  const remaining = (r: Raw) => r.headers.find(([k]) => k === 'x-ratelimit-remaining')?.[1]
+  const checkpoint = pop.lookup.checkpoint.bind(pop.lookup)
+  pop.lookup.checkpoint = () => {
+    throw new Error('checkpoint unreadable')
+  }
+  const failed = await rawGet(s.port, `/api/v1/wl3/${p0}`)
+  t.equal(failed.status, 500, 'Fastify’s route meets the same fault and answers it')
+  t.same(JSON.parse(failed.body.toString()), {
+    error: { code: 'CLA_ERR_INTERNAL', message: 'internal error' },
+  })
+  t.notOk(
+    failed.headers.some(([k]) => k === 'etag' || k === 'x-clavitor-seq'),
+    'nothing of the answer it replaced',
+  )
+  t.equal(remaining(failed), '9', 'counted once, by the plugin, not by the fast path too')
+  t.equal(s.fastify(), 1)
+  pop.lookup.checkpoint = checkpoint
+  const ok = await rawGet(s.port, `/api/v1/wl3/${p0}`)
+  t.equal(ok.status, 200, 'the process and the server live on')
+  t.equal(remaining(ok), '8')
+  t.equal(s.fastify(), 1, 'answered by the fast path again')
+})
