@@ -174,9 +174,11 @@ export function rsyncArgs(
   const args = [
     '--files-from=' + opts.listFile,
     '--from0',
-    // -a without -o -g -D: a POP keeps its own ownership; no devices ever.
+    // -a without -l -o -g -D: a POP keeps its own ownership; no devices ever; and no
+    // symlinks (the store holds folders and regular files only): one from a lying sender,
+    // as a shard or p0 folder, would let what reads, seals and sweeps the staged tree
+    // (lib/store/tree-ingest.ts) reach whatever it points at. rsync skips them.
     '--recursive',
-    '--links',
     '--times',
     '--perms',
     '--chmod=F0444',

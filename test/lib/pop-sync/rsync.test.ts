@@ -2,7 +2,15 @@
 // arguments, the generated rsyncd.conf. A real daemon serving that config:
 // test/integration/rsync-daemon.test.ts.
 import t from 'tap'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { RSYNC_EXIT, rsyncArgs, rsyncError, runRsync } from '../../../lib/pop-sync/rsync.js'
@@ -176,3 +184,48 @@ t.test('flat: files land under their names; a name listed twice is refused', asy
     { code: 'CLA_ERR_SYNC_FEED' },
   )
 })
+
+t.test(
+  'a symlink on the sender never becomes one here: nothing is read or sealed through it',
+  async (t) => {
+    // the store holds folders and regular files only; a lying sender's symlink, as a shard
+    // folder, a p0 folder or a file, would otherwise let the bootstrap's checks, seals and
+    // sweep of the staged tree reach whatever it points at
+    const dir = tempDir(t)
+    const src = join(dir, 'src')
+    const rels = makeTree(src, 2)
+    const outside = join(dir, 'outside')
+    makeTree(outside, 1)
+    symlinkSync(join(outside, '00'), join(src, 'aa')) // a shard folder
+    symlinkSync(
+      join(outside, '00', `00${'ab'.repeat(15)}`),
+      join(src, '01', `01${'cd'.repeat(15)}`),
+    ) // a p0 folder
+    symlinkSync(join(src, rels[0]!), join(src, '01', `01${'ab'.repeat(15)}`, 'link.cla')) // a file
+    const dest = join(dir, 'dest')
+    mkdirSync(dest)
+    const r = await runRsync({
+      source: src,
+      files: ['00', '01', 'aa'],
+      listFile: join(dir, 'l'),
+      dest,
+      reportAll: true,
+    })
+    t.equal(r.exitCode, 0)
+    const links: string[] = []
+    const walk = (d: string): void => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        if (e.isSymbolicLink()) links.push(join(d, e.name))
+        else if (e.isDirectory()) walk(join(d, e.name))
+      }
+    }
+    walk(dest)
+    t.same(links, [], 'no symlink was made')
+    t.notOk(existsSync(join(dest, 'aa')), 'the symlinked shard: skipped')
+    t.ok(lstatSync(join(dest, rels[1]!)).isFile(), 'the regular files came')
+    t.notOk(
+      r.written?.some((l) => l.startsWith('aa') || l.endsWith('link.cla')),
+      'and none is reported as written',
+    )
+  },
+)
