@@ -1,7 +1,7 @@
 // lib/store/publish-signal.ts: the store tells listeners in its process of the rows each
 // commit published (and only those), and a core store tells other processes through the
 // hint file {data}/run/published, which watchPublished() sees without polling.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -18,6 +18,21 @@ import { pullOnce } from '../../../lib/pop-sync/pull.js'
 import { pullOptions } from '../../fixtures/sync.js'
 
 const run = promisify(execFile)
+
+/** A store of its own (unsealed) that collects its warnings. */
+async function storeWithWarnings(
+  t: Test,
+): Promise<{ data: string; s: BlobStore; warnings: string[] }> {
+  const data = tempData(t)
+  const warnings: string[] = []
+  const s = await BlobStore.init({
+    dataDir: data,
+    protection: 'off',
+    onWarning: (m) => warnings.push(m),
+  })
+  t.teardown(() => s.close())
+  return { data, s, warnings }
+}
 
 t.test('listeners get the rows a put group published, after its commit', async (t) => {
   const data = tempData(t)
@@ -52,14 +67,7 @@ t.test('listeners get the rows a put group published, after its commit', async (
 })
 
 t.test('a listener that throws does not fail the put; the store warns', async (t) => {
-  const data = tempData(t)
-  const warnings: string[] = []
-  const s = await BlobStore.init({
-    dataDir: data,
-    protection: 'off',
-    onWarning: (m) => warnings.push(m),
-  })
-  t.teardown(() => s.close())
+  const { s, warnings } = await storeWithWarnings(t)
   s.onPublished(() => {
     throw new Error('listener bug')
   })
@@ -118,14 +126,7 @@ t.test('watchPublished wakes a reader when another process publishes', async (t)
 })
 
 t.test('a hint that cannot be written is tried again at the next commit', async (t) => {
-  const data = tempData(t)
-  const warnings: string[] = []
-  const s = await BlobStore.init({
-    dataDir: data,
-    protection: 'off',
-    onWarning: (m) => warnings.push(m),
-  })
-  t.teardown(() => s.close())
+  const { data, s, warnings } = await storeWithWarnings(t)
   // {data}/run is in the way (a file): the hint cannot be written, the put still commits
   const run = join(data, 'run')
   writeFileSync(run, 'in the way')
