@@ -5,6 +5,7 @@
 // there; and retrying every attempted key (what a client that lost the answer does) never
 // makes a second version.
 import t from 'tap'
+import { childEnv } from '../fixtures/child-env.js'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
@@ -52,7 +53,7 @@ function runAndKill(
       // no coverage from this tsx-run child: tap cannot merge it (see scripts/clavitor)
       {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
+        env: childEnv(),
       },
     )
     const attempts = new Map<string, Attempt>()

@@ -7,6 +7,7 @@
 // into place): acknowledged batches and their cursor are indexed, tampered files are never
 // visible, nothing visible is partial.
 import t from 'tap'
+import { childEnv } from '../fixtures/child-env.js'
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -43,7 +44,7 @@ function runAndKill(
       // no coverage from this tsx-run child: tap cannot merge it (see scripts/clavitor)
       {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
+        env: childEnv(),
       },
     )
     const acks: Ack[] = []

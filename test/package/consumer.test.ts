@@ -14,9 +14,14 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { childEnv } from '../fixtures/child-env.js'
 import { clearFlags } from '../fixtures/credentials.js'
 
 const REPO = new URL('../..', import.meta.url).pathname
+
+/** npm, node and the installed CLI, none of it measured here: without tap's hook (child-env.ts). */
+const sh = (file: string, args: string[], opts: { cwd?: string; reject?: boolean } = {}) =>
+  execa(file, args, { env: childEnv(), ...opts })
 const dir = mkdtempSync(join(tmpdir(), 'clavitor-consumer-'))
 t.teardown(() => {
   clearFlags(dir)
@@ -32,17 +37,15 @@ const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
 
 let files: string[] = []
 t.before(async () => {
-  const pack = await execa(
-    'npm',
-    ['pack', '--ignore-scripts', '--json', '--pack-destination', dir],
-    { cwd: REPO },
-  )
+  const pack = await sh('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+    cwd: REPO,
+  })
   const info = (
     JSON.parse(pack.stdout) as Array<{ filename: string; files: { path: string }[] }>
   )[0]!
   files = info.files.map((f) => f.path)
   cpSync(join(REPO, 'test/fixtures/consumer'), project, { recursive: true })
-  await execa(
+  await sh(
     'npm',
     [
       'install',
@@ -63,7 +66,7 @@ t.before(async () => {
     (JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')) as { version: string }).version
   if (existsSync(join(ours, 'build/Release')) && version(ours) === version(theirs))
     cpSync(join(ours, 'build'), join(theirs, 'build'), { recursive: true })
-  else await execa('npm', ['rebuild', 'better-sqlite3'], { cwd: project })
+  else await sh('npm', ['rebuild', 'better-sqlite3'], { cwd: project })
 })
 
 t.test(
@@ -89,7 +92,7 @@ t.test(
 )
 
 t.test('a plain .mjs imports every public entry point, puts and verifies a blob', async (t) => {
-  const r = await execa('node', ['use.mjs', join(dir, 'data')], {
+  const r = await sh('node', ['use.mjs', join(dir, 'data')], {
     cwd: project,
     reject: false,
   })
@@ -109,16 +112,16 @@ t.test('a TypeScript consumer type-checks against the shipped .d.ts', async (t) 
   // (node_modules/clavitor-core) can satisfy its imports. consumer.ts holds expect-error
   // directives that only a typed API can honour, and IsAny checks on key types.
   const tsc = join(REPO, 'node_modules/typescript/bin/tsc')
-  const r = await execa('node', [tsc, '-p', 'tsconfig.json'], { cwd: project, reject: false })
+  const r = await sh('node', [tsc, '-p', 'tsconfig.json'], { cwd: project, reject: false })
   t.equal(r.exitCode, 0, r.stdout + r.stderr)
 })
 
 t.test('the installed clavitor --help works with plain node', async (t) => {
-  const r = await execa(join(project, 'node_modules/.bin/clavitor'), ['--help'], { reject: false })
+  const r = await sh(join(project, 'node_modules/.bin/clavitor'), ['--help'], { reject: false })
   t.equal(r.exitCode, 0, r.stderr)
   t.match(r.stdout, /Usage: clavitor/)
   t.match(r.stdout, /store +the WORM \.cla blob store/)
-  const sub = await execa(join(project, 'node_modules/.bin/clavitor'), ['store', '--help'], {
+  const sub = await sh(join(project, 'node_modules/.bin/clavitor'), ['store', '--help'], {
     reject: false,
   })
   t.equal(sub.exitCode, 0, sub.stderr)
@@ -132,7 +135,7 @@ t.test('internal paths are not reachable', async (t) => {
     'clavitor-core/dist/exports/index.js',
     'clavitor-core/scripts/cli/main.js',
   ]) {
-    const r = await execa(
+    const r = await sh(
       'node',
       ['--input-type=module', '-e', `await import(${JSON.stringify(spec)})`],
       {

@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import { join } from 'node:path'
 import fg from 'fast-glob'
 import t from 'tap'
+import { childEnv } from '../../fixtures/child-env.js'
 import { pullOnce } from '../../../lib/pop-sync/pull.js'
 import { PopCursor } from '../../../lib/pop-sync/pop-cursor.js'
 import { K_LAST_CHECK } from '../../../lib/pop-sync/repair.js'
@@ -227,7 +228,7 @@ function runAndKill(
       ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
+        env: childEnv(),
       },
     )
     let out = ''
