@@ -80,6 +80,9 @@ export function installFastLookups(app: FastifyInstance, o: FastLookupsOptions):
     throw new Error('installFastLookups: expected Fastify’s one request listener')
   const fastify = handlers[0] as (req: IncomingMessage, res: ServerResponse) => void
   const { lookup, budgets, keyOf } = o
+  // TrustProxy is off or a list of addresses (lib/auth/trust-proxy.ts refuses `true` and hop
+  // counts), which Fastify hands to proxy-addr's compile() just so: the same trust function,
+  // so the same client address. Another kind of value would need Fastify's mapping here.
   const proxy = o.trustProxy ? fastifyProxyAddr() : undefined
   const trust = proxy && o.trustProxy ? proxy.compile(o.trustProxy) : undefined
   const clientIp = (req: IncomingMessage): string | undefined => {
