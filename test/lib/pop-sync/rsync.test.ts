@@ -1,7 +1,7 @@
 // The rsync transport with real rsync processes: exit codes mapped to typed errors, the
 // arguments, the generated rsyncd.conf. A real daemon serving that config:
 // test/integration/rsync-daemon.test.ts.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import {
   existsSync,
   lstatSync,
@@ -37,6 +37,16 @@ function makeTree(root: string, n: number): string[] {
   return rels
 }
 
+/** A temporary folder with a source tree of `n` blobs (`rels`) and an empty `dest`. */
+function sourceAndDest(t: Test, n: number) {
+  const dir = tempDir(t)
+  const src = join(dir, 'src')
+  const rels = makeTree(src, n)
+  const dest = join(dir, 'dest')
+  mkdirSync(dest)
+  return { dir, src, rels, dest }
+}
+
 t.test('every documented exit code maps to a reason and an error class', async (t) => {
   for (const [code, spec] of Object.entries(RSYNC_EXIT)) {
     const e = rsyncError(Number(code), 'rsync: something\n')
@@ -57,12 +67,8 @@ t.test('every documented exit code maps to a reason and an error class', async (
 t.test(
   'local source: the listed files only; a missing one is a partial transfer (23)',
   async (t) => {
-    const dir = tempDir(t)
-    const src = join(dir, 'src')
-    const rels = makeTree(src, 6)
+    const { dir, src, rels, dest } = sourceAndDest(t, 6)
     makeTree(join(dir, 'unlisted'), 1)
-    const dest = join(dir, 'dest')
-    mkdirSync(dest)
     const r = await runRsync({
       source: src,
       files: rels.slice(0, 4),
@@ -170,11 +176,7 @@ t.test('arguments: TCP_NODELAY for a daemon source, --no-relative when flat', as
 })
 
 t.test('flat: files land under their names; a name listed twice is refused', async (t) => {
-  const dir = tempDir(t)
-  const src = join(dir, 'src')
-  const rels = makeTree(src, 3)
-  const dest = join(dir, 'dest')
-  mkdirSync(dest)
+  const { dir, src, rels, dest } = sourceAndDest(t, 3)
   const r = await runRsync({ source: src, files: rels, listFile: join(dir, 'l'), dest, flat: true })
   t.same(r.transferred.sort(), [...rels].sort(), 'reported by their feed paths')
   t.same(readdirSync(dest).sort(), rels.map((p) => p.split('/').pop()).sort(), 'flat')
@@ -191,9 +193,7 @@ t.test(
     // the store holds folders and regular files only; a lying sender's symlink, as a shard
     // folder, a p0 folder or a file, would otherwise let the bootstrap's checks, seals and
     // sweep of the staged tree reach whatever it points at
-    const dir = tempDir(t)
-    const src = join(dir, 'src')
-    const rels = makeTree(src, 2)
+    const { dir, src, rels, dest } = sourceAndDest(t, 2)
     const outside = join(dir, 'outside')
     makeTree(outside, 1)
     symlinkSync(join(outside, '00'), join(src, 'aa')) // a shard folder
@@ -202,8 +202,6 @@ t.test(
       join(src, '01', `01${'cd'.repeat(15)}`),
     ) // a p0 folder
     symlinkSync(join(src, rels[0]!), join(src, '01', `01${'ab'.repeat(15)}`, 'link.cla')) // a file
-    const dest = join(dir, 'dest')
-    mkdirSync(dest)
     const r = await runRsync({
       source: src,
       files: ['00', '01', 'aa'],
