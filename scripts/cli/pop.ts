@@ -7,7 +7,6 @@ import { dataLayout } from '../../lib/db/data-dir.js'
 import { dirname, join, resolve } from 'node:path'
 import { Option, type Command } from 'commander'
 import cliProgress from 'cli-progress'
-import { openCore, dataPaths } from '../../lib/core.js'
 import { claError } from '../../lib/errors.js'
 import { createLogger } from '../../lib/log.js'
 import { checkCoreUrl, openPop, type Pop, type PopOptions } from '../../lib/pop.js'
@@ -31,6 +30,16 @@ import {
   readMetricsToken,
   subcommand,
 } from './common.js'
+
+/**
+ * The core, for the `core …` commands below. Imported on use: lib/core.js brings billing,
+ * the admin app and Fastify, which a POP's own commands (`pop run`, `pop sync`, …) never
+ * need, and loading them cost every one of those commands ~0.3 s of CPU at start.
+ */
+async function openCoreOnUse(dataDir: string) {
+  const { openCore } = await import('../../lib/core.js')
+  return openCore({ dataDir })
+}
 
 /** Options of `pop run` / `pop sync`, from flags, CLAVITOR_* variables, then --config. */
 interface PopCliOptions {
@@ -414,7 +423,7 @@ export function register(program: Command): void {
     )
     .action(
       action(async (o: { data: string }) => {
-        const c = await openCore({ dataDir: o.data })
+        const c = await openCoreOnUse(o.data)
         try {
           printJson(listPopSyncStates(c.db))
         } finally {
@@ -491,7 +500,7 @@ export function register(program: Command): void {
               ...(o.secretsFile ? { secretsFile: o.secretsFile } : {}),
             }
           } else {
-            const c = await openCore({ dataDir: o.data })
+            const c = await openCoreOnUse(o.data)
             try {
               const r = rsyncdAuthFromRegistry(c.db, o.data)
               auth = { ...r.auth, required: true }
@@ -510,7 +519,7 @@ export function register(program: Command): void {
             }
           }
           const text = renderRsyncdConfig({
-            storeRoot: resolve(dataPaths(o.data).store),
+            storeRoot: resolve(dataLayout(o.data).store),
             module: o.module,
             port,
             uid: o.uid,
@@ -551,7 +560,7 @@ export function register(program: Command): void {
     .option('--json', 'print the pass as JSON')
     .action(
       action(async (o: { data: string; log: string; json?: boolean }) => {
-        const c = await openCore({ dataDir: o.data })
+        const c = await openCoreOnUse(o.data)
         try {
           const r = auditRsyncLog(c.db, o.log)
           if (o.json) printJson(r)
@@ -590,7 +599,7 @@ export function register(program: Command): void {
             `cannot read ${o.key}: ${(cause as Error).message}`,
           )
         }
-        const c = await openCore({ dataDir: o.data })
+        const c = await openCoreOnUse(o.data)
         let allow: string[]
         try {
           const p = getPop(c.db, o.pop)
@@ -603,7 +612,7 @@ export function register(program: Command): void {
           sshAuthorizedKeyLine({
             popId: o.pop,
             publicKey: key,
-            storeRoot: resolve(dataPaths(o.data).store),
+            storeRoot: resolve(dataLayout(o.data).store),
             from: allow,
             rrsync: o.rrsync,
           }) + '\n',
