@@ -1,8 +1,8 @@
 // The test processes' module loader for TypeScript (registered by import.mjs; tap gives
 // each test process that `--import` through this folder's plugin, package.json
 // "tap.plugin"). It replaces tap's default, ts-node, which set TypeScript up in every test
-// process's loader thread even when its output was cached: ~1.2 s of CPU per test file,
-// ~140 files per suite. Here a source is transpiled by TypeScript's own transpileModule
+// process's loader thread even when its output was cached, and ran its hooks on every
+// import: the suite took 1,805 s of CPU with it and 1,295 s with this (docs/performance.md). Here a source is transpiled by TypeScript's own transpileModule
 // once and kept on disk by the sha256 of its input, with the source map inlined as ts-node
 // did (coverage maps to the .ts lines as before); TypeScript is loaded only by a process
 // that meets a source not yet cached. Types are checked by `tsc --noEmit` (CI), as before:
