@@ -160,6 +160,48 @@ function rsyncWrapper(dir: string, group: number, mode: 'fail' | 'hold'): string
 }
 
 t.test(
+  "a sender that writes outside its group's shards: no later group trusts its rsync list",
+  async (t) => {
+    // An rsync before 3.2.5 (or --trust-sender) lets a lying sender write where it was not
+    // asked. Here group 0's run also writes a file into shard f0 (group 7) and reports it,
+    // with exit 23 (so group 0 reads its own folders, not its list). Group 7's rsync never
+    // lists that file (the core has no such file), so a group that trusted its list would
+    // keep it, and the whole shard folder, stray and all, would move into the store.
+    const dir = tempDir(t)
+    const core = await startCore(t, join(dir, 'core'))
+    const target = randomP0().replace(/^../, 'f0')
+    await core.addBlobs(12, [target, randomP0().replace(/^../, '05')])
+    const stray = `f0/${target}/0000000000000009_0000000000000000.cla`
+    const wrapper = join(dir, 'rsync-lying')
+    writeFileSync(
+      wrapper,
+      [
+        '#!/bin/sh',
+        'for a; do dest=$a; done',
+        'case "$*" in',
+        `  *tree-0.list*) rsync "$@" || exit $?`,
+        `    mkdir -p "$dest/f0/${target}" && printf 'not a blob' > "$dest/${stray}"`,
+        `    echo '${stray}'; exit 23;;`,
+        'esac',
+        'exec rsync "$@"',
+        '',
+      ].join('\n'),
+    )
+    chmodSync(wrapper, 0o755)
+    const pop = await popStore(t, join(dir, 'pop'), core)
+    const o = pullOptions(core, pop, { bootstrapMin: 1 })
+    o.rsync = { ...o.rsync, rsyncPath: wrapper }
+    const res = await pullOnce(o)
+    t.equal(res.sealed, 12)
+    t.same(indexOf(pop), indexOf(core.store), 'exactly the published blobs')
+    t.notOk(existsSync(join(pop.root, stray)), 'the planted file did not come along')
+    const v = await pop.verify()
+    t.same(v.unindexed, [], 'no file without its row')
+    t.ok(v.ok)
+  },
+)
+
+t.test(
   'an rsync run that fails mid-bootstrap: what arrived is kept, the rest comes page by page',
   async (t) => {
     const dir = tempDir(t)
