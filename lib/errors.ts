@@ -27,6 +27,7 @@ export const ERRORS = {
   CLA_ERR_NOT_FOUND: { status: 404, exit: 1, description: 'The requested object does not exist.' },
   CLA_ERR_INTERNAL: { status: 500, exit: 1, description: 'An unexpected internal failure.' },
   CLA_ERR_STORAGE_FULL: { status: 503, exit: 1, description: 'The data folder\'s disk is full (no space or no inodes): nothing was stored. Free space; retry after the Retry-After delay.' },
+  CLA_ERR_STOP_FORCED: { status: 503, exit: 1, description: 'A second SIGTERM or SIGINT reached a serving command while it was stopping: it exited at once, its stop unfinished. Nothing is lost (as after a crash: the next start recovers).' },
 
   CLA_ERR_REPLICA_EMPTY: { status: 404, exit: 1, description: 'The meta.db replica holds no database to restore (wrong URL, or replication never ran).' },
   CLA_ERR_REPLICA_UNAVAILABLE: { status: 503, exit: 1, description: 'Litestream is missing or failed (no binary, an unreadable replica): the message has its output.' },

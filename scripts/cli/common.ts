@@ -47,8 +47,12 @@ export function parseListen(v: string): { host: string; port: number } {
 }
 
 /**
- * SIGTERM and SIGINT (a second signal while stopping is ignored) run `stop`, then exit 0;
- * a failure goes to `onError` (a log line; default: failWith's line on stderr) and exit 1.
+ * SIGTERM and SIGINT run `stop`, then exit 0; a failure goes to `onError` (a log line;
+ * default: failWith's line on stderr) and exit 1. A second signal while stopping exits at
+ * once (exit 1, CLA_ERR_STOP_FORCED through `onError`): an operator's second Ctrl-C, or a
+ * supervisor's second SIGTERM, must not wait on a slow client (a stop can take up to the
+ * servers' time limits, http/timeouts.ts). Skipping the rest of the stop is safe: every
+ * write is crash-safe, and the next start recovers as after a crash.
  * For the serving commands.
  */
 export function onShutdown(
@@ -57,7 +61,15 @@ export function onShutdown(
 ): void {
   let stopping = false
   const handle = (signal: string) => {
-    if (stopping) return
+    if (stopping) {
+      onError(
+        claError(
+          'CLA_ERR_STOP_FORCED',
+          `${signal} while stopping: exiting now, the stop unfinished (the next start recovers)`,
+        ),
+      )
+      process.exit(1)
+    }
     stopping = true
     stop(signal).then(
       () => process.exit(0),
@@ -70,7 +82,7 @@ export function onShutdown(
   // `on`, not `once`: the listener must still be there while the signal is handled.
   // execa's child cleanup (signal-exit) re-raises a signal that no other listener holds,
   // and a `once` listener is gone by then: the process died by SIGTERM mid-stop (under the
-  // test runner, whose own listener hid it). A second signal while stopping is ignored.
+  // test runner, whose own listener hid it).
   process.on('SIGTERM', () => handle('SIGTERM'))
   process.on('SIGINT', () => handle('SIGINT'))
 }

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
 import { decodeCursor } from '../../lib/store/cursor.js'
@@ -42,6 +42,57 @@ async function waitFor<T>(
   }
 }
 
+type TestCore = Awaited<ReturnType<typeof startCore>>
+
+/** `clavitor pop run` against `core`, on a free port; killed at the test's end. */
+async function startPopRun(
+  t: { teardown(fn: () => unknown): void },
+  core: TestCore,
+  popDir: string,
+  extra: string[],
+) {
+  const port = await freePort()
+  const child = spawn(
+    CLI,
+    [
+      'pop',
+      'run',
+      '--data',
+      popDir,
+      '--id',
+      'pop-r',
+      '--core',
+      core.url,
+      '--rsync-source',
+      core.root,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--page-size',
+      '100',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CLAVITOR_LOG_LEVEL: 'warn' } },
+  )
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  return { child, port, url: `http://127.0.0.1:${port}`, exited, err: () => err }
+}
+
+/** A POP data folder that trusts `core`'s key, with no blob yet. */
+async function emptyPop(core: TestCore, popDir: string): Promise<void> {
+  const s = await BlobStore.init({
+    dataDir: popDir,
+    role: 'pop',
+    trustKeys: [core.store.publicKey!],
+    onWarning: () => {},
+  })
+  await s.close()
+}
+
 t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   const dir = tempDir(t)
   const core = await startCore(t, join(dir, 'core'))
@@ -50,45 +101,9 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   await core.addBlobs(2, [p0])
   core.registerPop('pop-r')
   const popDir = join(dir, 'pop')
-  const s = await BlobStore.init({
-    dataDir: popDir,
-    role: 'pop',
-    trustKeys: [core.store.publicKey!],
-    onWarning: () => {},
-  })
-  await s.close()
+  await emptyPop(core, popDir)
 
-  const start = async (extra: string[]) => {
-    const port = await freePort()
-    const child = spawn(
-      CLI,
-      [
-        'pop',
-        'run',
-        '--data',
-        popDir,
-        '--id',
-        'pop-r',
-        '--core',
-        core.url,
-        '--rsync-source',
-        core.root,
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--page-size',
-        '100',
-        ...extra,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CLAVITOR_LOG_LEVEL: 'warn' } },
-    )
-    let err = ''
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
-    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
-    t.teardown(() => {
-      child.kill('SIGKILL')
-    })
-    return { child, url: `http://127.0.0.1:${port}`, exited, err: () => err }
-  }
+  const start = (extra: string[]) => startPopRun(t, core, popDir, extra)
 
   // 1. slow first run (bandwidth-limited rsync); SIGTERM while it syncs
   const a = await start(['--rsync-arg=--bwlimit=300'])
@@ -128,4 +143,34 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   t.match(await m.text(), /clavitor_blobs\{role="pop"\} 1202/)
   b.child.kill('SIGTERM')
   t.equal(await b.exited, 0)
+})
+
+t.test('pop run: a second SIGTERM while stopping exits at once', async (t) => {
+  const dir = tempDir(t)
+  const core = await startCore(t, join(dir, 'core'))
+  await core.addBlobs(3)
+  core.registerPop('pop-r')
+  const popDir = join(dir, 'pop')
+  await emptyPop(core, popDir)
+  const a = await startPopRun(t, core, popDir, [])
+  await waitFor(async () => {
+    const h = await health(a.url)
+    return h && h.blobs === 3 && h.syncing === false ? h : null
+  })
+  // a client in the middle of its request holds the server's close (up to the request
+  // time limit, 30 s): the stop cannot finish while it is there
+  const slow = connect(a.port, '127.0.0.1')
+  t.teardown(() => slow.destroy())
+  await new Promise((r) => slow.once('connect', r))
+  slow.write('GET /healthz HTTP/1.1\r\nHost: pop\r\n')
+  a.child.kill('SIGTERM')
+  // stopping: the server no longer takes connections
+  await waitFor(async () => !(await health(a.url)))
+  a.child.kill('SIGTERM')
+  t.equal(await a.exited, 1, 'the second signal ends it, unfinished')
+  t.match(a.err(), /CLA_ERR_STOP_FORCED: SIGTERM while stopping/)
+  const again = await BlobStore.open({ dataDir: popDir, onWarning: () => {} })
+  t.teardown(() => again.close())
+  t.ok((await again.verify()).ok, 'nothing lost: the store opens and verifies')
+  t.equal(again.index.count(), 3)
 })
