@@ -91,7 +91,13 @@ export {
   type ScheduleOptions,
   type SchedulerOptions,
 } from '../lib/pop-sync/scheduler.js'
-export { Wl3Lookup, type LookupOptions, type Wl3Answer } from '../lib/pop-sync/lookup.js'
+export {
+  Wl3Lookup,
+  DEFAULT_CACHE_BYTES,
+  type LookupCacheStats,
+  type LookupOptions,
+  type Wl3Answer,
+} from '../lib/pop-sync/lookup.js'
 export { listPopSyncStates, type PopReport, type PopSyncRow } from '../lib/core-sync/pop-state.js'
 export type { FeedRow } from '../lib/store/blob-index.js'
 export type { LastRun } from '../lib/pop-sync/state.js'

@@ -9,6 +9,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Db } from './db/open.js'
 import { blobIndex } from './store/blob-index.js'
+import type { LookupCacheStats } from './pop-sync/lookup.js'
 
 /** Which kind of process the metrics describe; set as the `role` label of every metric. */
 export type Role = 'core' | 'pop'
@@ -20,6 +21,8 @@ export interface MetricsOptions {
   db: Db
   /** POPs: this POP's lag behind the core in µs as of its last run (null = unknown). */
   popLagUs?: () => number | null
+  /** POPs: the WL3 lookup cache's figures, read at each scrape (lib/pop-sync/lookup.ts). */
+  lookupCache?: () => LookupCacheStats
   /** Also export process metrics (CPU, memory, event loop). Default true. */
   processMetrics?: boolean
 }
@@ -143,6 +146,50 @@ export class Metrics {
           // read "caught up") nor the last known value
           if (lag === null) this.remove({})
           else this.set(lag / 1e6)
+        },
+      })
+    }
+
+    const lookupCache = opts.lookupCache
+    if (lookupCache) {
+      // the cache's own counts, read at the scrape: the lookups' fast path keeps only two
+      // integers, and an operator sizes --lookup-cache-mb from the hit ratio and the bytes
+      new Gauge({
+        name: 'clavitor_lookup_cache_bytes',
+        help: 'Bytes the WL3 lookup cache holds (each answer counted as its file plus a fixed overhead)',
+        registers,
+        collect() {
+          this.set(lookupCache().bytes)
+        },
+      })
+      new Gauge({
+        name: 'clavitor_lookup_cache_max_bytes',
+        help: 'The WL3 lookup cache bound (pop run --lookup-cache-mb)',
+        registers,
+        collect() {
+          this.set(lookupCache().maxBytes)
+        },
+      })
+      new Gauge({
+        name: 'clavitor_lookup_cache_answers',
+        help: 'WL3 answers (one per P0) in the lookup cache',
+        registers,
+        collect() {
+          this.set(lookupCache().answers)
+        },
+      })
+      let counted = { hit: 0, miss: 0 }
+      new Counter({
+        name: 'clavitor_lookups_total',
+        help: 'WL3 lookups since the process started, by result: hit (answered from the cache) or miss (index and file read)',
+        labelNames: ['result'],
+        registers,
+        collect() {
+          const s = lookupCache()
+          // the counts only grow (a cache dropped keeps them), so the difference is new lookups
+          this.inc({ result: 'hit' }, Math.max(0, s.hits - counted.hit))
+          this.inc({ result: 'miss' }, Math.max(0, s.misses - counted.miss))
+          counted = { hit: Math.max(s.hits, counted.hit), miss: Math.max(s.misses, counted.miss) }
         },
       })
     }

@@ -190,6 +190,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     role: 'pop',
     db: store.db,
     popLagUs: () => sync.status().last_run?.lag_us ?? null,
+    lookupCache: () => lookup.stats(),
   })
   const sync = new PopSync({
     onRun: (r) => {

@@ -44,7 +44,10 @@ export interface Wl3Answer {
 export interface LookupOptions {
   /**
    * Bytes the cache may hold, counted as each answer's file plus `ENTRY_OVERHEAD`
-   * (its index row, views and map entry); least recently used go first. Default 256 MiB.
+   * (its index row, views and map entry); least recently used go first. Default 256 MiB;
+   * 0 caches nothing. A POP whose every answer fits (its P0s × (WL3 file + 1.25 KiB)) serves
+   * every lookup from memory after the prefetch (docs/operations.md, "Sizing the lookup
+   * cache"); the process's RSS stays within this plus a fixed overhead.
    */
   maxBytes?: number
   /**
@@ -57,6 +60,23 @@ export interface LookupOptions {
   /** Told when an indexed blob's file is missing or fails verification (queue a repair, alarm). */
   onDamaged?: (info: BlobInfo, err: unknown) => void
 }
+
+/** What the lookup cache reports (the POP's /metrics): its size, its bound, hits and misses so far. */
+export interface LookupCacheStats {
+  /** Bytes held, counted as against `maxBytes`. */
+  bytes: number
+  /** The bound. */
+  maxBytes: number
+  /** Answers held (one per P0). */
+  answers: number
+  /** Lookups answered from the cache since the process started. */
+  hits: number
+  /** Lookups not answered from the cache. */
+  misses: number
+}
+
+/** The lookup cache's default bound: 256 MiB. */
+export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 
 /**
  * What one cached answer costs beyond its file's bytes: the index row's object and strings,
@@ -102,7 +122,13 @@ export class Wl3Lookup {
 
   constructor(store: BlobStore, opts: LookupOptions = {}) {
     this.store = store
-    this.max = opts.maxBytes ?? 256 * 1024 * 1024
+    const max = opts.maxBytes ?? DEFAULT_CACHE_BYTES
+    if (!Number.isSafeInteger(max) || max < 0)
+      throw claError(
+        'CLA_ERR_INVALID_OPTION',
+        `the lookup cache's maxBytes must be a whole number of bytes, 0 or more; got ${String(max)}`,
+      )
+    this.max = max
     this.verifySignature = opts.verifySignature ?? false
     this.onDamaged = opts.onDamaged
     this.versionStmt = store.db.prepare('PRAGMA data_version').pluck()
@@ -123,6 +149,17 @@ export class Wl3Lookup {
   /** Cached answers. */
   get cachedAnswers(): number {
     return this.cache.size
+  }
+
+  /** The cache's size, bound, hits and misses so far (the POP's /metrics). */
+  stats(): LookupCacheStats {
+    return {
+      bytes: this.bytes,
+      maxBytes: this.max,
+      answers: this.cache.size,
+      hits: this.hits,
+      misses: this.misses,
+    }
   }
 
   /**

@@ -57,6 +57,7 @@ interface PopCliOptions {
   rsyncArg?: string[]
   fullVerifyHours?: string | number
   wait?: string | number
+  lookupCacheMb?: string | number
   insecurePlainHttp?: boolean
   verify?: boolean
   json?: boolean
@@ -77,6 +78,7 @@ const CONFIG_KEYS = [
   'rsyncArg',
   'fullVerifyHours',
   'wait',
+  'lookupCacheMb',
 ] as const
 
 function readConfig(file: string): Record<string, unknown> {
@@ -146,6 +148,7 @@ export function resolvePopOptions(o: PopCliOptions): {
   const timeout = intOpt('rsync-timeout', pick('rsyncTimeout'), 1, 3600)
   const verifyHours = intOpt('full-verify-hours', pick('fullVerifyHours'), 0, 24 * 365)
   const waitS = intOpt('wait', pick('wait'), 0, 50) ?? WAKE_WAIT_S
+  const cacheMb = intOpt('lookup-cache-mb', pick('lookupCacheMb'), 0, 1024 * 1024)
   const extra = pick('rsyncArg')
   if (extra !== undefined && !(Array.isArray(extra) && extra.every((x) => typeof x === 'string'))) {
     throw claError('CLA_ERR_INVALID_OPTION', '"rsyncArg" must be an array of strings')
@@ -165,6 +168,7 @@ export function resolvePopOptions(o: PopCliOptions): {
       protection: protection as Protection,
       ...(pageSize ? { pageSize } : {}),
       ...(verifyHours !== undefined ? { fullVerifyEveryMs: verifyHours * 3_600_000 } : {}),
+      ...(cacheMb !== undefined ? { lookup: { maxBytes: cacheMb * 1024 * 1024 } } : {}),
       rsync: {
         ...(timeout ? { ioTimeoutSec: timeout } : {}),
         ...(extra ? { extraArgs: extra as string[] } : {}),
@@ -246,6 +250,12 @@ function popOptions(cmd: Command, withListen: boolean): Command {
           '--trust-proxy <proxies>',
           'a proxy in front of the lookups: its address(es)/CIDRs or loopback (default off)',
         ).env('CLAVITOR_TRUST_PROXY'),
+      )
+      .addOption(
+        new Option(
+          '--lookup-cache-mb <n>',
+          'MiB of checked WL3 answers kept in memory, 0..1048576 (default 256; each answer costs its file + 1.25 KiB: size it to hold them all for every lookup from memory)',
+        ).env('CLAVITOR_LOOKUP_CACHE_MB'),
       )
       .addOption(metricsTokenOption())
   return cmd

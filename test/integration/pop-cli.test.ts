@@ -55,6 +55,14 @@ t.test('pop sync: bad input is exit 2 with one line', async (t) => {
     cfg,
     JSON.stringify({ data: dir, id: 'p1', core: 'http://127.0.0.1:9', rsyncSource: dir }),
   )
+  const badCache = run(['pop', 'run', '--config', cfg, '--listen', '127.0.0.1:1'], {
+    CLAVITOR_LOOKUP_CACHE_MB: '-5',
+  })
+  t.equal(badCache.code, 2)
+  t.match(
+    badCache.err.trim(),
+    /^clavitor: CLA_ERR_INVALID_OPTION: --lookup-cache-mb must be an integer from 0 to 1048576; got -5$/,
+  )
   const badListen = run(['pop', 'run', '--config', cfg], { CLAVITOR_LISTEN: 'nope' })
   t.equal(badListen.code, 2)
   t.match(badListen.err, /--listen must be HOST:PORT/)

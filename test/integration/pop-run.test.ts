@@ -125,7 +125,7 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   // 2. restart: runs at start, catches up, serves lookups (and /metrics behind its token)
   const tokenFile = join(popDir, 'metrics.token')
   writeFileSync(tokenFile, 'metrics-token-for-the-test\n', { mode: 0o600 })
-  const b = await start(['--metrics-token-file', tokenFile])
+  const b = await start(['--metrics-token-file', tokenFile, '--lookup-cache-mb', '1'])
   const h = await waitFor(async () => {
     const x = await health(b.url)
     return x && x.blobs === 1202 && x.syncing === false && x.lag_us === 0 ? x : null
@@ -140,7 +140,19 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
     headers: { authorization: 'Bearer metrics-token-for-the-test' },
   })
   t.equal(m.status, 200, '/metrics with the token of --metrics-token-file')
-  t.match(await m.text(), /clavitor_blobs\{role="pop"\} 1202/)
+  const text = await m.text()
+  t.match(text, /clavitor_blobs\{role="pop"\} 1202/)
+  // the cache bound of --lookup-cache-mb, and the lookup above (a miss, or a hit when the
+  // prefetch had already read that P0)
+  t.match(text, /^clavitor_lookup_cache_max_bytes\{role="pop"\} 1048576$/m)
+  const counts = [
+    ...text.matchAll(/^clavitor_lookups_total\{(?=[^}]*result="(?:hit|miss)")[^}]*\} (\d+)$/gm),
+  ]
+  t.equal(
+    counts.reduce((n, c) => n + Number(c[1]), 0),
+    1,
+    'one lookup counted',
+  )
   b.child.kill('SIGTERM')
   t.equal(await b.exited, 0)
 })

@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
 import { BlobStore } from '../../../lib/store/index.js'
-import { ENTRY_OVERHEAD, Wl3Lookup } from '../../../lib/pop-sync/lookup.js'
+import { DEFAULT_CACHE_BYTES, ENTRY_OVERHEAD, Wl3Lookup } from '../../../lib/pop-sync/lookup.js'
 import { openTestPop, randomP0, startCore, tempDir } from '../../fixtures/sync.js'
 
 const root = mkdtempSync(join(tmpdir(), 'clavitor-lookup-'))
@@ -82,6 +82,32 @@ t.test('a signature failure frees its room in the cache', async (t) => {
   await lookup.latest(b)
   await lookup.latest(c)
   t.equal(lookup.misses, misses, 'both answers stayed cached: the refused file took no room')
+})
+
+t.test('the cache bound: validated, 0 caches nothing, stats() counts what it holds', async (t) => {
+  const store = await BlobStore.init({ dataDir: join(root, 'bound'), protection: 'off' })
+  t.teardown(() => store.close())
+  for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY])
+    t.throws(() => new Wl3Lookup(store, { maxBytes: bad }), { code: 'CLA_ERR_INVALID_OPTION' })
+  const p0 = 'c1'.repeat(16)
+  const info = await store.put(p0, Buffer.alloc(500, 1))
+  const none = new Wl3Lookup(store, { maxBytes: 0 })
+  t.teardown(() => none.close())
+  none.latest(p0)
+  none.latest(p0)
+  t.match(none.stats(), { bytes: 0, maxBytes: 0, answers: 0, hits: 0, misses: 2 })
+  const one = new Wl3Lookup(store)
+  t.teardown(() => one.close())
+  t.equal(one.stats().maxBytes, DEFAULT_CACHE_BYTES)
+  one.latest(p0)
+  one.latest(p0)
+  t.same(one.stats(), {
+    bytes: info.file_size + ENTRY_OVERHEAD,
+    maxBytes: DEFAULT_CACHE_BYTES,
+    answers: 1,
+    hits: 1,
+    misses: 1,
+  })
 })
 
 // Issue 18: POPs pull within seconds of each core write, so the cache may not be dropped on
