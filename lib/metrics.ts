@@ -116,23 +116,20 @@ export class Metrics {
       registers,
     })
 
+    // a gauge read at each scrape, with no labels
+    const scraped = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read())
+        },
+      })
+
     const blobs = blobIndex(db)
-    new Gauge({
-      name: 'clavitor_blobs',
-      help: 'Sealed .cla blobs in the index',
-      registers,
-      collect() {
-        this.set(blobs.totals().count)
-      },
-    })
-    new Gauge({
-      name: 'clavitor_blob_bytes',
-      help: 'Bytes of .cla files in the index',
-      registers,
-      collect() {
-        this.set(blobs.totals().bytes)
-      },
-    })
+    scraped('clavitor_blobs', 'Sealed .cla blobs in the index', () => blobs.totals().count)
+    scraped('clavitor_blob_bytes', 'Bytes of .cla files in the index', () => blobs.totals().bytes)
 
     const popLagUs = opts.popLagUs
     if (popLagUs) {
@@ -154,30 +151,21 @@ export class Metrics {
     if (lookupCache) {
       // the cache's own counts, read at the scrape: the lookups' fast path keeps only two
       // integers, and an operator sizes --lookup-cache-mb from the hit ratio and the bytes
-      new Gauge({
-        name: 'clavitor_lookup_cache_bytes',
-        help: 'Bytes the WL3 lookup cache holds (each answer counted as its file plus a fixed overhead)',
-        registers,
-        collect() {
-          this.set(lookupCache().bytes)
-        },
-      })
-      new Gauge({
-        name: 'clavitor_lookup_cache_max_bytes',
-        help: 'The WL3 lookup cache bound (pop run --lookup-cache-mb)',
-        registers,
-        collect() {
-          this.set(lookupCache().maxBytes)
-        },
-      })
-      new Gauge({
-        name: 'clavitor_lookup_cache_answers',
-        help: 'WL3 answers (one per P0) in the lookup cache',
-        registers,
-        collect() {
-          this.set(lookupCache().answers)
-        },
-      })
+      scraped(
+        'clavitor_lookup_cache_bytes',
+        'Bytes the WL3 lookup cache holds (each answer counted as its file plus a fixed overhead)',
+        () => lookupCache().bytes,
+      )
+      scraped(
+        'clavitor_lookup_cache_max_bytes',
+        'The WL3 lookup cache bound (pop run --lookup-cache-mb)',
+        () => lookupCache().maxBytes,
+      )
+      scraped(
+        'clavitor_lookup_cache_answers',
+        'WL3 answers (one per P0) in the lookup cache',
+        () => lookupCache().answers,
+      )
       let counted = { hit: 0, miss: 0 }
       new Counter({
         name: 'clavitor_lookups_total',

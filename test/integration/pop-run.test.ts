@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
 import { decodeCursor } from '../../lib/store/cursor.js'
 import { getMeta, K_CURSOR } from '../../lib/pop-sync/state.js'
-import { startCore, tempDir, randomP0 } from '../fixtures/sync.js'
+import { emptyPopFolder, startCore, tempDir, randomP0 } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
 
@@ -82,17 +82,6 @@ async function startPopRun(
   return { child, port, url: `http://127.0.0.1:${port}`, exited, err: () => err }
 }
 
-/** A POP data folder that trusts `core`'s key, with no blob yet. */
-async function emptyPop(core: TestCore, popDir: string): Promise<void> {
-  const s = await BlobStore.init({
-    dataDir: popDir,
-    role: 'pop',
-    trustKeys: [core.store.publicKey!],
-    onWarning: () => {},
-  })
-  await s.close()
-}
-
 t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   const dir = tempDir(t)
   const core = await startCore(t, join(dir, 'core'))
@@ -101,7 +90,7 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   await core.addBlobs(2, [p0])
   core.registerPop('pop-r')
   const popDir = join(dir, 'pop')
-  await emptyPop(core, popDir)
+  await emptyPopFolder(core, popDir)
 
   const start = (extra: string[]) => startPopRun(t, core, popDir, extra)
 
@@ -163,7 +152,7 @@ t.test('pop run: a second SIGTERM while stopping exits at once', async (t) => {
   await core.addBlobs(3)
   core.registerPop('pop-r')
   const popDir = join(dir, 'pop')
-  await emptyPop(core, popDir)
+  await emptyPopFolder(core, popDir)
   const a = await startPopRun(t, core, popDir, [])
   await waitFor(async () => {
     const h = await health(a.url)

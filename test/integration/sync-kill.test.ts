@@ -3,8 +3,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { BlobStore } from '../../lib/store/index.js'
-import { indexOf, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
+import { emptyPopFolder, indexOf, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
 
@@ -14,13 +13,7 @@ t.test('SIGKILL mid-pull, then resume', async (t) => {
   await core.addBlobs(3000)
   core.registerPop('pop-k')
   const popDir = join(dir, 'pop')
-  const init = await BlobStore.init({
-    dataDir: popDir,
-    role: 'pop',
-    trustKeys: [core.store.publicKey!],
-    onWarning: () => {},
-  })
-  await init.close()
+  await emptyPopFolder(core, popDir)
 
   const child = spawn(
     CLI,
