@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { BlobStore } from '../../lib/store/index.js'
 import { decodeCursor } from '../../lib/store/cursor.js'
 import { getMeta, K_CURSOR } from '../../lib/pop-sync/state.js'
-import { emptyPopFolder, startCore, tempDir, randomP0 } from '../fixtures/sync.js'
+import { coreAndEmptyPop, randomP0 } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
 
@@ -42,7 +42,7 @@ async function waitFor<T>(
   }
 }
 
-type TestCore = Awaited<ReturnType<typeof startCore>>
+type TestCore = Awaited<ReturnType<typeof coreAndEmptyPop>>['core']
 
 /** `clavitor pop run` against `core`, on a free port; killed at the test's end. */
 async function startPopRun(
@@ -83,14 +83,9 @@ async function startPopRun(
 }
 
 t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
-  const dir = tempDir(t)
-  const core = await startCore(t, join(dir, 'core'))
+  const { core, popDir } = await coreAndEmptyPop(t, 1200, 'pop-r')
   const p0 = randomP0()
-  await core.addBlobs(1200)
   await core.addBlobs(2, [p0])
-  core.registerPop('pop-r')
-  const popDir = join(dir, 'pop')
-  await emptyPopFolder(core, popDir)
 
   const start = (extra: string[]) => startPopRun(t, core, popDir, extra)
 
@@ -147,12 +142,7 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
 })
 
 t.test('pop run: a second SIGTERM while stopping exits at once', async (t) => {
-  const dir = tempDir(t)
-  const core = await startCore(t, join(dir, 'core'))
-  await core.addBlobs(3)
-  core.registerPop('pop-r')
-  const popDir = join(dir, 'pop')
-  await emptyPopFolder(core, popDir)
+  const { core, popDir } = await coreAndEmptyPop(t, 3, 'pop-r')
   const a = await startPopRun(t, core, popDir, [])
   await waitFor(async () => {
     const h = await health(a.url)

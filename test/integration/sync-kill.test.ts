@@ -2,18 +2,12 @@
 // resumes on the next run: nothing lost, nothing fetched twice once sealed, store verifies.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { emptyPopFolder, indexOf, openTestPop, startCore, tempDir } from '../fixtures/sync.js'
+import { coreAndEmptyPop, indexOf, openTestPop } from '../fixtures/sync.js'
 
 const CLI = new URL('../../scripts/clavitor', import.meta.url).pathname
 
 t.test('SIGKILL mid-pull, then resume', async (t) => {
-  const dir = tempDir(t)
-  const core = await startCore(t, join(dir, 'core'))
-  await core.addBlobs(3000)
-  core.registerPop('pop-k')
-  const popDir = join(dir, 'pop')
-  await emptyPopFolder(core, popDir)
+  const { core, popDir } = await coreAndEmptyPop(t, 3000, 'pop-k')
 
   const child = spawn(
     CLI,
