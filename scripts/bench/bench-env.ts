@@ -175,9 +175,10 @@ export function selfCpu(): { self: number; children: number } {
   }
 }
 
-/** Resolves once an HTTP server answers on 127.0.0.1:`port` (any status); fails after 2 minutes. */
-export async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 1200; i++) {
+/** Resolves once an HTTP server answers on 127.0.0.1:`port` (any status); fails after `ms` (2 minutes). */
+export async function waitPort(port: number, ms = 120_000): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
     try {
       const r = await fetch(`http://127.0.0.1:${port}/`)
       await r.arrayBuffer()

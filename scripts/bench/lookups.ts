@@ -36,6 +36,10 @@ import { BlobStore } from '../../lib/store/index.js'
 import { syncRoutes } from '../../server/routes/sync.js'
 import { freePort, procCpu, waitPort } from './bench-env.js'
 
+// the POP listens once its prefetch filled the cache: a cache that holds 1,000,000 answers
+// takes minutes to fill
+const POP_READY_MS = 20 * 60_000
+
 const program = new Command()
   .name('bench:lookups')
   .addOption(new Option('--n <list>', 'P0s (blobs) per run, comma-separated').default('100000'))
@@ -377,7 +381,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     const popPort = await freePort()
     let pop = startPop(st.popDir, popPort, false)
     children.push(pop)
-    await waitPort(popPort)
+    await waitPort(popPort, POP_READY_MS)
     log(`N=${n}: POP, no rate limit (${WARMUP} + ${DURATION} s)`)
     const popLoad = await load(popPort, pop.pid!, rnd(urls))
     await stop(pop)
@@ -395,7 +399,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     const rlPort = await freePort()
     pop = startPop(st.popDir, rlPort, true)
     children.push(pop)
-    await waitPort(rlPort)
+    await waitPort(rlPort, POP_READY_MS)
     log(`N=${n}: POP, rate limits on, ${ADDRESSES} addresses (${WARMUP} + ${DURATION} s)`)
     const rlLoad = await load(rlPort, pop.pid!, rnd(urls), xff)
     let soak: Soak | undefined
