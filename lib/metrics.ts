@@ -169,7 +169,7 @@ export class Metrics {
       let counted = { hit: 0, miss: 0 }
       new Counter({
         name: 'clavitor_lookups_total',
-        help: 'WL3 lookups since the process started, by result: hit (answered from the cache) or miss (index and file read)',
+        help: 'WL3 lookups of P0s held here since the process started, by result: hit (answered from the cache) or miss (index and file read)',
         labelNames: ['result'],
         registers,
         collect() {

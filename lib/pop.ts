@@ -14,7 +14,7 @@ import type { Logger } from './log.js'
 import { silentLogger } from './log.js'
 import { BlobStore, type Protection } from './store/index.js'
 import { PopSync } from './pop-sync/agent.js'
-import { Wl3Lookup } from './pop-sync/lookup.js'
+import { checkCacheBytes, Wl3Lookup } from './pop-sync/lookup.js'
 import type { RsyncSettings } from './pop-sync/pull.js'
 import { plainHttpFeedClient, requestFeedClient, type FeedClient } from './pop-sync/transport.js'
 import { PopApiClient } from './auth/pop-client.js'
@@ -173,6 +173,7 @@ export async function openPop(opts: PopOptions): Promise<Pop> {
     throw claError('CLA_ERR_INVALID_OPTION', "the core's URL is required (--core)", {
       details: { field: 'coreUrl' },
     })
+  checkCacheBytes(opts.lookup?.maxBytes) // before the store opens: nothing left open on a bad one
   const rsyncExtra = rsyncArgsWithAuth(opts)
   const log = opts.log ?? silentLogger()
   const protection = opts.protection ?? 'best-effort'

@@ -71,12 +71,26 @@ export interface LookupCacheStats {
   answers: number
   /** Lookups answered from the cache since the process started. */
   hits: number
-  /** Lookups not answered from the cache. */
+  /** Lookups of a P0 held here that were not (an unknown P0 is neither). */
   misses: number
 }
 
 /** The lookup cache's default bound: 256 MiB. */
 export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+
+/**
+ * The cache bound of {@link LookupOptions.maxBytes} (the default when undefined), or
+ * CLA_ERR_INVALID_OPTION: a whole number of bytes, 0 or more.
+ */
+export function checkCacheBytes(maxBytes: number | undefined): number {
+  const max = maxBytes ?? DEFAULT_CACHE_BYTES
+  if (!Number.isSafeInteger(max) || max < 0)
+    throw claError(
+      'CLA_ERR_INVALID_OPTION',
+      `the lookup cache's maxBytes must be a whole number of bytes, 0 or more; got ${String(max)}`,
+    )
+  return max
+}
 
 /**
  * What one cached answer costs beyond its file's bytes: the index row's object and strings,
@@ -117,18 +131,12 @@ export class Wl3Lookup {
   private closed = false
   /** Lookups answered from the cache. */
   hits = 0
-  /** Lookups not answered from the cache. */
+  /** Lookups of a P0 held here not answered from the cache (an unknown P0 is not counted). */
   misses = 0
 
   constructor(store: BlobStore, opts: LookupOptions = {}) {
     this.store = store
-    const max = opts.maxBytes ?? DEFAULT_CACHE_BYTES
-    if (!Number.isSafeInteger(max) || max < 0)
-      throw claError(
-        'CLA_ERR_INVALID_OPTION',
-        `the lookup cache's maxBytes must be a whole number of bytes, 0 or more; got ${String(max)}`,
-      )
-    this.max = max
+    this.max = checkCacheBytes(opts.maxBytes)
     this.verifySignature = opts.verifySignature ?? false
     this.onDamaged = opts.onDamaged
     this.versionStmt = store.db.prepare('PRAGMA data_version').pluck()
@@ -279,10 +287,11 @@ export class Wl3Lookup {
       hit.used = true
       return hit.a
     }
-    this.misses++
     const info = this.store.index.latest(p0)
     if (!info)
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
+    // an unknown P0 is neither: no cache could have answered it
+    this.misses++
     const answer = this.load(info)
     const cost = answer.file.length + ENTRY_OVERHEAD
     if (cost <= this.max) {

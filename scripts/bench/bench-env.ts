@@ -175,10 +175,19 @@ export function selfCpu(): { self: number; children: number } {
   }
 }
 
-/** Resolves once an HTTP server answers on 127.0.0.1:`port` (any status); fails after `ms` (2 minutes). */
-export async function waitPort(port: number, ms = 120_000): Promise<void> {
+/**
+ * Resolves once an HTTP server answers on 127.0.0.1:`port` (any status); fails after `ms`
+ * (2 minutes), or as soon as `server` (the process that should listen) has exited.
+ */
+export async function waitPort(
+  port: number,
+  ms = 120_000,
+  server?: { exitCode: number | null; signalCode: NodeJS.Signals | null },
+): Promise<void> {
   const end = Date.now() + ms
   while (Date.now() < end) {
+    if (server && (server.exitCode !== null || server.signalCode !== null))
+      throw new Error(`the server for port ${port} exited before it listened`)
     try {
       const r = await fetch(`http://127.0.0.1:${port}/`)
       await r.arrayBuffer()

@@ -381,7 +381,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     const popPort = await freePort()
     let pop = startPop(st.popDir, popPort, false)
     children.push(pop)
-    await waitPort(popPort, POP_READY_MS)
+    await waitPort(popPort, POP_READY_MS, pop)
     log(`N=${n}: POP, no rate limit (${WARMUP} + ${DURATION} s)`)
     const popLoad = await load(popPort, pop.pid!, rnd(urls))
     await stop(pop)
@@ -399,7 +399,7 @@ async function benchOne(n: number): Promise<Figures | null> {
     const rlPort = await freePort()
     pop = startPop(st.popDir, rlPort, true)
     children.push(pop)
-    await waitPort(rlPort, POP_READY_MS)
+    await waitPort(rlPort, POP_READY_MS, pop)
     log(`N=${n}: POP, rate limits on, ${ADDRESSES} addresses (${WARMUP} + ${DURATION} s)`)
     const rlLoad = await load(rlPort, pop.pid!, rnd(urls), xff)
     let soak: Soak | undefined

@@ -47,44 +47,74 @@ export function parseListen(v: string): { host: string; port: number } {
 }
 
 /**
+ * A repeat within this long of the first signal is the same request, not a second one: a
+ * terminal's Ctrl-C reaches the whole process group, and a parent that forwards signals
+ * (npm exec, npx) delivers it to us a second time.
+ */
+export const SECOND_SIGNAL_AFTER_MS = 1000
+
+/**
  * SIGTERM and SIGINT run `stop`, then exit 0; a failure goes to `onError` (a log line;
- * default: failWith's line on stderr) and exit 1. A second signal while stopping exits at
- * once (exit 1, CLA_ERR_STOP_FORCED through `onError`): an operator's second Ctrl-C, or a
- * supervisor's second SIGTERM, must not wait on a slow client (a stop can take up to the
- * servers' time limits, http/timeouts.ts). Skipping the rest of the stop is safe: every
- * write is crash-safe, and the next start recovers as after a crash.
+ * default: failWith's line on stderr) and exit 1. A second signal while stopping, from
+ * SECOND_SIGNAL_AFTER_MS on, exits at once: exit 1 and `clavitor: CLA_ERR_STOP_FORCED: …` on
+ * stderr (written synchronously: a log line could be lost to the exit). An operator's second
+ * Ctrl-C, or a supervisor's second SIGTERM, must not wait on a slow client (a stop can take
+ * up to the servers' time limits, http/timeouts.ts). Skipping the rest of the stop is safe:
+ * every write is crash-safe, and the next start recovers as after a crash.
  * For the serving commands.
  */
 export function onShutdown(
   stop: (signal: string) => Promise<void>,
   onError: (err: unknown) => void = failWith,
 ): void {
-  let stopping = false
-  const handle = (signal: string) => {
-    if (stopping) {
-      onError(
-        claError(
-          'CLA_ERR_STOP_FORCED',
-          `${signal} while stopping: exiting now, the stop unfinished (the next start recovers)`,
-        ),
-      )
-      process.exit(1)
-    }
-    stopping = true
-    stop(signal).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        onError(err)
-        process.exit(1)
-      },
-    )
-  }
+  const handle = shutdownHandler({
+    stop,
+    onError,
+    now: Date.now,
+    exit: (code) => process.exit(code),
+    write: (line) => process.stderr.write(line),
+  })
   // `on`, not `once`: the listener must still be there while the signal is handled.
   // execa's child cleanup (signal-exit) re-raises a signal that no other listener holds,
   // and a `once` listener is gone by then: the process died by SIGTERM mid-stop (under the
   // test runner, whose own listener hid it).
   process.on('SIGTERM', () => handle('SIGTERM'))
   process.on('SIGINT', () => handle('SIGINT'))
+}
+
+/** What {@link shutdownHandler} acts through (the process, in {@link onShutdown}). */
+export interface ShutdownDeps {
+  stop: (signal: string) => Promise<void>
+  onError: (err: unknown) => void
+  now: () => number
+  exit: (code: number) => void
+  /** Writes a line to stderr, synchronously. */
+  write: (line: string) => void
+}
+
+/** onShutdown's decisions for each signal, apart from the process (see onShutdown). */
+export function shutdownHandler(d: ShutdownDeps): (signal: string) => void {
+  let stoppingSince: number | null = null
+  return (signal) => {
+    if (stoppingSince !== null) {
+      if (d.now() - stoppingSince < SECOND_SIGNAL_AFTER_MS) return
+      const e = claError(
+        'CLA_ERR_STOP_FORCED',
+        `${signal} while stopping: exiting now, the stop unfinished (the next start recovers)`,
+      )
+      d.write(`clavitor: ${e.code}: ${e.message}\n`)
+      d.exit(1)
+      return
+    }
+    stoppingSince = d.now()
+    d.stop(signal).then(
+      () => d.exit(0),
+      (err: unknown) => {
+        d.onError(err)
+        d.exit(1)
+      },
+    )
+  }
 }
 
 /** Prints one JSON document on stdout. */
