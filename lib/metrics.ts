@@ -166,18 +166,20 @@ export class Metrics {
         'WL3 answers (one per P0) in the lookup cache',
         () => lookupCache().answers,
       )
-      let counted = { hit: 0, miss: 0 }
+      const counted = { hit: 0, miss: 0, not_found: 0 }
       new Counter({
         name: 'clavitor_lookups_total',
-        help: 'WL3 lookups of P0s held here since the process started, by result: hit (answered from the cache) or miss (index and file read)',
+        help: 'WL3 lookups since the process started, by result: hit (answered from the cache), miss (index and file read), not_found (no blob of that P0 here)',
         labelNames: ['result'],
         registers,
         collect() {
           const s = lookupCache()
+          const now = { hit: s.hits, miss: s.misses, not_found: s.notFound }
           // the counts only grow (a cache dropped keeps them), so the difference is new lookups
-          this.inc({ result: 'hit' }, Math.max(0, s.hits - counted.hit))
-          this.inc({ result: 'miss' }, Math.max(0, s.misses - counted.miss))
-          counted = { hit: Math.max(s.hits, counted.hit), miss: Math.max(s.misses, counted.miss) }
+          for (const result of ['hit', 'miss', 'not_found'] as const) {
+            this.inc({ result }, Math.max(0, now[result] - counted[result]))
+            counted[result] = Math.max(now[result], counted[result])
+          }
         },
       })
     }

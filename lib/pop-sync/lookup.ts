@@ -71,8 +71,10 @@ export interface LookupCacheStats {
   answers: number
   /** Lookups answered from the cache since the process started. */
   hits: number
-  /** Lookups of a P0 held here that were not (an unknown P0 is neither). */
+  /** Lookups of a P0 held here that were not. */
   misses: number
+  /** Lookups of a P0 this POP holds no blob of (neither a hit nor a miss). */
+  notFound: number
 }
 
 /** The lookup cache's default bound: 256 MiB. */
@@ -131,8 +133,10 @@ export class Wl3Lookup {
   private closed = false
   /** Lookups answered from the cache. */
   hits = 0
-  /** Lookups of a P0 held here not answered from the cache (an unknown P0 is not counted). */
+  /** Lookups of a P0 held here not answered from the cache. */
   misses = 0
+  /** Lookups of a P0 this POP holds no blob of (404). */
+  notFound = 0
 
   constructor(store: BlobStore, opts: LookupOptions = {}) {
     this.store = store
@@ -167,6 +171,7 @@ export class Wl3Lookup {
       answers: this.cache.size,
       hits: this.hits,
       misses: this.misses,
+      notFound: this.notFound,
     }
   }
 
@@ -288,9 +293,11 @@ export class Wl3Lookup {
       return hit.a
     }
     const info = this.store.index.latest(p0)
-    if (!info)
+    if (!info) {
+      // not a miss: no cache could have answered it
+      this.notFound++
       throw claError('CLA_ERR_NOT_FOUND', `no WL3 for this P0 on this POP`, { details: { p0 } })
-    // an unknown P0 is neither: no cache could have answered it
+    }
     this.misses++
     const answer = this.load(info)
     const cost = answer.file.length + ENTRY_OVERHEAD

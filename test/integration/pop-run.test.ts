@@ -128,6 +128,7 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   t.equal(res.status, 200)
   t.equal(res.headers.get('etag'), `"${core.store.latest(p0)!.sha256}"`)
   t.same(Buffer.from(await res.arrayBuffer()), await core.store.readPayload(core.store.latest(p0)!))
+  t.equal((await fetch(`${b.url}/api/v1/wl3/${randomP0()}`)).status, 404)
   t.equal((await fetch(`${b.url}/metrics`)).status, 401, '/metrics is not anonymous')
   const m = await fetch(`${b.url}/metrics`, {
     headers: { authorization: 'Bearer metrics-token-for-the-test' },
@@ -139,6 +140,7 @@ t.test('pop run: SIGTERM mid-sync, restart, serve', async (t) => {
   // prefetch had already read that P0)
   t.match(text, /^clavitor_lookup_cache_max_bytes\{role="pop"\} 1048576$/m)
   t.equal(lookupsCounted(text), 1, 'one lookup counted')
+  t.match(text, /^clavitor_lookups_total\{(?=[^}]*result="not_found")[^}]*\} 1$/m, 'the 404 apart')
   const again = await fetch(`${b.url}/metrics`, {
     headers: { authorization: 'Bearer metrics-token-for-the-test' },
   })

@@ -149,7 +149,7 @@ t.test('errors and everything else reach Fastify, once, with their codes', async
   const { pop } = await popWith(t, 'pop-err', [p0])
   const s = await serve(t, pop)
   const json = (r: Raw) => JSON.parse(r.body.toString()) as { error: { code: string } }
-  const misses = pop.lookup.misses
+  const notFound = pop.lookup.notFound
   const unknown = await rawGet(s.port, `/api/v1/wl3/${randomP0()}`)
   t.equal(unknown.status, 404)
   t.equal(json(unknown).error.code, 'CLA_ERR_NOT_FOUND')
@@ -157,7 +157,11 @@ t.test('errors and everything else reach Fastify, once, with their codes', async
     unknown.headers.some(([k]) => k === 'x-request-id'),
     'the error has its request id',
   )
-  t.equal(pop.lookup.misses, misses + 1, 'looked up once: the route threw the fast path’s error')
+  t.equal(
+    pop.lookup.notFound,
+    notFound + 1,
+    'looked up once: the route threw the fast path’s error',
+  )
   const reserved = await rawGet(s.port, `/api/v1/wl3/${'0'.repeat(64)}/cla`)
   t.equal(reserved.status, 400)
   t.equal(json(reserved).error.code, 'CLA_ERR_P0_RESERVED')
