@@ -46,8 +46,9 @@ export interface LookupOptions {
    * Bytes the cache may hold, counted as each answer's file plus `ENTRY_OVERHEAD`
    * (its index row, views and map entry); least recently used go first. Default 256 MiB;
    * 0 caches nothing. A POP whose every answer fits (its P0s × (WL3 file + 1.25 KiB)) serves
-   * every lookup from memory after the prefetch (docs/operations.md, "Sizing the lookup
-   * cache"); the process's RSS stays within this plus a fixed overhead.
+   * every lookup of a P0 it holds from memory after the prefetch, until another process's
+   * commit to meta.db drops the cache (docs/operations.md, "Sizing the lookup cache"); the
+   * process's RSS stays within this plus a fixed overhead.
    */
   maxBytes?: number
   /**
